@@ -1,0 +1,98 @@
+"""The kernel functions and objects that modules link against.
+
+Each entry here is an exported symbol of the core kernel ("vmlinux"), as
+`EXPORT_SYMBOL`/`EXPORT_SYMBOL_GPL` make them in Linux.  A function becomes a
+small stub in kernel text; when module code calls it, the CPU hands the
+System V argument registers to the Python implementation and returns its
+result in %rax.  An object becomes bytes in kernel data or rodata.
+
+One table feeds everything that must agree: the symbol table the linker
+resolves against, kallsyms, the CPU's dispatch, and the modversions CRC
+that `kmodbuild` writes into `__versions` (computed from `proto`, so a change
+of prototype changes the CRC exactly as genksyms would).
+
+Implementations are registered with the decorators below from the modules of
+this package; `load_all()` imports them so the table is complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# An implementation is called as impl(ctx, *args) with one int per declared
+# argument (`nargs`), and returns an int (or None for 0).  `ctx` is the
+# kernel.cpu.CallContext of the calling task: ctx.kernel, ctx.mem, ctx.task,
+# ctx.module (the module whose code made the call, or None), and ctx.va(),
+# an iterator over variadic integer arguments after the fixed ones.
+# An `async def` implementation may sleep (msleep, a contended mutex,
+# wait_for_completion): the task's CPU context is saved while it awaits and
+# other tasks run.
+Impl = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    name: str
+    impl: Impl
+    nargs: int
+    gpl: bool
+    proto: str
+    variadic: bool = False
+
+
+@dataclass(frozen=True)
+class KernelObject:
+    name: str
+    size: int
+    init: bytes           # initial contents (zero-padded to size)
+    gpl: bool
+    writable: bool        # .data rather than .rodata
+    proto: str
+
+
+FUNCTIONS: dict[str, KernelFunction] = {}
+OBJECTS: dict[str, KernelObject] = {}
+
+
+def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
+           variadic: bool = False) -> Callable[[Impl], Impl]:
+    """Register a kernel function; `proto` is its C prototype."""
+    def register(impl: Impl) -> Impl:
+        if name in FUNCTIONS or name in OBJECTS:
+            raise ValueError(f"kernel symbol {name} exported twice")
+        FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic)
+        return impl
+    return register
+
+
+def export_object(name: str, proto: str, size: int, init: bytes = b"", *,
+                  gpl: bool = False, writable: bool = False) -> None:
+    """Register a kernel data object (jiffies, param_ops_int, ...)."""
+    if name in FUNCTIONS or name in OBJECTS:
+        raise ValueError(f"kernel symbol {name} exported twice")
+    OBJECTS[name] = KernelObject(name, size, init.ljust(size, b"\0"), gpl, writable, proto)
+
+
+def symbol_crc(name: str) -> int:
+    """The modversions CRC of a core-kernel export, derived from its prototype."""
+    entry = FUNCTIONS.get(name) or OBJECTS.get(name)
+    if entry is None:
+        raise KeyError(name)
+    return zlib.crc32(entry.proto.encode())
+
+
+_loaded = False
+
+
+def load_all() -> None:
+    """Import every implementation module of this package (idempotent)."""
+    global _loaded
+    if _loaded:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    _loaded = True
