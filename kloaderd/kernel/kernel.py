@@ -1,0 +1,360 @@
+"""The emulated kernel: the one object that owns modules, symbols, memory,
+the CPU and the log, and the operations the daemon serves.
+
+Everything runs in one trio thread, so code between two `await`s is
+atomic — the role `module_mutex` and stop_machine() play in Linux.  Waiting
+(a namesake settling, an exporter's init, a removal's references draining)
+is one mechanism: `wait_for_change()` wakes on every state or reference
+change and the waiter re-checks its own condition.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .. import config
+from ..errors import KernelError
+from . import api
+from .api.params import PARAM_OPS
+from .cpu import Machine, Oops
+from .kallsyms import Kallsyms
+from .load import load_module
+from .memory import RegionAllocator
+from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
+from .moduleparam import find_param, get_param, param_owner, set_param
+from .printk import LogBuffer
+from .slab import Slab
+from .symbols import KernelSymbol, SymbolTable
+from .unload import delete_module, finish_removal
+
+KERN_ALERT, KERN_ERR, KERN_WARNING, KERN_NOTICE, KERN_INFO = 1, 3, 4, 5, 6
+
+
+@dataclass
+class KernelOptions:
+    watchdog: float = 5.0             # seconds a task may run without sleeping
+    try_get_coming: bool = False      # modern Linux: try_module_get admits COMING modules
+    exporter_wait: float = 30.0       # how long a load waits for a COMING exporter
+    max_image_size: int = 64 << 20    # bytes; a larger image is EFBIG
+    log_capacity: int = 1 << 20       # bytes kept in the log ring
+    vermagic: str = config.VERMAGIC
+
+
+class Kernel:
+    def __init__(self, options: KernelOptions | None = None) -> None:
+        self.options = options or KernelOptions()
+        self.vermagic = self.options.vermagic
+        self.boot_time = time.monotonic()
+        self.log = LogBuffer(capacity=self.options.log_capacity)
+        self.taints: set[str] = set()
+        self.loaded: dict[str, Module] = {}
+        self.symbols = SymbolTable()
+        self.kernel_owner = RefOwner(OwnerKind.KERNEL, "kernel")
+        self._load_seq = 0
+        self._changed = trio.Event()
+        self._by_struct: dict[int, Module] = {}
+        api.load_all()
+        self.machine = Machine(self, watchdog=self.options.watchdog, symbolize=self.symbolize)
+        self.mem = self.machine.mem
+        self.module_area = RegionAllocator(config.MODULES_VADDR, config.MODULES_END)
+        self.slab = Slab(self.mem, config.KERNEL_HEAP_BASE,
+                         config.KERNEL_HEAP_END - config.KERNEL_HEAP_BASE, log=self.log)
+        exported = self.machine.kernel_symbols()
+        for name, address in exported.items():
+            entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
+            self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
+        self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
+        self.ksyms = Kallsyms(self.machine.kallsyms())
+
+    # -- notification -------------------------------------------------------
+    def notify(self) -> None:
+        """Wake every waiter: something changed that it may be waiting for."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for_change(self) -> None:
+        await self._changed.wait()
+
+    def set_state(self, mod: Module, state: ModuleState) -> None:
+        mod.state = state
+        self.notify()
+
+    # -- log and taint -------------------------------------------------------
+    def warn(self, text: str) -> None:
+        self.log.emit(KERN_WARNING, text)
+
+    def add_taint(self, flag: str) -> None:
+        self.taints.add(flag)
+
+    def add_module_taint(self, mod: Module, flag: str) -> None:
+        mod.taints.add(flag)
+        self.taints.add(flag)
+
+    def taint_string(self) -> str:
+        """print_tainted(): 'Not tainted' or 'Tainted: P           O      '."""
+        if not self.taints:
+            return "Not tainted"
+        return "Tainted: " + "".join(flag if flag in self.taints else clear
+                                     for flag, clear, _ in TAINT_FLAGS)
+
+    def symbolize(self, address: int, offset: bool = True) -> str | None:
+        return self.ksyms.symbolize(address, offset)
+
+    # -- the module list -------------------------------------------------------
+    def add_module(self, mod: Module) -> None:
+        self._load_seq += 1
+        mod.load_seq = self._load_seq
+        self.loaded[mod.name] = mod
+        self.notify()
+
+    def find_module(self, name: str) -> Module | None:
+        """find_module(): UNFORMED modules are invisible."""
+        mod = self.loaded.get(name)
+        return mod if mod is not None and mod.state is not ModuleState.UNFORMED else None
+
+    def get_module(self, name: str) -> Module:
+        mod = self.find_module(name)
+        if mod is None:
+            raise KernelError(errno.ENOENT, f"Module {name} is not currently loaded")
+        return mod
+
+    def module_by_struct(self, address: int) -> Module | None:
+        return self._by_struct.get(address)
+
+    # -- memory of a module ----------------------------------------------------
+    def map_module(self, mod: Module) -> None:
+        """Write the linked images and apply STRICT_MODULE_RWX permissions."""
+        linked = mod.linked
+        assert linked is not None
+        for base, image, layout in ((mod.core_base, linked.core, mod.layout.core),
+                                    (mod.init_base, linked.init, mod.layout.init)):
+            if not layout.size:
+                continue
+            self.mem.map(base, layout.size, "rw-")
+            self.mem.write(base, image)
+            for offset, size, perms in layout.regions:
+                self.mem.protect(base + offset, size, perms)
+        if linked.this_module is not None:
+            self._by_struct[linked.this_module] = mod
+
+    def free_module_init(self, mod: Module) -> None:
+        """After a successful init: unmap init, seal ro_after_init."""
+        if mod.layout.init.size:
+            self.mem.unmap(mod.init_base, mod.layout.init.size)
+            self.module_area.free(mod.init_base)
+        for offset, size in mod.layout.core.ro_after_init:
+            self.mem.protect(mod.core_base + offset, size, "r--")
+        mod.init_freed = True
+        self.ksyms.add_module(mod)
+
+    def free_module(self, mod: Module) -> None:
+        """Undo everything a (partial) load did; the module ceases to exist."""
+        if mod.state is not ModuleState.UNFORMED:
+            mod.state = ModuleState.GOING
+        self.symbols.remove_module(mod)
+        self.ksyms.remove_module(mod)
+        for used in mod.uses:
+            used.put(mod.dependency_owner)
+            used.holders.remove(mod)
+        mod.uses.clear()
+        mod.refs.clear()
+        self.slab.release(param_owner(mod))
+        leaked, count = self.slab.release(mod.name)
+        if count:
+            self.log.emit(KERN_ERR, f"{mod.name}: leaked {leaked} bytes in {count} allocations")
+        linked = mod.linked
+        if linked is not None:
+            self._by_struct.pop(linked.this_module, None)
+            if mod.layout.core.size:
+                self.mem.unmap(mod.core_base, mod.layout.core.size)
+            if mod.layout.init.size and not mod.init_freed:
+                self.mem.unmap(mod.init_base, mod.layout.init.size)
+        self.module_area.free(mod.core_base)
+        if mod.layout.init.size and not mod.init_freed:
+            self.module_area.free(mod.init_base)
+        if self.loaded.get(mod.name) is mod:
+            del self.loaded[mod.name]
+        self.notify()
+
+    async def call_module(self, mod: Module, address: int, what: str) -> int:
+        """Run module code; an oops is logged, taints, and fails with EFAULT."""
+        try:
+            return await self.machine.call(address, module=mod, name="insmod" if what == "init"
+                                           else "rmmod")
+        except Oops as oops:
+            for line in oops.lines:
+                self.log.emit(KERN_ALERT, line, None)
+            self.add_taint(oops.taint)
+            raise KernelError(errno.EFAULT, f"{mod.name}: {what} oopsed: {oops.lines[0]}") \
+                from None
+
+    # -- references ----------------------------------------------------------------
+    def new_owner(self, label: str) -> RefOwner:
+        return RefOwner(OwnerKind.SESSION, label)
+
+    def module_get(self, mod: Module, owner: RefOwner, *, unconditional: bool = False) -> bool:
+        """try_module_get(): only a live module may be entered (the FAQ);
+        `try_get_coming` admits COMING too, as modern Linux does."""
+        ok = unconditional or mod.state is ModuleState.LIVE or (
+            self.options.try_get_coming and mod.state is ModuleState.COMING)
+        if ok:
+            mod.get(owner)
+        return ok
+
+    def module_put_from_code(self, mod: Module, owner: RefOwner) -> None:
+        """module_put() from module code: prefer the caller's own reference,
+        then any other module code's; never below zero."""
+        if not mod.put(owner):
+            other = next((o for o in mod.refs if o.kind in (OwnerKind.MODULE, OwnerKind.KERNEL)),
+                         None)
+            if other is None or not mod.put(other):
+                self.log.emit(KERN_WARNING, f"WARNING: module_put: {mod.name} refcount "
+                                            f"underflow (put by {owner})")
+                self.add_taint("W")
+                return
+        self.notify()
+
+    def try_module_get(self, name: str, owner: RefOwner) -> None:
+        mod = self.get_module(name)
+        if not self.module_get(mod, owner):
+            raise KernelError(errno.EBUSY, f"Module {name} is {mod.state.value}: "
+                                           "try_module_get refused")
+
+    def module_put(self, name: str, owner: RefOwner) -> None:
+        mod = self.get_module(name)
+        if not mod.put(owner):
+            raise KernelError(errno.EINVAL, f"{owner} holds no reference on module {name}")
+        self.notify()
+
+    def release_owner(self, owner: RefOwner) -> None:
+        """Drop every reference `owner` holds (a session that ended)."""
+        for mod in list(self.loaded.values()):
+            if mod.refs.pop(owner, 0):
+                self.notify()
+
+    def symbol_get(self, name: str, caller: Module | None) -> int:
+        """__symbol_get(): as Linux 6.6, only EXPORT_SYMBOL_GPL symbols, and a
+        reference on the exporting module."""
+        sym = self.symbols.find(name, gplok=True)
+        if sym is None:
+            return 0
+        if not sym.gpl_only:
+            self.warn(f"failing symbol_get of non-GPLONLY symbol {name}.")
+            return 0
+        if sym.owner is not None:
+            owner = caller.symbol_owner if caller is not None else self.kernel_owner
+            if not self.module_get(sym.owner, owner):
+                return 0
+        return sym.address
+
+    def symbol_put(self, name: str, caller: Module | None) -> None:
+        sym = self.symbols.get(name)
+        if sym is None:
+            self.log.emit(KERN_ERR, f"symbol_put: {name} is not exported")
+            return
+        if sym.owner is not None:
+            owner = caller.symbol_owner if caller is not None else self.kernel_owner
+            if not sym.owner.put(owner):
+                self.warn(f"symbol_put: {name}: no symbol_get reference held")
+            self.notify()
+
+    # -- the system calls ------------------------------------------------------------
+    async def init_module(self, image: bytes, params: str = "", *, flags: int = 0) -> str:
+        mod = await load_module(self, image, params, flags)
+        return mod.name
+
+    async def delete_module(self, name: str, *, wait: bool = False, force: bool = False,
+                            timeout: float | None = None) -> None:
+        await delete_module(self, name, wait=wait, force=force, timeout=timeout)
+
+    # -- information ------------------------------------------------------------------
+    def _ordered(self) -> list[Module]:
+        return sorted((m for m in self.loaded.values() if m.state is not ModuleState.UNFORMED),
+                      key=lambda m: m.load_seq, reverse=True)
+
+    def modules(self) -> list[dict[str, Any]]:
+        return [self._summary(m) for m in self._ordered()]
+
+    def _summary(self, mod: Module) -> dict[str, Any]:
+        return {
+            "name": mod.name,
+            "state": mod.state.value,
+            "size": mod.core_size,
+            "refcnt": mod.refcount,
+            "holders": [h.name for h in mod.holders],
+            "address": mod.core_base,
+            "taints": taint_letters(mod.taints, module_only=True),
+        }
+
+    def module_info(self, name: str) -> dict[str, Any]:
+        mod = self.get_module(name)
+        linked = mod.linked
+        info = self._summary(mod)
+        info.update({
+            "core_size": mod.core_size,
+            "init_size": mod.init_size,
+            "uses": [u.name for u in mod.uses],
+            "references": mod.reference_owners(),
+            "params": {p.name: get_param(self, p) for p in mod.params if p.readable},
+            "version": mod.image.modinfo_get("version"),
+            "srcversion": mod.image.modinfo_get("srcversion"),
+            "license": mod.license,
+            "exports": list(mod.exports),
+            "sections": {} if linked is None else {
+                mod.image.sections[i].name: addr for i, addr in linked.section_addr.items()
+                if not (mod.init_freed and mod.image.sections[i].name.startswith(".init"))},
+        })
+        return info
+
+    def _param(self, module: str, param: str):
+        mod = self.get_module(module)
+        p = find_param(mod, param)
+        if p is None or not p.perm:
+            raise KernelError(errno.ENOENT, f"/sys/module/{module}/parameters/{param}: "
+                                            "No such file or directory")
+        return mod, p
+
+    def param_get(self, module: str, param: str) -> str:
+        mod, p = self._param(module, param)
+        if not p.readable:
+            raise KernelError(errno.EACCES, f"parameter {param} of {module} is not readable")
+        return get_param(self, p)
+
+    def param_set(self, module: str, param: str, value: str) -> None:
+        mod, p = self._param(module, param)
+        if not p.writable:
+            raise KernelError(errno.EACCES, f"parameter {param} of {module} is read-only "
+                                            f"(mode {p.perm:04o})")
+        set_param(self, mod, p, value)
+
+    def kallsyms(self) -> list[dict[str, Any]]:
+        return [{"address": s.address, "type": s.type, "name": s.name, "module": s.module}
+                for s in self.ksyms.all()]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "release": config.UTS_RELEASE,
+            "vermagic": self.vermagic,
+            "tainted": self.taint_string(),
+            "taints": taint_letters(self.taints),
+            "modules": len(self._ordered()),
+            "uptime": time.monotonic() - self.boot_time,
+            "symbols": len(self.symbols),
+        }
+
+    async def shutdown(self) -> None:
+        """Remove every module, users before what they use, running exits."""
+        with trio.CancelScope(shield=True):
+            while True:
+                removable = [m for m in self._ordered()
+                             if not m.holders and m.state is ModuleState.LIVE]
+                if not removable:
+                    break
+                for mod in removable:
+                    self.set_state(mod, ModuleState.GOING)
+                    await finish_removal(self, mod)

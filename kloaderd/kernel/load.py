@@ -1,0 +1,204 @@
+"""init_module(): Linux's `load_module()` pipeline, in Linux's order.
+
+validate → check modinfo → lay out → add UNFORMED (name reserved) → resolve
+symbols → relocate → verify exports → COMING → parse parameters → run init
+→ LIVE → free init sections.
+
+Every step that can fail is undone by `free_module()`: a failed load leaves
+nothing behind but its log lines — no name, no exports, no references on
+other modules, no memory.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..elf.image import parse
+from ..errors import KernelError
+from ..link import layout_sections, link
+from .module import Module, ModuleState
+from .moduleparam import parse_module_params, read_module_params
+from .symbols import KernelSymbol
+from .version import (MODULE_INIT_IGNORE_MODVERSIONS, check_version, check_vermagic,
+                      license_is_gpl_compatible)
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+KERN_ERR, KERN_WARNING, KERN_NOTICE = 3, 4, 5
+
+
+async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:
+    limit = kernel.options.max_image_size
+    if len(data) > limit:
+        raise KernelError(errno.EFBIG,
+                          f"module image of {len(data)} bytes exceeds the limit of {limit} bytes")
+    image = parse(data, max_size=limit)
+    layout = layout_sections(image)
+    core_base = kernel.module_area.alloc(layout.core.size)
+    init_base = kernel.module_area.alloc(layout.init.size) if layout.init.size else 0
+    mod = Module(image.name, image, layout, core_base, init_base)
+    try:
+        check_modinfo(kernel, mod, flags)
+        await add_unformed_module(kernel, mod)
+    except BaseException:
+        kernel.module_area.free(core_base)
+        if init_base:
+            kernel.module_area.free(init_base)
+        raise
+    try:
+        externals = await simplify_symbols(kernel, mod, flags)
+        mod.linked = link(image, layout, core_base, init_base, externals)
+        kernel.map_module(mod)
+        verify_exported_symbols(kernel, mod)
+        complete_formation(kernel, mod)
+        mod.params = read_module_params(kernel, mod)
+        parse_module_params(kernel, mod, args)
+        await do_init_module(kernel, mod)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            kernel.free_module(mod)
+        raise
+    return mod
+
+
+def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
+    warn = kernel.warn
+    check_vermagic(mod, kernel.vermagic, flags, warn)
+    if mod.image.modinfo_get("intree") is None:
+        if "O" not in kernel.taints:
+            warn(f"{mod.name}: loading out-of-tree module taints kernel.")
+        kernel.add_module_taint(mod, "O")
+    if mod.image.modinfo_get("staging") is not None:
+        warn(f"{mod.name}: module is from the staging directory, the quality is unknown, "
+             "you have been warned.")
+        kernel.add_module_taint(mod, "C")
+    mod.license = mod.image.modinfo_get("license") or "unspecified"
+    if not license_is_gpl_compatible(mod.license):
+        if "P" not in kernel.taints:
+            warn(f"{mod.name}: module license '{mod.license}' taints kernel.")
+        kernel.add_module_taint(mod, "P")
+    if mod.taints & {"F"}:
+        kernel.add_taint("F")
+
+
+async def add_unformed_module(kernel: "Kernel", mod: Module) -> None:
+    """Reserve the name; a namesake still COMING or GOING is waited for."""
+    old = kernel.loaded.get(mod.name)
+    if old is not None and old.state is not ModuleState.LIVE:
+        # Wait in case it fails to load (or finishes going).
+        while (old := kernel.loaded.get(mod.name)) is not None and not old.live:
+            await kernel.wait_for_change()
+        raise KernelError(errno.EEXIST if old is not None else errno.EBUSY,
+                          f"module {mod.name} is already loaded" if old is not None else
+                          f"module {mod.name} was being loaded or removed concurrently; "
+                          "not trying again right now")
+    if old is not None:
+        raise KernelError(errno.EEXIST, f"module {mod.name} is already loaded")
+    kernel.add_module(mod)
+
+
+async def simplify_symbols(kernel: "Kernel", mod: Module, flags: int) -> dict[str, int]:
+    """Resolve every undefined symbol; log each unknown one, then fail.
+
+    Resolving a symbol of module B records "mod uses B" and takes a
+    reference on B (`ref_module`).  An exporter still in its init is waited
+    for, bounded, as `resolve_symbol_wait` does.
+    """
+    image = mod.image
+    gplok = license_is_gpl_compatible(mod.license)
+    versions = None if flags & MODULE_INIT_IGNORE_MODVERSIONS or not image.has_versions \
+        else dict(image.versions)
+    externals: dict[str, int] = {}
+    err, unknown = 0, []
+    for name in image.undefined:
+        try:
+            sym = await resolve_symbol_wait(kernel, mod, name, gplok, versions)
+        except KernelError as e:
+            err = e.errno
+            unknown.append(name)
+            kernel.log.emit(KERN_WARNING, f"{mod.name}: Unknown symbol {name} (err -{e.errno})")
+            continue
+        externals[name] = sym.address
+    for name in image.weak_undefined:
+        sym = kernel.symbols.find(name, gplok=gplok)
+        if sym is not None and (sym.owner is None or sym.owner.live):
+            ref_module(mod, sym.owner)
+            externals[name] = sym.address
+    if err:
+        raise KernelError(err, f"{mod.name}: Unknown symbol {', '.join(unknown)} (see dmesg)")
+    return externals
+
+
+async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: bool,
+                              versions: dict[str, int] | None) -> KernelSymbol:
+    with trio.move_on_after(kernel.options.exporter_wait):
+        while True:
+            sym = kernel.symbols.find(name, gplok=gplok)
+            if sym is None:
+                raise KernelError(errno.ENOENT, name)
+            if not check_version(mod, name, sym.crc, versions, kernel.warn):
+                raise KernelError(errno.EINVAL, name)
+            owner = sym.owner
+            if owner is None or owner.state is ModuleState.LIVE:
+                if mod.taints & {"F"}:
+                    kernel.add_taint("F")
+                ref_module(mod, owner)
+                return sym
+            if owner.state is not ModuleState.COMING:
+                raise KernelError(errno.ENOENT, name)
+            await kernel.wait_for_change()
+    kernel.warn(f"{mod.name}: gave up waiting for init of module {sym.owner_name}.")
+    raise KernelError(errno.EBUSY, name)
+
+
+def ref_module(mod: Module, exporter: Module | None) -> None:
+    """Record that `mod` uses `exporter`, taking one reference on it."""
+    if exporter is None or exporter in mod.uses:
+        return
+    exporter.get(mod.dependency_owner)
+    mod.uses.append(exporter)
+    exporter.holders.append(mod)
+
+
+def verify_exported_symbols(kernel: "Kernel", mod: Module) -> None:
+    assert mod.linked is not None
+    for name, _addr, _gpl in mod.linked.exports:
+        other = kernel.symbols.get(name)
+        if other is not None:
+            kernel.log.emit(KERN_ERR, f"{mod.name}: exports duplicate symbol {name} "
+                                      f"(owned by {other.owner_name})")
+            raise KernelError(errno.ENOEXEC, f"{mod.name}: exports duplicate symbol {name} "
+                                             f"(owned by {other.owner_name})")
+
+
+def complete_formation(kernel: "Kernel", mod: Module) -> None:
+    """Exports become visible and the module COMING: others may now link
+    against it (and will wait for its init), but nobody may enter it."""
+    assert mod.linked is not None
+    crcs = mod.image.export_crcs
+    for name, address, gpl in mod.linked.exports:
+        kernel.symbols.add(KernelSymbol(name, address, gpl, mod, crcs.get(name)))
+        mod.exports.append(name)
+    kernel.ksyms.add_module(mod)
+    kernel.set_state(mod, ModuleState.COMING)
+
+
+async def do_init_module(kernel: "Kernel", mod: Module) -> None:
+    linked = mod.linked
+    assert linked is not None
+    if linked.init_address is not None:
+        ret = await kernel.call_module(mod, linked.init_address, "init")
+        ret = (ret & 0xFFFFFFFF) - ((ret & 0x80000000) << 1)   # int, as C sees it
+        if ret < 0:
+            raise KernelError(-ret, f"{mod.name}: init failed with error {ret}")
+        if ret > 0:
+            kernel.log.emit(KERN_WARNING,
+                            f"do_init_module: '{mod.name}'->init suspiciously returned {ret}, "
+                            "it should follow 0/-E convention")
+            kernel.log.emit(KERN_WARNING, "do_init_module: loading module anyway...")
+    kernel.set_state(mod, ModuleState.LIVE)
+    kernel.free_module_init(mod)

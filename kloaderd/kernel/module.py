@@ -1,0 +1,136 @@
+"""`struct module`: a module's state, its references and who holds them.
+
+The FAQ's model: a module is entered only by someone holding a reference,
+`try_module_get` fails unless the module is live, and removal stops the
+module (clears "live") before it waits for the count to drain.  Linux keeps
+one anonymous counter; kloader keeps the same count split by *owner*, so that
+"module is in use" can always be answered with "by whom" — a question Linux
+cannot answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..elf.image import Image
+    from ..link import Layout, Linked
+    from .moduleparam import ModuleParam
+
+
+class ModuleState(enum.Enum):
+    LIVE = "live"
+    COMING = "coming"
+    GOING = "going"
+    UNFORMED = "unformed"
+
+
+# Linux's taint flags in bit order (include/linux/panic.h).  The second
+# character is what print_tainted() shows when the flag is clear; `module`
+# marks the flags that are also recorded per module (module_flags_taint).
+TAINT_FLAGS: tuple[tuple[str, str, bool], ...] = (
+    ("P", "G", True), ("F", " ", True), ("S", " ", False), ("R", " ", False),
+    ("M", " ", False), ("B", " ", False), ("U", " ", False), ("D", " ", False),
+    ("A", " ", False), ("W", " ", False), ("C", " ", True), ("I", " ", False),
+    ("O", " ", True), ("E", " ", True), ("L", " ", False), ("K", " ", True),
+    ("X", " ", True), ("T", " ", True), ("N", " ", False), ("J", " ", False),
+)
+TAINT_ORDER = "".join(flag for flag, _, _ in TAINT_FLAGS)
+
+
+def taint_letters(taints: set[str], *, module_only: bool = False) -> str:
+    """Taint letters in Linux's order, as /proc/modules prints them."""
+    return "".join(flag for flag, _, per_module in TAINT_FLAGS
+                   if flag in taints and (per_module or not module_only))
+
+
+class OwnerKind(enum.Enum):
+    DEPENDENCY = "dependency"     # module A links against B's exports
+    MODULE = "module"             # try_module_get/__module_get from module code
+    SYMBOL_GET = "symbol_get"     # __symbol_get by module code
+    SESSION = "session"           # a client connection
+    KERNEL = "kernel"             # core kernel code (no calling module)
+
+
+@dataclass(eq=False)
+class RefOwner:
+    """Someone who can hold references: identity matters, not value."""
+
+    kind: OwnerKind
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
+@dataclass(eq=False)
+class Module:
+    name: str
+    image: "Image"
+    layout: "Layout"
+    core_base: int
+    init_base: int
+    state: ModuleState = ModuleState.UNFORMED
+    linked: "Linked | None" = None
+    taints: set[str] = field(default_factory=set)
+    license: str = "unspecified"
+    # owner references, by owner; the sum is Linux's module_refcount()
+    refs: Counter[RefOwner] = field(default_factory=Counter)
+    # modules whose exports we use (Linux: target_list) and who uses ours (source_list)
+    uses: list["Module"] = field(default_factory=list)
+    holders: list["Module"] = field(default_factory=list)
+    params: list["ModuleParam"] = field(default_factory=list)
+    exports: list[str] = field(default_factory=list)
+    init_freed: bool = False
+    load_seq: int = 0
+
+    def __post_init__(self) -> None:
+        # The owners this module's own code acts as, created once so that a
+        # get and the matching put from the same module code meet.
+        self.code_owner = RefOwner(OwnerKind.MODULE, f"module {self.name}")
+        self.symbol_owner = RefOwner(OwnerKind.SYMBOL_GET, f"symbol_get by {self.name}")
+        self.dependency_owner = RefOwner(OwnerKind.DEPENDENCY, f"module {self.name} (uses its symbols)")
+
+    @property
+    def refcount(self) -> int:
+        return sum(self.refs.values())
+
+    @property
+    def live(self) -> bool:
+        return self.state is ModuleState.LIVE
+
+    @property
+    def has_init(self) -> bool:
+        return self.image.init is not None
+
+    @property
+    def has_exit(self) -> bool:
+        return self.image.exit is not None
+
+    @property
+    def core_size(self) -> int:
+        return self.layout.core.size
+
+    @property
+    def init_size(self) -> int:
+        return 0 if self.init_freed else self.layout.init.size
+
+    def get(self, owner: RefOwner, count: int = 1) -> None:
+        self.refs[owner] += count
+
+    def put(self, owner: RefOwner) -> bool:
+        """Drop one reference of `owner`; False if it holds none."""
+        if self.refs[owner] <= 0:
+            del self.refs[owner]
+            return False
+        self.refs[owner] -= 1
+        if not self.refs[owner]:
+            del self.refs[owner]
+        return True
+
+    def reference_owners(self) -> list[dict[str, object]]:
+        return [{"owner": owner.label, "kind": owner.kind.value, "count": count}
+                for owner, count in self.refs.items()]

@@ -1,0 +1,167 @@
+"""Module parameters bound to the module's memory: `__param` entries read
+from the relocated image, set from the `init_module` argument string, and
+read and written at runtime as `/sys/module/<name>/parameters/<param>`.
+
+The value syntax and the per-type rules are `kernel/params.c`'s
+(`kloaderd/kernel/params.py`); this file only knows where each value lives
+in the guest and which `param_ops_*` object says how to treat it.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import KernelError
+from .params import PARAM_TYPES, param_equal, parse_args
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .module import Module
+
+KERNEL_PARAM = struct.Struct("<QQQHbB4xQ")     # struct kernel_param, 40 bytes
+KPARAM_STRING = struct.Struct("<I4xQ")         # struct kparam_string
+KPARAM_ARRAY = struct.Struct("<IIQQQ")         # struct kparam_array
+MAX_CHARP = 1024                               # param_set_charp's limit
+KERN_ERR, KERN_NOTICE = 3, 5
+
+
+@dataclass
+class ModuleParam:
+    name: str
+    perm: int
+    kind: str                # a PARAM_TYPES key, "string" or "array"
+    arg: int                 # address of the variable (or of kparam_string/array)
+    elem_kind: str = ""      # arrays: the element type
+    max: int = 0             # arrays: max count; strings: buffer size
+    elemsize: int = 0
+    num: int = 0             # arrays: address of the count (0: none)
+    elem: int = 0            # arrays: address of the first element
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.perm & 0o444)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.perm & 0o222)
+
+
+def read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
+    assert mod.linked is not None
+    mem = kernel.mem
+    params = []
+    for addr in mod.linked.param_addresses:
+        name_p, _mod_p, ops, perm, _level, _flags, arg = KERNEL_PARAM.unpack(mem.read(addr, 40))
+        name = mem.read_cstr(name_p, 256).decode(errors="replace")
+        kind = kernel.param_ops.get(ops)
+        if kind is None:
+            raise KernelError(errno.ENOEXEC, f"{mod.name}: parameter {name} has unknown ops "
+                                             f"at {ops:#x}")
+        param = ModuleParam(name, perm, kind, arg)
+        if kind == "string":
+            param.max, param.elem = KPARAM_STRING.unpack(mem.read(arg, KPARAM_STRING.size))
+        elif kind == "array":
+            param.max, param.elemsize, param.num, elem_ops, param.elem = \
+                KPARAM_ARRAY.unpack(mem.read(arg, KPARAM_ARRAY.size))
+            param.elem_kind = kernel.param_ops.get(elem_ops, "")
+            if param.elem_kind not in PARAM_TYPES:
+                raise KernelError(errno.ENOEXEC, f"{mod.name}: array parameter {name} has "
+                                                 "unknown element ops")
+        params.append(param)
+    return params
+
+
+def parse_module_params(kernel: "Kernel", mod: "Module", args: str) -> None:
+    """parse_args(mod->name, mod->args, ...) with unknown_module_param_cb."""
+    for name, value in parse_args(args):
+        param = find_param(mod, name)
+        if param is None:
+            kernel.log.emit(KERN_NOTICE, f"{mod.name}: unknown parameter '{name}' ignored")
+            continue
+        try:
+            set_param(kernel, mod, param, value)
+        except KernelError as e:
+            kernel.log.emit(KERN_ERR, e.message)
+            raise
+
+
+def find_param(mod: "Module", name: str) -> ModuleParam | None:
+    return next((p for p in mod.params if param_equal(p.name, name)), None)
+
+
+def set_param(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
+    def invalid(err: int = errno.EINVAL) -> KernelError:
+        what = "too large for" if err == errno.ENOSPC else "invalid for"
+        return KernelError(err, f"{mod.name}: '{value or ''}' {what} parameter '{param.name}'")
+
+    mem = kernel.mem
+    kind = param.kind
+    if value is None and kind not in ("bool", "invbool"):
+        raise invalid()
+    text = value or ""
+    if kind == "string":
+        if len(text.encode()) + 1 > param.max:
+            kernel.log.emit(KERN_ERR, f"{param.name}: string doesn't fit in {param.max - 1} chars.")
+            raise invalid(errno.ENOSPC)
+        mem.write(param.elem, text.encode() + b"\0")
+    elif kind == "array":
+        items = text.split(",")
+        if len(items) > param.max:
+            kernel.log.emit(KERN_ERR, f"{param.name}: can only take {param.max} arguments")
+            raise invalid()
+        elem_type = PARAM_TYPES[param.elem_kind]
+        try:
+            encoded = [elem_type.encode(elem_type.parse(item)) for item in items]
+        except ValueError:
+            raise invalid() from None
+        for i, raw in enumerate(encoded):
+            mem.write(param.elem + i * param.elemsize, raw)
+        if param.num:
+            mem.write_u32(param.num, len(items))
+    elif kind == "charp":
+        if len(text.encode()) > MAX_CHARP:
+            kernel.log.emit(KERN_ERR, f"{param.name}: string parameter too long")
+            raise invalid(errno.ENOSPC)
+        copy = kernel.slab.alloc(len(text.encode()) + 1, param_owner(mod))
+        if not copy:
+            raise KernelError(errno.ENOMEM, f"{mod.name}: out of memory for parameter "
+                                            f"'{param.name}'")
+        old = mem.read_u64(param.arg)
+        mem.write(copy, text.encode() + b"\0")
+        mem.write_u64(param.arg, copy)
+        if kernel.slab.owns(old, param_owner(mod)):
+            kernel.slab.free(old, param_owner(mod))
+    else:
+        ptype = PARAM_TYPES[kind]
+        try:
+            raw = ptype.encode(ptype.parse(value))
+        except ValueError:
+            raise invalid() from None
+        mem.write(param.arg, raw)
+
+
+def get_param(kernel: "Kernel", param: ModuleParam) -> str:
+    """The value as `cat /sys/module/M/parameters/P` shows it (no newline)."""
+    mem = kernel.mem
+    kind = param.kind
+    if kind == "string":
+        return mem.read_cstr(param.elem, param.max).decode(errors="replace")
+    if kind == "charp":
+        ptr = mem.read_u64(param.arg)
+        return "(null)" if not ptr else mem.read_cstr(ptr, MAX_CHARP + 1).decode(errors="replace")
+    if kind == "array":
+        count = mem.read_u32(param.num) if param.num else param.max
+        ptype = PARAM_TYPES[param.elem_kind]
+        return ",".join(ptype.format(ptype.decode(mem.read(param.elem + i * param.elemsize,
+                                                           ptype.size)))
+                        for i in range(min(count, param.max)))
+    ptype = PARAM_TYPES[kind]
+    return ptype.format(ptype.decode(mem.read(param.arg, ptype.size)))
+
+
+def param_owner(mod: "Module") -> str:
+    """Slab owner of parameter copies: freed with the module, never a leak."""
+    return f"{mod.name}/parameters"

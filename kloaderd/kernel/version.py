@@ -1,0 +1,75 @@
+"""The checks Linux makes before trusting a module's ABI: vermagic,
+modversions CRCs, and the license.
+
+kloader behaves as a kernel built with CONFIG_MODVERSIONS and
+CONFIG_MODULE_FORCE_LOAD: what `modprobe --force-vermagic` and
+`--force-modversion` skip is allowed, and taints the kernel `F`.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import KernelError
+
+if TYPE_CHECKING:
+    from .module import Module
+
+# include/uapi/linux/module.h
+MODULE_INIT_IGNORE_MODVERSIONS = 1
+MODULE_INIT_IGNORE_VERMAGIC = 2
+MODULE_INIT_COMPRESSED_FILE = 4
+
+# include/linux/license.h: license_is_gpl_compatible()
+GPL_COMPATIBLE = frozenset({
+    "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+    "Dual MIT/GPL", "Dual MPL/GPL",
+})
+
+Warn = Callable[[str], None]
+
+
+def license_is_gpl_compatible(license: str) -> bool:
+    return license in GPL_COMPATIBLE
+
+
+def try_to_force_load(module: "Module", reason: str, warn: Warn) -> None:
+    """CONFIG_MODULE_FORCE_LOAD=y: load anyway, tainted."""
+    warn(f"{module.name}: {reason}: kernel tainted.")
+    module.taints.add("F")
+
+
+def check_vermagic(module: "Module", ours: str, flags: int, warn: Warn) -> None:
+    """check_modinfo()'s vermagic test; ENOEXEC unless forced."""
+    theirs = module.image.modinfo_get("vermagic")
+    if flags & MODULE_INIT_IGNORE_VERMAGIC:
+        theirs = None
+    if theirs is None:
+        try_to_force_load(module, "bad vermagic", warn)
+    elif theirs != ours:
+        raise KernelError(errno.ENOEXEC,
+                          f"{module.name}: version magic '{theirs}' should be '{ours}'")
+
+
+def check_version(module: "Module", symbol: str, crc: int | None,
+                  versions: dict[str, int] | None, warn: Warn) -> bool:
+    """check_version(): does the module's `__versions` CRC for `symbol` match?
+
+    `versions` is None when the module has no `__versions` (or the caller
+    asked to ignore them): loading then needs a forced load.
+    """
+    if crc is None:           # the exporter has no CRC: nothing to compare
+        return True
+    if versions is None:
+        try_to_force_load(module, f'no version for "{symbol}" found', warn)
+        return True
+    theirs = versions.get(symbol)
+    if theirs is None:
+        # "Broken toolchain. Warn once, then let it go.."
+        warn(f"{module.name}: no symbol version for {symbol}")
+        return True
+    if theirs != crc:
+        warn(f"{module.name}: disagrees about version of symbol {symbol}")
+        return False
+    return True
