@@ -1,0 +1,327 @@
+"""`Client` (blocking) and `AsyncClient` (trio): kloaderd from Python.
+
+Both speak docs/protocol.md and offer the same methods, written once in
+`_Api`: each method builds its request and hands it to `_call`, which returns
+the result (`Client`) or an awaitable of it (`AsyncClient`).  Failures raise
+the `OSError` subclass a system call would (see `errors`).
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import os
+import socket
+import sys
+from typing import Any, AsyncIterator, Iterator
+
+from kloaderd.server import protocol
+
+from kloader_client.errors import DaemonNotRunning, ProtocolError, connection_lost, from_reply
+
+_REPLY_LIMIT = 1 << 30  # replies are small, but kallsyms of many modules is not tiny
+
+
+def _flags(force_vermagic: bool, force_modversion: bool) -> int:
+    return ((protocol.MODULE_INIT_IGNORE_VERMAGIC if force_vermagic else 0)
+            | (protocol.MODULE_INIT_IGNORE_MODVERSIONS if force_modversion else 0))
+
+
+def _client_name() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    return protocol.pack(message)
+
+
+def _ancillary(fd: int | None) -> list[tuple[int, int, bytes]]:
+    return [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
+
+
+def _result(message: dict[str, Any]) -> Any:
+    if "error" in message:
+        raise from_reply(message["error"])
+    if "result" not in message:
+        raise ProtocolError(f"reply without result or error: {message!r}")
+    return message["result"]
+
+
+def _connect_error(path: str, exc: OSError) -> OSError:
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+        return DaemonNotRunning(path, exc)
+    return exc
+
+
+class _Api:
+    """The operations, once for both clients."""
+
+    def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
+        raise NotImplementedError
+
+    def init_module(self, image: bytes, params: str = "", *, force_vermagic: bool = False,
+                    force_modversion: bool = False) -> Any:
+        """Load a module from its whole image in one call; returns its name."""
+        return self._call("init_module", image=bytes(image), params=params,
+                          flags=_flags(force_vermagic, force_modversion))
+
+    def delete_module(self, name: str, *, wait: bool = False, timeout: float | None = None,
+                      force: bool = False) -> Any:
+        return self._call("delete_module", name=name, wait=wait, timeout=timeout, force=force)
+
+    def try_module_get(self, name: str) -> Any:
+        """Take a reference owned by this connection: it goes when the connection does."""
+        return self._call("try_module_get", name=name)
+
+    def module_put(self, name: str) -> Any:
+        return self._call("module_put", name=name)
+
+    def modules(self) -> Any:
+        return self._call("modules")
+
+    def module(self, name: str) -> Any:
+        return self._call("module", name=name)
+
+    def param_get(self, module: str, param: str) -> Any:
+        return self._call("param_get", module=module, param=param)
+
+    def param_set(self, module: str, param: str, value: str) -> Any:
+        return self._call("param_set", module=module, param=param, value=str(value))
+
+    def kallsyms(self) -> Any:
+        return self._call("kallsyms")
+
+    def dmesg(self, since: int = 0) -> Any:
+        """The log records after sequence number `since`, each with its dmesg `line`."""
+        return self._call("dmesg", since=since)
+
+    def modinfo(self, image: bytes) -> Any:
+        return self._call("modinfo", image=bytes(image))
+
+    def status(self) -> Any:
+        return self._call("status")
+
+
+class Client(_Api):
+    """A blocking connection to kloaderd; one request at a time."""
+
+    def __init__(self, socket_path: str | None = None, *, client_name: str | None = None) -> None:
+        self.path = socket_path or protocol.default_socket_path()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            raise _connect_error(self.path, exc) from None
+        self._decoder = protocol.unpacker(_REPLY_LIMIT)
+        self._next_id = 0
+        self._stash: dict[Any, collections.deque[dict[str, Any]]] = {}
+        self.server = self._call("hello", version=protocol.PROTOCOL_VERSION,
+                                 client=client_name or _client_name())
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
+                     force_vermagic: bool = False, force_modversion: bool = False) -> str:
+        """Load from a file the daemon reads through the descriptor this process opened."""
+        flags = _flags(force_vermagic, force_modversion)
+        if isinstance(path, int):
+            return self._call("finit_module", fd=path, params=params, flags=flags)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self._call("finit_module", fd=fd, params=params, flags=flags)
+        finally:
+            os.close(fd)
+
+    def follow_dmesg(self, since: int = 0) -> Iterator[dict[str, Any]]:
+        """Every log record after `since`, then each new one as it is logged, until closed."""
+        rid = self._send("dmesg", None, since=since, follow=True)
+        ended = False
+        try:
+            while True:
+                message = self._receive(rid)
+                if "event" not in message:
+                    ended = True
+                    _result(message)
+                    return
+                yield message["event"]
+        finally:
+            if not ended:
+                # Stop the stream and drain its end and the cancel's reply, so
+                # the connection is in step for the next call.
+                cancel = self._send("cancel", None, target=rid)
+                while "event" in self._receive(rid):
+                    pass
+                self._receive(cancel)
+
+    def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
+        return _result(self._receive(self._send(op, fd, **args)))
+
+    def _send(self, op: str, fd: int | None, **args: Any) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        data = _frame({"op": op, "id": rid, **args})
+        try:
+            sent = self._sock.sendmsg([data], _ancillary(fd))
+            if sent < len(data):
+                self._sock.sendall(memoryview(data)[sent:])
+        except (BrokenPipeError, ConnectionResetError):
+            raise connection_lost() from None
+        return rid
+
+    def _receive(self, rid: int) -> dict[str, Any]:
+        """The next message for `rid`, keeping others' for their turn."""
+        while True:
+            queue = self._stash.get(rid)
+            if queue:
+                return queue.popleft()
+            for message in self._decoder:
+                if not isinstance(message, dict):
+                    raise ProtocolError(f"unexpected message {message!r}")
+                if message.get("id") is None and "error" in message:
+                    raise from_reply(message["error"])
+                self._stash.setdefault(message.get("id"), collections.deque()).append(message)
+            if self._stash.get(rid):
+                continue
+            try:
+                data = self._sock.recv(protocol.RECV_SIZE)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise connection_lost()
+            self._decoder.feed(data)
+
+
+class AsyncClient(_Api):
+    """A trio connection to kloaderd; concurrent calls are pipelined on it.
+
+    Use as `async with AsyncClient(path) as client:`.
+    """
+
+    def __init__(self, socket_path: str | None = None, *, client_name: str | None = None) -> None:
+        self.path = socket_path or protocol.default_socket_path()
+        self._client_name = client_name or _client_name()
+        self._next_id = 0
+        self._waiters: dict[int, Any] = {}
+        self._closed: OSError | None = None
+        self.server: dict[str, Any] | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        import trio
+
+        self._trio = trio
+        self._sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            raise _connect_error(self.path, exc) from None
+        self._send_lock = trio.Lock()
+        self._nursery_manager = trio.open_nursery()
+        nursery = await self._nursery_manager.__aenter__()
+        nursery.start_soon(self._reader)
+        self._cancel_reader = nursery.cancel_scope.cancel
+        try:
+            self.server = await self._call("hello", version=protocol.PROTOCOL_VERSION, client=self._client_name)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        self._cancel_reader()
+        self._sock.close()
+        return await self._nursery_manager.__aexit__(*exc)
+
+    async def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
+                           force_vermagic: bool = False, force_modversion: bool = False) -> str:
+        flags = _flags(force_vermagic, force_modversion)
+        if isinstance(path, int):
+            return await self._call("finit_module", fd=path, params=params, flags=flags)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return await self._call("finit_module", fd=fd, params=params, flags=flags)
+        finally:
+            os.close(fd)
+
+    async def follow_dmesg(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
+        send, receive = self._trio.open_memory_channel[dict[str, Any]](float("inf"))
+        rid = await self._send("dmesg", None, send, since=since, follow=True)
+        try:
+            async for message in receive:
+                if "event" not in message:
+                    _result(message)
+                    return
+                yield message["event"]
+        finally:
+            self._waiters.pop(rid, None)
+            with self._trio.CancelScope(shield=True):
+                if self._closed is None:
+                    await self._call("cancel", target=rid)
+
+    async def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
+        send, receive = self._trio.open_memory_channel[dict[str, Any]](1)
+        rid = await self._send(op, fd, send, **args)
+        try:
+            return _result(await receive.receive())
+        finally:
+            self._waiters.pop(rid, None)
+
+    async def _send(self, op: str, fd: int | None, waiter: Any, **args: Any) -> int:
+        if self._closed is not None:
+            raise self._closed
+        rid = self._next_id
+        self._next_id += 1
+        self._waiters[rid] = waiter
+        view = memoryview(_frame({"op": op, "id": rid, **args}))
+        async with self._send_lock:
+            try:
+                view = view[await self._sock.sendmsg([view], _ancillary(fd)):]
+                while view:
+                    view = view[await self._sock.send(view):]
+            except (BrokenPipeError, ConnectionResetError):
+                raise connection_lost() from None
+        return rid
+
+    async def _reader(self) -> None:
+        decoder = protocol.unpacker(_REPLY_LIMIT)
+        try:
+            while True:
+                data = await self._sock.recv(protocol.RECV_SIZE)
+                if not data:
+                    break
+                decoder.feed(data)
+                for message in decoder:
+                    self._deliver(message)
+        except OSError:
+            pass
+        finally:
+            self._closed = connection_lost()
+            lost = {"id": None, "error": {"errno": "ECONNRESET", "message": self._closed.strerror}}
+            for waiter in self._waiters.values():
+                self._notify(waiter, lost)
+
+    def _deliver(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            return
+        rid = message.get("id")
+        if rid is None and "error" in message:
+            for waiter in self._waiters.values():  # a frame error: everyone hears it
+                self._notify(waiter, message)
+            return
+        waiter = self._waiters.get(rid)
+        if waiter is not None:
+            self._notify(waiter, message)
+
+    def _notify(self, waiter: Any, message: dict[str, Any]) -> None:
+        try:
+            waiter.send_nowait(message)
+        except (self._trio.WouldBlock, self._trio.BrokenResourceError, self._trio.ClosedResourceError):
+            pass  # that caller has its answer already, or has gone

@@ -1,0 +1,121 @@
+"""The `kloaderd` command: one emulated kernel served in the foreground.
+
+Every field of `KernelOptions` becomes a flag, so a new kernel limit is a
+daemon option without touching this file.  `--log-level` is the console log
+level, as Linux's `loglevel=`: kernel messages more urgent than it are copied
+to stderr, which is how a person watching the daemon sees init and exit run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+from typing import Any
+
+import trio
+
+from kloaderd.errors import KernelError
+from kloaderd.server.protocol import default_socket_path
+from kloaderd.server.server import serve
+
+LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "warning": 4,
+          "notice": 5, "info": 6, "debug": 7}
+# Console levels print records whose level is below them (Linux's console_loglevel).
+_PYTHON_LEVELS = [logging.CRITICAL] * 3 + [logging.ERROR, logging.WARNING, logging.WARNING,
+                                           logging.INFO, logging.DEBUG, logging.DEBUG]
+
+
+def console_level(text: str) -> int:
+    """`info` prints info and more urgent; a number is Linux's console_loglevel itself."""
+    if text.isdigit() and 0 <= int(text) <= 8:
+        return int(text)
+    try:
+        return LEVELS[text.lower()] + 1
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"unknown log level {text!r}: use 0-8 or "
+                                         + ", ".join(LEVELS)) from None
+
+
+def parser(options_type: type) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kloaderd", description="Serve an emulated Linux module loader "
+                                "on a Unix socket, in the foreground.")
+    p.add_argument("--socket", help=f"socket path (default: {default_socket_path()})")
+    p.add_argument("--log-level", type=console_level, default=console_level("info"), metavar="LEVEL",
+                   help="console log level: kernel messages of this level and more urgent go to "
+                        "stderr (emerg..debug, or Linux's 0-8; default info)")
+    kernel = p.add_argument_group("kernel options")
+    for field in dataclasses.fields(options_type):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        kind = type(default)
+        if kind is bool:
+            kernel.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"(default: {default})")
+        elif kind in (int, float, str):
+            kernel.add_argument(flag, type=kind, default=default, metavar=kind.__name__.upper(),
+                                help=f"(default: {default})")
+    return p
+
+
+class Console:
+    """Copies kernel log records below the console level to stderr, as Linux's console does."""
+
+    def __init__(self, kernel: Any, level: int) -> None:
+        self.log = kernel.log
+        self.level = level
+        self.seq = 0
+
+    def _print(self, record: Any) -> None:
+        self.seq = record.seq
+        if record.level < self.level:
+            print(self.log.format(record), file=sys.stderr, flush=True)
+
+    async def follow(self) -> None:
+        async for record in self.log.follow(since=self.seq):
+            self._print(record)
+
+    def flush(self) -> None:
+        for record in self.log.records(since=self.seq):
+            self._print(record)
+
+
+async def run(kernel: Any, socket_path: str, level: int) -> None:
+    """Serve until SIGTERM or SIGINT, then unload every module and return."""
+    console = Console(kernel, level)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(console.follow)
+            path = await nursery.start(serve, kernel, socket_path)
+            print(path, flush=True)
+            async for signum in signals:
+                logging.getLogger("kloaderd").info("%s: shutting down", signal.Signals(signum).name)
+                break
+            # Stop listening and end the sessions: their references go and
+            # their waiting removals are given up before the modules are removed.
+            nursery.cancel_scope.cancel()
+        await kernel.shutdown()
+        console.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+
+    args = parser(KernelOptions).parse_args(argv)
+    options = KernelOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(KernelOptions)})
+    logging.basicConfig(level=_PYTHON_LEVELS[args.log_level], format="kloaderd: %(message)s")
+    try:
+        trio.run(run, Kernel(options), args.socket or default_socket_path(), args.log_level)
+    except KernelError as exc:
+        print(f"kloaderd: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kloaderd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

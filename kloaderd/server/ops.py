@@ -1,0 +1,243 @@
+"""The operations of the protocol: their arguments and what they ask of the kernel.
+
+One table says, for every op, which arguments it takes and of what type,
+whether it changes kernel state (and so needs privilege), and the handler.
+The session validates a request against the table before the handler sees
+it, so handlers can trust their arguments and the kernel only ever sees
+well-typed calls.  Handlers that await (loading, a waiting removal, following
+the log) run as their own task, so a slow request never holds up the others
+of its connection; the rest complete inline.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import inspect
+import os
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from kloaderd.errors import KernelError
+from kloaderd.server import protocol
+
+if TYPE_CHECKING:
+    from kloaderd.server.session import Session
+
+REQUIRED = object()
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Arg:
+    types: type | tuple[type, ...]
+    default: Any = REQUIRED
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    handler: Callable[..., Any]
+    args: dict[str, Arg]
+    privileged: bool
+    blocking: bool          # a coroutine: run as its own task
+
+
+def check_args(op_name: str, spec: dict[str, Arg], request: dict[Any, Any]) -> dict[str, Any]:
+    """The request's arguments, typed and defaulted, or EINVAL saying which is wrong."""
+    unknown = [key for key in request if key not in spec and key not in ("op", "id")]
+    if unknown:
+        raise KernelError(errno.EINVAL, f"{op_name}: unknown argument {unknown[0]!r}")
+    args: dict[str, Any] = {}
+    for name, arg in spec.items():
+        if name not in request:
+            if arg.default is REQUIRED:
+                raise KernelError(errno.EINVAL, f"{op_name}: missing argument {name!r}")
+            args[name] = arg.default
+            continue
+        value = request[name]
+        if value is None and arg.nullable:
+            args[name] = None
+            continue
+        # bool is an int in Python but not on the wire: `true` is no flag word.
+        if not isinstance(value, arg.types) or (isinstance(value, bool) and bool not in _as_tuple(arg.types)):
+            raise KernelError(errno.EINVAL, f"{op_name}: argument {name!r} must be {_type_names(arg)}, "
+                                            f"not {type(value).__name__}")
+        args[name] = value
+    return args
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type_names(arg: Arg) -> str:
+    names = {int: "int", float: "float", str: "str", bytes: "bin", bool: "bool"}
+    text = " or ".join(names.get(t, t.__name__) for t in _as_tuple(arg.types))
+    return text + " or nil" if arg.nullable else text
+
+
+def check_flags(flags: int) -> int:
+    """finit_module's flag word, as Linux checks it."""
+    known = (protocol.MODULE_INIT_IGNORE_MODVERSIONS | protocol.MODULE_INIT_IGNORE_VERMAGIC
+             | protocol.MODULE_INIT_COMPRESSED_FILE)
+    if flags & ~known:
+        raise KernelError(errno.EINVAL, f"unknown module init flags {flags:#x}")
+    if flags & protocol.MODULE_INIT_COMPRESSED_FILE:
+        # Linux without CONFIG_MODULE_DECOMPRESS: the loader takes plain images only.
+        raise KernelError(errno.EOPNOTSUPP, "compressed modules are not supported: decompress the file first")
+    return flags
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def op_hello(session: Session, rid: Any, version: int, client: str) -> dict[str, Any]:
+    if version < min(protocol.SUPPORTED_VERSIONS):
+        raise KernelError(errno.EPROTONOSUPPORT,
+                          f"protocol version {version} is not supported (kloaderd speaks "
+                          f"{', '.join(map(str, protocol.SUPPORTED_VERSIONS))})")
+    session.hello(client)
+    status = session.kernel.status()
+    return {
+        "version": min(version, protocol.PROTOCOL_VERSION),
+        "server": "kloaderd",
+        "release": status.get("release"),
+        "max_frame": session.server.max_frame,
+        "ops": sorted(OPS),
+        "privileged": session.privileged,
+    }
+
+
+async def op_init_module(session: Session, rid: Any, image: bytes, params: str, flags: int) -> str:
+    return await session.kernel.init_module(image, params, flags=check_flags(flags))
+
+
+async def op_finit_module(session: Session, rid: Any, params: str, flags: int) -> str:
+    flags = check_flags(flags)
+    fd = session.take_fd()
+    try:
+        image = read_module_file(fd, session.server.max_image_size)
+    finally:
+        os.close(fd)
+    return await session.kernel.init_module(image, params, flags=flags)
+
+
+def read_module_file(fd: int, limit: int) -> bytes:
+    """kernel_read_file_from_fd: a readable regular file, no larger than the image limit."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise KernelError(errno.EINVAL, "finit_module: the descriptor is not a regular file")
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+        raise KernelError(errno.EBADF, "finit_module: the descriptor is not open for reading")
+    if st.st_size > limit:
+        raise KernelError(errno.EFBIG, f"module image is {st.st_size} bytes, more than the limit of {limit}")
+    chunks, offset = [], 0
+    while offset <= limit:
+        chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    if offset > limit:
+        raise KernelError(errno.EFBIG, f"module image is larger than the limit of {limit} bytes")
+    return b"".join(chunks)
+
+
+async def op_delete_module(session: Session, rid: Any, name: str, wait: bool, force: bool,
+                           timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise KernelError(errno.EINVAL, "delete_module: timeout must not be negative")
+    await session.kernel.delete_module(name, wait=wait, force=force, timeout=timeout)
+
+
+def op_try_module_get(session: Session, rid: Any, name: str) -> None:
+    session.kernel.try_module_get(name, session.owner())
+
+
+def op_module_put(session: Session, rid: Any, name: str) -> None:
+    session.kernel.module_put(name, session.owner())
+
+
+def op_modules(session: Session, rid: Any) -> list[dict[str, Any]]:
+    return session.kernel.modules()
+
+
+def op_module(session: Session, rid: Any, name: str) -> dict[str, Any]:
+    return session.kernel.module_info(name)
+
+
+def op_param_get(session: Session, rid: Any, module: str, param: str) -> str:
+    return session.kernel.param_get(module, param)
+
+
+def op_param_set(session: Session, rid: Any, module: str, param: str, value: str) -> None:
+    session.kernel.param_set(module, param, value)
+
+
+def op_kallsyms(session: Session, rid: Any) -> list[dict[str, Any]]:
+    return session.kernel.kallsyms()
+
+
+def log_record(log: Any, record: Any) -> dict[str, Any]:
+    """A log record on the wire, with the line as dmesg prints it."""
+    return {"seq": record.seq, "level": record.level, "timestamp": record.timestamp,
+            "module": record.module, "text": record.text, "line": log.format(record)}
+
+
+def op_dmesg(session: Session, rid: Any, since: int, follow: bool) -> list[dict[str, Any]]:
+    log = session.kernel.log
+    return [log_record(log, r) for r in log.records(since=since)]
+
+
+async def op_dmesg_follow(session: Session, rid: Any, since: int, follow: bool) -> None:
+    """Stream every record from `since` on as events, until cancelled."""
+    log = session.kernel.log
+    async for record in log.follow(since=since):
+        await session.send(protocol.event(rid, log_record(log, record)))
+
+
+def op_modinfo(session: Session, rid: Any, image: bytes) -> dict[str, Any]:
+    from kloaderd.elf import parse
+    parsed = parse(image)
+    return {"name": parsed.name, "modinfo": [list(pair) for pair in parsed.modinfo]}
+
+
+def op_status(session: Session, rid: Any) -> dict[str, Any]:
+    return {**session.kernel.status(), "server": session.server.status()}
+
+
+def op_cancel(session: Session, rid: Any, target: Any) -> bool:
+    return session.cancel(target)
+
+
+def _op(handler: Callable[..., Any], privileged: bool = False, **args: Arg) -> Op:
+    return Op(handler, args, privileged, inspect.iscoroutinefunction(handler))
+
+
+_NAME = Arg(str)
+_PARAMS = Arg(str, "")
+_FLAGS = Arg(int, 0)
+
+OPS: dict[str, Op] = {
+    "hello": _op(op_hello, version=Arg(int, protocol.PROTOCOL_VERSION), client=Arg(str, "")),
+    "init_module": _op(op_init_module, True, image=Arg(bytes), params=_PARAMS, flags=_FLAGS),
+    "finit_module": _op(op_finit_module, True, params=_PARAMS, flags=_FLAGS),
+    "delete_module": _op(op_delete_module, True, name=_NAME, wait=Arg(bool, False),
+                         force=Arg(bool, False), timeout=Arg(_NUMBER, None, nullable=True)),
+    "try_module_get": _op(op_try_module_get, name=_NAME),
+    "module_put": _op(op_module_put, name=_NAME),
+    "modules": _op(op_modules),
+    "module": _op(op_module, name=_NAME),
+    "param_get": _op(op_param_get, module=_NAME, param=_NAME),
+    "param_set": _op(op_param_set, True, module=_NAME, param=_NAME, value=Arg(str)),
+    "kallsyms": _op(op_kallsyms),
+    "dmesg": _op(op_dmesg, since=Arg(int, 0), follow=Arg(bool, False)),
+    "modinfo": _op(op_modinfo, image=Arg(bytes)),
+    "status": _op(op_status),
+    "cancel": _op(op_cancel, target=Arg((int, str))),
+}
+
+# `dmesg` with `follow` streams: the one op whose mode picks sync or async.
+DMESG_FOLLOW = Op(op_dmesg_follow, OPS["dmesg"].args, False, True)

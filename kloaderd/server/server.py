@@ -1,0 +1,124 @@
+"""Serving a kernel on a Unix socket.
+
+`serve()` is the whole daemon minus process concerns (signals, options): the
+`kloaderd` command and the embedding API both run it, and cancelling it stops
+listening, ends every session (dropping their references and giving up their
+waits) and removes the socket file.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import time
+from typing import Any
+
+import trio
+
+from kloaderd.errors import KernelError
+from kloaderd.server import protocol
+from kloaderd.server.session import Session
+
+log = logging.getLogger("kloaderd.server")
+
+DEFAULT_MAX_IMAGE_SIZE = 64 << 20
+
+
+class Server:
+    """What the sessions of one listening socket share."""
+
+    def __init__(self, kernel: Any, path: str, max_frame: int) -> None:
+        self.kernel = kernel
+        self.path = path
+        self.max_frame = max_frame
+        self.max_image_size = _max_image_size(kernel)
+        self.uid = os.geteuid()
+        self.sessions: set[Session] = set()
+        self.started = time.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "uid": self.uid, "socket": self.path,
+                "protocol": protocol.PROTOCOL_VERSION, "sessions": len(self.sessions),
+                "max_frame": self.max_frame, "uptime": time.monotonic() - self.started}
+
+
+def _max_image_size(kernel: Any) -> int:
+    options = getattr(kernel, "options", None)
+    return getattr(options, "max_image_size", DEFAULT_MAX_IMAGE_SIZE)
+
+
+async def serve(kernel: Any, socket_path: str | None = None, *,
+                task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+                max_frame: int | None = None) -> None:
+    """Listen on `socket_path` (default: `default_socket_path()`) until cancelled.
+
+    `task_status.started()` reports the path once clients can connect.  Raises
+    `KernelError(EADDRINUSE)` if a live daemon already listens there.
+    """
+    path = socket_path or protocol.default_socket_path()
+    if max_frame is None:
+        max_frame = _max_image_size(kernel) + protocol.FRAME_HEADROOM
+    server = Server(kernel, path, max_frame)
+    listener, identity = await _listen(path)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started(path)
+            log.info("listening on %s", path)
+            while True:
+                conn, _ = await listener.accept()
+                nursery.start_soon(Session(server, conn).run)
+    finally:
+        listener.close()
+        _unlink_if_ours(path, identity)
+
+
+async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
+    await _clear_stale(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Mode 0600 from birth: no window in which another user could connect.
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        st = os.stat(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, (st.st_dev, st.st_ino)
+
+
+async def _clear_stale(path: str) -> None:
+    """Remove a socket left by a dead daemon; refuse to replace a live one or a non-socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise KernelError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await probe.connect(path)
+    except ConnectionRefusedError:
+        log.info("replacing the stale socket %s", path)
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise KernelError(errno.EADDRINUSE, f"another kloaderd is already listening on {path}")
+
+
+def _unlink_if_ours(path: str, identity: tuple[int, int]) -> None:
+    """Remove the socket file unless another daemon has since replaced it."""
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == identity:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,229 @@
+"""One client connection: its requests, its references, its passed descriptors.
+
+A connection is to kloaderd what a process is to Linux: the owner references
+it takes with `try_module_get` belong to it, and whatever way it ends (a clean
+close, a reset, a bad frame, the daemon shutting down) they are dropped and
+its waiting removals given up, as a dying process closes its files.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import logging
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from kloaderd.errors import KernelError
+from kloaderd.server import protocol
+from kloaderd.server.ops import DMESG_FOLLOW, OPS, Op, check_args
+
+if TYPE_CHECKING:
+    from kloaderd.server.server import Server
+
+log = logging.getLogger("kloaderd.session")
+
+MAX_FDS_PER_MESSAGE = 4
+MAX_QUEUED_FDS = 8
+_ANC_SIZE = socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * array.array("i").itemsize)
+_UCRED = struct.Struct("3i")
+
+
+@dataclass(frozen=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, sock: trio.socket.SocketType) -> Peer:
+        return cls(*_UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)))
+
+
+class Session:
+    def __init__(self, server: Server, sock: trio.socket.SocketType) -> None:
+        self.server = server
+        self.kernel = server.kernel
+        self.sock = sock
+        self.peer = Peer.of(sock)
+        # CAP_SYS_MODULE: the daemon's own user or root may change the kernel.
+        self.privileged = self.peer.uid in (0, server.uid)
+        self.client = "client"
+        self._owner: Any = None
+        self._fds: list[int] = []
+        self._inflight: dict[Any, trio.CancelScope] = {}
+        self._send_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def label(self) -> str:
+        return f"session {self.client}[{self.peer.pid}]"
+
+    def hello(self, client: str) -> None:
+        if client and self._owner is None:
+            self.client = client
+
+    def owner(self) -> Any:
+        """The session's reference owner, made on first use so `hello` can name it."""
+        if self._owner is None:
+            self._owner = self.kernel.new_owner(self.label)
+        return self._owner
+
+    def take_fd(self) -> int:
+        """The oldest descriptor passed with SCM_RIGHTS and not yet used."""
+        if not self._fds:
+            raise KernelError(errno.EBADF, "finit_module: no file descriptor was passed with the request "
+                                           "(send it with SCM_RIGHTS on the request's first byte)")
+        return self._fds.pop(0)
+
+    def cancel(self, target: Any) -> bool:
+        scope = self._inflight.get(target)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def send(self, data: bytes) -> None:
+        async with self._send_lock:
+            view = memoryview(data)
+            while view:
+                view = view[await self.sock.send(view):]
+
+    # ------------------------------------------------------------ lifetime
+
+    async def run(self) -> None:
+        self.server.sessions.add(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._read_loop()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the peer went away: the cleanup below is the same
+                nursery.cancel_scope.cancel()  # give up this session's waiting requests
+        finally:
+            self.server.sessions.discard(self)
+            if self._owner is not None:
+                self.kernel.release_owner(self._owner)
+            for fd in self._fds:
+                _close_fd(fd)
+            self._fds.clear()
+            self.sock.close()
+
+    async def _read_loop(self) -> None:
+        decoder = protocol.unpacker(self.server.max_frame)
+        while True:
+            data, ancdata, msg_flags, _ = await self.sock.recvmsg(protocol.RECV_SIZE, _ANC_SIZE)
+            self._take_ancillary(ancdata)
+            if not data:
+                return
+            out: list[bytes] = []
+            try:
+                decoder.feed(data)
+                for message in decoder:
+                    self._dispatch(message, out)
+            except protocol.FRAME_ERRORS as exc:
+                # The stream is out of step: say why, then hang up.
+                out.append(_frame_error(exc, self.server.max_frame))
+                await self.send(b"".join(out))
+                return
+            if out:
+                await self.send(b"".join(out))
+
+    def _take_ancillary(self, ancdata: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, payload in ancdata:
+            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+                continue
+            fds = array.array("i")
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            for fd in fds:
+                if len(self._fds) < MAX_QUEUED_FDS:
+                    self._fds.append(fd)
+                else:
+                    _close_fd(fd)
+
+    # ------------------------------------------------------------ requests
+
+    def _dispatch(self, message: Any, out: list[bytes]) -> None:
+        """Run one request inline, or start it as a task if it may block."""
+        if not isinstance(message, dict):
+            out.append(protocol.error_reply(None, errno.EINVAL, "a request must be a map with 'op' and 'id'"))
+            return
+        rid = message.get("id")
+        try:
+            op_name, op = self._lookup(message, rid)
+            args = check_args(op_name, op.args, message)
+            if op_name == "dmesg" and args["follow"]:
+                op = DMESG_FOLLOW
+            if not op.blocking:
+                out.append(protocol.reply(rid, op.handler(self, rid, **args)))
+                return
+        except KernelError as exc:
+            out.append(protocol.error_reply(rid, exc.errno, exc.message))
+            return
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            out.append(_internal_error(rid, exc))
+            return
+        scope = trio.CancelScope()
+        self._inflight[rid] = scope
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_blocking, rid, op, args, scope)
+
+    def _lookup(self, message: dict[Any, Any], rid: Any) -> tuple[str, Op]:
+        if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+            raise KernelError(errno.EINVAL, "a request needs an 'id' (an integer or a string)")
+        op_name = message.get("op")
+        if not isinstance(op_name, str):
+            raise KernelError(errno.EINVAL, "a request needs an 'op' (a string)")
+        op = OPS.get(op_name)
+        if op is None:
+            raise KernelError(errno.ENOSYS, f"unknown op {op_name!r}")
+        if rid in self._inflight:
+            raise KernelError(errno.EINVAL, f"request id {rid!r} is already in flight on this connection")
+        if op.privileged and not self.privileged:
+            raise KernelError(errno.EPERM, f"Operation not permitted: {op_name} needs the uid of kloaderd "
+                                           f"({self.server.uid}) or root; you are uid {self.peer.uid}")
+        return op_name, op
+
+    async def _run_blocking(self, rid: Any, op: Op, args: dict[str, Any], scope: trio.CancelScope) -> None:
+        # A load runs to its end even if its client goes: like insmod killed
+        # mid-init, the module stays; only waits are given up with the session.
+        shield = op.handler.__name__.endswith("init_module")
+        with scope:
+            try:
+                with trio.CancelScope(shield=shield):
+                    result = await op.handler(self, rid, **args)
+                data = protocol.reply(rid, result)
+            except KernelError as exc:
+                data = protocol.error_reply(rid, exc.errno, exc.message)
+            except Exception as exc:
+                data = _internal_error(rid, exc)
+        del self._inflight[rid]
+        if scope.cancelled_caught:
+            data = protocol.error_reply(rid, errno.ECANCELED, "Operation canceled")
+        await self.send(data)
+
+
+def _frame_error(exc: Exception, max_frame: int) -> bytes:
+    if isinstance(exc, protocol.msgpack.exceptions.BufferFull) or "exceeds max" in str(exc):
+        return protocol.error_reply(None, errno.EMSGSIZE, f"Message too long: a frame may be at most "
+                                                          f"{max_frame} bytes; closing the connection")
+    return protocol.error_reply(None, errno.EBADMSG, f"Bad message: not a msgpack frame ({exc}); "
+                                                     "closing the connection")
+
+
+def _internal_error(rid: Any, exc: Exception) -> bytes:
+    log.exception("internal error while serving request %r", rid, exc_info=exc)
+    return protocol.error_reply(rid, errno.EIO, f"kloaderd internal error: {type(exc).__name__}: {exc}")
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
