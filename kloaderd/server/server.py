@@ -24,8 +24,6 @@ from kloaderd.server.session import Session
 
 log = logging.getLogger("kloaderd.server")
 
-DEFAULT_MAX_IMAGE_SIZE = 64 << 20
-
 
 class Server:
     """What the sessions of one listening socket share."""
@@ -34,7 +32,7 @@ class Server:
         self.kernel = kernel
         self.path = path
         self.max_frame = max_frame
-        self.max_image_size = _max_image_size(kernel)
+        self.max_image_size: int = kernel.options.max_image_size
         self.uid = os.geteuid()
         self.sessions: set[Session] = set()
         self.started = time.monotonic()
@@ -43,11 +41,6 @@ class Server:
         return {"pid": os.getpid(), "uid": self.uid, "socket": self.path,
                 "protocol": protocol.PROTOCOL_VERSION, "sessions": len(self.sessions),
                 "max_frame": self.max_frame, "uptime": time.monotonic() - self.started}
-
-
-def _max_image_size(kernel: Any) -> int:
-    options = getattr(kernel, "options", None)
-    return getattr(options, "max_image_size", DEFAULT_MAX_IMAGE_SIZE)
 
 
 async def serve(kernel: Any, socket_path: str | None = None, *,
@@ -60,7 +53,7 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
     """
     path = socket_path or protocol.default_socket_path()
     if max_frame is None:
-        max_frame = _max_image_size(kernel) + protocol.FRAME_HEADROOM
+        max_frame = kernel.options.max_image_size + protocol.FRAME_HEADROOM
     server = Server(kernel, path, max_frame)
     listener, identity = await _listen(path)
     try:

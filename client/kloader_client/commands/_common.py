@@ -1,0 +1,42 @@
+"""What every k-command shares: `--socket`, kmod's error lines, the daemon-not-running line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, NoReturn
+
+from kloader_client.client import Client
+from kloader_client.errors import DaemonNotRunning
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--socket", metavar="PATH", help="kloaderd's socket (default: $KLOADERD_SOCKET, "
+                   "else $XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID.sock)")
+    return p
+
+
+def die(prog: str, message: str) -> NoReturn:
+    """kmod's shape: `insmod: ERROR: ...` on stderr, exit 1."""
+    print(f"{prog}: ERROR: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def connect(prog: str, socket_path: str | None) -> Client:
+    try:
+        return Client(socket_path, client_name=prog)
+    except DaemonNotRunning as exc:
+        die(prog, exc.strerror)
+
+
+def run(body: Callable[[], int | None]) -> int:
+    """Run a command's body; a closed pipe (`| head`) is not an error."""
+    try:
+        return body() or 0
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130

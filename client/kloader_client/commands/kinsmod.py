@@ -1,0 +1,50 @@
+"""kinsmod: insmod for kloaderd — the FAQ's "insmod in about 20 lines".
+
+Read the file, join the parameters, one `init_module` call: the kernel does
+the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from kloader_client.commands._common import connect, die, parser, run
+
+# kmod's mod_strerror(): the errnos whose plain strerror would mislead.
+MOD_STRERROR = {
+    errno.ENOEXEC: "Invalid module format",
+    errno.ENOENT: "Unknown symbol in module",
+    errno.ESRCH: "Module has wrong symbol version",
+    errno.EINVAL: "Invalid parameters",
+}
+
+
+def quote(param: str) -> str:
+    """`name=a b` → `name="a b"`, which the kernel's parse_args reads back whole."""
+    name, eq, value = param.partition("=")
+    return f'{name}="{value}"' if eq and " " in value and not value.startswith('"') else param
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("kinsmod", "Insert a module into kloaderd's kernel.")
+    p.add_argument("-f", "--force", action="store_true", help="ignore vermagic and symbol versions")
+    p.add_argument("filename")
+    p.add_argument("params", nargs="*", metavar="PARAM=VALUE")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        try:
+            with open(args.filename, "rb") as f:
+                image = f.read()
+        except OSError as exc:
+            die("kinsmod", f"could not load module {args.filename}: {exc.strerror}")
+        with connect("kinsmod", args.socket) as client:
+            try:
+                client.init_module(image, " ".join(map(quote, args.params)),
+                                   force_vermagic=args.force, force_modversion=args.force)
+            except OSError as exc:
+                reason = MOD_STRERROR.get(exc.errno) or os.strerror(exc.errno or errno.EIO)
+                die("kinsmod", f"could not insert module {args.filename}: {reason}")
+
+    return run(body)

@@ -1,0 +1,53 @@
+"""klsmod: lsmod for kloaderd, plus `--json` and a long form for debugging references."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kloader_client.commands._common import connect, parser, run
+
+
+def lsmod_lines(modules: list[dict[str, Any]]) -> list[str]:
+    """lsmod's exact layout: `%-19s %8lu  %d` and the holders comma-separated."""
+    lines = ["Module                  Size  Used by"]
+    for m in modules:
+        line = f"{m['name']:<19} {m['size']:>8}  {m['refcnt']}"
+        if m["holders"]:
+            line += " " + ",".join(m["holders"])
+        lines.append(line)
+    return lines
+
+
+def owners(info: dict[str, Any]) -> str:
+    return ", ".join(f"{r['owner']}" + (f" x{r['count']}" if r.get("count", 1) != 1 else "")
+                     for r in info.get("references", [])) or "-"
+
+
+def long_lines(infos: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'Module':<19} {'Size':>8}  {'Used':>4}  {'State':<7} {'Taints':<6} {'Address':<18}  References"]
+    for m in infos:
+        lines.append(f"{m['name']:<19} {m['size']:>8}  {m['refcnt']:>4}  {m['state']:<7} {m['taints'] or '-':<6} "
+                     f"{m.get('address', 0):#018x}  {owners(m)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("klsmod", "Show the modules loaded in kloaderd's kernel.")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="the module list as JSON (with --long: full details)")
+    p.add_argument("-l", "--long", action="store_true",
+                   help="state, taints, address and who holds each reference")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        with connect("klsmod", args.socket) as client:
+            modules = client.modules()
+            if args.long:
+                modules = [client.module(m["name"]) for m in modules]
+        if args.json:
+            print(json.dumps(modules, indent=2))
+        else:
+            print("\n".join(long_lines(modules) if args.long else lsmod_lines(modules)))
+
+    return run(body)
