@@ -1,0 +1,182 @@
+"""Linking a laid-out module: Linux's `simplify_symbols` + `apply_relocations`.
+
+`link` builds the core and init images at the addresses the kernel chose,
+resolves every symbol (the caller supplies the addresses of the external
+symbols this module may see), applies the relocations, and reads back what
+the kernel needs from the *relocated* bytes, as Linux does after the fact:
+the module's exports, `__this_module`, init/exit and each `__param` entry.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple
+
+from kloaderd.arch.x86_64 import apply_relocate_add
+from kloaderd.elf.defs import SHF_ALLOC, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF, STB_WEAK
+from kloaderd.elf.image import Image
+from kloaderd.errors import KernelError, enoexec
+from kloaderd.link.layout import Layout, layout_sections
+
+__all__ = ["Layout", "Linked", "LinkedExport", "layout_sections", "link"]
+
+M64 = (1 << 64) - 1
+IGNORED_UNDEFINED = "_GLOBAL_OFFSET_TABLE_"     # ignore_undef_symbol() on x86-64
+
+
+class LinkedExport(NamedTuple):
+    name: str
+    address: int
+    gpl: bool
+
+
+@dataclass(frozen=True)
+class Linked:
+    image: Image
+    layout: Layout
+    core_base: int
+    init_base: int
+    core: bytes
+    init: bytes
+    section_addr: dict[int, int]        # laid-out sections only
+    symbol_values: tuple[int, ...]      # resolved st_value per symbol index
+    exports: tuple[LinkedExport, ...]   # parallel to image.exports
+    this_module: int                    # address of __this_module
+    init_addr: int | None               # init_module, if the module has one
+    exit_addr: int | None               # cleanup_module
+    param_addrs: tuple[int, ...]        # parallel to image.params
+    relocations: int                    # entries applied
+
+    def symbol_value(self, index: int) -> int:
+        return self.symbol_values[index]
+
+
+def link(image: Image, layout: Layout, core_base: int, init_base: int,
+         externals: Mapping[str, int], *, percpu_base: int = 0) -> Linked:
+    """Resolve, relocate and return the module's memory images.
+
+    `externals` maps the names this module may link against (already
+    filtered for GPL visibility) to addresses.  Per-CPU symbols of the
+    module's own `.data..percpu` resolve against `percpu_base`, as Linux's
+    `mod_percpu(mod)`.
+    """
+    mod = image.name
+    section_addr: dict[int, int] = {}
+    for i, off in layout.core.offsets.items():
+        section_addr[i] = core_base + off
+    for i, off in layout.init.offsets.items():
+        section_addr[i] = init_base + off
+
+    values = _simplify_symbols(image, section_addr, externals, percpu_base)
+
+    mem = {"core": bytearray(layout.core.size), "init": bytearray(layout.init.size)}
+    for s in image.sections:
+        where = layout.place(s.index)
+        if where is not None and s.data:
+            buf, off = mem[where[0]], where[1]
+            buf[off:off + len(s.data)] = s.data
+
+    applied = 0
+    for r in image.rela:
+        target = image.sections[r.target]
+        where = layout.place(r.target)
+        if not target.flags & SHF_ALLOC or where is None:
+            continue
+        if not r.rela:
+            raise enoexec(f"module {mod}: REL relocation unsupported")
+        applied += apply_relocate_add(mem[where[0]], where[1], section_addr[r.target], target.size,
+                                      r.data, values, mod)
+
+    core, init = bytes(mem["core"]), bytes(mem["init"])
+    reader = _Memory(core_base, core, init_base, init, mod)
+    exports = tuple(_read_export(reader, e.name, e.gpl, section_addr[e.section] + e.offset, e.entry_size)
+                    for e in image.exports)
+    return Linked(
+        image=image, layout=layout, core_base=core_base, init_base=init_base, core=core, init=init,
+        section_addr=section_addr, symbol_values=values, exports=exports,
+        this_module=section_addr[image.this_module_index],
+        init_addr=values[image.init.index] if image.init else None,
+        exit_addr=values[image.exit.index] if image.exit else None,
+        param_addrs=tuple(section_addr[p.section] + p.offset for p in image.params),
+        relocations=applied,
+    )
+
+
+def _simplify_symbols(image: Image, section_addr: dict[int, int], externals: Mapping[str, int],
+                      percpu_base: int) -> tuple[int, ...]:
+    """Every symbol's final value; all failures reported together, errno of the last as Linux."""
+    mod = image.name
+    values = [0] * len(image.symbols)
+    problems: list[str] = []
+    err = 0
+    missing: list[str] = []
+    for s in image.symbols[1:]:
+        shndx = s.shndx
+        if shndx == SHN_COMMON:
+            problems.append(f"{mod}: please compile with -fno-common")
+            err = errno.ENOEXEC
+        elif shndx == SHN_ABS or shndx == SHN_LIVEPATCH:
+            values[s.index] = s.value
+        elif shndx == SHN_UNDEF:
+            addr = externals.get(s.name)
+            if addr is not None:
+                values[s.index] = addr & M64
+            elif s.bind == STB_WEAK:
+                values[s.index] = 0
+            elif s.name == IGNORED_UNDEFINED:
+                values[s.index] = s.value
+            else:
+                missing.append(s.name)
+                problems.append(f"{mod}: Unknown symbol {s.name} (err -{errno.ENOENT})")
+                err = errno.ENOENT
+        elif shndx == image.percpu_index:
+            values[s.index] = (percpu_base + s.value) & M64
+        else:
+            # Sections that are not laid out (debug info, .modinfo) have no address.
+            values[s.index] = (section_addr.get(shndx, 0) + s.value) & M64
+    if err:
+        if missing:
+            problems.insert(0, f"{mod}: unknown symbols: {' '.join(missing)}")
+        raise KernelError(err, "\n".join(problems))
+    return tuple(values)
+
+
+class _Memory:
+    """Reads from the relocated images by kernel address."""
+
+    def __init__(self, core_base: int, core: bytes, init_base: int, init: bytes, mod: str) -> None:
+        self.spans = ((core_base, core), (init_base, init))
+        self.mod = mod
+
+    def locate(self, addr: int, what: str) -> tuple[bytes, int]:
+        for base, buf in self.spans:
+            if base <= addr < base + len(buf):
+                return buf, addr - base
+        raise enoexec(f"{self.mod}: {what} points outside the module ({addr:#x})")
+
+    def read(self, addr: int, n: int, what: str) -> bytes:
+        buf, off = self.locate(addr, what)
+        if off + n > len(buf):
+            raise enoexec(f"{self.mod}: {what} runs past the end of the module")
+        return buf[off:off + n]
+
+    def string(self, addr: int, what: str) -> str:
+        buf, off = self.locate(addr, what)
+        end = buf.find(b"\0", off)
+        if end < 0:
+            raise enoexec(f"{self.mod}: {what} is not NUL-terminated")
+        return buf[off:end].decode("utf-8", "replace")
+
+
+def _read_export(memory: _Memory, name: str, gpl: bool, entry: int, entry_size: int) -> LinkedExport:
+    """struct kernel_symbol read Linux's way: PREL32 fields hold (target - field address)."""
+    what = f"export {name}"
+    raw = memory.read(entry, 8, what)
+    if entry_size == 12:
+        value = (entry + int.from_bytes(raw[0:4], "little", signed=True)) & M64
+        name_addr = (entry + 4 + int.from_bytes(raw[4:8], "little", signed=True)) & M64
+    else:
+        value = int.from_bytes(raw, "little")
+        name_addr = int.from_bytes(memory.read(entry + 8, 8, what), "little")
+    return LinkedExport(memory.string(name_addr, what + " name"), value, gpl)

@@ -1,0 +1,521 @@
+"""Reading a module image: validate like Linux, then decode once, immutably.
+
+`parse` is kloader's `elf_validity_cache_copy` + `setup_load_info`: every
+offset, size and index is checked against the image with `struct` before any
+of it is used, so malformed input can only ever produce
+`KernelError(ENOEXEC)` (or EFBIG / EBADMSG where Linux returns those).  The
+result, an `Image`, is plain immutable data: the linker, the kernel and
+`kmodinfo` all read the same decoded tables and nobody touches the raw ELF
+again.
+
+Section flags in the `Image` are the ones Linux works with after its own
+edits: `.modinfo`, `__versions` and `.data..percpu` lose SHF_ALLOC (they are
+not laid out), `.data..ro_after_init` and `__jump_table` gain
+SHF_RO_AFTER_INIT.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from kloaderd.config import MODULE_NAME_LEN
+from kloaderd.errors import KernelError, enoexec
+from kloaderd.elf.defs import (
+    EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_X86_64, ET_REL, R_X86_64_64,
+    R_X86_64_PC32, RELA_SIZE, REL_SIZE, SHDR_SIZE, SHF_ALLOC, SHF_EXECINSTR,
+    SHF_RO_AFTER_INIT, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF,
+    SHT_NOBITS, SHT_NULL, SHT_REL, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, STB_WEAK,
+    SYM_SIZE,
+)
+
+MODULE_SIG_STRING = b"~Module signature appended~\n"
+MODULE_SIGNATURE_SIZE = 12      # sizeof(struct module_signature)
+PKEY_ID_PKCS7 = 2
+
+THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
+THIS_MODULE_NAME_OFFSET = 24    # offsetof(struct module, name)
+THIS_MODULE_MIN_SIZE = THIS_MODULE_NAME_OFFSET + MODULE_NAME_LEN
+
+KSYMTAB_PREL_SIZE = 12          # struct kernel_symbol with PREL32 fields (Linux >= 4.19 on x86-64)
+MODVERSION_INFO_SIZE = 64       # struct modversion_info
+KERNEL_PARAM_SIZE = 40          # struct kernel_param
+KERNEL_PARAM_PERM_OFFSET = 24
+KERNEL_PARAM_OPS_OFFSET = 16
+
+# Alignment and total allocation a module may claim.  Linux would fail the
+# vmalloc with ENOMEM; kloader refuses the claim before allocating anything.
+MAX_ALIGN = 2 << 20
+MAX_ALLOC = 256 << 20
+
+SPECIAL_SHNDX = frozenset({SHN_UNDEF, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH})
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_SYM = struct.Struct("<IBBHQQ")
+_U32 = struct.Struct("<I")
+_S32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+
+
+class Section(NamedTuple):
+    index: int
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    addralign: int
+    entsize: int
+    link: int
+    info: int
+    data: bytes         # b"" for SHT_NOBITS
+
+
+class Symbol(NamedTuple):
+    index: int
+    name: str
+    value: int
+    size: int
+    bind: int
+    type: int
+    shndx: int
+
+
+class RelaSection(NamedTuple):
+    """A relocation section: raw `Elf64_Rela` (or `Elf64_Rel`) entries, decoded in bulk by the relocator."""
+    index: int          # the relocation section itself
+    target: int         # sh_info: the section the entries patch
+    data: bytes
+    count: int
+    rela: bool          # False for SHT_REL, which x86-64 modules may not use
+
+
+class Export(NamedTuple):
+    name: str
+    gpl: bool
+    section: int        # index of __ksymtab / __ksymtab_gpl
+    offset: int         # entry offset inside it
+    entry_size: int     # 12 (PREL32), 16 or 24 (absolute pointers)
+
+
+class Param(NamedTuple):
+    name: str
+    section: int        # index of __param
+    offset: int         # entry offset inside it
+    perm: int
+    ops: str | None     # name of the symbol `ops` points at (e.g. "param_ops_int")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    data: bytes                          # the ELF, signature stripped
+    sections: tuple[Section, ...]
+    symbols: tuple[Symbol, ...]
+    rela: tuple[RelaSection, ...]
+    modinfo: tuple[tuple[str, str], ...]
+    exports: tuple[Export, ...]
+    crcs: tuple[int, ...] | None         # parallel to exports, if __kcrctab* present
+    versions: tuple[tuple[str, int], ...]
+    params: tuple[Param, ...]
+    init: Symbol | None
+    exit: Symbol | None
+    undefined: tuple[str, ...]
+    weak_undefined: tuple[str, ...]
+    symtab_index: int
+    this_module_index: int
+    percpu_index: int                    # 0 when the module has no per-CPU data
+    signed: bool = False
+    _by_name: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def section(self, name: str) -> Section | None:
+        """The first section called `name` (Linux's `find_sec`), or None."""
+        i = self._by_name.get(name)
+        return None if i is None else self.sections[i]
+
+    def modinfo_all(self, key: str) -> list[str]:
+        return [v for k, v in self.modinfo if k == key]
+
+    def modinfo_get(self, key: str) -> str | None:
+        for k, v in self.modinfo:
+            if k == key:
+                return v
+        return None
+
+    @property
+    def license(self) -> str | None:
+        return self.modinfo_get("license")
+
+    @property
+    def vermagic(self) -> str | None:
+        return self.modinfo_get("vermagic")
+
+
+def parse(data: bytes, *, max_size: int = 64 << 20) -> Image:
+    """Validate and decode a module image; refuse anything Linux would refuse."""
+    if len(data) > max_size:
+        raise KernelError(errno.EFBIG, f"module image is {len(data)} bytes, more than the {max_size} byte limit")
+    data = bytes(data)
+    data, signed = _strip_signature(data)
+    return _Parser(data, signed).run()
+
+
+def _strip_signature(data: bytes) -> tuple[bytes, bool]:
+    """Drop an appended module signature as `mod_verify_sig` does (kloader does not verify it)."""
+    if len(data) <= len(MODULE_SIG_STRING) or not data.endswith(MODULE_SIG_STRING):
+        return data, False
+    body = len(data) - len(MODULE_SIG_STRING)
+    if body <= MODULE_SIGNATURE_SIZE:
+        raise KernelError(errno.EBADMSG, "module: signature trailer too short")
+    ms = data[body - MODULE_SIGNATURE_SIZE:body]
+    sig_len = int.from_bytes(ms[8:12], "big")
+    if sig_len >= body - MODULE_SIGNATURE_SIZE:
+        raise KernelError(errno.EBADMSG, "module: signature length exceeds the module")
+    if ms[2] == PKEY_ID_PKCS7 and any(ms[0:2] + ms[3:8]):
+        raise KernelError(errno.EBADMSG, "module: PKCS#7 signature info has unexpected non-zero params")
+    return data[:body - MODULE_SIGNATURE_SIZE - sig_len], True
+
+
+def _cstr(buf: bytes, start: int, end: int) -> str | None:
+    """The NUL-terminated string at buf[start:], which must end before `end`."""
+    nul = buf.find(b"\0", start, end)
+    if nul < 0:
+        return None
+    return buf[start:nul].decode("utf-8", "replace")
+
+
+class _Parser:
+    """One parse: the checks in Linux's order, then the module's tables."""
+
+    def __init__(self, data: bytes, signed: bool) -> None:
+        self.data = data
+        self.signed = signed
+        self.name: str | None = None
+
+    # -- messages -----------------------------------------------------------
+    def modname(self) -> str:
+        return self.name or "(missing .modinfo section or name field)"
+
+    # -- validation (elf_validity_cache_copy) ----------------------------------
+    def run(self) -> Image:
+        data = self.data
+        n = len(data)
+        if n < EHDR_SIZE:
+            raise enoexec(f"Invalid ELF header len {n}")
+        (ident, e_type, e_machine, _ver, _entry, _phoff, e_shoff, _flags, _ehsize,
+         _phentsize, _phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data)
+        if ident[:4] != ELFMAG:
+            raise enoexec("Invalid ELF header magic: != \\177ELF")
+        if ident[4] != ELFCLASS64 or ident[5] != ELFDATA2LSB:
+            raise enoexec(f"Invalid ELF header class/data: {ident[4]}/{ident[5]} (need ELFCLASS64, ELFDATA2LSB)")
+        if e_type != ET_REL:
+            raise enoexec(f"Invalid ELF header type: {e_type} != {ET_REL}")
+        if e_machine != EM_X86_64:
+            raise enoexec(f"Invalid architecture in ELF header: {e_machine}")
+        if e_shentsize != SHDR_SIZE:
+            raise enoexec("Invalid ELF section header size")
+        if e_shoff >= n or e_shnum * SHDR_SIZE > n - e_shoff:
+            raise enoexec("Invalid ELF section header overflow")
+        if e_shstrndx == SHN_UNDEF or e_shstrndx >= e_shnum:
+            raise enoexec(f"Invalid ELF section name index: {e_shstrndx} || e_shstrndx ({e_shstrndx}) >= e_shnum ({e_shnum})")
+
+        shdrs = list(_SHDR.iter_unpack(data[e_shoff:e_shoff + e_shnum * SHDR_SIZE]))
+        # (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_addralign, sh_entsize)
+        strhdr = shdrs[e_shstrndx]
+        if strhdr[1] == SHT_NOBITS or not self._inside(strhdr):
+            raise enoexec(f"Invalid ELF section hdr(type {strhdr[1]})")
+        if strhdr[5] == 0:
+            raise enoexec("empty section name table")
+        secstrings = data[strhdr[4]:strhdr[4] + strhdr[5]]
+        if secstrings[-1] != 0:
+            raise enoexec("ELF Spec violation: section name table isn't null terminated")
+        s0 = shdrs[0]
+        if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
+            raise enoexec(f"ELF Spec violation: section 0 type({s0[1]})!=SH_NULL or non-zero len or addr")
+
+        names: list[str] = [""]
+        sym_idx = mod_idx = info_idx = 0
+        num_sym = num_mod = num_info = 0
+        nstr = len(secstrings)
+        for i in range(1, e_shnum):
+            sh = shdrs[i]
+            if sh[0] >= nstr:
+                raise enoexec(f"Invalid ELF section name in module (section {i} type {sh[1]})")
+            name = _cstr(secstrings, sh[0], nstr) or ""
+            names.append(name)
+            if sh[1] in (SHT_NULL, SHT_NOBITS):
+                continue
+            if sh[1] == SHT_SYMTAB:
+                if sh[6] == SHN_UNDEF or sh[6] >= e_shnum:
+                    raise enoexec(f"Invalid ELF sh_link!=SHN_UNDEF({sh[6]}) or (sh_link({sh[6]}) >= hdr->e_shnum({e_shnum})")
+                num_sym += 1
+                sym_idx = i
+            if not self._inside(sh):
+                raise enoexec(f"Invalid ELF section in module (section {i} type {sh[1]})")
+            if name == THIS_MODULE_SECTION:
+                num_mod += 1
+                mod_idx = i
+            elif name == ".modinfo":
+                num_info += 1
+                info_idx = i
+
+        if num_info > 1:
+            raise enoexec("Only one .modinfo section must exist.")
+        modinfo: tuple[tuple[str, str], ...] = ()
+        if num_info == 1:
+            modinfo = self._modinfo(shdrs[info_idx])
+            self.name = next((v for k, v in modinfo if k == "name"), None)
+        if num_sym != 1:
+            raise enoexec(f"{self.modname()}: module has no symbols (stripped?)")
+        if num_mod == 0:
+            raise enoexec("No module found in object")
+        if num_mod > 1:
+            raise enoexec(f"module {self.modname()}: Only one {THIS_MODULE_SECTION} section must exist.")
+        mh = shdrs[mod_idx]
+        if not mh[2] & SHF_ALLOC:
+            raise enoexec(f"module {self.modname()}: {THIS_MODULE_SECTION} must occupy memory during process execution")
+        if mh[5] < THIS_MODULE_MIN_SIZE:
+            raise enoexec(f"module {self.modname()}: {THIS_MODULE_SECTION} section size must be at least "
+                          f"sizeof(struct module) ({THIS_MODULE_MIN_SIZE}), not {mh[5]}")
+        if self.name is None:
+            raw = data[mh[4] + THIS_MODULE_NAME_OFFSET:mh[4] + THIS_MODULE_NAME_OFFSET + MODULE_NAME_LEN]
+            self.name = _cstr(raw, 0, len(raw))
+        if not self.name:
+            raise enoexec("module has no name (no modinfo name= and an empty struct module name)")
+        mod = self.name
+
+        # -- sections, with Linux's flag edits ---------------------------------
+        find = {}
+        for i in range(e_shnum - 1, 0, -1):
+            find[names[i]] = i
+        flags = [sh[2] for sh in shdrs]
+        for clear in ("__versions", ".modinfo", ".data..percpu"):
+            if clear in find:
+                flags[find[clear]] &= ~SHF_ALLOC
+        for ro in (".data..ro_after_init", "__jump_table"):
+            if ro in find:
+                flags[find[ro]] |= SHF_RO_AFTER_INIT
+        alloc_total = 0
+        sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, b"")]
+        for i in range(1, e_shnum):
+            sh = shdrs[i]
+            fl = flags[i]
+            align = sh[8]
+            if fl & SHF_ALLOC:
+                if (fl & (SHF_WRITE | SHF_EXECINSTR)) == SHF_WRITE | SHF_EXECINSTR:
+                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid WRITE|EXEC flags")
+                if align & (align - 1) or align > MAX_ALIGN:
+                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid alignment {align}")
+                alloc_total += sh[5] + align
+            body = b"" if sh[1] in (SHT_NOBITS, SHT_NULL) else data[sh[4]:sh[4] + sh[5]]
+            sections.append(Section(i, names[i], sh[1], fl, sh[3], sh[4], sh[5], align, sh[9], sh[6], sh[7], body))
+        if alloc_total > MAX_ALLOC:
+            raise KernelError(errno.EFBIG, f"{mod}: sections claim {alloc_total} bytes of module memory, "
+                                           f"more than the {MAX_ALLOC} byte limit")
+        self.sections = sections
+
+        symbols = self._symbols(sections[sym_idx], e_shnum)
+        self.symbols = symbols
+        rela = self._relocations(sym_idx, e_shnum, len(symbols))
+        self.rela_by_target: dict[int, list[RelaSection]] = {}
+        for r in rela:
+            self.rela_by_target.setdefault(r.target, []).append(r)
+
+        exports: list[Export] = []
+        crcs: list[int] = []
+        have_crcs = False
+        for tab, crctab, gpl in (("__ksymtab", "__kcrctab", False), ("__ksymtab_gpl", "__kcrctab_gpl", True)):
+            got = self._exports(find.get(tab), gpl)
+            exports.extend(got)
+            ci = find.get(crctab)
+            if ci is not None:
+                have_crcs = True
+                values = self._crcs(sections[ci], len(got))
+                crcs.extend(values)
+            elif got:
+                crcs.extend([0] * len(got))
+
+        undefined: list[str] = []
+        weak: list[str] = []
+        init = exit_ = None
+        for s in symbols[1:]:
+            if s.shndx == SHN_UNDEF:
+                if s.bind == STB_WEAK:
+                    weak.append(s.name)
+                elif s.name != "_GLOBAL_OFFSET_TABLE_":     # ignore_undef_symbol() on x86
+                    undefined.append(s.name)
+            elif s.name == "init_module" and init is None:
+                init = s
+            elif s.name == "cleanup_module" and exit_ is None:
+                exit_ = s
+
+        return Image(
+            name=mod, data=data, sections=tuple(sections), symbols=symbols, rela=tuple(rela),
+            modinfo=modinfo, exports=tuple(exports), crcs=tuple(crcs) if have_crcs else None,
+            versions=self._versions(find.get("__versions")), params=self._params(find.get("__param")),
+            init=init, exit=exit_, undefined=tuple(undefined), weak_undefined=tuple(weak),
+            symtab_index=sym_idx, this_module_index=mod_idx, percpu_index=find.get(".data..percpu", 0),
+            signed=self.signed, _by_name=find,
+        )
+
+    def _inside(self, sh: tuple) -> bool:
+        """validate_section_offset(): the section's bytes lie inside the image, without overflow."""
+        return sh[1] == SHT_NOBITS or sh[4] + sh[5] <= len(self.data)
+
+    def _modinfo(self, sh: tuple) -> tuple[tuple[str, str], ...]:
+        raw = self.data[sh[4]:sh[4] + sh[5]]
+        if raw and raw[-1] != 0:
+            raise enoexec(".modinfo section is not NUL-terminated")
+        out = []
+        for item in raw.split(b"\0"):
+            key, eq, value = item.partition(b"=")
+            if eq and key:
+                out.append((key.decode("utf-8", "replace"), value.decode("utf-8", "replace")))
+        return tuple(out)
+
+    def _symbols(self, symtab: Section, shnum: int) -> tuple[Symbol, ...]:
+        mod = self.name
+        if symtab.entsize != SYM_SIZE or symtab.size % SYM_SIZE:
+            raise enoexec(f"{mod}: symbol table entry size {symtab.entsize} / size {symtab.size} is not a multiple of {SYM_SIZE}")
+        strsec = self.sections[symtab.link]
+        if strsec.type != SHT_STRTAB:
+            raise enoexec(f"{mod}: symbol table's sh_link {symtab.link} is not a string table")
+        strtab = strsec.data
+        nstr = len(strtab)
+        if nstr == 0 or strtab[-1] != 0:
+            raise enoexec(f"{mod}: symbol string table is empty or not NUL-terminated")
+        out = []
+        append = out.append
+        find = strtab.find
+        special = SPECIAL_SHNDX
+        for i, (st_name, st_info, _other, shndx, value, size) in enumerate(_SYM.iter_unpack(symtab.data)):
+            if st_name >= nstr:
+                raise enoexec(f"{mod}: symbol {i} name offset {st_name} is outside the string table")
+            if shndx >= shnum and shndx not in special:
+                raise enoexec(f"{mod}: symbol {i} has invalid section index {shndx:#x}")
+            name = strtab[st_name:find(b"\0", st_name)].decode("utf-8", "replace") if st_name else ""
+            append(Symbol(i, name, value, size, st_info >> 4, st_info & 0xF, shndx))
+        if not out:
+            raise enoexec(f"{mod}: module has no symbols (stripped?)")
+        return tuple(out)
+
+    def _relocations(self, sym_idx: int, shnum: int, nsyms: int) -> list[RelaSection]:
+        mod = self.name
+        out = []
+        for s in self.sections:
+            if s.type not in (SHT_RELA, SHT_REL):
+                continue
+            is_rela = s.type == SHT_RELA
+            esize = RELA_SIZE if is_rela else REL_SIZE
+            if s.entsize != esize or s.size % esize:
+                raise enoexec(f"{mod}: relocation section {s.name} has entry size {s.entsize}, size {s.size} (need {esize})")
+            if s.info == 0 or s.info >= shnum or self.sections[s.info].type == SHT_NULL:
+                raise enoexec(f"{mod}: relocation section {s.name} applies to invalid section {s.info}")
+            if s.link != sym_idx:
+                raise enoexec(f"{mod}: relocation section {s.name} sh_link {s.link} is not the symbol table {sym_idx}")
+            count = s.size // esize
+            if count:
+                infos = memoryview(s.data).cast("Q")[1::esize // 8]
+                top = max(infos) >> 32
+                if top >= nsyms:
+                    raise enoexec(f"{mod}: relocation section {s.name} refers to symbol {top}, beyond the {nsyms} symbols")
+            out.append(RelaSection(s.index, s.info, s.data, count, is_rela))
+        return out
+
+    # -- the module's tables, decoded statically ----------------------------------
+    def _reloc_at(self, section: int) -> dict[int, tuple[int, int, int]]:
+        """offset -> (type, symbol, addend) for the RELA entries patching `section`."""
+        out: dict[int, tuple[int, int, int]] = {}
+        for r in self.rela_by_target.get(section, ()):
+            if r.rela:
+                for off, info, addend in struct.iter_unpack("<QQq", r.data):
+                    out[off] = (info & 0xFFFFFFFF, info >> 32, addend)
+        return out
+
+    def _string_at(self, symbol: int, addend: int, what: str) -> str:
+        """The C string a relocation `symbol + addend` points at, read from the object."""
+        sym = self.symbols[symbol]
+        if sym.shndx == SHN_UNDEF or sym.shndx >= len(self.sections):
+            raise enoexec(f"{self.name}: {what} does not point into the module")
+        sec = self.sections[sym.shndx]
+        start = sym.value + addend
+        s = _cstr(sec.data, start, len(sec.data)) if 0 <= start < len(sec.data) else None
+        if s is None:
+            raise enoexec(f"{self.name}: {what} does not point at a string inside {sec.name or 'its section'}")
+        return s
+
+    def _exports(self, idx: int | None, gpl: bool) -> list[Export]:
+        if idx is None:
+            return []
+        sec = self.sections[idx]
+        relocs = self._reloc_at(idx)
+        size = sec.size
+        strings = self.sections_named("__ksymtab_strings")
+        if relocs and all(t == R_X86_64_PC32 for t, _s, _a in relocs.values()):
+            esize, name_off, name_type = KSYMTAB_PREL_SIZE, 4, R_X86_64_PC32
+        else:
+            esize, name_off, name_type = self._absolute_ksymtab_size(size, relocs, strings), 8, R_X86_64_64
+        if size % esize:
+            raise enoexec(f"{self.name}: {sec.name} size {size} is not a multiple of its {esize}-byte entries")
+        out = []
+        for off in range(0, size, esize):
+            what = f"{sec.name} entry at {off:#x}"
+            r = relocs.get(off + name_off)
+            if r is None or r[0] != name_type or off not in relocs:
+                raise enoexec(f"{self.name}: {what} lacks the relocations of a struct kernel_symbol")
+            # PREL32: the field holds S + A - P, so the string is at S + A.
+            out.append(Export(self._string_at(r[1], r[2], what + " name"), gpl, idx, off, esize))
+        return out
+
+    def sections_named(self, name: str) -> set[int]:
+        return {s.index for s in self.sections if s.name == name}
+
+    def _absolute_ksymtab_size(self, size: int, relocs: dict, strings: set[int]) -> int:
+        """16-byte {value, name} or 24-byte {value, name, namespace}: values never point at strings."""
+        for esize in (16, 24):
+            if size % esize == 0 and all(
+                off in relocs and self.symbols[relocs[off][1]].shndx not in strings
+                for off in range(0, size, esize)
+            ):
+                return esize
+        return 16
+
+    def _crcs(self, sec: Section, n: int) -> list[int]:
+        if sec.size != 4 * n:
+            raise enoexec(f"{self.name}: {sec.name} has {sec.size // 4} CRCs for {n} exports")
+        return [c for (c,) in _U32.iter_unpack(sec.data)]
+
+    def _versions(self, idx: int | None) -> tuple[tuple[str, int], ...]:
+        if idx is None:
+            return ()
+        raw = self.sections[idx].data
+        out = []
+        for off in range(0, len(raw) - MODVERSION_INFO_SIZE + 1, MODVERSION_INFO_SIZE):
+            crc = int.from_bytes(raw[off:off + 8], "little")
+            name = raw[off + 8:off + MODVERSION_INFO_SIZE].split(b"\0", 1)[0].decode("utf-8", "replace")
+            out.append((name, crc))
+        return tuple(out)
+
+    def _params(self, idx: int | None) -> tuple[Param, ...]:
+        if idx is None:
+            return ()
+        sec = self.sections[idx]
+        if sec.size % KERNEL_PARAM_SIZE:
+            raise enoexec(f"{self.name}: __param size {sec.size} is not a multiple of {KERNEL_PARAM_SIZE}")
+        relocs = self._reloc_at(idx)
+        out = []
+        for off in range(0, sec.size, KERNEL_PARAM_SIZE):
+            what = f"__param entry at {off:#x}"
+            r = relocs.get(off)
+            if r is None or r[0] != R_X86_64_64:
+                raise enoexec(f"{self.name}: {what} has no name")
+            name = self._string_at(r[1], r[2], what + " name")
+            ops_r = relocs.get(off + KERNEL_PARAM_OPS_OFFSET)
+            ops = self.symbols[ops_r[1]].name if ops_r else None
+            perm = _U16.unpack_from(sec.data, off + KERNEL_PARAM_PERM_OFFSET)[0] if sec.data else 0
+            out.append(Param(name, idx, off, perm, ops))
+        return tuple(out)
