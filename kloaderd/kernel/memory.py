@@ -1,0 +1,285 @@
+"""The emulated kernel's address space.
+
+Unicorn cannot place code at high canonical addresses with its default
+memory model, so the CPU runs with a virtual TLB (`UC_TLB_VIRTUAL`): every
+TLB miss asks our page table (`AddressSpace._tlb_fill`) for the physical page
+and its permissions, exactly as the MMU walks Linux's page tables.  Physical
+memory is Unicorn `mem_map`ped regions that we allocate and free; a virtual
+mapping points at pages inside one of them.
+
+Python reads and writes go through the same page table but ignore page
+permissions, as the kernel's own accesses to module text do (text_poke); an
+access to an unmapped address raises `GuestFault`, which the CPU turns into
+an oops of the task whose kernel call made it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+
+from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc
+from unicorn.unicorn_const import UC_CTL_IO_WRITE as _UC_CTL_IO_WRITE
+from unicorn.unicorn_const import UC_CTL_TLB_FLUSH as _UC_CTL_TLB_FLUSH
+from unicorn.unicorn_const import UC_HOOK_TLB_FILL
+
+from ..config import PAGE_SIZE, PHYS_BASE, PHYS_END
+
+PAGE_SHIFT = 12
+PAGE_MASK = ~(PAGE_SIZE - 1)
+
+_ACCESS_NAMES = {UC_MEM_WRITE: "write", UC_MEM_FETCH: "exec"}
+_ACCESS_PROT = {UC_MEM_WRITE: UC_PROT_WRITE, UC_MEM_FETCH: UC_PROT_EXEC}
+
+
+class GuestFault(Exception):
+    """An access to an address no page maps (or, from the CPU, one its
+    permissions forbid): the emulated equivalent of a kernel page fault."""
+
+    def __init__(self, address: int, access: str, *, present: bool = False) -> None:
+        super().__init__(f"{access} fault at {address:#x}")
+        self.address = address
+        self.access = access          # "read" | "write" | "exec"
+        self.present = present        # a permissions violation rather than a missing page
+
+
+def parse_perms(perms: str) -> int:
+    """`"r-x"` → Unicorn protection bits; the notation of /proc/*/maps."""
+    if len(perms) != 3 or any(c not in allowed for c, allowed in zip(perms, ("r-", "w-", "x-"))):
+        raise ValueError(f"bad permissions {perms!r}: want e.g. 'r-x'")
+    prot = 0
+    if perms[0] == "r":
+        prot |= UC_PROT_READ
+    if perms[1] == "w":
+        prot |= UC_PROT_WRITE
+    if perms[2] == "x":
+        prot |= UC_PROT_EXEC
+    return prot
+
+
+def page_align(size: int) -> int:
+    return (size + PAGE_SIZE - 1) & PAGE_MASK
+
+
+class RegionAllocator:
+    """First-fit, page-granular allocator of address ranges in [base, end).
+
+    It hands out addresses only; mapping them is the caller's business.  Used
+    for the module area (a module's core and init images), kernel stacks and
+    physical memory.
+    """
+
+    def __init__(self, base: int, end: int) -> None:
+        if base % PAGE_SIZE or end % PAGE_SIZE or end <= base:
+            raise ValueError("region bounds must be page aligned and non-empty")
+        self.base = base
+        self.end = end
+        self._free: list[tuple[int, int]] = [(base, end - base)]   # sorted (start, size)
+        self._used: dict[int, int] = {}
+
+    def alloc(self, size: int) -> int:
+        size = page_align(max(size, 1))
+        for i, (start, length) in enumerate(self._free):
+            if length >= size:
+                if length == size:
+                    del self._free[i]
+                else:
+                    self._free[i] = (start + size, length - size)
+                self._used[start] = size
+                return start
+        raise MemoryError(f"no {size:#x}-byte range left in [{self.base:#x}, {self.end:#x})")
+
+    def free(self, addr: int) -> None:
+        size = self._used.pop(addr, None)
+        if size is None:
+            raise ValueError(f"{addr:#x} was not allocated here")
+        i = bisect.bisect(self._free, (addr, 0))
+        # coalesce with the following and the preceding free range
+        if i < len(self._free) and addr + size == self._free[i][0]:
+            size += self._free[i][1]
+            del self._free[i]
+        if i > 0 and self._free[i - 1][0] + self._free[i - 1][1] == addr:
+            addr, size = self._free[i - 1][0], self._free[i - 1][1] + size
+            del self._free[i - 1]
+            i -= 1
+        self._free.insert(i, (addr, size))
+
+    def size_of(self, addr: int) -> int:
+        return self._used[addr]
+
+    @property
+    def used(self) -> int:
+        return sum(self._used.values())
+
+
+class AddressSpace:
+    """Virtual memory of the emulated kernel: a page table over Unicorn's
+    physical regions, shared by the guest CPU and the Python kernel."""
+
+    def __init__(self, uc: Uc) -> None:
+        self.uc = uc
+        # vpn -> [physical address of the page, protection, physical chunk base]
+        self._pt: dict[int, list[int]] = {}
+        self._phys = RegionAllocator(PHYS_BASE, PHYS_END)
+        self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
+        # The last access the TLB refused: what the CPU reports as a fault.
+        self.last_fault: GuestFault | None = None
+        uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
+
+    # --- the MMU -----------------------------------------------------------
+
+    def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:
+        pte = self._pt.get(vaddr >> PAGE_SHIFT)
+        need = _ACCESS_PROT.get(access, UC_PROT_READ)
+        if pte is None or not pte[1] & need:
+            self.last_fault = GuestFault(vaddr, _ACCESS_NAMES.get(access, "read"),
+                                         present=pte is not None)
+            return False
+        entry.paddr = pte[0]
+        entry.perms = pte[1]
+        return True
+
+    def _flush_tlb(self) -> None:
+        self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)
+
+    # --- mappings ------------------------------------------------------------
+
+    def map(self, addr: int, size: int, perms: str = "rw-") -> None:
+        """Back [addr, addr+size) with fresh zeroed pages."""
+        if addr % PAGE_SIZE:
+            raise ValueError(f"map: {addr:#x} is not page aligned")
+        size = page_align(size)
+        prot = parse_perms(perms)
+        first = addr >> PAGE_SHIFT
+        npages = size >> PAGE_SHIFT
+        for vpn in range(first, first + npages):
+            if vpn in self._pt:
+                raise ValueError(f"map: {vpn << PAGE_SHIFT:#x} is already mapped")
+        phys = self._phys.alloc(size)
+        self.uc.mem_map(phys, size)
+        self._chunk_pages[phys] = npages
+        for i in range(npages):
+            self._pt[first + i] = [phys + (i << PAGE_SHIFT), prot, phys]
+        self._flush_tlb()
+
+    def protect(self, addr: int, size: int, perms: str) -> None:
+        """Change permissions, as set_memory_ro/set_memory_x do."""
+        prot = parse_perms(perms)
+        for pte in self._ptes(addr, size):
+            pte[1] = prot
+        self._flush_tlb()
+
+    def unmap(self, addr: int, size: int) -> None:
+        """Drop the pages; physical memory goes once none of it is mapped."""
+        ptes = self._ptes(addr, size)
+        first = addr >> PAGE_SHIFT
+        for i, pte in enumerate(ptes):
+            del self._pt[first + i]
+            chunk = pte[2]
+            self._chunk_pages[chunk] -= 1
+            if not self._chunk_pages[chunk]:
+                del self._chunk_pages[chunk]
+                self.uc.mem_unmap(chunk, self._phys.size_of(chunk))
+                self._phys.free(chunk)
+        self._flush_tlb()
+        # Translated code is cached by physical address, which a later
+        # mapping may reuse for different bytes.
+        self.uc.ctl_flush_tb()
+
+    def _ptes(self, addr: int, size: int) -> list[list[int]]:
+        if addr % PAGE_SIZE:
+            raise ValueError(f"{addr:#x} is not page aligned")
+        first = addr >> PAGE_SHIFT
+        ptes = []
+        for vpn in range(first, first + (page_align(size) >> PAGE_SHIFT)):
+            pte = self._pt.get(vpn)
+            if pte is None:
+                raise ValueError(f"{vpn << PAGE_SHIFT:#x} is not mapped")
+            ptes.append(pte)
+        return ptes
+
+    def is_mapped(self, addr: int) -> bool:
+        return (addr >> PAGE_SHIFT) in self._pt
+
+    def perms(self, addr: int) -> str | None:
+        """`"r-x"`-style permissions of the page holding addr, None if unmapped."""
+        pte = self._pt.get(addr >> PAGE_SHIFT)
+        if pte is None:
+            return None
+        p = pte[1]
+        return ("r" if p & UC_PROT_READ else "-") + ("w" if p & UC_PROT_WRITE else "-") + \
+               ("x" if p & UC_PROT_EXEC else "-")
+
+    def translate(self, addr: int, access: str = "read") -> int:
+        pte = self._pt.get(addr >> PAGE_SHIFT)
+        if pte is None:
+            raise GuestFault(addr, access)
+        return pte[0] | (addr & (PAGE_SIZE - 1))
+
+    # --- data access from Python --------------------------------------------
+
+    def read(self, addr: int, n: int) -> bytes:
+        addr &= _MASK64
+        if n <= 0:
+            return b""
+        end_in_page = PAGE_SIZE - (addr & (PAGE_SIZE - 1))
+        if n <= end_in_page:
+            return bytes(self.uc.mem_read(self.translate(addr), n))
+        out = bytearray()
+        while n:
+            chunk = min(n, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+            out += self.uc.mem_read(self.translate(addr), chunk)
+            addr = (addr + chunk) & _MASK64
+            n -= chunk
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        addr &= _MASK64
+        data = bytes(data)
+        # Check the whole range first: a fault must not leave a partial write.
+        for page in range(addr & PAGE_MASK, addr + len(data), PAGE_SIZE):
+            if (page >> PAGE_SHIFT) not in self._pt:
+                raise GuestFault(max(page, addr), "write")
+        off = 0
+        while off < len(data):
+            chunk = min(len(data) - off, PAGE_SIZE - ((addr + off) & (PAGE_SIZE - 1)))
+            self.uc.mem_write(self.translate(addr + off, "write"), data[off:off + chunk])
+            off += chunk
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string (without the NUL), at most `limit` bytes."""
+        out = bytearray()
+        while len(out) < limit:
+            chunk = min(limit - len(out), PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+            data = self.read(addr, chunk)
+            nul = data.find(0)
+            if nul >= 0:
+                out += data[:nul]
+                return bytes(out)
+            out += data
+            addr += chunk
+        return bytes(out)
+
+    def _read_int(self, addr: int, fmt: struct.Struct) -> int:
+        return fmt.unpack(self.read(addr, fmt.size))[0]
+
+    def _write_int(self, addr: int, fmt: struct.Struct, value: int) -> None:
+        self.write(addr, fmt.pack(value & ((1 << (8 * fmt.size)) - 1)))
+
+    def read_u8(self, addr: int) -> int: return self._read_int(addr, _U8)
+    def read_u16(self, addr: int) -> int: return self._read_int(addr, _U16)
+    def read_u32(self, addr: int) -> int: return self._read_int(addr, _U32)
+    def read_u64(self, addr: int) -> int: return self._read_int(addr, _U64)
+    def read_s8(self, addr: int) -> int: return self._read_int(addr, _S8)
+    def read_s16(self, addr: int) -> int: return self._read_int(addr, _S16)
+    def read_s32(self, addr: int) -> int: return self._read_int(addr, _S32)
+    def read_s64(self, addr: int) -> int: return self._read_int(addr, _S64)
+    def write_u8(self, addr: int, value: int) -> None: self._write_int(addr, _U8, value)
+    def write_u16(self, addr: int, value: int) -> None: self._write_int(addr, _U16, value)
+    def write_u32(self, addr: int, value: int) -> None: self._write_int(addr, _U32, value)
+    def write_u64(self, addr: int, value: int) -> None: self._write_int(addr, _U64, value)
+
+
+_MASK64 = (1 << 64) - 1
+_U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
+_S8, _S16, _S32, _S64 = (struct.Struct(f) for f in ("<b", "<h", "<i", "<q"))

@@ -1,0 +1,190 @@
+"""The emulated address space: page table, permissions, Python access, allocators."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn.unicorn_const import UC_TLB_VIRTUAL
+
+from kloaderd.config import KERNEL_HEAP_BASE, MODULES_VADDR, PAGE_SIZE
+from kloaderd.kernel.memory import AddressSpace, GuestFault, RegionAllocator, parse_perms
+
+HEAP = KERNEL_HEAP_BASE
+
+
+@pytest.fixture
+def mem() -> AddressSpace:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    return AddressSpace(uc)
+
+
+def test_mapped_memory_starts_zeroed_and_round_trips(mem):
+    mem.map(HEAP, 3 * PAGE_SIZE, "rw-")
+    assert mem.read(HEAP, 16) == bytes(16)
+    data = bytes(range(256)) * 40            # 10 KiB: spans three pages
+    mem.write(HEAP + 100, data)
+    assert mem.read(HEAP + 100, len(data)) == data
+
+
+def test_integers_are_little_endian_and_wrap(mem):
+    mem.map(HEAP, PAGE_SIZE)
+    mem.write_u64(HEAP, -1)
+    assert mem.read_u64(HEAP) == 2**64 - 1
+    assert mem.read_s64(HEAP) == -1
+    mem.write_u32(HEAP, 0x1_2345_6789)       # taken modulo 2^32
+    assert mem.read_u32(HEAP) == 0x2345_6789
+    assert mem.read(HEAP, 4) == bytes.fromhex("89674523")
+    mem.write_u16(HEAP + 8, 0x8000)
+    assert (mem.read_u16(HEAP + 8), mem.read_s16(HEAP + 8)) == (0x8000, -0x8000)
+    mem.write_u8(HEAP + 10, 0x1FF)
+    assert (mem.read_u8(HEAP + 10), mem.read_s8(HEAP + 10)) == (0xFF, -1)
+    mem.write_u32(HEAP + 12, 0xFFFFFFFE)
+    assert mem.read_s32(HEAP + 12) == -2
+
+
+def test_u64_across_a_page_boundary(mem):
+    mem.map(HEAP, 2 * PAGE_SIZE)
+    mem.write_u64(HEAP + PAGE_SIZE - 3, 0x1122334455667788)
+    assert mem.read_u64(HEAP + PAGE_SIZE - 3) == 0x1122334455667788
+
+
+def test_read_cstr_stops_at_nul_or_limit(mem):
+    mem.map(HEAP, 2 * PAGE_SIZE)
+    mem.write(HEAP + PAGE_SIZE - 2, b"hello\0world")
+    assert mem.read_cstr(HEAP + PAGE_SIZE - 2) == b"hello"
+    assert mem.read_cstr(HEAP + PAGE_SIZE - 2, limit=3) == b"hel"
+
+
+def test_read_cstr_running_off_the_mapping_faults(mem):
+    mem.map(HEAP, PAGE_SIZE)
+    mem.write(HEAP + PAGE_SIZE - 4, b"abcd")
+    with pytest.raises(GuestFault) as info:
+        mem.read_cstr(HEAP + PAGE_SIZE - 4)
+    assert info.value.address == HEAP + PAGE_SIZE
+    assert info.value.access == "read"
+
+
+def test_unmapped_access_raises_guest_fault(mem):
+    with pytest.raises(GuestFault) as info:
+        mem.read_u32(0x10)
+    assert (info.value.address, info.value.access) == (0x10, "read")
+    with pytest.raises(GuestFault) as info:
+        mem.write(HEAP, b"x")
+    assert info.value.access == "write"
+
+
+def test_a_faulting_write_changes_nothing(mem):
+    mem.map(HEAP, PAGE_SIZE)
+    with pytest.raises(GuestFault) as info:
+        mem.write(HEAP + PAGE_SIZE - 2, b"abcd")
+    assert info.value.address == HEAP + PAGE_SIZE
+    assert mem.read(HEAP + PAGE_SIZE - 2, 2) == b"\0\0"
+
+
+def test_python_writes_ignore_page_permissions(mem):
+    # The kernel patches read-only module text (text_poke); only the CPU is refused.
+    mem.map(MODULES_VADDR, PAGE_SIZE, "r-x")
+    mem.write(MODULES_VADDR, b"\xc3")
+    assert mem.read(MODULES_VADDR, 1) == b"\xc3"
+
+
+def test_protect_changes_reported_permissions(mem):
+    mem.map(MODULES_VADDR, 2 * PAGE_SIZE, "rw-")
+    mem.protect(MODULES_VADDR, PAGE_SIZE, "r-x")
+    assert mem.perms(MODULES_VADDR) == "r-x"
+    assert mem.perms(MODULES_VADDR + PAGE_SIZE) == "rw-"
+    assert mem.perms(MODULES_VADDR + 2 * PAGE_SIZE) is None
+    with pytest.raises(ValueError):
+        mem.protect(MODULES_VADDR, 3 * PAGE_SIZE, "r--")
+
+
+def test_unmap_frees_the_pages_and_their_physical_memory(mem):
+    before = list(mem.uc.mem_regions())
+    mem.map(HEAP, 4 * PAGE_SIZE)
+    mem.write(HEAP, b"data")
+    mem.unmap(HEAP, 2 * PAGE_SIZE)
+    assert not mem.is_mapped(HEAP)
+    assert mem.is_mapped(HEAP + 2 * PAGE_SIZE)
+    with pytest.raises(GuestFault):
+        mem.read(HEAP, 4)
+    mem.unmap(HEAP + 2 * PAGE_SIZE, 2 * PAGE_SIZE)
+    assert list(mem.uc.mem_regions()) == before
+
+
+def test_remapping_gives_fresh_zeroed_pages(mem):
+    mem.map(HEAP, PAGE_SIZE)
+    mem.write(HEAP, b"secret")
+    mem.unmap(HEAP, PAGE_SIZE)
+    mem.map(HEAP, PAGE_SIZE)
+    assert mem.read(HEAP, 6) == bytes(6)
+
+
+def test_mapping_twice_or_misaligned_is_refused(mem):
+    mem.map(HEAP, PAGE_SIZE)
+    with pytest.raises(ValueError):
+        mem.map(HEAP, PAGE_SIZE)
+    with pytest.raises(ValueError):
+        mem.map(HEAP + PAGE_SIZE + 8, PAGE_SIZE)
+    with pytest.raises(ValueError):
+        mem.map(HEAP + PAGE_SIZE, PAGE_SIZE, "rwz")
+
+
+def test_parse_perms():
+    assert parse_perms("---") == 0
+    assert parse_perms("rwx") == 7
+    with pytest.raises(ValueError):
+        parse_perms("xwr")
+
+
+def test_region_allocator_is_page_granular_and_reuses_freed_ranges():
+    alloc = RegionAllocator(MODULES_VADDR, MODULES_VADDR + 16 * PAGE_SIZE)
+    a = alloc.alloc(1)
+    b = alloc.alloc(PAGE_SIZE + 1)
+    assert a == MODULES_VADDR
+    assert b == MODULES_VADDR + PAGE_SIZE
+    assert alloc.used == 3 * PAGE_SIZE
+    alloc.free(a)
+    assert alloc.alloc(PAGE_SIZE) == a
+    with pytest.raises(ValueError):
+        alloc.free(a + 1)
+    with pytest.raises(MemoryError):
+        alloc.alloc(14 * PAGE_SIZE)
+
+
+def test_region_allocator_coalesces_neighbours():
+    alloc = RegionAllocator(0, 4 * PAGE_SIZE)
+    blocks = [alloc.alloc(PAGE_SIZE) for _ in range(4)]
+    for addr in (blocks[0], blocks[2], blocks[1], blocks[3]):
+        alloc.free(addr)
+    assert alloc.alloc(4 * PAGE_SIZE) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 5 * PAGE_SIZE)), max_size=40))
+def test_region_allocator_never_hands_out_overlapping_ranges(ops):
+    alloc = RegionAllocator(0, 64 * PAGE_SIZE)
+    live: dict[int, int] = {}
+    for is_free, size in ops:
+        if is_free and live:
+            addr = sorted(live)[size % len(live)]
+            alloc.free(addr)
+            del live[addr]
+            continue
+        try:
+            addr = alloc.alloc(size)
+        except MemoryError:
+            # only when no gap between the live ranges is big enough
+            need = -(-size // PAGE_SIZE) * PAGE_SIZE
+            edges = [0] + [e for a in sorted(live) for e in (a, a + live[a])] + [64 * PAGE_SIZE]
+            assert all(edges[i + 1] - edges[i] < need for i in range(0, len(edges), 2))
+            continue
+        assert addr % PAGE_SIZE == 0
+        end = addr + size
+        assert end <= 64 * PAGE_SIZE
+        for other, other_size in live.items():
+            assert end <= other or other + other_size <= addr
+        live[addr] = -(-size // PAGE_SIZE) * PAGE_SIZE
+    assert alloc.used == sum(live.values())
