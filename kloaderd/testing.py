@@ -1,0 +1,204 @@
+"""The kloader pytest plugin (registered as the `pytest11` entry point `kloader`).
+
+Fixtures:
+
+* `kloaderd` — a fresh daemon for the test on a background thread
+  (`kloaderd.run_in_thread`): `.socket_path`, `.kernel`, `.run_sync()`.
+* `kloader` — a `kloader_client.Client` connected to it.
+* `kloaderd_async` / `kloader_async` — for pytest-trio tests: a daemon in the
+  test's own trio run (`kloaderd.serve`) and an `AsyncClient` connected to it.
+* `kloader_build` — `kloader_build(*sources, name=None, **build_options)`
+  compiles C sources with kmodbuild into the test's tmp_path and returns the
+  `.ko` path; skips the test where gcc or ld is missing.
+
+Options: `--kloader-watchdog`, `--kloader-try-get-coming`,
+`--kloader-exporter-wait` (kernel options for every test's daemon),
+`--kloader-log LEVEL` (which kernel messages a failed test's report shows),
+`--kloader-problems warn|raise|ignore` (what leaks, oopses and WARNINGs do to
+a test).  `@pytest.mark.kloader(**kernel_options)` sets any `KernelOptions`
+field, or `on_problems`, for one test.
+
+A test that used a daemon gets a "Captured kernel log" section per phase, as
+pytest shows captured output.  Nothing here runs for tests that use none of
+these fixtures, and nothing heavy is imported until a fixture is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_DEFAULT_LOG = "debug"
+
+
+@dataclass
+class _Tracked:
+    daemon: Any
+    seen: int = 0          # log seq already shown in an earlier phase's section
+
+
+_TRACKED = pytest.StashKey[list[_Tracked]]()
+_LOG_LEVEL = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kloader", "kloader: embedded kloaderd daemons")
+    group.addoption("--kloader-watchdog", type=float, metavar="SECONDS", default=None,
+                    help="soft-lockup watchdog of each test's kernel (KernelOptions.watchdog)")
+    group.addoption("--kloader-try-get-coming", action="store_true", default=None,
+                    help="let try_module_get succeed on COMING modules, as modern Linux does")
+    group.addoption("--kloader-exporter-wait", type=float, metavar="SECONDS", default=None,
+                    help="how long a load waits for a COMING exporter")
+    group.addoption("--kloader-log", metavar="LEVEL", default=_DEFAULT_LOG,
+                    help="kernel messages of this level and more urgent are shown in a failed "
+                         "test's report: emerg..debug, or 0-8 as kloaderd --log-level "
+                         f"(0: none; default {_DEFAULT_LOG}: all)")
+    group.addoption("--kloader-problems", choices=("warn", "raise", "ignore"), default="warn",
+                    help="when a test's kernel leaked, oopsed or warned: warn (default), raise "
+                         "(the test errors in teardown), or ignore")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kloader(**options): KernelOptions fields (watchdog=, try_get_coming=, ...) "
+                   "and on_problems= for this test's kloaderd")
+    text = config.getoption("kloader_log", _DEFAULT_LOG)
+    if text == _DEFAULT_LOG:
+        level = 8   # every level, without importing the daemon to say so
+    else:
+        import argparse
+
+        from kloaderd.server.main import console_level
+        try:
+            level = console_level(text)
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"--kloader-log: {exc}") from None
+    config.stash[_LOG_LEVEL] = level
+
+
+def _daemon_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Command-line options, then markers from the farthest to the closest."""
+    config = request.config
+    options: dict[str, Any] = {"on_problems": config.getoption("kloader_problems")}
+    for flag, field in (("kloader_watchdog", "watchdog"),
+                        ("kloader_try_get_coming", "try_get_coming"),
+                        ("kloader_exporter_wait", "exporter_wait")):
+        value = config.getoption(flag)
+        if value is not None:
+            options[field] = value
+    for marker in reversed(list(request.node.iter_markers("kloader"))):
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.kloader takes keyword arguments only")
+        options.update(marker.kwargs)
+    return options
+
+
+def _track(request: pytest.FixtureRequest, daemon: Any) -> None:
+    request.node.stash.setdefault(_TRACKED, []).append(_Tracked(daemon))
+
+
+@pytest.fixture
+def kloaderd(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh kloaderd on a background thread, stopped (modules removed) after the test."""
+    from kloaderd.embed import run_in_thread
+
+    with run_in_thread(**_daemon_options(request)) as daemon:
+        _track(request, daemon)
+        yield daemon
+
+
+@pytest.fixture
+def kloader(kloaderd: Any) -> Iterator[Any]:
+    """A `Client` connected to the test's `kloaderd`."""
+    from kloader_client import Client
+
+    with Client(kloaderd.socket_path, client_name="pytest") as client:
+        yield client
+
+
+@pytest.fixture
+async def kloaderd_async(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A fresh kloaderd in the pytest-trio test's own trio run."""
+    from kloaderd.embed import serve
+
+    async with serve(**_daemon_options(request)) as daemon:
+        _track(request, daemon)
+        yield daemon
+
+
+@pytest.fixture
+async def kloader_async(kloaderd_async: Any) -> AsyncIterator[Any]:
+    """An `AsyncClient` connected to the test's `kloaderd_async`."""
+    from kloader_client import AsyncClient
+
+    async with AsyncClient(kloaderd_async.socket_path, client_name="pytest") as client:
+        yield client
+
+
+@pytest.fixture
+def kloader_build(tmp_path: Path) -> Callable[..., Path]:
+    """`kloader_build(*sources, name=None, **options) -> Path` of the built `.ko`.
+
+    `options` are `kloaderd.build.build_module`'s (`include_dirs`, `defines`,
+    `vermagic`, `extra_symbols`, `verbose`).  The module is named after the
+    first source unless `name` is given.
+    """
+    missing = [tool for tool in ("gcc", "ld") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"kloader_build needs {' and '.join(missing)} on PATH to compile modules "
+                    "(install gcc and binutils)")
+    from kloaderd.build import build_module
+
+    def build(*sources: str | os.PathLike[str], name: str | None = None, **options: Any) -> Path:
+        if not sources:
+            raise TypeError("kloader_build needs at least one C source")
+        paths = [Path(source) for source in sources]
+        output = tmp_path / f"{name or paths[0].stem}.ko"
+        return Path(build_module(paths, output, **options))
+
+    return build
+
+
+# -- the kernel log in test reports -------------------------------------------
+
+def _add_kernel_log(item: pytest.Item, when: str) -> None:
+    tracked = item.stash.get(_TRACKED, None)
+    if not tracked:
+        return
+    level = item.config.stash.get(_LOG_LEVEL, 8)
+    for number, entry in enumerate(tracked, 1):
+        daemon = entry.daemon
+        records = daemon.records(entry.seen)
+        if not records:
+            continue
+        entry.seen = records[-1].seq
+        lines = [daemon.kernel.log.format(r) for r in records if r.level < level]
+        if lines:
+            title = "kernel log" if len(tracked) == 1 else f"kernel log (daemon {number})"
+            item.add_report_section(when, title, "\n".join(lines))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield
+    _add_kernel_log(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    yield
+    _add_kernel_log(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    _add_kernel_log(item, "teardown")
+    if _TRACKED in item.stash:
+        del item.stash[_TRACKED]   # the daemons are gone: let them be collected
