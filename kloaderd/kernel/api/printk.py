@@ -1,0 +1,67 @@
+"""printk for module code: _printk, vprintk, warn_slowpath_fmt (WARN()).
+
+The formatting is `kernel.printk.vsnprintf`; the text goes to the shared
+`LogBuffer` with the calling module as its source and KERN_CONT caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..printk import KERN_WARNING, VaList, vsnprintf
+from . import export
+
+FORMAT_LIMIT = 1 << 16        # longest format string read from the guest
+CUT_HERE = "------------[ cut here ]------------"
+# Linux's taint_flags[] order: the bit number WARN passes -> the letter.
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
+
+
+def format_guest(ctx, fmt: int, args: Iterator[int]) -> bytes:
+    """vsnprintf with a guest format string, guest memory for %s and kallsyms
+    for %pS; shared by every printf-like kernel function."""
+    text = ctx.mem.read_cstr(fmt, FORMAT_LIMIT)
+    return vsnprintf(text, args, mem=ctx.mem, symbolize=ctx.kernel.symbolize)
+
+
+def _caller(ctx) -> str | None:
+    return ctx.module.name if ctx.module is not None else None
+
+
+@export("_printk", "int _printk(const char *fmt, ...)", nargs=1, variadic=True)
+def _printk(ctx, fmt: int) -> int:
+    return ctx.kernel.log.printk(format_guest(ctx, fmt, ctx.va()), _caller(ctx))
+
+
+@export("vprintk", "int vprintk(const char *fmt, va_list args)", nargs=2)
+def vprintk(ctx, fmt: int, args: int) -> int:
+    return ctx.kernel.log.printk(format_guest(ctx, fmt, VaList(ctx.mem, args)), _caller(ctx))
+
+
+@export("warn_slowpath_fmt",
+        "void warn_slowpath_fmt(const char *file, const int line, unsigned taint, "
+        "const char *fmt, ...)", nargs=4, variadic=True)
+def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
+    """__warn(): the WARNING line, the caller's message, the end marker, taint.
+
+    The "at" address is the WARN site's return address when the CPU offers
+    it (`ctx.return_address`), as `__builtin_return_address(0)` in Linux.
+    """
+    log, caller = ctx.kernel.log, _caller(ctx)
+    log.emit(KERN_WARNING, CUT_HERE, caller)
+    pid = getattr(getattr(ctx, "task", None), "pid", 0)
+    where = f"WARNING: CPU: 0 PID: {pid} at "
+    if file:
+        where += f"{ctx.mem.read_cstr(file, 4096).decode('utf-8', 'replace')}:{line & 0xFFFFFFFF} "
+    site = getattr(ctx, "return_address", None)
+    if site is not None:
+        where += ctx.kernel.symbolize(site, True) or f"{site:#x}"
+    log.emit(KERN_WARNING, where.rstrip(), caller)
+    if fmt:
+        log.printk(format_guest(ctx, fmt, ctx.va()), caller)
+    log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---", caller)
+    add_taint = getattr(ctx.kernel, "add_taint", None)
+    if add_taint is not None:
+        bit = taint & 0xFFFFFFFF
+        add_taint(TAINT_LETTERS[bit] if bit < len(TAINT_LETTERS) else "W")
+    return 0

@@ -1,0 +1,277 @@
+"""printk: vsnprintf against glibc where Linux agrees with it, Linux's own
+documented behaviour where it does not, the va_list reader, the log ring
+buffer and the _printk/vprintk/WARN entry points."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+import trio
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+
+from kloaderd.kernel.api import printk as api_printk
+from kloaderd.kernel.memory import AddressSpace
+from kloaderd.kernel.printk import (KERN_ERR, KERN_INFO, KERN_WARNING, LogBuffer, VaList,
+                                    vsnprintf)
+
+DATA = 0xFFFF888000000000       # a mapped data page for strings and va_lists
+STRINGS = ["", "a", "hello", "hello, world", "kloader module loader"]
+
+
+@pytest.fixture(scope="module")
+def mem() -> AddressSpace:
+    space = AddressSpace(Uc(UC_ARCH_X86, UC_MODE_64))
+    space.map(DATA, 4 * 4096, "rw-")
+    offset = 0
+    for s in STRINGS:
+        space.write(DATA + offset, s.encode() + b"\0")
+        offset += 64
+    return space
+
+
+def string_ptr(s: str) -> int:
+    return DATA + 64 * STRINGS.index(s)
+
+
+def fmt(mem, f: str, *args: int, symbolize=None) -> str:
+    return vsnprintf(f.encode(), iter(args), mem=mem, symbolize=symbolize).decode("latin-1")
+
+
+# -- the glibc oracle -----------------------------------------------------------------
+
+INTS = [0, 1, -1, 7, 42, -42, 127, 128, 255, 256, -129, 32767, -32768, 65535, 65536,
+        2**31 - 1, -2**31, 2**32 - 1, 2**32, 2**63 - 1, -2**63, 0x123456789ABCDEF0]
+FLAGS = ["", "-", "+", " ", "#", "0", "-0", "+0", " 0", "#0", "-#", "+ "]
+WIDTHS = ["", "1", "5", "12", "*"]
+PRECISIONS = ["", ".0", ".1", ".3", ".10", ".*"]
+QUALS = {"": ("int", "unsigned int", 32), "hh": ("int", "unsigned int", 32),
+         "h": ("int", "unsigned int", 32), "l": ("long", "unsigned long", 64),
+         "ll": ("long long", "unsigned long long", 64), "z": ("ssize_t", "size_t", 64),
+         "t": ("ptrdiff_t", "ptrdiff_t", 64)}
+
+
+def _truncated(value: int, qual: str, signed: bool) -> int:
+    bits = {"hh": 8, "h": 16, "": 32}.get(qual, 64)
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if signed and value >> (bits - 1) else value
+
+
+def _linux_differs(flags: str, precision: str, conv: str, value: int | None) -> bool:
+    """The cases where lib/vsprintf.c and C's printf part ways (tested below)."""
+    if conv in "cs":
+        return bool(set(flags) & set("#+ 0")) or (conv == "c" and bool(precision))
+    if "#" in flags and conv in "diu":
+        return True                      # undefined in C
+    if precision and "0" in flags:
+        return True                      # Linux keeps zero padding with a precision
+    if precision == ".0" and value == 0:
+        return True                      # Linux prints "0" for %.0d of 0
+    if "#" in flags and conv in "xX" and value == 0:
+        return True                      # Linux: "0x0"
+    return "#" in flags and conv == "o" and bool(precision)
+
+
+def oracle_cases() -> list[tuple[str, list[tuple[str, int | str]]]]:
+    rng = random.Random(20240601)
+    cases = []
+    while len(cases) < 1500:
+        conv = rng.choice("diuxXocs")
+        flags, width, precision = rng.choice(FLAGS), rng.choice(WIDTHS), rng.choice(PRECISIONS)
+        qual = rng.choice(list(QUALS)) if conv not in "cs" else ""
+        args: list[tuple[str, int | str]] = []
+        if width == "*":
+            args.append(("int", rng.choice([0, 3, 9, -7])))
+        effective_precision = precision
+        if precision == ".*":
+            star = rng.choice([0, 2, 5])
+            args.append(("int", star))
+            effective_precision = f".{star}"
+        if conv == "s":
+            value: int | None = None
+            args.append(("str", rng.choice(STRINGS)))
+        elif conv == "c":
+            value = rng.randrange(32, 127)
+            args.append(("int", value))
+        else:
+            signed_t, unsigned_t, _ = QUALS[qual]
+            signed = conv in "di"
+            raw = rng.choice(INTS)
+            value = _truncated(raw, qual, signed)
+            args.append((signed_t if signed else unsigned_t, raw))
+        if _linux_differs(flags, effective_precision, conv, value):
+            continue
+        cases.append((f"<%{flags}{width}{precision}{qual}{conv}>", args))
+    return cases
+
+
+def _c_literal(ctype: str, value: int | str) -> str:
+    if ctype == "str":
+        return '"' + str(value).replace('"', '\\"') + '"'
+    return f"({ctype})0x{int(value) & (2**64 - 1):x}ULL"
+
+
+@pytest.fixture(scope="module")
+def glibc(tmp_path_factory) -> dict[int, bytes]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed for the snprintf oracle")
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <sys/types.h>",
+             "int main(void) {", "char buf[4096]; int n;"]
+    for fmtstr, args in oracle_cases():
+        call_args = ", ".join(_c_literal(t, v) for t, v in args)
+        lines.append(f'n = snprintf(buf, sizeof buf, "{fmtstr}", {call_args}); '
+                     'printf("%d:", n); fwrite(buf, 1, n, stdout);')
+    lines.append("return 0; }")
+    work = tmp_path_factory.mktemp("oracle")
+    (work / "oracle.c").write_text("\n".join(lines))
+    subprocess.run(["gcc", "-w", "-O0", "-o", str(work / "oracle"), str(work / "oracle.c")],
+                   check=True)
+    out = subprocess.run([str(work / "oracle")], check=True, capture_output=True).stdout
+    results, pos = [], 0
+    while pos < len(out):
+        colon = out.index(b":", pos)
+        n = int(out[pos:colon])
+        results.append(out[colon + 1:colon + 1 + n])
+        pos = colon + 1 + n
+    return dict(enumerate(results))
+
+
+def test_vsnprintf_matches_glibc_where_linux_agrees(mem, glibc):
+    mismatches = []
+    for i, (fmtstr, args) in enumerate(oracle_cases()):
+        values = [string_ptr(v) if t == "str" else int(v) & (2**64 - 1) for t, v in args]
+        ours = vsnprintf(fmtstr.encode(), iter(values), mem=mem)
+        if ours != glibc[i]:
+            mismatches.append((fmtstr, args, ours, glibc[i]))
+    assert len(glibc) == 1500
+    assert not mismatches, mismatches[:10]
+
+
+# -- where Linux is not C ----------------------------------------------------------------
+
+@pytest.mark.parametrize("f, args, expected", [
+    ("%.0d", [0], "0"),                    # glibc: ""
+    ("%.d", [0], "0"),                     # '.' without digits is no precision
+    ("%.s", ["hello"], "hello"),
+    ("%.*d", [-1, 0], "0"),                # a negative precision is 0 in Linux
+    ("%#x", [0], "0x0"),                   # glibc: "0"
+    ("%#X", [255], "0XFF"),
+    ("%#.3o", [8], "0010"),                # glibc: "010"
+    ("%08.3d", [5], "00000005"),           # glibc: "     005"
+    ("%#o", [0], "0"),
+    ("%5%|", [], "%|"),
+    ("a%yb", [1], "a"),                    # unknown conversion: output stops
+    ("x%ny", [1], "x"),                    # %n is refused the same way
+    ("end%", [], "end"),
+    ("%hhd %hhu %hd %hu", [0x1FF, 0x1FF, 0x18000, 0x18000], "-1 255 -32768 32768"),
+    ("%d %u", [2**32 + 5, -1], "5 4294967295"),
+    ("%ld %lu %Ld", [-1, -1, -2], "-1 18446744073709551615 -2"),
+    ("%jd %qu %zd %td", [-3, 2**64 - 1, -4, -5], "-3 18446744073709551615 -4 -5"),
+    ("%-*d|%*d", [-4, 7, -3, 8], "7   |8  "),
+    ("%c%c", [0x141, 0x42], "AB"),
+    ("%-3c|%3c", [65, 66], "A  |  B"),
+])
+def test_linux_specific_formats(mem, f, args, expected):
+    values = [string_ptr(a) if isinstance(a, str) else a for a in args]
+    assert fmt(mem, f, *values) == expected
+
+
+def test_char_zero_is_a_byte_in_the_output(mem):
+    assert vsnprintf(b"a%cb", iter([0]), mem=mem) == b"a\0b"
+
+
+def test_string_pointers(mem):
+    assert fmt(mem, "[%s]", 0) == "[(null)]"
+    assert fmt(mem, "[%.3s]", 0) == "[(nu]"           # error strings obey precision
+    assert fmt(mem, "[%8s]", 0) == "[  (null)]"
+    assert fmt(mem, "[%s]", 0x10) == "[(efault)]"     # below PAGE_SIZE
+    assert fmt(mem, "[%s]", 2**64 - 22) == "[(efault)]"   # an ERR_PTR
+    assert fmt(mem, "[%s]", 0xFFFF888000100000) == "[(efault)]"   # unmapped
+    assert fmt(mem, "[%05s]", string_ptr("a")) == "[    a]"     # strings never zero-pad
+
+
+def test_string_ending_at_an_unmapped_page(mem):
+    end = DATA + 4 * 4096
+    mem.write(end - 3, b"ab\0")
+    assert fmt(mem, "%s", end - 3) == "ab"
+    mem.write(end - 3, b"abc")
+    assert fmt(mem, "%s", end - 3) == "(efault)"
+    assert fmt(mem, "%.3s", end - 3) == "abc"          # precision stops the read in time
+
+
+def test_plain_p_is_a_stable_keyed_hash(mem):
+    hashed = fmt(mem, "%p", 0xFFFFFFFFA0001234)
+    assert re.fullmatch(r"00000000[0-9a-f]{8}", hashed)
+    assert hashed != "ffffffffa0001234"
+    assert fmt(mem, "%p", 0xFFFFFFFFA0001234) == hashed
+    assert fmt(mem, "%p", 0xFFFFFFFFA0001238) != hashed
+    assert fmt(mem, "%pK", 0xFFFFFFFFA0001234) == hashed        # kptr_restrict=0
+    assert fmt(mem, "%p", 0) == "0000000000000000"                # NULL prints raw
+    assert fmt(mem, "%p", 2**64 - 12) == "fffffffffffffff4"       # so do error pointers
+    assert fmt(mem, "%pfoo!", 0) == "0000000000000000!"           # the extension is skipped
+
+
+def test_px_pe(mem):
+    assert fmt(mem, "%px", 0xFFFFFFFFA0001234) == "ffffffffa0001234"
+    assert fmt(mem, "%px", 0x1234) == "0000000000001234"
+    assert fmt(mem, "%20px|", 0x1234) == "                1234|"
+    assert fmt(mem, "%pe", 2**64 - 22) == "-EINVAL"
+    assert fmt(mem, "%pe", 2**64 - 517) == "-EPROBE_DEFER"
+
+
+def test_symbolized_pointers(mem):
+    calls = []
+
+    def symbolize(address: int, offset: bool = True) -> str | None:
+        calls.append((address, offset))
+        if 0xFFFFFFFFA0000000 <= address < 0xFFFFFFFFA0000040:
+            off = address - 0xFFFFFFFFA0000000
+            return f"hello_init+{off:#x}/0x40 [hello]" if offset else "hello_init"
+        return None
+
+    assert fmt(mem, "%pS", 0xFFFFFFFFA0000012, symbolize=symbolize) == \
+        "hello_init+0x12/0x40 [hello]"
+    assert fmt(mem, "%ps", 0xFFFFFFFFA0000012, symbolize=symbolize) == "hello_init"
+    assert fmt(mem, "%pB", 0xFFFFFFFFA0000040, symbolize=symbolize) == \
+        "hello_init+0x40/0x40 [hello]"                # a return address just past the end
+    assert calls[-1] == (0xFFFFFFFFA000003F, True)
+    assert fmt(mem, "%pS", 0xFFFFFFFF81234567, symbolize=symbolize) == "0xffffffff81234567"
+    assert fmt(mem, "[%-12ps]", 0xFFFFFFFFA0000001, symbolize=symbolize) == "[hello_init  ]"
+
+
+def test_star_width_and_precision_come_from_the_arguments(mem):
+    assert fmt(mem, "[%*.*s]", 8, 3, string_ptr("hello")) == "[     hel]"
+    assert fmt(mem, "[%*d]", 2**32 - 5, 1) == "[1    ]"    # an int: -5 means left, 5 wide
+
+
+# -- va_list --------------------------------------------------------------------------
+
+def _va_list(mem, gp_offset: int, regs: list[int], stack: list[int]) -> int:
+    va, save, overflow = DATA + 3 * 4096, DATA + 3 * 4096 + 64, DATA + 3 * 4096 + 1024
+    mem.write_u32(va, gp_offset)
+    mem.write_u32(va + 4, 48)
+    mem.write_u64(va + 8, overflow)
+    mem.write_u64(va + 16, save)
+    for i, v in enumerate(regs):
+        mem.write_u64(save + 8 * i, v)
+    for i, v in enumerate(stack):
+        mem.write_u64(overflow + 8 * i, v)
+    return va
+
+
+def test_va_list_reads_registers_then_the_overflow_area(mem):
+    # printk(fmt, ...) used rdi for fmt: gp_offset 8, five register slots left.
+    va = _va_list(mem, 8, [0xDEAD, 1, 2, 3, 4, 5], [6, 7])
+    values = VaList(mem, va)
+    assert [next(values) for _ in range(7)] == [1, 2, 3, 4, 5, 6, 7]
+    assert mem.read_u32(va) == 48                      # written back, as va_arg does
+    assert mem.read_u64(va + 8) == DATA + 3 * 4096 + 1024 + 16
+
+
+def test_vsnprintf_from_a_va_list(mem):
+    va = _va_list(mem, 40, [0, 0, 0, 0, 0, string_ptr("hello")], [2**64 - 7, 0x2A])
+    assert vsnprintf(b"%s %d %x", VaList(mem, va), mem=mem) == b"hello -7 2a"
