@@ -124,11 +124,19 @@ class AddressSpace:
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
         self.last_fault: GuestFault | None = None
+        # A scratch page the CPU may borrow to replay a faulting access (see probe).
+        self._probe_vpn = -1
+        self.probe_phys = self._phys.alloc(PAGE_SIZE)
+        uc.mem_map(self.probe_phys, PAGE_SIZE)
         uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
 
     # --- the MMU -----------------------------------------------------------
 
     def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:
+        if vaddr >> PAGE_SHIFT == self._probe_vpn:
+            entry.paddr = self.probe_phys
+            entry.perms = UC_PROT_READ | UC_PROT_WRITE
+            return True
         pte = self._pt.get(vaddr >> PAGE_SHIFT)
         need = _ACCESS_PROT.get(access, UC_PROT_READ)
         if pte is None or not pte[1] & need:
@@ -138,6 +146,12 @@ class AddressSpace:
         entry.paddr = pte[0]
         entry.perms = pte[1]
         return True
+
+    def probe(self, addr: int | None) -> None:
+        """Back addr's page with a scratch page (None: stop), so the CPU can
+        replay a faulting instruction and learn the exact address it touched."""
+        self._probe_vpn = -1 if addr is None else addr >> PAGE_SHIFT
+        self._flush_tlb()
 
     def _flush_tlb(self) -> None:
         self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)

@@ -1,0 +1,280 @@
+"""Time, sleeping and locking: what kernel/time/, kernel/sched/ and
+kernel/locking/ export to modules.
+
+Functions that may block return a coroutine only when they actually have to
+wait (a contended mutex, a completion not yet done): the uncontended case
+stays a plain kernel call.  Blocking gives the CPU to other tasks; spinning
+(`udelay`) keeps it.  Waiters on a mutex or a completion are kept in
+Python, keyed by the object's guest address (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import trio
+
+from ...config import HZ
+from ..sched import BusyWait
+from . import export, export_object
+
+export_object("jiffies", "extern unsigned long volatile jiffies", 8, writable=True)
+
+KERN_ERR = 3
+KERN_WARNING = 4
+UINT_MAX = 0xFFFFFFFF
+LONG_MAX = (1 << 63) - 1
+MAX_SCHEDULE_TIMEOUT = LONG_MAX
+USECS_PER_XLOOP = 1_000_000 / (1 << 32)   # __const_udelay(usecs * 0x10c7): 0x10c7 = 2^32 / 10^6
+_SPIN_IN_PLACE = 0.001                     # shorter busy-waits don't stop the emulation
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    value &= _MASK64
+    return value - (1 << 64) if value >> 63 else value
+
+
+def _sleep(seconds: float) -> Any:
+    async def sleeping() -> int:
+        await trio.sleep(seconds)
+        return 0
+    return sleeping()
+
+
+def _busy_wait(seconds: float) -> Any:
+    if seconds <= 0:
+        return 0
+    if seconds < _SPIN_IN_PLACE:
+        time.sleep(seconds)
+        return 0
+    return BusyWait(seconds)
+
+
+def _warn(ctx: Any, condition: str, where: str) -> None:
+    """A WARN() splat: the lines Linux logs and the W taint it leaves."""
+    module = getattr(ctx.module, "name", None)
+    for line in ("------------[ cut here ]------------", condition,
+                 f"WARNING: CPU: 0 PID: {ctx.task.pid} at {where}",
+                 f"Call Trace: {ctx.machine.symbol_name(ctx.caller)}",
+                 "---[ end trace 0000000000000000 ]---"):
+        ctx.kernel.log.emit(KERN_WARNING, line, module)
+    add_taint = getattr(ctx.kernel, "add_taint", None)
+    if add_taint is not None:
+        add_taint("W")
+
+
+# --- time and sleeping -------------------------------------------------------
+
+@export("msleep", "void msleep(unsigned int msecs)", nargs=1)
+def msleep(ctx: Any, msecs: int) -> Any:
+    return _sleep((msecs & UINT_MAX) / 1000)
+
+
+@export("msleep_interruptible", "unsigned long msleep_interruptible(unsigned int msecs)", nargs=1)
+def msleep_interruptible(ctx: Any, msecs: int) -> Any:
+    # No signals reach emulated kernel threads: the whole time elapses, 0 is left.
+    return _sleep((msecs & UINT_MAX) / 1000)
+
+
+@export("usleep_range_state",
+        "void usleep_range_state(unsigned long min, unsigned long max, unsigned int state)", nargs=3)
+def usleep_range_state(ctx: Any, min_us: int, max_us: int, state: int) -> Any:
+    return _sleep(min_us / 1_000_000)
+
+
+@export("schedule", "void schedule(void)", nargs=0)
+def schedule(ctx: Any) -> Any:
+    return _sleep(0)
+
+
+@export("schedule_timeout", "long schedule_timeout(long timeout)", nargs=1)
+def schedule_timeout(ctx: Any, timeout: int) -> Any:
+    timeout = _signed(timeout)
+    if timeout == MAX_SCHEDULE_TIMEOUT:
+        async def forever() -> int:
+            await trio.sleep_forever()
+            return 0
+        return forever()
+    if timeout < 0:
+        ctx.kernel.log.emit(KERN_ERR, f"schedule_timeout: wrong timeout value {timeout & _MASK64:x}",
+                            getattr(ctx.module, "name", None))
+        return 0
+    return _sleep(timeout / HZ)
+
+
+@export("__udelay", "void __udelay(unsigned long usecs)", nargs=1)
+def __udelay(ctx: Any, usecs: int) -> Any:
+    return _busy_wait(usecs / 1_000_000)
+
+
+@export("__const_udelay", "void __const_udelay(unsigned long xloops)", nargs=1)
+def __const_udelay(ctx: Any, xloops: int) -> Any:
+    return _busy_wait(xloops * USECS_PER_XLOOP / 1_000_000)
+
+
+@export("ktime_get", "ktime_t ktime_get(void)", nargs=0, gpl=True)
+def ktime_get(ctx: Any) -> int:
+    return int(ctx.machine.uptime() * 1_000_000_000)
+
+
+# --- mutexes: struct mutex { unsigned long owner; ... }, 0 when unlocked --------
+
+@export("__mutex_init",
+        "void __mutex_init(struct mutex *lock, const char *name, struct lock_class_key *key)", nargs=3)
+def __mutex_init(ctx: Any, lock: int, name: int, key: int) -> None:
+    ctx.mem.write_u64(lock, 0)
+
+
+def _mutex_try(ctx: Any, lock: int) -> bool:
+    if ctx.mem.read_u64(lock) == 0:
+        ctx.mem.write_u64(lock, ctx.task.current)
+        return True
+    return False
+
+
+def _mutex_wait(ctx: Any, lock: int) -> Any:
+    """Sleep until an unlock hands the mutex over (see mutex_unlock)."""
+    async def waiting() -> int:
+        queue = ctx.machine.sched.waitqueue
+        while ctx.mem.read_u64(lock) != ctx.task.current:
+            await queue.wait(lock, ctx.task)
+        return 0
+    return waiting()
+
+
+@export("mutex_lock", "void mutex_lock(struct mutex *lock)", nargs=1)
+def mutex_lock(ctx: Any, lock: int) -> Any:
+    return 0 if _mutex_try(ctx, lock) else _mutex_wait(ctx, lock)
+
+
+@export("mutex_lock_interruptible", "int mutex_lock_interruptible(struct mutex *lock)", nargs=1)
+def mutex_lock_interruptible(ctx: Any, lock: int) -> Any:
+    # Without signals the wait is never interrupted: it returns 0 like mutex_lock.
+    return 0 if _mutex_try(ctx, lock) else _mutex_wait(ctx, lock)
+
+
+@export("mutex_trylock", "int mutex_trylock(struct mutex *lock)", nargs=1)
+def mutex_trylock(ctx: Any, lock: int) -> int:
+    return int(_mutex_try(ctx, lock))
+
+
+@export("mutex_unlock", "void mutex_unlock(struct mutex *lock)", nargs=1)
+def mutex_unlock(ctx: Any, lock: int) -> None:
+    if ctx.mem.read_u64(lock) != ctx.task.current:
+        _warn(ctx, "DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current)",
+              "kernel/locking/mutex.c:941 __mutex_unlock_slowpath+0x2c5/0x2f0")
+    # Hand the mutex to the longest waiter, as the MUTEX_FLAG_HANDOFF path does.
+    woken = ctx.machine.sched.waitqueue.wake(lock, 1)
+    ctx.mem.write_u64(lock, woken[0].task.current if woken else 0)
+
+
+@export("mutex_is_locked", "bool mutex_is_locked(struct mutex *lock)", nargs=1)
+def mutex_is_locked(ctx: Any, lock: int) -> int:
+    return int(ctx.mem.read_u64(lock) != 0)
+
+
+# --- completions: struct completion { unsigned int done; ... } -----------------
+
+def _completion_take(ctx: Any, x: int) -> bool:
+    done = ctx.mem.read_u32(x)
+    if not done:
+        return False
+    if done != UINT_MAX:            # complete_all() leaves it done for everyone
+        ctx.mem.write_u32(x, done - 1)
+    return True
+
+
+def _completion_wait(ctx: Any, x: int, timeout: int) -> Any:
+    """Wait up to `timeout` jiffies; the result is what do_wait_for_common
+    returns: the jiffies left (at least 1) when done, 0 when timed out."""
+    if _completion_take(ctx, x):
+        return timeout or 1
+    async def waiting() -> int:
+        queue = ctx.machine.sched.waitqueue
+        deadline = trio.current_time() + (math.inf if timeout == MAX_SCHEDULE_TIMEOUT else timeout / HZ)
+        while not _completion_take(ctx, x):
+            left = deadline - trio.current_time()
+            if left <= 0:
+                return 0
+            await queue.wait(x, ctx.task, left)
+        if timeout == MAX_SCHEDULE_TIMEOUT:
+            return timeout
+        return max(1, math.ceil((deadline - trio.current_time()) * HZ))
+    return waiting()
+
+
+@export("complete", "void complete(struct completion *x)", nargs=1)
+def complete(ctx: Any, x: int) -> None:
+    done = ctx.mem.read_u32(x)
+    if done != UINT_MAX:
+        ctx.mem.write_u32(x, done + 1)
+    ctx.machine.sched.waitqueue.wake(x, 1)
+
+
+@export("complete_all", "void complete_all(struct completion *x)", nargs=1)
+def complete_all(ctx: Any, x: int) -> None:
+    ctx.mem.write_u32(x, UINT_MAX)
+    ctx.machine.sched.waitqueue.wake(x, None)
+
+
+@export("wait_for_completion", "void wait_for_completion(struct completion *x)", nargs=1)
+def wait_for_completion(ctx: Any, x: int) -> Any:
+    return _completion_wait(ctx, x, MAX_SCHEDULE_TIMEOUT)
+
+
+@export("wait_for_completion_timeout",
+        "unsigned long wait_for_completion_timeout(struct completion *x, unsigned long timeout)",
+        nargs=2)
+def wait_for_completion_timeout(ctx: Any, x: int, timeout: int) -> Any:
+    return _completion_wait(ctx, x, min(timeout, MAX_SCHEDULE_TIMEOUT))
+
+
+@export("wait_for_completion_interruptible",
+        "int wait_for_completion_interruptible(struct completion *x)", nargs=1)
+def wait_for_completion_interruptible(ctx: Any, x: int) -> Any:
+    waited = _completion_wait(ctx, x, MAX_SCHEDULE_TIMEOUT)
+    if isinstance(waited, int):
+        return 0
+    async def uninterrupted() -> int:     # no signals: only completion ends the wait
+        await waited
+        return 0
+    return uninterrupted()
+
+
+@export("try_wait_for_completion", "bool try_wait_for_completion(struct completion *x)", nargs=1)
+def try_wait_for_completion(ctx: Any, x: int) -> int:
+    return int(_completion_take(ctx, x))
+
+
+@export("completion_done", "bool completion_done(struct completion *x)", nargs=1)
+def completion_done(ctx: Any, x: int) -> int:
+    return int(ctx.mem.read_u32(x) != 0)
+
+
+# --- spinlocks: no-ops on one CPU, but they make the task atomic ----------------
+
+@export("_raw_spin_lock", "void _raw_spin_lock(raw_spinlock_t *lock)", nargs=1)
+def _raw_spin_lock(ctx: Any, lock: int) -> None:
+    ctx.mem.write_u8(lock, 1)
+    ctx.task.preempt_count += 1
+
+
+@export("_raw_spin_unlock", "void _raw_spin_unlock(raw_spinlock_t *lock)", nargs=1)
+def _raw_spin_unlock(ctx: Any, lock: int) -> None:
+    ctx.mem.write_u8(lock, 0)
+    ctx.task.preempt_count = max(0, ctx.task.preempt_count - 1)
+
+
+@export("_raw_spin_lock_irqsave", "unsigned long _raw_spin_lock_irqsave(raw_spinlock_t *lock)", nargs=1)
+def _raw_spin_lock_irqsave(ctx: Any, lock: int) -> int:
+    _raw_spin_lock(ctx, lock)
+    return 0x246                    # the saved EFLAGS: interrupts were enabled
+
+
+@export("_raw_spin_unlock_irqrestore",
+        "void _raw_spin_unlock_irqrestore(raw_spinlock_t *lock, unsigned long flags)", nargs=2)
+def _raw_spin_unlock_irqrestore(ctx: Any, lock: int, flags: int) -> None:
+    _raw_spin_unlock(ctx, lock)

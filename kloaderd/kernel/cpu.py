@@ -1,0 +1,467 @@
+"""The emulated CPU: running module code, dispatching kernel calls, oopsing.
+
+Kernel functions (`kloaderd.kernel.api.FUNCTIONS`) are 16-byte stubs in
+kernel text whose first instruction is a `ret`.  One `UC_HOOK_CODE` over the
+stub range runs the Python implementation before that `ret` executes and
+puts its result in %rax, so a kernel call costs one hook and no stop of the
+emulation (measured faster than `syscall` + an instruction hook, and only
+instructions in the stub range are instrumented).  An implementation that
+has to sleep returns a coroutine: the emulation stops, the task's context is
+saved, the CPU is released while the coroutine runs, and on return the CPU
+performs the stub's `ret` for it.  Machine-code helpers (`ret`, `jmp *%reg`)
+are laid down as real code after the stubs.
+
+Guest code runs in slices of `SLICE_US` (`emu_start(timeout=...)`, which
+costs nothing per instruction, unlike `count=`), and the event loop runs
+between slices, so the daemon keeps answering while a module's init spins.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import trio
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
+                     UC_MODE_64, Uc, UcError)
+from unicorn import x86_const as X
+from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_TLB_VIRTUAL
+
+from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_BASE,
+                      UTS_RELEASE)
+from . import api
+from .memory import AddressSpace, GuestFault, page_align
+from .oops import TAINT_SOFTLOCKUP, Frame, Oops, Panic, page_fault_header, render
+from .sched import BusyWait, Scheduler, Task
+
+STUB_SIZE = 16
+SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
+_MASK64 = (1 << 64) - 1
+_RET, _INT3 = b"\xc3", b"\xcc"
+_ARG_REGS = (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
+             X.UC_X86_REG_RCX, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
+_GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")}
+_U64 = struct.Struct("<Q")
+TOP_OF_STACK_RESERVE = 256        # where Linux keeps the thread's pt_regs
+STACK_CANARY_OFFSET = 40           # %gs:40, fixed by gcc's -mstack-protector-guard=tls
+_TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
+_TRAP_KINDS = {0: "divide-error", 3: "int3", 6: "invalid-opcode", 13: "general-protection"}
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a kernel function implementation sees of its caller."""
+    kernel: Any
+    mem: AddressSpace
+    task: Task
+    module: Any
+    machine: "Machine"
+    caller: int                    # the return address: where in module code the call came from
+    _regs: tuple[int, ...]         # the six argument registers at the call
+    _stack: int                    # address of the first stack-passed argument
+    _nargs: int
+
+    def va(self) -> Iterator[int]:
+        """Integer arguments after the fixed ones: the remaining argument
+        registers, then the stack slots, as a variadic callee finds them."""
+        for value in self._regs[self._nargs:]:
+            yield value
+        slot = self._stack + 8 * max(0, self._nargs - len(_ARG_REGS))
+        while True:
+            yield self.mem.read_u64(slot)
+            slot += 8
+
+
+class Machine:
+    """One emulated x86-64 CPU with the kernel's text, data and per-CPU area."""
+
+    def __init__(self, kernel: Any, *, watchdog: float = 5.0,
+                 symbolize: Callable[[int], str | None] | None = None) -> None:
+        api.load_all()
+        self.kernel = kernel
+        self.watchdog = watchdog
+        self.symbolize = symbolize
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        self.mem = AddressSpace(self.uc)
+        self.sched = Scheduler(kernel, self.mem)
+        self._symbols: dict[str, int] = {}
+        self._kallsyms: list[tuple[int, int, str, str]] = []
+        self._stubs: dict[int, api.KernelFunction] = {}
+        self._boot = time.monotonic()
+        self._running: Task | None = None      # the task inside emu_start
+        self._loaded: Task | None = None       # whose registers the CPU holds
+        self._pending: tuple[str, Any] | None = None
+        self._intno: int | None = None
+        self._die_counter = 0
+        self._build_kernel_image()
+        self._setup_per_cpu()
+        self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
+        self._jiffies = -1
+        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+
+    # --- the kernel image --------------------------------------------------------
+
+    def _build_kernel_image(self) -> None:
+        """vmlinux: stubs and helpers in .text, objects in .rodata and .data."""
+        text = bytearray()
+        hooked = sorted((f for f in api.FUNCTIONS.values()
+                         if getattr(f.impl, "machine_code", None) is None), key=lambda f: f.name)
+        native = sorted((f for f in api.FUNCTIONS.values()
+                         if getattr(f.impl, "machine_code", None) is not None), key=lambda f: f.name)
+        for fn in hooked:
+            addr = KERNEL_TEXT_BASE + len(text)
+            self._stubs[addr] = fn
+            self._define(fn.name, addr, STUB_SIZE, "T")
+            text += _RET.ljust(STUB_SIZE, _INT3)
+        hooked_end = KERNEL_TEXT_BASE + len(text)
+        for fn in native:
+            code = fn.impl.machine_code
+            self._define(fn.name, KERNEL_TEXT_BASE + len(text), len(code), "T")
+            text += code.ljust(-(-len(code) // STUB_SIZE) * STUB_SIZE, _INT3)
+        # Where every task returns when its function does (never executed:
+        # emu_start stops on reaching it).  Linux's threads start from here too.
+        self.trap = KERNEL_TEXT_BASE + len(text)
+        self._kallsyms.append((self.trap, STUB_SIZE, "t", "ret_from_fork_asm"))
+        text += _INT3 * STUB_SIZE
+        addr = self._load_section(KERNEL_TEXT_BASE, bytes(text), "r-x")
+        for writable, letter, perms in ((False, "R", "r--"), (True, "D", "rw-")):
+            section = bytearray()
+            base = addr
+            for obj in sorted((o for o in api.OBJECTS.values() if o.writable == writable),
+                              key=lambda o: o.name):
+                section += b"\0" * (-len(section) % 16)
+                self._define(obj.name, base + len(section), obj.size, letter)
+                section += obj.init
+            addr = self._load_section(base, bytes(section), perms)
+        self._kallsyms.sort()
+        if hooked:
+            self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=KERNEL_TEXT_BASE, end=hooked_end - 1)
+
+    def _define(self, name: str, addr: int, size: int, letter: str) -> None:
+        self._symbols[name] = addr
+        self._kallsyms.append((addr, size, letter, name))
+
+    def _load_section(self, base: int, data: bytes, perms: str) -> int:
+        if data:
+            self.mem.map(base, len(data), perms)
+            self.mem.write(base, data)
+        return base + page_align(len(data))
+
+    def _setup_per_cpu(self) -> None:
+        """CPU 0's per-CPU area, reached through GS, with the stack canary at
+        %gs:40; random with a zero low byte, as get_random_canary() makes it."""
+        self.mem.map(PER_CPU_BASE, PAGE_SIZE, "rw-")
+        self.stack_canary = int.from_bytes(os.urandom(8), "little") & ~0xFF
+        self.mem.write_u64(PER_CPU_BASE + STACK_CANARY_OFFSET, self.stack_canary)
+
+    def kernel_symbols(self) -> dict[str, int]:
+        """Every exported kernel function and object → address."""
+        return dict(self._symbols)
+
+    def kallsyms(self) -> list[tuple[int, int, str, str]]:
+        """(address, size, type letter, name) of the core kernel, by address."""
+        return list(self._kallsyms)
+
+    # --- time ------------------------------------------------------------------
+
+    def uptime(self) -> float:
+        return time.monotonic() - self._boot
+
+    def jiffies(self) -> int:
+        return (INITIAL_JIFFIES + int(self.uptime() * HZ)) & _MASK64
+
+    def _update_jiffies(self) -> None:
+        j = self.jiffies()
+        if j != self._jiffies:
+            self._jiffies = j
+            self.uc.mem_write(self._jiffies_phys, _U64.pack(j))
+
+    # --- calling into guest code ---------------------------------------------
+
+    async def call(self, addr: int, *args: int, module: Any = None, name: str = "") -> int:
+        """Run the function at addr as a new task on its own stack; return %rax.
+
+        Raises Oops if the task dies (fault, invalid opcode, soft lockup...).
+        """
+        task = self.sched.new_task(name or "kworker/0:1", module)
+        try:
+            await self.sched.acquire(task)
+            self._start(task, addr, args)
+            return await self._run(task)
+        finally:
+            if self._loaded is task:
+                self._loaded = None
+            self.sched.exit_task(task)
+
+    def _start(self, task: Task, addr: int, args: tuple[int, ...]) -> None:
+        """System V entry: args in registers then on the stack, the return
+        address on top, %rsp+8 16-byte aligned."""
+        uc = self.uc
+        on_stack = args[len(_ARG_REGS):]
+        rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
+        frame = _U64.pack(self.trap) + b"".join(_U64.pack(a & _MASK64) for a in on_stack)
+        self.mem.write(rsp, frame)
+        for reg in _GPRS.values():
+            uc.reg_write(reg, 0)
+        for reg, value in zip(_ARG_REGS, args):
+            uc.reg_write(reg, value & _MASK64)
+        uc.reg_write(X.UC_X86_REG_RSP, rsp)
+        uc.reg_write(X.UC_X86_REG_RFLAGS, 0x202)      # IF set, as in a kernel thread
+        uc.reg_write(X.UC_X86_REG_GS_BASE, PER_CPU_BASE)
+        uc.reg_write(X.UC_X86_REG_RIP, addr & _MASK64)
+        self._loaded = task
+
+    async def _run(self, task: Task) -> int:
+        uc = self.uc
+        while True:
+            if task.runtime > self.watchdog:
+                raise self._soft_lockup(task)
+            if self._loaded is not task:
+                uc.context_restore(task.context)
+                self._loaded = task
+            self._pending = self._intno = None
+            self.mem.last_fault = None
+            self._update_jiffies()
+            self._running = task
+            started = time.perf_counter()
+            try:
+                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), self.trap, timeout=SLICE_US)
+            except UcError as err:
+                raise self._fault_oops(task, err) from None
+            finally:
+                self._running = None
+                task.runtime += time.perf_counter() - started
+            if self._intno is not None:
+                raise self._trap_oops(task, self._intno)
+            if self._pending is not None:
+                what, obj = self._pending
+                if what == "raise":
+                    raise self._api_oops(task, obj)
+                await self._block(task, obj)
+                continue
+            if uc.reg_read(X.UC_X86_REG_RIP) == self.trap:
+                return uc.reg_read(X.UC_X86_REG_RAX)
+            # The slice ran out: let the event loop and other tasks in.
+            if self.sched.cpu.statistics().tasks_waiting:
+                task.context = uc.context_save()
+            await self.sched.yield_cpu(task)
+
+    def _on_stub(self, uc: Uc, addr: int, _size: int, _data: Any) -> None:
+        """A kernel function was called: run its implementation."""
+        fn = self._stubs[addr]
+        task = self._running
+        nargs = fn.nargs
+        if nargs <= len(_ARG_REGS) and not fn.variadic:
+            regs = tuple(uc.reg_read(r) for r in _ARG_REGS[:nargs])
+            args = regs
+        else:
+            regs = tuple(uc.reg_read(r) for r in _ARG_REGS)
+            args = regs[:nargs]
+        rsp = uc.reg_read(X.UC_X86_REG_RSP)
+        self._update_jiffies()
+        try:
+            if nargs > len(_ARG_REGS):
+                args += tuple(self.mem.read_u64(rsp + 8 * i) for i in range(1, nargs - len(_ARG_REGS) + 1))
+            ctx = CallContext(self.kernel, self.mem, task, task.module, self,
+                              self.mem.read_u64(rsp), regs, rsp + 8, nargs)
+            result = fn.impl(ctx, *args)
+        except Exception as exc:        # reported as the task's death, after emu_start returns
+            self._pending = ("raise", exc)
+            uc.emu_stop()
+            return
+        if result is None:
+            result = 0
+        elif not isinstance(result, int):
+            self._pending = ("block", result)
+            uc.emu_stop()
+            return
+        uc.reg_write(X.UC_X86_REG_RAX, result & _MASK64)
+
+    def _on_interrupt(self, uc: Uc, intno: int, _data: Any) -> None:
+        self._intno = intno
+        uc.emu_stop()
+
+    async def _block(self, task: Task, waiting: Any) -> None:
+        """Finish a kernel call that waits; then perform the stub's `ret`."""
+        uc = self.uc
+        if isinstance(waiting, BusyWait):
+            # Spinning keeps the CPU (no other task runs) and counts as running.
+            spin = min(waiting.seconds, max(0.0, self.watchdog - task.runtime) + 0.01)
+            await trio.sleep(spin)
+            task.runtime += spin
+            result: Any = 0
+        else:
+            task.context = uc.context_save()
+            self.sched.schedule_out(task)
+            self.sched.release(task)
+            failure: Exception | None = None
+            try:
+                result = await waiting
+            except (GuestFault, Oops, Panic) as exc:
+                failure, result = exc, 0
+            await self.sched.acquire(task)
+            if self._loaded is not task:
+                uc.context_restore(task.context)
+                self._loaded = task
+            if failure is not None:
+                raise self._api_oops(task, failure)
+        rsp = uc.reg_read(X.UC_X86_REG_RSP)
+        uc.reg_write(X.UC_X86_REG_RAX, (result or 0) & _MASK64)
+        uc.reg_write(X.UC_X86_REG_RIP, self.mem.read_u64(rsp))
+        uc.reg_write(X.UC_X86_REG_RSP, rsp + 8)
+
+    # --- oops --------------------------------------------------------------------
+
+    def _fault_oops(self, task: Task, err: UcError) -> Oops:
+        fault = self.mem.last_fault
+        if err.errno == UC_ERR_INSN_INVALID:
+            return self._trap_oops(task, 6)
+        if err.errno == UC_ERR_EXCEPTION and fault is not None:
+            guard = self.sched.stack_guard(fault.address)
+            if guard is not None:
+                self._die_counter += 1
+                header = [f"BUG: TASK stack guard page was hit at {fault.address:016x} "
+                          f"(stack is {guard.stack_base:016x}..{guard.stack_top - 1:016x})",
+                          f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+                return self._oops(task, "stack-overflow", header, address=fault.address)
+            return self._page_fault(task, self._precise(fault))
+        self._die_counter += 1
+        header = [f"BUG: unhandled CPU exception ({err}): 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+        return self._oops(task, "exception", header)
+
+    def _precise(self, fault: GuestFault) -> GuestFault:
+        """The exact faulting address (the TLB only tells the page): replay
+        the instruction once with the page backed by a scratch page and
+        watch its data accesses."""
+        uc = self.uc
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        if fault.access == "exec":
+            exact = rip if rip >> 12 == fault.address >> 12 else fault.address
+            return GuestFault(exact, "exec", present=fault.present)
+        seen: list[int] = []
+
+        def record(_uc: Uc, access: int, address: int, _size: int, _value: int, _data: Any) -> None:
+            # Unicorn reports the physical address here: the scratch page's.
+            if address >> 12 in (fault.address >> 12, self.mem.probe_phys >> 12):
+                seen.append((fault.address & ~0xFFF) | (address & 0xFFF))
+
+        saved = uc.context_save()
+        hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, record)
+        self.mem.probe(fault.address)
+        try:
+            uc.emu_start(rip, self.trap, count=1)
+        except UcError:
+            pass
+        finally:
+            self.mem.probe(None)
+            uc.hook_del(hook)
+            uc.ctl_flush_tb()
+            uc.context_restore(saved)
+        if seen:
+            return GuestFault(seen[0], fault.access, present=fault.present)
+        return fault
+
+    def _page_fault(self, task: Task, fault: GuestFault, regs: dict[str, int] | None = None) -> Oops:
+        self._die_counter += 1
+        header = page_fault_header(fault.address, fault.access, fault.present, self._die_counter)
+        kind = "null-deref" if fault.address < PAGE_SIZE else "page-fault"
+        return self._oops(task, kind, header, address=fault.address, regs=regs)
+
+    def _trap_oops(self, task: Task, intno: int) -> Oops:
+        self._die_counter += 1
+        name = _TRAPS.get(intno, f"trap {intno}")
+        header = [f"{name}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+        return self._oops(task, _TRAP_KINDS.get(intno, "trap"), header)
+
+    def _api_oops(self, task: Task, exc: Exception) -> Exception:
+        """A kernel function failed on the task's behalf: report it at the
+        caller's RIP, as if the call instruction had faulted after returning."""
+        regs = self._registers()
+        regs["rip"] = self.mem.read_u64(regs["rsp"])
+        regs["rsp"] += 8
+        if isinstance(exc, GuestFault):
+            return self._page_fault(task, exc, regs)
+        if isinstance(exc, Panic):
+            header = [f"Kernel panic - not syncing: {exc.message}"]
+            return self._oops(task, "panic", header, regs=regs,
+                              footer=f"---[ end Kernel panic - not syncing: {exc.message} ]---")
+        return exc        # an Oops from the implementation, or a bug in kloader itself
+
+    def _soft_lockup(self, task: Task) -> Oops:
+        header = [f"watchdog: BUG: soft lockup - CPU#0 stuck for {int(task.runtime)}s! "
+                  f"[{task.comm}:{task.pid}]"]
+        return self._oops(task, "soft-lockup", header, taint=TAINT_SOFTLOCKUP, footer="")
+
+    def _registers(self) -> dict[str, int]:
+        uc = self.uc
+        regs = {name: uc.reg_read(reg) for name, reg in _GPRS.items()}
+        regs["rip"] = uc.reg_read(X.UC_X86_REG_RIP)
+        regs["rflags"] = uc.reg_read(X.UC_X86_REG_RFLAGS)
+        regs["gs_base"] = uc.reg_read(X.UC_X86_REG_GS_BASE)
+        return regs
+
+    def _oops(self, task: Task, kind: str, header: list[str], *, taint: str = "D",
+              address: int | None = None, regs: dict[str, int] | None = None,
+              footer: str = "---[ end trace 0000000000000000 ]---") -> Oops:
+        regs = regs or self._registers()
+        regs["cr2"] = address if address is not None else 0
+        rip = regs["rip"]
+        code, code_offset = self._code_bytes(rip)
+        frame = Frame(pid=task.pid, comm=task.comm, tainted=self._tainted(), release=UTS_RELEASE,
+                      regs=regs, code=code, code_offset=code_offset,
+                      trace=self._stack_trace(task, regs["rsp"]), modules=self._modules())
+        lines = render(header, frame, self.symbol_name, footer)
+        return Oops(kind, lines, taint=taint, rip=rip, address=address)
+
+    def _code_bytes(self, rip: int) -> tuple[bytes | None, int]:
+        """64 bytes around RIP (42 before), or from RIP's page start on if
+        the page before is unmapped: the Code: line of the oops."""
+        for start in (rip - 42, max(rip - 42, rip & ~(PAGE_SIZE - 1))):
+            try:
+                return self.mem.read(start, rip + 22 - start), rip - start
+            except GuestFault:
+                continue
+        return None, 0
+
+    def _stack_trace(self, task: Task, rsp: int) -> list[str]:
+        """Every word on the stack that points into executable code (kernel
+        or module text), as Linux's unreliable (`?`) entries."""
+        trace = []
+        slot = max(rsp, task.stack_base) & ~7
+        while slot < task.stack_top and len(trace) < 32:
+            value = self.mem.read_u64(slot)
+            slot += 8
+            if value != self.trap and (self.mem.perms(value) or "")[2:] == "x":
+                trace.append(self.symbol_name(value))
+        return trace
+
+    def _lookup(self, addr: int) -> str | None:
+        name = self.symbolize(addr) if self.symbolize is not None else None
+        if name is None:
+            for start, size, _letter, sym in self._kallsyms:
+                if start <= addr < start + size:
+                    return f"{sym}+{addr - start:#x}/{size:#x}"
+        return name
+
+    def symbol_name(self, addr: int) -> str:
+        """`hello_init+0x12/0x40 [hello]`, or the bare address."""
+        return self._lookup(addr) or f"0x{addr:x}"
+
+    def _tainted(self) -> str:
+        taint_string = getattr(self.kernel, "taint_string", None)
+        taints = taint_string() if callable(taint_string) else ""
+        if not taints or not taints.strip():
+            return "Not tainted"
+        if taints.startswith(("Tainted", "Not tainted")):
+            return taints
+        return f"Tainted: {taints}"
+
+    def _modules(self) -> str:
+        linked = getattr(self.kernel, "modules_linked_in", None)
+        return linked() if callable(linked) else ""

@@ -1,0 +1,183 @@
+"""Tasks on the one emulated CPU: stacks, the CPU lock, sleeping and waking.
+
+The machine is a uniprocessor.  Exactly one task runs guest code at a time;
+the others wait for the CPU in a FIFO (`StrictFIFOLock`), so a task that
+computes for long yields between slices and every task gets its turn, just
+as a preemptible kernel time-slices its threads.  A task *sleeps* when a
+kernel function blocks (msleep, a contended mutex, wait_for_completion): it
+gives the CPU up for the duration and, as in Linux, sleeping is what resets
+the soft-lockup watchdog.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..config import PAGE_SIZE, THREAD_SIZE, VMALLOC_END, VMALLOC_START
+from .memory import AddressSpace, RegionAllocator
+
+TASK_COMM_LEN = 16
+KERN_ERR = 3
+
+
+@dataclass(eq=False)
+class Task:
+    """A kernel thread running one `Machine.call`."""
+    pid: int
+    comm: str
+    module: Any                        # the kernel's Module whose code was entered, or None
+    stack_base: int                    # lowest mapped byte of the stack (a guard page lies below)
+    context: Any = None                # Unicorn context saved while off the CPU
+    preempt_count: int = 0             # spinlocks held: sleeping now is a bug
+    runtime: float = 0.0               # seconds on the CPU since it last slept (the watchdog's clock)
+    holds_cpu: bool = False
+
+    @property
+    def stack_top(self) -> int:
+        return self.stack_base + THREAD_SIZE
+
+    @property
+    def current(self) -> int:
+        """The value `current` has in guest memory (a mutex's owner field):
+        unique and non-zero while the task lives, like a task_struct pointer."""
+        return self.stack_base
+
+
+@dataclass(eq=False)
+class Waiter:
+    task: Task | None
+    event: trio.Event = field(default_factory=trio.Event)
+
+
+class WaitQueue:
+    """Tasks waiting on guest objects, keyed by the object's address (the
+    kernel keeps a mutex's or a completion's waiters in Python)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[int, deque[Waiter]] = {}
+
+    async def wait(self, key: int, task: Task | None, timeout: float = math.inf) -> bool:
+        """Sleep until woken (True) or until `timeout` seconds pass (False)."""
+        waiter = Waiter(task)
+        queue = self._queues.setdefault(key, deque())
+        queue.append(waiter)
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.event.wait()
+            return waiter.event.is_set()
+        finally:
+            if not waiter.event.is_set():
+                queue.remove(waiter)
+                if not queue:
+                    del self._queues[key]
+
+    def wake(self, key: int, n: int | None = 1) -> list[Waiter]:
+        """Wake the first `n` waiters on key (all with None), oldest first."""
+        queue = self._queues.get(key)
+        woken: list[Waiter] = []
+        while queue and (n is None or len(woken) < n):
+            waiter = queue.popleft()
+            waiter.event.set()
+            woken.append(waiter)
+        if queue is not None and not queue:
+            del self._queues[key]
+        return woken
+
+    def waiters(self, key: int) -> int:
+        return len(self._queues.get(key, ()))
+
+
+class BusyWait:
+    """Returned by a kernel function that spins (udelay): the task keeps the
+    CPU for `seconds`, the daemon's event loop still runs, nothing sleeps."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Scheduler:
+    """Owns the tasks, their kernel stacks and the CPU lock."""
+
+    def __init__(self, kernel: Any, mem: AddressSpace) -> None:
+        self.kernel = kernel
+        self.mem = mem
+        self.cpu = trio.StrictFIFOLock()
+        self.waitqueue = WaitQueue()
+        self.tasks: dict[int, Task] = {}
+        self._stacks = RegionAllocator(VMALLOC_START, VMALLOC_END)
+        self._spare_stacks: list[int] = []
+        self._next_pid = 100
+
+    # --- tasks ----------------------------------------------------------------
+
+    def new_task(self, comm: str, module: Any = None) -> Task:
+        pid = self._next_pid
+        self._next_pid += 1
+        task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack())
+        self.tasks[pid] = task
+        return task
+
+    def exit_task(self, task: Task) -> None:
+        """The task is gone: give the CPU back if it held it, recycle its stack."""
+        if task.holds_cpu:
+            self.release(task)
+        if self.tasks.pop(task.pid, None) is not None:
+            self._spare_stacks.append(task.stack_base)
+
+    def _new_stack(self) -> int:
+        """A THREAD_SIZE stack above an unmapped guard page (CONFIG_VMAP_STACK).
+
+        Stacks are recycled rather than unmapped: mapping costs more than a
+        short kernel call, and a stale stack holds nothing a module may keep.
+        """
+        if self._spare_stacks:
+            return self._spare_stacks.pop()
+        region = self._stacks.alloc(PAGE_SIZE + THREAD_SIZE)
+        self.mem.map(region + PAGE_SIZE, THREAD_SIZE, "rw-")
+        return region + PAGE_SIZE
+
+    def stack_guard(self, address: int) -> Task | None:
+        """The task whose stack guard page holds `address`, if any."""
+        for task in self.tasks.values():
+            if task.stack_base - PAGE_SIZE <= address < task.stack_base:
+                return task
+        return None
+
+    # --- the CPU --------------------------------------------------------------
+
+    async def acquire(self, task: Task) -> None:
+        await self.cpu.acquire()
+        task.holds_cpu = True
+
+    def release(self, task: Task) -> None:
+        task.holds_cpu = False
+        self.cpu.release()
+
+    async def yield_cpu(self, task: Task) -> None:
+        """End of a time slice: let the event loop run, and other tasks if
+        any wait for the CPU (they go first: the lock is FIFO)."""
+        if self.cpu.statistics().tasks_waiting:
+            self.release(task)
+            await self.acquire(task)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def schedule_out(self, task: Task) -> None:
+        """The task is about to sleep: what __schedule checks first."""
+        if task.preempt_count:
+            # schedule_debug(): preempt_count() includes __schedule's own disable.
+            self._log(KERN_ERR, f"BUG: scheduling while atomic: {task.comm}/{task.pid}/"
+                                f"0x{task.preempt_count + 1:08x}", task)
+            add_taint = getattr(self.kernel, "add_taint", None)
+            if add_taint is not None:
+                add_taint("W")
+        task.runtime = 0.0
+
+    def _log(self, level: int, text: str, task: Task) -> None:
+        module = getattr(task.module, "name", None)
+        self.kernel.log.emit(level, text, module)
