@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+import trio.testing
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 
 from kloaderd.kernel.api import printk as api_printk
@@ -275,3 +276,176 @@ def test_va_list_reads_registers_then_the_overflow_area(mem):
 def test_vsnprintf_from_a_va_list(mem):
     va = _va_list(mem, 40, [0, 0, 0, 0, 0, string_ptr("hello")], [2**64 - 7, 0x2A])
     assert vsnprintf(b"%s %d %x", VaList(mem, va), mem=mem) == b"hello -7 2a"
+
+
+# -- the log -------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_levels_and_default_level():
+    log = LogBuffer()
+    assert log.printk(b"\x013error\n") == 5
+    log.printk(b"no level\n", "hello")
+    log.printk(b"\x017\x013first level wins\n")
+    assert [(r.level, r.text, r.module) for r in log.records()] == [
+        (3, "error", None), (4, "no level", "hello"), (7, "first level wins", None)]
+    assert [r.seq for r in log.records()] == [1, 2, 3]
+    assert [r.seq for r in log.records(since=2)] == [3]
+
+
+def test_kern_cont_continues_the_same_callers_record():
+    log = LogBuffer()
+    log.printk(b"\x016loading:", "hello")
+    assert log.records() == []                   # not finalized: readers do not see it yet
+    log.printk(b"\x01c a", "hello")
+    log.printk(b"\x01c b\n", "hello")
+    log.printk(b"\x01c orphan\n", "hello")      # nothing open: a record of its own
+    (first, second) = log.records()
+    assert (first.level, first.text) == (6, "loading: a b")
+    assert (second.level, second.text) == (4, " orphan")
+
+
+def test_kern_cont_from_another_caller_starts_a_new_record():
+    log = LogBuffer()
+    log.printk(b"\x016alpha", "a")
+    log.printk(b"\x01cbeta\n", "b")             # finalizes a's line, starts b's
+    log.emit(KERN_ERR, "kernel says\n")
+    assert [(r.module, r.text) for r in log.records()] == [
+        ("a", "alpha"), ("b", "beta"), (None, "kernel says")]
+
+
+def test_open_record_is_finalized_by_the_next_record_or_flush():
+    log = LogBuffer()
+    log.printk(b"\x016partial", "m")
+    log.printk(b"\x016next", "m")
+    assert [r.text for r in log.records()] == ["partial"]
+    log.flush()
+    assert [r.text for r in log.records()] == ["partial", "next"]
+    assert log.last_seq == 2
+
+
+def test_printk_truncates_to_a_record():
+    log = LogBuffer()
+    assert log.printk(b"x" * 5000) == 1023
+    log.flush()
+    assert len(log.records()[0].text) == 1023
+
+
+def test_non_utf8_bytes_are_escaped():
+    log = LogBuffer()
+    log.printk(b"bad \xff byte\n")
+    assert log.records()[0].text == "bad \\xff byte"
+
+
+def test_capacity_drops_the_oldest_but_seq_keeps_counting():
+    log = LogBuffer(capacity=100)
+    for i in range(30):
+        log.emit(KERN_INFO, f"message {i:02d}")   # 11 bytes each, 12 with the newline
+    records = log.records()
+    assert sum(len(r.text) + 1 for r in records) <= 100
+    assert records[-1].text == "message 29" and records[-1].seq == 30
+    assert records[0].seq == 30 - len(records) + 1 > 1
+    assert log.records(since=3)[0].seq == records[0].seq   # the gap is visible
+    big = log.emit(KERN_INFO, "y" * 500)                  # larger than the buffer: kept alone
+    assert log.records() == [big]
+
+
+def test_timestamps_and_dmesg_format():
+    clock = FakeClock()
+    log = LogBuffer(clock=clock)
+    clock.now += 1.2345678
+    record = log.emit(KERN_INFO, "hello")
+    assert record.timestamp == pytest.approx(1.2345678)
+    assert log.format(record) == "[    1.234568] hello"
+    clock.now += 12345.5
+    record = log.emit(KERN_INFO, "two\nlines")
+    assert log.format(record) == "[12346.734568] two\n[12346.734568] lines"
+
+
+@pytest.mark.trio
+async def test_follow_waits_for_new_records_and_cancels_cleanly():
+    log = LogBuffer()
+    log.emit(KERN_INFO, "old")
+    seen = []
+
+    async def follower(task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        async for record in log.follow(since=0):
+            seen.append(record.text)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(follower)
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["old"]
+        log.printk(b"\x016new", "m")
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["old"]                   # still open
+        log.printk(b"\x01c line\n", "m")
+        log.emit(KERN_ERR, "third")
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["old", "new line", "third"]
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_follow_from_a_seq_skips_what_was_seen():
+    log = LogBuffer()
+    for text in ("a", "b", "c"):
+        log.emit(KERN_INFO, text)
+    follow = log.follow(since=2)
+    with trio.fail_after(5):
+        assert (await follow.__anext__()).text == "c"
+    await follow.aclose()
+
+
+# -- the kernel functions ----------------------------------------------------------------
+
+def make_ctx(mem, args=(), module="hello", **extra):
+    taints = []
+    kernel = SimpleNamespace(log=LogBuffer(), add_taint=taints.append,
+                             symbolize=lambda address, offset=True: None)
+    ctx = SimpleNamespace(mem=mem, kernel=kernel, va=lambda: iter(args),
+                          module=SimpleNamespace(name=module) if module else None, **extra)
+    return ctx, taints
+
+
+def put_string(mem, text: bytes, slot: int) -> int:
+    addr = DATA + 2 * 4096 + 256 * slot
+    mem.write(addr, text + b"\0")
+    return addr
+
+
+def test_printk_entry_point_formats_and_logs_as_the_module(mem):
+    ctx, _ = make_ctx(mem, [string_ptr("hello"), 42])
+    fmt_ptr = put_string(mem, b"\x013%s: %d\n", 0)
+    assert api_printk._printk(ctx, fmt_ptr) == len("hello: 42")
+    (record,) = ctx.kernel.log.records()
+    assert (record.level, record.module, record.text) == (3, "hello", "hello: 42")
+
+
+def test_vprintk_reads_a_va_list(mem):
+    ctx, _ = make_ctx(mem, module=None)
+    va = _va_list(mem, 8, [0, 7, 8], [])
+    api_printk.vprintk(ctx, put_string(mem, b"%d+%d\n", 0), va)
+    assert ctx.kernel.log.records()[0].text == "7+8"
+    assert ctx.kernel.log.records()[0].module is None
+
+
+def test_warn_slowpath_fmt_logs_linux_shape_and_taints(mem):
+    ctx, taints = make_ctx(mem, [5], task=SimpleNamespace(pid=77),
+                           return_address=0xFFFFFFFFA0000010)
+    ctx.kernel.symbolize = lambda address, offset=True: "hello_init+0x10/0x40 [hello]"
+    api_printk.warn_slowpath_fmt(ctx, put_string(mem, b"drivers/hello.c", 0), 12, 9,
+                                 put_string(mem, b"bad value %d\n", 1))
+    texts = [r.text for r in ctx.kernel.log.records()]
+    assert texts == ["------------[ cut here ]------------",
+                     "WARNING: CPU: 0 PID: 77 at drivers/hello.c:12 hello_init+0x10/0x40 [hello]",
+                     "bad value 5", "---[ end trace 0000000000000000 ]---"]
+    assert all(r.level == KERN_WARNING for r in ctx.kernel.log.records())
+    assert taints == ["W"]

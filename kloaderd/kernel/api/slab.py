@@ -1,0 +1,71 @@
+"""kmalloc and friends for module code, over the kernel's `Slab`.
+
+Memory a module allocates is accounted to it (`ctx.module.name`), so what
+it leaks is reported and reclaimed when it is freed; the core kernel's own
+allocations (a call from no module) belong to None.
+"""
+
+from __future__ import annotations
+
+from . import export
+
+__GFP_ZERO = 0x100            # Linux 6.6 include/linux/gfp_types.h
+STRDUP_LIMIT = 1 << 20        # longest string kstrdup reads from the guest
+
+
+def _owner(ctx) -> str | None:
+    return ctx.module.name if ctx.module is not None else None
+
+
+def _bad_free(ctx) -> None:
+    """A SLUB report taints the kernel 'B' (TAINT_BAD_PAGE), as object_err() does."""
+    add_taint = getattr(ctx.kernel, "add_taint", None)
+    if add_taint is not None:
+        add_taint("B")
+
+
+@export("__kmalloc", "void *__kmalloc(size_t size, gfp_t flags)", nargs=2)
+def __kmalloc(ctx, size: int, flags: int) -> int:
+    return ctx.kernel.slab.alloc(size, _owner(ctx), zero=bool(flags & __GFP_ZERO))
+
+
+@export("kfree", "void kfree(const void *objp)", nargs=1)
+def kfree(ctx, objp: int) -> int:
+    if not ctx.kernel.slab.free(objp, _owner(ctx)):
+        _bad_free(ctx)
+    return 0
+
+
+@export("krealloc", "void *krealloc(const void *objp, size_t new_size, gfp_t flags)", nargs=3)
+def krealloc(ctx, objp: int, new_size: int, flags: int) -> int:
+    slab = ctx.kernel.slab
+    known = objp <= 16 or slab.ksize(objp)
+    result = slab.realloc(objp, new_size, _owner(ctx), zero=bool(flags & __GFP_ZERO))
+    if not known:
+        _bad_free(ctx)
+    return result
+
+
+@export("kmemdup", "void *kmemdup(const void *src, size_t len, gfp_t gfp)", nargs=3)
+def kmemdup(ctx, src: int, length: int, gfp: int) -> int:
+    data = ctx.mem.read(src, length)            # fault before allocating: nothing leaks
+    addr = ctx.kernel.slab.alloc(length, _owner(ctx))
+    if addr and length:
+        ctx.mem.write(addr, data)
+    return addr
+
+
+@export("kstrdup", "char *kstrdup(const char *s, gfp_t gfp)", nargs=2)
+def kstrdup(ctx, s: int, gfp: int) -> int:
+    if not s:
+        return 0
+    data = ctx.mem.read_cstr(s, STRDUP_LIMIT) + b"\0"
+    addr = ctx.kernel.slab.alloc(len(data), _owner(ctx))
+    if addr:
+        ctx.mem.write(addr, data)
+    return addr
+
+
+@export("ksize", "size_t ksize(const void *objp)", nargs=1)
+def ksize(ctx, objp: int) -> int:
+    return ctx.kernel.slab.ksize(objp)

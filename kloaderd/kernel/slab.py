@@ -1,0 +1,363 @@
+"""The kernel heap: kmalloc's size classes over a buddy page allocator.
+
+Shaped like Linux's SLUB on x86-64: requests up to 8 KiB come from the
+`kmalloc-<size>` caches (8 … 8192, with the odd 96 and 192), larger ones
+straight from the page allocator, up to KMALLOC_MAX_SIZE (4 MiB, order 10).
+Every block the buddy allocator hands out is aligned to its own size, so
+power-of-two kmalloc sizes come back naturally aligned as Linux guarantees,
+and everything is at least 8-byte aligned.
+
+Memory is mapped into the guest lazily, a chunk at a time, as the buddy
+allocator first touches it.  Each allocation is accounted to an owner (a
+module name, or None for the core kernel) so a module's leaks can be
+reported and reclaimed when it is freed.  Mistakes in `kfree` are reported
+in SLUB's words and never corrupt the heap; freed objects are poisoned
+with 0x6b (POISON_FREE) so a use after free reads garbage, as with
+slub_debug.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .printk import KERN_ERR, KERN_WARNING
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+MAX_ORDER = 10                                  # largest buddy block: 4 MiB
+KMALLOC_MAX_SIZE = PAGE_SIZE << MAX_ORDER       # 4 MiB, as x86-64 SLUB
+KMALLOC_MAX_CACHE_SIZE = 2 * PAGE_SIZE          # larger requests go to the page allocator
+KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+ZERO_SIZE_PTR = 16                              # kmalloc(0): not NULL, faults on use
+POISON_FREE = 0x6B
+MAP_CHUNK = 256 << 10                           # granularity of lazy mapping
+
+
+class HeapMemory(Protocol):
+    def map(self, addr: int, size: int, perms: str = "rw-") -> None: ...
+    def write(self, addr: int, data: bytes) -> None: ...
+    def read(self, addr: int, n: int) -> bytes: ...
+
+
+class LogSink(Protocol):
+    def emit(self, level: int, text: str, module: str | None = None) -> object: ...
+
+
+def _order_for(size: int) -> int:
+    """The buddy order whose block holds `size` bytes."""
+    return max(0, (size - 1).bit_length() - PAGE_SHIFT)
+
+
+class BuddyAllocator:
+    """Pages of [base, end), handed out in naturally aligned power-of-two
+    blocks; the space is carved into blocks only as it is first needed."""
+
+    def __init__(self, base: int, end: int) -> None:
+        self.base = -(-base // PAGE_SIZE) * PAGE_SIZE
+        self.end = end // PAGE_SIZE * PAGE_SIZE
+        self._brk = self.base                               # never handed out beyond here
+        self._free: list[set[int]] = [set() for _ in range(MAX_ORDER + 1)]
+        self._heaps: list[list[int]] = [[] for _ in range(MAX_ORDER + 1)]   # lowest first
+
+    def _push(self, order: int, addr: int) -> None:
+        self._free[order].add(addr)
+        heapq.heappush(self._heaps[order], addr)
+
+    def _pop(self, order: int) -> int | None:
+        heap, free = self._heaps[order], self._free[order]
+        while heap:
+            addr = heapq.heappop(heap)
+            if addr in free:
+                free.remove(addr)
+                return addr
+        return None
+
+    def _carve(self) -> bool:
+        """Add the largest aligned block at the break to the free lists."""
+        for order in range(MAX_ORDER, -1, -1):
+            size = PAGE_SIZE << order
+            if self._brk % size == 0 and self._brk + size <= self.end:
+                self._push(order, self._brk)
+                self._brk += size
+                return True
+        return False
+
+    def alloc(self, order: int) -> int | None:
+        while True:
+            for have in range(order, MAX_ORDER + 1):
+                addr = self._pop(have)
+                if addr is not None:
+                    while have > order:                     # split, keep the low half
+                        have -= 1
+                        self._push(have, addr + (PAGE_SIZE << have))
+                    return addr
+            if not self._carve():
+                return None
+
+    def free(self, addr: int, order: int) -> None:
+        while order < MAX_ORDER:
+            buddy = addr ^ (PAGE_SIZE << order)
+            if buddy not in self._free[order]:
+                break
+            self._free[order].remove(buddy)                 # its heap entry goes stale
+            addr = min(addr, buddy)
+            order += 1
+        self._push(order, addr)
+
+
+@dataclass
+class _Slab:
+    start: int
+    cache: "_Cache"
+    order: int
+    free: list[int] = field(default_factory=list)    # free objects, lowest last (popped first)
+
+    @property
+    def objects(self) -> int:
+        return (PAGE_SIZE << self.order) // self.cache.size
+
+
+@dataclass
+class _Cache:
+    size: int
+    partial: list[_Slab] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"kmalloc-{self.size // 1024}k" if self.size >= 1024 else f"kmalloc-{self.size}"
+
+    @property
+    def orders(self) -> tuple[int, int]:
+        """SLUB's oo and min: slabs of at least 8 objects up to order 3, and
+        the smallest slab of one object, tried when memory is short."""
+        return min(3, _order_for(self.size * 8)), _order_for(self.size)
+
+
+@dataclass
+class _Allocation:
+    size: int                       # what was asked for
+    capacity: int                   # ksize()
+    owner: str | None
+    cache: _Cache | None            # None: a page allocation ("kmalloc_large")
+
+
+class Slab:
+    """kmalloc/kfree over guest memory [base, base+size), accounted per owner.
+
+    `max_owner_bytes` / `max_total_bytes` (None: unlimited) cap the bytes
+    requested and not yet freed, per owner and in all; a request over a
+    limit fails as an out-of-memory kmalloc does, with NULL.
+    """
+
+    def __init__(self, mem: HeapMemory, base: int, size: int, *, log: LogSink,
+                 tainted: Callable[[], str] = lambda: "Not tainted",
+                 max_owner_bytes: int | None = None,
+                 max_total_bytes: int | None = None) -> None:
+        self.mem = mem
+        self.log = log
+        self.tainted = tainted
+        self.max_owner_bytes = max_owner_bytes
+        self.max_total_bytes = max_total_bytes
+        self._pages = BuddyAllocator(base, base + size)
+        self._mapped: set[int] = set()                      # MAP_CHUNK indexes
+        self._caches = [_Cache(s) for s in KMALLOC_SIZES]
+        self._slab_of_page: dict[int, _Slab] = {}
+        self._live: dict[int, _Allocation] = {}
+        self._freed_large: set[int] = set()
+        self._usage: dict[str | None, list[int]] = {}       # owner -> [bytes, count]
+        self._total = 0
+
+    # -- allocation ----------------------------------------------------------
+    def alloc(self, size: int, owner: str | None = None, *, zero: bool = False) -> int:
+        """kmalloc: an address, ZERO_SIZE_PTR for size 0, or 0 if refused."""
+        if size == 0:
+            return ZERO_SIZE_PTR
+        who = owner or "kernel"
+        if size > KMALLOC_MAX_SIZE:
+            self.log.emit(KERN_WARNING, f"{who}: kmalloc({size}) refused: larger than "
+                                        f"KMALLOC_MAX_SIZE ({KMALLOC_MAX_SIZE})", owner)
+            return 0
+        if not self._within_limits(size, owner):
+            return 0
+        cache = next((c for c in self._caches if c.size >= size), None)
+        addr = self._alloc_object(cache) if cache else self._alloc_pages(_order_for(size))
+        if addr is None:
+            self.log.emit(KERN_WARNING, f"{who}: kmalloc({size}) failed: out of heap memory",
+                          owner)
+            return 0
+        capacity = cache.size if cache else PAGE_SIZE << _order_for(size)
+        self._freed_large.discard(addr)
+        self._live[addr] = _Allocation(size, capacity, owner, cache)
+        self._account(owner, size, 1)
+        if zero:
+            self.mem.write(addr, bytes(capacity))
+        return addr
+
+    def _within_limits(self, size: int, owner: str | None, already: int = 0) -> bool:
+        """Would `size` more bytes (replacing `already`) stay within the limits?"""
+        used = self._usage.get(owner, [0, 0])[0] - already
+        problem = None
+        if self.max_owner_bytes is not None and used + size > self.max_owner_bytes:
+            problem = f"the per-owner limit of {self.max_owner_bytes} bytes"
+        elif self.max_total_bytes is not None and \
+                self._total - already + size > self.max_total_bytes:
+            problem = f"the heap limit of {self.max_total_bytes} bytes"
+        if problem:
+            self.log.emit(KERN_WARNING, f"{owner or 'kernel'}: kmalloc({size}) refused: "
+                                        f"would exceed {problem}", owner)
+        return problem is None
+
+    def _alloc_pages(self, order: int) -> int | None:
+        addr = self._pages.alloc(order)
+        if addr is not None:
+            self._ensure_mapped(addr, PAGE_SIZE << order)
+        return addr
+
+    def _alloc_object(self, cache: _Cache) -> int | None:
+        if not cache.partial:
+            for order in cache.orders:
+                start = self._alloc_pages(order)
+                if start is not None:
+                    break
+            else:
+                return None
+            slab = _Slab(start, cache, order)
+            slab.free = [start + i * cache.size for i in range(slab.objects - 1, -1, -1)]
+            for page in range(start, start + (PAGE_SIZE << order), PAGE_SIZE):
+                self._slab_of_page[page] = slab
+            cache.partial.append(slab)
+        slab = cache.partial[0]
+        addr = slab.free.pop()
+        if not slab.free:
+            cache.partial.pop(0)
+        return addr
+
+    def _ensure_mapped(self, addr: int, size: int) -> None:
+        first, last = addr // MAP_CHUNK, (addr + size - 1) // MAP_CHUNK
+        run = None
+        for chunk in range(first, last + 2):
+            missing = chunk <= last and chunk not in self._mapped
+            if missing and run is None:
+                run = chunk
+            elif not missing and run is not None:
+                start = max(run * MAP_CHUNK, self._pages.base)
+                self.mem.map(start, min(chunk * MAP_CHUNK, self._pages.end) - start, "rw-")
+                self._mapped.update(range(run, chunk))
+                run = None
+
+    def _account(self, owner: str | None, size: int, count: int) -> None:
+        usage = self._usage.setdefault(owner, [0, 0])
+        usage[0] += size
+        usage[1] += count
+        self._total += size
+        if not usage[1]:
+            del self._usage[owner]
+
+    # -- freeing -------------------------------------------------------------
+    def free(self, addr: int, owner: str | None = None) -> bool:
+        """kfree: False (and a SLUB-style report) for a pointer kmalloc did
+        not return or already took back; the heap stays intact either way.
+        `owner` is only who called, for the report: memory may be freed by
+        someone other than its allocator."""
+        if addr <= ZERO_SIZE_PTR:                             # ZERO_OR_NULL_PTR
+            return True
+        alloc = self._live.pop(addr, None)
+        if alloc is None:
+            self._report_bad_free(addr, owner)
+            return False
+        self._account(alloc.owner, -alloc.size, -1)
+        self.mem.write(addr, bytes([POISON_FREE]) * alloc.capacity)
+        if alloc.cache is None:
+            self._pages.free(addr, _order_for(alloc.capacity))
+            self._freed_large.add(addr)
+        else:
+            slab = self._slab_of_page[addr & ~(PAGE_SIZE - 1)]
+            if not slab.free:
+                alloc.cache.partial.append(slab)
+            slab.free.append(addr)
+        return True
+
+    def _report_bad_free(self, addr: int, owner: str | None) -> None:
+        slab = self._slab_of_page.get(addr & ~(PAGE_SIZE - 1))
+        if slab is not None:
+            offset = addr - slab.start
+            valid = offset % slab.cache.size == 0
+            self._slab_bug(slab.cache.name, "Object already free" if valid else
+                           f"Invalid object pointer {addr:#x}", owner, addr, slab)
+        elif addr in self._freed_large:
+            self._slab_bug("kmalloc-large", "Object already free", owner, addr, None)
+        else:
+            self.log.emit(KERN_ERR, f"kfree: invalid pointer {addr:#x} from {owner or 'kernel'}",
+                          owner)
+
+    def _slab_bug(self, cache: str, reason: str, owner: str | None, addr: int,
+                  slab: _Slab | None) -> None:
+        """slab_bug()'s banner, then what SLUB knows about the object."""
+        lines = ["=" * 77, f"BUG {cache} ({self.tainted()}): {reason}", "-" * 77]
+        if slab is not None:
+            used = slab.objects - len(slab.free)
+            lines.append(f"Slab {slab.start:#x} objects={slab.objects} used={used}")
+        lines.append(f"Object {addr:#x} freed by {owner or 'kernel'}")
+        for line in lines:
+            self.log.emit(KERN_ERR, line, owner)
+
+    # -- the rest of the API ---------------------------------------------------
+    def realloc(self, addr: int, size: int, owner: str | None = None, *,
+                zero: bool = False) -> int:
+        """krealloc: in place while ksize() suffices, else move; on failure
+        the old object is left untouched and 0 returned."""
+        if size == 0:
+            self.free(addr, owner)
+            return ZERO_SIZE_PTR
+        if addr <= ZERO_SIZE_PTR:
+            return self.alloc(size, owner, zero=zero)
+        alloc = self._live.get(addr)
+        if alloc is None:
+            self._report_bad_free(addr, owner)
+            return 0
+        if size <= alloc.capacity:
+            if size > alloc.size and not self._within_limits(size, alloc.owner, alloc.size):
+                return 0
+            self._account(alloc.owner, size - alloc.size, 0)
+            alloc.size = size
+            return addr
+        new = self.alloc(size, owner, zero=zero)
+        if new:
+            self.mem.write(new, self.mem.read(addr, alloc.capacity))
+            self.free(addr, owner)
+        return new
+
+    def ksize(self, addr: int) -> int:
+        """The usable size of an allocation (its size class), 0 if none."""
+        alloc = self._live.get(addr)
+        return alloc.capacity if alloc is not None else 0
+
+    def owns(self, addr: int, owner: str | None) -> bool:
+        alloc = self._live.get(addr)
+        return alloc is not None and alloc.owner == owner
+
+    def usage(self, owner: str | None) -> tuple[int, int]:
+        """(bytes requested, allocations) an owner holds now."""
+        size, count = self._usage.get(owner, (0, 0))
+        return size, count
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def release(self, owner: str | None) -> tuple[int, int]:
+        """Free everything `owner` still holds; returns (bytes, allocations)."""
+        held = self.usage(owner)
+        for addr in [a for a, alloc in self._live.items() if alloc.owner == owner]:
+            self.free(addr, owner)
+        return held
+
+    def reclaim_module(self, name: str) -> tuple[int, int]:
+        """When a module is freed: take back what it leaked and say so."""
+        leaked, count = self.release(name)
+        if count:
+            self.log.emit(KERN_ERR, f"{name}: leaked {leaked} bytes in {count} allocations")
+        return leaked, count
