@@ -146,10 +146,11 @@ def kloader_build(tmp_path: Path) -> Callable[..., Path]:
     """`kloader_build(*sources, name=None, **options) -> Path` of the built `.ko`.
 
     `options` are `kloaderd.build.build_module`'s (`include_dirs`, `defines`,
-    `vermagic`, `extra_symbols`, `verbose`).  The module is named after the
+    `vermagic`, `extra_symbols`, `cflags`, `verbose`).  The module is named after the
     first source unless `name` is given.
     """
-    missing = [tool for tool in ("gcc", "ld") if shutil.which(tool) is None]
+    tools = (os.environ.get("CC", "gcc"), os.environ.get("LD", "ld"))
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"kloader_build needs {' and '.join(missing)} on PATH to compile modules "
                     "(install gcc and binutils)")
