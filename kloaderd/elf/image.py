@@ -48,7 +48,7 @@ KERNEL_PARAM_OPS_OFFSET = 16
 # Alignment and total allocation a module may claim.  Linux would fail the
 # vmalloc with ENOMEM; kloader refuses the claim before allocating anything.
 MAX_ALIGN = 2 << 20
-MAX_ALLOC = 256 << 20
+MAX_ALLOC = 64 << 20
 
 SPECIAL_SHNDX = frozenset({SHN_UNDEF, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH})
 
@@ -451,11 +451,11 @@ class _Parser:
     def _exports(self, idx: int | None, gpl: bool) -> list[Export]:
         if idx is None:
             return []
-        sec = self.sections[idx]
+        sec = self._allocated(idx)
         relocs = self._reloc_at(idx)
         size = sec.size
         strings = self.sections_named("__ksymtab_strings")
-        if relocs and all(t == R_X86_64_PC32 for t, _s, _a in relocs.values()):
+        if all(t == R_X86_64_PC32 for t, _s, _a in relocs.values()):
             esize, name_off, name_type = KSYMTAB_PREL_SIZE, 4, R_X86_64_PC32
         else:
             esize, name_off, name_type = self._absolute_ksymtab_size(size, relocs, strings), 8, R_X86_64_64
@@ -470,6 +470,13 @@ class _Parser:
             # PREL32: the field holds S + A - P, so the string is at S + A.
             out.append(Export(self._string_at(r[1], r[2], what + " name"), gpl, idx, off, esize))
         return out
+
+    def _allocated(self, idx: int) -> Section:
+        """A table the kernel reads at run time: it must be laid out."""
+        sec = self.sections[idx]
+        if sec.size and not sec.flags & SHF_ALLOC:
+            raise enoexec(f"{self.name}: section {sec.name} must occupy memory (SHF_ALLOC)")
+        return sec
 
     def sections_named(self, name: str) -> set[int]:
         return {s.index for s in self.sections if s.name == name}
@@ -503,7 +510,7 @@ class _Parser:
     def _params(self, idx: int | None) -> tuple[Param, ...]:
         if idx is None:
             return ()
-        sec = self.sections[idx]
+        sec = self._allocated(idx)
         if sec.size % KERNEL_PARAM_SIZE:
             raise enoexec(f"{self.name}: __param size {sec.size} is not a multiple of {KERNEL_PARAM_SIZE}")
         relocs = self._reloc_at(idx)
