@@ -22,6 +22,9 @@ from ..config import PAGE_SIZE, THREAD_SIZE, VMALLOC_END, VMALLOC_START
 from .memory import AddressSpace, RegionAllocator
 
 TASK_COMM_LEN = 16
+# Where task_structs would live: only their addresses are used (as `current`).
+TASK_STRUCT_BASE = 0xFFFF888A00000000
+TASK_STRUCT_SIZE = 0x2000
 KERN_ERR = 3
 
 
@@ -44,8 +47,8 @@ class Task:
     @property
     def current(self) -> int:
         """The value `current` has in guest memory (a mutex's owner field):
-        unique and non-zero while the task lives, like a task_struct pointer."""
-        return self.stack_base
+        a task_struct address in the direct map, never reused by another task."""
+        return TASK_STRUCT_BASE + self.pid * TASK_STRUCT_SIZE
 
 
 @dataclass(eq=False)
