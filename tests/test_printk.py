@@ -438,8 +438,7 @@ def test_vprintk_reads_a_va_list(mem):
 
 
 def test_warn_slowpath_fmt_logs_linux_shape_and_taints(mem):
-    ctx, taints = make_ctx(mem, [5], task=SimpleNamespace(pid=77),
-                           return_address=0xFFFFFFFFA0000010)
+    ctx, taints = make_ctx(mem, [5], task=SimpleNamespace(pid=77), caller=0xFFFFFFFFA0000010)
     ctx.kernel.symbolize = lambda address, offset=True: "hello_init+0x10/0x40 [hello]"
     api_printk.warn_slowpath_fmt(ctx, put_string(mem, b"drivers/hello.c", 0), 12, 9,
                                  put_string(mem, b"bad value %d\n", 1))

@@ -44,19 +44,16 @@ def vprintk(ctx, fmt: int, args: int) -> int:
 def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
     """__warn(): the WARNING line, the caller's message, the end marker, taint.
 
-    The "at" address is the WARN site's return address when the CPU offers
-    it (`ctx.return_address`), as `__builtin_return_address(0)` in Linux.
+    The "at" address is the call's return address in module code
+    (`ctx.caller`), as `__builtin_return_address(0)` in Linux.
     """
     log, caller = ctx.kernel.log, _caller(ctx)
     log.emit(KERN_WARNING, CUT_HERE, caller)
-    pid = getattr(getattr(ctx, "task", None), "pid", 0)
-    where = f"WARNING: CPU: 0 PID: {pid} at "
+    where = f"WARNING: CPU: 0 PID: {ctx.task.pid} at "
     if file:
         where += f"{ctx.mem.read_cstr(file, 4096).decode('utf-8', 'replace')}:{line & 0xFFFFFFFF} "
-    site = getattr(ctx, "return_address", None)
-    if site is not None:
-        where += ctx.kernel.symbolize(site, True) or f"{site:#x}"
-    log.emit(KERN_WARNING, where.rstrip(), caller)
+    where += ctx.kernel.symbolize(ctx.caller, True) or f"{ctx.caller:#x}"
+    log.emit(KERN_WARNING, where, caller)
     if fmt:
         log.printk(format_guest(ctx, fmt, ctx.va()), caller)
     log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---", caller)
