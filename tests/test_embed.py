@@ -114,10 +114,10 @@ async def test_serve_on_an_explicit_path(tmp_path):
 
 @pytest.mark.trio
 async def test_an_error_in_the_body_comes_out_as_itself_and_the_daemon_stops():
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(KernelError) as caught:
         async with kloaderd.serve() as daemon:
-            async with AsyncClient(daemon.socket_path) as client:
-                await client.delete_module("nosuchmodule")
+            await daemon.kernel.delete_module("nosuchmodule")
+    assert caught.value.errno == errno.ENOENT
     assert not daemon.running
     assert not Path(daemon.socket_path).exists()
 
