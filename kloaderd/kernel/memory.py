@@ -16,12 +16,14 @@ an oops of the task whose kernel call made it.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import struct
 
 from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc
 from unicorn.unicorn_const import UC_CTL_IO_WRITE as _UC_CTL_IO_WRITE
 from unicorn.unicorn_const import UC_CTL_TLB_FLUSH as _UC_CTL_TLB_FLUSH
 from unicorn.unicorn_const import UC_HOOK_TLB_FILL
+from unicorn.unicorn_py3.unicorn import uclib
 
 from ..config import PAGE_SIZE, PHYS_BASE, PHYS_END
 
@@ -124,6 +126,8 @@ class AddressSpace:
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
         self.last_fault: GuestFault | None = None
+        self._uch = uc._uch
+        self._buf = ctypes.create_string_buffer(8)
         # A scratch page the CPU may borrow to replay a faulting access (see probe).
         self._probe_vpn = -1
         self.probe_phys = self._phys.alloc(PAGE_SIZE)
@@ -275,6 +279,13 @@ class AddressSpace:
         return bytes(out)
 
     def _read_int(self, addr: int, fmt: struct.Struct) -> int:
+        # Kernel functions read guest integers all the time: straight into a
+        # reused buffer when the value sits in one page.
+        addr &= _MASK64
+        pte = self._pt.get(addr >> PAGE_SHIFT)
+        if pte is not None and (addr & (PAGE_SIZE - 1)) + fmt.size <= PAGE_SIZE:
+            uclib.uc_mem_read(self._uch, pte[0] | (addr & (PAGE_SIZE - 1)), self._buf, fmt.size)
+            return fmt.unpack_from(self._buf)[0]
         return fmt.unpack(self.read(addr, fmt.size))[0]
 
     def _write_int(self, addr: int, fmt: struct.Struct, value: int) -> None:
