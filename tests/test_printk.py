@@ -448,3 +448,53 @@ def test_warn_slowpath_fmt_logs_linux_shape_and_taints(mem):
                      "bad value 5", "---[ end trace 0000000000000000 ]---"]
     assert all(r.level == KERN_WARNING for r in ctx.kernel.log.records())
     assert taints == ["W"]
+
+
+# -- end to end: a real module's printk calls --------------------------------------------
+
+PRINTFMT_EXPECTED = """\
+6 printfmt: d=-42 i=-42 u=4294967254
+6 printfmt: x=beef X=BEEF o=10
+6 printfmt: c=k s=kloader pct=%
+6 printfmt: hh=-5 hhu=250 h=-1234 hu=65000
+6 printfmt: l=-9223372036854775808 lu=9223372036854775808 lx=8000000000000000
+6 printfmt: ll=-9223372036854775808 llu=18446744073709551615 llx=ffffffffffffffff
+6 printfmt: z=123456789 zd=-987654321 t=-4096
+6 printfmt: width=[      42] left=[42      ] zero=[00000042]
+6 printfmt: plus=[+42] space=[ 42] plusneg=[-42]
+6 printfmt: alt=[0xff] [010] [0XFF]
+6 printfmt: zeroneg=[-0000042] leftneg=[-42   ]
+6 printfmt: star=[       7] starleft=[7       ]
+6 printfmt: prec=[005] strprec=[klo] starprec=[klo]
+6 printfmt: strwidth=[   kloader] strleft=[kloader   ]
+6 printfmt: null=[(null)]
+6 printfmt: zero=0 0 0 0
+6 printfmt: cont-start cont-middle cont-end
+4 printfmt: default level
+4 printfmt: a warning
+3 printfmt: an error"""
+
+
+@pytest.mark.trio
+async def test_a_real_modules_printk_calls(tmp_path):
+    if shutil.which("gcc") is None or shutil.which("ld") is None:
+        pytest.skip("building a module needs gcc and ld")
+    from pathlib import Path
+
+    from kloaderd.build import build_module
+    from kloaderd.kernel.kernel import Kernel
+
+    source = Path(__file__).parent.parent / "fixtures" / "src" / "printfmt.c"
+    ko = build_module([source], tmp_path / "printfmt.ko").read_bytes()
+    kernel = Kernel()
+    await kernel.init_module(ko, "")
+    records = [r for r in kernel.log.records() if r.module == "printfmt"]
+    plain = [f"{r.level} {r.text}" for r in records if not re.search(r" p[xSs_]|p=", r.text)]
+    assert "\n".join(plain) == PRINTFMT_EXPECTED
+    pointers = {r.text.split("=")[0].split()[-1]: r.text.split("=", 1)[1] for r in records
+                if re.search(r" p[xSs_]|p=", r.text)}
+    assert re.fullmatch(r"00000000[0-9a-f]{8}", pointers["p"])
+    assert re.fullmatch(r"ffffffffa[0-9a-f]{7}", pointers["px"])
+    assert pointers["pS"] == "printfmt_target+0x0/0x1 [printfmt]"
+    assert pointers["ps"] == "printfmt_target [printfmt]"
+    assert re.fullmatch(r"printfmt_init\+0x0/0x[0-9a-f]+ \[printfmt\]", pointers["pS_init"])
