@@ -124,28 +124,21 @@ def test_check_flags_as_finit_module():
 def test_read_module_file_checks_like_kernel_read_file(tmp_path):
     path = tmp_path / "m.ko"
     path.write_bytes(b"\x7fELF" + bytes(100))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        assert read_module_file(fd, 1000) == b"\x7fELF" + bytes(100)
+
+    def read(target, flags: int, limit: int) -> bytes:
+        fd = os.open(target, flags)
+        try:
+            return read_module_file(fd, limit)
+        finally:
+            os.close(fd)
+
+    assert read(path, os.O_RDONLY, 1000) == b"\x7fELF" + bytes(100)
+    for target, flags, limit, code in [(path, os.O_RDONLY, 50, errno.EFBIG),
+                                       (path, os.O_WRONLY, 1000, errno.EBADF),
+                                       (tmp_path, os.O_RDONLY, 1000, errno.EINVAL)]:
         with pytest.raises(KernelError) as info:
-            read_module_file(fd, 50)
-        assert info.value.errno == errno.EFBIG
-    finally:
-        os.close(fd)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        with pytest.raises(KernelError) as info:
-            read_module_file(fd, 1000)
-        assert info.value.errno == errno.EBADF
-    finally:
-        os.close(fd)
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        with pytest.raises(KernelError) as info:
-            read_module_file(fd, 1000)
-        assert info.value.errno == errno.EINVAL
-    finally:
-        os.close(fd)
+            read(target, flags, limit)
+        assert info.value.errno == code
 
 
 # ---------------------------------------------------------------- over a socket

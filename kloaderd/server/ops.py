@@ -42,6 +42,9 @@ class Op:
     args: dict[str, Arg]
     privileged: bool
     blocking: bool          # a coroutine: run as its own task
+    # A load runs to its end even if its client goes: like insmod killed
+    # mid-init, the module stays.  Waits are given up with the session.
+    cancellable: bool = True
 
 
 def check_args(op_name: str, spec: dict[str, Arg], request: dict[Any, Any]) -> dict[str, Any]:
@@ -199,7 +202,7 @@ async def op_dmesg_follow(session: Session, rid: Any, since: int, follow: bool) 
 
 
 def op_modinfo(session: Session, rid: Any, image: bytes) -> dict[str, Any]:
-    from kloaderd.elf import parse
+    from kloaderd.elf.image import parse
     parsed = parse(image)
     return {"name": parsed.name, "modinfo": [list(pair) for pair in parsed.modinfo]}
 
@@ -212,8 +215,8 @@ def op_cancel(session: Session, rid: Any, target: Any) -> bool:
     return session.cancel(target)
 
 
-def _op(handler: Callable[..., Any], privileged: bool = False, **args: Arg) -> Op:
-    return Op(handler, args, privileged, inspect.iscoroutinefunction(handler))
+def _op(handler: Callable[..., Any], privileged: bool = False, cancellable: bool = True, **args: Arg) -> Op:
+    return Op(handler, args, privileged, inspect.iscoroutinefunction(handler), cancellable)
 
 
 _NAME = Arg(str)
@@ -222,8 +225,8 @@ _FLAGS = Arg(int, 0)
 
 OPS: dict[str, Op] = {
     "hello": _op(op_hello, version=Arg(int, protocol.PROTOCOL_VERSION), client=Arg(str, "")),
-    "init_module": _op(op_init_module, True, image=Arg(bytes), params=_PARAMS, flags=_FLAGS),
-    "finit_module": _op(op_finit_module, True, params=_PARAMS, flags=_FLAGS),
+    "init_module": _op(op_init_module, True, False, image=Arg(bytes), params=_PARAMS, flags=_FLAGS),
+    "finit_module": _op(op_finit_module, True, False, params=_PARAMS, flags=_FLAGS),
     "delete_module": _op(op_delete_module, True, name=_NAME, wait=Arg(bool, False),
                          force=Arg(bool, False), timeout=Arg(_NUMBER, None, nullable=True)),
     "try_module_get": _op(op_try_module_get, name=_NAME),

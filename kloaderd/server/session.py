@@ -126,7 +126,9 @@ class Session:
             try:
                 decoder.feed(data)
                 for message in decoder:
-                    self._dispatch(message, out)
+                    started = self._dispatch(message, out)
+                    if started is not None:
+                        await self._nursery.start(self._run_blocking, *started)
             except protocol.FRAME_ERRORS as exc:
                 # The stream is out of step: say why, then hang up.
                 out.append(_frame_error(exc, self.server.max_frame))
@@ -149,11 +151,11 @@ class Session:
 
     # ------------------------------------------------------------ requests
 
-    def _dispatch(self, message: Any, out: list[bytes]) -> None:
-        """Run one request inline, or start it as a task if it may block."""
+    def _dispatch(self, message: Any, out: list[bytes]) -> tuple[Any, Op, dict[str, Any]] | None:
+        """Run one request inline, or say how to start it as a task if it may block."""
         if not isinstance(message, dict):
             out.append(protocol.error_reply(None, errno.EINVAL, "a request must be a map with 'op' and 'id'"))
-            return
+            return None
         rid = message.get("id")
         try:
             op_name, op = self._lookup(message, rid)
@@ -162,17 +164,14 @@ class Session:
                 op = DMESG_FOLLOW
             if not op.blocking:
                 out.append(protocol.reply(rid, op.handler(self, rid, **args)))
-                return
+                return None
         except KernelError as exc:
             out.append(protocol.error_reply(rid, exc.errno, exc.message))
-            return
+            return None
         except Exception as exc:  # a bug must cost one request, never the daemon
             out.append(_internal_error(rid, exc))
-            return
-        scope = trio.CancelScope()
-        self._inflight[rid] = scope
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_blocking, rid, op, args, scope)
+            return None
+        return rid, op, args
 
     def _lookup(self, message: dict[Any, Any], rid: Any) -> tuple[str, Op]:
         if not isinstance(rid, (int, str)) or isinstance(rid, bool):
@@ -190,13 +189,20 @@ class Session:
                                            f"({self.server.uid}) or root; you are uid {self.peer.uid}")
         return op_name, op
 
-    async def _run_blocking(self, rid: Any, op: Op, args: dict[str, Any], scope: trio.CancelScope) -> None:
-        # A load runs to its end even if its client goes: like insmod killed
-        # mid-init, the module stays; only waits are given up with the session.
-        shield = op.handler.__name__.endswith("init_module")
-        with scope:
+    async def _run_blocking(self, rid: Any, op: Op, args: dict[str, Any],
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run a request that may block.
+
+        Started with `nursery.start()`: the reader resumes only once this task
+        first blocks, so everything the request does before it waits (a
+        removal marking the module going) happens before the next request of
+        the connection is read — pipelined requests take effect in order.
+        """
+        with trio.CancelScope() as scope:
+            self._inflight[rid] = scope
+            task_status.started()
             try:
-                with trio.CancelScope(shield=shield):
+                with trio.CancelScope(shield=not op.cancellable):
                     result = await op.handler(self, rid, **args)
                 data = protocol.reply(rid, result)
             except KernelError as exc:

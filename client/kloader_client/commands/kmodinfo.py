@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         if os.path.exists(args.module) or args.module.endswith(".ko"):
-            from kloaderd.elf import parse
+            from kloaderd.elf.image import parse
 
             try:
                 with open(args.module, "rb") as f:
