@@ -224,6 +224,22 @@ def test_px_pe(mem):
     assert fmt(mem, "%pe", 2**64 - 517) == "-EPROBE_DEFER"
 
 
+def test_pointee_extensions(mem):
+    addr = DATA + 3 * 4096 + 2048
+    mem.write(addr, bytes([0x00, 0x1B, 0x21, 0xAA, 0xBB, 0xCC, 0, 0]))
+    for f, args, expected in [
+        ("%pM", [addr], "00:1b:21:aa:bb:cc"), ("%pMR", [addr], "cc:bb:aa:21:1b:00"),
+        ("%pMF", [addr], "00-1b-21-aa-bb-cc"), ("%pm", [addr], "001b21aabbcc"),
+        ("%pI4", [addr], "0.27.33.170"), ("%pi4", [addr], "000.027.033.170"),
+        ("%pa", [addr], "0x0000ccbbaa211b00"), ("%ph", [addr], "00"),
+        ("%4ph", [addr], "00 1b 21 aa"), ("%6phC", [addr], "00:1b:21:aa:bb:cc"),
+        ("%*phD", [3, addr], "00-1b-21"), ("[%20pM]", [addr], "[   00:1b:21:aa:bb:cc]"),
+        ("%pM", [0], "(null)"), ("%pI4", [0x20], "(efault)"),
+        ("%ph", [0xFFFF888000100000], "(efault)"),
+    ]:
+        assert fmt(mem, f, *args) == expected, f
+
+
 def test_symbolized_pointers(mem):
     calls = []
 

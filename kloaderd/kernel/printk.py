@@ -14,6 +14,8 @@ arguments the rest would take).  Deliberate differences from Linux 6.6:
   digits.  NULL and error pointers print raw, as in Linux.
 * `%s` of any pointer that faults while the string is read prints "(efault)"
   (Linux checks only for addresses below PAGE_SIZE and oopses on the rest).
+* Of the %p extensions, S s B x K e a h M m I4 i4 are Linux's; the others
+  (%pI6, %pU, %pd, ...) print the hashed pointer.
 
 The log keeps Linux's record model: a record is finalized by a trailing
 newline or by the next record; only finalized records are visible to
@@ -108,6 +110,7 @@ PRECISION_MAX = (1 << 15) - 1              # printf_spec.precision is 16 bits
 _QUAL_BITS = {"H": 8, "h": 16, "": 32}     # everything else is 64 bits on x86-64
 _QUALIFIERS = frozenset(b"hlLzZtjq")
 _DIGITS = b"0123456789ABCDEF"
+_DEREF_FORMATS = frozenset("ahMmIi")
 _PTR_KEY = os.urandom(16)                  # per boot: this daemon process
 _KERNEL_ERRNAMES = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
                     515: "ENOIOCTLCMD", 516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER",
@@ -249,11 +252,13 @@ class Formatter:
         return _limited(text, spec)
 
     def pointer(self, ptr: int, ext: str, spec: _Spec) -> bytes:
-        if ext in ("S", "s", "B"):
-            return self.symbol(ptr, ext, spec)
-        if ext == "x":
+        """%p and its extensions; `ext` is the alphanumeric run after the p."""
+        kind = ext[:1]
+        if kind in ("S", "s", "B"):
+            return self.symbol(ptr, kind, spec)
+        if kind == "x":
             return _pointer_string(ptr, spec)
-        if ext == "e" and _is_err(ptr):
+        if kind == "e" and _is_err(ptr):
             err = ptr - (1 << 64)
             name = _errno.errorcode.get(-err) or _KERNEL_ERRNAMES.get(-err)
             if name:
@@ -261,7 +266,43 @@ class Formatter:
             spec.flags |= SIGN
             spec.base = 10
             return number(err, spec)
+        if kind in _DEREF_FORMATS:
+            return self._pointee(ptr, ext, spec)
         return _ptr_to_id(ptr, spec)
+
+    def _pointee(self, ptr: int, ext: str, spec: _Spec) -> bytes:
+        """The extensions that print what the pointer points at (%pa %ph %pM
+        %pm %pI4 %pi4), after check_pointer(): NULL is "(null)", a bad
+        pointer "(efault)"."""
+        kind, modifier = ext[0], ext[1:2]
+        if kind == "h" and spec.width == 0:
+            return b""
+        count = {"a": 8, "M": 6, "m": 6, "I": 4, "i": 4}.get(kind, 0)
+        if kind == "h":
+            count = min(spec.width, 64) if spec.width > 0 else 1
+        if kind in "Ii" and modifier != "4":
+            return _ptr_to_id(ptr, spec)      # %pI6 and friends: not emulated
+        if ptr == 0:
+            return _error_string(b"(null)", spec)
+        try:
+            if ptr < PAGE_SIZE or _is_err(ptr) or self.mem is None:
+                raise GuestFault(ptr, "read")
+            data = self.mem.read(ptr, count)
+        except GuestFault:
+            return _error_string(b"(efault)", spec)
+        if kind == "a":                       # phys_addr_t / dma_addr_t: "0x" and 16 digits
+            return number(int.from_bytes(data, "little"),
+                          _Spec(SPECIAL | SMALL | ZEROPAD, 18, -1, 16))
+        if kind == "h":
+            sep = {"C": b":", "D": b"-", "N": b""}.get(modifier, b" ")
+            return sep.join(b"%02x" % byte for byte in data)
+        if kind in "Mm":
+            if "R" in ext:
+                data = data[::-1]
+            sep = b"" if kind == "m" else (b"-" if "F" in ext else b":")
+            return _limited(sep.join(b"%02x" % byte for byte in data), spec)
+        digits = b"%03d" if kind == "i" else b"%d"
+        return _limited(b".".join(digits % byte for byte in data), spec)
 
     def format(self, fmt: bytes, args: Iterator[int]) -> bytes:
         """The whole output of vsnprintf(fmt, args), untruncated."""
@@ -302,10 +343,10 @@ class Formatter:
             elif conv == "s":
                 out += self.string(next(args) & _U64, spec)
             elif conv == "p":
-                ext = chr(fmt[i]) if i < n and chr(fmt[i]).isalnum() else ""
-                out += self.pointer(next(args) & _U64, ext, spec)
+                start = i
                 while i < n and chr(fmt[i]).isalnum():     # Linux skips the whole extension
                     i += 1
+                out += self.pointer(next(args) & _U64, fmt[start:i].decode("latin-1"), spec)
             elif conv == "%":
                 out += b"%"
             elif conv in ("d", "i", "u", "o", "x", "X"):
@@ -479,10 +520,15 @@ class LogBuffer:
         return self._records[-1].seq if self._records else 0
 
     def records(self, since: int = 0) -> list[LogRecord]:
-        """Finalized records with seq > since, oldest first."""
-        if not self._records or self._records[-1].seq <= since:
-            return []
-        return [r for r in self._records if r.seq > since]
+        """Finalized records with seq > since, oldest first (found from the
+        newest end, so a follower pays for what is new, not for the buffer)."""
+        newer = []
+        for record in reversed(self._records):
+            if record.seq <= since:
+                break
+            newer.append(record)
+        newer.reverse()
+        return newer
 
     async def follow(self, since: int = 0) -> AsyncIterator[LogRecord]:
         """Every record with seq > since, then each new one as it is finalized.
