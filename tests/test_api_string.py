@@ -209,3 +209,90 @@ def test_kstrtobool(ctx):
     assert s.kstrtobool(ctx, put(ctx, 0, b"maybe\0"), res) == -errno.EINVAL
     assert s.kstrtobool(ctx, 0, res) == -errno.EINVAL
     assert ctx.mem.read(res, 1) == b"\xee"
+
+
+# -- end to end: gcc-compiled callers, real va_lists -------------------------------------
+
+STRINGS_C = r"""
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/kstrtox.h>
+#include <linux/slab.h>
+#include <linux/sprintf.h>
+#include <linux/string.h>
+
+static __printf(2, 3) int fmt_into(char *buf, const char *fmt, ...)
+{
+	va_list args;
+	int n;
+
+	va_start(args, fmt);
+	n = vsnprintf(buf, 16, fmt, args);
+	va_end(args);
+	return n;
+}
+
+static __printf(1, 2) void log_it(const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	vprintk(fmt, args);
+	va_end(args);
+}
+
+static int __init strings_init(void)
+{
+	char buf[32];
+	char *copy;
+	int value = 0, n;
+	bool flag = false;
+
+	n = fmt_into(buf, "%s-%d-%x-%lld-%c-%s-%d-%d", "ab", -7, 255, -1LL, 'z', "tail", 8, 9);
+	pr_info("strings: vsnprintf=%d [%s]\n", n, buf);
+	log_it("strings: vprintk %d %d %d %d %d %d %d %d\n", 1, 2, 3, 4, 5, 6, 7, 8);
+	n = scnprintf(buf, 8, "%d", 123456789);
+	pr_info("strings: scnprintf=%d [%s]\n", n, buf);
+	pr_info("strings: strscpy=%zd big=%zd [%s]\n", strscpy(buf, "hello", sizeof(buf)),
+		strscpy(buf, "hello world", 6), buf);
+	n = kstrtoint("-0x10\n", 0, &value);
+	pr_info("strings: kstrtoint=%d value=%d bad=%d range=%d\n", n, value,
+		kstrtoint("12ab", 10, &value), kstrtoint("4294967296", 10, &value));
+	n = kstrtobool("on", &flag);
+	pr_info("strings: kstrtobool=%d flag=%d\n", n, flag);
+	copy = kstrdup("duplicate", GFP_KERNEL);
+	pr_info("strings: kstrdup=[%s] cmp=%d len=%zu chr=%s\n", copy, strcmp(copy, "duplicatf"),
+		strlen(copy), strchr(copy, 'c'));
+	kfree(copy);
+	return 0;
+}
+
+module_init(strings_init);
+MODULE_LICENSE("GPL");
+"""
+
+
+@pytest.mark.trio
+async def test_a_real_module_calls_the_string_functions(tmp_path):
+    import shutil
+
+    if shutil.which("gcc") is None or shutil.which("ld") is None:
+        pytest.skip("building a module needs gcc and ld")
+    from kloaderd.build import build_module
+    from kloaderd.kernel.kernel import Kernel
+
+    (tmp_path / "strings.c").write_text(STRINGS_C)
+    ko = build_module([tmp_path / "strings.c"], tmp_path / "strings.ko").read_bytes()
+    kernel = Kernel()
+    await kernel.init_module(ko, "")
+    texts = [r.text for r in kernel.log.records() if r.module == "strings"]
+    assert texts == [
+        "strings: vsnprintf=22 [ab--7-ff--1-z-t]",
+        "strings: vprintk 1 2 3 4 5 6 7 8",
+        "strings: scnprintf=7 [1234567]",
+        "strings: strscpy=5 big=-7 [hello]",
+        "strings: kstrtoint=0 value=-16 bad=-22 range=-34",
+        "strings: kstrtobool=0 flag=1",
+        "strings: kstrdup=[duplicate] cmp=-1 len=9 chr=cate",
+    ]
+    assert kernel.slab.usage("strings") == (0, 0)
