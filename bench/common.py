@@ -1,0 +1,216 @@
+"""What the benchmarks share: rows, medians, the table, fixture images, a daemon.
+
+A benchmark's `run(quick)` returns rows `{metric, median, spread, unit,
+target, ok}`: the median of repeated samples (one noisy run must not decide a
+figure), the interquartile range as its spread, and the target it is judged
+against.  `ok` is None where there is nothing to judge (a figure reported,
+not targeted) or the figure could not be measured.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures"
+
+Row = dict[str, Any]
+
+
+def summarize(samples: list[float]) -> tuple[float, float]:
+    """(median, interquartile range) of the samples."""
+    median = statistics.median(samples)
+    if len(samples) < 2:
+        return median, 0.0
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return median, q3 - q1
+
+
+def row(metric: str, samples: list[float], unit: str, target: float | None = None, *,
+        higher_is_better: bool = False) -> Row:
+    """One figure: judged against `target` if there is one, else only reported."""
+    median, spread = summarize(samples)
+    if target is None:
+        return {"metric": metric, "median": median, "spread": spread, "unit": unit,
+                "target": "", "ok": None}
+    ok = median >= target if higher_is_better else median <= target
+    return {"metric": metric, "median": median, "spread": spread, "unit": unit,
+            "target": f"{'>=' if higher_is_better else '<='} {target:g}", "ok": ok}
+
+
+def unmeasured(metric: str, why: str) -> Row:
+    """A row for a figure that could not be measured, saying why, so a table
+    never silently lacks a line."""
+    return {"metric": metric, "median": None, "spread": None, "unit": "", "target": "",
+            "ok": None, "note": why}
+
+
+def timed(fn: Callable[[], Any], repeats: int, scale: float = 1e3) -> list[float]:
+    """`repeats` timings of `fn()`, in milliseconds unless `scale` says otherwise."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * scale)
+    return samples
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("pass" if ok else "FAIL")
+
+
+def table(rows: list[Row], *, markdown: bool = False) -> str:
+    """The rows as one aligned table (or a Markdown one), with the area each
+    comes from when rows carry one (`bench`)."""
+    header = ("area", "metric", "median", "spread", "unit", "target", "result")
+    lines = [(r.get("bench", ""), r["metric"] + (f" ({r['note']})" if r.get("note") else ""),
+              _number(r["median"]), _number(r["spread"]), r["unit"], r["target"],
+              _verdict(r["ok"])) for r in rows]
+    if not any(cells[0] for cells in lines):
+        header, lines = header[1:], [cells[1:] for cells in lines]
+    right = {header.index("median"), header.index("spread")}
+    if markdown:
+        out = ["| " + " | ".join(header) + " |",
+               "|" + "|".join("--:" if i in right else "---" for i in range(len(header))) + "|"]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(cells[i]) for cells in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths))] + [fmt(c) for c in lines])
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import unicorn
+
+    return {"cpu": cpu, "cpus": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "unicorn": unicorn.__version__}
+
+
+# -- fixture images -------------------------------------------------------------
+
+_BUILT = Path(tempfile.gettempdir()) / f"kloader-bench-{os.getuid()}"
+
+
+@lru_cache(maxsize=None)
+def fixture_image(name: str) -> bytes:
+    """The committed `fixtures/NAME.ko`, or one built from `fixtures/src/NAME.c`
+    (against the exporter's symbols, as the fixture set is built) and cached."""
+    committed = FIXTURES / f"{name}.ko"
+    if committed.exists():
+        return committed.read_bytes()
+    output = _BUILT / f"{name}.ko"
+    source = FIXTURES / "src" / f"{name}.c"
+    if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+        from kloaderd.build import build_module
+
+        _BUILT.mkdir(exist_ok=True)
+        extra = []
+        if name != "exporter":
+            fixture_image("exporter")
+            extra = [FIXTURES / "exporter.ko" if (FIXTURES / "exporter.ko").exists()
+                     else _BUILT / "exporter.ko"]
+        build_module([source], output, include_dirs=[FIXTURES / "include"], extra_symbols=extra)
+    return output.read_bytes()
+
+
+THIS_MODULE_NAME_OFFSET = 24      # offsetof(struct module, name)
+
+
+def renamed(image: bytes, new: str) -> bytes:
+    """The same module under another name of the same length.
+
+    A module's name lives twice in its image: `name=` in `.modinfo` and
+    `struct module.name` in `.gnu.linkonce.this_module`.  Rewriting both in
+    place, with a name of equal length, keeps every offset valid, so one
+    build serves as a thousand distinct modules.
+    """
+    from kloaderd.elf.image import parse
+
+    parsed = parse(image)
+    old = parsed.name
+    if len(new) != len(old):
+        raise ValueError(f"{new!r} must be as long as {old!r}")
+    data = bytearray(image)
+    modinfo = parsed.section(".modinfo")
+    this_module = parsed.section(".gnu.linkonce.this_module")
+    entry = f"name={old}\0".encode()
+    at = data.find(entry, modinfo.offset, modinfo.offset + modinfo.size)
+    name_at = this_module.offset + THIS_MODULE_NAME_OFFSET
+    if at < 0 or data[name_at:name_at + len(old) + 1] != old.encode() + b"\0":
+        raise ValueError(f"cannot find the name {old!r} in the image")
+    data[at:at + len(entry)] = f"name={new}\0".encode()
+    data[name_at:name_at + len(new)] = new.encode()
+    return bytes(data)
+
+
+# -- a daemon of our own ----------------------------------------------------------
+
+def kloaderd_command() -> list[str]:
+    beside = Path(sys.executable).parent / "kloaderd"
+    return [str(beside) if beside.exists() else "kloaderd"]
+
+
+@contextmanager
+def daemon(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A `kloaderd` process on a private socket: (socket path, process).
+
+    A real process, not an embedded one, so that its memory is its own to
+    measure and the clients' costs include the socket.
+    """
+    with tempfile.TemporaryDirectory(prefix="kl-bench-", dir="/tmp") as tmp:
+        path = os.path.join(tmp, "k.sock")
+        proc = subprocess.Popen(kloaderd_command() + ["--socket", path, "--log-level", "emerg",
+                                                      *options],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            if proc.stdout is None or proc.stdout.readline().strip() != path:
+                raise RuntimeError(f"kloaderd did not start (exit status {proc.poll()})")
+            yield path, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
