@@ -25,6 +25,7 @@ these fixtures, and nothing heavy is imported until a fixture is used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -141,13 +142,32 @@ async def kloader_async(kloaderd_async: Any) -> AsyncIterator[Any]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def _kloader_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kloader-build")
+
+
+def _build_key(sources: list[Path], name: str, options: dict[str, Any]) -> str:
+    """Everything a build depends on that a test can change: the sources,
+    the headers in its include directories, the objects it links against."""
+    digest = hashlib.sha256(repr((name, sorted(options.items()))).encode())
+    inputs = list(sources) + [Path(p) for p in options.get("extra_symbols", ())]
+    for directory in options.get("include_dirs", ()):
+        inputs.extend(sorted(p for p in Path(directory).rglob("*") if p.is_file()))
+    for path in inputs:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
 @pytest.fixture
-def kloader_build(tmp_path: Path) -> Callable[..., Path]:
+def kloader_build(tmp_path: Path, _kloader_build_cache: Path) -> Callable[..., Path]:
     """`kloader_build(*sources, name=None, **options) -> Path` of the built `.ko`.
 
     `options` are `kloaderd.build.build_module`'s (`include_dirs`, `defines`,
-    `vermagic`, `extra_symbols`, `cflags`, `verbose`).  The module is named after the
-    first source unless `name` is given.
+    `vermagic`, `extra_symbols`, `cflags`, `verbose`).  The module is named
+    after the first source unless `name` is given.  The same build asked for
+    again in the session is copied, not compiled again (unless `verbose`,
+    which is asked for to see the compiler run).
     """
     tools = (os.environ.get("CC", "gcc"), os.environ.get("LD", "ld"))
     missing = [tool for tool in tools if shutil.which(tool) is None]
@@ -159,9 +179,16 @@ def kloader_build(tmp_path: Path) -> Callable[..., Path]:
     def build(*sources: str | os.PathLike[str], name: str | None = None, **options: Any) -> Path:
         if not sources:
             raise TypeError("kloader_build needs at least one C source")
-        paths = [Path(source) for source in sources]
+        paths = [Path(source).resolve() for source in sources]
         output = tmp_path / f"{name or paths[0].stem}.ko"
-        return Path(build_module(paths, output, **options))
+        if options.get("verbose"):
+            return Path(build_module(paths, output, **options))
+        cached = _kloader_build_cache / _build_key(paths, output.name, options) / output.name
+        if not cached.exists():
+            cached.parent.mkdir(exist_ok=True)
+            build_module(paths, cached, **options)
+        shutil.copyfile(cached, output)
+        return output
 
     return build
 

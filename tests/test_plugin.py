@@ -162,3 +162,29 @@ def test_{i}(kloader, kloaderd):
 """ for i in range(4)))
     result = pytester.runpytest_subprocess("-q", "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
+
+
+def test_kloader_build_never_returns_a_stale_build(pytester):
+    pytester.makepyfile(test_rebuild=r'''
+SOURCE = """
+#include <linux/module.h>
+static int __init say_init(void) { pr_info("say: %s\\n", "WORD"); return 0; }
+module_init(say_init);
+MODULE_LICENSE("GPL");
+"""
+
+def load_and_read(kloader, ko):
+    kloader.init_module(ko.read_bytes())
+    kloader.delete_module("say", force=True)
+    return [r["text"] for r in kloader.dmesg() if r["text"].startswith("say: ")][-1]
+
+def test_rebuild(kloader, kloader_build, tmp_path):
+    source = tmp_path / "say.c"
+    source.write_text(SOURCE.replace("WORD", "one"))
+    assert load_and_read(kloader, kloader_build(source)) == "say: one"
+    assert load_and_read(kloader, kloader_build(source)) == "say: one"
+    source.write_text(SOURCE.replace("WORD", "two"))
+    assert load_and_read(kloader, kloader_build(source)) == "say: two"
+''')
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
