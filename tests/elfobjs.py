@@ -122,6 +122,25 @@ def compile_c(tmp: Path, name: str, source: str, extra: tuple[str, ...] = ()) ->
     return obj.read_bytes()
 
 
+KBUILD_LIKE_FLAGS = ("-g", "-pg", "-mfentry", "-mrecord-mcount", "-fcf-protection=branch",
+                     "-ffunction-sections", "-fdata-sections")
+
+
+def kbuild_like(tmp: Path, name: str, source: str) -> bytes:
+    """What a distribution's .ko looks like: debug info, __mcount_loc, a GNU
+    property note, one section per function, merged by `ld -r`, and a module
+    signature appended (with a dummy PKCS#7 blob: kloader does not verify)."""
+    if shutil.which("ld") is None:
+        pytest.skip("GNU ld not installed")
+    obj = tmp / f"{name}.o"
+    obj.write_bytes(compile_c(tmp, name, source, KBUILD_LIKE_FLAGS))
+    ko = tmp / f"{name}.ko"
+    subprocess.run(["ld", "-r", "-o", str(ko), str(obj)], check=True)
+    sig = bytes(range(256)) * 2
+    return ko.read_bytes() + sig + bytes([0, 0, 2, 0, 0, 0, 0, 0]) + struct.pack(">I", len(sig)) \
+        + b"~Module signature appended~\n"
+
+
 # --- hand-made ELF ---------------------------------------------------------------
 
 SHDR = struct.Struct("<IIQQQQIIQQ")

@@ -86,10 +86,13 @@ def test_ro_after_init_sections_are_marked(tmp_path):
     assert [(e.name, e.gpl) for e in image.exports] == [("many_name", False), ("many_sum", True)]
 
 
-def test_debug_info_and_notes_are_accepted(tmp_path):
-    image = parse(elfobjs.compile_c(tmp_path, "hello", elfobjs.HELLO_C, ("-g", "-Wa,--generate-missing-build-notes=yes")))
-    assert image.section(".debug_info") is not None
+def test_kbuild_like_module_is_accepted(tmp_path):
+    image = parse(elfobjs.kbuild_like(tmp_path, "hello", elfobjs.HELLO_C))
+    assert image.signed and image.name == "hello"
     assert not image.section(".debug_info").flags & SHF_ALLOC
+    assert image.section("__mcount_loc").flags & SHF_ALLOC
+    assert image.section(".note.gnu.property").flags & SHF_ALLOC     # laid out, as Linux does
+    assert [e.name for e in image.exports] == ["hello_helper"]
 
 
 def test_appended_signature_is_stripped(hello):

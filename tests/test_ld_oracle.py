@@ -92,13 +92,20 @@ def _shoff(image: Image) -> int:
 
 def objects() -> list:
     own = [pytest.param(name, id=f"own:{name}") for name in elfobjs.SOURCES]
+    own += [pytest.param(f"kbuild-like:{name}", id=f"own:kbuild-like:{name}") for name in elfobjs.SOURCES]
     fixtures = [pytest.param(p, id=f"fixture:{p.name}") for p in sorted(FIXTURES.glob("*.ko"))]
     return own + fixtures
 
 
 @pytest.mark.parametrize("which", objects())
 def test_every_allocated_section_matches_ld(tmp_path, which):
-    data = which.read_bytes() if isinstance(which, Path) else elfobjs.compile_c(tmp_path, which, elfobjs.SOURCES[which])
+    if isinstance(which, Path):
+        data = which.read_bytes()
+    elif which.startswith("kbuild-like:"):
+        name = which.split(":", 1)[1]
+        data = elfobjs.kbuild_like(tmp_path, name, elfobjs.SOURCES[name])
+    else:
+        data = elfobjs.compile_c(tmp_path, which, elfobjs.SOURCES[which])
     image = parse(data)
     if any(s.shndx == 0xFFF2 for s in image.symbols):
         pytest.skip("SHN_COMMON objects are refused by design")
