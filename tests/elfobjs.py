@@ -15,6 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
+
+from kloaderd.elf.defs import SHT_RELA, SHT_SYMTAB
+from kloaderd.elf.image import parse
 
 CFLAGS = ["-mcmodel=kernel", "-fno-pic", "-mno-red-zone", "-ffreestanding", "-O2", "-fno-common"]
 
@@ -139,6 +143,63 @@ def kbuild_like(tmp: Path, name: str, source: str) -> bytes:
     sig = bytes(range(256)) * 2
     return ko.read_bytes() + sig + bytes([0, 0, 2, 0, 0, 0, 0, 0]) + struct.pack(">I", len(sig)) \
         + b"~Module signature appended~\n"
+
+
+# --- mutations, for the fuzz tests ------------------------------------------------
+
+EHDR_FIELDS = [(16, 2), (18, 2), (40, 8), (58, 2), (60, 2), (62, 2), (4, 1), (5, 1)]
+SHDR_FIELDS = [(0, 4), (4, 4), (8, 8), (24, 8), (32, 8), (40, 4), (44, 4), (48, 8), (56, 8)]
+SYM_FIELDS = [(0, 4), (4, 1), (6, 2), (8, 8), (16, 8)]
+RELA_FIELDS = [(0, 8), (8, 4), (12, 4), (16, 8)]      # offset, type, symbol, addend
+
+
+def interesting(size: int, total: int) -> st.SearchStrategy[int]:
+    top = (1 << (8 * size)) - 1
+    special = [0, 1, 2, 3, 4, 8, 11, 24, 0xFF, 0xFFFF, 0xFFF1, 0xFFF2, 0xFFFFFFFF, 1 << 63, (1 << 64) - 1,
+               total, total - 1, total + 1]
+    return st.one_of(st.sampled_from([v & top for v in special]), st.integers(0, top))
+
+
+def table(data: bytes, sh_type: int) -> list[tuple[int, int, int]]:
+    """(offset, size, entry size) of the tables of one type in a valid base object."""
+    return [(s.offset, s.size, s.entsize) for s in parse(data).sections if s.type == sh_type and s.size]
+
+
+@st.composite
+def mutated(draw, base: bytes) -> bytes:
+    """`base` (a valid object) with one kind of damage: bit flips, truncation,
+    header/section-header/symbol/relocation field lies, a splice, or random bytes."""
+    data = bytearray(base)
+    n = len(data)
+    kind = draw(st.sampled_from(["flip", "truncate", "ehdr", "shdr", "symbol", "rela", "random", "splice"]))
+    if kind == "flip":
+        for pos in draw(st.lists(st.integers(0, n * 8 - 1), min_size=1, max_size=16)):
+            data[pos // 8] ^= 1 << (pos % 8)
+    elif kind == "truncate":
+        data = data[:draw(st.integers(0, n - 1))]
+    elif kind == "random":
+        return draw(st.one_of(st.binary(max_size=512), st.binary(max_size=256).map(lambda b: bytes(data[:64]) + b)))
+    elif kind == "splice":
+        start = draw(st.integers(0, n - 1))
+        data[start:start + 16] = draw(st.binary(min_size=1, max_size=16))
+    else:
+        edits = draw(st.integers(1, 3))
+        for _ in range(edits):
+            if kind == "ehdr":
+                at, size = draw(st.sampled_from(EHDR_FIELDS))
+            elif kind == "shdr":
+                shoff, = struct.unpack_from("<Q", base, 40)
+                shnum, = struct.unpack_from("<H", base, 60)
+                field, size = draw(st.sampled_from(SHDR_FIELDS))
+                at = shoff + 64 * draw(st.integers(0, shnum - 1)) + field
+            else:
+                tables = table(base, SHT_SYMTAB if kind == "symbol" else SHT_RELA)
+                off, tsize, esize = draw(st.sampled_from(tables))
+                field, size = draw(st.sampled_from(SYM_FIELDS if kind == "symbol" else RELA_FIELDS))
+                at = off + esize * draw(st.integers(0, tsize // esize - 1)) + field
+            if at + size <= len(data):
+                data[at:at + size] = draw(interesting(size, n)).to_bytes(size, "little")
+    return bytes(data)
 
 
 # --- hand-made ELF ---------------------------------------------------------------
