@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 
 import elfobjs
 from elfobjs import mutated
+# test_fuzz_daemon.py imports these from here; they moved to elfobjs with the strategy.
+from elfobjs import EHDR_FIELDS as EHDR, RELA_FIELDS as RELA, SHDR_FIELDS as SHDR  # noqa: F401
+from elfobjs import SYM_FIELDS as SYM, interesting, table  # noqa: F401
 from kloaderd.config import MODULES_VADDR
 from kloaderd.elf.image import parse
 from kloaderd.errors import KernelError
