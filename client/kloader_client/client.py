@@ -169,8 +169,10 @@ class Client(_Api):
         self._next_id += 1
         data = _frame({"op": op, "id": rid, **args})
         try:
-            sent = self._sock.sendmsg([data], _ancillary(fd))
-            if sent < len(data):
+            if fd is None:
+                self._sock.sendall(data)
+            else:
+                sent = self._sock.sendmsg([data], _ancillary(fd))
                 self._sock.sendall(memoryview(data)[sent:])
         except (BrokenPipeError, ConnectionResetError):
             raise connection_lost() from None

@@ -89,10 +89,23 @@ class Session:
         return True
 
     async def send(self, data: bytes) -> None:
-        async with self._send_lock:
+        """Send whole frames; a peer that is gone ends the session, not the sender."""
+        try:
+            self._send_lock.acquire_nowait()  # the usual case: no yield to the scheduler
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
             view = memoryview(data)
             while view:
                 view = view[await self.sock.send(view):]
+        except OSError:
+            self.hang_up()
+        finally:
+            self._send_lock.release()
+
+    def hang_up(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     # ------------------------------------------------------------ lifetime
 
@@ -103,9 +116,11 @@ class Session:
                 self._nursery = nursery
                 try:
                     await self._read_loop()
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                except OSError:
                     pass  # the peer went away: the cleanup below is the same
-                nursery.cancel_scope.cancel()  # give up this session's waiting requests
+                self.hang_up()  # give up this session's waiting requests
+        except Exception:  # one session's trouble must never end the daemon
+            log.exception("session %s failed", self.label)
         finally:
             self.server.sessions.discard(self)
             if self._owner is not None:
