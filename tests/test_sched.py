@@ -8,6 +8,7 @@ import trio
 from guestcode import Kernel, build
 from kloaderd.config import HZ
 from kloaderd.kernel.cpu import Machine
+from kloaderd.kernel.sched import WaitQueue
 
 SYNC = r"""
 struct mutex { unsigned long owner; long pad[3]; };
@@ -276,3 +277,26 @@ async def test_cancelling_a_blocked_task_leaves_the_machine_usable(machine, g):
     assert machine.sched.tasks == {}
     assert machine.sched.waitqueue.waiters(g["m"]) == 0
     assert await machine.call(g["quick"], 5) == 5
+
+
+@pytest.mark.trio
+async def test_a_wakeup_is_passed_on_when_its_waiter_was_cancelled():
+    queue = WaitQueue()
+    results = []
+
+    async def wait(label, scope):
+        with scope:
+            results.append((label, await queue.wait(7, None)))
+
+    first, second = trio.CancelScope(), trio.CancelScope()
+    with trio.move_on_after(5):     # a lost wakeup would leave "second" asleep for good
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait, "first", first)
+            await trio.sleep(0.001)
+            nursery.start_soon(wait, "second", second)
+            await trio.sleep(0.001)
+            assert queue.waiters(7) == 2
+            first.cancel()              # first dies before it runs again...
+            queue.wake(7, 1)            # ...holding the only wakeup
+    assert results == [("second", True)]
+    assert queue.waiters(7) == 0

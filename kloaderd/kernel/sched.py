@@ -73,6 +73,12 @@ class WaitQueue:
             with trio.move_on_after(timeout):
                 await waiter.event.wait()
             return waiter.event.is_set()
+        except BaseException:
+            # Cancelled just after being woken: pass the wakeup on, or the
+            # next waiter would sleep through a complete().
+            if waiter.event.is_set():
+                self.wake(key, 1)
+            raise
         finally:
             if not waiter.event.is_set():
                 queue.remove(waiter)

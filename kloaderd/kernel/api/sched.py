@@ -139,10 +139,23 @@ def _mutex_wait(ctx: Any, lock: int) -> Any:
     """Sleep until an unlock hands the mutex over (see mutex_unlock)."""
     async def waiting() -> int:
         queue = ctx.machine.sched.waitqueue
-        while ctx.mem.read_u64(lock) != ctx.task.current:
-            await queue.wait(lock, ctx.task)
+        try:
+            while ctx.mem.read_u64(lock) != ctx.task.current:
+                await queue.wait(lock, ctx.task)
+        except BaseException:
+            # The task is going away (cancelled) after the mutex was handed
+            # to it: pass it on rather than leave it owned by nobody alive.
+            if ctx.mem.read_u64(lock) == ctx.task.current:
+                _mutex_release(ctx, lock)
+            raise
         return 0
     return waiting()
+
+
+def _mutex_release(ctx: Any, lock: int) -> None:
+    """Hand the mutex to the longest waiter, as the MUTEX_FLAG_HANDOFF path does."""
+    woken = ctx.machine.sched.waitqueue.wake(lock, 1)
+    ctx.mem.write_u64(lock, woken[0].task.current if woken else 0)
 
 
 @export("mutex_lock", "void mutex_lock(struct mutex *lock)", nargs=1)
@@ -166,9 +179,7 @@ def mutex_unlock(ctx: Any, lock: int) -> None:
     if ctx.mem.read_u64(lock) != ctx.task.current:
         _warn(ctx, "DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current)",
               "kernel/locking/mutex.c:941 __mutex_unlock_slowpath+0x2c5/0x2f0")
-    # Hand the mutex to the longest waiter, as the MUTEX_FLAG_HANDOFF path does.
-    woken = ctx.machine.sched.waitqueue.wake(lock, 1)
-    ctx.mem.write_u64(lock, woken[0].task.current if woken else 0)
+    _mutex_release(ctx, lock)
 
 
 @export("mutex_is_locked", "bool mutex_is_locked(struct mutex *lock)", nargs=1)
