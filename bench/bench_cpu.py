@@ -34,6 +34,16 @@ long compute(long n)
     __asm__ volatile("1: add %1, %0\n\tdec %1\n\tjnz 1b" : "+r"(acc), "+r"(n));
     return acc;
 }
+/* 6 instructions an iteration, a load and a store among them. */
+long table[512];
+long memory(long n)
+{
+    long acc = 0;
+    __asm__ volatile("1: mov %1, %%rdx\n\tand $511, %%rdx\n\tadd (%2,%%rdx,8), %0\n\t"
+                     "mov %0, (%2,%%rdx,8)\n\tdec %1\n\tjnz 1b"
+                     : "+r"(acc), "+r"(n) : "r"(table) : "rdx", "memory");
+    return acc;
+}
 long kernel_calls(long n) { long s = 0; while (n--) s += completion_done(&c); return s; }
 long yields(long n) { while (n--) schedule(); return 0; }
 """
@@ -57,6 +67,12 @@ async def _measure(quick: bool) -> list[dict]:
         await machine.call(g["compute"], n)
         ips.append(3 * n / (time.perf_counter() - t) / 1e6)
 
+    mem_ips = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        await machine.call(g["memory"], n)
+        mem_ips.append(6 * n / (time.perf_counter() - t) / 1e6)
+
     n = 5_000 if quick else 50_000
     call_us = []
     for _ in range(repeats):
@@ -74,9 +90,12 @@ async def _measure(quick: bool) -> list[dict]:
         switch_us.append((time.perf_counter() - t) / (2 * n) * 1e6)
 
     ips_med = statistics.median(ips)
+    mem_med = statistics.median(mem_ips)
     call_med = statistics.median(call_us)
     return [
         _row("guest instructions per second (compute loop)", ips, "M instr/s", ">= 20", ips_med >= 20),
+        _row("guest instructions per second (loads and stores)", mem_ips, "M instr/s", ">= 20",
+             mem_med >= 20),
         _row("kernel call round trip from module code", call_us, "µs", "<= 10", call_med <= 10),
         _row("task switch (schedule() between two tasks)", switch_us, "µs", "-", None),
     ]
