@@ -232,6 +232,15 @@ async def test_write_to_unmapped_kernel_address(machine):
 
 
 @pytest.mark.trio
+async def test_non_canonical_address_is_a_general_protection_fault(machine):
+    g = build(machine, FAULTS)
+    oops = await _oops(machine, g["peek"], 0x8000000000000010)
+    assert oops.kind == "general-protection"
+    assert oops.lines[0] == ("general protection fault, probably for non-canonical address "
+                             "0x8000000000000010: 0000 [#1] PREEMPT SMP NOPTI")
+
+
+@pytest.mark.trio
 async def test_write_to_module_text_is_a_permissions_violation(machine):
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["poke"], g["peek"], 0)

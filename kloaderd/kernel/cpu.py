@@ -55,6 +55,12 @@ _TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protec
 _TRAP_KINDS = {0: "divide-error", 3: "int3", 6: "invalid-opcode", 13: "general-protection"}
 
 
+def _canonical(addr: int) -> bool:
+    """Bits 63..47 all equal: an address x86-64 paging can translate."""
+    top = addr >> 47
+    return top == 0 or top == 0x1FFFF
+
+
 @dataclass(slots=True)
 class CallContext:
     """What a kernel function implementation sees of its caller."""
@@ -357,7 +363,14 @@ class Machine:
                           f"(stack is {guard.stack_base:016x}..{guard.stack_top - 1:016x})",
                           f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
                 return self._oops(task, "stack-overflow", header, address=fault.address)
-            return self._page_fault(task, self._precise(fault))
+            fault = self._precise(fault)
+            if not _canonical(fault.address):
+                # No page table walk happens: the CPU raises #GP instead.
+                self._die_counter += 1
+                header = [f"general protection fault, probably for non-canonical address "
+                          f"0x{fault.address:x}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+                return self._oops(task, "general-protection", header)
+            return self._page_fault(task, fault)
         self._die_counter += 1
         header = [f"BUG: unhandled CPU exception ({err}): 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
         return self._oops(task, "exception", header)
