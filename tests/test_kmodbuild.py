@@ -8,6 +8,7 @@ as a loader would.
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -63,6 +64,124 @@ module_exit(demo_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("kloader tests");
 """
+
+
+# Uses (nearly) every macro and inline of the headers; must compile warning-free.
+KITCHEN_SINK_C = r"""
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/atomic.h>
+#include <linux/bug.h>
+#include <linux/completion.h>
+#include <linux/delay.h>
+#include <linux/err.h>
+#include <linux/errno.h>
+#include <linux/export.h>
+#include <linux/gfp.h>
+#include <linux/init.h>
+#include <linux/jiffies.h>
+#include <linux/kernel.h>
+#include <linux/kstrtox.h>
+#include <linux/ktime.h>
+#include <linux/limits.h>
+#include <linux/list.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/printk.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/types.h>
+#include <linux/version.h>
+
+struct item { int v; struct list_head node; };
+static LIST_HEAD(items);
+static DEFINE_MUTEX(m);
+static DEFINE_SPINLOCK(sl);
+static DECLARE_COMPLETION(c);
+static atomic_t counter = ATOMIC_INIT(0);
+static int __read_mostly rm = 1;
+static int __ro_after_init ro;
+static unsigned long delay_us = 3;
+module_param(delay_us, ulong, S_IRUGO | S_IWUSR);
+static int hw[3];
+module_param_array_named(hwv, hw, int, NULL, 0444);
+
+int sink_fn(int x) { return x; }
+EXPORT_SYMBOL_GPL(sink_fn);
+
+static int __init sink_init(void)
+{
+	struct item *it, *tmp;
+	unsigned long flags, j = jiffies, ul;
+	char buf[32], *dup;
+	void *p = kcalloc(4, sizeof(int), GFP_KERNEL);
+	int (*fn)(int) = symbol_get(sink_fn);
+	ktime_t t0 = ktime_get();
+	bool b;
+	int i;
+
+	p = krealloc_array(p, 8, sizeof(int), GFP_ATOMIC);
+	it = kzalloc(sizeof(*it), GFP_KERNEL);
+	if (!it)
+		return -ENOMEM;
+	list_add_tail(&it->node, &items);
+	list_for_each_entry_safe(it, tmp, &items, node) {
+		list_del(&it->node);
+		kfree(it);
+	}
+	mutex_lock(&m); mutex_unlock(&m);
+	spin_lock_irqsave(&sl, flags); spin_unlock_irqrestore(&sl, flags);
+	complete(&c); wait_for_completion(&c);
+	atomic_inc(&counter);
+	WARN_ON(atomic_read(&counter) != 1);
+	WARN_ON_ONCE(rm == 0);
+	WARN(ro, "ro=%d\n", ro);
+	BUG_ON(!p);
+	snprintf(buf, sizeof(buf), "%d", min(3, 4) + max(1, 2) + clamp(5, 0, 3) + min_t(u8, 300, 2));
+	if (kstrtoul(buf, 10, &ul) || kstrtobool("y", &b) || kstrtoint("-1", 0, &i))
+		return -EINVAL;
+	dup = kstrdup(buf, GFP_KERNEL);
+	kfree(kmemdup(dup, strlen(dup) + 1, GFP_KERNEL));
+	kfree(dup);
+	udelay(delay_us); udelay(10); ndelay(100); mdelay(1);
+	usleep_range(10, 20); msleep(1); ssleep(0);
+	schedule_timeout(msecs_to_jiffies(1));
+	if (time_after(jiffies, j + HZ)) pr_warn("slow\n");
+	pr_info("elapsed %lld ns, ARRAY_SIZE %zu, ver %d, %s\n", ktime_to_ns(ktime_sub(ktime_get(), t0)),
+		ARRAY_SIZE(hw), LINUX_VERSION_CODE, module_name(THIS_MODULE));
+	pr_info_once("once\n");
+	if (IS_ERR(ERR_PTR(-ENOMEM)) && PTR_ERR(ERR_PTR(-EIO)) == -EIO)
+		pr_debug("err ptr ok\n");
+	if (try_module_get(THIS_MODULE)) module_put(THIS_MODULE);
+	__module_get(THIS_MODULE); module_put(THIS_MODULE);
+	pr_cont("refs %d\n", module_refcount(THIS_MODULE));
+	if (fn) { fn(1); symbol_put(sink_fn); }
+	kfree(p);
+	return 0;
+}
+static void __exit sink_exit(void) { }
+module_init(sink_init);
+module_exit(sink_exit);
+MODULE_LICENSE("GPL");
+"""
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def documented_exports() -> set[str]:
+    """The kernel's exports as docs/kernel-api.md lists them (its table column)."""
+    names: set[str] = set()
+    for line in (REPO / "docs" / "kernel-api.md").read_text().splitlines():
+        if line.startswith("|") and line.count("|") >= 3:
+            column = line.split("|")[2]
+            for quoted in re.findall(r"`([^`]+)`", column):
+                words = quoted.split()
+                names.update(words)
+                if words[0].startswith("param_ops_"):
+                    names.update(f"param_ops_{w}" for w in words[1:])
+    return names
 
 
 class Object:
@@ -331,3 +450,11 @@ def test_a_missing_compiler_is_reported_clearly(tmp_path, monkeypatch, capsys):
     assert "cannot run 'gcc': not found in PATH" in capsys.readouterr().err
     with pytest.raises(BuildError, match="gcc"):
         build_module([src], tmp_path / "m.ko")
+
+
+def test_the_headers_compile_cleanly_and_import_only_documented_exports(build):
+    obj = build(KITCHEN_SINK_C, name="sink", cflags=["-Werror"])
+    undefined = {name for name, sym in obj.symbols().items()
+                 if sym["st_shndx"] == "SHN_UNDEF"}
+    assert len(undefined) > 25
+    assert undefined <= documented_exports()
