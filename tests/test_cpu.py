@@ -164,6 +164,14 @@ target:
             assert await machine.call(g[f"via_{r}"]) == 7
 
 
+@pytest.mark.trio
+async def test_patching_module_text_takes_effect(machine):
+    g = build(machine, ARITH)
+    assert await machine.call(g["add"], 1, 2) == 3
+    machine.mem.write(g["add"], bytes.fromhex("b802000000c3"))      # mov $2, %eax; ret
+    assert await machine.call(g["add"], 1, 2) == 2
+
+
 # --- faults ------------------------------------------------------------------------
 
 FAULTS = r"""

@@ -36,7 +36,7 @@ from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_
                       UTS_RELEASE)
 from . import api
 from .memory import AddressSpace, GuestFault, page_align
-from .oops import TAINT_SOFTLOCKUP, Frame, Oops, Panic, page_fault_header, render
+from .oops import TAINT_DIE, TAINT_SOFTLOCKUP, Frame, Oops, Panic, page_fault_header, render
 from .sched import BusyWait, Scheduler, Task
 
 STUB_SIZE = 16
@@ -446,7 +446,7 @@ class Machine:
         regs["gs_base"] = uc.reg_read(X.UC_X86_REG_GS_BASE)
         return regs
 
-    def _oops(self, task: Task, kind: str, header: list[str], *, taint: str = "D",
+    def _oops(self, task: Task, kind: str, header: list[str], *, taint: str = TAINT_DIE,
               address: int | None = None, regs: dict[str, int] | None = None,
               footer: str = "---[ end trace 0000000000000000 ]---") -> Oops:
         regs = regs or self._registers()

@@ -259,10 +259,16 @@ class AddressSpace:
             if (page >> PAGE_SHIFT) not in self._pt:
                 raise GuestFault(max(page, addr), "write")
         off = 0
+        patched_code = False
         while off < len(data):
             chunk = min(len(data) - off, PAGE_SIZE - ((addr + off) & (PAGE_SIZE - 1)))
-            self.uc.mem_write(self.translate(addr + off, "write"), data[off:off + chunk])
+            pte = self._pt[(addr + off) >> PAGE_SHIFT]
+            patched_code |= bool(pte[1] & UC_PROT_EXEC)
+            self.uc.mem_write(pte[0] | ((addr + off) & (PAGE_SIZE - 1)), data[off:off + chunk])
             off += chunk
+        if patched_code:
+            # text_poke: code already translated must not run in its old form.
+            self.uc.ctl_flush_tb()
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string (without the NUL), at most `limit` bytes."""
