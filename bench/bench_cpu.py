@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from guestcode import Kernel, build  # noqa: E402
 
 from kloaderd.kernel.cpu import Machine  # noqa: E402
+from kloaderd.kernel.oops import Oops  # noqa: E402
 
 GUEST = r"""
 struct completion { unsigned int done; int pad[7]; };
@@ -45,6 +46,7 @@ long memory(long n)
     return acc;
 }
 long kernel_calls(long n) { long s = 0; while (n--) s += completion_done(&c); return s; }
+long spin(void) { for (;;) __asm__ volatile(""); }
 long yields(long n) { while (n--) schedule(); return 0; }
 """
 
@@ -89,6 +91,26 @@ async def _measure(quick: bool) -> list[dict]:
             nursery.start_soon(machine.call, g["yields"], n)
         switch_us.append((time.perf_counter() - t) / (2 * n) * 1e6)
 
+    # The daemon must keep answering while module code spins: how late does
+    # a 5 ms timer of another trio task fire?
+    late_ms: list[float] = []
+    spinner = Machine(Kernel(), watchdog=0.5 if quick else 2.0)
+    spin = build(spinner, GUEST)["spin"]
+
+    async def spin_until_lockup() -> None:
+        try:
+            await spinner.call(spin)
+        except Oops:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(spin_until_lockup)
+        await trio.sleep(0.05)
+        while spinner.sched.tasks:
+            t = time.perf_counter()
+            await trio.sleep(0.005)
+            late_ms.append((time.perf_counter() - t - 0.005) * 1e3)
+
     ips_med = statistics.median(ips)
     mem_med = statistics.median(mem_ips)
     call_med = statistics.median(call_us)
@@ -97,6 +119,8 @@ async def _measure(quick: bool) -> list[dict]:
         _row("guest instructions per second (loads and stores)", mem_ips, "M instr/s", ">= 20",
              mem_med >= 20),
         _row("kernel call round trip from module code", call_us, "µs", "<= 10", call_med <= 10),
+        _row("event loop lateness while guest code spins (max)", [max(late_ms)], "ms", "<= 50",
+             max(late_ms) <= 50),
         _row("task switch (schedule() between two tasks)", switch_us, "µs", "-", None),
     ]
 
