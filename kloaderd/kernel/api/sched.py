@@ -58,7 +58,7 @@ def _warn(ctx: Any, condition: str, where: str) -> None:
     module = getattr(ctx.module, "name", None)
     for line in ("------------[ cut here ]------------", condition,
                  f"WARNING: CPU: 0 PID: {ctx.task.pid} at {where}",
-                 f"Call Trace: {ctx.machine.symbol_name(ctx.caller)}",
+                 "Call Trace:", " <TASK>", f" {ctx.machine.symbol_name(ctx.caller)}", " </TASK>",
                  "---[ end trace 0000000000000000 ]---"):
         ctx.kernel.log.emit(KERN_WARNING, line, module)
     add_taint = getattr(ctx.kernel, "add_taint", None)
