@@ -1,8 +1,8 @@
 """The committed fixture modules: complete, current, and what they claim to be.
 
-Also runs `tables` natively (tests/native.py) against results computed here
-in Python, so the line-for-line comparison with a kloader run has a trusted
-reference.
+Also runs `tables` natively (tests/native.py) and in kloader, each against
+results computed here in Python, so the two runs agree line for line with
+each other and with a trusted reference.
 """
 
 from __future__ import annotations
@@ -278,6 +278,14 @@ def expected_tables_lines() -> list[str]:
 @needs_gcc
 def test_tables_native_output():
     assert native_lines([FIXTURES / "src" / "tables.c"]) == expected_tables_lines()
+
+
+def test_tables_prints_the_same_lines_in_kloader(kloader):
+    """The emulated CPU, linker and printk agree with the host and with Python."""
+    kloader.init_module((FIXTURES / "tables.ko").read_bytes())
+    kloader.delete_module("tables")
+    printed = [r["text"] for r in kloader.dmesg() if r["module"] == "tables"]
+    assert printed == expected_tables_lines()
 
 
 @needs_gcc
