@@ -36,13 +36,16 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def run(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(*argv: str, env: dict[str, str], fails: bool = False) -> None:
+    """Run a command and show it; one that does not do what the tour says
+    it does stops the tour."""
     say("$ " + shlex.join(argv))
     done = subprocess.run([command(argv[0]), *argv[1:]], env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if done.stdout:
         say(done.stdout.rstrip("\n"))
-    return done
+    if bool(done.returncode) != fails:
+        raise SystemExit(f"tour: `{shlex.join(argv)}` exited with status {done.returncode}")
 
 
 def python(code: str, result: object = None) -> None:
@@ -59,16 +62,18 @@ def wait_for_state(client: Client, name: str, state: str) -> None:
 
 def tour(env: dict[str, str]) -> None:
     say("$ kloaderd &")
+    # --log-level 0: the kernel's console stays quiet; kdmesg shows the log.
     daemon = subprocess.Popen([command("kloaderd"), "--log-level", "0"], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE)
     try:
-        daemon.stdout.readline()          # the socket path: printed once it listens
+        if not daemon.stdout.readline():  # the socket path, printed once it listens
+            raise SystemExit("tour: kloaderd did not start")
         say("# listening on $KLOADERD_SOCKET")
         run("kinsmod", "fixtures/exporter.ko", env=env)
         run("kinsmod", "fixtures/user.ko", env=env)
         run("klsmod", env=env)
         run("kdmesg", env=env)
-        run("krmmod", "exporter", env=env)
+        run("krmmod", "exporter", env=env, fails=True)
         run("krmmod", "user", env=env)
 
         say("# A client's reference: exporter cannot go while it is held.")
@@ -87,7 +92,9 @@ def tour(env: dict[str, str]) -> None:
             python('client.module_put("exporter")')
             output, _ = remover.communicate()
             say(output.rstrip("\n"))
-            say(f"# krmmod --wait returned {remover.returncode} once the reference was dropped")
+            if remover.returncode:
+                raise SystemExit(f"tour: krmmod --wait exited with status {remover.returncode}")
+            say("# krmmod --wait returned once the reference was dropped")
         run("klsmod", env=env)
         run("kdmesg", env=env)
     finally:
