@@ -145,6 +145,7 @@ class ObjectSymbols:
 
     defined: frozenset[str]
     undefined: tuple[str, ...]      # in symbol-table order, no duplicates
+    weak: frozenset[str]            # the undefined ones that may stay unresolved
     exports: dict[str, bool]        # name -> GPL-only, from __ksymtab / __ksymtab_gpl
     modinfo: tuple[tuple[str, str], ...]
 
@@ -156,6 +157,7 @@ def read_object(path: Path) -> ObjectSymbols:
             elf = ELFFile(f)
             defined: set[str] = set()
             undefined: dict[str, None] = {}
+            weak: set[str] = set()
             exports: dict[str, bool] = {}
             symtab = elf.get_section_by_name(".symtab")
             if isinstance(symtab, SymbolTableSection):
@@ -168,6 +170,8 @@ def read_object(path: Path) -> ObjectSymbols:
                     if shndx == "SHN_UNDEF":
                         if bind in ("STB_GLOBAL", "STB_WEAK"):
                             undefined[name] = None
+                        if bind == "STB_WEAK":
+                            weak.add(name)
                         continue
                     if bind in ("STB_GLOBAL", "STB_WEAK"):
                         defined.add(name)
@@ -185,7 +189,7 @@ def read_object(path: Path) -> ObjectSymbols:
         if sep:
             modinfo.append((key, value))
     return ObjectSymbols(frozenset(defined), tuple(u for u in undefined if u not in defined),
-                         exports, tuple(modinfo))
+                         frozenset(weak), exports, tuple(modinfo))
 
 
 def _c_string(s: str) -> str:
@@ -265,7 +269,8 @@ def modpost(obj: ObjectSymbols, modname: str, *, vermagic: str,
         if name == "__this_module":
             continue
         if name not in owners:
-            _warn(f"\"{name}\" [{ko}] undefined!")
+            if name not in obj.weak:
+                _warn(f"\"{name}\" [{ko}] undefined!")
             continue
         owner, gpl_only = owners[name]
         if gpl_only and not gpl_ok:

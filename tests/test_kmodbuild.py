@@ -350,13 +350,17 @@ def test_versions_record_the_registry_crc_of_each_core_symbol_used(build, monkey
         "kl_test_export", lambda ctx, x: x, 1, False, "int kl_test_export(int x)"))
     obj = build("#include <linux/module.h>\n"
                 "int kl_test_export(int x);\nint kl_test_nobody(void);\n"
-                "static int __init f(void) { return kl_test_export(1) + kl_test_nobody(); }\n"
+                "int kl_test_maybe(void) __weak;\n"
+                "static int __init f(void)\n"
+                "{ return kl_test_export(1) + kl_test_nobody() + (kl_test_maybe ? 1 : 0); }\n"
                 'module_init(f);\nMODULE_LICENSE("GPL");\n', name="vers")
     versions = _versions(obj)
     assert versions["kl_test_export"] == api.symbol_crc("kl_test_export")
     assert "kl_test_nobody" not in versions
     assert set(versions) <= set(api.FUNCTIONS) | set(api.OBJECTS)
-    assert '"kl_test_nobody" [vers.ko] undefined!' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert '"kl_test_nobody" [vers.ko] undefined!' in err
+    assert "kl_test_maybe" not in err   # weak: allowed to stay unresolved
 
 
 def test_depends_names_the_extra_modules_whose_exports_are_used(build, tmp_path, capsys):
