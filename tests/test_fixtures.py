@@ -139,6 +139,12 @@ def test_fixtures_are_built_as_their_tests_need():
     assert syms["kloader_missing_too"]["st_shndx"] == "SHN_UNDEF"
     elf.stream.close()
 
+    elf = _open("multi")   # fixtures/src/multi/*.c: one module from two objects
+    files = {s.name for s in _symbols(elf).values() if s["st_info"]["type"] == "STT_FILE"}
+    assert {"helper.c", "main.c"} <= files
+    assert _symbols(elf)["multi_square"]["st_shndx"] != "SHN_UNDEF"
+    elf.stream.close()
+
     elf = _open("user_proprietary")
     assert ("license", "Proprietary") in _modinfo(elf)
     assert _symbols(elf)["exp_gpl_mul"]["st_shndx"] == "SHN_UNDEF"
