@@ -119,7 +119,7 @@ def compile_flags(modname: str, basename: str, *, include_dirs: Iterable[str | P
     return flags
 
 
-def _run(argv: list[str], what: str, verbose: bool) -> None:
+def run_tool(argv: list[str], what: str, verbose: bool) -> None:
     """Run a tool; its diagnostics go to our stderr, failure to BuildError."""
     if verbose:
         print(shlex.join(argv), flush=True)
@@ -326,7 +326,7 @@ def build_module(sources: Sequence[str | Path], output: str | Path, *,
             flags = compile_flags(modname, src.stem.replace("-", "_"),
                                   include_dirs=include_dirs, defines=defines,
                                   cflags=[f"-fmacro-prefix-map={src.resolve().parent}/=", *cflags])
-            _run([cc, *flags, "-c", "-o", str(obj), str(src)], f"compiling {src}", verbose)
+            run_tool([cc, *flags, "-c", "-o", str(obj), str(src)], f"compiling {src}", verbose)
             objects.append(obj)
 
         # A composite module is first linked into one NAME.o, as kbuild does.
@@ -334,7 +334,7 @@ def build_module(sources: Sequence[str | Path], output: str | Path, *,
             module_o = objects[0]
         else:
             module_o = tmpdir / f"{modname}.o"
-            _run([*ld_r, "-o", str(module_o), *map(str, objects)],
+            run_tool([*ld_r, "-o", str(module_o), *map(str, objects)],
                  f"linking {modname}.o", verbose)
 
         mod_c = tmpdir / f"{modname}.mod.c"
@@ -343,13 +343,13 @@ def build_module(sources: Sequence[str | Path], output: str | Path, *,
                                  extra_symbols=[Path(p) for p in extra_symbols]))
         mod_o = tmpdir / f"{modname}.mod.o"
         flags = compile_flags(modname, f"{modname}.mod", cflags=cflags)
-        _run([cc, *flags, "-c", "-o", str(mod_o), str(mod_c)], f"compiling {mod_c.name}", verbose)
+        run_tool([cc, *flags, "-c", "-o", str(mod_o), str(mod_c)], f"compiling {mod_c.name}", verbose)
 
         # Link beside the target and rename, so a failure never leaves half a .ko.
         output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(f".{output.name}.tmp")
         try:
-            _run([*ld_r, "-o", str(partial), str(module_o), str(mod_o)],
+            run_tool([*ld_r, "-o", str(partial), str(module_o), str(mod_o)],
                  f"linking {output.name}", verbose)
             os.replace(partial, output)
         finally:

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from kloaderd.build import BuildError, _run, compile_flags, modname_of
+from kloaderd.build import BuildError, compile_flags, modname_of, run_tool
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SHIM = FIXTURES / "native" / "shim.c"
@@ -41,10 +41,10 @@ def native_lines(sources: list[Path], params: dict[str, str] | None = None, *,
             for i, (src, include_dirs) in enumerate(units):
                 obj = tmpdir / f"{i}-{src.stem}.o"
                 flags = compile_flags(name, src.stem, include_dirs=include_dirs, native=True)
-                _run([cc, *flags, "-c", "-o", str(obj), str(src)], f"compiling {src}", False)
+                run_tool([cc, *flags, "-c", "-o", str(obj), str(src)], f"compiling {src}", False)
                 objects.append(str(obj))
             program = tmpdir / name
-            _run([cc, "-no-pie", "-o", str(program), *objects], f"linking native {name}", False)
+            run_tool([cc, "-no-pie", "-o", str(program), *objects], f"linking native {name}", False)
         except BuildError as e:
             raise NativeRunError(str(e)) from None
         args = [f"{k}={v}" for k, v in (params or {}).items()]
