@@ -225,8 +225,9 @@ async def serve(socket_path: str | os.PathLike[str] | None = None, *,
                 failure = exc
             finally:
                 nursery.cancel_scope.cancel()
-        await kernel.shutdown()
     finally:
+        # Even after a server crash: exits still run and leaks are still counted.
+        await kernel.shutdown()
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
         if daemon is not None:
