@@ -310,3 +310,20 @@ def test_params_natively_parse_into_every_parameter_type():
         "parray_count": "3", "parray[0]": "9", "parray[1]": "8", "parray[2]": "7",
         "pstring": "short", "answer": "43",
     }
+
+
+@needs_gcc
+@pytest.mark.parametrize("name, params", [
+    ("hello", {}),
+    ("multi", {}),
+    ("initsec", {}),
+    ("locks", {}),
+    ("params", {"pshort": "-7", "pinvbool": "0", "parray": "3,2,1", "pstring": "abc",
+                "pcharp": "xyz", "phexint": "0x10", "answer": "-1"}),
+])
+def test_a_fixture_prints_the_same_natively_and_in_kloader(kloader, name, params):
+    native = native_lines(rebuild.module_sources()[name], params, modname=name)
+    kloader.init_module((FIXTURES / f"{name}.ko").read_bytes(),
+                        " ".join(f"{k}={v}" for k, v in params.items()))
+    kloader.delete_module(name)
+    assert [r["text"] for r in kloader.dmesg() if r["module"] == name] == native
