@@ -102,11 +102,6 @@ static inline const char *module_name(struct module *mod)
 	return mod ? mod->name : "kernel";
 }
 
-static inline bool module_is_live(struct module *mod)
-{
-	return mod->state != MODULE_STATE_GOING;
-}
-
 /*
  * symbol_get(x) looks exported symbol x up at run time, taking a reference
  * on its owner (NULL if nobody exports it); symbol_put(x) drops it.
