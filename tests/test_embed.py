@@ -183,6 +183,7 @@ async def test_an_oops_is_reported_with_its_taint(built):
                 with pytest.raises(OSError) as failed:
                     await client.init_module(built["nullderef"])
                 assert failed.value.errno == errno.EFAULT
+            assert daemon.find_problems().oopses, "seen as soon as it happens, not only on exit"
     problems = daemon.problems
     assert problems.oopses == ("BUG: kernel NULL pointer dereference, address: 0000000000000000",)
     assert "D" in problems.taints and problems.tainted.startswith("Tainted:")
@@ -231,6 +232,7 @@ def test_run_in_thread_serves_synchronous_clients(fixture_ko):
             client.try_module_get("hello")
             info = daemon.run_sync(daemon.kernel.module_info, "hello")
             assert info["refcnt"] == 1
+            assert not daemon.find_problems()
             assert any("Hello, world" in line for line in daemon.dmesg())
     assert not daemon.running
     assert not Path(daemon.socket_path).exists()
