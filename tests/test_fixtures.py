@@ -8,6 +8,7 @@ each other and with a trusted reference.
 from __future__ import annotations
 
 import importlib.util
+import errno
 import shutil
 import struct
 import subprocess
@@ -312,9 +313,58 @@ def test_params_natively_parse_into_every_parameter_type():
     }
 
 
+def expected_inlines_lines() -> list[str]:
+    order: list[int] = []
+    for value in range(1, 6):          # even indexes list_add_tail, odd ones list_add
+        if value % 2:
+            order.append(value)
+        else:
+            order.insert(0, value)
+
+    def digits(values: list[int]) -> str:
+        return "".join(map(str, values)) or "0"
+
+    out = [f"list order = {digits(order)}"]
+    order.remove(3)
+    out.append(f"after list_del = {digits(order)}")
+    order = [v for v in order if v % 2 == 0]
+    out += [f"odd ones removed = {digits(order)}, empty={int(not order)}",
+            "container_of ok = 1"]
+    counter = 40 + 1 + 5
+    out.append(f"atomic = {counter}")
+    counter -= 1
+    out.append(f"dec_and_test = {int(counter == 0)}")
+    old, counter = counter, (100 if counter == 45 else counter)
+    out.append(f"cmpxchg old = {old}, now = {counter}")
+    seven, minus_three = 7, -3
+    out.append(f"min = {min(seven, minus_three)}, max = {max(seven, minus_three)}, "
+               f"clamp = {min(max(seven, 0), 5)}, min_t = {min(seven, minus_three & MASK32)}")
+    out.append(f"DIV_ROUND_UP(10, 4) = {-(-10 // 4)}, round_up(13, 8) = {-(-13 // 8) * 8}, "
+               f"round_down(13, 8) = {13 // 8 * 8}, ALIGN(17, 16) = {-(-17 // 16) * 16}")
+    value = 0x123456789ABCDEF
+    out.append(f"abs = 3, upper_32_bits = {value >> 32:x}, lower_32_bits = {value & MASK32:x}")
+    out.append(f"IS_ERR = 1, PTR_ERR = {-errno.ENOSPC}, IS_ERR(NULL) = 0, IS_ERR_OR_NULL(NULL) = 1")
+    hz = 250
+    jiffies = [-(-ms * hz // 1000) for ms in (1, 1000, 1001)]   # rounded up
+    out.append(f"msecs_to_jiffies(1) = {jiffies[0]}, (1000) = {jiffies[1]}, "
+               f"(1001) = {jiffies[2]}, jiffies_to_msecs(250) = {250 * 1000 // hz}")
+    out += ["time_after across the wrap = 1, time_before = 0",
+            "kmalloc_array overflow gives NULL = 1",
+            f'kstrtoul("0x1f", 0) = {int("0x1f", 0)}',
+            "fresh completion done = 0, spinlock word = 0",
+            "unloaded"]
+    return ["inlines: " + line for line in out]
+
+
+@needs_gcc
+def test_header_inlines_compute_what_python_does():
+    assert native_lines([FIXTURES / "src" / "inlines.c"]) == expected_inlines_lines()
+
+
 @needs_gcc
 @pytest.mark.parametrize("name, params", [
     ("hello", {}),
+    ("inlines", {}),
     ("multi", {}),
     ("initsec", {}),
     ("locks", {}),
