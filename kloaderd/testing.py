@@ -95,7 +95,7 @@ def _daemon_options(request: pytest.FixtureRequest) -> dict[str, Any]:
             options[field] = value
     for marker in reversed(list(request.node.iter_markers("kloader"))):
         if marker.args:
-            raise pytest.UsageError("@pytest.mark.kloader takes keyword arguments only")
+            raise TypeError("@pytest.mark.kloader takes keyword arguments only")
         options.update(marker.kwargs)
     return options
 
