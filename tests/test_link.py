@@ -200,3 +200,27 @@ def test_gpl_exports_are_marked(tmp_path):
     for e in linked.exports:
         sym = next(s for s in image.symbols if s.name == e.name)
         assert e.address == linked.symbol_value(sym.index)
+
+
+def test_per_cpu_data_is_not_laid_out_and_resolves_against_percpu_base():
+    secs = [(".text", SHT_PROGBITS, A | X, bytes(16), 16),
+            (".data..percpu", SHT_PROGBITS, A | W, b"\x05\0\0\0" * 4, 8)]
+    syms = [glob("pcpu_counter", 2, value=8, stype=1)]
+    # mov %gs:pcpu_counter, %eax is an R_X86_64_32S to the per-CPU offset; the
+    # per-CPU section's own relocations are not applied (it is copied per CPU).
+    relas = {".text": [(4, 11, 1, 0)], ".data..percpu": [(0, R_X86_64_64, 1, 0)]}
+    image = parse(elfobjs.make_object(secs, syms, relas, modname="pcpu"))
+    assert not image.sections[image.percpu_index].flags & A
+    layout = layout_sections(image)
+    assert image.percpu_index not in layout.core.offsets
+    linked = link(image, layout, CORE, INIT, {}, percpu_base=0x2_0000)
+    assert linked.symbol_value(1) == 0x2_0008
+    assert struct.unpack_from("<I", linked.core, 4)[0] == 0x2_0008
+    assert linked.relocations == 1
+
+
+def test_unreferenced_got_symbol_is_ignored_as_on_x86():
+    secs = [(".text", SHT_PROGBITS, A | X, bytes(16), 16)]
+    image = parse(elfobjs.make_object(secs, [glob("_GLOBAL_OFFSET_TABLE_", 0, stype=0)], {}))
+    assert image.undefined == ()
+    link(image, layout_sections(image), CORE, INIT, {})
