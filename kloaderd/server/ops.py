@@ -202,7 +202,7 @@ async def op_dmesg_follow(session: Session, rid: Any, since: int, follow: bool) 
 
 
 def op_modinfo(session: Session, rid: Any, image: bytes) -> dict[str, Any]:
-    from kloaderd.elf.image import parse
+    from kloaderd.elf import parse
     parsed = parse(image)
     return {"name": parsed.name, "modinfo": [list(pair) for pair in parsed.modinfo]}
 

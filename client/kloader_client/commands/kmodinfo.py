@@ -24,14 +24,16 @@ def modinfo_lines(filename: str, pairs: Iterable[tuple[str, str]]) -> list[str]:
 
 def parm_lines(pairs: list[tuple[str, str]]) -> list[str]:
     """`name:description (type)`, joining each parameter's `parm` and `parmtype`."""
+    names: dict[str, None] = {}  # in order of first appearance, as kmod lists them
     descs: dict[str, str] = {}
     types: dict[str, str] = {}
     for key, value in pairs:
         if key in ("parm", "parmtype"):
             name, _, rest = value.partition(":")
+            names.setdefault(name)
             (descs if key == "parm" else types)[name] = rest
     lines = []
-    for name in sorted(descs.keys() | types.keys()):
+    for name in names:
         if name in descs:
             line = f"{name}:{descs[name]}"
             lines.append(f"{line} ({types[name]})" if name in types else line)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         if os.path.exists(args.module) or args.module.endswith(".ko"):
-            from kloaderd.elf.image import parse
+            from kloaderd.elf import parse
 
             try:
                 with open(args.module, "rb") as f:
