@@ -21,7 +21,7 @@ STB_LOCAL = 0
 STT_OBJECT, STT_FUNC = 1, 2
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class KallSym:
     address: int
     size: int
@@ -65,7 +65,8 @@ def module_symbols(module: "Module") -> list[KallSym]:
 
 class Kallsyms:
     def __init__(self, core: Iterable[tuple[int, int, str, str]]) -> None:
-        self._core = [KallSym(addr, size, name, letter, None) for addr, size, name, letter in core]
+        """`core`: (address, size, type letter, name) of the core kernel."""
+        self._core = [KallSym(addr, size, name, letter, None) for addr, size, letter, name in core]
         self._modules: dict[str, list[KallSym]] = {}
         self._sorted: list[KallSym] | None = None
         self._starts: list[int] = []
@@ -83,7 +84,7 @@ class Kallsyms:
             merged = list(self._core)
             for syms in self._modules.values():
                 merged.extend(syms)
-            merged.sort()
+            merged.sort(key=lambda s: s.address)    # stable: symtab order within an address
             self._sorted = merged
             self._starts = [s.address for s in merged]
         return self._sorted
@@ -94,6 +95,9 @@ class Kallsyms:
         i = bisect.bisect_right(self._starts, address) - 1
         if i < 0:
             return None
+        # Aliases (faults_init and its init_module alias): like Linux, the
+        # first in symbol-table order wins, and that is the local name.
+        i = bisect.bisect_left(self._starts, self._starts[i])
         sym = syms[i]
         size = sym.size
         if not size:
