@@ -43,6 +43,10 @@ class KernelOptions:
     max_image_size: int = 64 << 20    # bytes; a larger image is EFBIG
     log_capacity: int = 1 << 20       # bytes kept in the log ring
     vermagic: str = config.VERMAGIC
+    max_modules: int = 8192           # modules loaded at once; more is ENOSPC
+    max_module_memory: int = 1 << 30  # bytes of module core+init images; more is ENOMEM
+    module_heap_limit: int = 256 << 20  # kmalloc bytes one module may hold (NULL beyond)
+    heap_limit: int = 2 << 30         # kmalloc bytes in all (NULL beyond)
 
 
 class Kernel:
@@ -63,7 +67,10 @@ class Kernel:
         self.mem = self.machine.mem
         self.module_area = RegionAllocator(config.MODULES_VADDR, config.MODULES_END)
         self.slab = Slab(self.mem, config.KERNEL_HEAP_BASE,
-                         config.KERNEL_HEAP_END - config.KERNEL_HEAP_BASE, log=self.log)
+                         config.KERNEL_HEAP_END - config.KERNEL_HEAP_BASE, log=self.log,
+                         tainted=self.taint_string,
+                         max_owner_bytes=self.options.module_heap_limit,
+                         max_total_bytes=self.options.heap_limit)
         exported = self.machine.kernel_symbols()
         for name, address in exported.items():
             entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
@@ -102,6 +109,14 @@ class Kernel:
         return "Tainted: " + "".join(flag if flag in self.taints else clear
                                      for flag, clear, _ in TAINT_FLAGS)
 
+    def modules_linked_in(self) -> str:
+        """print_modules(): 'hello(O) faults(O+)', newest first, for oopses."""
+        def flags(mod: Module) -> str:
+            marks = taint_letters(mod.taints, module_only=True) + \
+                {ModuleState.GOING: "-", ModuleState.COMING: "+"}.get(mod.state, "")
+            return f"({marks})" if marks else ""
+        return " ".join(f"{m.name}{flags(m)}" for m in self._ordered())
+
     def symbolize(self, address: int, offset: bool = True) -> str | None:
         return self.ksyms.symbolize(address, offset)
 
@@ -137,18 +152,18 @@ class Kernel:
                 continue
             self.mem.map(base, layout.size, "rw-")
             self.mem.write(base, image)
-            for offset, size, perms in layout.regions:
-                self.mem.protect(base + offset, size, perms)
-        if linked.this_module is not None:
-            self._by_struct[linked.this_module] = mod
+            for region in layout.regions:
+                self.mem.protect(base + region.offset, region.size, region.perms)
+        self._by_struct[linked.this_module] = mod
 
     def free_module_init(self, mod: Module) -> None:
         """After a successful init: unmap init, seal ro_after_init."""
         if mod.layout.init.size:
             self.mem.unmap(mod.init_base, mod.layout.init.size)
             self.module_area.free(mod.init_base)
-        for offset, size in mod.layout.core.ro_after_init:
-            self.mem.protect(mod.core_base + offset, size, "r--")
+        for region in mod.layout.core.regions:
+            if region.final_perms != region.perms:
+                self.mem.protect(mod.core_base + region.offset, region.size, region.final_perms)
         mod.init_freed = True
         self.ksyms.add_module(mod)
 
@@ -164,9 +179,7 @@ class Kernel:
         mod.uses.clear()
         mod.refs.clear()
         self.slab.release(param_owner(mod))
-        leaked, count = self.slab.release(mod.name)
-        if count:
-            self.log.emit(KERN_ERR, f"{mod.name}: leaked {leaked} bytes in {count} allocations")
+        self.slab.reclaim_module(mod.name)
         linked = mod.linked
         if linked is not None:
             self._by_struct.pop(linked.this_module, None)

@@ -38,6 +38,7 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
                           f"module image of {len(data)} bytes exceeds the limit of {limit} bytes")
     image = parse(data, max_size=limit)
     layout = layout_sections(image)
+    check_limits(kernel, image.name, layout.core.size + layout.init.size)
     core_base = kernel.module_area.alloc(layout.core.size)
     init_base = kernel.module_area.alloc(layout.init.size) if layout.init.size else 0
     mod = Module(image.name, image, layout, core_base, init_base)
@@ -63,6 +64,17 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
             kernel.free_module(mod)
         raise
     return mod
+
+
+def check_limits(kernel: "Kernel", name: str, size: int) -> None:
+    """kloader's own limits (Linux's are the machine's): clear errnos, no trace."""
+    options = kernel.options
+    if len(kernel.loaded) >= options.max_modules:
+        raise KernelError(errno.ENOSPC, f"{name}: cannot load more than "
+                                        f"{options.max_modules} modules (max_modules)")
+    if kernel.module_area.used + size > options.max_module_memory:
+        raise KernelError(errno.ENOMEM, f"{name}: module memory would exceed "
+                                        f"{options.max_module_memory} bytes (max_module_memory)")
 
 
 def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
@@ -110,8 +122,8 @@ async def simplify_symbols(kernel: "Kernel", mod: Module, flags: int) -> dict[st
     """
     image = mod.image
     gplok = license_is_gpl_compatible(mod.license)
-    versions = None if flags & MODULE_INIT_IGNORE_MODVERSIONS or not image.has_versions \
-        else dict(image.versions)
+    versions = None if flags & MODULE_INIT_IGNORE_MODVERSIONS \
+        or image.section("__versions") is None else dict(image.versions)
     externals: dict[str, int] = {}
     err, unknown = 0, []
     for name in image.undefined:
@@ -179,7 +191,8 @@ def complete_formation(kernel: "Kernel", mod: Module) -> None:
     """Exports become visible and the module COMING: others may now link
     against it (and will wait for its init), but nobody may enter it."""
     assert mod.linked is not None
-    crcs = mod.image.export_crcs
+    image = mod.image
+    crcs = dict(zip((e.name for e in image.exports), image.crcs or ()))
     for name, address, gpl in mod.linked.exports:
         kernel.symbols.add(KernelSymbol(name, address, gpl, mod, crcs.get(name)))
         mod.exports.append(name)
@@ -190,8 +203,8 @@ def complete_formation(kernel: "Kernel", mod: Module) -> None:
 async def do_init_module(kernel: "Kernel", mod: Module) -> None:
     linked = mod.linked
     assert linked is not None
-    if linked.init_address is not None:
-        ret = await kernel.call_module(mod, linked.init_address, "init")
+    if linked.init_addr is not None:
+        ret = await kernel.call_module(mod, linked.init_addr, "init")
         ret = (ret & 0xFFFFFFFF) - ((ret & 0x80000000) << 1)   # int, as C sees it
         if ret < 0:
             raise KernelError(-ret, f"{mod.name}: init failed with error {ret}")

@@ -53,7 +53,7 @@ def read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
     assert mod.linked is not None
     mem = kernel.mem
     params = []
-    for addr in mod.linked.param_addresses:
+    for addr in mod.linked.param_addrs:
         name_p, _mod_p, ops, perm, _level, _flags, arg = KERNEL_PARAM.unpack(mem.read(addr, 40))
         name = mem.read_cstr(name_p, 256).decode(errors="replace")
         kind = kernel.param_ops.get(ops)

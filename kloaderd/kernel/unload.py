@@ -75,9 +75,9 @@ async def finish_removal(kernel: "Kernel", mod: Module) -> None:
     """Run exit exactly once, then free.  Nothing may cancel this half."""
     with trio.CancelScope(shield=True):
         linked = mod.linked
-        if linked is not None and linked.exit_address is not None:
+        if linked is not None and linked.exit_addr is not None:
             try:
-                await kernel.call_module(mod, linked.exit_address, "exit")
+                await kernel.call_module(mod, linked.exit_addr, "exit")
             except KernelError:
                 pass        # an oops in exit was logged; the module goes anyway
         kernel.free_module(mod)
