@@ -391,12 +391,14 @@ async def test_parameters_of_every_type():
 
 
 @pytest.mark.parametrize("args, code, message", [
-    ("pbyte=256", errno.EINVAL, "params: '256' invalid for parameter 'pbyte'"),
-    ("pint=abc", errno.EINVAL, "params: 'abc' invalid for parameter 'pint'"),
-    ("pshort=-32769", errno.EINVAL, "params: '-32769' invalid for parameter 'pshort'"),
+    ("pbyte=256", errno.ERANGE, "params: `256' invalid for parameter `pbyte'"),
+    ("pint=abc", errno.EINVAL, "params: `abc' invalid for parameter `pint'"),
+    ("pshort=-32769", errno.ERANGE, "params: `-32769' invalid for parameter `pshort'"),
     ("parray=1,2,3,4,5", errno.EINVAL, "parray: can only take 4 arguments"),
     ("pstring=0123456789abcdef", errno.ENOSPC, "pstring: string doesn't fit in 15 chars."),
-    ("pint", errno.EINVAL, "params: '' invalid for parameter 'pint'"),
+    ("pstring=0123456789abcdef", errno.ENOSPC,
+     "params: `0123456789abcdef' too large for parameter `pstring'"),
+    ("pint", errno.EINVAL, "params: `' invalid for parameter `pint'"),
 ])
 async def test_bad_parameter_values_fail_the_load(args, code, message):
     kernel = new_kernel()

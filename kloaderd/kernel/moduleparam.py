@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError
-from .params import PARAM_TYPES, param_equal, parse_args
+from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, param_equal,
+                     param_error_message, parse_args, parse_array)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 KERNEL_PARAM = struct.Struct("<QQQHbB4xQ")     # struct kernel_param, 40 bytes
 KPARAM_STRING = struct.Struct("<I4xQ")         # struct kparam_string
 KPARAM_ARRAY = struct.Struct("<IIQQQ")         # struct kparam_array
-MAX_CHARP = 1024                               # param_set_charp's limit
 KERN_ERR, KERN_NOTICE = 3, 5
 
 
@@ -93,54 +93,50 @@ def find_param(mod: "Module", name: str) -> ModuleParam | None:
 
 
 def set_param(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
-    def invalid(err: int = errno.EINVAL) -> KernelError:
-        what = "too large for" if err == errno.ENOSPC else "invalid for"
-        return KernelError(err, f"{mod.name}: '{value or ''}' {what} parameter '{param.name}'")
+    """The param_ops_*->set of `param`'s type, writing into the module's memory.
 
-    mem = kernel.mem
-    kind = param.kind
-    if value is None and kind not in ("bool", "invbool"):
-        raise invalid()
-    text = value or ""
+    Failures carry parse_args()'s message; a type's own complaint (an array
+    too long, a string too large) is logged first, as Linux's set ops do.
+    """
+    try:
+        _set(kernel, mod, param, value)
+    except ParamError as e:
+        if e.message:
+            kernel.log.emit(KERN_ERR, e.message)
+        raise KernelError(e.errno, param_error_message(mod.name, param.name, value, e.errno)) \
+            from None
+
+
+def _set(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
+    mem, kind = kernel.mem, param.kind
     if kind == "string":
-        if len(text.encode()) + 1 > param.max:
-            kernel.log.emit(KERN_ERR, f"{param.name}: string doesn't fit in {param.max - 1} chars.")
-            raise invalid(errno.ENOSPC)
-        mem.write(param.elem, text.encode() + b"\0")
+        mem.write(param.elem, check_string(_value(value), param.max, param.name))
     elif kind == "array":
-        items = text.split(",")
-        if len(items) > param.max:
-            kernel.log.emit(KERN_ERR, f"{param.name}: can only take {param.max} arguments")
-            raise invalid()
-        elem_type = PARAM_TYPES[param.elem_kind]
-        try:
-            encoded = [elem_type.encode(elem_type.parse(item)) for item in items]
-        except ValueError:
-            raise invalid() from None
-        for i, raw in enumerate(encoded):
-            mem.write(param.elem + i * param.elemsize, raw)
+        elem = PARAM_TYPES[param.elem_kind]
+        values = parse_array(_value(value), elem, param.max, param.name)
+        mem.write(param.elem, b"".join(elem.encode(v).ljust(param.elemsize, b"\0")
+                                       for v in values))
         if param.num:
-            mem.write_u32(param.num, len(items))
+            mem.write_u32(param.num, len(values))
     elif kind == "charp":
-        if len(text.encode()) > MAX_CHARP:
-            kernel.log.emit(KERN_ERR, f"{param.name}: string parameter too long")
-            raise invalid(errno.ENOSPC)
-        copy = kernel.slab.alloc(len(text.encode()) + 1, param_owner(mod))
+        text = PARAM_TYPES["charp"].parse(value).encode() + b"\0"
+        copy = kernel.slab.alloc(len(text), param_owner(mod))
         if not copy:
-            raise KernelError(errno.ENOMEM, f"{mod.name}: out of memory for parameter "
-                                            f"'{param.name}'")
+            raise ParamError(errno.ENOMEM)
+        mem.write(copy, text)
         old = mem.read_u64(param.arg)
-        mem.write(copy, text.encode() + b"\0")
         mem.write_u64(param.arg, copy)
         if kernel.slab.owns(old, param_owner(mod)):
             kernel.slab.free(old, param_owner(mod))
     else:
         ptype = PARAM_TYPES[kind]
-        try:
-            raw = ptype.encode(ptype.parse(value))
-        except ValueError:
-            raise invalid() from None
-        mem.write(param.arg, raw)
+        mem.write(param.arg, ptype.encode(ptype.parse(value)))
+
+
+def _value(value: str | None) -> str:
+    if value is None:
+        raise ParamError(errno.EINVAL)
+    return value
 
 
 def get_param(kernel: "Kernel", param: ModuleParam) -> str:
@@ -151,7 +147,7 @@ def get_param(kernel: "Kernel", param: ModuleParam) -> str:
         return mem.read_cstr(param.elem, param.max).decode(errors="replace")
     if kind == "charp":
         ptr = mem.read_u64(param.arg)
-        return "(null)" if not ptr else mem.read_cstr(ptr, MAX_CHARP + 1).decode(errors="replace")
+        return "(null)" if not ptr else mem.read_cstr(ptr, MAX_CHARP_LEN + 1).decode(errors="replace")
     if kind == "array":
         count = mem.read_u32(param.num) if param.num else param.max
         ptype = PARAM_TYPES[param.elem_kind]
