@@ -1,0 +1,451 @@
+"""The daemon through real sockets: sessions, pipelining, fd passing,
+disconnects, privilege, and the `kloaderd` process's start and shutdown.
+
+Everything here runs the real kernel and the fixture modules.  In-process
+tests serve the kernel from the test's own trio loop; process tests start the
+`kloaderd` command and talk to it as users do.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+from kloader_client import AsyncClient, Client
+from kloaderd.kernel.kernel import Kernel, KernelOptions
+from kloaderd.server.server import serve
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def image(name: str) -> bytes:
+    return (FIXTURES / f"{name}.ko").read_bytes()
+
+
+def command(name: str) -> str:
+    """An installed console script, next to this interpreter as pip puts it."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+# ---------------------------------------------------------------- in-process
+
+
+@pytest.fixture
+async def served(nursery, tmp_path):
+    kernel = Kernel(KernelOptions())
+    path = await nursery.start(serve, kernel, str(tmp_path / "k.sock"))
+    return kernel, path
+
+
+class Raw:
+    """A connection speaking the protocol by hand, to control what is sent when."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.decoder = msgpack.Unpacker(raw=False)
+        self.ready: list[dict] = []
+
+    @classmethod
+    async def connect(cls, path: str) -> Raw:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.connect(path)
+        return cls(sock)
+
+    async def send(self, *requests: dict, fds: list[int] = ()) -> None:
+        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in requests)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+        view = memoryview(data)
+        view = view[await self.sock.sendmsg([view], anc):]
+        while view:
+            view = view[await self.sock.send(view):]
+
+    async def receive(self) -> dict:
+        with trio.fail_after(10):
+            while not self.ready:
+                chunk = await self.sock.recv(65536)
+                assert chunk, "the daemon closed the connection"
+                self.decoder.feed(chunk)
+                self.ready.extend(self.decoder)
+        return self.ready.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def until(predicate, what: str) -> None:
+    """Wait for something the daemon does after a connection closes (no timing asserted)."""
+    with trio.fail_after(10):
+        while not predicate():
+            await trio.sleep(0.001)
+
+
+def state(kernel: Kernel, name: str) -> str | None:
+    mod = kernel.find_module(name)
+    return None if mod is None else mod.state.value
+
+
+@pytest.mark.trio
+async def test_load_inspect_and_remove_over_the_socket(served):
+    kernel, path = served
+    async with AsyncClient(path, client_name="t") as client:
+        assert await client.init_module(image("hello")) == "hello"
+        info = await client.module("hello")
+        assert (info["name"], info["state"], info["refcnt"], info["holders"]) == ("hello", "live", 0, [])
+        assert [m["name"] for m in await client.modules()] == ["hello"]
+        assert any("Hello, world" in r["line"] for r in await client.dmesg())
+        assert (await client.status())["modules"] == 1
+        await client.delete_module("hello")
+        assert await client.modules() == []
+        assert any("Goodbye, world" in r["text"] for r in await client.dmesg())
+
+
+@pytest.mark.trio
+async def test_a_waiting_delete_does_not_hold_up_the_put_sent_after_it(served):
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    raw = await Raw.connect(path)
+    await raw.send({"op": "try_module_get", "id": 1, "name": "hello"},
+                   {"op": "delete_module", "id": 2, "name": "hello", "wait": True},
+                   {"op": "module", "id": 3, "name": "hello"})
+    assert (await raw.receive()) == {"id": 1, "result": None}
+    going = await raw.receive()
+    assert going["id"] == 3 and going["result"]["state"] == "going"
+    await raw.send({"op": "module_put", "id": 4, "name": "hello"})
+    # The put completes although the delete sent before it is still waiting;
+    # the delete then completes because of it.
+    assert (await raw.receive()) == {"id": 4, "result": None}
+    assert (await raw.receive()) == {"id": 2, "result": None}
+    assert state(kernel, "hello") is None
+    raw.close()
+
+
+@pytest.mark.trio
+async def test_a_slow_load_holds_up_no_one(served):
+    kernel, path = served
+    async with AsyncClient(path) as loader, AsyncClient(path) as other, trio.open_nursery() as nursery:
+        nursery.start_soon(loader.init_module, image("sleepy"), "sleep_ms=200")
+        with trio.fail_after(10):
+            while not [m for m in await other.modules() if m["state"] == "coming"]:
+                await trio.sleep(0.001)
+        # Another connection is answered while the load sleeps in init, and
+        # the FAQ's rule holds: a module still initialising cannot be entered.
+        with pytest.raises(OSError) as info:
+            await other.try_module_get("sleepy")
+        assert info.value.errno == errno.EBUSY
+    assert state(kernel, "sleepy") == "live"
+
+
+@pytest.mark.trio
+async def test_a_load_outlives_the_connection_that_asked_for_it(served):
+    kernel, path = served
+    raw = await Raw.connect(path)
+    await raw.send({"op": "init_module", "id": 1, "image": image("sleepy"), "params": "sleep_ms=50"})
+    raw.close()  # like insmod killed during init: the module still arrives
+    await until(lambda: state(kernel, "sleepy") == "live", "load finished")
+
+
+@pytest.mark.trio
+async def test_finit_module_loads_from_the_passed_descriptor(served, tmp_path):
+    kernel, path = served
+    raw = await Raw.connect(path)
+    fd = os.open(FIXTURES / "hello.ko", os.O_RDONLY)
+    try:
+        await raw.send({"op": "finit_module", "id": 1}, fds=[fd])
+    finally:
+        os.close(fd)  # the daemon has its own copy now
+    assert (await raw.receive()) == {"id": 1, "result": "hello"}
+    assert state(kernel, "hello") == "live"
+    # What the client cannot read, the daemon does not read for it.
+    wronly = os.open(tmp_path / "w.ko", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        await raw.send({"op": "finit_module", "id": 2}, fds=[wronly])
+    finally:
+        os.close(wronly)
+    assert (await raw.receive())["error"]["errno"] == "EBADF"
+    raw.close()
+
+
+@pytest.mark.trio
+async def test_closing_a_connection_drops_its_references(served):
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    async with AsyncClient(path, client_name="holder") as holder:
+        await holder.try_module_get("hello")
+        await holder.try_module_get("hello")
+        info = await holder.module("hello")
+        assert info["refcnt"] == 2
+        assert [(r["owner"], r["count"]) for r in info["references"]] == [(f"session holder[{os.getpid()}]", 2)]
+        async with AsyncClient(path) as other:
+            with pytest.raises(BlockingIOError):
+                await other.delete_module("hello")
+            with pytest.raises(OSError) as info:
+                await other.module_put("hello")  # not its reference to drop
+            assert info.value.errno == errno.EINVAL
+    await until(lambda: kernel.find_module("hello").refcount == 0, "references dropped")
+    await kernel.delete_module("hello")
+
+
+@pytest.mark.trio
+async def test_closing_a_connection_gives_up_its_waiting_removal(served):
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    async with AsyncClient(path) as holder:
+        await holder.try_module_get("hello")
+        remover = await Raw.connect(path)
+        await remover.send({"op": "delete_module", "id": 1, "name": "hello", "wait": True})
+        await until(lambda: state(kernel, "hello") == "going", "removal waiting")
+        remover.close()
+        await until(lambda: state(kernel, "hello") == "live", "removal given up")
+        # Still usable: the stop was reversible.
+        await holder.try_module_get("hello")
+        assert (await holder.module("hello"))["refcnt"] == 2
+
+
+@pytest.mark.trio
+async def test_cancel_gives_up_a_waiting_removal(served):
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    raw = await Raw.connect(path)
+    await raw.send({"op": "try_module_get", "id": "get", "name": "hello"},
+                   {"op": "delete_module", "id": "rm", "name": "hello", "wait": True})
+    assert (await raw.receive())["id"] == "get"
+    await until(lambda: state(kernel, "hello") == "going", "removal waiting")
+    await raw.send({"op": "cancel", "id": "c", "target": "rm"})
+    replies = {r["id"]: r for r in [await raw.receive(), await raw.receive()]}
+    assert replies["c"]["result"] is True
+    assert replies["rm"]["error"]["errno"] == "ECANCELED"
+    assert state(kernel, "hello") == "live"
+    raw.close()
+
+
+@pytest.mark.trio
+async def test_a_waiting_removal_times_out_and_the_module_stays(served):
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    async with AsyncClient(path) as client:
+        await client.try_module_get("hello")
+        with pytest.raises(TimeoutError):
+            await client.delete_module("hello", wait=True, timeout=0.01)
+        assert (await client.module("hello"))["state"] == "live"
+
+
+@pytest.mark.trio
+async def test_dmesg_follow_streams_records_until_cancelled(served):
+    kernel, path = served
+    raw = await Raw.connect(path)
+    last = kernel.log.records()[-1].seq if kernel.log.records() else 0
+    await raw.send({"op": "dmesg", "id": 1, "follow": True, "since": last})
+    await kernel.init_module(image("hello"))
+    while True:
+        message = await raw.receive()
+        assert message["id"] == 1 and "event" in message
+        if "Hello, world" in message["event"]["text"]:
+            break
+    assert message["event"]["line"].endswith("Hello, world")
+    await raw.send({"op": "cancel", "id": 2, "target": 1})
+    ends = {m["id"]: m for m in [await raw.receive(), await raw.receive()] if "event" not in m}
+    assert ends[1]["error"]["errno"] == "ECANCELED" and ends[2]["result"] is True
+    raw.close()
+
+
+@pytest.mark.trio
+async def test_modinfo_of_an_image_needs_no_load(served):
+    kernel, path = served
+    async with AsyncClient(path) as client:
+        info = await client.modinfo(image("hello"))
+        assert info["name"] == "hello"
+        assert ["license", "GPL"] in info["modinfo"]
+        with pytest.raises(OSError) as bad:
+            await client.modinfo(b"not an elf")
+        assert bad.value.errno == errno.ENOEXEC
+    assert kernel.modules() == []
+
+
+PEER_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    from kloader_client import Client
+    image = open(sys.argv[2], "rb").read()
+    os.setgid(65534); os.setuid(65534)   # connect as nobody: SO_PEERCRED says so
+    results = {}
+    with Client(sys.argv[1]) as client:
+        for name, call in [("init_module", lambda: client.init_module(image)),
+                           ("delete_module", lambda: client.delete_module("hello")),
+                           ("param_set", lambda: client.param_set("hello", "x", "1")),
+                           ("try_module_get", lambda: client.try_module_get("hello")),
+                           ("module_put", lambda: client.module_put("hello"))]:
+            try:
+                call()
+                results[name] = "ok"
+            except OSError as exc:
+                results[name] = [type(exc).__name__, exc.errno, exc.strerror]
+    print(json.dumps(results))
+""")
+
+
+@pytest.mark.trio
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+async def test_another_uid_may_look_but_not_change_the_kernel(nursery):
+    import json
+
+    kernel = Kernel(KernelOptions())
+    await kernel.init_module(image("hello"))
+    # A socket reachable by nobody, for this test only.
+    directory = tempfile.mkdtemp(prefix="kloaderd-perm-")
+    try:
+        os.chmod(directory, 0o755)
+        path = await nursery.start(serve, kernel, os.path.join(directory, "k.sock"))
+        os.chmod(path, 0o666)
+        done = await trio.run_process([sys.executable, "-c", PEER_SCRIPT, path, str(FIXTURES / "hello.ko")],
+                                      capture_stdout=True, capture_stderr=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        results = json.loads(done.stdout)
+        for op in ("init_module", "delete_module", "param_set"):
+            kind, code, message = results[op]
+            assert (kind, code) == ("PermissionError", errno.EPERM)
+            assert "Operation not permitted" in message and "uid 65534" in message
+        assert results["try_module_get"] == results["module_put"] == "ok"
+        assert state(kernel, "hello") == "live"
+    finally:
+        nursery.cancel_scope.cancel()
+        os.rmdir(directory) if not os.listdir(directory) else None
+
+
+# ---------------------------------------------------------------- the kloaderd process
+
+
+class Daemon:
+    """`kloaderd` as a user starts it: a process printing its socket path.
+
+    Its stderr (the console log) goes to a file, so a chatty daemon can never
+    block on a full pipe.
+    """
+
+    def __init__(self, path: str, *args: str) -> None:
+        self.path = path
+        self.stderr = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([command("kloaderd"), "--socket", path, *args],
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        line = self.proc.stdout.readline().strip()
+        assert line == path, f"kloaderd said {line!r}; stderr: {self.console()}"
+
+    def console(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=20)
+        return self.proc.returncode, self.console()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.stderr.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    started: list[Daemon] = []
+
+    def start(*args: str, path: str | None = None) -> Daemon:
+        started.append(Daemon(path or str(tmp_path / "kloaderd.sock"), *args))
+        return started[-1]
+
+    yield start
+    for d in started:
+        d.kill()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    """One `kloaderd` for a whole test module (test_client, test_commands)."""
+    d = Daemon(str(tmp_path_factory.mktemp("daemon") / "kloaderd.sock"))
+    yield d.path
+    d.kill()
+
+
+@pytest.fixture
+def daemon_socket(shared_daemon):
+    """The shared daemon's socket, with no module left loaded after the test."""
+    yield shared_daemon
+    with Client(shared_daemon) as client:
+        for module in client.modules():  # newest first: users before what they use
+            client.delete_module(module["name"], force=True)
+
+
+def test_sigterm_gives_up_waiters_runs_exits_and_removes_the_socket(daemon):
+    d = daemon()
+    assert os.stat(d.path).st_mode & 0o777 == 0o600
+    holder = Client(d.path)
+    holder.init_module(image("exporter"))
+    holder.init_module(image("user"))
+    holder.init_module(image("hello"))
+    holder.try_module_get("hello")
+    waiter = Client(d.path)
+    waiter._send("delete_module", None, name="hello", wait=True)  # left waiting
+    code, err = d.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert not os.path.exists(d.path)
+    # Every exit ran, users before what they use.
+    assert "Goodbye, world" in err
+    assert "user: unloaded" in err and err.index("user: unloaded") < err.index("exporter: unloaded")
+    with pytest.raises(ConnectionError):
+        waiter._receive(0)
+    holder.close()
+    waiter.close()
+
+
+def test_sigint_shuts_down_the_same_way(daemon):
+    d = daemon()
+    with Client(d.path) as client:
+        client.init_module(image("hello"))
+    code, err = d.stop(signal.SIGINT)
+    assert code == 0 and "Goodbye, world" in err and not os.path.exists(d.path)
+
+
+def test_a_second_daemon_on_a_live_socket_refuses_and_a_stale_socket_is_replaced(daemon, tmp_path):
+    first = daemon()
+    second = subprocess.run([command("kloaderd"), "--socket", first.path], capture_output=True, text=True,
+                            timeout=30)
+    assert second.returncode == 1
+    assert second.stderr.strip() == f"kloaderd: another kloaderd is already listening on {first.path}"
+    with Client(first.path) as client:  # the first is untouched
+        assert client.modules() == []
+    first.kill()  # SIGKILL: the socket file stays behind
+    assert os.path.exists(first.path)
+    replacement = daemon()
+    with Client(replacement.path) as client:
+        assert client.status()["server"]["pid"] == replacement.proc.pid
+
+
+def test_kernel_options_become_daemon_flags(daemon):
+    d = daemon("--max-image-size", "1000", "--log-level", "err")
+    with Client(d.path) as client:
+        assert client.server["max_frame"] == 1000 + (1 << 20)
+        with pytest.raises(OSError) as info:
+            client.init_module(image("hello"))
+        assert info.value.errno == errno.EFBIG
+    code, err = d.stop()
+    assert code == 0
+
+
+def test_bad_options_are_refused_before_listening(tmp_path):
+    done = subprocess.run([command("kloaderd"), "--socket", str(tmp_path / "s"), "--log-level", "loud"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown log level 'loud'" in done.stderr
+    assert not (tmp_path / "s").exists()
