@@ -8,6 +8,7 @@ import trio
 from guestcode import Kernel, build
 from kloaderd.config import HZ
 from kloaderd.kernel.cpu import Machine
+from kloaderd.kernel.oops import Oops
 from kloaderd.kernel.sched import WaitQueue
 
 SYNC = r"""
@@ -300,3 +301,46 @@ async def test_a_wakeup_is_passed_on_when_its_waiter_was_cancelled():
             queue.wake(7, 1)            # ...holding the only wakeup
     assert results == [("second", True)]
     assert queue.waiters(7) == 0
+
+
+@pytest.mark.trio
+async def test_a_bad_lock_pointer_oopses_the_caller(kernel):
+    machine = Machine(kernel)
+    g = build(machine, r"""
+struct mutex; struct completion;
+void mutex_lock(struct mutex *);
+void wait_for_completion(struct completion *);
+long lock_null(void) { mutex_lock((struct mutex *)0); return 1; }
+long wait_bad(void) { wait_for_completion((struct completion *)0xffff888800000000UL); return 1; }
+""")
+    for entry, address in ((g["lock_null"], 0), (g["wait_bad"], 0xFFFF888800000000)):
+        with pytest.raises(Oops) as info:
+            await machine.call(entry)
+        assert info.value.address == address
+        assert entry < info.value.rip < entry + 0x20          # at the caller, after its call
+    assert machine.sched.tasks == {}
+
+
+@pytest.mark.trio
+async def test_a_fault_while_blocked_oopses_the_sleeper(machine):
+    heap = 0xFFFF888100000000
+    machine.mem.map(heap, 4096)
+    g = build(machine, r"""
+struct completion;
+void wait_for_completion(struct completion *);
+long wait_on(struct completion *x) { wait_for_completion(x); return 1; }
+""")
+    async with trio.open_nursery() as nursery:
+        outcome = []
+
+        async def sleeper():
+            with pytest.raises(Oops) as info:
+                await machine.call(g["wait_on"], heap + 8)
+            outcome.append(info.value)
+        nursery.start_soon(sleeper)
+        while not machine.sched.waitqueue.waiters(heap + 8):
+            await trio.sleep(0.001)
+        machine.mem.unmap(heap, 4096)             # the completion's memory goes away
+        machine.sched.waitqueue.wake(heap + 8)
+    assert outcome[0].kind == "page-fault" and outcome[0].address == heap + 8
+    assert g["wait_on"] < outcome[0].rip < g["wait_on"] + 0x20
