@@ -503,3 +503,16 @@ async def test_shutdown_removes_users_before_what_they_use():
     assert kernel.modules() == []
     assert log.index("user: unloaded") < log.index("exporter: unloaded")
     assert "Goodbye, world" in log
+
+
+async def test_loading_a_namesake_that_is_going_is_ebusy_at_once():
+    kernel = new_kernel()
+    await kernel.init_module(ko("hello"))
+    kernel.try_module_get("hello", kernel.new_owner("holder"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: kernel.delete_module("hello", wait=True))
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(1):      # must not wait for a remover that is itself waiting
+            await expect_error(errno.EBUSY, kernel.init_module(ko("hello")))
+        nursery.cancel_scope.cancel()
+    assert kernel.module_info("hello")["state"] == "live"

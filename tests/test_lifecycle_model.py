@@ -76,10 +76,11 @@ class Model:
     async def load(self, name: str) -> None:
         kernel = self.kernel
         was_loaded = name in kernel.loaded
+        going = was_loaded and not kernel.loaded[name].live
         try:
             await kernel.init_module(IMAGES[name])
         except KernelError as e:
-            expected = errno.EEXIST if was_loaded else \
+            expected = errno.EBUSY if going else errno.EEXIST if was_loaded else \
                 errno.ENODEV if name == "initfail" else errno.ENOENT
             assert e.errno == expected, (name, e)
             assert (name in kernel.loaded) == was_loaded   # nothing left behind

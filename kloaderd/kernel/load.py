@@ -98,19 +98,23 @@ def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
 
 
 async def add_unformed_module(kernel: "Kernel", mod: Module) -> None:
-    """Reserve the name; a namesake still COMING or GOING is waited for."""
+    """Reserve the name (module_patient_check_exists).
+
+    A namesake still loading is waited for, in case its init fails; one that
+    is going counts as settled, as in Linux — its remover may itself be
+    waiting for references, so waiting on it could last forever.
+    """
     old = kernel.loaded.get(mod.name)
-    if old is not None and old.state is not ModuleState.LIVE:
-        # Wait in case it fails to load (or finishes going).
-        while (old := kernel.loaded.get(mod.name)) is not None and not old.live:
-            await kernel.wait_for_change()
-        raise KernelError(errno.EEXIST if old is not None else errno.EBUSY,
-                          f"module {mod.name} is already loaded" if old is not None else
-                          f"module {mod.name} was being loaded or removed concurrently; "
-                          "not trying again right now")
-    if old is not None:
+    if old is None:
+        kernel.add_module(mod)
+        return
+    while old is not None and old.state in (ModuleState.UNFORMED, ModuleState.COMING):
+        await kernel.wait_for_change()
+        old = kernel.loaded.get(mod.name)
+    if old is not None and old.live:
         raise KernelError(errno.EEXIST, f"module {mod.name} is already loaded")
-    kernel.add_module(mod)
+    raise KernelError(errno.EBUSY, f"module {mod.name} was being loaded or removed "
+                                   "concurrently; not trying again right now")
 
 
 async def simplify_symbols(kernel: "Kernel", mod: Module, flags: int) -> dict[str, int]:
