@@ -300,6 +300,14 @@ async def test_invalid_opcode_and_divide_error(machine):
 
 
 @pytest.mark.trio
+async def test_jumping_into_the_middle_of_a_kernel_function_traps(machine):
+    g = build(machine, FAULTS)
+    oops = await _oops(machine, g["call_ptr"], machine.kernel_symbols()["msleep"] + 3)
+    assert oops.kind == "int3"
+    assert machine.symbol_name(oops.rip) == "msleep+0x4/0x10"
+
+
+@pytest.mark.trio
 async def test_stack_overflow_hits_the_guard_page(machine):
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["recurse"], 0)

@@ -293,7 +293,9 @@ class Machine:
 
     def _on_stub(self, uc: Uc, addr: int, _size: int, _data: Any) -> None:
         """A kernel function was called: run its implementation."""
-        fn = self._stubs[addr]
+        fn = self._stubs.get(addr)
+        if fn is None:              # a jump into a stub's int3 padding: let it trap
+            return
         task = self._running
         nargs = fn.nargs
         *regs, rsp = self._regs.read()
