@@ -182,6 +182,14 @@ async def test_async_client_errors_finit_and_follow(path):
 
 
 @pytest.mark.trio
+async def test_async_client_errors_leave_the_block_as_themselves(path):
+    # Not wrapped in an ExceptionGroup by the client's reader nursery.
+    with pytest.raises(FileNotFoundError):
+        async with AsyncClient(path) as client:
+            await client.delete_module("nosuch")
+
+
+@pytest.mark.trio
 async def test_async_client_missing_daemon(tmp_path):
     with pytest.raises(DaemonNotRunning):
         async with AsyncClient(str(tmp_path / "none.sock")):

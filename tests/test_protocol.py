@@ -263,8 +263,7 @@ async def test_cancel_of_an_unknown_request_says_so(server):
 @pytest.mark.trio
 async def test_a_live_daemon_on_the_path_makes_a_second_refuse(server):
     with pytest.raises(KernelError) as info:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve, NoKernel(), server)
+        await serve(NoKernel(), server)
     assert info.value.errno == errno.EADDRINUSE and server in info.value.message
     assert os.path.exists(server)
 
@@ -284,6 +283,5 @@ async def test_a_stale_socket_is_replaced_and_a_plain_file_is_not(tmp_path):
     plain = tmp_path / "plain"
     plain.write_text("keep me")
     with pytest.raises(KernelError) as info:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve, NoKernel(), str(plain))
+        await serve(NoKernel(), str(plain))
     assert info.value.errno == errno.EEXIST and plain.read_text() == "keep me"

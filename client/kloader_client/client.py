@@ -237,10 +237,12 @@ class AsyncClient(_Api):
             raise
         return self
 
-    async def __aexit__(self, *exc: Any) -> bool | None:
+    async def __aexit__(self, *exc: Any) -> None:
         self._cancel_reader()
         self._sock.close()
-        return await self._nursery_manager.__aexit__(*exc)
+        # The body's own exception is not the reader's: keeping it out of the
+        # nursery lets it propagate as itself, never inside an ExceptionGroup.
+        await self._nursery_manager.__aexit__(None, None, None)
 
     async def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
                            force_vermagic: bool = False, force_modversion: bool = False) -> str:

@@ -106,15 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(KernelOptions).parse_args(argv)
     options = KernelOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(KernelOptions)})
     logging.basicConfig(level=_PYTHON_LEVELS[args.log_level], format="kloaderd: %(message)s")
+    failures: list[str] = []
+    # except*: trio wraps what a nursery raises in an ExceptionGroup.
     try:
         trio.run(run, Kernel(options), args.socket or default_socket_path(), args.log_level)
-    except KernelError as exc:
-        print(f"kloaderd: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"kloaderd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* KernelError as group:
+        failures += [exc.message for exc in _leaves(group)]
+    except* OSError as group:
+        failures += [str(exc) for exc in _leaves(group)]
+    for failure in failures:
+        print(f"kloaderd: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[Any]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
 
 
 if __name__ == "__main__":

@@ -61,11 +61,25 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
             task_status.started(path)
             log.info("listening on %s", path)
             while True:
-                conn, _ = await listener.accept()
-                nursery.start_soon(Session(server, conn).run)
+                try:
+                    conn, _ = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: wait for sessions to end, not die
+                    log.warning("accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                nursery.start_soon(_session, server, conn)
     finally:
         listener.close()
         _unlink_if_ours(path, identity)
+
+
+async def _session(server: Server, conn: trio.socket.SocketType) -> None:
+    try:
+        session = Session(server, conn)
+    except OSError:  # the peer is gone before we could ask who it was
+        conn.close()
+        return
+    await session.run()
 
 
 async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:

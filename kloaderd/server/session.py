@@ -133,7 +133,7 @@ class Session:
     async def _read_loop(self) -> None:
         decoder = protocol.unpacker(self.server.max_frame)
         while True:
-            data, ancdata, msg_flags, _ = await self.sock.recvmsg(protocol.RECV_SIZE, _ANC_SIZE)
+            data, ancdata, _, _ = await self.sock.recvmsg(protocol.RECV_SIZE, _ANC_SIZE)
             self._take_ancillary(ancdata)
             if not data:
                 return
