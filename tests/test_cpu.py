@@ -308,6 +308,17 @@ async def test_jumping_into_the_middle_of_a_kernel_function_traps(machine):
 
 
 @pytest.mark.trio
+async def test_a_page_fault_leaves_no_trace_in_the_next_task(machine):
+    # Unicorn aborts the #PF delivery; without a fresh CPU state the next
+    # divide error would be taken for a double fault, ud2 would loop.
+    g = build(machine, FAULTS)
+    for addr, args, kind in ((g["peek"], (0,), "null-deref"), (g["divide"], (1, 0), "divide-error"),
+                             (g["poke"], (0, 0), "null-deref"), (g["bug"], (), "invalid-opcode"),
+                             (g["recurse"], (0,), "stack-overflow"), (g["divide"], (1, 0), "divide-error")):
+        assert (await _oops(machine, addr, *args)).kind == kind
+
+
+@pytest.mark.trio
 async def test_stack_overflow_hits_the_guard_page(machine):
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["recurse"], 0)

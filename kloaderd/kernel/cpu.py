@@ -143,6 +143,7 @@ class Machine:
         self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
         self._jiffies = -1
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self._clean_cpu = self.uc.context_save()
 
     # --- the kernel image --------------------------------------------------------
 
@@ -242,6 +243,9 @@ class Machine:
         """System V entry: args in registers then on the stack, the return
         address on top, %rsp+8 16-byte aligned."""
         uc = self.uc
+        # A fresh CPU state: a fault aborted by Unicorn leaves exception
+        # bookkeeping behind that would turn the next trap into a double fault.
+        uc.context_restore(self._clean_cpu)
         on_stack = args[len(_ARG_REGS):]
         rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
         frame = _U64.pack(self.trap) + b"".join(_U64.pack(a & _MASK64) for a in on_stack)
