@@ -54,9 +54,12 @@ with Client(path) as c:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         name = rng.choice(names)
+        roll = rng.random()
         try:
-            if rng.random() < 0.7:
-                c.try_module_get(name)          # held until the process ends or is killed
+            if roll < 0.5:
+                c.try_module_get(name)          # some held until the process ends or is killed
+            elif roll < 0.8:
+                c.module_put(name)
             else:
                 c.delete_module(name, wait=rng.random() < 0.5, timeout=0.05)
         except OSError:
@@ -169,6 +172,8 @@ async def test_fifty_clients_some_killed_then_the_invariants_hold():
         # The run did what it says: loads, references and removals happened, and clients died.
         assert stats["load"] and stats["get"] and stats["put"] and stats["delete"], stats
         assert stats["killed"] == PROCESS_CLIENTS // 2
+        print(f"\nstress: {TASK_CLIENTS + PROCESS_CLIENTS} clients for {DURATION:g} s, "
+              f"{stats['killed']} killed; " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
 
 
 @pytest.mark.trio
@@ -195,10 +200,9 @@ IMAGES_FAULTS = (FIXTURES / "faults.ko").read_bytes()
 
 @pytest.mark.trio
 async def test_a_module_that_allocates_until_refused():
-    async with kloaderd.serve(on_problems="ignore") as daemon:
+    limit = 4 << 20
+    async with kloaderd.serve(on_problems="ignore", module_heap_limit=limit) as daemon:
         pristine = footprint(daemon.kernel)
-        # Per-module heap limit (the slab's per-owner cap).
-        daemon.kernel.slab.max_owner_bytes = limit = 4 << 20
         async with AsyncClient(daemon.socket_path) as client:
             assert await client.init_module((FIXTURES / "leaky.ko").read_bytes(), "hog=1") == "leaky"
             lines = [r["text"] for r in await client.dmesg()]
