@@ -3,9 +3,10 @@
 A kernel with a thousand modules must load the thousand-and-first about as
 fast as the first: insmod latency is measured with 0, 100 and 1,000 small
 modules loaded (the ratio 1,000 : 0 should stay under 1.2), with the time
-`modules()` takes to list them, and the daemon's resident memory with them
-all loaded.  The modules are one build of `hello` renamed (`m0000`,
-`m0001`, ...), so a thousand cost one compiler run.
+`modules()` takes to list them, the daemon's resident memory with them all
+loaded, and how much it grows as modules come and go.  The modules are one
+build of `hello` renamed (`m0000`, `m0001`, ...), so a thousand cost one
+compiler run.
 
 `python -m bench.bench_scale [--quick]` prints the table.
 """
@@ -63,7 +64,23 @@ def run(quick: bool) -> list[Row]:
     if high:
         rows.append(row("daemon RSS per small module", [(rss[high] - rss[low]) / high / 1024],
                         "KiB"))
+    rows.append(_growth(probe, cycles=50 if quick else 2000))
     return rows
+
+
+def _growth(probe: bytes, cycles: int) -> Row:
+    """A fresh daemon's RSS growth over `cycles` loads and removals: what
+    a long-lived daemon leaks per module that came and went."""
+    with daemon() as (path, proc), Client(path) as client:
+        for _ in range(cycles // 10):               # let caches and the log ring fill first
+            client.init_module(probe)
+            client.delete_module("probe")
+        before = rss_bytes(proc.pid)
+        for _ in range(cycles):
+            client.init_module(probe)
+            client.delete_module("probe")
+        grown = rss_bytes(proc.pid) - before
+    return row(f"daemon RSS growth over {cycles:,} insmod+rmmod", [grown / 1024], "KiB")
 
 
 def main(argv: list[str]) -> Any:
