@@ -239,12 +239,12 @@ def test_an_init_that_sleeps_forever_cannot_be_removed_but_shutdown_completes(tm
                         await remover.delete_module("forever")
                     assert exc.value.errno == errno.EBUSY
                     daemon.send_signal(signal.SIGTERM)     # shutdown, with init still asleep
-                    await trio.to_thread.run_sync(daemon.wait, 5)
+                    await trio.to_thread.run_sync(daemon.wait, 3)
 
         with pytest.raises((OSError, ExceptionGroup)):    # the loader's connection ends
             trio.run(main)
     except subprocess.TimeoutExpired:
-        pytest.fail("kloaderd did not finish shutting down in 5 s with an init asleep")
+        pytest.fail("kloaderd did not finish shutting down in 3 s with an init asleep")
     finally:
         if daemon.poll() is None:
             daemon.kill()
