@@ -3,43 +3,20 @@ load/unload, a waiting removal's wake-up, and 50 clients at once.
 
 Runs a real `kloaderd` process and real clients on this machine.  Each figure
 is the median of repeated runs; `spread` is the interquartile range.
-`python bench/bench_server.py [--quick]` prints the table.
+`python -m bench.bench_server [--quick]` prints the table.
 """
 
 from __future__ import annotations
 
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import msgpack
 import trio
 
+from bench.common import FIXTURES, daemon, row, table
 from kloader_client import AsyncClient, Client
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-def _row(metric: str, samples: list[float], unit: str, target: float, higher_is_better: bool = False) -> dict:
-    median = statistics.median(samples)
-    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [median, median, median]
-    ok = median >= target if higher_is_better else median <= target
-    return {"metric": metric, "median": median, "spread": q[2] - q[0], "unit": unit,
-            "target": f"{'>=' if higher_is_better else '<='} {target:g}", "ok": ok}
-
-
-def _start_daemon(path: str) -> subprocess.Popen:
-    beside = Path(sys.executable).parent / "kloaderd"
-    proc = subprocess.Popen([str(beside) if beside.exists() else "kloaderd", "--socket", path,
-                             "--log-level", "err"], stdout=subprocess.PIPE, text=True)
-    if proc.stdout.readline().strip() != path:
-        proc.kill()
-        raise RuntimeError("kloaderd did not start")
-    return proc
 
 
 def round_trip(path: str, n: int) -> list[float]:
@@ -131,33 +108,19 @@ def concurrent_clients(path: str, clients: int, requests: int) -> tuple[list[flo
 
 def run(quick: bool) -> list[dict[str, Any]]:
     scale: Callable[[int], int] = (lambda n: max(3, n // 10)) if quick else (lambda n: n)
-    with tempfile.TemporaryDirectory(prefix="kloaderd-bench-") as tmp:
-        path = str(Path(tmp) / "k.sock")
-        daemon = _start_daemon(path)
-        try:
-            rows = [
-                _row("round trip of a trivial request (p50)", round_trip(path, scale(3000)), "µs", 100),
-                _row("pipelined try_module_get/module_put pairs", pipelined_pairs(path, scale(10) * 1000, 5),
-                     "pairs/s", 20_000, higher_is_better=True),
-                _row("hello loaded and removed via the client", load_unload(path, scale(100)), "ms", 3),
-                _row("last module_put → waiting delete_module returns", wake_up(path, scale(100)), "ms", 2),
-            ]
-            latencies, throughput = concurrent_clients(path, 50, scale(200))
-            rows.append(_row("50 concurrent clients: request latency (p50)", latencies, "µs", 5000))
-            rows.append(_row("50 concurrent clients: requests served", [throughput], "req/s", 5000,
-                             higher_is_better=True))
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+    with daemon() as (path, _):
+        rows = [
+            row("round trip of a trivial request (p50)", round_trip(path, scale(3000)), "µs", 100),
+            row("pipelined try_module_get/module_put pairs", pipelined_pairs(path, scale(10) * 1000, 5),
+                 "pairs/s", 20_000, higher_is_better=True),
+            row("hello loaded and removed via the client", load_unload(path, scale(100)), "ms", 3),
+            row("last module_put → waiting delete_module returns", wake_up(path, scale(100)), "ms", 2),
+        ]
+        latencies, throughput = concurrent_clients(path, 50, scale(200))
+        rows.append(row("50 concurrent clients: request latency (p50)", latencies, "µs", 5000))
+        rows.append(row("50 concurrent clients: requests served", [throughput], "req/s", 5000,
+                         higher_is_better=True))
     return rows
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    out = [f"{'metric':<50} {'median':>12} {'spread':>10} {'unit':<8} {'target':<10} ok"]
-    for r in rows:
-        out.append(f"{r['metric']:<50} {r['median']:>12.1f} {r['spread']:>10.1f} {r['unit']:<8} "
-                   f"{r['target']:<10} {'yes' if r['ok'] else 'NO'}")
-    return "\n".join(out)
 
 
 if __name__ == "__main__":
