@@ -38,6 +38,7 @@ async def test_hello_runs_init_and_exit():
     assert info["init_size"] == 0 and info["core_size"] > 0
     assert info["address"] >= 0xFFFFFFFFA0000000
     assert info["version"] == "1.0"
+    assert ["description", "Says hello on load and goodbye on unload"] in info["modinfo"]
     assert "O" in info["taints"]        # out of tree, as Linux says of every external module
     await kernel.delete_module("hello")
     assert texts(kernel)[-1] == "Goodbye, world"

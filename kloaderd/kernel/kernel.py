@@ -317,6 +317,7 @@ class Kernel:
             "version": mod.image.modinfo_get("version"),
             "srcversion": mod.image.modinfo_get("srcversion"),
             "license": mod.license,
+            "modinfo": [[key, value] for key, value in mod.image.modinfo],
             "exports": list(mod.exports),
             "sections": {} if linked is None else {
                 mod.image.sections[i].name: addr for i, addr in linked.section_addr.items()
