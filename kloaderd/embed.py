@@ -224,6 +224,7 @@ async def serve(socket_path: str | os.PathLike[str] | None = None, *,
             except BaseException as exc:   # re-raised below, once the server has stopped
                 failure = exc
             finally:
+                kernel.begin_shutdown()      # sleeping inits must not hold the exit
                 nursery.cancel_scope.cancel()
     finally:
         # Even after a server crash: exits still run and leaks are still counted.

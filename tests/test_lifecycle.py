@@ -517,3 +517,19 @@ async def test_loading_a_namesake_that_is_going_is_ebusy_at_once():
             await expect_error(errno.EBUSY, kernel.init_module(ko("hello")))
         nursery.cancel_scope.cancel()
     assert kernel.module_info("hello")["state"] == "live"
+
+
+async def test_shutdown_interrupts_an_init_that_sleeps_forever():
+    kernel = new_kernel()
+    before = footprint(kernel)
+    async with trio.open_nursery() as nursery:
+        async def load():
+            await expect_error(errno.EINTR, kernel.init_module(ko("forever")))
+        nursery.start_soon(load)
+        await trio.testing.wait_all_tasks_blocked()
+        assert kernel.module_info("forever")["state"] == "coming"
+        await expect_error(errno.EBUSY, kernel.delete_module("forever"))
+        with trio.fail_after(5):
+            await kernel.shutdown()
+    assert footprint(kernel) == before
+    await expect_error(errno.ESHUTDOWN, kernel.init_module(ko("hello")))

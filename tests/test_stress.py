@@ -215,9 +215,6 @@ async def test_a_module_that_allocates_until_refused():
         assert daemon.find_problems().leaks == ("leaky: leaked 1024 bytes in 2 allocations",)
 
 
-@pytest.mark.xfail(strict=True, reason="a load is uncancellable (ops.py: init_module "
-                   "cancellable=False) and kernel shutdown does not end a COMING module's "
-                   "sleeping init, so kloaderd never exits while one sleeps forever")
 def test_an_init_that_sleeps_forever_cannot_be_removed_but_shutdown_completes(tmp_path):
     """A real kloaderd process, so that a shutdown that never completes is a
     failure we can see (and kill), not a test run that never ends."""

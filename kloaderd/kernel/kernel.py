@@ -62,6 +62,8 @@ class Kernel:
         self._load_seq = 0
         self._changed = trio.Event()
         self._by_struct: dict[int, Module] = {}
+        self.init_scopes: set[trio.CancelScope] = set()   # inits running now
+        self.shutting_down = False
         api.load_all()
         self.machine = Machine(self, watchdog=self.options.watchdog, symbolize=self.symbolize)
         self.mem = self.machine.mem
@@ -278,6 +280,8 @@ class Kernel:
 
     # -- the system calls ------------------------------------------------------------
     async def init_module(self, image: bytes, params: str = "", *, flags: int = 0) -> str:
+        if self.shutting_down:
+            raise KernelError(errno.ESHUTDOWN, "the kernel is shutting down: no new modules")
         mod = await load_module(self, image, params, flags)
         return mod.name
 
@@ -361,9 +365,24 @@ class Kernel:
             "symbols": len(self.symbols),
         }
 
+    def begin_shutdown(self) -> None:
+        """Refuse new loads and interrupt the inits in progress.
+
+        The first half of shutting down, for callers that must let in-flight
+        requests finish before `shutdown()`: an init that sleeps forever
+        would otherwise keep its load, and so the daemon, alive forever.
+        """
+        self.shutting_down = True
+        for scope in self.init_scopes:
+            scope.cancel()
+
     async def shutdown(self) -> None:
         """Remove every module, users before what they use, running exits."""
+        self.begin_shutdown()
         with trio.CancelScope(shield=True):
+            while any(m.state in (ModuleState.UNFORMED, ModuleState.COMING)
+                      for m in self.loaded.values()):
+                await self.wait_for_change()          # interrupted loads unwinding
             while True:
                 removable = [m for m in self._ordered()
                              if not m.holders and m.state is ModuleState.LIVE]

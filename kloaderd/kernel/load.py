@@ -208,7 +208,17 @@ async def do_init_module(kernel: "Kernel", mod: Module) -> None:
     linked = mod.linked
     assert linked is not None
     if linked.init_addr is not None:
-        ret = await kernel.call_module(mod, linked.init_addr, "init")
+        with trio.CancelScope() as scope:
+            kernel.init_scopes.add(scope)
+            if kernel.shutting_down:
+                scope.cancel()
+            try:
+                ret = await kernel.call_module(mod, linked.init_addr, "init")
+            finally:
+                kernel.init_scopes.discard(scope)
+        if scope.cancelled_caught:
+            raise KernelError(errno.EINTR, f"{mod.name}: init interrupted: "
+                                           "the kernel is shutting down")
         ret = (ret & 0xFFFFFFFF) - ((ret & 0x80000000) << 1)   # int, as C sees it
         if ret < 0:
             raise KernelError(-ret, f"{mod.name}: init failed with error {ret}")

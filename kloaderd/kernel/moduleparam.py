@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError
+from .memory import GuestFault
 from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, param_equal,
                      param_error_message, parse_args, parse_array)
 
@@ -50,6 +51,15 @@ class ModuleParam:
 
 
 def read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
+    """Decode `__param` from the relocated module; a bent table is ENOEXEC."""
+    try:
+        return _read_module_params(kernel, mod)
+    except GuestFault as fault:
+        raise KernelError(errno.ENOEXEC, f"{mod.name}: __param points outside the module "
+                                         f"({fault.address:#x})") from None
+
+
+def _read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
     assert mod.linked is not None
     mem = kernel.mem
     params = []

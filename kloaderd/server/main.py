@@ -93,8 +93,12 @@ async def run(kernel: Any, socket_path: str, level: int) -> None:
             async for signum in signals:
                 logging.getLogger("kloaderd").info("%s: shutting down", signal.Signals(signum).name)
                 break
-            # Stop listening and end the sessions: their references go and
-            # their waiting removals are given up before the modules are removed.
+            # Refuse new loads and interrupt sleeping inits (a load is not
+            # cancelled by its client going away, so nothing else would end
+            # one that sleeps forever), stop listening and end the sessions:
+            # their references go and their waiting removals are given up
+            # before the modules are removed.
+            kernel.begin_shutdown()
             nursery.cancel_scope.cancel()
         await kernel.shutdown()
         console.flush()
