@@ -63,6 +63,9 @@ def page_align(size: int) -> int:
     return (size + PAGE_SIZE - 1) & PAGE_MASK
 
 
+ARENA_SIZE = 64 << 20     # physical memory is mapped into Unicorn this much at a time
+
+
 class RegionAllocator:
     """First-fit, page-granular allocator of address ranges in [base, end).
 
@@ -78,6 +81,7 @@ class RegionAllocator:
         self.end = end
         self._free: list[tuple[int, int]] = [(base, end - base)]   # sorted (start, size)
         self._used: dict[int, int] = {}
+        self.used = 0                       # bytes handed out and not yet freed
 
     def alloc(self, size: int) -> int:
         size = page_align(max(size, 1))
@@ -88,6 +92,7 @@ class RegionAllocator:
                 else:
                     self._free[i] = (start + size, length - size)
                 self._used[start] = size
+                self.used += size
                 return start
         raise MemoryError(f"no {size:#x}-byte range left in [{self.base:#x}, {self.end:#x})")
 
@@ -95,6 +100,7 @@ class RegionAllocator:
         size = self._used.pop(addr, None)
         if size is None:
             raise ValueError(f"{addr:#x} was not allocated here")
+        self.used -= size
         i = bisect.bisect(self._free, (addr, 0))
         # coalesce with the following and the preceding free range
         if i < len(self._free) and addr + size == self._free[i][0]:
@@ -109,10 +115,6 @@ class RegionAllocator:
     def size_of(self, addr: int) -> int:
         return self._used[addr]
 
-    @property
-    def used(self) -> int:
-        return sum(self._used.values())
-
 
 class AddressSpace:
     """Virtual memory of the emulated kernel: a page table over Unicorn's
@@ -123,6 +125,8 @@ class AddressSpace:
         # vpn -> [physical address of the page, protection, physical chunk base]
         self._pt: dict[int, list[int]] = {}
         self._phys = RegionAllocator(PHYS_BASE, PHYS_END)
+        self._arenas: set[int] = set()               # indexes of mapped physical arenas
+        self._phys_high = PHYS_BASE                  # above this, memory was never used
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
         self.last_fault: GuestFault | None = None
@@ -131,7 +135,7 @@ class AddressSpace:
         # A scratch page the CPU may borrow to replay a faulting access (see probe).
         self._probe_vpn = -1
         self.probe_phys = self._phys.alloc(PAGE_SIZE)
-        uc.mem_map(self.probe_phys, PAGE_SIZE)
+        self._back(self.probe_phys, PAGE_SIZE)
         uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
 
     # --- the MMU -----------------------------------------------------------
@@ -174,11 +178,31 @@ class AddressSpace:
             if vpn in self._pt:
                 raise ValueError(f"map: {vpn << PAGE_SHIFT:#x} is already mapped")
         phys = self._phys.alloc(size)
-        self.uc.mem_map(phys, size)
+        self._back(phys, size)
         self._chunk_pages[phys] = npages
         for i in range(npages):
             self._pt[first + i] = [phys + (i << PAGE_SHIFT), prot, phys]
         self._flush_tlb()
+
+    def _back(self, phys: int, size: int) -> None:
+        """Make [phys, phys+size) zeroed RAM.
+
+        Physical memory is mapped into Unicorn in large arenas, once: each
+        `mem_map` costs more the more regions exist (QEMU rebuilds its flat
+        view of them), so a region per mapping made every load slower the more
+        modules were loaded.  Runs handed out again are zeroed here; memory
+        above the high-water mark has never been written and is zero already.
+        """
+        first = (phys - PHYS_BASE) // ARENA_SIZE
+        last = (phys + size - 1 - PHYS_BASE) // ARENA_SIZE
+        for arena in range(first, last + 1):
+            if arena not in self._arenas:
+                self.uc.mem_map(PHYS_BASE + arena * ARENA_SIZE, ARENA_SIZE)
+                self._arenas.add(arena)
+        reused = min(size, self._phys_high - phys)
+        if reused > 0:
+            self.uc.mem_write(phys, bytes(reused))
+        self._phys_high = max(self._phys_high, phys + size)
 
     def protect(self, addr: int, size: int, perms: str) -> None:
         """Change permissions, as set_memory_ro/set_memory_x do."""
@@ -197,7 +221,6 @@ class AddressSpace:
             self._chunk_pages[chunk] -= 1
             if not self._chunk_pages[chunk]:
                 del self._chunk_pages[chunk]
-                self.uc.mem_unmap(chunk, self._phys.size_of(chunk))
                 self._phys.free(chunk)
         self._flush_tlb()
         # Translated code is cached by physical address, which a later
