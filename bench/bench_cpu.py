@@ -1,5 +1,5 @@
 """How fast the emulated CPU is: guest instructions per second, one kernel
-call from module code, and a task switch.
+call from module code, a kmalloc/kfree pair, and a task switch.
 
 Guest code is real machine code linked at module addresses (gcc/as + ld, as
 the CPU tests build it) and run through `Machine.call`.  Each figure is the
@@ -50,6 +50,13 @@ long spin(void) { for (;;) __asm__ volatile(""); }
 long yields(long n) { while (n--) schedule(); return 0; }
 """
 
+# Run on the real kernel: its slab allocator, with GFP_KERNEL as Linux 6.6 spells it.
+SLAB_GUEST = r"""
+void *__kmalloc(unsigned long size, unsigned int flags);
+void kfree(const void *p);
+long kmalloc_pairs(long n) { while (n--) kfree(__kmalloc(64, 0xcc0)); return 0; }
+"""
+
 
 def _row(metric: str, samples: list[float], unit: str, target: str, ok: bool | None) -> dict:
     q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3
@@ -81,6 +88,15 @@ async def _measure(quick: bool) -> list[dict]:
         t = time.perf_counter()
         await machine.call(g["kernel_calls"], n)
         call_us.append((time.perf_counter() - t) / n * 1e6)
+
+    from kloaderd.kernel.kernel import Kernel as RealKernel
+    real = RealKernel()
+    pairs = build(real.machine, SLAB_GUEST)["kmalloc_pairs"]
+    pair_us = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        await real.machine.call(pairs, n)
+        pair_us.append((time.perf_counter() - t) / n * 1e6)
 
     n = 500 if quick else 5_000
     switch_us = []
@@ -119,6 +135,8 @@ async def _measure(quick: bool) -> list[dict]:
         _row("guest instructions per second (loads and stores)", mem_ips, "M instr/s", ">= 20",
              mem_med >= 20),
         _row("kernel call round trip from module code", call_us, "µs", "<= 10", call_med <= 10),
+        _row("kmalloc(64) + kfree pair from module code", pair_us, "µs", "<= 20",
+             statistics.median(pair_us) <= 20),
         _row("event loop lateness while guest code spins (max)", [max(late_ms)], "ms", "<= 50",
              max(late_ms) <= 50),
         _row("task switch (schedule() between two tasks)", switch_us, "µs", "-", None),
