@@ -293,3 +293,32 @@ def test_many_bad_clients_at_once_while_a_good_one_works(daemon, holder):
     for sock in socks:
         sock.close()
     assert math.isfinite(holder.status()["uptime"])
+
+
+def test_connections_over_the_limit_are_told_why_and_closed(tmp_path):
+    """max_connections: the next peer gets one EMFILE error frame, then EOF;
+    once a connection ends, a new one is served again."""
+    from kloaderd import run_in_thread
+    from kloader_client import Client
+
+    with run_in_thread(max_connections=2) as daemon:
+        first, second = Client(daemon.socket_path), Client(daemon.socket_path)
+        first.status(), second.status()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as third:
+            third.settimeout(10)
+            third.connect(daemon.socket_path)
+            reply = msgpack.unpackb(third.recv(1 << 16), raw=False)
+            assert reply["error"]["errno"] == "EMFILE"
+            assert "max_connections=2" in reply["error"]["message"]
+            assert third.recv(1) == b""
+        second.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with Client(daemon.socket_path) as again:
+                    assert again.status()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        first.close()

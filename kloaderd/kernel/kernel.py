@@ -47,6 +47,7 @@ class KernelOptions:
     max_module_memory: int = 1 << 30  # bytes of module core+init images; more is ENOMEM
     module_heap_limit: int = 256 << 20  # kmalloc bytes one module may hold (NULL beyond)
     heap_limit: int = 2 << 30         # kmalloc bytes in all (NULL beyond)
+    max_connections: int = 1024       # daemon: clients connected at once; more get EMFILE
 
 
 class Kernel:

@@ -35,6 +35,7 @@ class Server:
         self.max_image_size: int = kernel.options.max_image_size
         self.uid = os.geteuid()
         self.sessions: set[Session] = set()
+        self.connections = 0                     # accepted and not yet ended
         self.started = time.monotonic()
 
     def status(self) -> dict[str, Any]:
@@ -67,19 +68,37 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
                     log.warning("accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
+                if server.connections >= kernel.options.max_connections:
+                    nursery.start_soon(_refuse, conn, kernel.options.max_connections)
+                    continue
+                server.connections += 1          # counted from accept, not from run
                 nursery.start_soon(_session, server, conn)
     finally:
         listener.close()
         _unlink_if_ours(path, identity)
 
 
+async def _refuse(conn: trio.socket.SocketType, limit: int) -> None:
+    """One error frame saying why, then the close: a peer over the limit
+    learns what happened instead of seeing a silent hang-up."""
+    with conn, trio.move_on_after(1):
+        try:
+            await conn.send(protocol.error_reply(
+                None, errno.EMFILE, f"too many connections to kloaderd (max_connections={limit})"))
+        except OSError:
+            pass
+
+
 async def _session(server: Server, conn: trio.socket.SocketType) -> None:
     try:
-        session = Session(server, conn)
-    except OSError:  # the peer is gone before we could ask who it was
-        conn.close()
-        return
-    await session.run()
+        try:
+            session = Session(server, conn)
+        except OSError:  # the peer is gone before we could ask who it was
+            conn.close()
+            return
+        await session.run()
+    finally:
+        server.connections -= 1
 
 
 async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
