@@ -11,7 +11,6 @@ import errno
 import functools
 import os
 import socket
-import types
 
 import msgpack
 import pytest
@@ -19,6 +18,7 @@ import trio
 
 from kloader_client.errors import from_reply
 from kloaderd.errors import KernelError
+from kloaderd.kernel.kernel import KernelOptions
 from kloaderd.server import protocol
 from kloaderd.server.ops import OPS, check_args, check_flags, read_module_file
 from kloaderd.server.server import serve
@@ -27,7 +27,7 @@ from kloaderd.server.server import serve
 class NoKernel:
     """Any call that reaches it is a test failure, reported as EIO by the session."""
 
-    options = types.SimpleNamespace(max_image_size=64 << 20)
+    options = KernelOptions()      # the daemon's limits, real defaults
 
     def status(self) -> dict:
         return {"release": "none"}
