@@ -1,10 +1,10 @@
 """The emulated CPU: running module code, dispatching kernel calls, oopsing.
 
 Kernel functions (`kloaderd.kernel.api.FUNCTIONS`) are 16-byte stubs in
-kernel text whose first instruction is a `ret`.  One `UC_HOOK_CODE` over the
-stub range runs the Python implementation before that `ret` executes and
-puts its result in %rax, so a kernel call costs one hook and no stop of the
-emulation (measured faster than `syscall` + an instruction hook, and only
+kernel text whose one instruction jumps to a shared return path.  One
+`UC_HOOK_CODE` over the stub range runs the Python implementation before
+that jump executes and puts its result in %rax, so a kernel call costs one
+hook and no stop of the emulation (measured faster than `syscall` + an instruction hook, and only
 instructions in the stub range are instrumented).  An implementation that
 has to sleep returns a coroutine: the emulation stops, the task's context is
 saved, the CPU is released while the coroutine runs, and on return the CPU
@@ -19,6 +19,7 @@ between slices, so the daemon keeps answering while a module's init spins.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import struct
 import time
@@ -43,6 +44,12 @@ STUB_SIZE = 16
 SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
 _MASK64 = (1 << 64) - 1
 _RET, _INT3 = b"\xc3", b"\xcc"
+# The stubs' shared return path: `xor %r11d, %r11d; ret`.  A completed call
+# leaves a one-time token in %r11 (a scratch register the ABI lets callees
+# clobber) until this path clears it, so a slice that timed out between the
+# hook and its stub's jump is told apart from a call not yet made.
+_STUB_RETURN = b"\x45\x31\xdb" + _RET
+_TOKEN_BASE = 0x6B6C6F6164000000
 _ARG_REGS = (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
              X.UC_X86_REG_RCX, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
 _GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
@@ -103,6 +110,10 @@ class _FastRegs:
         base = ctypes.addressof(self._vals)
         self._ptrs = (ctypes.c_void_p * len(self._IDS))(*(base + 8 * i for i in range(len(self._IDS))))
         self._rax = ctypes.c_uint64()
+        self._done = (ctypes.c_uint64 * 2)()
+        self._done_ids = (ctypes.c_int * 2)(X.UC_X86_REG_RAX, X.UC_X86_REG_R11)
+        base = ctypes.addressof(self._done)
+        self._done_ptrs = (ctypes.c_void_p * 2)(base, base + 8)
 
     def read(self) -> tuple[int, ...]:
         """(rdi, rsi, rdx, rcx, r8, r9, rsp)."""
@@ -110,9 +121,11 @@ class _FastRegs:
             raise UcError(UC_ERR_EXCEPTION)
         return tuple(self._vals)
 
-    def set_rax(self, value: int) -> None:
-        self._rax.value = value
-        uclib.uc_reg_write(self._uch, X.UC_X86_REG_RAX, ctypes.byref(self._rax))
+    def done(self, value: int, token: int) -> None:
+        """A kernel call's result in %rax, and its completion token in %r11."""
+        self._done[0], self._done[1] = value, token
+        if uclib.uc_reg_write_batch(self._uch, self._done_ids, self._done_ptrs, 2):
+            raise UcError(UC_ERR_EXCEPTION)
 
 
 class Machine:
@@ -131,6 +144,8 @@ class Machine:
         self._symbols: dict[str, int] = {}
         self._kallsyms: list[tuple[int, int, str, str]] = []
         self._stubs: dict[int, api.KernelFunction] = {}
+        self._calls = itertools.count(1)
+        self._token = 0                  # the last completed kernel call's token
         self._boot = time.monotonic()
         self._running: Task | None = None      # the task inside emu_start
         self._loaded: Task | None = None       # whose registers the CPU holds
@@ -154,12 +169,16 @@ class Machine:
                          if getattr(f.impl, "machine_code", None) is None), key=lambda f: f.name)
         native = sorted((f for f in api.FUNCTIONS.values()
                          if getattr(f.impl, "machine_code", None) is not None), key=lambda f: f.name)
+        self.stub_return = KERNEL_TEXT_BASE + len(hooked) * STUB_SIZE
         for fn in hooked:
             addr = KERNEL_TEXT_BASE + len(text)
             self._stubs[addr] = fn
             self._define(fn.name, addr, STUB_SIZE, "T")
-            text += _RET.ljust(STUB_SIZE, _INT3)
+            jmp = b"\xe9" + struct.pack("<i", self.stub_return - (addr + 5))
+            text += jmp.ljust(STUB_SIZE, _INT3)
         hooked_end = KERNEL_TEXT_BASE + len(text)
+        self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
+        text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
         for fn in native:
             code = fn.impl.machine_code
             self._define(fn.name, KERNEL_TEXT_BASE + len(text), len(code), "T")
@@ -288,8 +307,13 @@ class Machine:
                     raise self._api_oops(task, obj)
                 await self._block(task, obj)
                 continue
-            if uc.reg_read(X.UC_X86_REG_RIP) == self.trap:
+            rip = uc.reg_read(X.UC_X86_REG_RIP)
+            if rip == self.trap:
                 return uc.reg_read(X.UC_X86_REG_RAX)
+            if rip in self._stubs and uc.reg_read(X.UC_X86_REG_R11) == self._token:
+                # Stopped between a completed call and its stub's jump:
+                # resuming at the stub would make the call a second time.
+                uc.reg_write(X.UC_X86_REG_RIP, self.stub_return)
             # The slice ran out: let the event loop and other tasks in.
             if self.sched.cpu.statistics().tasks_waiting:
                 task.context = uc.context_save()
@@ -320,7 +344,8 @@ class Machine:
             self._pending = ("block", result)
             uc.emu_stop()
             return
-        self._regs.set_rax(result & _MASK64)
+        self._token = _TOKEN_BASE + next(self._calls)
+        self._regs.done(result & _MASK64, self._token)
 
     def _on_interrupt(self, uc: Uc, intno: int, _data: Any) -> None:
         self._intno = intno
