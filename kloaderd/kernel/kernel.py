@@ -27,12 +27,11 @@ from .load import load_module
 from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
 from .moduleparam import find_param, get_param, param_owner, set_param
-from .printk import LogBuffer
+from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, finish_removal
 
-KERN_ALERT, KERN_ERR, KERN_WARNING, KERN_NOTICE, KERN_INFO = 1, 3, 4, 5, 6
 
 
 @dataclass

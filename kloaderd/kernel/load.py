@@ -21,6 +21,7 @@ from ..errors import KernelError
 from ..link import layout_sections, link
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
+from .printk import KERN_ERR, KERN_WARNING
 from .symbols import KernelSymbol
 from .version import (MODULE_INIT_IGNORE_MODVERSIONS, check_version, check_vermagic,
                       license_is_gpl_compatible)
@@ -28,7 +29,6 @@ from .version import (MODULE_INIT_IGNORE_MODVERSIONS, check_version, check_verma
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-KERN_ERR, KERN_WARNING, KERN_NOTICE = 3, 4, 5
 
 
 async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:

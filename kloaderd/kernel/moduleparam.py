@@ -18,6 +18,7 @@ from ..errors import KernelError
 from .memory import GuestFault
 from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, param_equal,
                      param_error_message, parse_args, parse_array)
+from .printk import KERN_ERR, KERN_NOTICE
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 KERNEL_PARAM = struct.Struct("<QQQHbB4xQ")     # struct kernel_param, 40 bytes
 KPARAM_STRING = struct.Struct("<I4xQ")         # struct kparam_string
 KPARAM_ARRAY = struct.Struct("<IIQQQ")         # struct kparam_array
-KERN_ERR, KERN_NOTICE = 3, 5
 
 
 @dataclass

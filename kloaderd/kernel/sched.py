@@ -20,12 +20,12 @@ import trio
 
 from ..config import PAGE_SIZE, THREAD_SIZE, VMALLOC_END, VMALLOC_START
 from .memory import AddressSpace, RegionAllocator
+from .printk import KERN_ERR
 
 TASK_COMM_LEN = 16
 # Where task_structs would live: only their addresses are used (as `current`).
 TASK_STRUCT_BASE = 0xFFFF888A00000000
 TASK_STRUCT_SIZE = 0x2000
-KERN_ERR = 3
 
 
 @dataclass(eq=False)
