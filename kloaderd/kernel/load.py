@@ -30,13 +30,8 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 
-
 async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:
-    limit = kernel.options.max_image_size
-    if len(data) > limit:
-        raise KernelError(errno.EFBIG,
-                          f"module image of {len(data)} bytes exceeds the limit of {limit} bytes")
-    image = parse(data, max_size=limit)
+    image = parse(data, max_size=kernel.options.max_image_size)    # EFBIG beyond it
     layout = layout_sections(image)
     check_limits(kernel, image.name, layout.core.size + layout.init.size)
     core_base = kernel.module_area.alloc(layout.core.size)
@@ -79,7 +74,7 @@ def check_limits(kernel: "Kernel", name: str, size: int) -> None:
 
 def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
     warn = kernel.warn
-    check_vermagic(mod, kernel.vermagic, flags, warn)
+    check_vermagic(kernel, mod, flags)
     if mod.image.modinfo_get("intree") is None:
         if "O" not in kernel.taints:
             warn(f"{mod.name}: loading out-of-tree module taints kernel.")
@@ -93,8 +88,6 @@ def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
         if "P" not in kernel.taints:
             warn(f"{mod.name}: module license '{mod.license}' taints kernel.")
         kernel.add_module_taint(mod, "P")
-    if mod.taints & {"F"}:
-        kernel.add_taint("F")
 
 
 async def add_unformed_module(kernel: "Kernel", mod: Module) -> None:
@@ -156,12 +149,10 @@ async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: b
             sym = kernel.symbols.find(name, gplok=gplok)
             if sym is None:
                 raise KernelError(errno.ENOENT, name)
-            if not check_version(mod, name, sym.crc, versions, kernel.warn):
+            if not check_version(kernel, mod, name, sym.crc, versions):
                 raise KernelError(errno.EINVAL, name)
             owner = sym.owner
             if owner is None or owner.state is ModuleState.LIVE:
-                if mod.taints & {"F"}:
-                    kernel.add_taint("F")
                 ref_module(mod, owner)
                 return sym
             if owner.state is not ModuleState.COMING:
@@ -185,10 +176,10 @@ def verify_exported_symbols(kernel: "Kernel", mod: Module) -> None:
     for name, _addr, _gpl in mod.linked.exports:
         other = kernel.symbols.get(name)
         if other is not None:
-            kernel.log.emit(KERN_ERR, f"{mod.name}: exports duplicate symbol {name} "
-                                      f"(owned by {other.owner_name})")
-            raise KernelError(errno.ENOEXEC, f"{mod.name}: exports duplicate symbol {name} "
-                                             f"(owned by {other.owner_name})")
+            error = KernelError(errno.ENOEXEC, f"{mod.name}: exports duplicate symbol {name} "
+                                               f"(owned by {other.owner_name})")
+            kernel.log.emit(KERN_ERR, error.message)
+            raise error
 
 
 def complete_formation(kernel: "Kernel", mod: Module) -> None:

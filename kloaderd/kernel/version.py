@@ -9,11 +9,12 @@ CONFIG_MODULE_FORCE_LOAD: what `modprobe --force-vermagic` and
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import KernelError
 
 if TYPE_CHECKING:
+    from .kernel import Kernel
     from .module import Module
 
 # include/uapi/linux/module.h
@@ -27,33 +28,31 @@ GPL_COMPATIBLE = frozenset({
     "Dual MIT/GPL", "Dual MPL/GPL",
 })
 
-Warn = Callable[[str], None]
-
-
 def license_is_gpl_compatible(license: str) -> bool:
     return license in GPL_COMPATIBLE
 
 
-def try_to_force_load(module: "Module", reason: str, warn: Warn) -> None:
-    """CONFIG_MODULE_FORCE_LOAD=y: load anyway, tainted."""
-    warn(f"{module.name}: {reason}: kernel tainted.")
-    module.taints.add("F")
+def try_to_force_load(kernel: "Kernel", module: "Module", reason: str) -> None:
+    """CONFIG_MODULE_FORCE_LOAD=y: load anyway, module and kernel tainted F."""
+    kernel.warn(f"{module.name}: {reason}: kernel tainted.")
+    kernel.add_module_taint(module, "F")
 
 
-def check_vermagic(module: "Module", ours: str, flags: int, warn: Warn) -> None:
+def check_vermagic(kernel: "Kernel", module: "Module", flags: int) -> None:
     """check_modinfo()'s vermagic test; ENOEXEC unless forced."""
+    ours = kernel.options.vermagic
     theirs = module.image.modinfo_get("vermagic")
     if flags & MODULE_INIT_IGNORE_VERMAGIC:
         theirs = None
     if theirs is None:
-        try_to_force_load(module, "bad vermagic", warn)
+        try_to_force_load(kernel, module, "bad vermagic")
     elif theirs != ours:
         raise KernelError(errno.ENOEXEC,
                           f"{module.name}: version magic '{theirs}' should be '{ours}'")
 
 
-def check_version(module: "Module", symbol: str, crc: int | None,
-                  versions: dict[str, int] | None, warn: Warn) -> bool:
+def check_version(kernel: "Kernel", module: "Module", symbol: str, crc: int | None,
+                  versions: dict[str, int] | None) -> bool:
     """check_version(): does the module's `__versions` CRC for `symbol` match?
 
     `versions` is None when the module has no `__versions` (or the caller
@@ -62,14 +61,14 @@ def check_version(module: "Module", symbol: str, crc: int | None,
     if crc is None:           # the exporter has no CRC: nothing to compare
         return True
     if versions is None:
-        try_to_force_load(module, f'no version for "{symbol}" found', warn)
+        try_to_force_load(kernel, module, f'no version for "{symbol}" found')
         return True
     theirs = versions.get(symbol)
     if theirs is None:
         # "Broken toolchain. Warn once, then let it go.."
-        warn(f"{module.name}: no symbol version for {symbol}")
+        kernel.warn(f"{module.name}: no symbol version for {symbol}")
         return True
     if theirs != crc:
-        warn(f"{module.name}: disagrees about version of symbol {symbol}")
+        kernel.warn(f"{module.name}: disagrees about version of symbol {symbol}")
         return False
     return True
