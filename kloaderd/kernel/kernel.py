@@ -33,7 +33,6 @@ from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, finish_removal
 
 
-
 @dataclass
 class KernelOptions:
     watchdog: float = 5.0             # seconds a task may run without sleeping
@@ -52,14 +51,12 @@ class KernelOptions:
 class Kernel:
     def __init__(self, options: KernelOptions | None = None) -> None:
         self.options = options or KernelOptions()
-        self.vermagic = self.options.vermagic
         self.boot_time = time.monotonic()
         self.log = LogBuffer(capacity=self.options.log_capacity)
         self.taints: set[str] = set()
         self.loaded: dict[str, Module] = {}
         self.symbols = SymbolTable()
         self.kernel_owner = RefOwner(OwnerKind.KERNEL, "kernel")
-        self._load_seq = 0
         self._changed = trio.Event()
         self._by_struct: dict[int, Module] = {}
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
@@ -124,9 +121,7 @@ class Kernel:
 
     # -- the module list -------------------------------------------------------
     def add_module(self, mod: Module) -> None:
-        self._load_seq += 1
-        mod.load_seq = self._load_seq
-        self.loaded[mod.name] = mod
+        self.loaded[mod.name] = mod       # insertion order is load order
         self.notify()
 
     def find_module(self, name: str) -> Module | None:
@@ -160,14 +155,19 @@ class Kernel:
 
     def free_module_init(self, mod: Module) -> None:
         """After a successful init: unmap init, seal ro_after_init."""
-        if mod.layout.init.size:
-            self.mem.unmap(mod.init_base, mod.layout.init.size)
-            self.module_area.free(mod.init_base)
+        self._free_init(mod)
         for region in mod.layout.core.regions:
             if region.final_perms != region.perms:
                 self.mem.protect(mod.core_base + region.offset, region.size, region.final_perms)
-        mod.init_freed = True
         self.ksyms.add_module(mod)
+
+    def _free_init(self, mod: Module) -> None:
+        """The init image goes: unmapped (if it was mapped) and its range freed."""
+        if mod.layout.init.size and not mod.init_freed:
+            if mod.linked is not None:
+                self.mem.unmap(mod.init_base, mod.layout.init.size)
+            self.module_area.free(mod.init_base)
+        mod.init_freed = True
 
     def free_module(self, mod: Module) -> None:
         """Undo everything a (partial) load did; the module ceases to exist."""
@@ -182,16 +182,11 @@ class Kernel:
         mod.refs.clear()
         self.slab.release(param_owner(mod))
         self.slab.reclaim_module(mod.name)
-        linked = mod.linked
-        if linked is not None:
-            self._by_struct.pop(linked.this_module, None)
-            if mod.layout.core.size:
-                self.mem.unmap(mod.core_base, mod.layout.core.size)
-            if mod.layout.init.size and not mod.init_freed:
-                self.mem.unmap(mod.init_base, mod.layout.init.size)
+        self._free_init(mod)
+        if mod.linked is not None:
+            self._by_struct.pop(mod.linked.this_module, None)
+            self.mem.unmap(mod.core_base, mod.layout.core.size)
         self.module_area.free(mod.core_base)
-        if mod.layout.init.size and not mod.init_freed:
-            self.module_area.free(mod.init_base)
         if self.loaded.get(mod.name) is mod:
             del self.loaded[mod.name]
         self.notify()
@@ -261,10 +256,8 @@ class Kernel:
         if not sym.gpl_only:
             self.warn(f"failing symbol_get of non-GPLONLY symbol {name}.")
             return 0
-        if sym.owner is not None:
-            owner = caller.symbol_owner if caller is not None else self.kernel_owner
-            if not self.module_get(sym.owner, owner):
-                return 0
+        if sym.owner is not None and not self.module_get(sym.owner, self._symbol_owner(caller)):
+            return 0
         return sym.address
 
     def symbol_put(self, name: str, caller: Module | None) -> None:
@@ -273,10 +266,12 @@ class Kernel:
             self.log.emit(KERN_ERR, f"symbol_put: {name} is not exported")
             return
         if sym.owner is not None:
-            owner = caller.symbol_owner if caller is not None else self.kernel_owner
-            if not sym.owner.put(owner):
+            if not sym.owner.put(self._symbol_owner(caller)):
                 self.warn(f"symbol_put: {name}: no symbol_get reference held")
             self.notify()
+
+    def _symbol_owner(self, caller: Module | None) -> RefOwner:
+        return caller.symbol_owner if caller is not None else self.kernel_owner
 
     # -- the system calls ------------------------------------------------------------
     async def init_module(self, image: bytes, params: str = "", *, flags: int = 0) -> str:
@@ -291,8 +286,8 @@ class Kernel:
 
     # -- information ------------------------------------------------------------------
     def _ordered(self) -> list[Module]:
-        return sorted((m for m in self.loaded.values() if m.state is not ModuleState.UNFORMED),
-                      key=lambda m: m.load_seq, reverse=True)
+        """/proc/modules order: newest first (`loaded` keeps insertion order)."""
+        return [m for m in reversed(self.loaded.values()) if m.state is not ModuleState.UNFORMED]
 
     def modules(self) -> list[dict[str, Any]]:
         return [self._summary(m) for m in self._ordered()]
@@ -357,7 +352,7 @@ class Kernel:
     def status(self) -> dict[str, Any]:
         return {
             "release": config.UTS_RELEASE,
-            "vermagic": self.vermagic,
+            "vermagic": self.options.vermagic,
             "tainted": self.taint_string(),
             "taints": taint_letters(self.taints),
             "modules": len(self._ordered()),

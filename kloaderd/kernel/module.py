@@ -85,7 +85,6 @@ class Module:
     params: list["ModuleParam"] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     init_freed: bool = False
-    load_seq: int = 0
 
     def __post_init__(self) -> None:
         # The owners this module's own code acts as, created once so that a
