@@ -12,7 +12,14 @@ client) does not pay for trio and the emulator.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+try:
+    # The one source is pyproject.toml's version, as installed (editable or not).
+    __version__ = version("kloader")
+except PackageNotFoundError:  # a tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["Daemon", "KernelProblemWarning", "KernelProblems", "Problems",
            "run_in_thread", "serve"]

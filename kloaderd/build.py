@@ -31,7 +31,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from kloaderd import config
+from kloaderd import __version__, config
 
 INCLUDE_DIR = Path(__file__).resolve().with_name("include")
 
@@ -362,6 +362,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="kmodbuild",
         description="Build a loadable kernel module (.ko) for kloader the way kbuild does.",
         epilog="Options -fFLAG are passed to the compiler as they are (e.g. -fcommon).")
+    p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("sources", nargs="+", metavar="SRC.c", type=Path)
     p.add_argument("-o", dest="output", required=True, metavar="NAME.ko", type=Path,
                    help="the module to write; NAME becomes the module's name")

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from kloaderd import __version__
 from kloaderd.errors import KernelError
 from kloaderd.server.protocol import default_socket_path
 from kloaderd.server.server import serve
@@ -42,6 +43,7 @@ def console_level(text: str) -> int:
 def parser(options_type: type) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kloaderd", description="Serve an emulated Linux module loader "
                                 "on a Unix socket, in the foreground.")
+    p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("--socket", help=f"socket path (default: {default_socket_path()})")
     p.add_argument("--log-level", type=console_level, default=console_level("info"), metavar="LEVEL",
                    help="console log level: kernel messages of this level and more urgent go to "

@@ -7,12 +7,14 @@ import os
 import sys
 from typing import Callable, NoReturn
 
+from kloader_client import __version__
 from kloader_client.client import Client
 from kloader_client.errors import DaemonNotRunning
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("--socket", metavar="PATH", help="kloaderd's socket (default: $KLOADERD_SOCKET, "
                    "else $XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID.sock)")
     return p
