@@ -374,8 +374,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="print each command as it runs")
     p.add_argument("--vermagic", metavar="STR",
                    help=f"vermagic to record (default {config.VERMAGIC!r})")
-    p.add_argument("--extra-symbols", nargs="+", default=[], metavar="OTHER.ko", type=Path,
-                   help="modules whose exports this one may use (they become depends=)")
+    p.add_argument("--extra-symbols", action="append", default=[], metavar="OTHER.ko", type=Path,
+                   help="a module whose exports this one may use (it becomes a depends= entry); "
+                        "repeat for several")
     p.add_argument("--cflags", action="append", default=[], metavar="FLAGS",
                    help="extra compiler flags (split like a shell would)")
     return p

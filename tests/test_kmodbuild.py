@@ -380,6 +380,25 @@ def test_depends_names_the_extra_modules_whose_exports_are_used(build, tmp_path,
         capsys.readouterr().err
 
 
+def test_extra_symbols_on_the_command_line_leaves_the_sources_alone(build, tmp_path):
+    """`--extra-symbols A.ko SRC.c`: the flag takes one module (repeat it), not the source after it."""
+    build("#include <linux/module.h>\nint prov_fn(void) { return 1; }\nEXPORT_SYMBOL_GPL(prov_fn);\n"
+          'MODULE_LICENSE("GPL");\n', name="prov").close()
+    build("#include <linux/module.h>\nint prov2_fn(void) { return 2; }\nEXPORT_SYMBOL_GPL(prov2_fn);\n"
+          'MODULE_LICENSE("GPL");\n', name="prov2").close()
+    src = tmp_path / "cons.c"
+    src.write_text("#include <linux/module.h>\nint prov_fn(void);\nint prov2_fn(void);\n"
+                   "static int __init f(void) { return prov_fn() + prov2_fn(); }\nmodule_init(f);\n"
+                   'MODULE_LICENSE("GPL");\n')
+    assert main(["--extra-symbols", str(tmp_path / "prov.ko"), "--extra-symbols", str(tmp_path / "prov2.ko"),
+                 str(src), "-o", str(tmp_path / "cons.ko")]) == 0
+    cons = Object(tmp_path / "cons.ko")
+    try:
+        assert ("depends", "prov,prov2") in cons.modinfo()
+    finally:
+        cons.close()
+
+
 def test_vermagic_option_and_dashes_in_the_module_name(build):
     obj = build("#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n", name="my-mod",
                 vermagic="5.10.0 SMP mod_unload ")
