@@ -40,7 +40,8 @@ SOCKET_NAME = "kloaderd.sock"
 # "invalid opcode: 0000 [#1] ...", "Kernel panic - not syncing: ...".
 _OOPS_HEAD = re.compile(r"^(?:(?:watchdog: )?BUG: |Kernel panic - not syncing: "
                         r"|[a-z][a-z ]*: [0-9a-f]{4} \[#\d+\])")
-_LEAK = re.compile(r"^\S+: leaked \d+ bytes in \d+ allocations?$")
+# What a freed module left behind: heap (slab.py) or a registration (registry.py).
+_LEAK = re.compile(r"^\S+: leaked (?:\d+ bytes in \d+ allocations?|registration: .+)$")
 _WARNING = re.compile(r"^WARNING: ")
 _KERN_ERR = 3
 # Taints that say something went wrong at run time (not P/O/E: how modules were built).

@@ -28,6 +28,7 @@ from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
 from .moduleparam import find_param, get_param, param_owner, set_param
 from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
+from .registry import Registrations
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, finish_removal
@@ -61,6 +62,7 @@ class Kernel:
         self._by_struct: dict[int, Module] = {}
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
         self.shutting_down = False
+        self.registrations = Registrations(self.log, lambda: self.loaded.values())
         api.load_all()
         self.machine = Machine(self, watchdog=self.options.watchdog, symbolize=self.symbolize)
         self.mem = self.machine.mem
@@ -173,6 +175,7 @@ class Kernel:
         """Undo everything a (partial) load did; the module ceases to exist."""
         if mod.state is not ModuleState.UNFORMED:
             mod.state = ModuleState.GOING
+        self.registrations.release_module(mod)
         self.symbols.remove_module(mod)
         self.ksyms.remove_module(mod)
         for used in mod.uses:
@@ -318,6 +321,7 @@ class Kernel:
             "license": mod.license,
             "modinfo": [[key, value] for key, value in mod.image.modinfo],
             "exports": list(mod.exports),
+            "registrations": [r.describe() for r in self.registrations.of_module(mod)],
             "sections": {} if linked is None else {
                 mod.image.sections[i].name: addr for i, addr in linked.section_addr.items()
                 if not (mod.init_freed and mod.image.sections[i].name.startswith(".init"))},
