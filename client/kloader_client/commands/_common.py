@@ -20,6 +20,14 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def module_name(arg: str) -> str:
+    """A module's name from its file, as kmod derives it: `drivers/foo-bar.ko.xz` is `foo_bar`."""
+    base = os.path.basename(arg)
+    for ext in (".gz", ".xz", ".zst"):
+        base = base.removesuffix(ext)
+    return base.removesuffix(".ko").replace("-", "_")
+
+
 def die(prog: str, message: str) -> NoReturn:
     """kmod's shape: `insmod: ERROR: ...` on stderr, exit 1."""
     print(f"{prog}: ERROR: {message}", file=sys.stderr)

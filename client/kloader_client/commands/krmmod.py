@@ -12,15 +12,7 @@ import os
 import sys
 
 from kloader_client.client import Client
-from kloader_client.commands._common import connect, parser, run
-
-
-def module_name(arg: str) -> str:
-    """rmmod takes a name or the module's file: `drivers/foo-bar.ko` is `foo_bar`."""
-    base = os.path.basename(arg)
-    if base.endswith(".ko"):
-        base = base[:-3]
-    return base.replace("-", "_")
+from kloader_client.commands._common import connect, module_name, parser, run
 
 
 def explain(client: Client, name: str, exc: OSError, timeout: float | None) -> str:
