@@ -90,7 +90,8 @@ def test_krmmod_removes_and_explains_in_kmods_words(run, daemon_path):
         busy = run("krmmod", "user")
         assert busy.stderr == "krmmod: ERROR: Module user is in use\n"
         late = run("krmmod", "-w", "-t", "0.05", "user")
-        assert late.returncode == 1 and "Module user is in use" in late.stderr
+        assert (late.returncode, late.stderr) == (
+            1, "krmmod: ERROR: Module user is in use: still referenced after waiting 0.05 seconds\n")
         assert holder.module("user")["state"] == "live"
     done = run("krmmod", "-v", ko("user"), "exporter")  # a path names its module too
     assert (done.returncode, done.stdout) == (0, "rmmod user\nrmmod exporter\n")
@@ -103,7 +104,18 @@ def test_krmmod_of_a_module_without_exit_needs_force(run):
     assert (refused.returncode, refused.stderr) == (
         1, "krmmod: ERROR: could not remove module noexit: Device or resource busy\n")
     assert run("krmmod", "-f", "noexit").returncode == 0
+    assert "does not override other modules using it" in " ".join(run("krmmod", "--help").stdout.split())
     assert "noexit" not in run("klsmod").stdout
+
+
+def test_seconds_are_counted_in_english():
+    from kloader_client.commands.krmmod import seconds
+
+    assert [seconds(t) for t in (1, 1.0, 0.5, 2)] == ["1 second", "1 second", "0.5 seconds", "2 seconds"]
+
+
+def test_kinsmod_usage_shows_parameters_as_optional(run):
+    assert "FILENAME [PARAM=VALUE ...]" in run("kinsmod", "--help", socket=None).stdout
 
 
 def test_krmmod_wait_returns_when_the_last_reference_goes(run, daemon_path):

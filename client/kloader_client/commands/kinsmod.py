@@ -29,7 +29,7 @@ def quote(param: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser("kinsmod", "Insert a module into kloaderd's kernel.")
     p.add_argument("-f", "--force", action="store_true", help="ignore vermagic and symbol versions")
-    p.add_argument("filename")
+    p.add_argument("filename", metavar="FILENAME", help="the module file (.ko)")
     p.add_argument("params", nargs="*", metavar="PARAM=VALUE")
     args = p.parse_args(argv)
 

@@ -15,6 +15,11 @@ from kloader_client.client import Client
 from kloader_client.commands._common import connect, module_name, parser, run
 
 
+def seconds(value: float | None) -> str:
+    """`1 second`, `0.5 seconds`, `2 seconds`."""
+    return f"{value:g} second" + ("" if value == 1 else "s")
+
+
 def explain(client: Client, name: str, exc: OSError, timeout: float | None) -> str:
     """kmod's rmmod messages for the kernel's errnos."""
     if exc.errno == errno.ENOENT:
@@ -26,7 +31,7 @@ def explain(client: Client, name: str, exc: OSError, timeout: float | None) -> s
             holders = []
         return f"Module {name} is in use by: {' '.join(holders)}" if holders else f"Module {name} is in use"
     if exc.errno == errno.ETIMEDOUT:
-        return f"Module {name} is in use: still referenced after waiting {timeout:g} seconds"
+        return f"Module {name} is in use: still referenced after waiting {seconds(timeout)}"
     return f"could not remove module {name}: {os.strerror(exc.errno or errno.EIO)}"
 
 
@@ -35,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-w", "--wait", action="store_true",
                    help="stop the module now and wait until its last reference is dropped")
     p.add_argument("-t", "--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long")
-    p.add_argument("-f", "--force", action="store_true", help="remove even if in use (taints the kernel)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="remove even while references are held or the module has no exit function "
+                        "(taints the kernel: R); it does not override other modules using it, "
+                        "nor a module still loading or already going")
     p.add_argument("-v", "--verbose", action="store_true", help="say what is removed")
     p.add_argument("names", nargs="+", metavar="NAME")
     args = p.parse_args(argv)
