@@ -13,6 +13,7 @@ from kloaderd.kernel import api
 from kloaderd.kernel.cpu import Machine
 from kloaderd.kernel.memory import GuestFault
 from kloaderd.kernel.oops import Oops
+from unicorn import UC_HOOK_CODE
 
 ARITH = r"""
 long add(long a, long b) { return a + b; }
@@ -418,3 +419,39 @@ async def test_a_kernel_call_runs_once_even_when_a_slice_ends_inside_it():
     lines = [r.text for r in kernel.log.records()]
     assert lines == [f"call {i}" for i in range(3000)]
     assert kernel.slab.usage(None) == (0, 0)
+
+
+@pytest.mark.trio
+async def test_a_slice_ending_at_the_first_stubs_entry_still_makes_the_call(monkeypatch):
+    """Issue 13, defect 1: a fresh task's %r11 is 0, and so was the "last
+    completed call" token before any call had completed, so a slice that
+    ended on the first stub's entry (before its hook ran) skipped the call.
+    A block hook on the stub stops emulation exactly there, every time."""
+    from unicorn import UC_HOOK_BLOCK
+    calls = []
+
+    def answer(ctx):
+        calls.append(ctx.task.pid)
+        return 42
+
+    _register(monkeypatch, "test_answer", answer, 0)
+    machine = Machine(Kernel())
+    g = build(machine, "long test_answer(void);\n"
+                       "long first(void) { return test_answer() + 1; }")
+    stub = machine.kernel_symbols()["test_answer"]
+    stops = []
+
+    def stop_once(uc, address, _size, _data):
+        if not stops:
+            stops.append(address)
+            uc.emu_stop()
+
+    block = machine.uc.hook_add(UC_HOOK_BLOCK, stop_once, begin=stub, end=stub)
+    assert await machine.call(g["first"]) == 43
+    assert stops == [stub] and len(calls) == 1
+    # And a slice ending after the hook, before the stub's jump, is not a second call.
+    stops.clear()
+    machine.uc.hook_del(block)
+    machine.uc.hook_add(UC_HOOK_CODE, stop_once, begin=stub, end=stub)
+    assert await machine.call(g["first"]) == 43
+    assert stops == [stub] and len(calls) == 2

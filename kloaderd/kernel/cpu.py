@@ -47,9 +47,11 @@ _RET, _INT3 = b"\xc3", b"\xcc"
 # The stubs' shared return path: `xor %r11d, %r11d; ret`.  A completed call
 # leaves a one-time token in %r11 (a scratch register the ABI lets callees
 # clobber) until this path clears it, so a slice that timed out between the
-# hook and its stub's jump is told apart from a call not yet made.
+# hook and its stub's jump is told apart from a call not yet made.  Tokens
+# are never 0 (what a fresh task's %r11 holds, and what this path leaves),
+# are drawn from a per-machine random base, and are forgotten once the
+# emu_start that issued one returns: guest code never sees one.
 _STUB_RETURN = b"\x45\x31\xdb" + _RET
-_TOKEN_BASE = 0x6B6C6F6164000000
 _ARG_REGS = (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
              X.UC_X86_REG_RCX, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
 _GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
@@ -145,7 +147,8 @@ class Machine:
         self._kallsyms: list[tuple[int, int, str, str]] = []
         self._stubs: dict[int, api.KernelFunction] = {}
         self._calls = itertools.count(1)
-        self._token = 0                  # the last completed kernel call's token
+        self._token_base = int.from_bytes(os.urandom(8), "little") >> 2 | 1 << 62
+        self._token: int | None = None   # the token of a call completed in this slice
         self._boot = time.monotonic()
         self._running: Task | None = None      # the task inside emu_start
         self._loaded: Task | None = None       # whose registers the CPU holds
@@ -310,7 +313,8 @@ class Machine:
             rip = uc.reg_read(X.UC_X86_REG_RIP)
             if rip == self.trap:
                 return uc.reg_read(X.UC_X86_REG_RAX)
-            if rip in self._stubs and uc.reg_read(X.UC_X86_REG_R11) == self._token:
+            token, self._token = self._token, None
+            if rip in self._stubs and uc.reg_read(X.UC_X86_REG_R11) == token:
                 # Stopped between a completed call and its stub's jump:
                 # resuming at the stub would make the call a second time.
                 uc.reg_write(X.UC_X86_REG_RIP, self.stub_return)
@@ -344,7 +348,7 @@ class Machine:
             self._pending = ("block", result)
             uc.emu_stop()
             return
-        self._token = _TOKEN_BASE + next(self._calls)
+        self._token = self._token_base + next(self._calls)
         self._regs.done(result & _MASK64, self._token)
 
     def _on_interrupt(self, uc: Uc, intno: int, _data: Any) -> None:
