@@ -1,7 +1,9 @@
 """`python -m bench [--quick] [--json FILE] [--markdown] [--only NAME ...]`: every
 benchmark, one table, one JSON file.
 
-Each area has its own module with `run(quick) -> rows`: `bench_link` (parse
+Each area has its own module with `run(quick) -> rows` (made with
+`bench.common`'s `row` or, where a floor exists, `ratio_row`; see
+docs/performance.md): `bench_link` (parse
 and link), `bench_cpu` (guest code and kernel calls), `bench_server` (the
 socket and the client), `bench_scale` (costs as modules accumulate, memory).
 A module that is absent or fails costs its own rows, which say so — never
@@ -20,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import REPO, Row, machine, table, unmeasured
+from bench.common import NO_FLOOR, REPO, Row, machine, table, unmeasured
 
 BENCHMARKS = ("link", "cpu", "server", "scale")
 DEFAULT_JSON = REPO / "bench" / "results.json"
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name in args.only:
         print(f"bench: {name}...", file=sys.stderr, flush=True)
-        rows += [{"bench": name, **r} for r in run_one(name, args.quick)]
+        rows += [{"bench": name, **NO_FLOOR, **r} for r in run_one(name, args.quick)]
     report = {"machine": machine(), "quick": args.quick,
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "seconds": round(time.time() - started, 1), "rows": rows}

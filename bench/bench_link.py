@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
+from bench.common import Row, row, table, timed
 from kloaderd.config import MODULES_VADDR
 from kloaderd.elf.image import Image, parse
 from kloaderd.errors import KernelError
@@ -34,16 +32,6 @@ FUNCTIONS = 3200                 # of the generated module: ~16 relocations each
 
 def externals_for(image: Image) -> dict[str, int]:
     return {name: 0xFFFFFFFF81000000 + 0x40 * i for i, name in enumerate(sorted(set(image.undefined)))}
-
-
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    fn()                                     # warm up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def generated_source(functions: int) -> str:
@@ -79,13 +67,7 @@ def build_generated(functions: int) -> bytes:
     return cached.read_bytes()
 
 
-def row(metric: str, samples: list[float], unit: str, target: str, ok: bool) -> dict:
-    med = statistics.median(samples)
-    return {"metric": metric, "median": med, "spread": (max(samples) - min(samples)) / 2,
-            "unit": unit, "target": target, "ok": ok}
-
-
-def bench_module(label: str, data: bytes, repeats: int) -> list[dict]:
+def bench_module(label: str, data: bytes, repeats: int) -> list[Row]:
     image = parse(data)
     externals = externals_for(image)
     layout = layout_sections(image)
@@ -94,22 +76,22 @@ def bench_module(label: str, data: bytes, repeats: int) -> list[dict]:
         im = parse(data)
         link(im, layout_sections(im), MODULES_VADDR, INIT_BASE, externals)
 
-    ms = [t * 1000 for t in timed(whole, repeats)]
+    whole()                                  # warm up
+    ms = timed(whole, repeats)
     relocs = link(image, layout, MODULES_VADDR, INIT_BASE, externals).relocations
     hello_sized = len(data) <= HELLO_SIZED
-    rows = [row(f"parse+link {label} ({relocs} relocs)", ms, "ms",
-                "<= 1 ms" if hello_sized else "-", statistics.median(ms) <= 1.0 or not hello_sized)]
+    rows = [row(f"parse+link {label} ({relocs} relocs)", ms, "ms", 1.0 if hello_sized else None)]
     if relocs >= 10_000:
-        link_s = timed(lambda: link(image, layout, MODULES_VADDR, INIT_BASE, externals), repeats)
-        rates = [relocs / t for t in link_s]
-        rows.append(row(f"link {label}: relocations/s", rates, "relocs/s", ">= 1000000",
-                        statistics.median(rates) >= 1_000_000))
+        link_s = timed(lambda: link(image, layout, MODULES_VADDR, INIT_BASE, externals), repeats,
+                       scale=1.0)
+        rows.append(row(f"link {label}: relocations/s", [relocs / t for t in link_s], "relocs/s",
+                        1_000_000, higher_is_better=True))
     return rows
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool) -> list[Row]:
     repeats = 5 if quick else 25
-    rows: list[dict] = []
+    rows: list[Row] = []
     for ko in sorted(FIXTURES.glob("*.ko")):
         try:
             rows += bench_module(ko.name, ko.read_bytes(), repeats * 4)
@@ -120,15 +102,7 @@ def run(quick: bool) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'metric':58} {'median':>14} {'spread':>12} {'unit':10} {'target':12} ok")
-    for r in rows:
-        fmt = ",.0f" if r["median"] >= 1000 else ".3f"
-        print(f"{r['metric']:58} {r['median']:>14{fmt}} {r['spread']:>12{fmt}} {r['unit']:10} {r['target']:12} "
-              f"{'yes' if r['ok'] else 'NO'}")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    print_table(run(parser.parse_args().quick))
+    print(table(run(parser.parse_args().quick)))

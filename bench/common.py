@@ -1,10 +1,34 @@
-"""What the benchmarks share: rows, medians, the table, fixture images, a daemon.
+"""What the benchmarks share: rows, floors and ratios, the table, fixture
+images, a daemon.
 
-A benchmark's `run(quick)` returns rows `{metric, median, spread, unit,
-target, ok}`: the median of repeated samples (one noisy run must not decide a
-figure), the interquartile range as its spread, and the target it is judged
-against.  `ok` is None where there is nothing to judge (a figure reported,
-not targeted) or the figure could not be measured.
+A benchmark's `run(quick)` returns rows.  Every row carries the median of
+repeated samples (one noisy run must not decide a figure) and, as its spread,
+the interquartile range (`summarize`), with the unit and the target it is
+judged against.  There are two kinds:
+
+* `row(metric, samples, unit, target)` — judged on the absolute figure.  Use
+  it only where nothing on the machine sets a natural floor.
+* `ratio_row(metric, samples, floor, unit, target, floor_name=...)` — judged
+  on the ratio of the figure to a *floor* measured in the same run (a raw
+  `emu_start` for guest entry, a minimal trio msgpack echo for a round trip,
+  the 0-modules case for an N-modules case).  The absolute figures are still
+  shown, but the verdict is the ratio's, so it does not change with the
+  machine's load: a busy host slows the figure and its floor alike.
+
+To make the two sample lists see the same load, measure them *interleaved*:
+`interleaved(rounds, figure=..., floor=...)` (or `ainterleaved` under trio)
+calls each measure once a round, in an order that rotates every round, and
+returns the samples paired by round; `ratio_row` then judges the median of
+the per-round ratios, and its spread is their interquartile range.  A
+measure is any callable returning one sample; `timing(fn)` makes one that
+times a call of `fn`.  Never measure a figure and its floor in two
+sequential runs: that is what made the 1,000:0 insmod ratio read 2.3 on a
+busy host while interleaved measurement said 0.98.
+
+Every row has the keys `metric, median, spread, unit, floor, floor_name,
+ratio, ratio_spread, target, ok` (`floor…`/`ratio…` are None for absolute
+rows).  `ok` is None where there is nothing to judge (a figure reported, not
+targeted) or the figure could not be measured.
 """
 
 from __future__ import annotations
@@ -16,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
 
 Row = dict[str, Any]
+Measure = Callable[[], float]
+NO_FLOOR: Row = {"floor": None, "floor_name": None, "ratio": None, "ratio_spread": None}
+"""The ratio keys of a row judged on its absolute figure."""
 
 
 def summarize(samples: list[float]) -> tuple[float, float]:
@@ -37,33 +64,102 @@ def summarize(samples: list[float]) -> tuple[float, float]:
     return median, q3 - q1
 
 
+def _judge(value: float, target: float | None, higher_is_better: bool,
+           suffix: str = "") -> tuple[str, bool | None]:
+    if target is None:
+        return "", None
+    ok = value >= target if higher_is_better else value <= target
+    shown = f"{target:,.0f}" if target >= 1000 and target == int(target) else f"{target:g}"
+    return f"{'>=' if higher_is_better else '<='} {shown}{suffix}", ok
+
+
 def row(metric: str, samples: list[float], unit: str, target: float | None = None, *,
         higher_is_better: bool = False) -> Row:
-    """One figure: judged against `target` if there is one, else only reported."""
+    """One figure judged on its absolute value against `target` (if any)."""
     median, spread = summarize(samples)
-    if target is None:
-        return {"metric": metric, "median": median, "spread": spread, "unit": unit,
-                "target": "", "ok": None}
-    ok = median >= target if higher_is_better else median <= target
+    shown, ok = _judge(median, target, higher_is_better)
+    return {"metric": metric, "median": median, "spread": spread, "unit": unit, **NO_FLOOR,
+            "target": shown, "ok": ok}
+
+
+def ratio_row(metric: str, samples: list[float], floor: list[float], unit: str,
+              target: float | None = None, *, floor_name: str,
+              higher_is_better: bool = False) -> Row:
+    """One figure judged on its ratio to a floor measured in the same run.
+
+    `samples` and `floor` are in the same unit.  When they are paired (as
+    `interleaved` returns them: the same length, one of each per round) the
+    ratio is the median of the per-round ratios and its spread their IQR;
+    otherwise it is the ratio of the medians (spread not known: 0).
+    `target` applies to the ratio, e.g. 1.25 for "within 1.25× the floor"
+    or, with `higher_is_better`, 0.9 for "at least 90 % of the floor".
+    """
+    median, spread = summarize(samples)
+    floor_median, floor_spread = summarize(floor)
+    if len(samples) == len(floor) and all(floor):
+        ratio, ratio_spread = summarize([s / f for s, f in zip(samples, floor)])
+    else:
+        ratio, ratio_spread = median / floor_median, 0.0
+    shown, ok = _judge(ratio, target, higher_is_better, "×")
     return {"metric": metric, "median": median, "spread": spread, "unit": unit,
-            "target": f"{'>=' if higher_is_better else '<='} {target:g}", "ok": ok}
+            "floor": floor_median, "floor_name": floor_name, "ratio": ratio,
+            "ratio_spread": ratio_spread, "target": shown, "ok": ok}
+
+
+def timing(fn: Callable[[], Any], scale: float = 1e3) -> Measure:
+    """A measure that times one call of `fn`: milliseconds unless `scale` says
+    otherwise (1e6 for µs)."""
+    def measure() -> float:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * scale
+    return measure
+
+
+def _rotations(rounds: int, names: list[str]) -> Iterator[list[str]]:
+    for r in range(rounds):
+        k = r % len(names)
+        yield names[k:] + names[:k]
+
+
+def interleaved(rounds: int, **measures: Measure) -> dict[str, list[float]]:
+    """`rounds` samples of each measure, taken one of each per round in an
+    order that rotates every round, so that load, frequency scaling and
+    caches weigh on all of them alike.  Sample i of every list comes from
+    round i: pass two of them to `ratio_row` as a pair.  Each measure is
+    called once first, unrecorded, to warm up."""
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for measure in measures.values():
+        measure()
+    for order in _rotations(rounds, list(measures)):
+        for name in order:
+            samples[name].append(measures[name]())
+    return samples
+
+
+async def ainterleaved(rounds: int, **measures: Callable[[], Awaitable[float]]
+                       ) -> dict[str, list[float]]:
+    """`interleaved` for measures that are coroutines (trio)."""
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for measure in measures.values():
+        await measure()
+    for order in _rotations(rounds, list(measures)):
+        for name in order:
+            samples[name].append(await measures[name]())
+    return samples
 
 
 def unmeasured(metric: str, why: str) -> Row:
     """A row for a figure that could not be measured, saying why, so a table
     never silently lacks a line."""
-    return {"metric": metric, "median": None, "spread": None, "unit": "", "target": "",
-            "ok": None, "note": why}
+    return {"metric": metric, "median": None, "spread": None, "unit": "", **NO_FLOOR,
+            "target": "", "ok": None, "note": why}
 
 
 def timed(fn: Callable[[], Any], repeats: int, scale: float = 1e3) -> list[float]:
     """`repeats` timings of `fn()`, in milliseconds unless `scale` says otherwise."""
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * scale)
-    return samples
+    measure = timing(fn, scale)
+    return [measure() for _ in range(repeats)]
 
 
 def _number(value: float | None) -> str:
@@ -80,14 +176,21 @@ def _verdict(ok: bool | None) -> str:
 
 def table(rows: list[Row], *, markdown: bool = False) -> str:
     """The rows as one aligned table (or a Markdown one), with the area each
-    comes from when rows carry one (`bench`)."""
-    header = ("area", "metric", "median", "spread", "unit", "target", "result")
-    lines = [(r.get("bench", ""), r["metric"] + (f" ({r['note']})" if r.get("note") else ""),
-              _number(r["median"]), _number(r["spread"]), r["unit"], r["target"],
-              _verdict(r["ok"])) for r in rows]
+    comes from when rows carry one (`bench`).  A ratio row also shows its
+    floor (in the row's unit, named in the metric), the ratio it is judged
+    by and that ratio's IQR."""
+    header = ("area", "metric", "median", "spread", "unit", "floor", "ratio", "ratio spread",
+              "target", "result")
+    lines = [(r.get("bench", ""),
+              r["metric"] + (f" vs {r['floor_name']}" if r.get("floor_name") else "")
+              + (f" ({r['note']})" if r.get("note") else ""),
+              _number(r["median"]), _number(r["spread"]), r["unit"],
+              *(_number(r[k]) if r.get(k) is not None else ""
+                for k in ("floor", "ratio", "ratio_spread")),
+              r["target"], _verdict(r["ok"])) for r in rows]
     if not any(cells[0] for cells in lines):
         header, lines = header[1:], [cells[1:] for cells in lines]
-    right = {header.index("median"), header.index("spread")}
+    right = {header.index(h) for h in ("median", "spread", "floor", "ratio", "ratio spread")}
     if markdown:
         out = ["| " + " | ".join(header) + " |",
                "|" + "|".join("--:" if i in right else "---" for i in range(len(header))) + "|"]
