@@ -12,7 +12,7 @@ Fixtures:
   `.ko` path; skips the test where gcc or ld is missing.
 
 Options: `--kloader-watchdog`, `--kloader-try-get-coming`,
-`--kloader-exporter-wait` (kernel options for every test's daemon),
+`--kloader-exporter-wait`, `--kloader-kernel DIR|RELEASE` (kernel options for every test's daemon),
 `--kloader-log LEVEL` (which kernel messages a failed test's report shows),
 `--kloader-problems warn|raise|ignore` (what leaks, oopses and WARNINGs do to
 a test).  `@pytest.mark.kloader(**kernel_options)` sets any `KernelOptions`
@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="let try_module_get succeed on COMING modules, as modern Linux does")
     group.addoption("--kloader-exporter-wait", type=float, metavar="SECONDS", default=None,
                     help="how long a load waits for a COMING exporter")
+    group.addoption("--kloader-kernel", metavar="DIR|RELEASE", default=None,
+                    help="emulate this real kernel (its build tree, or a release found under "
+                         "/lib/modules/RELEASE/build): KernelOptions.kernel")
     group.addoption("--kloader-log", metavar="LEVEL", default=_DEFAULT_LOG,
                     help="kernel messages of this level and more urgent are shown in a failed "
                          "test's report: emerg..debug, or 0-8 as kloaderd --log-level "
@@ -89,7 +92,8 @@ def _daemon_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     options: dict[str, Any] = {"on_problems": config.getoption("kloader_problems")}
     for flag, field in (("kloader_watchdog", "watchdog"),
                         ("kloader_try_get_coming", "try_get_coming"),
-                        ("kloader_exporter_wait", "exporter_wait")):
+                        ("kloader_exporter_wait", "exporter_wait"),
+                        ("kloader_kernel", "kernel")):
         value = config.getoption(flag)
         if value is not None:
             options[field] = value

@@ -54,6 +54,7 @@ def test_klsmod_json_and_long(run, daemon_path):
         long = run("klsmod", "--long").stdout.splitlines()
         assert long[0].split() == ["Module", "Size", "Used", "State", "Taints", "Address", "References"]
         assert re.match(rf"hello +\d+ +1  live +\S+ +0xffffffffa\w+  session holder\[{os.getpid()}\]$", long[1])
+        assert long[-1] == "Kernel: 6.6.0-kloader (kloader's own kernel)"
 
 
 def test_kinsmod_failures_in_kmods_words(run):

@@ -37,7 +37,8 @@ from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_
                       UTS_RELEASE)
 from . import api
 from .memory import AddressSpace, GuestFault, page_align
-from .oops import TAINT_DIE, TAINT_SOFTLOCKUP, Frame, Oops, Panic, page_fault_header, render
+from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, NotEmulated, Oops, Panic, page_fault_header,
+                   render)
 from .sched import BusyWait, Scheduler, Task
 
 STUB_SIZE = 16
@@ -62,6 +63,12 @@ TOP_OF_STACK_RESERVE = 256        # where Linux keeps the thread's pt_regs
 STACK_CANARY_OFFSET = 40           # %gs:40, fixed by gcc's -mstack-protector-guard=tls
 _TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
 _TRAP_KINDS = {0: "divide-error", 3: "int3", 6: "invalid-opcode", 13: "general-protection"}
+
+
+def _not_emulated(name: str) -> Callable[..., Any]:
+    def call(_ctx: Any) -> None:
+        raise NotEmulated(name)
+    return call
 
 
 def _canonical(addr: int) -> bool:
@@ -146,6 +153,7 @@ class Machine:
         self._symbols: dict[str, int] = {}
         self._kallsyms: list[tuple[int, int, str, str]] = []
         self._stubs: dict[int, api.KernelFunction] = {}
+        self._not_emulated: tuple[int, list[str]] = (0, [])
         self._calls = itertools.count(1)
         self._token_base = int.from_bytes(os.urandom(8), "little") >> 2 | 1 << 62
         self._token: int | None = None   # the token of a call completed in this slice
@@ -201,9 +209,41 @@ class Machine:
                 self._define(obj.name, base + len(section), obj.size, letter)
                 section += obj.init
             addr = self._load_section(base, bytes(section), perms)
+        self.image_end = addr
         self._kallsyms.sort()
         if hooked:
             self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=KERNEL_TEXT_BASE, end=hooked_end - 1)
+
+    def add_not_emulated(self, names: list[str]) -> dict[str, int]:
+        """Stubs for exports of a real kernel kloader does not implement,
+        after the image: calling one oopses the caller, naming the function
+        (an honest gap, never a call that returns 0 and pretends).  Their
+        dispatch entries are made on first call: a profile has thousands."""
+        if not names:
+            return {}
+        base = self.image_end
+        names = sorted(names)
+        text = bytearray((b"\xe9" + bytes(4)).ljust(STUB_SIZE, _INT3) * len(names))
+        addresses = {}
+        for i, name in enumerate(names):
+            addr = base + i * STUB_SIZE
+            struct.pack_into("<i", text, i * STUB_SIZE + 1, self.stub_return - (addr + 5))
+            self._define(name, addr, STUB_SIZE, "T")
+            addresses[name] = addr
+        self._not_emulated = (base, names)
+        self.image_end = self._load_section(base, bytes(text), "r-x")
+        self._kallsyms.sort()
+        self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=base, end=base + len(text) - 1)
+        return addresses
+
+    def _not_emulated_stub(self, addr: int) -> api.KernelFunction | None:
+        base, names = self._not_emulated
+        index, offset = divmod(addr - base, STUB_SIZE)
+        if offset or not 0 <= index < len(names):
+            return None
+        fn = self._stubs[addr] = api.KernelFunction(names[index], _not_emulated(names[index]), 0,
+                                                    False, "")
+        return fn
 
     def _define(self, name: str, addr: int, size: int, letter: str) -> None:
         self._symbols[name] = addr
@@ -326,8 +366,10 @@ class Machine:
     def _on_stub(self, uc: Uc, addr: int, _size: int, _data: Any) -> None:
         """A kernel function was called: run its implementation."""
         fn = self._stubs.get(addr)
-        if fn is None:              # a jump into a stub's int3 padding: let it trap
-            return
+        if fn is None:
+            fn = self._not_emulated_stub(addr)
+            if fn is None:          # a jump into a stub's int3 padding: let it trap
+                return
         task = self._running
         nargs = fn.nargs
         *regs, rsp = self._regs.read()
@@ -458,6 +500,13 @@ class Machine:
         """A kernel function failed on the task's behalf: report it at the
         caller's RIP, as if the call instruction had faulted after returning."""
         regs = self._registers()
+        if isinstance(exc, NotEmulated):
+            # RIP is the function itself and its caller is on the stack, as
+            # a BUG() at the function's first instruction shows them.
+            self._die_counter += 1
+            header = [f"kloader: kernel function {exc.name} is not emulated",
+                      f"invalid opcode: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+            return self._oops(task, "not-emulated", header, regs=regs)
         regs["rip"] = self.mem.read_u64(regs["rsp"])
         regs["rsp"] += 8
         if isinstance(exc, GuestFault):
@@ -488,7 +537,7 @@ class Machine:
         regs["cr2"] = address if address is not None else 0
         rip = regs["rip"]
         code, code_offset = self._code_bytes(rip)
-        frame = Frame(pid=task.pid, comm=task.comm, tainted=self._tainted(), release=UTS_RELEASE,
+        frame = Frame(pid=task.pid, comm=task.comm, tainted=self._tainted(), release=self._release(),
                       regs=regs, code=code, code_offset=code_offset,
                       trace=self._stack_trace(task, regs["rsp"]), modules=self._modules())
         lines = render(header, frame, self.symbol_name, footer)
@@ -536,6 +585,9 @@ class Machine:
         if taints.startswith(("Tainted", "Not tainted")):
             return taints
         return f"Tainted: {taints}"
+
+    def _release(self) -> str:
+        return getattr(self.kernel, "release", UTS_RELEASE)
 
     def _modules(self) -> str:
         linked = getattr(self.kernel, "modules_linked_in", None)

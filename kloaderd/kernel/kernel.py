@@ -28,6 +28,7 @@ from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
 from .moduleparam import find_param, get_param, param_owner, set_param
 from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
+from .profile import KernelProfile
 from .registry import Registrations
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
@@ -41,7 +42,8 @@ class KernelOptions:
     exporter_wait: float = 30.0       # how long a load waits for a COMING exporter
     max_image_size: int = 64 << 20    # bytes; a larger image is EFBIG
     log_capacity: int = 1 << 20       # bytes kept in the log ring
-    vermagic: str = config.VERMAGIC
+    kernel: str = ""                  # a real kernel's build tree DIR or RELEASE; "": kloader's own
+    vermagic: str = ""                # "": the emulated kernel's own VERMAGIC_STRING
     max_modules: int = 8192           # modules loaded at once; more is ENOSPC
     max_module_memory: int = 1 << 30  # bytes of module core+init images; more is ENOMEM
     module_heap_limit: int = 256 << 20  # kmalloc bytes one module may hold (NULL beyond)
@@ -52,6 +54,8 @@ class KernelOptions:
 class Kernel:
     def __init__(self, options: KernelOptions | None = None) -> None:
         self.options = options or KernelOptions()
+        # The identity: a real kernel's build tree, or kloader's own (DESIGN.md §9).
+        self.profile = KernelProfile(self.options.kernel) if self.options.kernel else None
         self.boot_time = time.monotonic()
         self.log = LogBuffer(capacity=self.options.log_capacity)
         self.taints: set[str] = set()
@@ -73,11 +77,38 @@ class Kernel:
                          max_owner_bytes=self.options.module_heap_limit,
                          max_total_bytes=self.options.heap_limit)
         exported = self.machine.kernel_symbols()
-        for name, address in exported.items():
-            entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
-            self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
+        if self.profile is None:
+            for name, address in exported.items():
+                entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
+                self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
+        else:
+            self._export_profile(exported)
         self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
         self.ksyms = Kallsyms(self.machine.kallsyms())
+
+    @property
+    def release(self) -> str:
+        """UTS_RELEASE of the emulated kernel: `uname -r`."""
+        return self.profile.release if self.profile is not None else config.UTS_RELEASE
+
+    @property
+    def vermagic(self) -> str:
+        """The VERMAGIC_STRING modules must carry (`--vermagic` overrides it)."""
+        if self.options.vermagic:
+            return self.options.vermagic
+        return self.profile.vermagic if self.profile is not None else config.VERMAGIC
+
+    def _export_profile(self, implemented: dict[str, int]) -> None:
+        """A real kernel's exports: every vmlinux line of Module.symvers, with
+        its CRC, GPL-ness and namespace.  Those kloader implements run the
+        implementation; every other one is a stub that oopses naming itself."""
+        assert self.profile is not None
+        exports = self.profile.exports
+        stubs = self.machine.add_not_emulated([n for n in exports if n not in implemented])
+        for name, entry in exports.items():
+            address = implemented.get(name) or stubs[name]
+            self.symbols.add(KernelSymbol(name, address, entry.gpl, None, entry.crc,
+                                          entry.namespace))
 
     # -- notification -------------------------------------------------------
     def notify(self) -> None:
@@ -355,8 +386,9 @@ class Kernel:
 
     def status(self) -> dict[str, Any]:
         return {
-            "release": config.UTS_RELEASE,
-            "vermagic": self.options.vermagic,
+            "release": self.release,
+            "vermagic": self.vermagic,
+            "kernel": str(self.profile.tree) if self.profile is not None else "kloader",
             "tainted": self.taint_string(),
             "taints": taint_letters(self.taints),
             "modules": len(self._ordered()),

@@ -151,6 +151,7 @@ async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: b
                 raise KernelError(errno.ENOENT, name)
             if not check_version(kernel, mod, name, sym.crc, versions):
                 raise KernelError(errno.EINVAL, name)
+            verify_namespace_is_imported(kernel, mod, sym)
             owner = sym.owner
             if owner is None or owner.state is ModuleState.LIVE:
                 ref_module(mod, owner)
@@ -160,6 +161,15 @@ async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: b
             await kernel.wait_for_change()
     kernel.warn(f"{mod.name}: gave up waiting for init of module {sym.owner_name}.")
     raise KernelError(errno.EBUSY, name)
+
+
+def verify_namespace_is_imported(kernel: "Kernel", mod: Module, sym: KernelSymbol) -> None:
+    """A namespaced export needs MODULE_IMPORT_NS (an `import_ns` modinfo
+    entry); Linux 5.4 and later refuse it with EINVAL otherwise."""
+    if sym.namespace and sym.namespace not in mod.image.modinfo_all("import_ns"):
+        kernel.log.emit(KERN_ERR, f"{mod.name}: module uses symbol ({sym.name}) from namespace "
+                                  f"{sym.namespace}, but does not import it.")
+        raise KernelError(errno.EINVAL, sym.name)
 
 
 def ref_module(mod: Module, exporter: Module | None) -> None:

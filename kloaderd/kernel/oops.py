@@ -118,3 +118,13 @@ class Panic(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class NotEmulated(Exception):
+    """Raised by the stub of a real kernel's export kloader does not
+    implement.  The CPU reports it as an oops of kind "not-emulated" at the
+    caller's RIP, naming the function."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"kernel function {name} is not emulated")
+        self.name = name

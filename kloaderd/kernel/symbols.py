@@ -22,6 +22,7 @@ class KernelSymbol:
     gpl_only: bool
     owner: "Module | None"        # None: the core kernel
     crc: int | None = None        # modversions CRC, when the exporter has one
+    namespace: str = ""           # EXPORT_SYMBOL_NS: users must MODULE_IMPORT_NS it
 
     @property
     def owner_name(self) -> str:

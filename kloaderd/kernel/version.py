@@ -12,6 +12,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError
+from .printk import KERN_ERR
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -40,15 +41,17 @@ def try_to_force_load(kernel: "Kernel", module: "Module", reason: str) -> None:
 
 def check_vermagic(kernel: "Kernel", module: "Module", flags: int) -> None:
     """check_modinfo()'s vermagic test; ENOEXEC unless forced."""
-    ours = kernel.options.vermagic
+    ours = kernel.vermagic
     theirs = module.image.modinfo_get("vermagic")
     if flags & MODULE_INIT_IGNORE_VERMAGIC:
         theirs = None
     if theirs is None:
         try_to_force_load(kernel, module, "bad vermagic")
     elif theirs != ours:
-        raise KernelError(errno.ENOEXEC,
-                          f"{module.name}: version magic '{theirs}' should be '{ours}'")
+        error = KernelError(errno.ENOEXEC,
+                            f"{module.name}: version magic '{theirs}' should be '{ours}'")
+        kernel.log.emit(KERN_ERR, error.message)
+        raise error
 
 
 def check_version(kernel: "Kernel", module: "Module", symbol: str, crc: int | None,

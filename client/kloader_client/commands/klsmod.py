@@ -32,6 +32,13 @@ def long_lines(infos: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def kernel_line(status: dict[str, Any]) -> str:
+    """Which kernel the daemon emulates: kloader's own, or a real one's build tree."""
+    tree = status.get("kernel", "kloader")
+    where = "kloader's own kernel" if tree == "kloader" else f"profile {tree}"
+    return f"Kernel: {status['release']} ({where})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("klsmod", "Show the modules loaded in kloaderd's kernel.")
     form = p.add_mutually_exclusive_group()
@@ -45,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             modules = client.modules()
             if args.long:
                 modules = [client.module(m["name"]) for m in modules]
+                status = client.status()
         if args.json:
             print(json.dumps(modules, indent=2))
+        elif args.long:
+            print("\n".join(long_lines(modules) + [kernel_line(status)]))
         else:
-            print("\n".join(long_lines(modules) if args.long else lsmod_lines(modules)))
+            print("\n".join(lsmod_lines(modules)))
 
     return run(body)
