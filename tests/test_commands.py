@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kloader_client import Client
-from test_server import FIXTURES, command, daemon_socket, shared_daemon  # noqa: F401 (fixtures)
+from test_server import FIXTURES, command, daemon, daemon_socket, shared_daemon  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def test_klsmod_json_and_long(run, daemon_path):
     run("kinsmod", ko("hello"))
     modules = json.loads(run("klsmod", "--json").stdout)
     assert [(m["name"], m["state"], m["refcnt"]) for m in modules] == [("hello", "live", 0)]
+    assert re.fullmatch(r"0xffffffffa[0-9a-f]{7}", modules[0]["address"])
     with Client(daemon_path, client_name="holder") as holder:
         holder.try_module_get("hello")
         long = run("klsmod", "--long").stdout.splitlines()
@@ -168,6 +169,44 @@ def test_kdmesg_prints_and_follows(run, daemon_path):
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def test_kdmesg_human_time_decoded_levels_and_json(run):
+    before = int(time.time())
+    run("kinsmod", ko("hello"))
+    after = int(time.time()) + 1
+    human = run("kdmesg", "-T").stdout.splitlines()
+    stamp, _, text = human[-1][1:].partition("] ")
+    assert text == "Hello, world"
+    assert before <= time.mktime(time.strptime(stamp, "%a %b %d %H:%M:%S %Y")) <= after
+    decoded = run("kdmesg", "-x").stdout.splitlines()
+    # The first load into the shared kernel taints it, whichever module that was.
+    assert any(re.fullmatch(r"kern  :warn  : \[ *\d+\.\d{6}\] \w+: loading out-of-tree module taints kernel\.",
+                            line) for line in decoded)
+    assert re.fullmatch(r"kern  :info  : \[ *\d+\.\d{6}\] Hello, world", decoded[-1])
+    records = json.loads(run("kdmesg", "--json").stdout)["dmesg"]
+    assert {k: records[-1][k] for k in ("pri", "msg")} == {"pri": 6, "msg": "Hello, world"}
+    assert json.loads(run("kdmesg", "-J", "-x", "-l", "info").stdout)["dmesg"][-1]["pri"] == "info"
+
+
+def test_kdmesg_follow_ends_cleanly_when_the_daemon_stops(daemon, tmp_path):
+    d = daemon()
+    with Client(d.path) as client:
+        client.finit_module(ko("hello"))
+    follower = subprocess.Popen([command("kdmesg"), "--socket", d.path, "-w"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in follower.stdout:             # following: it has read the log so far
+            if line.rstrip().endswith("Hello, world"):
+                break
+        assert d.stop()[0] == 0
+        assert follower.wait(timeout=30) == 0
+        assert follower.stderr.read() == "kdmesg: kloaderd closed the connection (it has stopped)\n"
+    finally:
+        follower.kill()
+        follower.wait()
+        follower.stdout.close()
+        follower.stderr.close()
 
 
 @pytest.mark.parametrize("name", ["kinsmod", "krmmod", "klsmod", "kmodinfo", "kdmesg"])

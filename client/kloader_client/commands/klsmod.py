@@ -39,6 +39,13 @@ def kernel_line(status: dict[str, Any]) -> str:
     return f"Kernel: {status['release']} ({where})"
 
 
+def hex_addresses(module: dict[str, Any]) -> dict[str, Any]:
+    """Addresses as `0xffffffffa0000000` strings: readable, and exact in any JSON reader
+    (a 64-bit kernel address is beyond the integers a double holds)."""
+    return {key: f"{value:#018x}" if (key == "address" or key.endswith("_address")) and isinstance(value, int)
+            else value for key, value in module.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("klsmod", "Show the modules loaded in kloaderd's kernel.")
     form = p.add_mutually_exclusive_group()
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 modules = [client.module(m["name"]) for m in modules]
                 status = client.status()
         if args.json:
-            print(json.dumps(modules, indent=2))
+            print(json.dumps([hex_addresses(m) for m in modules], indent=2))
         elif args.long:
             print("\n".join(long_lines(modules) + [kernel_line(status)]))
         else:
