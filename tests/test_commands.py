@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -207,6 +208,29 @@ def test_kdmesg_follow_ends_cleanly_when_the_daemon_stops(daemon, tmp_path):
         follower.wait()
         follower.stdout.close()
         follower.stderr.close()
+
+
+def test_kloaderd_help_explains_every_option_and_refuses_nonsense(tmp_path):
+    from kloaderd.kernel.kernel import KernelOptions
+
+    def kloaderd(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([command("kloaderd"), *args], capture_output=True, text=True, timeout=60)
+
+    text = " ".join(kloaderd("--help").stdout.split())
+    for field in dataclasses.fields(KernelOptions):
+        assert field.metadata.get("help"), f"KernelOptions.{field.name} has no help"
+        assert f"{field.metadata['help']} (default: " in text
+    assert "--watchdog SECONDS" in text and "--max-image-size BYTES" in text
+    for args, complaint in [(["--watchdog", "-1"], "argument --watchdog: must be more than 0, not -1.0"),
+                            (["--max-modules", "many"], "argument --max-modules: not an int: 'many'"),
+                            (["--exporter-wait", "-0.5"], "argument --exporter-wait: must be at least 0, not -0.5")]:
+        refused = kloaderd(*args, "--socket", str(tmp_path / "k.sock"))
+        assert refused.returncode == 2 and refused.stderr.endswith(f"kloaderd: error: {complaint}\n")
+    with pytest.raises(ValueError, match="KernelOptions.watchdog: must be more than 0, not -1"):
+        KernelOptions(watchdog=-1)
+    nowhere = str(tmp_path / "no" / "dir" / "k.sock")
+    missing = kloaderd("--socket", nowhere)
+    assert (missing.returncode, missing.stderr) == (1, f"kloaderd: cannot listen on {nowhere}: No such file or directory\n")
 
 
 @pytest.mark.parametrize("name", ["kinsmod", "krmmod", "klsmod", "kmodinfo", "kdmesg"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 import trio
@@ -35,20 +35,53 @@ from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, finish_removal
 
 
+def option(default: Any, help: str, metavar: str = "", *, at_least: float | None = None,
+           above: float | None = None) -> Any:
+    """A kernel option: its default, what it means in its unit (`kloaderd --help`
+    shows it) and the least value that makes sense (checked on construction)."""
+    return field(default=default, metadata={"help": help, "metavar": metavar,
+                                            "at_least": at_least, "above": above})
+
+
 @dataclass
 class KernelOptions:
-    watchdog: float = 5.0             # seconds a task may run without sleeping
-    try_get_coming: bool = False      # modern Linux: try_module_get admits COMING modules
-    exporter_wait: float = 30.0       # how long a load waits for a COMING exporter
-    max_image_size: int = 64 << 20    # bytes; a larger image is EFBIG
-    log_capacity: int = 1 << 20       # bytes kept in the log ring
-    kernel: str = ""                  # a real kernel's build tree DIR or RELEASE; "": kloader's own
-    vermagic: str = ""                # "": the emulated kernel's own VERMAGIC_STRING
-    max_modules: int = 8192           # modules loaded at once; more is ENOSPC
-    max_module_memory: int = 1 << 30  # bytes of module core+init images; more is ENOMEM
-    module_heap_limit: int = 256 << 20  # kmalloc bytes one module may hold (NULL beyond)
-    heap_limit: int = 2 << 30         # kmalloc bytes in all (NULL beyond)
-    max_connections: int = 1024       # daemon: clients connected at once; more get EMFILE
+    watchdog: float = option(5.0, "seconds a task may run without sleeping before the soft-lockup "
+                                  "watchdog oopses it", "SECONDS", above=0)
+    try_get_coming: bool = option(False, "try_module_get admits a module still in its init (COMING), "
+                                         "as modern Linux does")
+    exporter_wait: float = option(30.0, "seconds a load waits for a COMING module that exports what it "
+                                        "needs (0: do not wait)", "SECONDS", at_least=0)
+    max_image_size: int = option(64 << 20, "bytes: the largest module image accepted; larger is EFBIG",
+                                 "BYTES", at_least=1)
+    log_capacity: int = option(1 << 20, "bytes of text kept in the kernel log ring", "BYTES", at_least=1)
+    kernel: str = option("", "a real kernel to emulate: its build tree DIR or its RELEASE "
+                             "(\"\": kloader's own kernel)", "DIR|RELEASE")
+    vermagic: str = option("", "the vermagic string a module must carry unless forced "
+                               "(\"\": the emulated kernel's own)", "STR")
+    max_modules: int = option(8192, "modules loaded at once; more is ENOSPC", "N", at_least=1)
+    max_module_memory: int = option(1 << 30, "bytes of module core and init images in all; more is ENOMEM",
+                                    "BYTES", at_least=1)
+    module_heap_limit: int = option(256 << 20, "kmalloc bytes one module may hold; beyond, kmalloc "
+                                               "returns NULL", "BYTES", at_least=0)
+    heap_limit: int = option(2 << 30, "kmalloc bytes in all; beyond, kmalloc returns NULL", "BYTES", at_least=0)
+    max_connections: int = option(1024, "daemon: clients connected at once; more are told EMFILE",
+                                  "N", at_least=1)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            problem = option_problem(f, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"KernelOptions.{f.name}: {problem}")
+
+
+def option_problem(f: Field[Any], value: Any) -> str | None:
+    """Why `value` makes no sense for the option `f`, or None."""
+    at_least, above = f.metadata.get("at_least"), f.metadata.get("above")
+    if at_least is not None and value < at_least:
+        return f"must be at least {at_least}, not {value}"
+    if above is not None and value <= above:
+        return f"must be more than {above}, not {value}"
+    return None
 
 
 class Kernel:

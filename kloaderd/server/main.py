@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -44,7 +44,8 @@ def parser(options_type: type) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kloaderd", description="Serve an emulated Linux module loader "
                                 "on a Unix socket, in the foreground.")
     p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
-    p.add_argument("--socket", help=f"socket path (default: {default_socket_path()})")
+    p.add_argument("--socket", metavar="PATH",
+                   help=f"the Unix socket to listen on (default: {default_socket_path()})")
     p.add_argument("--log-level", type=console_level, default=console_level("info"), metavar="LEVEL",
                    help="console log level: kernel messages of this level and more urgent go to "
                         "stderr (emerg..debug, or Linux's 0-8; default info)")
@@ -53,12 +54,30 @@ def parser(options_type: type) -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         kind = type(default)
+        meaning = f"{field.metadata.get('help', '')} (default: {default!r})".lstrip()
         if kind is bool:
-            kernel.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"(default: {default})")
+            kernel.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=meaning)
         elif kind in (int, float, str):
-            kernel.add_argument(flag, type=kind, default=default, metavar=kind.__name__.upper(),
-                                help=f"(default: {default})")
+            kernel.add_argument(flag, type=_checked(field, kind), default=default, help=meaning,
+                                metavar=field.metadata.get("metavar") or kind.__name__.upper())
+    return p
+
+
+def _checked(field: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
+    """The option's type, refusing what the option itself would refuse (`--watchdog -1`)."""
+    from kloaderd.kernel.kernel import option_problem
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n' if kind is int else ''} {kind.__name__}: {text!r}") from None
+        problem = option_problem(field, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return convert
     return p
 
 

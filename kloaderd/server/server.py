@@ -114,6 +114,9 @@ async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
         os.chmod(path, 0o600)
         sock.listen(128)
         st = os.stat(path)
+    except OSError as exc:                # no such directory, no permission: say where
+        sock.close()
+        raise KernelError(exc.errno or errno.EIO, f"cannot listen on {path}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise
