@@ -51,7 +51,8 @@ static void mark(long v) { trace[ntrace++] = v; }
 long nap(long id, long ms) { msleep(ms); mark(id); return id; }
 long quick(long id) { mark(id); return id; }
 long spin_delay(long id, long us) { __udelay(us); mark(id); return id; }
-long yielder(long id) { mark(id); schedule(); mark(id + 1); return 0; }
+/* The spin lets the other task start and queue for the CPU before schedule(). */
+long yielder(long id) { mark(id); __udelay(2000); schedule(); mark(id + 1); return 0; }
 
 long locked_increment(long ms)
 {

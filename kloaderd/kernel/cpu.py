@@ -11,9 +11,12 @@ saved, the CPU is released while the coroutine runs, and on return the CPU
 performs the stub's `ret` for it.  Machine-code helpers (`ret`, `jmp *%reg`)
 are laid down as real code after the stubs.
 
-Guest code runs in slices of `SLICE_US` (`emu_start(timeout=...)`, which
-costs nothing per instruction, unlike `count=`), and the event loop runs
-between slices, so the daemon keeps answering while a module's init spins.
+Guest code runs in slices of `SLICE_US`, ended by `preempt.TIMER` (one
+long-lived thread calling `emu_stop`, as the local APIC timer interrupts a
+CPU), and the event loop runs between slices, so the daemon keeps answering
+while a module's init spins.  Neither `emu_start(timeout=...)` (a thread
+created and joined per call) nor `count=` (a hook on every instruction) is
+used: entering guest code costs what `emu_start` itself costs.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from . import api
 from .memory import AddressSpace, GuestFault, page_align
 from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, NotEmulated, Oops, Panic, page_fault_header,
                    render)
+from .preempt import TIMER
 from .sched import BusyWait, Scheduler, Task
 
 STUB_SIZE = 16
 SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
+SLICE = SLICE_US / 1e6
 _MASK64 = (1 << 64) - 1
 _RET, _INT3 = b"\xc3", b"\xcc"
 # The stubs' shared return path: `xor %r11d, %r11d; ret`.  A completed call
@@ -59,6 +64,14 @@ _GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")}
 _U64 = struct.Struct("<Q")
+# Written at every entry: the argument registers, the other GPRs (zero), %rsp,
+# %rip, %rflags and the GS base.
+_ENTRY_REGS = (*_ARG_REGS, X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RBP,
+               X.UC_X86_REG_R10, X.UC_X86_REG_R11, X.UC_X86_REG_R12, X.UC_X86_REG_R13,
+               X.UC_X86_REG_R14, X.UC_X86_REG_R15, X.UC_X86_REG_RSP, X.UC_X86_REG_RIP,
+               X.UC_X86_REG_RFLAGS, X.UC_X86_REG_GS_BASE)
+_ENTRY = struct.Struct(f"<{len(_ENTRY_REGS)}Q")
+_ZEROS = (0,) * 15                 # the argument registers not passed, then the other GPRs
 TOP_OF_STACK_RESERVE = 256        # where Linux keeps the thread's pt_regs
 STACK_CANARY_OFFSET = 40           # %gs:40, fixed by gcc's -mstack-protector-guard=tls
 _TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
@@ -105,6 +118,14 @@ class CallContext:
             slot += 8
 
 
+def _batch(ids: tuple[int, ...]) -> tuple[Any, Any, Any]:
+    """The three arrays uc_reg_{read,write}_batch take for these registers."""
+    values = (ctypes.c_uint64 * len(ids))()
+    base = ctypes.addressof(values)
+    return ((ctypes.c_int * len(ids))(*ids), values,
+            (ctypes.c_void_p * len(ids))(*(base + 8 * i for i in range(len(ids)))))
+
+
 class _FastRegs:
     """The argument registers, %rsp and %rax without the binding's per-call
     type dispatch: one ctypes call per kernel call (the hot path: this
@@ -124,6 +145,26 @@ class _FastRegs:
         base = ctypes.addressof(self._done)
         self._done_ptrs = (ctypes.c_void_p * 2)(base, base + 8)
 
+        self._entry_ids, self._entry, self._entry_ptrs = _batch(_ENTRY_REGS)
+        self._stop_ids, self._stop, self._stop_ptrs = _batch(
+            (X.UC_X86_REG_RIP, X.UC_X86_REG_R11, X.UC_X86_REG_RAX))
+
+    def enter(self, args: tuple[int, ...], rsp: int, rip: int, gs_base: int) -> None:
+        """A function's entry, as a new kernel thread starts: its register
+        arguments, every other GPR zero, IF set, GS at the per-CPU area."""
+        regs = [a & _MASK64 for a in args[:6]]
+        _ENTRY.pack_into(self._entry, 0, *regs, *_ZEROS[len(regs):], rsp, rip & _MASK64,
+                         0x202, gs_base)
+        if uclib.uc_reg_write_batch(self._uch, self._entry_ids, self._entry_ptrs, len(_ENTRY_REGS)):
+            raise UcError(UC_ERR_EXCEPTION)
+
+    def stopped(self) -> tuple[int, int, int]:
+        """(%rip, %r11, %rax) where a slice ended."""
+        if uclib.uc_reg_read_batch(self._uch, self._stop_ids, self._stop_ptrs, 3):
+            raise UcError(UC_ERR_EXCEPTION)
+        stop = self._stop
+        return stop[0], stop[1], stop[2]
+
     def read(self) -> tuple[int, ...]:
         """(rdi, rsi, rdx, rcx, r8, r9, rsp)."""
         if uclib.uc_reg_read_batch(self._uch, self._ids, self._ptrs, len(self._IDS)):
@@ -141,7 +182,8 @@ class Machine:
     """One emulated x86-64 CPU with the kernel's text, data and per-CPU area."""
 
     def __init__(self, kernel: Any, *, watchdog: float = 5.0,
-                 symbolize: Callable[[int], str | None] | None = None) -> None:
+                 symbolize: Callable[[int], str | None] | None = None,
+                 per_cpu_base: int = PER_CPU_BASE) -> None:
         api.load_all()
         self.kernel = kernel
         self.watchdog = watchdog
@@ -164,11 +206,17 @@ class Machine:
         self._intno: int | None = None
         self._die_counter = 0
         self._regs = _FastRegs(self.uc)
+        self._dirty = True                      # the CPU state needs a context_restore
+        self.per_cpu_base = per_cpu_base
         self._build_kernel_image()
         self._setup_per_cpu()
         self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
         self._jiffies = -1
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        # What every task starts from: all GPRs zero, IF set as in a kernel
+        # thread, GS at this CPU's per-CPU area.
+        self.uc.reg_write(X.UC_X86_REG_RFLAGS, 0x202)
+        self.uc.reg_write(X.UC_X86_REG_GS_BASE, self.per_cpu_base)
         self._clean_cpu = self.uc.context_save()
 
     # --- the kernel image --------------------------------------------------------
@@ -258,9 +306,9 @@ class Machine:
     def _setup_per_cpu(self) -> None:
         """CPU 0's per-CPU area, reached through GS, with the stack canary at
         %gs:40; random with a zero low byte, as get_random_canary() makes it."""
-        self.mem.map(PER_CPU_BASE, PAGE_SIZE, "rw-")
+        self.mem.map(self.per_cpu_base, PAGE_SIZE, "rw-")
         self.stack_canary = int.from_bytes(os.urandom(8), "little") & ~0xFF
-        self.mem.write_u64(PER_CPU_BASE + STACK_CANARY_OFFSET, self.stack_canary)
+        self.mem.write_u64(self.per_cpu_base + STACK_CANARY_OFFSET, self.stack_canary)
 
     def kernel_symbols(self) -> dict[str, int]:
         """Every exported kernel function and object → address."""
@@ -304,22 +352,20 @@ class Machine:
     def _start(self, task: Task, addr: int, args: tuple[int, ...]) -> None:
         """System V entry: args in registers then on the stack, the return
         address on top, %rsp+8 16-byte aligned."""
-        uc = self.uc
-        # A fresh CPU state: a fault aborted by Unicorn leaves exception
-        # bookkeeping behind that would turn the next trap into a double fault.
-        uc.context_restore(self._clean_cpu)
+        if self._dirty:
+            # A fault aborted by Unicorn leaves exception bookkeeping behind
+            # that would turn the next trap into a double fault.
+            self.uc.context_restore(self._clean_cpu)
+            self._dirty = False
         on_stack = args[len(_ARG_REGS):]
         rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
         frame = _U64.pack(self.trap) + b"".join(_U64.pack(a & _MASK64) for a in on_stack)
-        self.mem.write(rsp, frame)
-        for reg in _GPRS.values():
-            uc.reg_write(reg, 0)
-        for reg, value in zip(_ARG_REGS, args):
-            uc.reg_write(reg, value & _MASK64)
-        uc.reg_write(X.UC_X86_REG_RSP, rsp)
-        uc.reg_write(X.UC_X86_REG_RFLAGS, 0x202)      # IF set, as in a kernel thread
-        uc.reg_write(X.UC_X86_REG_GS_BASE, PER_CPU_BASE)
-        uc.reg_write(X.UC_X86_REG_RIP, addr & _MASK64)
+        if (rsp & (PAGE_SIZE - 1)) + len(frame) <= PAGE_SIZE:
+            self.uc.mem_write(self.mem.translate(rsp, "write"), frame)   # the usual: one page
+        else:
+            self.mem.write(rsp, frame)
+        self._regs.enter(args, rsp, addr, self.per_cpu_base)
+        task.rip = addr & _MASK64
         self._loaded = task
 
     async def _run(self, task: Task) -> int:
@@ -335,14 +381,20 @@ class Machine:
             self._update_jiffies()
             self._running = task
             started = time.perf_counter()
+            timer = TIMER.arm(uc, SLICE)
             try:
-                uc.emu_start(uc.reg_read(X.UC_X86_REG_RIP), self.trap, timeout=SLICE_US)
+                uc.emu_start(task.rip, self.trap)
             except UcError as err:
+                self._dirty = True
                 raise self._fault_oops(task, err) from None
             finally:
+                TIMER.disarm(timer)
                 self._running = None
                 task.runtime += time.perf_counter() - started
+            rip, r11, rax = self._regs.stopped()
+            task.rip = rip
             if self._intno is not None:
+                self._dirty = True
                 raise self._trap_oops(task, self._intno)
             if self._pending is not None:
                 what, obj = self._pending
@@ -350,14 +402,13 @@ class Machine:
                     raise self._api_oops(task, obj)
                 await self._block(task, obj)
                 continue
-            rip = uc.reg_read(X.UC_X86_REG_RIP)
             if rip == self.trap:
-                return uc.reg_read(X.UC_X86_REG_RAX)
+                return rax
             token, self._token = self._token, None
-            if rip in self._stubs and uc.reg_read(X.UC_X86_REG_R11) == token:
+            if rip in self._stubs and r11 == token:
                 # Stopped between a completed call and its stub's jump:
                 # resuming at the stub would make the call a second time.
-                uc.reg_write(X.UC_X86_REG_RIP, self.stub_return)
+                task.rip = self.stub_return
             # The slice ran out: let the event loop and other tasks in.
             if self.sched.cpu.statistics().tasks_waiting:
                 task.context = uc.context_save()
@@ -423,7 +474,7 @@ class Machine:
                 raise self._api_oops(task, failure)
         rsp = uc.reg_read(X.UC_X86_REG_RSP)
         uc.reg_write(X.UC_X86_REG_RAX, (result or 0) & _MASK64)
-        uc.reg_write(X.UC_X86_REG_RIP, self.mem.read_u64(rsp))
+        task.rip = self.mem.read_u64(rsp)
         uc.reg_write(X.UC_X86_REG_RSP, rsp + 8)
 
     # --- oops --------------------------------------------------------------------

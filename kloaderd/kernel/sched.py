@@ -36,6 +36,7 @@ class Task:
     module: Any                        # the kernel's Module whose code was entered, or None
     stack_base: int                    # lowest mapped byte of the stack (a guard page lies below)
     context: Any = None                # Unicorn context saved while off the CPU
+    rip: int = 0                       # where it resumes: %rip when its last slice ended
     preempt_count: int = 0             # spinlocks held: sleeping now is a bug
     runtime: float = 0.0               # seconds on the CPU since it last slept (the watchdog's clock)
     holds_cpu: bool = False
@@ -160,7 +161,14 @@ class Scheduler:
     # --- the CPU --------------------------------------------------------------
 
     async def acquire(self, task: Task) -> None:
-        await self.cpu.acquire()
+        """Take the CPU; when it is free and nobody queues for it, without a
+        trip through the scheduler (entering guest code costs what emu_start
+        costs), but still noticing a cancellation."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.cpu.acquire_nowait()
+        except trio.WouldBlock:
+            await self.cpu.acquire()
         task.holds_cpu = True
 
     def release(self, task: Task) -> None:
