@@ -84,6 +84,17 @@ def _not_emulated(name: str) -> Callable[..., Any]:
     return call
 
 
+class SoftLockup(Exception):
+    """Raised by a kernel function whose work has run its task past the
+    watchdog (`CallContext.still_running`): reported as the soft lockup."""
+
+
+def _describe(exc: BaseException) -> str:
+    """`OverflowError: ...`, short enough for one log line."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _canonical(addr: int) -> bool:
     """Bits 63..47 all equal: an address x86-64 paging can translate."""
     top = addr >> 47
@@ -101,6 +112,15 @@ class CallContext:
     _rsp: int                      # %rsp at the stub: the return address is on top
     _regs: list[int]               # the six argument registers at the call
     _nargs: int
+
+    def still_running(self) -> None:
+        """Called by kernel functions between chunks of work that grows with
+        their arguments (memset of a huge length, a format with thousands of
+        wide fields): past the watchdog, the task dies of a soft lockup
+        rather than hold the daemon's only thread."""
+        machine = self.machine
+        if self.task.runtime + time.perf_counter() - machine.slice_started > machine.watchdog:
+            raise SoftLockup()
 
     @property
     def caller(self) -> int:
@@ -202,11 +222,12 @@ class Machine:
         self._boot = time.monotonic()
         self._running: Task | None = None      # the task inside emu_start
         self._loaded: Task | None = None       # whose registers the CPU holds
-        self._pending: tuple[str, Any] | None = None
+        self._pending: tuple[str, Any, str] | None = None   # (what, exception or wait, function)
         self._intno: int | None = None
         self._die_counter = 0
         self._regs = _FastRegs(self.uc)
         self._dirty = True                      # the CPU state needs a context_restore
+        self.slice_started = 0.0                # perf_counter() when the running slice began
         self.per_cpu_base = per_cpu_base
         self._build_kernel_image()
         self._setup_per_cpu()
@@ -380,7 +401,7 @@ class Machine:
             self.mem.last_fault = None
             self._update_jiffies()
             self._running = task
-            started = time.perf_counter()
+            started = self.slice_started = time.perf_counter()
             timer = TIMER.arm(uc, SLICE)
             try:
                 uc.emu_start(task.rip, self.trap)
@@ -397,10 +418,10 @@ class Machine:
                 self._dirty = True
                 raise self._trap_oops(task, self._intno)
             if self._pending is not None:
-                what, obj = self._pending
+                what, obj, function = self._pending
                 if what == "raise":
-                    raise self._api_oops(task, obj)
-                await self._block(task, obj)
+                    raise self._api_oops(task, obj, function)
+                await self._block(task, obj, function)
                 continue
             if rip == self.trap:
                 return rax
@@ -432,13 +453,13 @@ class Machine:
             ctx = CallContext(self.kernel, self.mem, task, task.module, self, rsp, regs, nargs)
             result = fn.impl(ctx, *args)
         except Exception as exc:        # reported as the task's death, after emu_start returns
-            self._pending = ("raise", exc)
+            self._pending = ("raise", exc, fn.name)
             uc.emu_stop()
             return
         if result is None:
             result = 0
         elif not isinstance(result, int):
-            self._pending = ("block", result)
+            self._pending = ("block", result, fn.name)
             uc.emu_stop()
             return
         self._token = self._token_base + next(self._calls)
@@ -448,7 +469,7 @@ class Machine:
         self._intno = intno
         uc.emu_stop()
 
-    async def _block(self, task: Task, waiting: Any) -> None:
+    async def _block(self, task: Task, waiting: Any, function: str) -> None:
         """Finish a kernel call that waits; then perform the stub's `ret`."""
         uc = self.uc
         if isinstance(waiting, BusyWait):
@@ -464,14 +485,14 @@ class Machine:
             failure: Exception | None = None
             try:
                 result = await waiting
-            except (GuestFault, Oops, Panic) as exc:
+            except Exception as exc:       # any failure is the task's death (an oops), never EIO
                 failure, result = exc, 0
             await self.sched.acquire(task)
             if self._loaded is not task:
                 uc.context_restore(task.context)
                 self._loaded = task
             if failure is not None:
-                raise self._api_oops(task, failure)
+                raise self._api_oops(task, failure, function)
         rsp = uc.reg_read(X.UC_X86_REG_RSP)
         uc.reg_write(X.UC_X86_REG_RAX, (result or 0) & _MASK64)
         task.rip = self.mem.read_u64(rsp)
@@ -547,26 +568,38 @@ class Machine:
         header = [f"{name}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
         return self._oops(task, _TRAP_KINDS.get(intno, "trap"), header)
 
-    def _api_oops(self, task: Task, exc: Exception) -> Exception:
-        """A kernel function failed on the task's behalf: report it at the
-        caller's RIP, as if the call instruction had faulted after returning."""
+    def _api_oops(self, task: Task, exc: Exception, function: str) -> Oops:
+        """A kernel function failed on the task's behalf: a guest fault is
+        reported at the caller's RIP, as if the call instruction had faulted
+        after returning; anything else as a BUG() in the function itself.
+        Always an oops of the task: a failing kernel function never fails
+        the system call that ran the module's code (EIO) or strands it."""
+        if isinstance(exc, Oops):
+            return exc
+        if isinstance(exc, SoftLockup):
+            return self._soft_lockup(task)
         regs = self._registers()
+        header: list[str] = []
         if isinstance(exc, NotEmulated):
+            kind, header = "not-emulated", [f"kloader: kernel function {exc.name} is not emulated"]
+        elif not isinstance(exc, (GuestFault, Panic)):
+            # A bug in kloader's implementation, or a use it cannot serve.
+            kind, header = "kernel-bug", [
+                f"kloader: kernel function {function} failed: {_describe(exc)}",
+                f"kernel BUG at {function}!"]
+        if header:
             # RIP is the function itself and its caller is on the stack, as
             # a BUG() at the function's first instruction shows them.
             self._die_counter += 1
-            header = [f"kloader: kernel function {exc.name} is not emulated",
-                      f"invalid opcode: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
-            return self._oops(task, "not-emulated", header, regs=regs)
+            header.append(f"invalid opcode: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI")
+            return self._oops(task, kind, header, regs=regs)
         regs["rip"] = self.mem.read_u64(regs["rsp"])
         regs["rsp"] += 8
         if isinstance(exc, GuestFault):
             return self._page_fault(task, exc, regs)
-        if isinstance(exc, Panic):
-            header = [f"Kernel panic - not syncing: {exc.message}"]
-            return self._oops(task, "panic", header, regs=regs,
-                              footer=f"---[ end Kernel panic - not syncing: {exc.message} ]---")
-        return exc        # an Oops from the implementation, or a bug in kloader itself
+        header = [f"Kernel panic - not syncing: {exc.message}"]
+        return self._oops(task, "panic", header, regs=regs,
+                          footer=f"---[ end Kernel panic - not syncing: {exc.message} ]---")
 
     def _soft_lockup(self, task: Task) -> Oops:
         header = [f"watchdog: BUG: soft lockup - CPU#0 stuck for {int(task.runtime)}s! "

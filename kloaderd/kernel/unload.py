@@ -17,6 +17,7 @@ import trio
 
 from ..errors import KernelError
 from .module import Module, ModuleState
+from .printk import KERN_ERR
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -80,4 +81,7 @@ async def finish_removal(kernel: "Kernel", mod: Module) -> None:
                 await kernel.call_module(mod, linked.exit_addr, "exit")
             except KernelError:
                 pass        # an oops in exit was logged; the module goes anyway
+            except Exception as exc:    # a bug in kloader: say so, but never strand the module GOING
+                kernel.log.emit(KERN_ERR, f"kloader: internal error running {mod.name}'s exit: "
+                                          f"{type(exc).__name__}: {exc}")
         kernel.free_module(mod)
