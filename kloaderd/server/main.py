@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import signal
+import socket
 import sys
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ import trio
 
 from kloaderd import __version__
 from kloaderd.errors import KernelError
+from kloaderd.server import activation
 from kloaderd.server.protocol import default_socket_path
 from kloaderd.server.server import serve
 
@@ -103,13 +106,13 @@ class Console:
             self._print(record)
 
 
-async def run(kernel: Any, socket_path: str, level: int) -> None:
+async def run(kernel: Any, socket_path: str, level: int, inherited: socket.socket | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then unload every module and return."""
     console = Console(kernel, level)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(console.follow)
-            path = await nursery.start(serve, kernel, socket_path)
+            path = await nursery.start(functools.partial(serve, kernel, socket_path, inherited=inherited))
             print(path, flush=True)
             async for signum in signals:
                 logging.getLogger("kloaderd").info("%s: shutting down", signal.Signals(signum).name)
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     # except*: trio wraps what a nursery raises in an ExceptionGroup.
     try:
-        trio.run(run, Kernel(options), args.socket or default_socket_path(), args.log_level)
+        inherited = activation.listen_socket()   # systemd's, which --socket does not override
+        trio.run(run, Kernel(options), args.socket or default_socket_path(), args.log_level, inherited)
     except* KernelError as group:
         failures += [exc.message for exc in _leaves(group)]
     except* OSError as group:

@@ -46,17 +46,25 @@ class Server:
 
 async def serve(kernel: Any, socket_path: str | None = None, *,
                 task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-                max_frame: int | None = None) -> None:
+                max_frame: int | None = None, inherited: socket.socket | None = None) -> None:
     """Listen on `socket_path` (default: `default_socket_path()`) until cancelled.
 
     `task_status.started()` reports the path once clients can connect.  Raises
-    `KernelError(EADDRINUSE)` if a live daemon already listens there.
+    `KernelError(EADDRINUSE)` if a live daemon already listens there.  With
+    `inherited` (a listening socket from socket activation), serve that
+    instead: its file belongs to whoever made it, and stays when serving ends.
     """
-    path = socket_path or protocol.default_socket_path()
+    if inherited is not None:
+        path = inherited.getsockname()
+    else:
+        path = socket_path or protocol.default_socket_path()
     if max_frame is None:
         max_frame = kernel.options.max_image_size + protocol.FRAME_HEADROOM
     server = Server(kernel, path, max_frame)
-    listener, identity = await _listen(path)
+    if inherited is not None:
+        listener, identity = trio.socket.from_stdlib_socket(inherited), None
+    else:
+        listener, identity = await _listen(path)
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(path)
@@ -75,7 +83,8 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
                 nursery.start_soon(_session, server, conn)
     finally:
         listener.close()
-        _unlink_if_ours(path, identity)
+        if identity is not None:
+            _unlink_if_ours(path, identity)
 
 
 async def _refuse(conn: trio.socket.SocketType, limit: int) -> None:
