@@ -12,8 +12,7 @@ import trio
 import trio.testing
 
 from kloaderd.errors import KernelError
-from kloaderd.kernel.version import (MODULE_INIT_IGNORE_MODVERSIONS,
-                                     MODULE_INIT_IGNORE_VERMAGIC)
+from kloaderd.uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
 from lifecycle_helpers import footprint, ko, new_kernel, texts
 
 pytestmark = pytest.mark.trio

@@ -29,7 +29,7 @@ import kloaderd
 from conftest import FIXTURES
 from kloader_client import Client
 from kloaderd.server.ops import OPS
-from kloaderd.server.protocol import FRAME_HEADROOM
+from kloaderd.uapi import FRAME_HEADROOM
 
 HELLO = (FIXTURES / "hello.ko").read_bytes()
 IMAGE_LIMIT = 1 << 20        # a small image limit keeps the frame limit quick to reach

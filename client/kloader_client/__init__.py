@@ -6,10 +6,10 @@ that is not listening raises `DaemonNotRunning` (a `ConnectionError`).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from kloaderd.server.protocol import default_socket_path
+from kloaderd.uapi import default_socket_path
 
 from kloader_client.client import AsyncClient, Client
-from kloader_client.errors import DaemonNotRunning, ProtocolError
+from kloader_client.errors import DaemonNotRunning, ProtocolError, UntrustedDaemon
 
 try:
     # pyproject.toml's version, the same one kloaderd.__version__ reads.
@@ -17,4 +17,5 @@ try:
 except PackageNotFoundError:  # a tree on sys.path that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["AsyncClient", "Client", "DaemonNotRunning", "ProtocolError", "default_socket_path"]
+__all__ = ["AsyncClient", "Client", "DaemonNotRunning", "ProtocolError", "UntrustedDaemon",
+           "default_socket_path"]

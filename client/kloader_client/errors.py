@@ -9,9 +9,11 @@ exactly what they would around `init_module(2)` or `delete_module(2)`.
 from __future__ import annotations
 
 import errno
+import os
+import pwd
 from typing import Any
 
-from kloaderd.server.protocol import errno_code
+from kloaderd.uapi import errno_code
 
 
 def from_reply(body: Any) -> OSError:
@@ -29,6 +31,23 @@ class DaemonNotRunning(ConnectionError):
                          f"could not connect to kloaderd at {path}: is the daemon running? "
                          f"Start it with: kloaderd --socket {path} &")
         self.path = path
+
+
+class UntrustedDaemon(PermissionError):
+    """Whoever listens on the socket is neither this user nor root: not our daemon."""
+
+    def __init__(self, path: str, pid: int, uid: int) -> None:
+        super().__init__(errno.EPERM, f"the socket {path} is served by uid {uid} ({_user(uid)}, pid {pid}), "
+                                      f"not by you (uid {os.getuid()}) or root: refusing to use it")
+        self.path = path
+        self.uid = uid
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "no such user"
 
 
 class ProtocolError(OSError):

@@ -12,16 +12,12 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError
+from ..uapi import MODULE_INIT_IGNORE_VERMAGIC
 from .printk import KERN_ERR
 
 if TYPE_CHECKING:
     from .kernel import Kernel
     from .module import Module
-
-# include/uapi/linux/module.h
-MODULE_INIT_IGNORE_MODVERSIONS = 1
-MODULE_INIT_IGNORE_VERMAGIC = 2
-MODULE_INIT_COMPRESSED_FILE = 4
 
 # include/linux/license.h: license_is_gpl_compatible()
 GPL_COMPATIBLE = frozenset({
