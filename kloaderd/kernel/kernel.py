@@ -18,12 +18,13 @@ from typing import Any
 import trio
 
 from .. import config
+from ..elf.image import parse
 from ..errors import KernelError
 from . import api
 from .api.params import PARAM_OPS
 from .cpu import Machine, Oops
 from .kallsyms import Kallsyms
-from .load import load_module
+from .load import load_module, off_loop
 from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
 from .moduleparam import find_param, get_param, param_owner, set_param
@@ -66,6 +67,11 @@ class KernelOptions:
     heap_limit: int = option(2 << 30, "kmalloc bytes in all; beyond, kmalloc returns NULL", "BYTES", at_least=0)
     max_connections: int = option(1024, "daemon: clients connected at once; more are told EMFILE",
                                   "N", at_least=1)
+    max_connections_per_uid: int = option(128, "daemon: clients of one uid connected at once; more are "
+                                                "told EMFILE", "N", at_least=1)
+    idle_timeout: float = option(600.0, "daemon: seconds after which a silent client with no request "
+                                        "in flight and no reference held is closed (0: never)",
+                                 "SECONDS", at_least=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,6 +99,7 @@ class Kernel:
         self.log = LogBuffer(capacity=self.options.log_capacity)
         self.taints: set[str] = set()
         self.loaded: dict[str, Module] = {}
+        self.formed = 0                   # modules in `loaded` past UNFORMED: status() in O(1)
         self.symbols = SymbolTable()
         self.kernel_owner = RefOwner(OwnerKind.KERNEL, "kernel")
         self._changed = trio.Event()
@@ -153,6 +160,8 @@ class Kernel:
         await self._changed.wait()
 
     def set_state(self, mod: Module, state: ModuleState) -> None:
+        if mod.state is ModuleState.UNFORMED and state is not ModuleState.UNFORMED:
+            self.formed += 1
         mod.state = state
         self.notify()
 
@@ -237,7 +246,8 @@ class Kernel:
 
     def free_module(self, mod: Module) -> None:
         """Undo everything a (partial) load did; the module ceases to exist."""
-        if mod.state is not ModuleState.UNFORMED:
+        formed = mod.state is not ModuleState.UNFORMED
+        if formed:
             mod.state = ModuleState.GOING
         self.registrations.release_module(mod)
         self.symbols.remove_module(mod)
@@ -246,7 +256,7 @@ class Kernel:
             used.put(mod.dependency_owner)
             used.holders.remove(mod)
         mod.uses.clear()
-        mod.refs.clear()
+        mod.drop_all()
         self.slab.release(param_owner(mod))
         self.slab.reclaim_module(mod.name)
         self._free_init(mod)
@@ -256,6 +266,7 @@ class Kernel:
         self.module_area.free(mod.core_base)
         if self.loaded.get(mod.name) is mod:
             del self.loaded[mod.name]
+            self.formed -= formed
         self.notify()
 
     async def call_module(self, mod: Module, address: int, what: str) -> int:
@@ -310,8 +321,8 @@ class Kernel:
 
     def release_owner(self, owner: RefOwner) -> None:
         """Drop every reference `owner` holds (a session that ended)."""
-        for mod in list(self.loaded.values()):
-            if mod.refs.pop(owner, 0):
+        for mod in list(owner.modules):
+            if mod.drop(owner):
                 self.notify()
 
     def symbol_get(self, name: str, caller: Module | None) -> int:
@@ -413,6 +424,12 @@ class Kernel:
                                             f"(mode {p.perm:04o})")
         set_param(self, mod, p, value)
 
+    async def modinfo(self, data: bytes) -> dict[str, Any]:
+        """An image's name and `.modinfo`, without loading it (a big image is
+        parsed off the loop: this is open to unprivileged peers)."""
+        image = await off_loop(len(data), parse, data, max_size=self.options.max_image_size)
+        return {"name": image.name, "modinfo": [list(pair) for pair in image.modinfo]}
+
     def kallsyms(self) -> list[dict[str, Any]]:
         return [{"address": s.address, "type": s.type, "name": s.name, "module": s.module}
                 for s in self.ksyms.all()]
@@ -424,7 +441,7 @@ class Kernel:
             "kernel": str(self.profile.tree) if self.profile is not None else "kloader",
             "tainted": self.taint_string(),
             "taints": taint_letters(self.taints),
-            "modules": len(self._ordered()),
+            "modules": self.formed,
             "uptime": time.monotonic() - self.boot_time,
             "symbols": len(self.symbols),
         }

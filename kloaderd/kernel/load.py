@@ -12,27 +12,49 @@ other modules, no memory.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import trio
 
-from ..elf.image import parse
+from ..elf.image import Image, parse
 from ..errors import KernelError
-from ..link import layout_sections, link
+from ..link import Layout, layout_sections, link
+from ..uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
 from .printk import KERN_ERR, KERN_WARNING
 from .symbols import KernelSymbol
-from .version import (MODULE_INIT_IGNORE_MODVERSIONS, check_version, check_vermagic,
-                      license_is_gpl_compatible)
+from .version import check_version, check_vermagic, license_is_gpl_compatible
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
 
+# Images at least this large are parsed and linked on a worker thread, so a
+# big load does not stall other clients; smaller ones are quicker inline than
+# the thread hand-off (docs/reliability.md, "Bounds").
+OFF_LOOP_BYTES = 1 << 20
+
+T = TypeVar("T")
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args)`, on a worker thread when it works on `size` >= OFF_LOOP_BYTES
+    bytes: pure work on immutable input, so nothing else sees it half done."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args, **kwargs)
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def parse_and_lay_out(data: bytes, max_size: int) -> tuple[Image, Layout]:
+    image = parse(data, max_size=max_size)    # EFBIG beyond it
+    return image, layout_sections(image)
+
+
 async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:
-    image = parse(data, max_size=kernel.options.max_image_size)    # EFBIG beyond it
-    layout = layout_sections(image)
+    image, layout = await off_loop(len(data), parse_and_lay_out, data, kernel.options.max_image_size)
+    check_name(image.name)
     check_limits(kernel, image.name, layout.core.size + layout.init.size)
     core_base = kernel.module_area.alloc(layout.core.size)
     init_base = kernel.module_area.alloc(layout.init.size) if layout.init.size else 0
@@ -47,7 +69,7 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
         raise
     try:
         externals = await simplify_symbols(kernel, mod, flags)
-        mod.linked = link(image, layout, core_base, init_base, externals)
+        mod.linked = await off_loop(len(data), link, image, layout, core_base, init_base, externals)
         kernel.map_module(mod)
         verify_exported_symbols(kernel, mod)
         complete_formation(kernel, mod)
@@ -59,6 +81,14 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
             kernel.free_module(mod)
         raise
     return mod
+
+
+def check_name(name: str) -> None:
+    """struct module's `char name[MODULE_NAME_LEN]`: at most 55 bytes."""
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size >= MODULE_NAME_LEN:
+        raise KernelError(errno.ENOEXEC, f"module name {name[:MODULE_NAME_LEN]!r}... is {size} bytes; "
+                                         f"a name is at most {MODULE_NAME_LEN - 1} (MODULE_NAME_LEN)")
 
 
 def check_limits(kernel: "Kernel", name: str, size: int) -> None:

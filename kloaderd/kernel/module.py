@@ -61,6 +61,10 @@ class RefOwner:
 
     kind: OwnerKind
     label: str
+    # The modules this owner holds references on, kept by Module.get/put so
+    # that releasing an owner (a session closing) costs what it holds, not
+    # the number of loaded modules.
+    modules: set["Module"] = field(default_factory=set, repr=False)
 
     def __str__(self) -> str:
         return self.label
@@ -119,16 +123,26 @@ class Module:
 
     def get(self, owner: RefOwner, count: int = 1) -> None:
         self.refs[owner] += count
+        owner.modules.add(self)
 
     def put(self, owner: RefOwner) -> bool:
         """Drop one reference of `owner`; False if it holds none."""
         if self.refs[owner] <= 0:
-            del self.refs[owner]
+            self.drop(owner)
             return False
         self.refs[owner] -= 1
         if not self.refs[owner]:
-            del self.refs[owner]
+            self.drop(owner)
         return True
+
+    def drop(self, owner: RefOwner) -> int:
+        """Drop every reference of `owner`; how many there were."""
+        owner.modules.discard(self)
+        return self.refs.pop(owner, 0)
+
+    def drop_all(self) -> None:
+        for owner in list(self.refs):
+            self.drop(owner)
 
     def reference_owners(self) -> list[dict[str, object]]:
         return [{"owner": owner.label, "kind": owner.kind.value, "count": count}

@@ -25,8 +25,10 @@ readers (as `prb_read_valid` sees only finalized descriptors), so a
 
 from __future__ import annotations
 
+import bisect
 import errno as _errno
 import hashlib
+import itertools
 import os
 import re
 import time
@@ -531,6 +533,12 @@ class LogBuffer:
         newer.reverse()
         return newer
 
+    def records_page(self, since: int, limit: int) -> list[LogRecord]:
+        """At most `limit` finalized records with seq > since, oldest first:
+        found by bisection, so a page costs its own size, not the ring's."""
+        start = bisect.bisect_right(self._records, since, key=_seq)
+        return list(itertools.islice(self._records, start, start + limit))
+
     async def follow(self, since: int = 0) -> AsyncIterator[LogRecord]:
         """Every record with seq > since, then each new one as it is finalized.
 
@@ -550,6 +558,10 @@ class LogBuffer:
         usec = int(round(record.timestamp * 1_000_000))
         prefix = f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] "
         return "\n".join(prefix + line for line in record.text.split("\n"))
+
+
+def _seq(record: LogRecord) -> int:
+    return record.seq
 
 
 def _cost(record: LogRecord) -> int:
