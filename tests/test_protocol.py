@@ -15,22 +15,23 @@ import socket
 import msgpack
 import pytest
 import trio
+import trio.testing
 
 from kloader_client.errors import from_reply
 from kloaderd.errors import KernelError
 from kloaderd.kernel.kernel import KernelOptions
+from kloaderd import uapi
 from kloaderd.server import protocol
 from kloaderd.server.ops import OPS, check_args, check_flags, read_module_file
 from kloaderd.server.server import serve
+from test_server import Raw
 
 
 class NoKernel:
     """Any call that reaches it is a test failure, reported as EIO by the session."""
 
     options = KernelOptions()      # the daemon's limits, real defaults
-
-    def status(self) -> dict:
-        return {"release": "none"}
+    release = "none"
 
     def __getattr__(self, name: str):
         raise AssertionError(f"the kernel was asked for {name}")
@@ -42,16 +43,16 @@ class NoKernel:
 def test_default_socket_path_precedence(monkeypatch):
     monkeypatch.setenv("KLOADERD_SOCKET", "/run/x.sock")
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/7")
-    assert protocol.default_socket_path() == "/run/x.sock"
+    assert uapi.default_socket_path() == "/run/x.sock"
     monkeypatch.delenv("KLOADERD_SOCKET")
-    assert protocol.default_socket_path() == "/run/user/7/kloaderd.sock"
+    assert uapi.default_socket_path() == "/run/user/7/kloaderd.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert protocol.default_socket_path() == f"/tmp/kloaderd-{os.getuid()}.sock"
+    assert uapi.default_socket_path() == f"/tmp/kloaderd-{os.getuid()}/kloaderd.sock"
 
 
 def test_frames_are_self_delimiting_msgpack_maps():
     data = protocol.reply(1, "hello") + protocol.error_reply(2, errno.ENOENT, "gone") + protocol.event(3, {"a": b"x"})
-    decoder = protocol.unpacker(1024)
+    decoder = uapi.unpacker(1024)
     decoder.feed(data)
     assert list(decoder) == [
         {"id": 1, "result": "hello"},
@@ -62,17 +63,17 @@ def test_frames_are_self_delimiting_msgpack_maps():
 
 def test_unpacker_accepts_a_frame_at_the_limit_and_refuses_one_far_beyond():
     limit = 200_000
-    ok = protocol.pack({"op": "init_module", "id": 1, "image": bytes(limit - 64)})
+    ok = uapi.pack({"op": "init_module", "id": 1, "image": bytes(limit - 64)})
     assert len(ok) <= limit
-    decoder = protocol.unpacker(limit)
-    for i in range(0, len(ok), protocol.RECV_SIZE):
-        decoder.feed(ok[i:i + protocol.RECV_SIZE])
-    assert len(next(decoder)["image"]) == limit - 64
-    big = protocol.pack({"op": "init_module", "id": 1, "image": bytes(limit + 2 * protocol.RECV_SIZE)})
-    decoder = protocol.unpacker(limit)
+    decoder = protocol.RequestDecoder(limit)
+    for i in range(0, len(ok), uapi.RECV_SIZE):
+        decoder.feed(ok[i:i + uapi.RECV_SIZE])
+    assert len(next(iter(decoder))["image"]) == limit - 64
+    big = uapi.pack({"op": "init_module", "id": 1, "image": bytes(limit + 2 * uapi.RECV_SIZE)})
+    decoder = protocol.RequestDecoder(limit)
     with pytest.raises(protocol.FRAME_ERRORS):
-        for i in range(0, len(big), protocol.RECV_SIZE):
-            decoder.feed(big[i:i + protocol.RECV_SIZE])
+        for i in range(0, len(big), uapi.RECV_SIZE):
+            decoder.feed(big[i:i + uapi.RECV_SIZE])
             list(decoder)
 
 
@@ -112,12 +113,12 @@ def test_check_args_types_defaults_and_refusals():
 
 
 def test_check_flags_as_finit_module():
-    assert check_flags(protocol.MODULE_INIT_IGNORE_VERMAGIC | protocol.MODULE_INIT_IGNORE_MODVERSIONS) == 3
+    assert check_flags(uapi.MODULE_INIT_IGNORE_VERMAGIC | uapi.MODULE_INIT_IGNORE_MODVERSIONS) == 3
     with pytest.raises(KernelError) as info:
         check_flags(8)
     assert info.value.errno == errno.EINVAL
     with pytest.raises(KernelError) as info:
-        check_flags(protocol.MODULE_INIT_COMPRESSED_FILE)
+        check_flags(uapi.MODULE_INIT_COMPRESSED_FILE)
     assert info.value.errno == errno.EOPNOTSUPP
 
 
@@ -200,7 +201,7 @@ async def test_socket_is_private_and_hello_negotiates(server):
     assert os.stat(server).st_mode & 0o777 == 0o600
     (hello,), _ = await _exchange(server, _req(op="hello", id=0, version=7, client="t"), 1)
     assert hello["id"] == 0
-    assert hello["result"]["version"] == protocol.PROTOCOL_VERSION
+    assert hello["result"]["version"] == uapi.PROTOCOL_VERSION
     assert "init_module" in hello["result"]["ops"] and hello["result"]["max_frame"] == 100_000
     (old,), _ = await _exchange(server, _req(op="hello", id=1, version=0), 1)
     assert old["error"]["errno"] == "EPROTONOSUPPORT"
@@ -285,3 +286,122 @@ async def test_a_stale_socket_is_replaced_and_a_plain_file_is_not(tmp_path):
     with pytest.raises(KernelError) as info:
         await serve(NoKernel(), str(plain))
     assert info.value.errno == errno.EEXIST and plain.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------- bounds (issue 13)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("what, bomb", [
+    ("a long array", {"op": "hello", "id": 1, "x": [0] * (uapi.MAX_ARRAY_LEN + 1)}),
+    ("a long map", {"op": "hello", "id": 1, "x": {i: 0 for i in range(uapi.MAX_MAP_LEN + 1)}}),
+    ("many empty maps", {"op": "hello", "id": 1, "x": [{}] * (uapi.MAX_CONTAINERS + 1)}),
+    ("deep nesting", functools.reduce(lambda inner, _: [inner], range(200), {})),
+    ("a long str", {"op": "hello", "id": 1, "client": "x" * (uapi.MAX_STR_LEN + 1)}),
+])
+async def test_object_bombs_are_refused_at_the_frame_and_the_daemon_carries_on(nursery, tmp_path, what, bomb):
+    """Each frame is small next to the frame limit but would decode into many
+    objects; the decoder refuses it before building them all."""
+    path = await nursery.start(serve, NoKernel(), str(tmp_path / "k.sock"))
+    replies, closed = await _exchange(path, uapi.pack(bomb), 1)
+    assert closed, what
+    assert replies[0]["id"] is None and replies[0]["error"]["errno"] == "EMSGSIZE", replies
+    (ok,), _ = await _exchange(path, _req(op="hello", id=2), 1)
+    assert "result" in ok
+
+
+def test_the_decoder_keeps_a_frame_of_empty_maps_to_its_bound():
+    """Issue 13's bomb, scaled down: a frame of one-byte empty maps stops
+    decoding at MAX_CONTAINERS, whatever the frame's size."""
+    decoder = protocol.RequestDecoder(10 << 20)
+    frame = b"\xdd" + (5_000_000).to_bytes(4, "big") + b"\x80" * 5_000_000   # array32 of empty maps
+    decoder.feed(frame)
+    with pytest.raises(ValueError, match="exceeds max_array_len"):
+        list(decoder)
+    nested = b"\x91" * 10_000 + b"\x80"      # arrays of one, 10,000 deep
+    decoder = protocol.RequestDecoder(10 << 20)
+    decoder.feed(nested)
+    with pytest.raises(protocol.FRAME_ERRORS):
+        list(decoder)
+
+
+class Stuck(NoKernel):
+    """A kernel whose removals never finish: requests that stay in flight."""
+
+    running = 0
+
+    async def delete_module(self, name: str, **_: object) -> None:
+        self.running += 1
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.trio
+async def test_in_flight_requests_are_bounded_and_more_are_eagain(nursery, tmp_path):
+    from kloaderd.server.session import MAX_INFLIGHT
+
+    stuck = Stuck()
+    path = await nursery.start(serve, stuck, str(tmp_path / "k.sock"))
+    count = MAX_INFLIGHT + 40
+    raw = await Raw.connect(path)
+    with raw.sock:
+        await raw.send(*({"op": "delete_module", "id": i, "name": "m"} for i in range(count)))
+        refused = [await raw.receive() for _ in range(count - MAX_INFLIGHT)]
+        assert {r["id"] for r in refused} == set(range(MAX_INFLIGHT, count))
+        assert {r["error"]["errno"] for r in refused} == {"EAGAIN"}
+        assert "in flight" in refused[0]["error"]["message"]
+        await trio.testing.wait_all_tasks_blocked()
+        assert stuck.running == MAX_INFLIGHT
+        # A cancel still gets through, and frees a slot for the next request.
+        await raw.send({"op": "cancel", "id": "c", "target": 0})
+        replies = {(r["id"], r.get("error", {}).get("errno")) for r in [await raw.receive(), await raw.receive()]}
+        assert replies == {("c", None), (0, "ECANCELED")}
+        await raw.send({"op": "delete_module", "id": "again", "name": "m"})
+        await trio.testing.wait_all_tasks_blocked()
+        assert stuck.running == MAX_INFLIGHT
+
+
+@pytest.mark.trio
+async def test_connections_per_uid_are_bounded_with_emfile(nursery, tmp_path):
+    kernel = NoKernel()
+    kernel.options = KernelOptions(max_connections_per_uid=2)
+    path = await nursery.start(serve, kernel, str(tmp_path / "k.sock"))
+    held = []
+    for _ in range(2):
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.connect(path)
+        held.append(sock)
+    (refused,), closed = await _exchange(path, b"", 1)
+    assert refused["id"] is None and refused["error"]["errno"] == "EMFILE"
+    assert f"from uid {os.getuid()}" in refused["error"]["message"] and "max_connections_per_uid=2" in \
+        refused["error"]["message"]
+    held.pop().close()
+    for _ in range(100):      # the slot frees once the daemon sees the close
+        (reply,), _ = await _exchange(path, _req(op="hello", id=1), 1)
+        if "result" in reply:
+            break
+        await trio.testing.wait_all_tasks_blocked()
+    assert "result" in reply
+    for sock in held:
+        sock.close()
+
+
+@pytest.mark.trio
+async def test_an_idle_connection_is_told_and_closed(nursery, tmp_path, autojump_clock):
+    kernel = NoKernel()
+    kernel.options = KernelOptions(idle_timeout=30)
+    path = await nursery.start(serve, kernel, str(tmp_path / "k.sock"))
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.connect(path)
+    with sock:
+        await sock.send(_req(op="hello", id=1))
+        decoder = msgpack.Unpacker(raw=False)
+        messages: list[dict] = []
+        while chunk := await sock.recv(65536):     # the clock jumps while everyone waits
+            decoder.feed(chunk)
+            messages.extend(decoder)
+    assert messages[0]["id"] == 1 and "result" in messages[0]
+    assert messages[1]["id"] is None and messages[1]["error"]["errno"] == "ETIMEDOUT"
+    assert "idle for 30 s" in messages[1]["error"]["message"]

@@ -22,7 +22,7 @@ import trio
 from kloaderd import __version__
 from kloaderd.errors import KernelError
 from kloaderd.server import activation
-from kloaderd.server.protocol import default_socket_path
+from kloaderd.uapi import default_socket_path
 from kloaderd.server.server import serve
 
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "warning": 4,

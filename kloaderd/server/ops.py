@@ -14,11 +14,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import inspect
+import math
 import os
 import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import trio
+
+from kloaderd import uapi
 from kloaderd.errors import KernelError
 from kloaderd.server import protocol
 
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from kloaderd.server.session import Session
 
 REQUIRED = object()
+MAX_FOLLOWS = 4          # `dmesg` follow streams of one connection (docs/reliability.md, "Bounds")
 _NUMBER = (int, float)
 
 
@@ -83,11 +88,11 @@ def _type_names(arg: Arg) -> str:
 
 def check_flags(flags: int) -> int:
     """finit_module's flag word, as Linux checks it."""
-    known = (protocol.MODULE_INIT_IGNORE_MODVERSIONS | protocol.MODULE_INIT_IGNORE_VERMAGIC
-             | protocol.MODULE_INIT_COMPRESSED_FILE)
+    known = (uapi.MODULE_INIT_IGNORE_MODVERSIONS | uapi.MODULE_INIT_IGNORE_VERMAGIC
+             | uapi.MODULE_INIT_COMPRESSED_FILE)
     if flags & ~known:
         raise KernelError(errno.EINVAL, f"unknown module init flags {flags:#x}")
-    if flags & protocol.MODULE_INIT_COMPRESSED_FILE:
+    if flags & uapi.MODULE_INIT_COMPRESSED_FILE:
         # Linux without CONFIG_MODULE_DECOMPRESS: the loader takes plain images only.
         raise KernelError(errno.EOPNOTSUPP, "compressed modules are not supported: decompress the file first")
     return flags
@@ -97,18 +102,17 @@ def check_flags(flags: int) -> int:
 
 
 def op_hello(session: Session, rid: Any, version: int, client: str) -> dict[str, Any]:
-    if version < min(protocol.SUPPORTED_VERSIONS):
+    if version < min(uapi.SUPPORTED_VERSIONS):
         raise KernelError(errno.EPROTONOSUPPORT,
                           f"protocol version {version} is not supported (kloaderd speaks "
-                          f"{', '.join(map(str, protocol.SUPPORTED_VERSIONS))})")
+                          f"{', '.join(map(str, uapi.SUPPORTED_VERSIONS))})")
     session.hello(client)
-    status = session.kernel.status()
     return {
-        "version": min(version, protocol.PROTOCOL_VERSION),
+        "version": min(version, uapi.PROTOCOL_VERSION),
         "server": "kloaderd",
-        "release": status.get("release"),
+        "release": session.kernel.release,
         "max_frame": session.server.max_frame,
-        "ops": sorted(OPS),
+        "ops": _OP_NAMES,
         "privileged": session.privileged,
     }
 
@@ -121,28 +125,40 @@ async def op_finit_module(session: Session, rid: Any, params: str, flags: int) -
     flags = check_flags(flags)
     fd = session.take_fd()
     try:
-        image = read_module_file(fd, session.server.max_image_size)
+        # A file may be large or slow (NFS, a FUSE mount): read it off the loop.
+        image = await trio.to_thread.run_sync(read_module_file, fd, session.server.max_image_size)
     finally:
         os.close(fd)
     return await session.kernel.init_module(image, params, flags=flags)
 
 
 def read_module_file(fd: int, limit: int) -> bytes:
-    """kernel_read_file_from_fd: a readable regular file, no larger than the image limit."""
+    """kernel_read_file_from_fd: a readable, non-empty regular file, no larger than the image limit."""
+    mode = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if mode & os.O_PATH:   # fdget() does not see O_PATH descriptors
+        raise KernelError(errno.EBADF, "finit_module: the descriptor was opened with O_PATH, "
+                                       "not for reading")
+    if mode & os.O_ACCMODE == os.O_WRONLY:
+        raise KernelError(errno.EBADF, "finit_module: the descriptor is not open for reading")
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise KernelError(errno.EINVAL, "finit_module: the descriptor is not a regular file")
-    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
-        raise KernelError(errno.EBADF, "finit_module: the descriptor is not open for reading")
+    if st.st_size <= 0:    # kernel_read_file: i_size <= 0 (an empty file, /proc/self/mem)
+        raise KernelError(errno.EINVAL, "finit_module: the file is empty (or has no size, as "
+                                        "/proc files do)")
     if st.st_size > limit:
         raise KernelError(errno.EFBIG, f"module image is {st.st_size} bytes, more than the limit of {limit}")
     chunks, offset = [], 0
-    while offset <= limit:
-        chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
+    try:
+        while offset <= limit:
+            chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+    except OSError as exc:
+        raise KernelError(exc.errno or errno.EIO, f"finit_module: reading the file failed: "
+                                                  f"{exc.strerror}") from None
     if offset > limit:
         raise KernelError(errno.EFBIG, f"module image is larger than the limit of {limit} bytes")
     return b"".join(chunks)
@@ -150,8 +166,9 @@ def read_module_file(fd: int, limit: int) -> bytes:
 
 async def op_delete_module(session: Session, rid: Any, name: str, wait: bool, force: bool,
                            timeout: float | None) -> None:
-    if timeout is not None and timeout < 0:
-        raise KernelError(errno.EINVAL, "delete_module: timeout must not be negative")
+    if timeout is not None and (math.isnan(timeout) or timeout < 0):
+        raise KernelError(errno.EINVAL, f"delete_module: timeout must be a number of seconds, 0 or "
+                                        f"more, not {timeout}")
     await session.kernel.delete_module(name, wait=wait, force=force, timeout=timeout)
 
 
@@ -189,22 +206,38 @@ def log_record(log: Any, record: Any) -> dict[str, Any]:
             "module": record.module, "text": record.text, "line": log.format(record)}
 
 
-def op_dmesg(session: Session, rid: Any, since: int, follow: bool) -> list[dict[str, Any]]:
+def op_dmesg(session: Session, rid: Any, since: int, follow: bool, limit: int) -> list[dict[str, Any]]:
+    """One page: at most `limit` (at most `uapi.DMESG_PAGE`) records after `since`."""
     log = session.kernel.log
-    return [log_record(log, r) for r in log.records(since=since)]
+    limit = max(1, min(limit, uapi.DMESG_PAGE))
+    return [log_record(log, r) for r in log.records_page(since, limit)]
 
 
-async def op_dmesg_follow(session: Session, rid: Any, since: int, follow: bool) -> None:
-    """Stream every record from `since` on as events, until cancelled."""
-    log = session.kernel.log
-    async for record in log.follow(since=since):
-        await session.send(protocol.event(rid, log_record(log, record)))
+async def op_dmesg_follow(session: Session, rid: Any, since: int, follow: bool, limit: int) -> None:
+    """Stream every record from `since` on as events, until cancelled.
+
+    Each stream is a reader parked on the log: bounded per connection and
+    per daemon, as open /dev/kmsg readers are bounded by descriptors."""
+    server = session.server
+    if session.follows >= MAX_FOLLOWS:
+        raise KernelError(errno.EMFILE, f"dmesg: this connection already follows the log "
+                                        f"{session.follows} times (at most {MAX_FOLLOWS})")
+    if server.follows >= server.max_follows:
+        raise KernelError(errno.EMFILE, f"dmesg: {server.follows} clients already follow the log "
+                                        f"(at most {server.max_follows} at once)")
+    session.follows += 1
+    server.follows += 1
+    try:
+        log = session.kernel.log
+        async for record in log.follow(since=since):
+            await session.send(protocol.event(rid, log_record(log, record)))
+    finally:
+        session.follows -= 1
+        server.follows -= 1
 
 
-def op_modinfo(session: Session, rid: Any, image: bytes) -> dict[str, Any]:
-    from kloaderd.elf import parse
-    parsed = parse(image)
-    return {"name": parsed.name, "modinfo": [list(pair) for pair in parsed.modinfo]}
+async def op_modinfo(session: Session, rid: Any, image: bytes) -> dict[str, Any]:
+    return await session.kernel.modinfo(image)
 
 
 def op_status(session: Session, rid: Any) -> dict[str, Any]:
@@ -224,7 +257,7 @@ _PARAMS = Arg(str, "")
 _FLAGS = Arg(int, 0)
 
 OPS: dict[str, Op] = {
-    "hello": _op(op_hello, version=Arg(int, protocol.PROTOCOL_VERSION), client=Arg(str, "")),
+    "hello": _op(op_hello, version=Arg(int, uapi.PROTOCOL_VERSION), client=Arg(str, "")),
     "init_module": _op(op_init_module, True, False, image=Arg(bytes), params=_PARAMS, flags=_FLAGS),
     "finit_module": _op(op_finit_module, True, False, params=_PARAMS, flags=_FLAGS),
     "delete_module": _op(op_delete_module, True, name=_NAME, wait=Arg(bool, False),
@@ -236,7 +269,7 @@ OPS: dict[str, Op] = {
     "param_get": _op(op_param_get, module=_NAME, param=_NAME),
     "param_set": _op(op_param_set, True, module=_NAME, param=_NAME, value=Arg(str)),
     "kallsyms": _op(op_kallsyms),
-    "dmesg": _op(op_dmesg, since=Arg(int, 0), follow=Arg(bool, False)),
+    "dmesg": _op(op_dmesg, since=Arg(int, 0), follow=Arg(bool, False), limit=Arg(int, uapi.DMESG_PAGE)),
     "modinfo": _op(op_modinfo, image=Arg(bytes)),
     "status": _op(op_status),
     "cancel": _op(op_cancel, target=Arg((int, str))),
@@ -244,3 +277,5 @@ OPS: dict[str, Op] = {
 
 # `dmesg` with `follow` streams: the one op whose mode picks sync or async.
 DMESG_FOLLOW = Op(op_dmesg_follow, OPS["dmesg"].args, False, True)
+_OP_NAMES = list(uapi.OPS)
+

@@ -1,67 +1,62 @@
-"""The wire format kloaderd and its clients share (docs/protocol.md).
+"""The daemon's side of the wire format: decoding requests within bounds,
+encoding replies.
 
-Both ends import this module, so it stays free of trio and of the kernel: the
-k-commands start fast and the client works from any framework.  A message is
-one msgpack map on a Unix stream socket; msgpack is self-delimiting, so the
-stream needs no length prefix and an `Unpacker` bounded by `max_buffer_size`
-enforces the frame limit.
+The contract itself (frame format, ops, flags, limits, errnos) is
+`kloaderd.uapi`, shared with the client; this module only applies it.
 """
 
 from __future__ import annotations
 
-import errno as _errno
-import os
-from typing import Any
+from typing import Any, Iterator
 
 import msgpack
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
-
-# Linux's finit_module flags (include/uapi/linux/module.h).  init_module over
-# the socket takes them too: that is how `kinsmod -f` forces a single-call load.
-MODULE_INIT_IGNORE_MODVERSIONS = 1
-MODULE_INIT_IGNORE_VERMAGIC = 2
-MODULE_INIT_COMPRESSED_FILE = 4
-
-# Requests that change kernel state: the daemon's CAP_SYS_MODULE.
-PRIVILEGED_OPS = frozenset({"init_module", "finit_module", "delete_module", "param_set"})
-
-# How much a frame may exceed the kernel's image limit: the parameter string
-# and the map around the image.
-FRAME_HEADROOM = 1 << 20
-
-# The number of bytes read from the socket at a time.
-RECV_SIZE = 1 << 16
+from kloaderd import uapi
 
 
-def default_socket_path() -> str:
-    """Where daemon and clients meet unless told otherwise.
+class TooManyObjects(ValueError):
+    """A frame holds more maps and arrays than `uapi.MAX_CONTAINERS`."""
 
-    `$KLOADERD_SOCKET`, else the user's runtime directory (private and cleaned
-    at logout), else a per-uid name in /tmp so two users never collide.
+
+class RequestDecoder:
+    """A stream of request frames, each decoded within `uapi`'s bounds.
+
+    msgpack bounds the bytes (`max_buffer_size`), each str/bin/map/array's
+    declared length, and the nesting (its own stack of 1,024); the container
+    count per frame is counted here through the decoder's hooks, which msgpack
+    calls once per completed map or array (decoding resumes across reads, so
+    nothing is counted twice).  Together they keep one frame's decoded
+    objects to a small multiple of its bytes.
     """
-    explicit = os.environ.get("KLOADERD_SOCKET")
-    if explicit:
-        return explicit
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "kloaderd.sock")
-    return f"/tmp/kloaderd-{os.getuid()}.sock"
 
+    def __init__(self, max_frame: int) -> None:
+        self._containers = 0
+        self._decoder = uapi.unpacker(
+            max_frame, max_map_len=uapi.MAX_MAP_LEN, max_array_len=uapi.MAX_ARRAY_LEN,
+            max_str_len=uapi.MAX_STR_LEN, max_bin_len=max_frame, max_ext_len=0,
+            object_pairs_hook=self._map, list_hook=self._array)
 
-def pack(message: dict[str, Any]) -> bytes:
-    """One frame: `bin` for bytes, `str` for text (use_bin_type)."""
-    return msgpack.packb(message, use_bin_type=True)
+    def _count(self) -> None:
+        self._containers += 1
+        if self._containers > uapi.MAX_CONTAINERS:
+            raise TooManyObjects(f"a frame may hold at most {uapi.MAX_CONTAINERS} maps and arrays")
 
+    def _map(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        self._count()
+        return dict(pairs)
 
-def unpacker(max_frame: int) -> msgpack.Unpacker:
-    """A stream decoder that refuses a frame much larger than `max_frame`.
+    def _array(self, items: list[Any]) -> list[Any]:
+        self._count()
+        return items
 
-    The buffer holds at most the partial frame plus one read, so allowing one
-    read's worth on top accepts every frame up to `max_frame` exactly.
-    """
-    return msgpack.Unpacker(raw=False, max_buffer_size=max_frame + RECV_SIZE, strict_map_key=False)
+    def feed(self, data: bytes) -> None:
+        self._decoder.feed(data)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Each whole frame's message fed so far."""
+        for message in self._decoder:
+            self._containers = 0
+            yield message
 
 
 # msgpack's exceptions for a stream that is not msgpack or breaks its limits.
@@ -70,36 +65,17 @@ FRAME_ERRORS = (
     msgpack.exceptions.ExtraData,
     msgpack.exceptions.FormatError,
     msgpack.exceptions.StackError,
-    ValueError,  # declared lengths past the limits, invalid UTF-8 in a str
+    ValueError,  # declared lengths past the limits, invalid UTF-8 in a str, TooManyObjects
 )
 
 
-def error_body(code: int, message: str) -> dict[str, Any]:
-    """The `error` member of a reply: the errno's name, its number, the text."""
-    return {"errno": errno_name(code), "code": code, "message": message}
-
-
-def errno_name(code: int) -> str:
-    return _errno.errorcode.get(code, f"E{code}")
-
-
-def errno_code(body: dict[str, Any]) -> int:
-    """The local errno for an error reply: by name first, since numbers are per-architecture."""
-    name = body.get("errno")
-    code = getattr(_errno, name, None) if isinstance(name, str) else None
-    if isinstance(code, int):
-        return code
-    number = body.get("code")
-    return number if isinstance(number, int) else _errno.EIO
-
-
 def reply(request_id: Any, result: Any) -> bytes:
-    return pack({"id": request_id, "result": result})
+    return uapi.pack({"id": request_id, "result": result})
 
 
 def error_reply(request_id: Any, code: int, message: str) -> bytes:
-    return pack({"id": request_id, "error": error_body(code, message)})
+    return uapi.pack({"id": request_id, "error": uapi.error_body(code, message)})
 
 
 def event(request_id: Any, body: Any) -> bytes:
-    return pack({"id": request_id, "event": body})
+    return uapi.pack({"id": request_id, "event": body})

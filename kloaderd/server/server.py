@@ -11,16 +11,24 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 import socket
 import stat
 import time
+from collections import Counter
 from typing import Any
 
 import trio
 
+from kloaderd import uapi
 from kloaderd.errors import KernelError
 from kloaderd.server import protocol
-from kloaderd.server.session import Session
+from kloaderd.server.session import Peer, Session
+
+# Server-wide bounds (docs/reliability.md, "Bounds").
+MAX_FOLLOWS = 256           # `dmesg` follow streams at once: each costs every log line a wake-up
+MAX_QUEUED_FDS_TOTAL = 256  # SCM_RIGHTS descriptors held unused, all connections together
+FD_RESERVE = 64             # descriptors kept for the daemon itself (log, files read, threads)
 
 log = logging.getLogger("kloaderd.server")
 
@@ -36,11 +44,27 @@ class Server:
         self.uid = os.geteuid()
         self.sessions: set[Session] = set()
         self.connections = 0                     # accepted and not yet ended
+        self.by_uid: Counter[int] = Counter()    # the same, per peer uid
+        self.follows = 0
+        self.max_follows = MAX_FOLLOWS
+        self.queued_fds = 0
+        self.max_queued_fds = MAX_QUEUED_FDS_TOTAL
+        self.max_connections = fd_budget(kernel.options.max_connections)
         self.started = time.monotonic()
+
+    def admit(self, peer: Peer) -> str | None:
+        """Why a new connection from `peer` is refused, or None to admit it."""
+        options = self.kernel.options
+        if self.connections >= self.max_connections:
+            return f"too many connections to kloaderd (max_connections={self.max_connections})"
+        if self.by_uid[peer.uid] >= options.max_connections_per_uid:
+            return (f"too many connections to kloaderd from uid {peer.uid} "
+                    f"(max_connections_per_uid={options.max_connections_per_uid})")
+        return None
 
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "uid": self.uid, "socket": self.path,
-                "protocol": protocol.PROTOCOL_VERSION, "sessions": len(self.sessions),
+                "protocol": uapi.PROTOCOL_VERSION, "sessions": len(self.sessions),
                 "max_frame": self.max_frame, "uptime": time.monotonic() - self.started}
 
 
@@ -57,13 +81,15 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
     if inherited is not None:
         path = inherited.getsockname()
     else:
-        path = socket_path or protocol.default_socket_path()
+        path = socket_path or uapi.default_socket_path()
     if max_frame is None:
-        max_frame = kernel.options.max_image_size + protocol.FRAME_HEADROOM
+        max_frame = kernel.options.max_image_size + uapi.FRAME_HEADROOM
     server = Server(kernel, path, max_frame)
     if inherited is not None:
         listener, identity = trio.socket.from_stdlib_socket(inherited), None
     else:
+        if os.path.dirname(path) == uapi.private_socket_dir():
+            make_private_dir(os.path.dirname(path))
         listener, identity = await _listen(path)
     try:
         async with trio.open_nursery() as nursery:
@@ -76,38 +102,88 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
                     log.warning("accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                if server.connections >= kernel.options.max_connections:
-                    nursery.start_soon(_refuse, conn, kernel.options.max_connections)
+                try:
+                    peer = Peer.of(conn)
+                except OSError:                  # gone before we could ask who it was
+                    conn.close()
+                    continue
+                refusal = server.admit(peer)
+                if refusal is not None:
+                    nursery.start_soon(_refuse, conn, refusal)
                     continue
                 server.connections += 1          # counted from accept, not from run
-                nursery.start_soon(_session, server, conn)
+                server.by_uid[peer.uid] += 1
+                nursery.start_soon(_session, server, conn, peer)
     finally:
         listener.close()
         if identity is not None:
             _unlink_if_ours(path, identity)
 
 
-async def _refuse(conn: trio.socket.SocketType, limit: int) -> None:
+async def _refuse(conn: trio.socket.SocketType, why: str) -> None:
     """One error frame saying why, then the close: a peer over the limit
     learns what happened instead of seeing a silent hang-up."""
     with conn, trio.move_on_after(1):
         try:
-            await conn.send(protocol.error_reply(
-                None, errno.EMFILE, f"too many connections to kloaderd (max_connections={limit})"))
+            await conn.send(protocol.error_reply(None, errno.EMFILE, why))
         except OSError:
             pass
 
 
-async def _session(server: Server, conn: trio.socket.SocketType) -> None:
+async def _session(server: Server, conn: trio.socket.SocketType, peer: Peer) -> None:
     try:
-        try:
-            session = Session(server, conn)
-        except OSError:  # the peer is gone before we could ask who it was
-            conn.close()
-            return
-        await session.run()
+        await Session(server, conn, peer).run()
     finally:
         server.connections -= 1
+        server.by_uid[peer.uid] -= 1
+        if not server.by_uid[peer.uid]:
+            del server.by_uid[peer.uid]
+
+
+def fd_budget(max_connections: int) -> int:
+    """How many connections the descriptor table can really hold.
+
+    Raises the soft RLIMIT_NOFILE to the hard one, then leaves room for the
+    queued SCM_RIGHTS descriptors, the refusals in progress and the daemon's
+    own files: past the table, `accept` fails with EMFILE and new clients
+    would hang unanswered instead of hearing why.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    budget = max(1, (soft - FD_RESERVE - MAX_QUEUED_FDS_TOTAL) // 2)   # half for refusals
+    if budget < max_connections:
+        log.warning("max_connections lowered from %d to %d: RLIMIT_NOFILE is %d",
+                    max_connections, budget, soft)
+    return min(max_connections, budget)
+
+
+def make_private_dir(path: str) -> None:
+    """Create (or accept) the default socket's directory: ours, mode 0700, not a symlink.
+
+    Anything else — another user's directory, one others may enter or write,
+    a symlink — could let someone else squat or watch the socket: refuse it,
+    naming the owner, rather than serve from it.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise KernelError(errno.EEXIST, f"{path} is not a directory (a symlink?); not serving from it")
+    if st.st_uid != os.geteuid():
+        raise KernelError(errno.EPERM, f"{path} belongs to uid {st.st_uid}, not to you (uid "
+                                       f"{os.geteuid()}); not serving from it: remove it, or use --socket")
+    if st.st_mode & 0o077:
+        raise KernelError(errno.EPERM, f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, open to "
+                                       "others; not serving from it: chmod 700 it, or use --socket")
 
 
 async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import errno
 import logging
+import math
 import os
 import socket
 import struct
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from kloaderd import uapi
 from kloaderd.errors import KernelError
 from kloaderd.server import protocol
 from kloaderd.server.ops import DMESG_FOLLOW, OPS, Op, check_args
@@ -28,8 +30,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kloaderd.session")
 
-MAX_FDS_PER_MESSAGE = 4
-MAX_QUEUED_FDS = 8
+# Bounds of one connection (docs/reliability.md, "Bounds").
+MAX_FDS_PER_MESSAGE = 4      # SCM_RIGHTS descriptors taken from one read; the kernel closes the rest
+MAX_QUEUED_FDS = 8           # passed and not yet used by a finit_module; more are closed
+MAX_INFLIGHT = 64            # requests running as tasks; more are EAGAIN (a cancel still gets through)
+REPLY_FLUSH = 1 << 16        # bytes of replies built before they are sent (and the send awaited)
 _ANC_SIZE = socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * array.array("i").itemsize)
 _UCRED = struct.Struct("3i")
 
@@ -46,17 +51,18 @@ class Peer:
 
 
 class Session:
-    def __init__(self, server: Server, sock: trio.socket.SocketType) -> None:
+    def __init__(self, server: Server, sock: trio.socket.SocketType, peer: Peer) -> None:
         self.server = server
         self.kernel = server.kernel
         self.sock = sock
-        self.peer = Peer.of(sock)
+        self.peer = peer
         # CAP_SYS_MODULE: the daemon's own user or root may change the kernel.
         self.privileged = self.peer.uid in (0, server.uid)
         self.client = "client"
         self._owner: Any = None
         self._fds: list[int] = []
         self._inflight: dict[Any, trio.CancelScope] = {}
+        self.follows = 0
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
 
@@ -79,6 +85,7 @@ class Session:
         if not self._fds:
             raise KernelError(errno.EBADF, "finit_module: no file descriptor was passed with the request "
                                            "(send it with SCM_RIGHTS on the request's first byte)")
+        self.server.queued_fds -= 1
         return self._fds.pop(0)
 
     def cancel(self, target: Any) -> bool:
@@ -127,21 +134,51 @@ class Session:
                 self.kernel.release_owner(self._owner)
             for fd in self._fds:
                 _close_fd(fd)
+            self.server.queued_fds -= len(self._fds)
             self._fds.clear()
             self.sock.close()
 
-    async def _read_loop(self) -> None:
-        decoder = protocol.unpacker(self.server.max_frame)
+    def idle(self) -> bool:
+        """Nothing in flight and no references held: closing it loses nothing."""
+        return not self._inflight and (self._owner is None or not self._owner.modules)
+
+    async def _receive(self) -> tuple[bytes, list[tuple[int, int, bytes]]]:
+        """The next read; an idle peer silent for `idle_timeout` is told so and hung up on."""
+        timeout = self.kernel.options.idle_timeout
         while True:
-            data, ancdata, _, _ = await self.sock.recvmsg(protocol.RECV_SIZE, _ANC_SIZE)
+            with trio.move_on_after(timeout if timeout > 0 else math.inf):
+                data, ancdata, _, _ = await self.sock.recvmsg(uapi.RECV_SIZE, _ANC_SIZE)
+                return data, ancdata
+            if self.idle():
+                await self.send(protocol.error_reply(
+                    None, errno.ETIMEDOUT, f"idle for {timeout:g} s with no request in flight and no "
+                                           "reference held (idle_timeout); closing the connection"))
+                return b"", []
+
+    async def _read_loop(self) -> None:
+        decoder = protocol.RequestDecoder(self.server.max_frame)
+        out: list[bytes] = []
+        pending = 0
+        while True:
+            data, ancdata = await self._receive()
             self._take_ancillary(ancdata)
             if not data:
                 return
-            out: list[bytes] = []
             try:
                 decoder.feed(data)
                 for message in decoder:
                     started = self._dispatch(message, out)
+                    if started is None:
+                        pending += len(out[-1])
+                        if pending < REPLY_FLUSH:
+                            continue
+                    # Replies go out as they pile up, and before a task starts:
+                    # a peer that pipelines without reading stops being read
+                    # once its socket buffer is full.
+                    if out:
+                        await self.send(b"".join(out))
+                        out.clear()
+                        pending = 0
                     if started is not None:
                         await self._nursery.start(self._run_blocking, *started)
             except protocol.FRAME_ERRORS as exc:
@@ -151,6 +188,8 @@ class Session:
                 return
             if out:
                 await self.send(b"".join(out))
+                out.clear()
+                pending = 0
 
     def _take_ancillary(self, ancdata: list[tuple[int, int, bytes]]) -> None:
         for level, kind, payload in ancdata:
@@ -158,9 +197,11 @@ class Session:
                 continue
             fds = array.array("i")
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            server = self.server
             for fd in fds:
-                if len(self._fds) < MAX_QUEUED_FDS:
+                if len(self._fds) < MAX_QUEUED_FDS and server.queued_fds < server.max_queued_fds:
                     self._fds.append(fd)
+                    server.queued_fds += 1
                 else:
                     _close_fd(fd)
 
@@ -180,6 +221,10 @@ class Session:
             if not op.blocking:
                 out.append(protocol.reply(rid, op.handler(self, rid, **args)))
                 return None
+            if len(self._inflight) >= MAX_INFLIGHT:
+                raise KernelError(errno.EAGAIN, f"{op_name}: {MAX_INFLIGHT} requests of this connection "
+                                                "are in flight already (the most there may be); wait "
+                                                "for their replies")
         except KernelError as exc:
             out.append(protocol.error_reply(rid, exc.errno, exc.message))
             return None
@@ -231,9 +276,12 @@ class Session:
 
 
 def _frame_error(exc: Exception, max_frame: int) -> bytes:
-    if isinstance(exc, protocol.msgpack.exceptions.BufferFull) or "exceeds max" in str(exc):
+    if isinstance(exc, protocol.msgpack.exceptions.BufferFull):
         return protocol.error_reply(None, errno.EMSGSIZE, f"Message too long: a frame may be at most "
                                                           f"{max_frame} bytes; closing the connection")
+    if isinstance(exc, protocol.TooManyObjects) or "exceeds max" in str(exc):
+        return protocol.error_reply(None, errno.EMSGSIZE, f"Message too long: {exc} (see docs/protocol.md, "
+                                                          "Limits); closing the connection")
     return protocol.error_reply(None, errno.EBADMSG, f"Bad message: not a msgpack frame ({exc}); "
                                                      "closing the connection")
 
