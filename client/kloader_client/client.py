@@ -1,6 +1,6 @@
 """`Client` (blocking) and `AsyncClient` (trio): kloaderd from Python.
 
-Both speak docs/protocol.md and offer the same methods, written once in
+Both speak docs/uapi.md and offer the same methods, written once in
 `_Api`: each method builds its request and hands it to `_call`, which returns
 the result (`Client`) or an awaitable of it (`AsyncClient`).  Failures raise
 the `OSError` subclass a system call would (see `errors`).
@@ -12,19 +12,21 @@ import array
 import collections
 import os
 import socket
+import struct
 import sys
 from typing import Any, AsyncIterator, Iterator
 
-from kloaderd.server import protocol
+from kloaderd import uapi
 
-from kloader_client.errors import DaemonNotRunning, ProtocolError, connection_lost, from_reply
+from kloader_client.errors import (DaemonNotRunning, ProtocolError, UntrustedDaemon, connection_lost,
+                                   from_reply)
 
 _REPLY_LIMIT = 1 << 30  # replies are small, but kallsyms of many modules is not tiny
 
 
 def _flags(force_vermagic: bool, force_modversion: bool) -> int:
-    return ((protocol.MODULE_INIT_IGNORE_VERMAGIC if force_vermagic else 0)
-            | (protocol.MODULE_INIT_IGNORE_MODVERSIONS if force_modversion else 0))
+    return ((uapi.MODULE_INIT_IGNORE_VERMAGIC if force_vermagic else 0)
+            | (uapi.MODULE_INIT_IGNORE_MODVERSIONS if force_modversion else 0))
 
 
 def _client_name() -> str:
@@ -32,7 +34,7 @@ def _client_name() -> str:
 
 
 def _frame(message: dict[str, Any]) -> bytes:
-    return protocol.pack(message)
+    return uapi.pack(message)
 
 
 def _ancillary(fd: int | None) -> list[tuple[int, int, bytes]]:
@@ -51,6 +53,21 @@ def _connect_error(path: str, exc: OSError) -> OSError:
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
         return DaemonNotRunning(path, exc)
     return exc
+
+
+_UCRED = struct.Struct("3i")
+
+
+def _check_peer(sock: socket.socket, path: str) -> None:
+    """Talk only to a daemon run by this user or by root (SO_PEERCRED).
+
+    Anyone may create a socket where the daemon is expected: a client that
+    sent its images to, and believed the answers of, whoever listens there
+    could be fooled by another local user.
+    """
+    pid, uid, _ = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    if uid not in (os.getuid(), 0):
+        raise UntrustedDaemon(path, pid, uid)
 
 
 class _Api:
@@ -91,9 +108,9 @@ class _Api:
     def kallsyms(self) -> Any:
         return self._call("kallsyms")
 
-    def dmesg(self, since: int = 0) -> Any:
-        """The log records after sequence number `since`, each with its dmesg `line`."""
-        return self._call("dmesg", since=since)
+    def dmesg_page(self, since: int = 0) -> Any:
+        """At most `uapi.DMESG_PAGE` log records after sequence number `since`."""
+        return self._call("dmesg", since=since, limit=uapi.DMESG_PAGE)
 
     def modinfo(self, image: bytes) -> Any:
         return self._call("modinfo", image=bytes(image))
@@ -106,17 +123,18 @@ class Client(_Api):
     """A blocking connection to kloaderd; one request at a time."""
 
     def __init__(self, socket_path: str | None = None, *, client_name: str | None = None) -> None:
-        self.path = socket_path or protocol.default_socket_path()
+        self.path = socket_path or uapi.default_socket_path()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(self.path)
+            _check_peer(self._sock, self.path)
         except OSError as exc:
             self._sock.close()
             raise _connect_error(self.path, exc) from None
-        self._decoder = protocol.unpacker(_REPLY_LIMIT)
+        self._decoder = uapi.unpacker(_REPLY_LIMIT)
         self._next_id = 0
         self._stash: dict[Any, collections.deque[dict[str, Any]]] = {}
-        self.server = self._call("hello", version=protocol.PROTOCOL_VERSION,
+        self.server = self._call("hello", version=uapi.PROTOCOL_VERSION,
                                  client=client_name or _client_name())
 
     def __enter__(self) -> Client:
@@ -139,6 +157,17 @@ class Client(_Api):
             return self._call("finit_module", fd=fd, params=params, flags=flags)
         finally:
             os.close(fd)
+
+    def dmesg(self, since: int = 0) -> list[dict[str, Any]]:
+        """The log records after sequence number `since`, each with its dmesg `line`
+        (page by page: the daemon bounds one reply)."""
+        records: list[dict[str, Any]] = []
+        while True:
+            page = self.dmesg_page(since)
+            records += page
+            if len(page) < uapi.DMESG_PAGE:
+                return records
+            since = page[-1]["seq"]
 
     def follow_dmesg(self, since: int = 0) -> Iterator[dict[str, Any]]:
         """Every log record after `since`, then each new one as it is logged, until closed."""
@@ -175,8 +204,21 @@ class Client(_Api):
                 sent = self._sock.sendmsg([data], _ancillary(fd))
                 self._sock.sendall(memoryview(data)[sent:])
         except (BrokenPipeError, ConnectionResetError):
-            raise connection_lost() from None
+            raise self._why_lost() from None
         return rid
+
+    def _why_lost(self) -> OSError:
+        """The daemon hung up: what it said first (EMFILE, ETIMEDOUT, ...), if anything."""
+        self._sock.settimeout(0)
+        try:
+            while data := self._sock.recv(uapi.RECV_SIZE):
+                self._decoder.feed(data)
+        except OSError:
+            pass
+        for message in self._decoder:
+            if isinstance(message, dict) and message.get("id") is None and "error" in message:
+                return from_reply(message["error"])
+        return connection_lost()
 
     def _receive(self, rid: int) -> dict[str, Any]:
         """The next message for `rid`, keeping others' for their turn."""
@@ -193,7 +235,7 @@ class Client(_Api):
             if self._stash.get(rid):
                 continue
             try:
-                data = self._sock.recv(protocol.RECV_SIZE)
+                data = self._sock.recv(uapi.RECV_SIZE)
             except ConnectionResetError:
                 data = b""
             if not data:
@@ -208,7 +250,7 @@ class AsyncClient(_Api):
     """
 
     def __init__(self, socket_path: str | None = None, *, client_name: str | None = None) -> None:
-        self.path = socket_path or protocol.default_socket_path()
+        self.path = socket_path or uapi.default_socket_path()
         self._client_name = client_name or _client_name()
         self._next_id = 0
         self._waiters: dict[int, Any] = {}
@@ -222,16 +264,18 @@ class AsyncClient(_Api):
         self._sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             await self._sock.connect(self.path)
+            _check_peer(self._sock, self.path)
         except OSError as exc:
             self._sock.close()
             raise _connect_error(self.path, exc) from None
+        self._reader_done = trio.Event()
         self._send_lock = trio.Lock()
         self._nursery_manager = trio.open_nursery()
         nursery = await self._nursery_manager.__aenter__()
         nursery.start_soon(self._reader)
         self._cancel_reader = nursery.cancel_scope.cancel
         try:
-            self.server = await self._call("hello", version=protocol.PROTOCOL_VERSION, client=self._client_name)
+            self.server = await self._call("hello", version=uapi.PROTOCOL_VERSION, client=self._client_name)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -254,6 +298,16 @@ class AsyncClient(_Api):
             return await self._call("finit_module", fd=fd, params=params, flags=flags)
         finally:
             os.close(fd)
+
+    async def dmesg(self, since: int = 0) -> list[dict[str, Any]]:
+        """The log records after sequence number `since`, page by page."""
+        records: list[dict[str, Any]] = []
+        while True:
+            page = await self.dmesg_page(since)
+            records += page
+            if len(page) < uapi.DMESG_PAGE:
+                return records
+            since = page[-1]["seq"]
 
     async def follow_dmesg(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
         send, receive = self._trio.open_memory_channel[dict[str, Any]](float("inf"))
@@ -291,14 +345,15 @@ class AsyncClient(_Api):
                 while view:
                     view = view[await self._sock.send(view):]
             except (BrokenPipeError, ConnectionResetError):
-                raise connection_lost() from None
+                await self._reader_done.wait()      # it reads what the daemon said last
+                raise self._closed or connection_lost() from None
         return rid
 
     async def _reader(self) -> None:
-        decoder = protocol.unpacker(_REPLY_LIMIT)
+        decoder = uapi.unpacker(_REPLY_LIMIT)
         try:
             while True:
-                data = await self._sock.recv(protocol.RECV_SIZE)
+                data = await self._sock.recv(uapi.RECV_SIZE)
                 if not data:
                     break
                 decoder.feed(data)
@@ -307,16 +362,19 @@ class AsyncClient(_Api):
         except OSError:
             pass
         finally:
-            self._closed = connection_lost()
-            lost = {"id": None, "error": {"errno": "ECONNRESET", "message": self._closed.strerror}}
+            self._closed = self._closed or connection_lost()
+            lost = {"id": None, "error": {"errno": uapi.errno_name(self._closed.errno or 0),
+                                          "message": self._closed.strerror}}
             for waiter in self._waiters.values():
                 self._notify(waiter, lost)
+            self._reader_done.set()
 
     def _deliver(self, message: Any) -> None:
         if not isinstance(message, dict):
             return
         rid = message.get("id")
         if rid is None and "error" in message:
+            self._closed = from_reply(message["error"])   # the daemon's last word before it hangs up
             for waiter in self._waiters.values():  # a frame error: everyone hears it
                 self._notify(waiter, message)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Callable, NoReturn
 
@@ -41,8 +42,11 @@ def connect(prog: str, socket_path: str | None) -> Client:
         die(prog, exc.strerror)
 
 
-def run(body: Callable[[], int | None]) -> int:
-    """Run a command's body; a closed pipe (`| head`) is not an error."""
+def run(body: Callable[[], int | None], prog: str | None = None) -> int:
+    """Run a command's body; a closed pipe (`| head`) is not an error, and
+    any failure the body leaves uncaught (the daemon refusing the connection
+    with EMFILE, hanging up mid-stream) is one line and exit 1, never a
+    traceback."""
     try:
         return body() or 0
     except BrokenPipeError:
@@ -50,3 +54,14 @@ def run(body: Callable[[], int | None]) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        die(prog or os.path.basename(sys.argv[0]), exc.strerror or str(exc))
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """Control characters as `\\xNN`, as dmesg escapes them: a module name or
+    message can never forge a line (or move the cursor) on the terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

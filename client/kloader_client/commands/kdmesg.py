@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterable
 
 from kloader_client.client import Client
-from kloader_client.commands._common import connect, parser, run
+from kloader_client.commands._common import connect, parser, printable, run
 
 LEVELS = ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"]
 FACILITY = "kern"
@@ -60,7 +60,9 @@ class Printer:
             else:
                 self.records.append(entry)
             return
-        lines = record["line"].split("\n")
+        # A record may span lines; within each, control characters are escaped
+        # so no module name or message moves the cursor or rewrites the terminal.
+        lines = [printable(line) for line in record["line"].split("\n")]
         stamp_end = lines[0].index("] ") + 2     # each line starts "[    1.234567] "
         if self.args.ctime:
             stamp = f"[{ctime(self.boot + record['timestamp'])}] "
@@ -102,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
                 print("kdmesg: kloaderd closed the connection (it has stopped)", file=sys.stderr)
             printer.close()
 
-    return run(body)
+    return run(body, "kdmesg")

@@ -47,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
                 reason = MOD_STRERROR.get(exc.errno) or os.strerror(exc.errno or errno.EIO)
                 die("kinsmod", f"could not insert module {args.filename}: {reason}")
 
-    return run(body)
+    return run(body, "kinsmod")

@@ -5,29 +5,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kloader_client.commands._common import connect, parser, run
+from kloader_client.commands._common import connect, parser, printable, run
 
 
 def lsmod_lines(modules: list[dict[str, Any]]) -> list[str]:
     """lsmod's exact layout: `%-19s %8lu  %d` and the holders comma-separated."""
     lines = ["Module                  Size  Used by"]
     for m in modules:
-        line = f"{m['name']:<19} {m['size']:>8}  {m['refcnt']}"
+        line = f"{printable(m['name']):<19} {m['size']:>8}  {m['refcnt']}"
         if m["holders"]:
-            line += " " + ",".join(m["holders"])
+            line += " " + ",".join(map(printable, m["holders"]))
         lines.append(line)
     return lines
 
 
 def owners(info: dict[str, Any]) -> str:
-    return ", ".join(f"{r['owner']}" + (f" x{r['count']}" if r.get("count", 1) != 1 else "")
+    return ", ".join(printable(r["owner"]) + (f" x{r['count']}" if r.get("count", 1) != 1 else "")
                      for r in info.get("references", [])) or "-"
 
 
 def long_lines(infos: list[dict[str, Any]]) -> list[str]:
     lines = [f"{'Module':<19} {'Size':>8}  {'Used':>4}  {'State':<7} {'Taints':<6} {'Address':<18}  References"]
     for m in infos:
-        lines.append(f"{m['name']:<19} {m['size']:>8}  {m['refcnt']:>4}  {m['state']:<7} {m['taints'] or '-':<6} "
+        lines.append(f"{printable(m['name']):<19} {m['size']:>8}  {m['refcnt']:>4}  {m['state']:<7} {m['taints'] or '-':<6} "
                      f"{m.get('address', 0):#018x}  {owners(m)}")
     return lines
 
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("\n".join(lsmod_lines(modules)))
 
-    return run(body)
+    return run(body, "klsmod")

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kmodinfo: ERROR: {message}", file=sys.stderr)
         return 1
 
-    return run(body)
+    return run(body, "kmodinfo")
 
 
 if __name__ == "__main__":

@@ -61,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
                     status = 1
         return status
 
-    return run(body)
+    return run(body, "krmmod")
