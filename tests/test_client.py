@@ -202,3 +202,28 @@ def test_client_errors_keep_the_daemons_words(path):
             client.delete_module("nosuch")
         assert info.value.strerror == "Module nosuch is not currently loaded"
         assert os.strerror(errno.ENOENT) not in str(info.value)
+
+
+def test_the_client_depends_only_on_the_wire_contract():
+    """Issue 15: nothing under client/ imports the daemon's server or kernel,
+    statically or at run time, so the client stands alone on kloaderd.uapi."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import kloader_client
+
+    root = Path(kloader_client.__file__).parent
+    for source in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("kloaderd.server", "kloaderd.kernel")), f"{source}: {name}"
+    modules = ["kloader_client"] + [f"kloader_client.commands.{p.stem}" for p in (root / "commands").glob("k*.py")]
+    loaded = subprocess.run([sys.executable, "-c", f"import sys\nfor m in {modules!r}: __import__(m)\n"
+                             "print(' '.join(sorted(m for m in sys.modules if m.startswith(('kloaderd', 'trio')))))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in loaded if m.startswith(("kloaderd.server", "kloaderd.kernel", "trio"))], loaded
+    assert "kloaderd.uapi" in loaded

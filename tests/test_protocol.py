@@ -405,3 +405,7 @@ async def test_an_idle_connection_is_told_and_closed(nursery, tmp_path, autojump
     assert messages[0]["id"] == 1 and "result" in messages[0]
     assert messages[1]["id"] is None and messages[1]["error"]["errno"] == "ETIMEDOUT"
     assert "idle for 30 s" in messages[1]["error"]["message"]
+
+
+def test_every_op_served_is_in_the_contract():
+    assert list(OPS) == list(uapi.OPS)

@@ -24,6 +24,7 @@ import pytest
 import trio
 
 from kloader_client import AsyncClient, Client
+from kloaderd.errors import KernelError
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from kloaderd.server.server import serve
 
@@ -449,3 +450,244 @@ def test_bad_options_are_refused_before_listening(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown log level 'loud'" in done.stderr
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- issue 13: defects through the socket
+
+
+def renamed(name: bytes) -> bytes:
+    """hello.ko whose .modinfo says `name=NAME`: the description and author
+    entries give way to it, so the section keeps its size."""
+    data = image("hello")
+    old = b"description=Says hello on load and goodbye on unload\x00author=kloader\x00"
+    entry = b"name=" + name + b"\x00"
+    assert len(entry) <= len(old)
+    return data.replace(old, entry + b"\x00" * (len(old) - len(entry)))
+
+
+def run_command(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([command(name), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_nan_timeout_is_einval(daemon_socket):
+    with Client(daemon_socket) as client:
+        client.init_module(image("hello"))
+        with pytest.raises(OSError) as info:
+            client.delete_module("hello", wait=True, timeout=float("nan"))
+        assert info.value.errno == errno.EINVAL and "timeout" in info.value.strerror
+        assert client.module("hello")["state"] == "live"
+
+
+@pytest.mark.parametrize("opener, code", [
+    (lambda: os.open(FIXTURES / "hello.ko", os.O_PATH), errno.EBADF),
+    (lambda: os.open("/proc/self/mem", os.O_RDONLY), errno.EINVAL),
+])
+def test_finit_module_refuses_what_kernel_read_file_refuses(daemon_socket, opener, code):
+    fd = opener()
+    try:
+        with Client(daemon_socket) as client:
+            with pytest.raises(OSError) as info:
+                client.finit_module(fd)
+            assert info.value.errno == code, info.value
+            assert client.modules() == []
+    finally:
+        os.close(fd)
+
+
+def test_a_module_name_longer_than_module_name_len_is_refused(daemon_socket):
+    with Client(daemon_socket) as client:
+        with pytest.raises(OSError) as info:
+            client.init_module(renamed(b"n" * 62))
+        assert info.value.errno == errno.ENOEXEC and "at most 55" in info.value.strerror
+        assert client.init_module(renamed(b"n" * 55)) == "n" * 55     # the longest Linux allows
+        client.delete_module("n" * 55)
+
+
+def test_control_characters_in_a_name_cannot_forge_output(daemon):
+    daemon_socket = daemon().path            # a fresh kernel: the taint line names the module
+    evil = "h\x1b[2J"         # "clear the screen" in the module's name
+    with Client(daemon_socket) as client:
+        assert client.init_module(renamed(evil.encode())) == evil
+    lsmod = run_command("klsmod", "--socket", daemon_socket)
+    assert lsmod.returncode == 0 and "\x1b" not in lsmod.stdout
+    assert "h\\x1b[2J" in lsmod.stdout.splitlines()[1]
+    long_form = run_command("klsmod", "-l", "--socket", daemon_socket)
+    assert "\x1b" not in long_form.stdout and "h\\x1b[2J" in long_form.stdout
+    dmesg = run_command("kdmesg", "--socket", daemon_socket)
+    assert "\x1b" not in dmesg.stdout and "h\\x1b[2J: loading out-of-tree module" in dmesg.stdout
+
+
+def test_dmesg_replies_are_paged_and_the_client_reads_every_page(daemon_socket):
+    from kloaderd import uapi
+
+    with Client(daemon_socket) as client:
+        before = client.dmesg()
+        since = before[-1]["seq"] if before else 0
+        for _ in range(uapi.DMESG_PAGE):          # two pages' worth of records
+            client.init_module(image("hello"))
+            client.delete_module("hello")
+        page = client._call("dmesg", since=since, limit=10 * uapi.DMESG_PAGE)
+        assert len(page) == uapi.DMESG_PAGE       # one reply is one page at most
+        records = client.dmesg(since)
+        assert len(records) == 2 * uapi.DMESG_PAGE
+        assert [r["seq"] for r in records] == sorted({r["seq"] for r in records})
+        assert records[:uapi.DMESG_PAGE] == page
+
+
+@pytest.mark.trio
+async def test_dmesg_follow_streams_are_bounded(served):
+    from kloaderd.server.ops import MAX_FOLLOWS
+
+    kernel, path = served
+    raw = await Raw.connect(path)
+    await raw.send(*({"op": "dmesg", "id": i, "follow": True} for i in range(MAX_FOLLOWS + 1)))
+    refused = await raw.receive()
+    assert refused["id"] == MAX_FOLLOWS and refused["error"]["errno"] == "EMFILE"
+    await raw.send({"op": "cancel", "id": "c", "target": 0})
+    while (reply := await raw.receive())["id"] != 0:
+        pass
+    assert reply["error"]["errno"] == "ECANCELED"
+    await raw.send({"op": "dmesg", "id": "again", "follow": True})   # a slot is free again
+    kernel.log.emit(6, "after")
+    while (event := await raw.receive()).get("id") != "again" or event["event"]["text"] != "after":
+        assert "error" not in event, event
+    raw.close()
+
+
+@pytest.mark.trio
+async def test_queued_descriptors_are_bounded_across_connections(nursery, monkeypatch, tmp_path):
+    from kloaderd.server import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_QUEUED_FDS_TOTAL", 3)
+    path = await nursery.start(serve, Kernel(KernelOptions()), str(tmp_path / "k.sock"))
+    first, second = await Raw.connect(path), await Raw.connect(path)
+    fds = [os.open(FIXTURES / "hello.ko", os.O_RDONLY) for _ in range(3)]
+    try:
+        await first.send({"op": "hello", "id": 0}, fds=fds)
+        assert "result" in await first.receive()
+        await second.send({"op": "finit_module", "id": 1}, fds=[fds[0]])
+        reply = await second.receive()           # the daemon holds 3 already: this one was closed
+        assert reply["error"]["errno"] == "EBADF", reply
+        await first.send({"op": "finit_module", "id": 2})
+        assert (await first.receive())["result"] == "hello"
+    finally:
+        for fd in fds:
+            os.close(fd)
+        first.close()
+        second.close()
+
+
+def test_the_default_socket_lives_in_a_private_directory(tmp_path, monkeypatch):
+    from kloaderd import uapi
+    from kloaderd.server.server import make_private_dir
+
+    private = tmp_path / "kloaderd-priv"
+    monkeypatch.delenv("KLOADERD_SOCKET", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(uapi, "private_socket_dir", lambda: str(private))
+    assert uapi.default_socket_path() == str(private / "kloaderd.sock")
+    make_private_dir(str(private))
+    assert private.stat().st_mode & 0o777 == 0o700 and private.stat().st_uid == os.geteuid()
+    make_private_dir(str(private))                  # ours already: accepted
+    private.chmod(0o755)
+    with pytest.raises(KernelError) as info:
+        make_private_dir(str(private))
+    assert info.value.errno == errno.EPERM and "mode 0755" in info.value.message
+    private.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    private.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(KernelError) as info:
+        make_private_dir(str(private))
+    assert "not a directory" in info.value.message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a directory as another uid")
+def test_a_squatted_private_directory_is_refused_naming_its_owner(tmp_path, monkeypatch):
+    squatted = tmp_path / "kloaderd-squat"
+    squatted.mkdir(mode=0o700)
+    os.chown(squatted, 65534, 65534)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import kloaderd.uapi, kloaderd.server.main, sys
+        kloaderd.uapi.private_socket_dir = lambda: {str(squatted)!r}
+        sys.exit(kloaderd.server.main.main([]))
+        """)], capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("KLOADERD_SOCKET", "XDG_RUNTIME_DIR")})
+    assert done.returncode == 1
+    assert f"{squatted} belongs to uid 65534" in done.stderr and "Traceback" not in done.stderr
+
+
+IMPOSTOR = textwrap.dedent("""
+    import os, socket, sys
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(sys.argv[1])
+    os.setgid(65534); os.setuid(65534)    # SO_PEERCRED is who called listen()
+    sock.listen(1)
+    print("ready", flush=True)
+    while True:
+        sock.accept()[0].close()
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another uid")
+def test_clients_refuse_a_daemon_run_by_another_user(tmp_path):
+    path = str(tmp_path / "k.sock")
+    impostor = subprocess.Popen([sys.executable, "-c", IMPOSTOR, path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert impostor.stdout.readline().strip() == "ready"
+        from kloader_client import UntrustedDaemon
+        with pytest.raises(UntrustedDaemon) as info:
+            Client(path)
+        assert info.value.errno == errno.EPERM and "served by uid 65534 (nobody" in info.value.strerror
+        lsmod = run_command("klsmod", "--socket", path)
+        assert lsmod.returncode == 1 and "Traceback" not in lsmod.stderr
+        assert lsmod.stderr.startswith("klsmod: ERROR: the socket") and "uid 65534" in lsmod.stderr
+    finally:
+        impostor.kill()
+        impostor.wait()
+        impostor.stdout.close()
+
+
+def test_a_refused_command_prints_emfile_not_a_traceback(daemon):
+    d = daemon("--max-connections-per-uid", "1")
+    with Client(d.path):                      # holds the one slot
+        done = run_command("klsmod", "--socket", d.path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("klsmod: ERROR: too many connections to kloaderd from uid")
+
+
+def test_connections_stay_within_the_descriptor_table(tmp_path):
+    """Under a small RLIMIT_NOFILE the daemon admits what its table can hold
+    and tells the rest EMFILE; nobody hangs unanswered."""
+    import resource
+
+    path = str(tmp_path / "k.sock")
+
+    def small_table() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    proc = subprocess.Popen([command("kloaderd"), "--socket", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=small_table)
+    clients, answers = [], []
+    try:
+        assert proc.stdout.readline().strip() == path
+        for _ in range(150):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(20)
+            sock.connect(path)
+            sock.sendall(msgpack.packb({"op": "hello", "id": 1}))
+            decoder = msgpack.Unpacker(raw=False)
+            while not (messages := list(decoder)):
+                chunk = sock.recv(65536)
+                assert chunk, "closed without a word"
+                decoder.feed(chunk)
+            answers.append(messages[0])
+            clients.append(sock)
+        admitted = [a for a in answers if "result" in a]
+        refused = [a for a in answers if "error" in a]
+        assert admitted and refused and len(admitted) + len(refused) == 150
+        assert {a["error"]["errno"] for a in refused} == {"EMFILE"}
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -26,7 +26,7 @@ from kloaderd.server import protocol
 from kloaderd.server.session import Peer, Session
 
 # Server-wide bounds (docs/reliability.md, "Bounds").
-MAX_FOLLOWS = 256           # `dmesg` follow streams at once: each costs every log line a wake-up
+MAX_FOLLOWS_TOTAL = 256     # `dmesg` follow streams at once: each costs every log line a wake-up
 MAX_QUEUED_FDS_TOTAL = 256  # SCM_RIGHTS descriptors held unused, all connections together
 FD_RESERVE = 64             # descriptors kept for the daemon itself (log, files read, threads)
 
@@ -46,10 +46,9 @@ class Server:
         self.connections = 0                     # accepted and not yet ended
         self.by_uid: Counter[int] = Counter()    # the same, per peer uid
         self.follows = 0
-        self.max_follows = MAX_FOLLOWS
+        self.max_follows = MAX_FOLLOWS_TOTAL
         self.queued_fds = 0
-        self.max_queued_fds = MAX_QUEUED_FDS_TOTAL
-        self.max_connections = fd_budget(kernel.options.max_connections)
+        self.max_connections, self.max_queued_fds = fd_budget(kernel.options.max_connections)
         self.started = time.monotonic()
 
     def admit(self, peer: Peer) -> str | None:
@@ -140,28 +139,31 @@ async def _session(server: Server, conn: trio.socket.SocketType, peer: Peer) -> 
             del server.by_uid[peer.uid]
 
 
-def fd_budget(max_connections: int) -> int:
-    """How many connections the descriptor table can really hold.
+def fd_budget(max_connections: int) -> tuple[int, int]:
+    """How many connections, and queued SCM_RIGHTS descriptors, the
+    descriptor table can really hold.
 
-    Raises the soft RLIMIT_NOFILE to the hard one, then leaves room for the
-    queued SCM_RIGHTS descriptors, the refusals in progress and the daemon's
-    own files: past the table, `accept` fails with EMFILE and new clients
-    would hang unanswered instead of hearing why.
+    Raises the soft RLIMIT_NOFILE to the hard one, then gives queued
+    descriptors at most a quarter, keeps FD_RESERVE for the daemon's own files
+    and half the rest for refusals in progress: past the table, `accept`
+    fails with EMFILE and new clients would hang unanswered instead of being
+    told why.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
         except (ValueError, OSError):
             pass
     if soft == resource.RLIM_INFINITY:
-        return max_connections
-    budget = max(1, (soft - FD_RESERVE - MAX_QUEUED_FDS_TOTAL) // 2)   # half for refusals
+        return max_connections, MAX_QUEUED_FDS_TOTAL
+    queued = min(MAX_QUEUED_FDS_TOTAL, soft // 4)
+    budget = max(1, (soft - FD_RESERVE - queued) // 2)
     if budget < max_connections:
         log.warning("max_connections lowered from %d to %d: RLIMIT_NOFILE is %d",
                     max_connections, budget, soft)
-    return min(max_connections, budget)
+    return min(max_connections, budget), queued
 
 
 def make_private_dir(path: str) -> None:

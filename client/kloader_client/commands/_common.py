@@ -17,7 +17,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("--socket", metavar="PATH", help="kloaderd's socket (default: $KLOADERD_SOCKET, "
-                   "else $XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID.sock)")
+                   "else $XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID/kloaderd.sock)")
     return p
 
 
