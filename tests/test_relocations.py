@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from kloaderd.arch.x86_64 import apply_relocate_add
+from kloaderd.arch.x86_64 import _apply_fast, _apply_one_by_one, apply_relocate_add, as_signed64
 from kloaderd.elf.defs import (
     R_X86_64_32, R_X86_64_32S, R_X86_64_64, R_X86_64_NONE, R_X86_64_PC32, R_X86_64_PC64, R_X86_64_PLT32,
 )
@@ -156,9 +156,53 @@ def test_bulk_application_matches_entry_by_entry():
                      for _ in range(50)]
     entries = []
     for slot in rng.sample(range(size // 8), 400):
-        t = rng.choice([R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32S])
+        t = rng.choice([R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32S, R_X86_64_NONE])
         entries.append((slot * 8, t, rng.randrange(1, 51), rng.randrange(-64, 64)))
-    ours, n = apply(entries, symbols, size=size)
+    ours = bytearray(size)
+    # The fast path itself takes these (it declines nothing here) ...
+    assert _apply_fast(ours, 0, SEC, size, rela(*entries), as_signed64(symbols))
     theirs = bytearray(size)
     reference(theirs, entries, symbols)
-    assert n == 400 and ours == theirs
+    assert ours == theirs
+    # ... and so does the public entry point, from unsigned values as from signed ones.
+    assert apply(entries, symbols, size=size) == (theirs, 400)
+    assert apply(entries, as_signed64(symbols), size=size) == (theirs, 400)
+
+
+def outcome(fn, mem: bytearray, entries, symbols):
+    try:
+        fn(mem, 0, SEC, len(mem), rela(*entries), symbols, "relmod")
+    except KernelError as e:
+        return "refused", e.message
+    return "applied", bytes(mem)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_fast_path_never_differs_from_linux_loop(seed):
+    """Random sections, half of them clean and half with something Linux
+    refuses or truncates (overflows, far PC-relative targets, unknown types,
+    overlapping, nonzero and out-of-bounds places): the public function, given
+    signed values as `link` gives them or unsigned ones, ends exactly as the
+    entry-by-entry loop does."""
+    rng = random.Random(seed)
+    hostile = seed % 2
+    size = rng.choice([64, 256])
+    near = [SEC + rng.randrange(1 << 16), 0xFFFFFFFF81000000 + rng.randrange(1 << 20)]
+    far = [0, 0x2_0000, 0x1_0000_0000, 0x7FFF_FFFF, 0x8000_0000, M64, 1 << 63]
+    symbols = [0] + [rng.choice(near * 4 + far * hostile) for _ in range(12)]
+    types = [R_X86_64_64, R_X86_64_32S, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64, R_X86_64_NONE]
+    types += [R_X86_64_32, 99] * hostile
+    addends = [0, -4, 8] + [-(1 << 40), 1 << 62] * hostile
+    slots = rng.sample(range(size // 8), rng.randrange(1, size // 8))
+    entries = []
+    for slot in slots:
+        offset = slot * 8 + rng.choice([0, 4])
+        if hostile and rng.random() < 0.1:
+            offset = rng.choice([rng.randrange(size + 8), size - 2, entries[-1][0] if entries else 0])
+        entries.append((offset, rng.choice(types), rng.randrange(1, 13), rng.choice(addends)))
+    mem = bytearray(size)
+    if hostile and rng.random() < 0.3:
+        mem[rng.randrange(size)] = rng.randrange(1, 256)
+    expected = outcome(_apply_one_by_one, bytearray(mem), entries, symbols)
+    assert outcome(apply_relocate_add, bytearray(mem), entries, as_signed64(symbols)) == expected
+    assert outcome(apply_relocate_add, bytearray(mem), entries, symbols) == expected

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import add, and_, attrgetter
 from typing import Mapping, NamedTuple
 
-from kloaderd.arch.x86_64 import apply_relocate_add
+from kloaderd.arch import ignore_undef_symbol
+from kloaderd.arch.x86_64 import apply_relocate_add, as_signed64
 from kloaderd.elf.defs import SHF_ALLOC, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF, STB_WEAK
 from kloaderd.elf.image import Image
 from kloaderd.errors import KernelError, enoexec
@@ -22,7 +25,9 @@ from kloaderd.link.layout import Layout, layout_sections
 __all__ = ["Layout", "Linked", "LinkedExport", "layout_sections", "link"]
 
 M64 = (1 << 64) - 1
-IGNORED_UNDEFINED = "_GLOBAL_OFFSET_TABLE_"     # ignore_undef_symbol() on x86-64
+_SHNDX = attrgetter("shndx")
+_VALUE = attrgetter("value")
+_UNRESOLVED = frozenset({SHN_UNDEF, SHN_COMMON})
 
 
 class LinkedExport(NamedTuple):
@@ -78,6 +83,7 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
             buf[off:off + len(s.data)] = s.data
 
     applied = 0
+    signed = as_signed64(values)
     for r in image.rela:
         target = image.sections[r.target]
         where = layout.place(r.target)
@@ -86,7 +92,7 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
         if not r.rela:
             raise enoexec(f"module {mod}: REL relocation unsupported")
         applied += apply_relocate_add(mem[where[0]], where[1], section_addr[r.target], target.size,
-                                      r.data, values, mod)
+                                      r.data, signed, mod)
 
     core, init = bytes(mem["core"]), bytes(mem["init"])
     reader = _Memory(core_base, core, init_base, init, mod)
@@ -105,36 +111,42 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
 
 def _simplify_symbols(image: Image, section_addr: dict[int, int], externals: Mapping[str, int],
                       percpu_base: int) -> tuple[int, ...]:
-    """Every symbol's final value; all failures reported together, errno of the last as Linux."""
+    """Every symbol's final value; all failures reported together, errno of the last as Linux.
+
+    A defined symbol's value is its section's address plus st_value (0 for
+    sections that are not laid out, such as debug info or .modinfo; the
+    per-CPU base for .data..percpu; nothing for SHN_ABS and SHN_LIVEPATCH):
+    computed for the whole table at once, since a distribution module has
+    ~10,000 symbols.  The undefined (and SHN_COMMON) ones are then resolved
+    one by one, in symbol order, as Linux's loop reports them.
+    """
     mod = image.name
-    values = [0] * len(image.symbols)
+    symbols = image.symbols
+    base = dict(section_addr)
+    base[SHN_ABS] = base[SHN_LIVEPATCH] = 0
+    if image.percpu_index:
+        base[image.percpu_index] = percpu_base
+    shndxs = list(map(_SHNDX, symbols))
+    values = list(map(and_, map(add, map(base.get, shndxs, repeat(0)), map(_VALUE, symbols)), repeat(M64)))
     problems: list[str] = []
     err = 0
     missing: list[str] = []
-    for s in image.symbols[1:]:
-        shndx = s.shndx
-        if shndx == SHN_COMMON:
+    for s in compress(symbols, map(_UNRESOLVED.__contains__, shndxs)):
+        if s.index == 0:
+            values[0] = 0
+        elif s.shndx == SHN_COMMON:
             problems.append(f"{mod}: please compile with -fno-common")
             err = errno.ENOEXEC
-        elif shndx == SHN_ABS or shndx == SHN_LIVEPATCH:
+        elif (addr := externals.get(s.name)) is not None:
+            values[s.index] = addr & M64
+        elif s.bind == STB_WEAK:
+            values[s.index] = 0
+        elif ignore_undef_symbol(s.name):
             values[s.index] = s.value
-        elif shndx == SHN_UNDEF:
-            addr = externals.get(s.name)
-            if addr is not None:
-                values[s.index] = addr & M64
-            elif s.bind == STB_WEAK:
-                values[s.index] = 0
-            elif s.name == IGNORED_UNDEFINED:
-                values[s.index] = s.value
-            else:
-                missing.append(s.name)
-                problems.append(f"{mod}: Unknown symbol {s.name} (err -{errno.ENOENT})")
-                err = errno.ENOENT
-        elif shndx == image.percpu_index:
-            values[s.index] = (percpu_base + s.value) & M64
         else:
-            # Sections that are not laid out (debug info, .modinfo) have no address.
-            values[s.index] = (section_addr.get(shndx, 0) + s.value) & M64
+            missing.append(s.name)
+            problems.append(f"{mod}: Unknown symbol {s.name} (err -{errno.ENOENT})")
+            err = errno.ENOENT
     if err:
         if missing:
             problems.insert(0, f"{mod}: unknown symbols: {' '.join(missing)}")
