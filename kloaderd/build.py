@@ -357,7 +357,8 @@ def build_module(sources: Sequence[str | Path], output: str | Path, *,
     return output
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
+    """kmodbuild's options: main() parses with it, tools/command_docs.py documents it."""
     p = argparse.ArgumentParser(
         prog="kmodbuild",
         description="Build a loadable kernel module (.ko) for kloader the way kbuild does.",
@@ -385,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     passthrough = [a for a in args_in if a.startswith("-f")]
-    args = _parser().parse_args([a for a in args_in if not a.startswith("-f")])
+    args = make_parser().parse_args([a for a in args_in if not a.startswith("-f")])
     cflags = [f for chunk in args.cflags for f in shlex.split(chunk)] + passthrough
     try:
         build_module(args.sources, args.output, include_dirs=args.include_dirs,

@@ -48,7 +48,9 @@ def parser(options_type: type) -> argparse.ArgumentParser:
                                 "on a Unix socket, in the foreground.")
     p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("--socket", metavar="PATH",
-                   help=f"the Unix socket to listen on (default: {default_socket_path()})")
+                   help="the Unix socket to listen on (default: $KLOADERD_SOCKET, else "
+                        "$XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID.sock); "
+                        "a socket passed by systemd socket activation takes its place")
     p.add_argument("--log-level", type=console_level, default=console_level("info"), metavar="LEVEL",
                    help="console log level: kernel messages of this level and more urgent go to "
                         "stderr (emerg..debug, or Linux's 0-8; default info)")
@@ -82,6 +84,13 @@ def _checked(field: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
 
     return convert
     return p
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """kloaderd's options, for tools/command_docs.py (main() builds the same)."""
+    from kloaderd.kernel.kernel import KernelOptions
+
+    return parser(KernelOptions)
 
 
 class Console:

@@ -77,7 +77,8 @@ class Printer:
             print(json.dumps({"dmesg": self.records}, indent=3))
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """`kdmesg`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("kdmesg", "Print kloaderd's kernel log.")
     p.add_argument("-w", "--follow", action="store_true",
                    help="wait for new messages; ends when kloaderd stops")
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-x", "--decode", action="store_true", help="show the facility and level of each message")
     p.add_argument("-J", "--json", action="store_true",
                    help='as JSON: {"dmesg": [{"pri", "time", "msg"}]} (with -w, one object per line)')
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     def body() -> None:
         with connect("kdmesg", args.socket) as client:

@@ -6,6 +6,7 @@ the rest.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 
@@ -26,12 +27,18 @@ def quote(param: str) -> str:
     return f'{name}="{value}"' if eq and " " in value and not value.startswith('"') else param
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """`kinsmod`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("kinsmod", "Insert a module into kloaderd's kernel.")
     p.add_argument("-f", "--force", action="store_true", help="ignore vermagic and symbol versions")
     p.add_argument("filename", metavar="FILENAME", help="the module file (.ko)")
-    p.add_argument("params", nargs="*", metavar="PARAM=VALUE")
-    args = p.parse_args(argv)
+    p.add_argument("params", nargs="*", metavar="PARAM=VALUE",
+                   help="module parameters (a value with spaces is quoted for the kernel)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     def body() -> None:
         try:

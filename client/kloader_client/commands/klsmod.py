@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -46,13 +47,18 @@ def hex_addresses(module: dict[str, Any]) -> dict[str, Any]:
             else value for key, value in module.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """`klsmod`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("klsmod", "Show the modules loaded in kloaderd's kernel.")
     form = p.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="the module list as JSON (with --long: full details)")
     p.add_argument("-l", "--long", action="store_true",
                    help="state, taints, address and who holds each reference")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     def body() -> None:
         with connect("klsmod", args.socket) as client:

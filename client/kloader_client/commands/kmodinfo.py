@@ -9,6 +9,7 @@ status; tests compare the two on the fixtures.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import os
@@ -127,7 +128,8 @@ class Daemon:
             self.client.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """`kmodinfo`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("kmodinfo", "Show information about module files or modules loaded in kloaderd.")
     p.set_defaults(field=None)
     for flag, long, key in (("-a", "--author", "author"), ("-d", "--description", "description"),
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-0", "--null", action="store_true", help="end each line with NUL instead of newline")
     p.add_argument("modules", nargs="+", metavar="FILE|NAME",
                    help="a module file (ending in .ko), else the name of a module loaded in kloaderd")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     end = "\0" if args.null else "\n"
 
     def body() -> int:

@@ -7,6 +7,7 @@ the reply becomes kmod's wording.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
@@ -35,7 +36,8 @@ def explain(client: Client, name: str, exc: OSError, timeout: float | None) -> s
     return f"could not remove module {name}: {os.strerror(exc.errno or errno.EIO)}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """`krmmod`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("krmmod", "Remove modules from kloaderd's kernel.")
     p.add_argument("-w", "--wait", action="store_true",
                    help="stop the module now and wait until its last reference is dropped")
@@ -45,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
                         "(taints the kernel: R); it does not override other modules using it, "
                         "nor a module still loading or already going")
     p.add_argument("-v", "--verbose", action="store_true", help="say what is removed")
-    p.add_argument("names", nargs="+", metavar="NAME")
-    args = p.parse_args(argv)
+    p.add_argument("names", nargs="+", metavar="NAME", help="modules to remove, by name or by their .ko file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     def body() -> int:
         status = 0
