@@ -104,7 +104,7 @@ def man_page(name: str, p: argparse.ArgumentParser, version: str) -> str:
     if any("--socket" in a.option_strings for a in p._actions) and name != "kloaderd":
         lines += [".SH ENVIRONMENT", ".TP", "\\fBKLOADERD_SOCKET\\fR",
                   "kloaderd's socket when \\fB\\-\\-socket\\fR is not given; else "
-                  "\\fI$XDG_RUNTIME_DIR/kloaderd.sock\\fR, else \\fI/tmp/kloaderd\\-$UID.sock\\fR."]
+                  "\\fI$XDG_RUNTIME_DIR/kloaderd.sock\\fR, else \\fI/tmp/kloaderd\\-$UID/kloaderd.sock\\fR."]
     others = [f"\\fB{other}\\fR(1)" for other in commands_order() if other != name]
     lines += [".SH SEE ALSO", ", ".join(others + ([SEE_ALSO[name]] if name in SEE_ALSO else []))]
     return "\n".join(lines) + "\n"

@@ -49,7 +49,7 @@ def parser(options_type: type) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("--socket", metavar="PATH",
                    help="the Unix socket to listen on (default: $KLOADERD_SOCKET, else "
-                        "$XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID.sock); "
+                        "$XDG_RUNTIME_DIR/kloaderd.sock, else /tmp/kloaderd-$UID/kloaderd.sock); "
                         "a socket passed by systemd socket activation takes its place")
     p.add_argument("--log-level", type=console_level, default=console_level("info"), metavar="LEVEL",
                    help="console log level: kernel messages of this level and more urgent go to "
