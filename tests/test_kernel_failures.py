@@ -86,3 +86,77 @@ module_exit(brokeninit_exit);
         assert caught.value.errno == errno.EFAULT       # an oops in init, as for any fault
         assert "kernel BUG at test_broken!" in _log(client)
         assert client.modules() == []
+
+
+def test_memset_of_8_gib_faults_at_the_first_unmapped_page(tmp_path):
+    """Defect 5: memset(p, 0, 8 GiB) built 8 GiB in Python (OOM-killed)."""
+    image = _module(tmp_path, "bigset", r"""
+#include <linux/slab.h>
+#include <linux/string.h>
+static int __init bigset_init(void)
+{
+	char *p = kmalloc(64, GFP_KERNEL);
+	memset(p, 0, 8UL << 30);
+	return 0;
+}
+module_init(bigset_init);
+""")
+    with kloaderd.run_in_thread(on_problems="ignore") as daemon, Client(daemon.socket_path) as client:
+        with pytest.raises(OSError) as caught:
+            client.init_module(image)
+        assert caught.value.errno == errno.EFAULT
+        log = _log(client)
+        assert "BUG: unable to handle page fault for address:" in log
+        assert "bigset_init" in log
+
+
+def test_a_kernel_function_past_the_watchdog_is_a_soft_lockup(tmp_path):
+    """Defect 5: work inside one kernel call was beyond the watchdog's reach.
+    A watchdog of 1 ns is past after memset's first 64 KiB, wherever a
+    slice ends; before, the 4 MiB memset ran to its end and init returned 0."""
+    image = _module(tmp_path, "longset", r"""
+#include <linux/slab.h>
+#include <linux/string.h>
+static int __init longset_init(void)
+{
+	char *p = kmalloc(4 << 20, GFP_KERNEL);      /* KMALLOC_MAX_SIZE */
+	if (p)
+		memset(p, 0, 4 << 20);
+	return p ? 0 : -12;
+}
+module_init(longset_init);
+""")
+    with kloaderd.run_in_thread(on_problems="ignore", watchdog=1e-9) as daemon, \
+            Client(daemon.socket_path) as client:
+        with pytest.raises(OSError) as caught:
+            client.init_module(image)
+        assert caught.value.errno == errno.EFAULT
+        assert "watchdog: BUG: soft lockup - CPU#0 stuck for" in _log(client)
+
+
+def test_thousands_of_huge_fields_cost_what_is_kept(tmp_path):
+    """Defect 5: each `%8388607d` was built in full before truncation (a
+    thousand of them: 8 GB; on main this test is OOM-killed or times out).
+    printk keeps 1,023 bytes; snprintf returns the full length without
+    building it."""
+    fields = "%8388607d" * 1000
+    image = _module(tmp_path, "widefmt", rf"""
+static int __init widefmt_init(void)
+{{
+	char buf[16];
+	int n = snprintf(buf, sizeof(buf), "{fields}", {", ".join(["1"] * 1000)});
+	printk(KERN_INFO "{fields}", {", ".join(["2"] * 1000)});
+	pr_info("snprintf said %d, kept '%s'\n", n, buf);
+	return 0;
+}}
+static void __exit widefmt_exit(void) {{ }}
+module_init(widefmt_init);
+module_exit(widefmt_exit);
+""")
+    with kloaderd.run_in_thread(on_problems="ignore") as daemon, Client(daemon.socket_path) as client:
+        client.init_module(image)
+        texts = [r["text"] for r in client.dmesg()]
+        full = 8388607 * 1000 % 2**32 - 2**32          # the int C's vsnprintf returns
+        assert f"snprintf said {full}, kept '{' ' * 15}'" in texts
+        # A record holds 1,023 bytes of formatted text, its KERN_INFO prefix included.
+        assert " " * 1021 in texts

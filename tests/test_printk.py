@@ -426,7 +426,7 @@ def make_ctx(mem, args=(), module="hello", **extra):
     taints = []
     kernel = SimpleNamespace(log=LogBuffer(), add_taint=taints.append,
                              symbolize=lambda address, offset=True: None)
-    ctx = SimpleNamespace(mem=mem, kernel=kernel, va=lambda: iter(args),
+    ctx = SimpleNamespace(mem=mem, kernel=kernel, va=lambda: iter(args), still_running=lambda: None,
                           module=SimpleNamespace(name=module) if module else None, **extra)
     return ctx, taints
 

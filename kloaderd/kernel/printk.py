@@ -114,6 +114,7 @@ _QUAL_BITS = {"H": 8, "h": 16, "": 32}     # everything else is 64 bits on x86-6
 _QUALIFIERS = frozenset(b"hlLzZtjq")
 _DIGITS = b"0123456789ABCDEF"
 _DEREF_FORMATS = frozenset("ahMmIi")
+_WIDE_CONVERSIONS = frozenset("csdiuoxXp")      # those a field width pads
 _PTR_KEY = os.urandom(16)                  # per boot: this daemon process
 _KERNEL_ERRNAMES = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
                     515: "ENOIOCTLCMD", 516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER",
@@ -220,13 +221,63 @@ def _is_err(ptr: int) -> bool:
     return ptr >= (1 << 64) - MAX_ERRNO
 
 
+# Longer than any conversion's own text but %s's (a number with the largest
+# precision, a %pS symbol, 64 bytes of %ph): a field wider than what is kept
+# plus this is padding beyond the kept part, counted rather than built.
+NATURAL_MAX = 1 << 16
+SPILL_CHUNK = 1 << 16      # bytes an `_Output` holds before handing them to its spill
+
+
+class _Output:
+    """vsnprintf's buffer: keeps the first `room` bytes of the output and
+    counts its whole length, as vsnprintf writes while buf < end and goes on
+    counting.  With a `spill`, kept bytes are handed on every SPILL_CHUNK (to
+    guest memory, so a buffer too short for its claimed size faults where
+    Linux would), and Python never holds more than a chunk and one field."""
+
+    def __init__(self, room: int | None, spill: Callable[[int, bytes], None] | None = None) -> None:
+        self.room = room
+        self.spill = spill
+        self.kept = bytearray()
+        self.spilled = 0
+        self.length = 0
+
+    def left(self) -> int | None:
+        """Bytes that will still be kept (None: no limit)."""
+        return None if self.room is None else max(0, self.room - self.length)
+
+    def put(self, data: bytes) -> None:
+        left = self.left()
+        self.kept += data if left is None or left >= len(data) else data[:left]
+        self.length += len(data)
+        if self.spill is not None and len(self.kept) >= SPILL_CHUNK:
+            self.flush()
+
+    def pad(self, count: int) -> None:
+        """`count` spaces, built only as far as they are kept."""
+        left = self.left()
+        built = count if left is None else min(count, left)
+        self.put(b" " * built)
+        self.length += count - built
+
+    def flush(self) -> None:
+        if self.spill is not None and self.kept:
+            self.spill(self.spilled, bytes(self.kept))
+            self.spilled += len(self.kept)
+            self.kept.clear()
+
+
 class Formatter:
-    """One vsnprintf environment: guest memory for %s, kallsyms for %pS."""
+    """One vsnprintf environment: guest memory for %s, kallsyms for %pS, and
+    `check`, called between conversions (the watchdog: a format of thousands
+    of fields is work the calling task answers for)."""
 
     def __init__(self, mem: GuestMemory | None = None,
-                 symbolize: Symbolizer | None = None) -> None:
+                 symbolize: Symbolizer | None = None,
+                 check: Callable[[], None] | None = None) -> None:
         self.mem = mem
         self.symbolize = symbolize
+        self.check = check
 
     def string(self, ptr: int, spec: _Spec) -> bytes:
         if ptr == 0:
@@ -309,14 +360,22 @@ class Formatter:
 
     def format(self, fmt: bytes, args: Iterator[int]) -> bytes:
         """The whole output of vsnprintf(fmt, args), untruncated."""
-        out = bytearray()
+        out = _Output(None)
+        self.write(fmt, args, out)
+        return bytes(out.kept)
+
+    def write(self, fmt: bytes, args: Iterator[int], out: _Output) -> None:
+        """Format into `out`: its kept bytes and the full length.  The work
+        is bounded by what is kept, not by the field widths asked for."""
         i, n = 0, len(fmt)
         while i < n:
+            if self.check is not None:
+                self.check()
             pct = fmt.find(b"%", i)
             if pct < 0:
-                out += fmt[i:]
+                out.put(fmt[i:])
                 break
-            out += fmt[i:pct]
+            out.put(fmt[i:pct])
             i = pct + 1
             spec = _Spec()
             while i < n and fmt[i] in _FLAG_CHARS:
@@ -341,22 +400,44 @@ class Formatter:
                     i += 1
             conv = chr(fmt[i]) if i < n else ""
             i += 1
-            if conv == "c":
-                out += _widen(bytes([next(args) & 0xFF]), spec)
-            elif conv == "s":
-                out += self.string(next(args) & _U64, spec)
-            elif conv == "p":
+            ext = ""
+            if conv == "p":
                 start = i
                 while i < n and chr(fmt[i]).isalnum():     # Linux skips the whole extension
                     i += 1
-                out += self.pointer(next(args) & _U64, fmt[start:i].decode("latin-1"), spec)
+                ext = fmt[start:i].decode("latin-1")
+            left = out.left()
+            unkept = 0 if left is None else spec.width - (left + NATURAL_MAX)
+            if conv not in _WIDE_CONVERSIONS or ext[:1] == "h":
+                unkept = 0                 # no field width: '%', %ph (a byte count), a stop
+            if conv == "s" and unkept > 0:
+                # Pad by count: the string's own length decides the field's.
+                width, spec.width = spec.width, -1
+                text = self.string(next(args) & _U64, spec)
+                if spec.flags & LEFT:
+                    out.put(text)
+                    out.pad(width - len(text))
+                else:
+                    out.pad(width - len(text))
+                    out.put(text)
+                continue
+            if unkept > 0:
+                # Only padding lies past what is kept: build the field that
+                # much narrower, count the rest (its kept prefix is the same).
+                spec.width -= unkept
+            if conv == "c":
+                out.put(_widen(bytes([next(args) & 0xFF]), spec))
+            elif conv == "s":
+                out.put(self.string(next(args) & _U64, spec))
+            elif conv == "p":
+                out.put(self.pointer(next(args) & _U64, ext, spec))
             elif conv == "%":
-                out += b"%"
+                out.put(b"%")
             elif conv in ("d", "i", "u", "o", "x", "X"):
-                out += self._integer(conv, qualifier, next(args), spec)
+                out.put(self._integer(conv, qualifier, next(args), spec))
             else:
                 break                     # FORMAT_TYPE_INVALID: stop, as Linux does
-        return bytes(out)
+            out.length += max(unkept, 0)
 
     @staticmethod
     def _integer(conv: str, qualifier: str, arg: int, spec: _Spec) -> bytes:
@@ -396,6 +477,20 @@ def vsnprintf(fmt: bytes, args: Iterator[int], *, mem: GuestMemory | None = None
     it as C's va_arg would.
     """
     return Formatter(mem, symbolize).format(fmt, args)
+
+
+def vsnprintf_bounded(fmt: bytes, args: Iterator[int], room: int, *,
+                      mem: GuestMemory | None = None, symbolize: Symbolizer | None = None,
+                      check: Callable[[], None] | None = None,
+                      spill: Callable[[int, bytes], None] | None = None) -> tuple[bytes, int]:
+    """(the first `room` bytes of the output, its full length), in time and
+    memory bounded by `room` and the format rather than by the widths it
+    asks for (`%8388607d` a thousand times costs what its kept part costs).
+    With `spill`, kept bytes go there in chunks and the bytes returned are
+    only the last, unspilled ones."""
+    out = _Output(room, spill)
+    Formatter(mem, symbolize, check).write(fmt, args, out)
+    return bytes(out.kept), out.length
 
 
 # -- the log ----------------------------------------------------------------

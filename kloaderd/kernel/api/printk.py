@@ -6,9 +6,9 @@ The formatting is `kernel.printk.vsnprintf`; the text goes to the shared
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from ..printk import KERN_WARNING, VaList, vsnprintf
+from ..printk import KERN_WARNING, PRINTKRB_RECORD_MAX, VaList, vsnprintf_bounded
 from . import export
 
 FORMAT_LIMIT = 1 << 16        # longest format string read from the guest
@@ -17,11 +17,15 @@ CUT_HERE = "------------[ cut here ]------------"
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
 
 
-def format_guest(ctx, fmt: int, args: Iterator[int]) -> bytes:
+def format_guest(ctx, fmt: int, args: Iterator[int], room: int = PRINTKRB_RECORD_MAX,
+                 spill: Callable[[int, bytes], None] | None = None) -> tuple[bytes, int]:
     """vsnprintf with a guest format string, guest memory for %s and kallsyms
-    for %pS; shared by every printf-like kernel function."""
+    for %pS; shared by every printf-like kernel function.  (The first `room`
+    bytes, the full length): the work is bounded by `room`, never by the
+    widths the format asks for, and the watchdog may end it."""
     text = ctx.mem.read_cstr(fmt, FORMAT_LIMIT)
-    return vsnprintf(text, args, mem=ctx.mem, symbolize=ctx.kernel.symbolize)
+    return vsnprintf_bounded(text, args, room, mem=ctx.mem, symbolize=ctx.kernel.symbolize,
+                             check=ctx.still_running, spill=spill)
 
 
 def _caller(ctx) -> str | None:
@@ -30,12 +34,12 @@ def _caller(ctx) -> str | None:
 
 @export("_printk", "int _printk(const char *fmt, ...)", nargs=1, variadic=True)
 def _printk(ctx, fmt: int) -> int:
-    return ctx.kernel.log.printk(format_guest(ctx, fmt, ctx.va()), _caller(ctx))
+    return ctx.kernel.log.printk(format_guest(ctx, fmt, ctx.va())[0], _caller(ctx))
 
 
 @export("vprintk", "int vprintk(const char *fmt, va_list args)", nargs=2)
 def vprintk(ctx, fmt: int, args: int) -> int:
-    return ctx.kernel.log.printk(format_guest(ctx, fmt, VaList(ctx.mem, args)), _caller(ctx))
+    return ctx.kernel.log.printk(format_guest(ctx, fmt, VaList(ctx.mem, args))[0], _caller(ctx))
 
 
 @export("warn_slowpath_fmt",
@@ -55,7 +59,7 @@ def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
     where += ctx.kernel.symbolize(ctx.caller, True) or f"{ctx.caller:#x}"
     log.emit(KERN_WARNING, where, caller)
     if fmt:
-        log.printk(format_guest(ctx, fmt, ctx.va()), caller)
+        log.printk(format_guest(ctx, fmt, ctx.va())[0], caller)
     log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---", caller)
     add_taint = getattr(ctx.kernel, "add_taint", None)
     if add_taint is not None:

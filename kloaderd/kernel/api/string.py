@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+from ..memory import GuestFault
 from ..params import ParamError, kstrto_bits, kstrtobool as _kstrtobool
 from ..printk import VaList
 from . import export
@@ -27,29 +28,64 @@ def _cstr(ctx, addr: int, limit: int = STRING_LIMIT) -> bytes:
 
 # -- memory ----------------------------------------------------------------------
 
+CHUNK = 1 << 16               # bytes a bulk memory function moves between watchdog checks
+
+
+def _pieces(ctx, count: int, backward: bool = False) -> Iterator[tuple[int, int]]:
+    """(offset, length) pieces of a `count`-byte operation, the watchdog
+    checked between them: the work is what the guest's mapped memory lets
+    the function touch (it faults at the first unmapped page, as Linux's
+    would), never a Python object of `count` bytes."""
+    offsets = range(0, count, CHUNK)
+    for offset in reversed(offsets) if backward else offsets:
+        yield offset, min(CHUNK, count - offset)
+        ctx.still_running()
+
+
+def _write_upto_fault(ctx, addr: int, data: bytes) -> None:
+    """Write as a string instruction does: every byte before a fault lands."""
+    try:
+        ctx.mem.write(addr, data)
+    except GuestFault as fault:
+        done = (fault.address - addr) & ((1 << 64) - 1)
+        if 0 < done < len(data):
+            ctx.mem.write(addr, data[:done])
+        raise
+
+
+def _copy(ctx, dest: int, src: int, count: int) -> int:
+    # Overlapping with dest above src: copy from the end, as memmove must.
+    backward = src < dest < src + count
+    for offset, n in _pieces(ctx, count, backward):
+        _write_upto_fault(ctx, dest + offset, ctx.mem.read(src + offset, n))
+    return dest
+
+
 @export("memcpy", "void *memcpy(void *dest, const void *src, size_t count)", nargs=3)
 def memcpy(ctx, dest: int, src: int, count: int) -> int:
-    if count:
-        ctx.mem.write(dest, ctx.mem.read(src, count))
-    return dest
+    return _copy(ctx, dest, src, count)
 
 
 @export("memmove", "void *memmove(void *dest, const void *src, size_t count)", nargs=3)
 def memmove(ctx, dest: int, src: int, count: int) -> int:
-    return memcpy(ctx, dest, src, count)     # read whole, then write: overlap is safe
+    return _copy(ctx, dest, src, count)
 
 
 @export("memset", "void *memset(void *s, int c, size_t count)", nargs=3)
 def memset(ctx, s: int, c: int, count: int) -> int:
-    if count:
-        ctx.mem.write(s, bytes([c & 0xFF]) * count)
+    fill = bytes([c & 0xFF]) * min(count, CHUNK)
+    for offset, n in _pieces(ctx, count):
+        _write_upto_fault(ctx, s + offset, fill[:n])
     return s
 
 
 @export("memcmp", "int memcmp(const void *cs, const void *ct, size_t count)", nargs=3)
 def memcmp(ctx, cs: int, ct: int, count: int) -> int:
-    a, b = ctx.mem.read(cs, count), ctx.mem.read(ct, count)
-    return next((x - y for x, y in zip(a, b) if x != y), 0)
+    for offset, n in _pieces(ctx, count):
+        a, b = ctx.mem.read(cs + offset, n), ctx.mem.read(ct + offset, n)
+        if a != b:
+            return next(x - y for x, y in zip(a, b) if x != y)
+    return 0
 
 
 # -- strings ---------------------------------------------------------------------
@@ -140,10 +176,13 @@ def _print_to(ctx, buf: int, size: int, fmt: int, args: Iterator[int]) -> int:
     """vsnprintf(): write at most size-1 bytes and a NUL; return the full length."""
     if size > INT_MAX:                        # WARN_ON_ONCE(size > INT_MAX)
         return 0
-    text = format_guest(ctx, fmt, args)
+    room = max(size - 1, 0)
+    tail, length = format_guest(ctx, fmt, args, room,
+                                spill=lambda offset, data: ctx.mem.write(buf + offset, data))
     if size:
-        ctx.mem.write(buf, text[:size - 1] + b"\0")
-    return len(text)
+        # What was not spilled yet, and the NUL after what fitted.
+        ctx.mem.write(buf + min(length, room) - len(tail), tail + b"\0")
+    return length
 
 
 def _written(length: int, size: int) -> int:
