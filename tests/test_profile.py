@@ -11,7 +11,6 @@ corpus's reason where it cannot be had.
 from __future__ import annotations
 
 import errno
-import lzma
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import trio
 from kloader_client import Client
 from kloaderd import embed
 from kloaderd.errors import KernelError
+from realkernel import corpus, read_module
 from kloaderd.kernel import api
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from kloaderd.kernel.profile import (KernelProfile, find_build_tree, parse_config, parse_symvers,
@@ -28,7 +28,7 @@ from kloaderd.kernel.profile import (KernelProfile, find_build_tree, parse_confi
 from lifecycle_helpers import footprint, texts
 
 RELEASE = "6.1.99-kloadertest"
-NOT_EMULATED = {"crypto_register_alg": (0x11112222, "EXPORT_SYMBOL_GPL", ""),
+NOT_EMULATED = {"kloader_test_register": (0x11112222, "EXPORT_SYMBOL_GPL", ""),
                 "ns_func": (0x33334444, "EXPORT_SYMBOL", "TESTNS")}
 CONFIG = ("# CONFIG_PREEMPT_NONE is not set\nCONFIG_SMP=y\nCONFIG_PREEMPT_BUILD=y\n"
           "CONFIG_PREEMPT_DYNAMIC=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n"
@@ -121,13 +121,13 @@ def test_the_kernel_takes_the_profiles_identity_and_exports(tree: Path):
     status = kernel.status()
     assert (status["release"], status["vermagic"], status["kernel"]) == \
         (RELEASE, f"{RELEASE} SMP preempt mod_unload modversions ", str(tree.resolve()))
-    sym = kernel.symbols.get("crypto_register_alg")
+    sym = kernel.symbols.get("kloader_test_register")
     assert (sym.crc, sym.gpl_only, sym.namespace) == (0x11112222, True, "")
     assert kernel.symbols.get("ns_func").namespace == "TESTNS"
     assert kernel.symbols.get("cast_s1") is None     # a module's export, not the kernel's
     assert kernel.symbols.get("msleep").address == kernel.machine.kernel_symbols()["msleep"]
     assert len(kernel.symbols) == len(api.FUNCTIONS) + len(api.OBJECTS) + len(NOT_EMULATED)
-    assert kernel.symbolize(sym.address) == "crypto_register_alg+0x0/0x10"
+    assert kernel.symbolize(sym.address) == "kloader_test_register+0x0/0x10"
 
 
 def test_without_a_profile_kloaders_own_kernel_stays():
@@ -144,7 +144,7 @@ MODULE_LICENSE("GPL");
 #ifdef IMPORT
 MODULE_IMPORT_NS(TESTNS);
 #endif
-extern int crypto_register_alg(void *alg);
+extern int kloader_test_register(void *alg);
 extern void ns_func(void);
 static int __init ne_init(void)
 {
@@ -153,7 +153,7 @@ static int __init ne_init(void)
 	ns_func();
 	return 0;
 #else
-	return crypto_register_alg((void *)0) + 1;
+	return kloader_test_register((void *)0) + 1;
 #endif
 }
 static void __exit ne_exit(void) { }
@@ -180,14 +180,14 @@ def test_calling_a_not_emulated_function_oopses_naming_it_and_unwinds(tree, ne_s
     with pytest.raises(KernelError) as failed:
         _load(kernel, ko.read_bytes())
     assert failed.value.errno == errno.EFAULT
-    assert "ne: init oopsed: kloader: kernel function crypto_register_alg is not emulated" \
+    assert "ne: init oopsed: kloader: kernel function kloader_test_register is not emulated" \
         in failed.value.message
     log = texts(kernel)
     assert "ne: calling it" in log
-    oops = log.index("kloader: kernel function crypto_register_alg is not emulated")
+    oops = log.index("kloader: kernel function kloader_test_register is not emulated")
     assert log[oops + 1] == "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"
     assert re.search(rf"Comm: insmod Not tainted|Comm: insmod Tainted: .* {RELEASE} #1", log[oops + 2])
-    assert "RIP: 0010:crypto_register_alg+0x0/0x10" in log
+    assert "RIP: 0010:kloader_test_register+0x0/0x10" in log
     assert any(re.fullmatch(r" \? ne_init\+0x\w+/0x\w+ \[ne\]", line) for line in log)
     assert footprint(kernel) == before
     assert "D" in kernel.taints
@@ -234,20 +234,6 @@ def test_a_bad_kernel_option_fails_the_daemon_start(tmp_path):
 
 # -- the real kernels of the corpus ---------------------------------------------------
 
-def corpus(flavour: str) -> tuple[Path, Path]:
-    """(modules dir, build tree) of a Debian kernel, or skip saying why not."""
-    from tools import kernel_corpus
-    try:
-        root = kernel_corpus.fetch(flavour)
-    except kernel_corpus.Unavailable as exc:
-        pytest.skip(f"Debian {flavour} kernel corpus unavailable: {exc}")
-    return kernel_corpus.modules_dir(root), kernel_corpus.build_dir(root)
-
-
-def read_module(path: Path) -> bytes:
-    data = path.read_bytes()
-    return lzma.decompress(data) if path.suffix == ".xz" else data
-
 
 @pytest.fixture(params=["6.1", "6.12"])
 def real(request) -> tuple[Path, Path]:
@@ -276,9 +262,9 @@ def test_a_real_module_loads_unforced_and_the_next_one_stops_at_what_is_missing(
         await kernel.init_module(find("cast_common"))
         before = footprint(kernel)
         with pytest.raises(KernelError) as failed:
-            await kernel.init_module(find("cast5_generic"))
+            await kernel.init_module(find("act_gact"))
         assert failed.value.errno == errno.EFAULT
-        assert "kernel function crypto_register_alg is not emulated" in failed.value.message
+        assert "kernel function tcf_register_action is not emulated" in failed.value.message
         assert footprint(kernel) == before
         await kernel.delete_module("cast_common")
 

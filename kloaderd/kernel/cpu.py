@@ -40,8 +40,8 @@ from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_
                       UTS_RELEASE)
 from . import api
 from .memory import AddressSpace, GuestFault, page_align
-from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, NotEmulated, Oops, Panic, page_fault_header,
-                   render)
+from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, KernelBug, NotEmulated, Oops, Panic,
+                   page_fault_header, render)
 from .preempt import TIMER
 from .sched import BusyWait, Scheduler, Task
 
@@ -582,6 +582,8 @@ class Machine:
         header: list[str] = []
         if isinstance(exc, NotEmulated):
             kind, header = "not-emulated", [f"kloader: kernel function {exc.name} is not emulated"]
+        elif isinstance(exc, KernelBug):
+            kind, header = "bug", [f"kernel BUG at {exc.where}!"]
         elif not isinstance(exc, (GuestFault, Panic)):
             # A bug in kloader's implementation, or a use it cannot serve.
             kind, header = "kernel-bug", [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -34,6 +34,8 @@ from .registry import Registrations
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, finish_removal
+
+T = TypeVar("T")
 
 
 def option(default: Any, help: str, metavar: str = "", *, at_least: float | None = None,
@@ -107,6 +109,7 @@ class Kernel:
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
         self.shutting_down = False
         self.registrations = Registrations(self.log, lambda: self.loaded.values())
+        self._subsystems: dict[type, Any] = {}
         api.load_all()
         self.machine = Machine(self, watchdog=self.options.watchdog, symbolize=self.symbolize)
         self.mem = self.machine.mem
@@ -122,7 +125,9 @@ class Kernel:
                 entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
                 self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
         else:
-            self._export_profile(exported)
+            version = self.profile.version
+            self._export_profile({name: address for name, address in exported.items()
+                                  if api.emulated_for(name, version)})
         self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
         self.ksyms = Kallsyms(self.machine.kallsyms())
 
@@ -149,6 +154,14 @@ class Kernel:
             address = implemented.get(name) or stubs[name]
             self.symbols.add(KernelSymbol(name, address, entry.gpl, None, entry.crc,
                                           entry.namespace))
+
+    def subsystem(self, cls: type[T]) -> T:
+        """The one state object of a subsystem (`cls(kernel)`), made on first
+        use: a subsystem keeps its per-kernel state here, not in globals."""
+        state = self._subsystems.get(cls)
+        if state is None:
+            state = self._subsystems[cls] = cls(self)
+        return state
 
     # -- notification -------------------------------------------------------
     def notify(self) -> None:

@@ -36,6 +36,16 @@ class Oops(Exception):
         self.address = address
 
 
+class KernelBug(Exception):
+    """BUG() in a kernel function on the calling task's behalf: the CPU
+    reports "kernel BUG at FILE:LINE!" and an invalid-opcode oops, as the
+    `ud2` of Linux's BUG() would."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"kernel BUG at {where}!")
+        self.where = where
+
+
 @dataclass
 class Frame:
     """What the report needs to know about the dead task and its CPU."""

@@ -23,6 +23,22 @@ void *krealloc(const void *objp, size_t new_size, gfp_t flags) __alloc_size(2) _
 void kfree(const void *objp);
 size_t ksize(const void *objp);
 
+/* Named object caches (mm/slab_common.c); struct kmem_cache is opaque. */
+struct kmem_cache;
+typedef unsigned int slab_flags_t;
+#define SLAB_HWCACHE_ALIGN	((slab_flags_t)0x00002000U)
+#define SLAB_PANIC		((slab_flags_t)0x00040000U)
+struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+				     slab_flags_t flags, void (*ctor)(void *));
+void kmem_cache_destroy(struct kmem_cache *s);
+void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags) __malloc;
+void kmem_cache_free(struct kmem_cache *s, void *objp);
+unsigned int kmem_cache_size(struct kmem_cache *s);
+static inline void *kmem_cache_zalloc(struct kmem_cache *k, gfp_t flags)
+{
+	return kmem_cache_alloc(k, flags | __GFP_ZERO);
+}
+
 static __always_inline __alloc_size(1) void *kmalloc(size_t size, gfp_t flags)
 {
 	return __kmalloc(size, flags);

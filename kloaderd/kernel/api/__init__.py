@@ -11,14 +11,17 @@ resolves against, kallsyms, the CPU's dispatch, and the modversions CRC
 that `kmodbuild` writes into `__versions` (computed from `proto`, so a change
 of prototype changes the CRC exactly as genksyms would).
 
-Implementations are registered with the decorators below from the modules of
-this package; `load_all()` imports them so the table is complete.
+Implementations are registered with the decorators below, from the modules
+of this package and from the subsystems that own them (DESIGN.md §10:
+`kloaderd/lib/`, `kloaderd/crypto/`, …, listed in `SUBSYSTEMS`);
+`load_all()` imports them all so the table is complete.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,6 +45,11 @@ class KernelFunction:
     gpl: bool
     proto: str
     variadic: bool = False
+    # The Linux (major, minor) whose structure layouts the implementation
+    # reads and writes (a `struct crypto_alg`, a `struct pci_driver`): under
+    # a profile of another release the function is not emulated rather than
+    # wrong.  None: it reads no kernel structure, any release will do.
+    layouts: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,25 @@ OBJECTS: dict[str, KernelObject] = {}
 
 def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
            variadic: bool = False) -> Callable[[Impl], Impl]:
-    """Register a kernel function; `proto` is its C prototype."""
+    """Register a kernel function; `proto` is its C prototype.  A module that
+    defines `LAYOUTS = (major, minor)` before its exports declares that its
+    functions read that Linux release's structure layouts."""
     def register(impl: Impl) -> Impl:
         old = FUNCTIONS.get(name)
         if name in OBJECTS or old is not None and _origin(old.impl) != _origin(impl):
             raise ValueError(f"kernel symbol {name} exported twice")
-        FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic)
+        layouts = getattr(sys.modules.get(impl.__module__), "LAYOUTS", None)
+        FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic, layouts)
         return impl
     return register
+
+
+def emulated_for(name: str, version: tuple[int, int] | None) -> bool:
+    """Whether kloader's implementation of `name` holds for a kernel of
+    `version` (None: kloader's own kernel, whose headers use the layouts
+    the implementations read)."""
+    entry = FUNCTIONS.get(name)
+    return entry is None or entry.layouts is None or version is None or entry.layouts == version
 
 
 def _origin(impl: Impl) -> tuple[str, str]:
@@ -93,14 +112,30 @@ def symbol_crc(name: str) -> int:
     return zlib.crc32(entry.proto.encode())
 
 
+# Packages and modules outside this one whose modules export kernel
+# functions: each subsystem in its own place, as Linux's tree has it.
+# A package stands for every module in it.
+SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.notifier",
+              "kloaderd.lib", "kloaderd.mm.slab_common", "kloaderd.crypto", "kloaderd.fs.nls_base",
+              "kloaderd.net",
+              "kloaderd.drivers.base.driver")
+
 _loaded = False
 
 
+def _import_tree(name: str) -> None:
+    module = importlib.import_module(name)
+    for info in pkgutil.iter_modules(getattr(module, "__path__", ())):
+        _import_tree(f"{name}.{info.name}")
+
+
 def load_all() -> None:
-    """Import every implementation module of this package (idempotent)."""
+    """Import every implementation module (idempotent)."""
     global _loaded
     if _loaded:
         return
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
+    for name in SUBSYSTEMS:
+        _import_tree(name)
     _loaded = True

@@ -55,15 +55,8 @@ def _busy_wait(seconds: float) -> Any:
 
 def _warn(ctx: Any, condition: str, where: str) -> None:
     """A WARN() splat: the lines Linux logs and the W taint it leaves."""
-    module = getattr(ctx.module, "name", None)
-    for line in ("------------[ cut here ]------------", condition,
-                 f"WARNING: CPU: 0 PID: {ctx.task.pid} at {where}",
-                 "Call Trace:", " <TASK>", f" {ctx.machine.symbol_name(ctx.caller)}", " </TASK>",
-                 "---[ end trace 0000000000000000 ]---"):
-        ctx.kernel.log.emit(KERN_WARNING, line, module)
-    add_taint = getattr(ctx.kernel, "add_taint", None)
-    if add_taint is not None:
-        add_taint("W")
+    from ..panic import warn
+    warn(ctx, condition, where)
 
 
 # --- time and sleeping -------------------------------------------------------

@@ -69,3 +69,60 @@ def kstrdup(ctx, s: int, gfp: int) -> int:
 @export("ksize", "size_t ksize(const void *objp)", nargs=1)
 def ksize(ctx, objp: int) -> int:
     return ctx.kernel.slab.ksize(objp)
+
+
+# --- what Linux 6.1's inline kmalloc() calls (include/linux/slab.h) -----------
+# A constant size picks its kmalloc cache at compile time (`kmalloc_caches`)
+# and passes it with the size; the size alone decides here, so the cache
+# argument is only carried.  NUMA node hints mean nothing on one node.
+
+def _kmalloc(ctx, size: int, flags: int) -> int:
+    return ctx.kernel.slab.alloc(size, _owner(ctx), zero=bool(flags & __GFP_ZERO))
+
+
+@export("kmalloc_trace", "void *kmalloc_trace(struct kmem_cache *s, gfp_t flags, size_t size)",
+        nargs=3)
+def kmalloc_trace(ctx, s: int, flags: int, size: int) -> int:
+    return _kmalloc(ctx, size, flags)
+
+
+@export("kmalloc_node_trace", "void *kmalloc_node_trace(struct kmem_cache *s, gfp_t gfpflags, "
+        "int node, size_t size)", nargs=4)
+def kmalloc_node_trace(ctx, s: int, flags: int, node: int, size: int) -> int:
+    return _kmalloc(ctx, size, flags)
+
+
+@export("__kmalloc_node", "void *__kmalloc_node(size_t size, gfp_t flags, int node)", nargs=3)
+def __kmalloc_node(ctx, size: int, flags: int, node: int) -> int:
+    return _kmalloc(ctx, size, flags)
+
+
+@export("kmalloc_large", "void *kmalloc_large(size_t size, gfp_t flags)", nargs=2)
+def kmalloc_large(ctx, size: int, flags: int) -> int:
+    return _kmalloc(ctx, size, flags)
+
+
+@export("kmalloc_large_node", "void *kmalloc_large_node(size_t size, gfp_t flags, int node)",
+        nargs=3)
+def kmalloc_large_node(ctx, size: int, flags: int, node: int) -> int:
+    return _kmalloc(ctx, size, flags)
+
+
+@export("kvmalloc_node", "void *kvmalloc_node(size_t size, gfp_t flags, int node)", nargs=3)
+def kvmalloc_node(ctx, size: int, flags: int, node: int) -> int:
+    """Unlike Linux, no vmalloc fallback: beyond KMALLOC_MAX_SIZE it is NULL."""
+    return _kmalloc(ctx, size, flags)
+
+
+@export("kvfree", "void kvfree(const void *addr)", nargs=1)
+def kvfree(ctx, addr: int) -> int:
+    return kfree(ctx, addr)
+
+
+@export("kfree_sensitive", "void kfree_sensitive(const void *p)", nargs=1)
+def kfree_sensitive(ctx, p: int) -> int:
+    """memzero_explicit() over the whole object (ksize), then kfree()."""
+    size = ctx.kernel.slab.ksize(p) if p > 16 else 0
+    if size:
+        ctx.mem.write(p, bytes(size))
+    return kfree(ctx, p)

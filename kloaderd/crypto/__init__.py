@@ -1,0 +1,1 @@
+"""The crypto API's registration side (crypto/): algorithms and templates."""

@@ -1,0 +1,1 @@
+"""Device drivers the emulated kernel provides to modules (drivers/)."""

@@ -1,0 +1,1 @@
+"""drivers/base/: the driver model (buses and drivers)."""

@@ -1,0 +1,211 @@
+"""drivers/base/{driver,bus}.c and the bus front ends (PCI, platform, ACPI):
+registering drivers and buses **with no devices present**.
+
+kloader's machine has no PCI, platform or ACPI devices, so registering a
+driver binds it to nothing and its probe never runs — exactly what Linux
+does on a machine without a matching device.  What registration does is
+real and visible: the `struct device_driver` inside the module's driver is
+filled in as Linux fills it (name, bus, owner, mod_name, and `p`, the
+driver-core private data, a kernel allocation), the driver is recorded per
+bus in the "driver" registry (shown in module_info; a driver left registered
+by a freed module is reported and unregistered), and a second driver of
+the same name on the same bus is refused as Linux refuses it ("Error: Driver
+'%s' is already registered, aborting..." and -EBUSY).
+
+Buses registered by modules (`bus_register`, e.g. virtio.ko's virtio bus)
+get their `p` the same way and are recorded in the "bus" registry; a driver
+on a bus whose `p` is unset is refused with Linux's "was unable to register
+with bus_type" message and -EINVAL.
+
+Where kloader differs: no sysfs entries (/sys/bus/*/drivers/*) or uevents
+are made; driver_find() is answered from the registry.  Linux 6.1 x86-64
+layouts: device_driver {name@0, bus@8, owner@16, mod_name@24, p@136},
+bus_type {name@0, p@168}, pci_driver.driver@120 (.name@16),
+platform_driver.driver@48, acpi_driver {name@0, drv@200, owner@344}.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from ...kernel.api import export
+from ...kernel.panic import warn
+from ...kernel.printk import KERN_ERR
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+DRV_NAME, DRV_BUS, DRV_OWNER, DRV_MOD_NAME, DRV_P = 0, 8, 16, 24, 136
+BUS_NAME, BUS_P = 0, 168
+BUS_TYPE_SIZE = 184
+PRIVATE_SIZE = 64                 # stands for struct driver_private / subsys_private
+PCI_DRIVER, PCI_NAME = 120, 16
+PLATFORM_DRIVER = 48
+ACPI_NAME, ACPI_DRV, ACPI_OWNER = 0, 200, 344
+
+
+def _cstr(ctx: Any, address: int) -> str:
+    return ctx.mem.read_cstr(address, 256).decode("utf-8", "replace") if address else ""
+
+
+def _log(ctx: Any, level: int, text: str) -> None:
+    ctx.kernel.log.emit(level, text, getattr(ctx.module, "name", None))
+
+
+class Buses:
+    """The core kernel's own buses, in kernel memory of one kernel: a real
+    profile's exported `pci_bus_type` is used where the kernel has it."""
+
+    CORE = ("pci", "platform", "acpi")
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self.core: dict[str, int] = {}
+
+    def bus(self, ctx: Any, name: str) -> int:
+        address = self.core.get(name)
+        if address is None:
+            slab = self.kernel.slab
+            address = ctx.machine.kernel_symbols().get(f"{name}_bus_type") or \
+                slab.alloc(BUS_TYPE_SIZE, None, zero=True)
+            text = slab.alloc(len(name) + 1, None)
+            if not address or not text:
+                raise MemoryError(f"no memory for the {name} bus")
+            ctx.mem.write(text, name.encode() + b"\0")
+            ctx.mem.write_u64(address + BUS_NAME, text)
+            ctx.mem.write_u64(address + BUS_P, slab.alloc(PRIVATE_SIZE, None, zero=True))
+            self.core[name] = address
+        return address
+
+
+def driver_register(ctx: Any, drv: int) -> int:
+    mem = ctx.mem
+    name, bus = _cstr(ctx, mem.read_u64(drv + DRV_NAME)), mem.read_u64(drv + DRV_BUS)
+    bus_name = _cstr(ctx, mem.read_u64(bus + BUS_NAME)) if bus else ""
+    if not bus or not mem.read_u64(bus + BUS_P):
+        _log(ctx, KERN_ERR, f"Driver '{name}' was unable to register with bus_type "
+                            f"'{bus_name}' because the bus was not initialized.")
+        return -errno.EINVAL
+    registry = ctx.kernel.registrations.registry("driver")
+    if registry.find((bus, name)) is not None:
+        _log(ctx, KERN_ERR, f"Error: Driver '{name}' is already registered, aborting...")
+        return -errno.EBUSY
+    private = ctx.kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
+    if not private:
+        return -errno.ENOMEM
+    mem.write_u64(drv + DRV_P, private)
+    regs = ctx.kernel.registrations
+    owner = ctx.kernel.module_by_struct(mem.read_u64(drv + DRV_OWNER)) or regs.module_at(drv)
+    registry.add((bus, name), f"{bus_name} driver {name}", owner=owner, address=drv,
+                 data=(ctx.kernel, private), on_leftover=_release_leftover)
+    return 0
+
+
+def driver_unregister(ctx: Any, drv: int) -> None:
+    mem = ctx.mem
+    if not drv or not mem.read_u64(drv + DRV_P):
+        warn(ctx, "Unexpected driver unregister!", "drivers/base/driver.c:273",
+             "driver_unregister")
+        return
+    name, bus = _cstr(ctx, mem.read_u64(drv + DRV_NAME)), mem.read_u64(drv + DRV_BUS)
+    entry = ctx.kernel.registrations.registry("driver").remove((bus, name))
+    if entry is not None:
+        ctx.kernel.slab.free(entry.data[1], None)
+    mem.write_u64(drv + DRV_P, 0)
+
+
+def _release_leftover(entry: Any) -> None:
+    kernel, private = entry.data
+    kernel.slab.free(private, None)
+
+
+def _fill(ctx: Any, drv: int, *, bus: str, owner: int | None = None, name: int | None = None,
+          mod_name: int | None = None) -> None:
+    mem = ctx.mem
+    if name is not None:
+        mem.write_u64(drv + DRV_NAME, name)
+    mem.write_u64(drv + DRV_BUS, ctx.kernel.subsystem(Buses).bus(ctx, bus))
+    if owner is not None:
+        mem.write_u64(drv + DRV_OWNER, owner)
+    if mod_name is not None:
+        mem.write_u64(drv + DRV_MOD_NAME, mod_name)
+
+
+@export("driver_register", "int driver_register(struct device_driver *drv)", nargs=1, gpl=True)
+def _driver_register(ctx: Any, drv: int) -> int:
+    return driver_register(ctx, drv)
+
+
+@export("driver_unregister", "void driver_unregister(struct device_driver *drv)", nargs=1,
+        gpl=True)
+def _driver_unregister(ctx: Any, drv: int) -> None:
+    driver_unregister(ctx, drv)
+
+
+@export("__pci_register_driver", "int __pci_register_driver(struct pci_driver *drv, "
+        "struct module *owner, const char *mod_name)", nargs=3)
+def __pci_register_driver(ctx: Any, drv: int, owner: int, mod_name: int) -> int:
+    _fill(ctx, drv + PCI_DRIVER, bus="pci", owner=owner, mod_name=mod_name,
+          name=ctx.mem.read_u64(drv + PCI_NAME))
+    return driver_register(ctx, drv + PCI_DRIVER)
+
+
+@export("pci_unregister_driver", "void pci_unregister_driver(struct pci_driver *drv)", nargs=1)
+def pci_unregister_driver(ctx: Any, drv: int) -> None:
+    driver_unregister(ctx, drv + PCI_DRIVER)
+
+
+@export("__platform_driver_register", "int __platform_driver_register(struct platform_driver "
+        "*drv, struct module *owner)", nargs=2, gpl=True)
+def __platform_driver_register(ctx: Any, drv: int, owner: int) -> int:
+    _fill(ctx, drv + PLATFORM_DRIVER, bus="platform", owner=owner)
+    return driver_register(ctx, drv + PLATFORM_DRIVER)
+
+
+@export("platform_driver_unregister", "void platform_driver_unregister(struct platform_driver "
+        "*drv)", nargs=1, gpl=True)
+def platform_driver_unregister(ctx: Any, drv: int) -> None:
+    driver_unregister(ctx, drv + PLATFORM_DRIVER)
+
+
+@export("acpi_bus_register_driver", "int acpi_bus_register_driver(struct acpi_driver *driver)",
+        nargs=1)
+def acpi_bus_register_driver(ctx: Any, driver: int) -> int:
+    mem = ctx.mem
+    _fill(ctx, driver + ACPI_DRV, bus="acpi", name=driver + ACPI_NAME,
+          owner=mem.read_u64(driver + ACPI_OWNER))
+    return driver_register(ctx, driver + ACPI_DRV)
+
+
+@export("acpi_bus_unregister_driver", "void acpi_bus_unregister_driver(struct acpi_driver "
+        "*driver)", nargs=1)
+def acpi_bus_unregister_driver(ctx: Any, driver: int) -> None:
+    driver_unregister(ctx, driver + ACPI_DRV)
+
+
+@export("bus_register", "int bus_register(struct bus_type *bus)", nargs=1, gpl=True)
+def bus_register(ctx: Any, bus: int) -> int:
+    name = _cstr(ctx, ctx.mem.read_u64(bus + BUS_NAME))
+    registry = ctx.kernel.registrations.registry("bus")
+    if any(e.data[1] == name for e in registry.entries()) or name in Buses.CORE:
+        _log(ctx, KERN_ERR, f"sysfs: cannot create duplicate filename '/bus/{name}'")
+        return -errno.EEXIST
+    private = ctx.kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
+    if not private:
+        return -errno.ENOMEM
+    ctx.mem.write_u64(bus + BUS_P, private)
+    registry.add(bus, f"bus {name}", owner=ctx.kernel.registrations.module_at(bus),
+                 address=bus, data=(ctx.kernel, name, private), on_leftover=_release_bus)
+    return 0
+
+
+@export("bus_unregister", "void bus_unregister(struct bus_type *bus)", nargs=1, gpl=True)
+def bus_unregister(ctx: Any, bus: int) -> None:
+    entry = ctx.kernel.registrations.registry("bus").remove(bus)
+    if entry is not None:
+        ctx.kernel.slab.free(entry.data[2], None)
+
+
+def _release_bus(entry: Any) -> None:
+    kernel, _, private = entry.data
+    kernel.slab.free(private, None)

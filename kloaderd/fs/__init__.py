@@ -1,0 +1,1 @@
+"""Filesystems and what the VFS offers modules (fs/)."""

@@ -1,0 +1,111 @@
+"""fs/nls/nls_base.c: the registry of character sets (`register_nls`),
+which every fs/nls/nls_*.ko module's init and exit are about.
+
+As Linux: `tables` is a singly linked list threaded through
+`struct nls_table.next` (Linux 6.1: charset@0, owner@48, next@56), headed
+by the built-in "default" table (a kernel object here, so the first
+registered table's `next` points at it as in Linux).  `__register_nls` sets
+`owner` and pushes the table on the front; a table whose `next` is already
+set, or that is already on the list, is -EBUSY.  `unregister_nls` of a table
+not on the list is -EINVAL.  Each registered table is also in the "nls"
+registry, so one left registered by a freed module is reported and unlinked.
+
+Not emulated: `load_nls`/`unload_nls`, which look tables up for
+filesystems (none mounts here yet).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from ..kernel.api import export
+from ..kernel.memory import GuestFault
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+CHARSET, OWNER, NEXT = 0, 48, 56
+NLS_TABLE_SIZE = 64
+DEFAULT_CHARSET = b"default\0"
+
+
+class NlsTables:
+    """`tables` of one kernel: the guest address of its first table."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        default = kernel.slab.alloc(NLS_TABLE_SIZE + len(DEFAULT_CHARSET), None, zero=True)
+        if not default:
+            raise MemoryError("no memory for the default nls table")
+        kernel.mem.write(default + NLS_TABLE_SIZE, DEFAULT_CHARSET)
+        kernel.mem.write_u64(default + CHARSET, default + NLS_TABLE_SIZE)
+        self.first = default
+
+    def links(self) -> Any:
+        """The addresses of the pointers along the list: `tables`, then each `next`."""
+        yield None                                   # `tables` itself, kept in Python
+        table = self.first
+        while table:
+            yield table + NEXT
+            table = self.kernel.mem.read_u64(table + NEXT)
+
+    def read(self, link: int | None) -> int:
+        return self.first if link is None else self.kernel.mem.read_u64(link)
+
+    def write(self, link: int | None, value: int) -> None:
+        if link is None:
+            self.first = value
+        else:
+            self.kernel.mem.write_u64(link, value)
+
+    def unlink(self, nls: int) -> bool:
+        for link in self.links():
+            if self.read(link) == nls:
+                self.write(link, self.kernel.mem.read_u64(nls + NEXT))
+                return True
+            if self.read(link) == 0:
+                break
+        return False
+
+
+def _charset(ctx: Any, nls: int) -> str:
+    name = ctx.mem.read_u64(nls + CHARSET)
+    return ctx.mem.read_cstr(name, 64).decode("utf-8", "replace") if name else "?"
+
+
+@export("__register_nls", "int __register_nls(struct nls_table *nls, struct module *owner)",
+        nargs=2)
+def __register_nls(ctx: Any, nls: int, owner: int) -> int:
+    mem = ctx.mem
+    if mem.read_u64(nls + NEXT):
+        return -errno.EBUSY
+    mem.write_u64(nls + OWNER, owner)
+    tables = ctx.kernel.subsystem(NlsTables)
+    table = tables.first
+    while table:
+        if table == nls:
+            return -errno.EBUSY
+        table = mem.read_u64(table + NEXT)
+    mem.write_u64(nls + NEXT, tables.first)
+    tables.first = nls
+    regs = ctx.kernel.registrations
+    module = ctx.kernel.module_by_struct(owner) or regs.module_at(nls)
+    regs.registry("nls").add(nls, f"nls table {_charset(ctx, nls)}", owner=module, address=nls,
+                             data=tables, on_leftover=_unlink_leftover)
+    return 0
+
+
+@export("unregister_nls", "int unregister_nls(struct nls_table *nls)", nargs=1)
+def unregister_nls(ctx: Any, nls: int) -> int:
+    tables = ctx.kernel.subsystem(NlsTables)
+    if not tables.unlink(nls):
+        return -errno.EINVAL
+    ctx.kernel.registrations.registry("nls").remove(nls)
+    return 0
+
+
+def _unlink_leftover(entry: Any) -> None:
+    try:
+        entry.data.unlink(entry.key)
+    except GuestFault:
+        pass

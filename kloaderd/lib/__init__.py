@@ -1,0 +1,2 @@
+"""lib/: the helpers Linux's lib/ exports to modules (list debugging,
+refcount saturation, rate limiting, bit searching)."""

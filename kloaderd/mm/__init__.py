@@ -1,0 +1,1 @@
+"""Memory management beyond the slab: user copies (mm/ and lib/usercopy.c)."""

@@ -1,0 +1,191 @@
+"""mm/slab_common.c and SLUB's kmem_cache API: named object caches.
+
+A cache made by `kmem_cache_create` is a kloader object (modules treat
+`struct kmem_cache` as opaque) recorded in the "slab_cache" registry, so a
+module that forgets `kmem_cache_destroy` is told at unload.  Its objects
+come from the kernel heap (`Slab`), accounted to the allocating module as
+kmalloc's are, so objects not freed are that module's leaks.  As Linux:
+
+* flags outside SLAB_FLAGS_PERMITTED are "kmem_cache_create(NAME) failed
+  with error -22" and NULL (SLAB_PANIC makes it a panic);
+* alignment is calculate_alignment()'s: SLAB_HWCACHE_ALIGN aligns to the
+  64-byte line (halved while the object fits in half), never below 8;
+* a constructor runs on each object before it is handed out;
+* `kmem_cache_free` of an object of another cache is the WARN
+  "cache_from_obj: Wrong slab cache. A but object is from B" (SLUB under
+  slab_debug) and the object is freed to its own cache;
+* `kmem_cache_destroy` of a cache with objects still allocated reports
+  "BUG NAME (Tainted): Objects remaining in NAME on __kmem_cache_shutdown()"
+  and the WARN "kmem_cache_destroy NAME: Slab cache still has objects", and
+  keeps the cache (Linux leaks it); destroying NULL does nothing.
+
+Where kloader differs: caches are never merged with one another (slab
+merging is invisible to modules), and a constructor runs for every
+allocation rather than once per object of a new slab page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kernel.api import export
+from ..kernel.callback import call_module_code
+from ..kernel.panic import warn
+from ..kernel.printk import KERN_ERR, KERN_WARNING
+from ..kernel.slab import KMALLOC_MAX_SIZE
+
+__GFP_ZERO = 0x100
+SLAB_HWCACHE_ALIGN = 0x00002000
+SLAB_PANIC = 0x00040000
+# SLAB_CORE_FLAGS | SLAB_DEBUG_FLAGS | SLAB_CACHE_FLAGS for SLUB (mm/slab.h, 6.1)
+SLAB_FLAGS_PERMITTED = (0x00000100 | 0x00000400 | 0x00000800 | 0x00002000 | 0x00004000 |
+                        0x00040000 | 0x00080000 | 0x00200000 | 0x00800000 | 0x01000000 |
+                        0x02000000 | 0x04000000 | 0x08000000 | 0x20000000 | 0x00010000 |
+                        0x00020000)
+CACHE_LINE = 64
+NAME_LIMIT = 256
+CACHE_OBJECT_SIZE = 64          # the kloader object a `struct kmem_cache *` points at
+
+
+class KmemCache:
+    def __init__(self, name: str, size: int, align: int, ctor: int) -> None:
+        self.name, self.size, self.align, self.ctor = name, size, align, ctor
+        self.objects: set[int] = set()
+
+    def alloc_size(self) -> int:
+        """A size the heap hands out aligned to `align`: power-of-two sizes
+        come back naturally aligned, others at 8."""
+        size = -(-max(self.size, 1) // self.align) * self.align
+        if self.align > 8:
+            size = 1 << (size - 1).bit_length()
+        return size
+
+
+class Caches:
+    def __init__(self, kernel: Any) -> None:
+        self.by_address: dict[int, KmemCache] = {}
+
+
+def calculate_alignment(flags: int, align: int, size: int) -> int:
+    if flags & SLAB_HWCACHE_ALIGN:
+        ralign = CACHE_LINE
+        while size <= ralign // 2:
+            ralign //= 2
+        align = max(align, ralign)
+    return max(align, 8)
+
+
+def _owner(ctx: Any) -> str | None:
+    return getattr(ctx.module, "name", None)
+
+
+@export("kmem_cache_create", "struct kmem_cache *kmem_cache_create(const char *name, "
+        "unsigned int size, unsigned int align, slab_flags_t flags, void (*ctor)(void *))",
+        nargs=5)
+def kmem_cache_create(ctx: Any, name: int, size: int, align: int, flags: int, ctor: int) -> int:
+    text = ctx.mem.read_cstr(name, NAME_LIMIT).decode("utf-8", "replace") if name else "(null)"
+    size, align, flags = size & 0xFFFFFFFF, align & 0xFFFFFFFF, flags & 0xFFFFFFFF
+    if flags & ~SLAB_FLAGS_PERMITTED or not name or size > KMALLOC_MAX_SIZE or size < 8:
+        if flags & SLAB_PANIC:
+            from ..kernel.oops import Panic
+            raise Panic(f"kmem_cache_create: Failed to create slab '{text}'. Error -22")
+        ctx.kernel.log.emit(KERN_WARNING, f"kmem_cache_create({text}) failed with error -22",
+                            _owner(ctx))
+        return 0
+    cache = ctx.kernel.slab.alloc(CACHE_OBJECT_SIZE, None, zero=True)
+    if not cache:
+        return 0
+    state = KmemCache(text, size, calculate_alignment(flags, align, size), ctor)
+    ctx.kernel.subsystem(Caches).by_address[cache] = state
+    regs = ctx.kernel.registrations
+    regs.registry("slab_cache").add(cache, f"kmem_cache {text}", owner=regs.module_at(name)
+                                    or ctx.module, address=cache, points_to=(ctor,),
+                                    data=(ctx.kernel, state), on_leftover=_leftover)
+    return cache
+
+
+def _cache(ctx: Any, s: int) -> KmemCache | None:
+    return ctx.kernel.subsystem(Caches).by_address.get(s)
+
+
+def _alloc(ctx: Any, s: int, flags: int) -> Any:
+    cache = _cache(ctx, s)
+    if cache is None:
+        raise ValueError(f"kmem_cache_alloc: {s:#x} is not a kmem_cache")
+    obj = ctx.kernel.slab.alloc(cache.alloc_size(), _owner(ctx), zero=bool(flags & __GFP_ZERO))
+    if not obj:
+        return 0
+    cache.objects.add(obj)
+    if not cache.ctor:
+        return obj
+    construct = call_module_code(ctx, cache.ctor, obj)
+
+    async def constructed() -> int:
+        await construct
+        return obj
+    return constructed()
+
+
+@export("kmem_cache_alloc", "void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfpflags)",
+        nargs=2)
+def kmem_cache_alloc(ctx: Any, s: int, flags: int) -> Any:
+    return _alloc(ctx, s, flags)
+
+
+@export("kmem_cache_alloc_lru", "void *kmem_cache_alloc_lru(struct kmem_cache *s, "
+        "struct list_lru *lru, gfp_t gfpflags)", nargs=3)
+def kmem_cache_alloc_lru(ctx: Any, s: int, lru: int, flags: int) -> Any:
+    return _alloc(ctx, s, flags)
+
+
+@export("kmem_cache_alloc_node", "void *kmem_cache_alloc_node(struct kmem_cache *s, "
+        "gfp_t gfpflags, int node)", nargs=3)
+def kmem_cache_alloc_node(ctx: Any, s: int, flags: int, node: int) -> Any:
+    return _alloc(ctx, s, flags)
+
+
+@export("kmem_cache_free", "void kmem_cache_free(struct kmem_cache *s, void *x)", nargs=2)
+def kmem_cache_free(ctx: Any, s: int, x: int) -> None:
+    if not x:
+        return
+    caches = ctx.kernel.subsystem(Caches).by_address
+    home = next((c for c in caches.values() if x in c.objects), None)
+    cache = caches.get(s)
+    if home is not None and home is not cache:
+        warn(ctx, f"cache_from_obj: Wrong slab cache. {cache.name if cache else '(null)'} but "
+                  f"object is from {home.name}", "mm/slab.h:640", "kmem_cache_free")
+    if home is not None:
+        home.objects.discard(x)
+    ctx.kernel.slab.free(x, _owner(ctx))
+
+
+@export("kmem_cache_size", "unsigned int kmem_cache_size(struct kmem_cache *s)", nargs=1)
+def kmem_cache_size(ctx: Any, s: int) -> int:
+    cache = _cache(ctx, s)
+    return cache.size if cache is not None else 0
+
+
+@export("kmem_cache_destroy", "void kmem_cache_destroy(struct kmem_cache *s)", nargs=1)
+def kmem_cache_destroy(ctx: Any, s: int) -> None:
+    cache = _cache(ctx, s)
+    if cache is None:
+        return
+    live = {obj for obj in cache.objects if ctx.kernel.slab.ksize(obj)}
+    cache.objects = live
+    if live:
+        taint = ctx.kernel.taint_string()
+        ctx.kernel.log.emit(KERN_ERR, f"BUG {cache.name} ({taint}): Objects remaining in "
+                                      f"{cache.name} on __kmem_cache_shutdown()", _owner(ctx))
+        warn(ctx, f"kmem_cache_destroy {cache.name}: Slab cache still has objects when called "
+                  f"from {ctx.machine.symbol_name(ctx.caller)}", "mm/slab_common.c:497",
+             "kmem_cache_destroy")
+        return
+    ctx.kernel.registrations.registry("slab_cache").remove(s)
+    del ctx.kernel.subsystem(Caches).by_address[s]
+    ctx.kernel.slab.free(s, None)
+
+
+def _leftover(entry: Any) -> None:
+    kernel, state = entry.data
+    kernel.subsystem(Caches).by_address.pop(entry.address, None)
+    kernel.slab.free(entry.address, None)

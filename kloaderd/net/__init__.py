@@ -1,0 +1,1 @@
+"""Networking's registration points (net/): congestion control, netfilter hooks."""

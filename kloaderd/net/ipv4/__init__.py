@@ -1,0 +1,1 @@
+"""net/ipv4/: what IPv4 lets modules register."""

@@ -1,0 +1,1 @@
+"""net/sched/: queueing disciplines and traffic classifiers."""

@@ -1,0 +1,90 @@
+"""kloaderd/lib: jhash against lookup3's published values, bit searching
+against Python, ___ratelimit's window, list_debug's verdicts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+
+from kloaderd.kernel.memory import AddressSpace
+from kloaderd.kernel.oops import KernelBug
+from kloaderd.kernel.printk import LogBuffer
+from kloaderd.lib import find_bit, list_debug, ratelimit
+from kloaderd.lib.jhash import jhash
+from kloaderd.net.ipv4.tcp_cong import ca_key
+
+BASE = 0xFFFF888000000000
+
+
+@pytest.fixture(scope="module")
+def space() -> AddressSpace:
+    mem = AddressSpace(Uc(UC_ARCH_X86, UC_MODE_64))
+    mem.map(BASE, 16 * 4096, "rw-")
+    return mem
+
+
+@pytest.fixture
+def ctx(space):
+    space.write(BASE, bytes(16 * 4096))
+    clock = SimpleNamespace(now=1000)
+    kernel = SimpleNamespace(log=LogBuffer(), symbolize=lambda a, o=True: None)
+    return SimpleNamespace(mem=space, kernel=kernel, module=None, clock=clock,
+                           machine=SimpleNamespace(jiffies=lambda: clock.now))
+
+
+def test_jhash_is_lookup3():
+    """Bob Jenkins' lookup3.c driver prints these for hashlittle()."""
+    assert jhash(b"", 0) == 0xDEADBEEF
+    assert jhash(b"Four score and seven years ago", 0) == 0x17770551
+    assert jhash(b"Four score and seven years ago", 1) == 0xCD628161
+    assert ca_key(b"vegas\0") == jhash(b"vegas".ljust(16, b"\0"), 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, (1 << 200) - 1), st.integers(0, 200), st.integers(0, 210))
+def test_find_bit_agrees_with_python(space, value, nbits, start):
+    space.write(BASE, value.to_bytes(32, "little"))
+    ctx = SimpleNamespace(mem=space)
+    bits = [i for i in range(nbits) if value >> i & 1]
+    zeros = [i for i in range(nbits) if not value >> i & 1]
+    assert find_bit._find_next_bit(ctx, BASE, nbits, start) == next(
+        (i for i in bits if i >= start), nbits)
+    assert find_bit._find_next_zero_bit(ctx, BASE, nbits, start) == next(
+        (i for i in zeros if i >= start), nbits)
+    assert find_bit._find_first_bit(ctx, BASE, nbits) == (bits[0] if bits else nbits)
+    assert find_bit._find_last_bit(ctx, BASE, nbits) == (bits[-1] if bits else nbits)
+    assert find_bit.__bitmap_weight(ctx, BASE, nbits) == len(bits)
+
+
+def test_ratelimit_burst_window_and_suppressed_count(ctx):
+    rs, func = BASE, BASE + 0x100
+    ctx.mem.write(func, b"my_func\0")
+    ctx.mem.write_u32(rs + ratelimit.INTERVAL, 5 * 250)
+    ctx.mem.write_u32(rs + ratelimit.BURST, 2)
+    verdicts = [ratelimit.___ratelimit(ctx, rs, func) for _ in range(5)]
+    assert verdicts == [1, 1, 0, 0, 0]
+    assert ctx.mem.read_u64(rs + ratelimit.BEGIN) == 1000
+    ctx.clock.now += 5 * 250 + 1                      # the window has passed
+    assert ratelimit.___ratelimit(ctx, rs, func) == 1
+    assert [r.text for r in ctx.kernel.log.records()] == ["my_func: 3 callbacks suppressed"]
+    ctx.mem.write_u32(rs + ratelimit.INTERVAL, 0)     # no interval: never limited
+    assert all(ratelimit.___ratelimit(ctx, rs, func) for _ in range(10))
+
+
+def test_list_debug_accepts_a_sound_list_and_bugs_on_corruption(ctx):
+    mem, head, entry = ctx.mem, BASE, BASE + 0x40
+    mem.write_u64(head, head)
+    mem.write_u64(head + 8, head)
+    assert list_debug.__list_add_valid(ctx, entry, head, head) == 1
+    with pytest.raises(KernelBug, match="lib/list_debug.c:32"):
+        list_debug.__list_add_valid(ctx, head, head, head)
+    assert ctx.kernel.log.records()[-1].text.startswith("list_add double add: new=")
+    mem.write_u64(entry, list_debug.LIST_POISON1)
+    mem.write_u64(entry + 8, list_debug.LIST_POISON2)
+    with pytest.raises(KernelBug, match="lib/list_debug.c:45"):
+        list_debug.__list_del_entry_valid(ctx, entry)
+    assert ctx.kernel.log.records()[-1].text == (
+        f"list_del corruption, {entry:016x}->next is LIST_POISON1 (dead000000000100)")
