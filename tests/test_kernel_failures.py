@@ -160,3 +160,26 @@ module_exit(widefmt_exit);
         assert f"snprintf said {full}, kept '{' ' * 15}'" in texts
         # A record holds 1,023 bytes of formatted text, its KERN_INFO prefix included.
         assert " " * 1021 in texts
+
+
+def test_pr_cont_in_a_loop_fills_records_of_at_most_1023_bytes(tmp_path):
+    """Defect 7: one record grew without bound (12 MB), at quadratic cost."""
+    image = _module(tmp_path, "contloop", r"""
+static int __init contloop_init(void)
+{
+	int i;
+	pr_info("start:");
+	for (i = 0; i < 20000; i++)
+		pr_cont("%d,", i % 10);
+	pr_cont("\n");
+	return 0;
+}
+static void __exit contloop_exit(void) { }
+module_init(contloop_init);
+module_exit(contloop_exit);
+""")
+    with kloaderd.run_in_thread(on_problems="ignore") as daemon, Client(daemon.socket_path) as client:
+        client.init_module(image)
+        texts = [r["text"] for r in client.dmesg()][1:]       # after the taint line
+        assert max(len(t.encode()) for t in texts) <= 1023
+        assert "".join(texts) == "start:" + "".join(f"{i % 10}," for i in range(20000))

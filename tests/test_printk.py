@@ -514,3 +514,39 @@ async def test_a_real_modules_printk_calls(tmp_path):
     assert pointers["pS"] == "printfmt_target+0x0/0x1 [printfmt]"
     assert pointers["ps"] == "printfmt_target [printfmt]"
     assert re.fullmatch(r"printfmt_init\+0x0/0x[0-9a-f]+ \[printfmt\]", pointers["pS_init"])
+
+
+def test_the_ring_is_bounded_in_real_bytes_not_characters():
+    """Issue 13, defect 7: capacity counted text only, so 524 k one-letter
+    records in a 1 MiB ring cost 148 MB.  Now what the ring holds, measured
+    by tracemalloc, stays within its capacity."""
+    import tracemalloc
+    capacity = 256 << 10
+    tracemalloc.start()
+    try:
+        log = LogBuffer(capacity=capacity)
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(60_000):
+            log.emit(KERN_INFO, "x")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= capacity * 1.1
+    assert log.records()[-1].seq == 60_000
+    assert len(log.records()) < 60_000               # the oldest went
+
+
+def test_a_record_holds_at_most_1023_bytes_and_pr_cont_starts_the_next():
+    """Issue 13, defect 7: pr_cont in a loop grew one record to 12 MB.
+    Linux caps a record at PRINTKRB_RECORD_MAX; a continuation that does not
+    fit starts a new record."""
+    log = LogBuffer()
+    log.printk(b"\x016start:", "m")
+    for i in range(3000):
+        log.printk(b"\x01c" + b"%d," % (i % 10), "m")
+    log.printk(b"\x01c\n", "m")
+    log.emit(KERN_INFO, "\u00e9" * 2000)               # the kernel's own lines too
+    texts = [r.text for r in log.records()]
+    assert all(len(t.encode()) <= 1023 for t in texts)
+    assert "".join(texts[:-1]) == "start:" + "".join(f"{i % 10}," for i in range(3000))
+    assert texts[-1] == "\u00e9" * 511                 # cut at a character boundary

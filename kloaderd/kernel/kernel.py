@@ -56,7 +56,7 @@ class KernelOptions:
                                         "needs (0: do not wait)", "SECONDS", at_least=0)
     max_image_size: int = option(64 << 20, "bytes: the largest module image accepted; larger is EFBIG",
                                  "BYTES", at_least=1)
-    log_capacity: int = option(1 << 20, "bytes of text kept in the kernel log ring", "BYTES", at_least=1)
+    log_capacity: int = option(1 << 20, "bytes of memory the kernel log ring may hold (text and bookkeeping)", "BYTES", at_least=1)
     kernel: str = option("", "a real kernel to emulate: its build tree DIR or its RELEASE "
                              "(\"\": kloader's own kernel)", "DIR|RELEASE")
     vermagic: str = option("", "the vermagic string a module must carry unless forced "

@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import os
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -495,7 +496,7 @@ def vsnprintf_bounded(fmt: bytes, args: Iterator[int], room: int, *,
 
 # -- the log ----------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     seq: int
     level: int
@@ -523,16 +524,35 @@ def printk_parse_prefix(raw: bytes) -> tuple[int, bool, bytes]:
     return level, cont, raw[i:]
 
 
-@dataclass
+@dataclass(slots=True)
 class _OpenRecord:
     seq: int
     level: int
     timestamp: float
     module: str | None
-    text: str
+    text: bytes                # raw, so a continuation's cost is counted in bytes
 
     def freeze(self) -> LogRecord:
-        return LogRecord(self.seq, self.level, self.timestamp, self.module, self.text)
+        return LogRecord(self.seq, self.level, self.timestamp, self.module,
+                         self.text.decode("utf-8", "backslashreplace"))
+
+
+RECORD_TEXT_MAX = PRINTKRB_RECORD_MAX - 1     # bytes of text one record holds
+# What a record costs besides its text: the LogRecord, its seq and timestamp
+# objects and the deque's slot.  The ring's capacity counts this too, so a
+# flood of tiny records is bounded in real bytes, not in characters.
+RECORD_OVERHEAD = (sys.getsizeof(LogRecord(1 << 40, 0, 0.5, None, "")) - sys.getsizeof("")
+                   + sys.getsizeof(1 << 40) + sys.getsizeof(0.5) + 8)
+
+
+def _clip(text: str) -> str:
+    """At most RECORD_TEXT_MAX bytes of UTF-8, cut at a character boundary."""
+    if len(text) <= RECORD_TEXT_MAX // 4:
+        return text
+    raw = text.encode()
+    if len(raw) <= RECORD_TEXT_MAX:
+        return text
+    return raw[:RECORD_TEXT_MAX].decode("utf-8", "ignore")
 
 
 class LogBuffer:
@@ -541,9 +561,14 @@ class LogBuffer:
     `seq` numbers start at 1 and never repeat; `records(since)` returns the
     finalized records with seq > since, so `since=0` means everything still
     held and a follower that remembers the last seq it saw notices dropped
-    records as a gap.  The buffer holds at most `capacity` bytes of text
-    (each record costs its UTF-8 length plus one, for the newline dmesg adds);
-    the oldest records are dropped first, but the newest always stays.
+    records as a gap.  The buffer holds at most `capacity` bytes of memory:
+    each record costs what its text object and its bookkeeping take
+    (`sys.getsizeof` of the text plus RECORD_OVERHEAD), so tiny records
+    cannot cost more than they are counted.  A record holds at most
+    RECORD_TEXT_MAX bytes of text (Linux's PRINTKRB_RECORD_MAX less the
+    NUL); a KERN_CONT that would grow a record past that starts the next
+    one, as prb_reserve_in_last() failing does.  The oldest records are
+    dropped first, but the newest always stays.
     """
 
     def __init__(self, *, capacity: int = 1 << 20,
@@ -563,7 +588,7 @@ class LogBuffer:
         self.flush()
         if text.endswith("\n"):
             text = text[:-1]
-        record = LogRecord(self._take_seq(), level, self._now(), module, text)
+        record = LogRecord(self._take_seq(), level, self._now(), module, _clip(text))
         self._append(record)
         return record
 
@@ -578,15 +603,15 @@ class LogBuffer:
         newline = body.endswith(b"\n")
         if newline:
             body = body[:-1]
-        text = body.decode("utf-8", "backslashreplace")
         open_ = self._open
-        if cont and open_ is not None and open_.module == module:
-            open_.text += text
+        if cont and open_ is not None and open_.module == module \
+                and len(open_.text) + len(body) <= RECORD_TEXT_MAX:
+            open_.text += body
         else:
             self.flush()
             if level == LOGLEVEL_DEFAULT:
                 level = DEFAULT_MESSAGE_LOGLEVEL
-            self._open = _OpenRecord(self._take_seq(), level, self._now(), module, text)
+            self._open = _OpenRecord(self._take_seq(), level, self._now(), module, body)
         if newline:
             self.flush()
         return len(body)
@@ -660,4 +685,4 @@ def _seq(record: LogRecord) -> int:
 
 
 def _cost(record: LogRecord) -> int:
-    return len(record.text.encode()) + 1
+    return sys.getsizeof(record.text) + RECORD_OVERHEAD
