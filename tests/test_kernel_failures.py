@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import trio
 
 import kloaderd
 from kloader_client import Client
@@ -183,3 +184,59 @@ module_exit(contloop_exit);
         texts = [r["text"] for r in client.dmesg()][1:]       # after the taint line
         assert max(len(t.encode()) for t in texts) <= 1023
         assert "".join(texts) == "start:" + "".join(f"{i % 10}," for i in range(20000))
+
+
+STUCK_EXIT = r"""
+#include <linux/completion.h>
+static DECLARE_COMPLETION(never_completed);
+static int __init stuckexit_init(void) { return 0; }
+static void __exit stuckexit_exit(void)
+{
+	pr_info("stuckexit: waiting for a completion that never comes\n");
+	wait_for_completion(&never_completed);
+}
+module_init(stuckexit_init);
+module_exit(stuckexit_exit);
+"""
+
+
+@pytest.mark.trio
+async def test_an_exit_that_sleeps_for_ever_answers_timeouts_cancels_and_shutdown(tmp_path):
+    """Defect 6: delete_module with a timeout never answered, a cancel got
+    no ECANCELED, and SIGTERM never ended the daemon.  Now the exit runs as
+    a kernel thread: the request's timeout answers ETIMEDOUT and a cancel
+    ECANCELED while the module stays going, and shutdown interrupts the exit
+    after `exit_grace`, saying so."""
+    image = _module(tmp_path, "stuckexit", STUCK_EXIT)
+    with trio.fail_after(60):                       # before the fix: no answer, ever
+        kernel = await _stuck_exits(image)
+    # Leaving serve() shut the daemon down: both exits were interrupted.
+    log = [r.text for r in kernel.log.records()]
+    for name in ("stuckexit", "stuckexi2"):
+        assert (f"kloader: shutdown: the exit of module {name} was still running after 0.05 s: "
+                "interrupted, module freed") in log
+    assert kernel.loaded == {}
+
+
+async def _stuck_exits(image: bytes):
+    from kloader_client import AsyncClient
+    from test_server import Raw
+    async with kloaderd.serve(on_problems="ignore", exit_grace=0.05) as daemon:
+        async with AsyncClient(daemon.socket_path) as client:
+            await client.init_module(image)
+            with pytest.raises(TimeoutError):
+                await client.delete_module("stuckexit", timeout=0.05)
+            assert (await client.module("stuckexit"))["state"] == "going"
+            with pytest.raises(OSError) as busy:            # as Linux: it is not live
+                await client.delete_module("stuckexit")
+            assert busy.value.errno == errno.EBUSY
+            await client.init_module(image.replace(b"stuckexit", b"stuckexi2"))
+        raw = await Raw.connect(daemon.socket_path)
+        await raw.send({"op": "delete_module", "id": "rm", "name": "stuckexi2"})
+        while daemon.kernel.loaded["stuckexi2"].state.value != "going":
+            await daemon.kernel.wait_for_change()
+        await raw.send({"op": "cancel", "id": "c", "target": "rm"})
+        replies = {r["id"]: r for r in [await raw.receive(), await raw.receive()]}
+        assert replies["rm"]["error"]["errno"] == "ECANCELED" and replies["c"]["result"] is True
+        raw.close()
+    return daemon.kernel

@@ -33,7 +33,7 @@ from .profile import KernelProfile
 from .registry import Registrations
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
-from .unload import delete_module, finish_removal
+from .unload import delete_module, drain_exits, finish_removal
 
 T = TypeVar("T")
 
@@ -74,6 +74,8 @@ class KernelOptions:
     idle_timeout: float = option(600.0, "daemon: seconds after which a silent client with no request "
                                         "in flight and no reference held is closed (0: never)",
                                  "SECONDS", at_least=0)
+    exit_grace: float = option(5.0, "seconds shutdown lets module exits still running finish "
+                                    "before it interrupts them (and logs which)", "SECONDS", at_least=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -107,6 +109,7 @@ class Kernel:
         self._changed = trio.Event()
         self._by_struct: dict[int, Module] = {}
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
+        self.exit_scopes: dict[str, trio.CancelScope] = {}   # exits running now, by module
         self.shutting_down = False
         self.registrations = Registrations(self.log, lambda: self.loaded.values())
         self._subsystems: dict[type, Any] = {}
@@ -474,6 +477,9 @@ class Kernel:
         """Remove every module, users before what they use, running exits."""
         self.begin_shutdown()
         with trio.CancelScope(shield=True):
+            # Exits (those of earlier removals and those run now) get
+            # `exit_grace` in all, then are interrupted: shutdown is bounded.
+            deadline = trio.current_time() + self.options.exit_grace
             while any(m.state in (ModuleState.UNFORMED, ModuleState.COMING)
                       for m in self.loaded.values()):
                 await self.wait_for_change()          # interrupted loads unwinding
@@ -481,7 +487,10 @@ class Kernel:
                 removable = [m for m in self._ordered()
                              if not m.holders and m.state is ModuleState.LIVE]
                 if not removable:
-                    break
+                    if not self.exit_scopes:
+                        break
+                    await drain_exits(self, deadline)    # what they hold may go next
+                    continue
                 for mod in removable:
                     self.set_state(mod, ModuleState.GOING)
-                    await finish_removal(self, mod)
+                    await finish_removal(self, mod, abandon_at=deadline)
