@@ -1,4 +1,4 @@
-"""kloaderd's Python client: `Client` (blocking) and `AsyncClient` (trio).
+"""kloaderd's Python client: `Client` (blocking) and `AsyncClient` (trio or asyncio).
 
 Failures raise the `OSError` subclass a system call would raise; a daemon
 that is not listening raises `DaemonNotRunning` (a `ConnectionError`).

@@ -1,4 +1,4 @@
-"""`Client` (blocking) and `AsyncClient` (trio): kloaderd from Python.
+"""`Client` (blocking) and `AsyncClient` (trio or asyncio): kloaderd from Python.
 
 Both speak docs/uapi.md and offer the same methods, written once in
 `_Api`: each method builds its request and hands it to `_call`, which returns
@@ -244,9 +244,12 @@ class Client(_Api):
 
 
 class AsyncClient(_Api):
-    """A trio connection to kloaderd; concurrent calls are pipelined on it.
+    """An async connection to kloaderd, under trio or asyncio; concurrent calls are pipelined on it.
 
-    Use as `async with AsyncClient(path) as client:`.
+    Use as `async with AsyncClient(path) as client:`.  anyio runs it on
+    whichever of the two event loops is running, with the same structured
+    concurrency either way: the reader is a task in a task group this block
+    owns, and nothing outlives the block.
     """
 
     def __init__(self, socket_path: str | None = None, *, client_name: str | None = None) -> None:
@@ -258,22 +261,25 @@ class AsyncClient(_Api):
         self.server: dict[str, Any] | None = None
 
     async def __aenter__(self) -> AsyncClient:
-        import trio
+        import anyio
+        from anyio.abc import SocketAttribute
 
-        self._trio = trio
-        self._sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._anyio = anyio
         try:
-            await self._sock.connect(self.path)
-            _check_peer(self._sock, self.path)
+            self._stream = await anyio.connect_unix(self.path)
         except OSError as exc:
-            self._sock.close()
             raise _connect_error(self.path, exc) from None
-        self._reader_done = trio.Event()
-        self._send_lock = trio.Lock()
-        self._nursery_manager = trio.open_nursery()
-        nursery = await self._nursery_manager.__aenter__()
-        nursery.start_soon(self._reader)
-        self._cancel_reader = nursery.cancel_scope.cancel
+        try:
+            _check_peer(self._stream.extra(SocketAttribute.raw_socket), self.path)
+        except OSError as exc:
+            await self._stream.aclose()
+            raise _connect_error(self.path, exc) from None
+        self._reader_done = anyio.Event()
+        self._send_lock = anyio.Lock()
+        self._task_group = anyio.create_task_group()
+        group = await self._task_group.__aenter__()
+        group.start_soon(self._reader)
+        self._cancel_reader = group.cancel_scope.cancel
         try:
             self.server = await self._call("hello", version=uapi.PROTOCOL_VERSION, client=self._client_name)
         except BaseException as exc:
@@ -283,10 +289,14 @@ class AsyncClient(_Api):
 
     async def __aexit__(self, *exc: Any) -> None:
         self._cancel_reader()
-        self._sock.close()
-        # The body's own exception is not the reader's: keeping it out of the
-        # nursery lets it propagate as itself, never inside an ExceptionGroup.
-        await self._nursery_manager.__aexit__(None, None, None)
+        try:
+            # The body's own exception is not the reader's: keeping it out of
+            # the task group lets it propagate as itself, never inside an
+            # ExceptionGroup.
+            await self._task_group.__aexit__(None, None, None)
+        finally:
+            with self._anyio.CancelScope(shield=True):
+                await self._stream.aclose()
 
     async def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
                            force_vermagic: bool = False, force_modversion: bool = False) -> str:
@@ -310,27 +320,29 @@ class AsyncClient(_Api):
             since = page[-1]["seq"]
 
     async def follow_dmesg(self, since: int = 0) -> AsyncIterator[dict[str, Any]]:
-        send, receive = self._trio.open_memory_channel[dict[str, Any]](float("inf"))
-        rid = await self._send("dmesg", None, send, since=since, follow=True)
-        try:
-            async for message in receive:
-                if "event" not in message:
-                    _result(message)
-                    return
-                yield message["event"]
-        finally:
-            self._waiters.pop(rid, None)
-            with self._trio.CancelScope(shield=True):
-                if self._closed is None:
-                    await self._call("cancel", target=rid)
+        send, receive = self._anyio.create_memory_object_stream[dict[str, Any]](float("inf"))
+        with send, receive:
+            rid = await self._send("dmesg", None, send, since=since, follow=True)
+            try:
+                async for message in receive:
+                    if "event" not in message:
+                        _result(message)
+                        return
+                    yield message["event"]
+            finally:
+                self._waiters.pop(rid, None)
+                with self._anyio.CancelScope(shield=True):
+                    if self._closed is None:
+                        await self._call("cancel", target=rid)
 
     async def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
-        send, receive = self._trio.open_memory_channel[dict[str, Any]](1)
-        rid = await self._send(op, fd, send, **args)
-        try:
-            return _result(await receive.receive())
-        finally:
-            self._waiters.pop(rid, None)
+        send, receive = self._anyio.create_memory_object_stream[dict[str, Any]](1)
+        with send, receive:
+            rid = await self._send(op, fd, send, **args)
+            try:
+                return _result(await receive.receive())
+            finally:
+                self._waiters.pop(rid, None)
 
     async def _send(self, op: str, fd: int | None, waiter: Any, **args: Any) -> int:
         if self._closed is not None:
@@ -338,28 +350,29 @@ class AsyncClient(_Api):
         rid = self._next_id
         self._next_id += 1
         self._waiters[rid] = waiter
-        view = memoryview(_frame({"op": op, "id": rid, **args}))
+        frame = _frame({"op": op, "id": rid, **args})
+        anyio = self._anyio
         async with self._send_lock:
             try:
-                view = view[await self._sock.sendmsg([view], _ancillary(fd)):]
-                while view:
-                    view = view[await self._sock.send(view):]
-            except (BrokenPipeError, ConnectionResetError):
+                if fd is None:
+                    await self._stream.send(frame)
+                else:
+                    await self._stream.send_fds(frame, [fd])   # the fd rides on the frame's first byte
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await self._reader_done.wait()      # it reads what the daemon said last
                 raise self._closed or connection_lost() from None
         return rid
 
     async def _reader(self) -> None:
+        anyio = self._anyio
         decoder = uapi.unpacker(_REPLY_LIMIT)
         try:
             while True:
-                data = await self._sock.recv(uapi.RECV_SIZE)
-                if not data:
-                    break
+                data = await self._stream.receive(uapi.RECV_SIZE)
                 decoder.feed(data)
                 for message in decoder:
                     self._deliver(message)
-        except OSError:
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         finally:
             self._closed = self._closed or connection_lost()
@@ -385,5 +398,5 @@ class AsyncClient(_Api):
     def _notify(self, waiter: Any, message: dict[str, Any]) -> None:
         try:
             waiter.send_nowait(message)
-        except (self._trio.WouldBlock, self._trio.BrokenResourceError, self._trio.ClosedResourceError):
+        except (self._anyio.WouldBlock, self._anyio.BrokenResourceError, self._anyio.ClosedResourceError):
             pass  # that caller has its answer already, or has gone
