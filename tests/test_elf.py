@@ -125,6 +125,7 @@ def test_gigantic_nobits_is_refused_before_allocation(hello):
     (lambda d: set_ehdr(d, "shoff", 1 << 62), "Invalid ELF section header overflow"),
     (lambda d: set_ehdr(d, "shnum", 0xFFFF), "Invalid ELF section header overflow"),
     (lambda d: set_ehdr(d, "shstrndx", 0), "Invalid ELF section name index: 0"),
+    (lambda d: set_ehdr(d, "shnum", 0), ">= e_shnum (0)"),
     (lambda d: set_shdr(d, ".shstrtab", "size", 3), "section name table isn't null terminated"),
     (lambda d: set_shdr(d, ".text", "size", 1 << 63), "Invalid ELF section in module (section 1 type 1)"),
     (lambda d: set_shdr(d, ".text", "offset", (1 << 64) - 8), "Invalid ELF section in module (section 1"),

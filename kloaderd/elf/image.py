@@ -92,6 +92,9 @@ class Symbol(NamedTuple):
 _new_symbol = partial(tuple.__new__, Symbol)      # Symbol from one tuple, without a Python-level __new__
 
 
+_new_section = partial(tuple.__new__, Section)
+
+
 class RelaSection(NamedTuple):
     """A relocation section: raw `Elf64_Rela` (or `Elf64_Rel`) entries, decoded in bulk by the relocator."""
     index: int          # the relocation section itself
@@ -195,186 +198,235 @@ def _cstr(buf: bytes, start: int, end: int) -> str | None:
     return buf[start:nul].decode("utf-8", "replace")
 
 
+class Ehdr(NamedTuple):
+    """Elf64_Ehdr, as read."""
+    e_ident: bytes
+    e_type: int
+    e_machine: int
+    e_version: int
+    e_entry: int
+    e_phoff: int
+    e_shoff: int
+    e_flags: int
+    e_ehsize: int
+    e_phentsize: int
+    e_phnum: int
+    e_shentsize: int
+    e_shnum: int
+    e_shstrndx: int
+
+
+class Shdr(NamedTuple):
+    """Elf64_Shdr, as read (before Linux's flag edits, which `Section` carries)."""
+    sh_name: int
+    sh_type: int
+    sh_flags: int
+    sh_addr: int
+    sh_offset: int
+    sh_size: int
+    sh_link: int
+    sh_info: int
+    sh_addralign: int
+    sh_entsize: int
+
+
+_new_shdr = partial(tuple.__new__, Shdr)
+
+
 class _Parser:
-    """One parse: the checks in Linux's order, then the module's tables."""
+    """One parse: Linux's checks in Linux's order, then the module's tables.
+
+    `run` is the sequence; each step is named after the Linux function it
+    stands for (6.12 split `elf_validity_cache_copy` into these), checks what
+    that function checks, and caches what it caches on the parser, as Linux
+    caches into `struct load_info`.  The messages are kloader's existing
+    ones, Linux's wording where Linux has one.
+    """
 
     def __init__(self, data: bytes, signed: bool) -> None:
         self.data = data
         self.signed = signed
         self.name: str | None = None
+        self.ehdr: Ehdr
+        self.sechdrs: list[Shdr]
+        self.names: list[str]                   # section names, by index
+        self.find: dict[str, int]               # find_sec(): name -> first index
+        self.modinfo: tuple[tuple[str, str], ...] = ()
+        self.mod_idx = self.sym_idx = self.str_idx = 0
+        self.sections: list[Section]
+        self.symbols: tuple[Symbol, ...]
+        self.rela_by_target: dict[int, list[RelaSection]] = {}
 
     # -- messages -----------------------------------------------------------
     def modname(self) -> str:
         return self.name or "(missing .modinfo section or name field)"
 
-    # -- validation (elf_validity_cache_copy) ----------------------------------
     def run(self) -> Image:
-        data = self.data
-        n = len(data)
+        # elf_validity_cache_copy()
+        self.elf_validity_cache_sechdrs()
+        self.elf_validity_cache_secstrings()
+        self.elf_validity_cache_index()
+        self.elf_validity_cache_strtab()
+        self.module_name()
+        # setup_load_info() and after: the tables, decoded once.
+        self.rewrite_section_headers()
+        self.symbols = self._symbols(self.sections[self.sym_idx], self.ehdr.e_shnum)
+        rela = self._relocations(self.sym_idx, self.ehdr.e_shnum, len(self.symbols))
+        for r in rela:
+            self.rela_by_target.setdefault(r.target, []).append(r)
+        exports, crcs = self.exported_symbols()
+        undefined, weak, init, exit_ = self.entry_points_and_undefined()
+        find = self.find
+        return Image(
+            name=self.name or "", data=self.data, sections=tuple(self.sections), symbols=self.symbols,
+            rela=tuple(rela), modinfo=self.modinfo, exports=exports, crcs=crcs,
+            versions=self._versions(find.get("__versions")), params=self._params(find.get("__param")),
+            init=init, exit=exit_, undefined=undefined, weak_undefined=weak,
+            symtab_index=self.sym_idx, this_module_index=self.mod_idx,
+            percpu_index=find.get(".data..percpu", 0), signed=self.signed, _by_name=find,
+        )
+
+    # -- validation (elf_validity_cache_copy) ----------------------------------
+    def elf_validity_ehdr(self) -> None:
+        """The ELF header: long enough, magic, 64-bit little-endian, ET_REL, x86-64."""
+        n = len(self.data)
         if n < EHDR_SIZE:
             raise enoexec(f"Invalid ELF header len {n}")
-        (ident, e_type, e_machine, _ver, _entry, _phoff, e_shoff, _flags, _ehsize,
-         _phentsize, _phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data)
+        ehdr = self.ehdr = Ehdr._make(_EHDR.unpack_from(self.data))
+        ident = ehdr.e_ident
         if ident[:4] != ELFMAG:
             raise enoexec("Invalid ELF header magic: != \\177ELF")
         if ident[4] != ELFCLASS64 or ident[5] != ELFDATA2LSB:
             raise enoexec(f"Invalid ELF header class/data: {ident[4]}/{ident[5]} (need ELFCLASS64, ELFDATA2LSB)")
-        if e_type != ET_REL:
-            raise enoexec(f"Invalid ELF header type: {e_type} != {ET_REL}")
-        if e_machine != EM_X86_64:
-            raise enoexec(f"Invalid architecture in ELF header: {e_machine}")
-        if e_shentsize != SHDR_SIZE:
-            raise enoexec("Invalid ELF section header size")
-        if e_shoff >= n or e_shnum * SHDR_SIZE > n - e_shoff:
-            raise enoexec("Invalid ELF section header overflow")
-        if e_shstrndx == SHN_UNDEF or e_shstrndx >= e_shnum:
-            raise enoexec(f"Invalid ELF section name index: {e_shstrndx} || e_shstrndx ({e_shstrndx}) >= e_shnum ({e_shnum})")
+        if ehdr.e_type != ET_REL:
+            raise enoexec(f"Invalid ELF header type: {ehdr.e_type} != {ET_REL}")
+        if ehdr.e_machine != EM_X86_64:
+            raise enoexec(f"Invalid architecture in ELF header: {ehdr.e_machine}")
 
-        shdrs = list(_SHDR.iter_unpack(data[e_shoff:e_shoff + e_shnum * SHDR_SIZE]))
-        # (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_addralign, sh_entsize)
-        strhdr = shdrs[e_shstrndx]
-        if strhdr[1] == SHT_NOBITS or not self._inside(strhdr):
-            raise enoexec(f"Invalid ELF section hdr(type {strhdr[1]})")
-        if strhdr[5] == 0:
+    def elf_validity_cache_sechdrs(self) -> None:
+        """The section header table inside the image, section 0 null, every
+        section's bytes inside the image (validate_section_offset)."""
+        self.elf_validity_ehdr()
+        ehdr, n = self.ehdr, len(self.data)
+        if ehdr.e_shentsize != SHDR_SIZE:
+            raise enoexec("Invalid ELF section header size")
+        if ehdr.e_shoff >= n or ehdr.e_shnum * SHDR_SIZE > n - ehdr.e_shoff:
+            raise enoexec("Invalid ELF section header overflow")
+        if ehdr.e_shnum == 0:               # no section 0 to check, no name table to index
+            self.elf_validity_cache_secstrings()
+        table = self.data[ehdr.e_shoff:ehdr.e_shoff + ehdr.e_shnum * SHDR_SIZE]
+        sechdrs = self.sechdrs = list(map(_new_shdr, _SHDR.iter_unpack(table)))
+        s0 = sechdrs[0]
+        if s0.sh_type != SHT_NULL or s0.sh_size != 0 or s0.sh_addr != 0:
+            raise enoexec(f"ELF Spec violation: section 0 type({s0.sh_type})!=SH_NULL or non-zero len or addr")
+        for i, (_name, sh_type, _flags, _addr, offset, size, *_rest) in enumerate(sechdrs[1:], 1):
+            if offset + size > n and sh_type != SHT_NULL and sh_type != SHT_NOBITS:
+                raise enoexec(f"Invalid ELF section in module (section {i} type {sh_type})")
+
+    def elf_validity_cache_secstrings(self) -> None:
+        """The section name table: a valid index, real bytes, NUL-terminated,
+        every section's name inside it.  Caches the names."""
+        ehdr = self.ehdr
+        shstrndx, shnum = ehdr.e_shstrndx, ehdr.e_shnum
+        if shstrndx == SHN_UNDEF or shstrndx >= shnum:
+            raise enoexec(f"Invalid ELF section name index: {shstrndx} || e_shstrndx ({shstrndx}) >= e_shnum ({shnum})")
+        strhdr = self.sechdrs[shstrndx]
+        if strhdr.sh_type == SHT_NOBITS or not self._inside(strhdr):
+            raise enoexec(f"Invalid ELF section hdr(type {strhdr.sh_type})")
+        if strhdr.sh_size == 0:
             raise enoexec("empty section name table")
-        secstrings = data[strhdr[4]:strhdr[4] + strhdr[5]]
+        secstrings = self.data[strhdr.sh_offset:strhdr.sh_offset + strhdr.sh_size]
         if secstrings[-1] != 0:
             raise enoexec("ELF Spec violation: section name table isn't null terminated")
-        s0 = shdrs[0]
-        if s0[1] != SHT_NULL or s0[5] != 0 or s0[3] != 0:
-            raise enoexec(f"ELF Spec violation: section 0 type({s0[1]})!=SH_NULL or non-zero len or addr")
-
-        names: list[str] = [""]
-        sym_idx = mod_idx = info_idx = 0
-        num_sym = num_mod = num_info = 0
         nstr = len(secstrings)
-        for i in range(1, e_shnum):
-            sh = shdrs[i]
-            if sh[0] >= nstr:
-                raise enoexec(f"Invalid ELF section name in module (section {i} type {sh[1]})")
-            name = _cstr(secstrings, sh[0], nstr) or ""
-            names.append(name)
-            if sh[1] in (SHT_NULL, SHT_NOBITS):
-                continue
-            if sh[1] == SHT_SYMTAB:
-                if sh[6] == SHN_UNDEF or sh[6] >= e_shnum:
-                    raise enoexec(f"Invalid ELF sh_link!=SHN_UNDEF({sh[6]}) or (sh_link({sh[6]}) >= hdr->e_shnum({e_shnum})")
-                num_sym += 1
-                sym_idx = i
-            if not self._inside(sh):
-                raise enoexec(f"Invalid ELF section in module (section {i} type {sh[1]})")
-            if name == THIS_MODULE_SECTION:
-                num_mod += 1
-                mod_idx = i
-            elif name == ".modinfo":
-                num_info += 1
-                info_idx = i
+        offsets = [0 if sh.sh_type == SHT_NULL else sh.sh_name for sh in self.sechdrs]   # SHT_NULL: no name
+        if max(offsets) >= nstr:
+            i = next(i for i, at in enumerate(offsets) if at >= nstr)
+            raise enoexec(f"Invalid ELF section name in module (section {i} type {self.sechdrs[i].sh_type})")
+        # The table ends with NUL, so each name's end is found.
+        ends = map(secstrings.find, repeat(b"\0"), offsets)
+        names = self.names = [name.decode("utf-8", "replace")
+                              for name in map(secstrings.__getitem__, map(slice, offsets, ends))]
+        names[0] = ""
+        self.find = {}
+        for i in range(shnum - 1, 0, -1):
+            self.find[names[i]] = i
 
-        if num_info > 1:
+    def elf_validity_cache_index(self) -> None:
+        """.modinfo (and the name it gives), .gnu.linkonce.this_module, the
+        symbol table and its string table: each present as often as it must be."""
+        self.elf_validity_cache_index_info()
+        self.elf_validity_cache_index_mod()
+        self.elf_validity_cache_index_sym()
+        self.elf_validity_cache_index_str()
+
+    def _unique(self, name: str) -> list[int]:
+        """find_any_unique_sec(): every section called `name` (usually one)."""
+        if name not in self.find:
+            return []
+        return [i for i, n in enumerate(self.names) if n == name and self.sechdrs[i].sh_type != SHT_NULL]
+
+    def elf_validity_cache_index_info(self) -> None:
+        found = self._unique(".modinfo")
+        if len(found) > 1:
             raise enoexec("Only one .modinfo section must exist.")
-        modinfo: tuple[tuple[str, str], ...] = ()
-        if num_info == 1:
-            modinfo = self._modinfo(shdrs[info_idx])
-            self.name = next((v for k, v in modinfo if k == "name"), None)
-        if num_sym != 1:
-            raise enoexec(f"{self.modname()}: module has no symbols (stripped?)")
-        if num_mod == 0:
+        if found:
+            self.modinfo = self._modinfo(self.sechdrs[found[0]])
+            self.name = next((v for k, v in self.modinfo if k == "name"), None)
+
+    def elf_validity_cache_index_mod(self) -> None:
+        found = self._unique(THIS_MODULE_SECTION)
+        if not found:
             raise enoexec("No module found in object")
-        if num_mod > 1:
+        if len(found) > 1:
             raise enoexec(f"module {self.modname()}: Only one {THIS_MODULE_SECTION} section must exist.")
-        mh = shdrs[mod_idx]
-        if not mh[2] & SHF_ALLOC:
+        self.mod_idx = found[0]
+        mh = self.sechdrs[self.mod_idx]
+        if not mh.sh_flags & SHF_ALLOC:
             raise enoexec(f"module {self.modname()}: {THIS_MODULE_SECTION} must occupy memory during process execution")
-        if mh[5] < THIS_MODULE_MIN_SIZE:
+        if mh.sh_size < THIS_MODULE_MIN_SIZE:
             raise enoexec(f"module {self.modname()}: {THIS_MODULE_SECTION} section size must be at least "
-                          f"sizeof(struct module) ({THIS_MODULE_MIN_SIZE}), not {mh[5]}")
+                          f"sizeof(struct module) ({THIS_MODULE_MIN_SIZE}), not {mh.sh_size}")
+
+    def elf_validity_cache_index_sym(self) -> None:
+        found = [i for i, sh in enumerate(self.sechdrs) if i and sh.sh_type == SHT_SYMTAB]
+        if len(found) != 1:
+            raise enoexec(f"{self.modname()}: module has no symbols (stripped?)")
+        self.sym_idx = found[0]
+
+    def elf_validity_cache_index_str(self) -> None:
+        link, shnum = self.sechdrs[self.sym_idx].sh_link, self.ehdr.e_shnum
+        if link == SHN_UNDEF or link >= shnum:
+            raise enoexec(f"Invalid ELF sh_link!=SHN_UNDEF({link}) or (sh_link({link}) >= hdr->e_shnum({shnum})")
+        self.str_idx = link
+
+    def elf_validity_cache_strtab(self) -> None:
+        """The symbol table's entries and string table are well-formed (each
+        symbol's name offset is checked as the symbols are decoded)."""
+        symtab, strtab = self.sechdrs[self.sym_idx], self.sechdrs[self.str_idx]
+        if symtab.sh_entsize != SYM_SIZE or symtab.sh_size % SYM_SIZE:
+            raise enoexec(f"{self.name}: symbol table entry size {symtab.sh_entsize} / size {symtab.sh_size} "
+                          f"is not a multiple of {SYM_SIZE}")
+        if strtab.sh_type != SHT_STRTAB:
+            raise enoexec(f"{self.name}: symbol table's sh_link {self.str_idx} is not a string table")
+        if strtab.sh_size == 0 or self.data[strtab.sh_offset + strtab.sh_size - 1] != 0:
+            raise enoexec(f"{self.name}: symbol string table is empty or not NUL-terminated")
+
+    def module_name(self) -> None:
+        """No `name=` in .modinfo: the name in struct module, as Linux falls back."""
         if self.name is None:
-            raw = data[mh[4] + THIS_MODULE_NAME_OFFSET:mh[4] + THIS_MODULE_NAME_OFFSET + MODULE_NAME_LEN]
+            at = self.sechdrs[self.mod_idx].sh_offset + THIS_MODULE_NAME_OFFSET
+            raw = self.data[at:at + MODULE_NAME_LEN]
             self.name = _cstr(raw, 0, len(raw))
         if not self.name:
             raise enoexec("module has no name (no modinfo name= and an empty struct module name)")
-        mod = self.name
 
-        # -- sections, with Linux's flag edits ---------------------------------
-        find = {}
-        for i in range(e_shnum - 1, 0, -1):
-            find[names[i]] = i
-        flags = [sh[2] for sh in shdrs]
-        for clear in ("__versions", ".modinfo", ".data..percpu"):
-            if clear in find:
-                flags[find[clear]] &= ~SHF_ALLOC
-        for ro in (".data..ro_after_init", "__jump_table"):
-            if ro in find:
-                flags[find[ro]] |= SHF_RO_AFTER_INIT
-        alloc_total = 0
-        sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, b"")]
-        for i in range(1, e_shnum):
-            sh = shdrs[i]
-            fl = flags[i]
-            align = sh[8]
-            if fl & SHF_ALLOC:
-                if (fl & (SHF_WRITE | SHF_EXECINSTR)) == SHF_WRITE | SHF_EXECINSTR:
-                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid WRITE|EXEC flags")
-                if align & (align - 1) or align > MAX_ALIGN:
-                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid alignment {align}")
-                alloc_total += sh[5] + align
-            body = b"" if sh[1] in (SHT_NOBITS, SHT_NULL) else data[sh[4]:sh[4] + sh[5]]
-            sections.append(Section(i, names[i], sh[1], fl, sh[3], sh[4], sh[5], align, sh[9], sh[6], sh[7], body))
-        if alloc_total > MAX_ALLOC:
-            raise KernelError(errno.EFBIG, f"{mod}: sections claim {alloc_total} bytes of module memory, "
-                                           f"more than the {MAX_ALLOC} byte limit")
-        self.sections = sections
-
-        symbols = self._symbols(sections[sym_idx], e_shnum)
-        self.symbols = symbols
-        rela = self._relocations(sym_idx, e_shnum, len(symbols))
-        self.rela_by_target: dict[int, list[RelaSection]] = {}
-        for r in rela:
-            self.rela_by_target.setdefault(r.target, []).append(r)
-
-        exports: list[Export] = []
-        crcs: list[int] = []
-        have_crcs = False
-        for tab, crctab, gpl in (("__ksymtab", "__kcrctab", False), ("__ksymtab_gpl", "__kcrctab_gpl", True)):
-            got = self._exports(find.get(tab), gpl)
-            exports.extend(got)
-            ci = find.get(crctab)
-            if ci is not None:
-                have_crcs = True
-                values = self._crcs(sections[ci], len(got))
-                crcs.extend(values)
-            elif got:
-                crcs.extend([0] * len(got))
-
-        undefined: list[str] = []
-        weak: list[str] = []
-        init = exit_ = None
-        for s in symbols[1:]:
-            if s.shndx == SHN_UNDEF:
-                if s.bind == STB_WEAK:
-                    weak.append(s.name)
-                elif not ignore_undef_symbol(s.name):
-                    undefined.append(s.name)
-            elif s.name == "init_module" and init is None:
-                init = s
-            elif s.name == "cleanup_module" and exit_ is None:
-                exit_ = s
-
-        return Image(
-            name=mod, data=data, sections=tuple(sections), symbols=symbols, rela=tuple(rela),
-            modinfo=modinfo, exports=tuple(exports), crcs=tuple(crcs) if have_crcs else None,
-            versions=self._versions(find.get("__versions")), params=self._params(find.get("__param")),
-            init=init, exit=exit_, undefined=tuple(undefined), weak_undefined=tuple(weak),
-            symtab_index=sym_idx, this_module_index=mod_idx, percpu_index=find.get(".data..percpu", 0),
-            signed=self.signed, _by_name=find,
-        )
-
-    def _inside(self, sh: tuple) -> bool:
+    def _inside(self, sh: Shdr) -> bool:
         """validate_section_offset(): the section's bytes lie inside the image, without overflow."""
-        return sh[1] == SHT_NOBITS or sh[4] + sh[5] <= len(self.data)
+        return sh.sh_type == SHT_NOBITS or sh.sh_offset + sh.sh_size <= len(self.data)
 
-    def _modinfo(self, sh: tuple) -> tuple[tuple[str, str], ...]:
-        raw = self.data[sh[4]:sh[4] + sh[5]]
+    def _modinfo(self, sh: Shdr) -> tuple[tuple[str, str], ...]:
+        raw = self.data[sh.sh_offset:sh.sh_offset + sh.sh_size]
         if raw and raw[-1] != 0:
             raise enoexec(".modinfo section is not NUL-terminated")
         out = []
@@ -384,17 +436,77 @@ class _Parser:
                 out.append((key.decode("utf-8", "replace"), value.decode("utf-8", "replace")))
         return tuple(out)
 
+    # -- the sections as the loader works with them (setup_load_info) -------------
+    def rewrite_section_headers(self) -> None:
+        """Linux's flag edits — .modinfo, __versions and .data..percpu are not
+        laid out; .data..ro_after_init and __jump_table become read-only after
+        init — then each allocated section's flags and alignment checked, and
+        the total memory the module claims bounded."""
+        mod, names, find = self.name, self.names, self.find
+        flags = [sh.sh_flags for sh in self.sechdrs]
+        for clear in ("__versions", ".modinfo", ".data..percpu"):
+            if clear in find:
+                flags[find[clear]] &= ~SHF_ALLOC
+        for ro in (".data..ro_after_init", "__jump_table"):
+            if ro in find:
+                flags[find[ro]] |= SHF_RO_AFTER_INIT
+        alloc_total = 0
+        sections = self.sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, b"")]
+        data, append = self.data, sections.append
+        for i, (_name, sh_type, _flags, addr, offset, size, link, info, align, entsize) \
+                in enumerate(self.sechdrs[1:], 1):
+            fl = flags[i]
+            if fl & SHF_ALLOC:
+                if (fl & (SHF_WRITE | SHF_EXECINSTR)) == SHF_WRITE | SHF_EXECINSTR:
+                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid WRITE|EXEC flags")
+                if align & (align - 1) or align > MAX_ALIGN:
+                    raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid alignment {align}")
+                alloc_total += size + align
+            body = b"" if sh_type == SHT_NOBITS or sh_type == SHT_NULL else data[offset:offset + size]
+            append(_new_section((i, names[i], sh_type, fl, addr, offset, size, align, entsize, link, info, body)))
+        if alloc_total > MAX_ALLOC:
+            raise KernelError(errno.EFBIG, f"{mod}: sections claim {alloc_total} bytes of module memory, "
+                                           f"more than the {MAX_ALLOC} byte limit")
+
+    def exported_symbols(self) -> tuple[tuple[Export, ...], tuple[int, ...] | None]:
+        """__ksymtab then __ksymtab_gpl, with their CRCs if __kcrctab* are present."""
+        exports: list[Export] = []
+        crcs: list[int] = []
+        have_crcs = False
+        for tab, crctab, gpl in (("__ksymtab", "__kcrctab", False), ("__ksymtab_gpl", "__kcrctab_gpl", True)):
+            got = self._exports(self.find.get(tab), gpl)
+            exports.extend(got)
+            ci = self.find.get(crctab)
+            if ci is not None:
+                have_crcs = True
+                crcs.extend(self._crcs(self.sections[ci], len(got)))
+            elif got:
+                crcs.extend([0] * len(got))
+        return tuple(exports), tuple(crcs) if have_crcs else None
+
+    def entry_points_and_undefined(self) -> tuple[tuple[str, ...], tuple[str, ...], Symbol | None, Symbol | None]:
+        """The names to resolve (strong, then weak), init_module and cleanup_module."""
+        undefined: list[str] = []
+        weak: list[str] = []
+        init = exit_ = None
+        for s in self.symbols[1:]:
+            if s.shndx == SHN_UNDEF:
+                if s.bind == STB_WEAK:
+                    weak.append(s.name)
+                elif not ignore_undef_symbol(s.name):
+                    undefined.append(s.name)
+            elif s.name == "init_module" and init is None:
+                init = s
+            elif s.name == "cleanup_module" and exit_ is None:
+                exit_ = s
+        return tuple(undefined), tuple(weak), init, exit_
+
     def _symbols(self, symtab: Section, shnum: int) -> tuple[Symbol, ...]:
+        """Every symbol, its name offset and section index checked (the table's
+        shape and its string table were checked by elf_validity_cache_strtab)."""
         mod = self.name
-        if symtab.entsize != SYM_SIZE or symtab.size % SYM_SIZE:
-            raise enoexec(f"{mod}: symbol table entry size {symtab.entsize} / size {symtab.size} is not a multiple of {SYM_SIZE}")
-        strsec = self.sections[symtab.link]
-        if strsec.type != SHT_STRTAB:
-            raise enoexec(f"{mod}: symbol table's sh_link {symtab.link} is not a string table")
-        strtab = strsec.data
+        strtab = self.sections[symtab.link].data
         nstr = len(strtab)
-        if nstr == 0 or strtab[-1] != 0:
-            raise enoexec(f"{mod}: symbol string table is empty or not NUL-terminated")
         rows = list(_SYM.iter_unpack(symtab.data))
         if not rows:
             raise enoexec(f"{mod}: module has no symbols (stripped?)")
