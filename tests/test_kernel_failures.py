@@ -10,6 +10,7 @@ modules link against them like any export.
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,36 @@ async def _stuck_exits(image: bytes):
         assert replies["rm"]["error"]["errno"] == "ECANCELED" and replies["c"]["result"] is True
         raw.close()
     return daemon.kernel
+
+
+def test_a_mutex_locked_twice_by_its_owner_is_reported_as_lockdep_does(tmp_path):
+    """Issue 13, item 11: the second mutex_lock succeeded.  Linux sleeps for
+    ever; with lockdep it first says "possible recursive locking detected".
+    Here the report is followed by the task's death, so the load fails."""
+    image = _module(tmp_path, "relock", r"""
+#include <linux/mutex.h>
+static DEFINE_MUTEX(relock_mutex);
+static int __init relock_init(void)
+{
+	mutex_lock(&relock_mutex);
+	mutex_lock(&relock_mutex);
+	pr_info("relock: never printed\n");
+	return 0;
+}
+module_init(relock_init);
+""")
+    with kloaderd.run_in_thread(on_problems="ignore") as daemon, Client(daemon.socket_path) as client:
+        with pytest.raises(OSError) as caught:
+            client.init_module(image)
+        assert caught.value.errno == errno.EFAULT
+        texts = [r["text"] for r in client.dmesg()]
+        at = texts.index("WARNING: possible recursive locking detected")
+        assert texts[at - 1] == "============================================"
+        assert texts[at + 2] == "--------------------------------------------"
+        assert re.fullmatch(r"insmod/\d+ is trying to acquire lock:", texts[at + 3])
+        assert re.fullmatch(r"[0-9a-f]{16} \(relock_mutex\)\{\+\.\+\.\}-\{3:3\}, "
+                            r"at: relock_init\+0x[0-9a-f]+/0x[0-9a-f]+ \[relock\]", texts[at + 4])
+        assert texts[at + 6] == "but task is already holding lock:"
+        assert "  lock(relock_mutex);" in texts and " *** DEADLOCK ***" in texts
+        assert "kernel BUG at mutex_lock!" in texts
+        assert "relock: never printed" not in texts

@@ -138,3 +138,4 @@ class NotEmulated(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(f"kernel function {name} is not emulated")
         self.name = name
+

@@ -39,6 +39,7 @@ class Task:
     rip: int = 0                       # where it resumes: %rip when its last slice ended
     preempt_count: int = 0             # spinlocks held: sleeping now is a bug
     runtime: float = 0.0               # seconds on the CPU since it last slept (the watchdog's clock)
+    held_locks: dict[int, int] = field(default_factory=dict)   # sleeping lock -> where taken (lockdep's)
     holds_cpu: bool = False
 
     @property
@@ -121,6 +122,7 @@ class Scheduler:
         self.tasks: dict[int, Task] = {}
         self._stacks = RegionAllocator(VMALLOC_START, VMALLOC_END)
         self._spare_stacks: list[int] = []
+        self.lock_names: dict[int, str] = {}        # lock address -> __mutex_init's class name
         self._next_pid = 100
 
     # --- tasks ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from ...config import HZ
+from ..oops import KernelBug
 from ..sched import BusyWait
 from . import export, export_object
 
@@ -119,13 +120,59 @@ def ktime_get(ctx: Any) -> int:
         "void __mutex_init(struct mutex *lock, const char *name, struct lock_class_key *key)", nargs=3)
 def __mutex_init(ctx: Any, lock: int, name: int, key: int) -> None:
     ctx.mem.write_u64(lock, 0)
+    if name:
+        ctx.machine.sched.lock_names[lock] = ctx.mem.read_cstr(name, 64).decode("utf-8", "replace")
 
 
 def _mutex_try(ctx: Any, lock: int) -> bool:
     if ctx.mem.read_u64(lock) == 0:
         ctx.mem.write_u64(lock, ctx.task.current)
+        ctx.task.held_locks[lock] = ctx.caller
         return True
     return False
+
+
+def _lock_name(ctx: Any, lock: int) -> str:
+    """The lock class lockdep prints: __mutex_init's name ("&dev->lock"), or
+    a DEFINE_MUTEX's symbol."""
+    name = ctx.machine.sched.lock_names.get(lock)
+    symbol = ctx.kernel.symbolize(lock, False)            # "relock_mutex [relock]"
+    return name or (symbol.split(" [")[0] if symbol else f"{lock:#x}")
+
+
+def _recursive_locking(ctx: Any, lock: int) -> KernelBug:
+    """lockdep's print_deadlock_bug() for a mutex its owner locks again
+    (Linux would sleep for ever), then the task's death."""
+    task, machine = ctx.task, ctx.machine
+    name = _lock_name(ctx, lock)
+
+    def held(which: int, at: int) -> str:
+        """print_lock(): address, class, usage bits, wait types, where taken."""
+        return (f"{which:016x} ({_lock_name(ctx, which)}){{+.+.}}-{{3:3}}, "
+                f"at: {machine.symbol_name(at)}")
+
+    tainted = getattr(ctx.kernel, "taint_string", lambda: "Not tainted")()
+    release = getattr(ctx.kernel, "release", "")
+    lines = ["", "============================================",
+             "WARNING: possible recursive locking detected",
+             f"{release} #1 {tainted}".strip(),
+             "--------------------------------------------",
+             f"{task.comm}/{task.pid} is trying to acquire lock:", held(lock, ctx.caller), "",
+             "but task is already holding lock:", held(lock, task.held_locks.get(lock, ctx.caller)),
+             "",
+             "other info that might help us debug this:",
+             " Possible unsafe locking scenario:", "", "       CPU0", "       ----",
+             f"  lock({name});", f"  lock({name});", "", " *** DEADLOCK ***", "",
+             " May be due to missing lock nesting notation", "",
+             f"{len(task.held_locks)} lock{'s' if len(task.held_locks) != 1 else ''} held by "
+             f"{task.comm}/{task.pid}:"]
+    lines += [f" #{i}: {held(other, at)}" for i, (other, at) in enumerate(task.held_locks.items())]
+    module = getattr(ctx.module, "name", None)
+    for line in lines:
+        ctx.kernel.log.emit(KERN_WARNING, line, module)
+    ctx.kernel.log.emit(KERN_ERR, f"kloader: {task.comm}/{task.pid} would sleep for ever on "
+                                  f"mutex {name}, which it holds: the task dies instead", module)
+    return KernelBug("mutex_lock")
 
 
 def _mutex_wait(ctx: Any, lock: int) -> Any:
@@ -135,6 +182,7 @@ def _mutex_wait(ctx: Any, lock: int) -> Any:
         try:
             while ctx.mem.read_u64(lock) != ctx.task.current:
                 await queue.wait(lock, ctx.task)
+            ctx.task.held_locks[lock] = ctx.caller
         except BaseException:
             # The task is going away (cancelled) after the mutex was handed
             # to it: pass it on rather than leave it owned by nobody alive.
@@ -147,19 +195,28 @@ def _mutex_wait(ctx: Any, lock: int) -> Any:
 
 def _mutex_release(ctx: Any, lock: int) -> None:
     """Hand the mutex to the longest waiter, as the MUTEX_FLAG_HANDOFF path does."""
+    ctx.task.held_locks.pop(lock, None)
     woken = ctx.machine.sched.waitqueue.wake(lock, 1)
     ctx.mem.write_u64(lock, woken[0].task.current if woken else 0)
 
 
+def _mutex_lock(ctx: Any, lock: int) -> Any:
+    if _mutex_try(ctx, lock):
+        return 0
+    if ctx.mem.read_u64(lock) == ctx.task.current:
+        raise _recursive_locking(ctx, lock)
+    return _mutex_wait(ctx, lock)
+
+
 @export("mutex_lock", "void mutex_lock(struct mutex *lock)", nargs=1)
 def mutex_lock(ctx: Any, lock: int) -> Any:
-    return 0 if _mutex_try(ctx, lock) else _mutex_wait(ctx, lock)
+    return _mutex_lock(ctx, lock)
 
 
 @export("mutex_lock_interruptible", "int mutex_lock_interruptible(struct mutex *lock)", nargs=1)
 def mutex_lock_interruptible(ctx: Any, lock: int) -> Any:
     # Without signals the wait is never interrupted: it returns 0 like mutex_lock.
-    return 0 if _mutex_try(ctx, lock) else _mutex_wait(ctx, lock)
+    return _mutex_lock(ctx, lock)
 
 
 @export("mutex_trylock", "int mutex_trylock(struct mutex *lock)", nargs=1)
