@@ -1,21 +1,35 @@
-"""How fast kloaderd answers: round trips, pipelined references, a whole
-load/unload, a waiting removal's wake-up, and 50 clients at once.
+"""How fast kloaderd answers, and how little one client can stall the others.
 
-Runs a real `kloaderd` process and real clients on this machine.  Each figure
-is the median of repeated runs; `spread` is the interquartile range.
+Runs real `kloaderd` processes and real clients on this machine.  Rows with a
+natural floor are judged by their ratio to it, measured in the same run and
+interleaved (`bench.common.ratio_row`): the round trip against a minimal trio
+msgpack echo server, sequential reference pairs against 1/(2·echo RTT), a
+connection's cost with N modules loaded against 0, an image upload against a
+socketpair copy of the same bytes.  The stall rows (issue 13: a huge
+`modinfo`, a huge `init_module`, a flood of pipelined `dmesg`) report what a
+second client, probing with `status` all the while, waited.
 `python -m bench.bench_server [--quick]` prints the table.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import msgpack
 import trio
 
-from bench.common import FIXTURES, daemon, row, table
+from bench.common import (_BUILT, FIXTURES, daemon, fixture_image, interleaved, ratio_row, renamed, row,
+                          table, timing)
 from kloader_client import AsyncClient, Client
 
 
@@ -106,11 +120,320 @@ def concurrent_clients(path: str, clients: int, requests: int) -> tuple[list[flo
     return latencies, trio.run(all_of_them)
 
 
+# -- floors ---------------------------------------------------------------------
+
+ECHO = """
+import socket, sys
+import msgpack, trio
+
+async def handle(stream):
+    decoder = msgpack.Unpacker(raw=False)
+    while data := await stream.receive_some(65536):
+        decoder.feed(data)
+        await stream.send_all(b"".join(msgpack.packb({"id": m.get("id"), "result": []}, use_bin_type=True)
+                                       for m in decoder))
+
+async def main(path):
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(128)
+    print(path, flush=True)
+    await trio.serve_listeners(handle, [trio.SocketListener(sock)])
+
+trio.run(main, sys.argv[1])
+"""
+
+
+@contextlib.contextmanager
+def echo_server() -> Iterator[str]:
+    """The floor of a round trip: a minimal trio msgpack server answering every
+    request with an empty result, in a process of its own as kloaderd is."""
+    with tempfile.TemporaryDirectory(prefix="kl-echo-") as tmp:
+        path = os.path.join(tmp, "echo.sock")
+        proc = subprocess.Popen([sys.executable, "-c", ECHO, path], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == path
+            yield path
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def socketpair_round_trip(n: int) -> list[float]:
+    """A 32-byte ping-pong over a socketpair to a thread: µs (shown, not judged)."""
+    a, b = socket.socketpair()
+
+    def pong() -> None:
+        while data := b.recv(64):
+            b.sendall(data)
+
+    thread = threading.Thread(target=pong)
+    thread.start()
+    samples = []
+    with a, b:
+        for _ in range(n):
+            t = time.perf_counter()
+            a.sendall(b"x" * 32)
+            a.recv(64)
+            samples.append((time.perf_counter() - t) * 1e6)
+        a.shutdown(socket.SHUT_WR)
+        thread.join()
+    return samples
+
+
+def socketpair_copy(size: int) -> float:
+    """Moving `size` bytes through a socketpair to a reader thread: ms."""
+    a, b = socket.socketpair()
+    data = bytes(size)
+
+    def drain() -> None:
+        left = size
+        while left:
+            left -= len(b.recv(1 << 20))
+
+    thread = threading.Thread(target=drain)
+    t = time.perf_counter()
+    thread.start()
+    with a, b:
+        a.sendall(data)
+        thread.join()
+    return (time.perf_counter() - t) * 1e3
+
+
+def per_call(fn: Callable[[], Any], calls: int) -> Callable[[], float]:
+    """A measure: the mean µs of `calls` calls of `fn` (one sample, less noisy)."""
+    def measure() -> float:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - t) * 1e6 / calls
+    return measure
+
+
+# -- images made for the bench ------------------------------------------------------
+
+BIG_SOURCE = """#include <linux/init.h>
+#include <linux/module.h>
+
+char big_blob[%d] __attribute__((used)) = { 1 };
+
+static int __init big_init(void) { return *(volatile char *)big_blob - 1; }
+static void __exit big_exit(void) { }
+module_init(big_init);
+module_exit(big_exit);
+MODULE_LICENSE("GPL");
+"""
+
+CHATTY_SOURCE = """#include <linux/init.h>
+#include <linux/module.h>
+#include <linux/printk.h>
+
+static int __init chatty_init(void)
+{
+	int i;
+
+	for (i = 0; i < %d; i++)
+		pr_info("line %%d of a log filled to its capacity, for the dmesg rows\\n", i);
+	return 0;
+}
+module_init(chatty_init);
+MODULE_LICENSE("GPL");
+"""
+
+
+def built(name: str, source: str) -> bytes:
+    """A module compiled from `source` (cached with the bench's other builds)."""
+    from kloaderd.build import build_module
+
+    _BUILT.mkdir(exist_ok=True)
+    output, c_file = _BUILT / f"{name}.ko", _BUILT / f"{name}.c"
+    if not output.exists() or not c_file.exists() or c_file.read_text() != source:
+        c_file.write_text(source)
+        build_module([c_file], output)
+    return output.read_bytes()
+
+
+def big_image(mib: int) -> bytes:
+    return built(f"big{mib}", BIG_SOURCE % (mib << 20))
+
+
+# -- another client's view -------------------------------------------------------------
+
+class Prober:
+    """A second client calling `status` back to back on its own thread, so a
+    row can say how long others waited while one client did something big."""
+
+    def __init__(self, path: str) -> None:
+        self.client = Client(path, client_name="prober")
+        self.samples: list[tuple[float, float]] = []      # (start, latency ms)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe)
+
+    def _probe(self) -> None:
+        while not self._stop.is_set():
+            t = time.perf_counter()
+            self.client.status()
+            self.samples.append((t, (time.perf_counter() - t) * 1e3))
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[list[float]]:
+        """Latencies (ms) of the probes that overlapped the body."""
+        during: list[float] = []
+        self._thread.start()
+        while len(self.samples) < 20:
+            time.sleep(0.001)
+        start = time.perf_counter()
+        try:
+            yield during
+        finally:
+            end = time.perf_counter()
+            time.sleep(0.02)
+            self._stop.set()
+            self._thread.join()
+            self.client.close()
+            during += [ms for t, ms in self.samples if t + ms / 1e3 >= start and t <= end]
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] if len(samples) >= 2 else max(samples, default=0.0)
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM: the most the process has ever had resident, bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def current_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+# -- the rows -----------------------------------------------------------------------------
+
+def floor_rows(path: str, echo: str, rounds: int) -> list[dict[str, Any]]:
+    """Round trip and sequential reference pairs, judged against the echo floor."""
+    with Client(path) as client, Client(echo) as floor:
+        rtt = interleaved(rounds, kloaderd=per_call(client.modules, 50), echo=per_call(floor.modules, 50))
+        client.init_module((FIXTURES / "hello.ko").read_bytes())
+
+        def pair() -> None:
+            client.try_module_get("hello")
+            client.module_put("hello")
+
+        def two_echoes() -> None:
+            floor.modules()
+            floor.modules()
+
+        pairs = interleaved(rounds, kloaderd=per_call(pair, 50), echo=per_call(two_echoes, 50))
+        client.delete_module("hello")
+    rows = [ratio_row("round trip: modules() p50", rtt["kloaderd"], rtt["echo"], "µs", 1.25,
+                      floor_name="trio msgpack echo"),
+            row("round trip: raw socketpair ping-pong (shown)", socketpair_round_trip(rounds * 50), "µs"),
+            ratio_row("sequential try_module_get+module_put pairs",
+                      [1e6 / s for s in pairs["kloaderd"]], [1e6 / s for s in pairs["echo"]], "pairs/s",
+                      0.9, floor_name="1/(2·echo RTT)", higher_is_better=True)]
+    return rows
+
+
+def scale_rows(modules: int, rounds: int) -> list[dict[str, Any]]:
+    """A connection's cost and the GC with `modules` loaded, against none."""
+    hello = fixture_image("hello")
+    with daemon() as (empty, _), daemon() as (full, _):
+        with Client(full) as loader:
+            for i in range(modules):
+                loader.init_module(renamed(hello, f"h{i:04d}"))
+        connect = interleaved(rounds, loaded=per_call(lambda: Client(full).close(), 20),
+                              empty=per_call(lambda: Client(empty).close(), 20))
+        with Client(full) as client:
+            gc_stats = client.status()["server"]["gc"]
+            rtts = [per_call(client.modules, 1)() for _ in range(rounds * 20)]
+            # Garbage made and modules churned: the collections happen now, if ever.
+            churn = []
+            for i in range(rounds * 5):
+                t = time.perf_counter()
+                client.init_module(renamed(hello, "churn"))
+                client.delete_module("churn")
+                churn.append((time.perf_counter() - t) * 1e3)
+            gc_after = client.status()["server"]["gc"]
+    return [
+        ratio_row(f"connect + hello + close, {modules} loaded", connect["loaded"], connect["empty"], "µs",
+                  1.2, floor_name="0 loaded"),
+        row(f"longest GC pause while {modules} modules were loaded and churned",
+            [max(gc_stats["longest_pause_ms"], gc_after["longest_pause_ms"])], "ms", 100),
+        row(f"insmod+rmmod p99 with {modules} loaded (GC pauses show here)", [p99(churn)], "ms", 20),
+        row(f"round trip p99 with {modules} loaded", [p99(rtts)], "µs"),
+    ]
+
+
+def big_image_rows(mib: int) -> list[dict[str, Any]]:
+    """A big init_module and a big modinfo: others' stall, peak memory, upload vs a copy."""
+    data = big_image(mib)
+    rows = []
+    with daemon() as (path, proc):
+        with Client(path) as client:
+            client.status()
+            baseline = current_rss(proc.pid)
+            with Prober(path).watching() as stalls:
+                t = time.perf_counter()
+                client.init_module(data)
+                load_ms = (time.perf_counter() - t) * 1e3
+            growth = (peak_rss(proc.pid) - baseline) / len(data)
+            client.delete_module(f"big{mib}")
+            rows += [
+                row(f"other clients' p99 while a {mib} MiB image loads", [p99(stalls)], "ms", 20),
+                row(f"other clients' longest wait: huge init_module ({mib} MiB)", [max(stalls)], "ms", 100),
+                row(f"peak RSS growth loading a {mib} MiB image", [growth], "× image", 2),
+                ratio_row(f"init_module of {mib} MiB", [load_ms], [socketpair_copy(len(data))], "ms",
+                          floor_name="socketpair copy"),
+            ]
+            with Prober(path).watching() as stalls:
+                client.modinfo(data)
+            rows.append(row(f"other clients' longest wait: huge modinfo ({mib} MiB)", [max(stalls)], "ms", 100))
+    return rows
+
+
+def dmesg_rows(records: int, flood: int) -> list[dict[str, Any]]:
+    """A full log: the first page, and a flood of pipelined dmesg against another client."""
+    with daemon() as (path, _):
+        with Client(path) as client:
+            client.init_module(built(f"chatty{records}", CHATTY_SOURCE % records))
+            first_page = [per_call(lambda: client.dmesg_page(0), 1)() / 1e3 for _ in range(30)]
+            full = len(client.dmesg())
+        with Prober(path).watching() as stalls:
+            flood_dmesg(path, flood)
+    return [row(f"full-log dmesg, first page ({full} records kept)", first_page, "ms", 5),
+            row(f"other clients' longest wait: {flood} pipelined dmesg", [max(stalls)], "ms", 100)]
+
+
+def flood_dmesg(path: str, count: int) -> None:
+    """`count` whole-log dmesg requests sent at once on one connection, the
+    replies read by a second thread as they come."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    frames = b"".join(msgpack.packb({"op": "dmesg", "id": i}) for i in range(count))
+
+    def read() -> None:
+        decoder, got = msgpack.Unpacker(raw=False), 0
+        while got < count:
+            decoder.feed(sock.recv(1 << 20))
+            got += sum(1 for _ in decoder)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with sock:
+        sock.sendall(frames)
+        reader.join()
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     scale: Callable[[int], int] = (lambda n: max(3, n // 10)) if quick else (lambda n: n)
-    with daemon() as (path, _):
-        rows = [
-            row("round trip of a trivial request (p50)", round_trip(path, scale(3000)), "µs", 100),
+    rounds = 5 if quick else 30
+    with daemon() as (path, _), echo_server() as echo:
+        rows = floor_rows(path, echo, rounds)
+        rows += [
             row("pipelined try_module_get/module_put pairs", pipelined_pairs(path, scale(10) * 1000, 5),
                  "pairs/s", 20_000, higher_is_better=True),
             row("hello loaded and removed via the client", load_unload(path, scale(100)), "ms", 3),
@@ -120,6 +443,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
         rows.append(row("50 concurrent clients: request latency (p50)", latencies, "µs", 5000))
         rows.append(row("50 concurrent clients: requests served", [throughput], "req/s", 5000,
                          higher_is_better=True))
+    rows += scale_rows(scale(3000), rounds)
+    rows += big_image_rows(8 if quick else 56)
+    rows += dmesg_rows(scale(20000), scale(2000))
     return rows
 
 

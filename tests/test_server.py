@@ -694,3 +694,17 @@ def test_connections_stay_within_the_descriptor_table(tmp_path):
             sock.close()
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_the_daemon_freezes_what_it_keeps_and_reports_its_gc(daemon):
+    """Issue 14: a full collection with thousands of modules loaded walked
+    them all (300+ ms); the daemon freezes start-up objects and each loaded
+    module's, and `status` shows the longest pause."""
+    d = daemon()
+    with Client(d.path) as client:
+        before = client.status()["server"]["gc"]
+        assert before["frozen"] > 0
+        client.init_module(image("hello"))
+        after = client.status()["server"]["gc"]
+        assert after["frozen"] > before["frozen"]
+        assert after["longest_pause_ms"] >= 0 and after["collections"] >= before["collections"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 import trio
@@ -243,6 +243,9 @@ class Kernel:
             for region in layout.regions:
                 self.mem.protect(base + region.offset, region.size, region.perms)
         self._by_struct[linked.this_module] = mod
+        # The images live in emulated memory now: a second copy would double
+        # what a big module costs for as long as it is loaded.
+        mod.linked = replace(linked, core=b"", init=b"")
 
     def free_module_init(self, mod: Module) -> None:
         """After a successful init: unmap init, seal ro_after_init."""

@@ -23,6 +23,7 @@ from kloaderd import __version__
 from kloaderd.errors import KernelError
 from kloaderd.server import activation
 from kloaderd.uapi import default_socket_path
+from kloaderd.server.collector import Collector
 from kloaderd.server.server import serve
 
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "warning": 4,
@@ -121,7 +122,10 @@ async def run(kernel: Any, socket_path: str, level: int, inherited: socket.socke
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(console.follow)
-            path = await nursery.start(functools.partial(serve, kernel, socket_path, inherited=inherited))
+            collector = Collector()
+            collector.install()
+            path = await nursery.start(functools.partial(serve, kernel, socket_path, inherited=inherited,
+                                                         collector=collector))
             print(path, flush=True)
             async for signum in signals:
                 logging.getLogger("kloaderd").info("%s: shutting down", signal.Signals(signum).name)

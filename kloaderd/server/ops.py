@@ -18,7 +18,7 @@ import math
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import trio
 
@@ -118,7 +118,15 @@ def op_hello(session: Session, rid: Any, version: int, client: str) -> dict[str,
 
 
 async def op_init_module(session: Session, rid: Any, image: bytes, params: str, flags: int) -> str:
-    return await session.kernel.init_module(image, params, flags=check_flags(flags))
+    return await loaded(session, session.kernel.init_module(image, params, flags=check_flags(flags)))
+
+
+async def loaded(session: Session, load: Awaitable[str]) -> str:
+    """A load's name, once the daemon's GC policy (if any) has settled its objects."""
+    name = await load
+    if session.server.collector is not None:
+        session.server.collector.settle()
+    return name
 
 
 async def op_finit_module(session: Session, rid: Any, params: str, flags: int) -> str:
@@ -129,7 +137,7 @@ async def op_finit_module(session: Session, rid: Any, params: str, flags: int) -
         image = await trio.to_thread.run_sync(read_module_file, fd, session.server.max_image_size)
     finally:
         os.close(fd)
-    return await session.kernel.init_module(image, params, flags=flags)
+    return await loaded(session, session.kernel.init_module(image, params, flags=flags))
 
 
 def read_module_file(fd: int, limit: int) -> bytes:

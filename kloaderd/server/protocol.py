@@ -18,6 +18,10 @@ class TooManyObjects(ValueError):
     """A frame holds more maps and arrays than `uapi.MAX_CONTAINERS`."""
 
 
+# A decoder that has been fed this much is replaced once its frame is out.
+RELEASE_AFTER = 1 << 20
+
+
 class RequestDecoder:
     """A stream of request frames, each decoded within `uapi`'s bounds.
 
@@ -30,10 +34,15 @@ class RequestDecoder:
     """
 
     def __init__(self, max_frame: int) -> None:
+        self._max_frame = max_frame
         self._containers = 0
-        self._decoder = uapi.unpacker(
-            max_frame, max_map_len=uapi.MAX_MAP_LEN, max_array_len=uapi.MAX_ARRAY_LEN,
-            max_str_len=uapi.MAX_STR_LEN, max_bin_len=max_frame, max_ext_len=0,
+        self._fed = 0                   # bytes fed since the decoder was made
+        self._decoder = self._new()
+
+    def _new(self) -> msgpack.Unpacker:
+        return uapi.unpacker(
+            self._max_frame, max_map_len=uapi.MAX_MAP_LEN, max_array_len=uapi.MAX_ARRAY_LEN,
+            max_str_len=uapi.MAX_STR_LEN, max_bin_len=self._max_frame, max_ext_len=0,
             object_pairs_hook=self._map, list_hook=self._array)
 
     def _count(self) -> None:
@@ -50,13 +59,31 @@ class RequestDecoder:
         return items
 
     def feed(self, data: bytes) -> None:
+        self._fed += len(data)
         self._decoder.feed(data)
 
     def __iter__(self) -> Iterator[Any]:
         """Each whole frame's message fed so far."""
-        for message in self._decoder:
+        while True:
+            try:
+                message = next(self._decoder)
+            except StopIteration:
+                return
             self._containers = 0
+            if self._fed >= RELEASE_AFTER:
+                self._release()
             yield message
+
+    def _release(self) -> None:
+        """Give back the buffer a big frame grew (msgpack keeps it, up to the
+        frame limit, for the connection's life), keeping any bytes of the next
+        frame: before the request runs, so a big load does not hold its image
+        twice."""
+        rest = self._decoder.read_bytes(self._max_frame + uapi.RECV_SIZE)
+        self._decoder = self._new()
+        self._fed = 0
+        if rest:
+            self.feed(rest)
 
 
 # msgpack's exceptions for a stream that is not msgpack or breaks its limits.

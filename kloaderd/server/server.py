@@ -23,6 +23,7 @@ import trio
 from kloaderd import uapi
 from kloaderd.errors import KernelError
 from kloaderd.server import protocol
+from kloaderd.server.collector import Collector
 from kloaderd.server.session import Peer, Session
 
 # Server-wide bounds (docs/reliability.md, "Bounds").
@@ -50,6 +51,7 @@ class Server:
         self.queued_fds = 0
         self.max_connections, self.max_queued_fds = fd_budget(kernel.options.max_connections)
         self.started = time.monotonic()
+        self.collector: Collector | None = None   # the daemon process's GC policy, if it has one
 
     def admit(self, peer: Peer) -> str | None:
         """Why a new connection from `peer` is refused, or None to admit it."""
@@ -64,12 +66,14 @@ class Server:
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "uid": self.uid, "socket": self.path,
                 "protocol": uapi.PROTOCOL_VERSION, "sessions": len(self.sessions),
-                "max_frame": self.max_frame, "uptime": time.monotonic() - self.started}
+                "max_frame": self.max_frame, "uptime": time.monotonic() - self.started,
+                "gc": self.collector.stats() if self.collector is not None else None}
 
 
 async def serve(kernel: Any, socket_path: str | None = None, *,
                 task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-                max_frame: int | None = None, inherited: socket.socket | None = None) -> None:
+                max_frame: int | None = None, inherited: socket.socket | None = None,
+                collector: Collector | None = None) -> None:
     """Listen on `socket_path` (default: `default_socket_path()`) until cancelled.
 
     `task_status.started()` reports the path once clients can connect.  Raises
@@ -84,6 +88,7 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
     if max_frame is None:
         max_frame = kernel.options.max_image_size + uapi.FRAME_HEADROOM
     server = Server(kernel, path, max_frame)
+    server.collector = collector
     if inherited is not None:
         listener, identity = trio.socket.from_stdlib_socket(inherited), None
     else:
