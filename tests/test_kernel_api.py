@@ -54,6 +54,9 @@ def test_registrations_made_and_undone(regs_ko):
         "regs: cache=1 item=1 aligned=1 size=24",
         "regs: add_valid=1",
         "regs: bits next=15 next=64 end=64 zero=1 weight=3",
+        "regs: rwsem write_while_read=0 read_while_write=0 read=1 count=0",
+        "regs: strsep [a] [b] end=1",
+        "regs: strncpy padded=1 page_aligned=1",
     ]
     info = kernel.module_info("regs")
     assert [(r["subsystem"], r["what"]) for r in info["registrations"]] == [

@@ -113,3 +113,26 @@ def test_layout_reading_functions_are_not_emulated_for_another_release():
         assert failed.value.errno == errno.EFAULT
         assert "kernel function crypto_register_alg is not emulated" in failed.value.message
     trio.run(main)
+
+
+def test_leds_cpufreq_textsearch_and_ematches(debian61):
+    load_and_remove(debian61, ["ledtrig-timer", "cpufreq_userspace", "ts_kmp", "em_cmp"], {
+        "ledtrig_timer": [{"subsystem": "led_trigger", "what": "led trigger timer"}],
+        "cpufreq_userspace": [{"subsystem": "cpufreq_governor",
+                               "what": "cpufreq governor userspace"}],
+        "ts_kmp": [{"subsystem": "textsearch", "what": "textsearch algorithm kmp"}],
+        "em_cmp": [{"subsystem": "ematch", "what": "tc ematch kind 1"}]})
+
+
+def test_network_protocols_handlers_and_link_kinds(debian61):
+    load_and_remove(debian61, ["gre", "llc", "unix_diag", "veth"], {
+        "gre": [{"subsystem": "inet_protocol", "what": "inet protocol 47 handler"}],
+        "llc": [{"subsystem": "packet_type", "what": "packet handler for ethertype 0x0004"}],
+        "unix_diag": [{"subsystem": "sock_diag", "what": "sock_diag handler for family 1"}],
+        "veth": [{"subsystem": "rtnl_link", "what": "rtnetlink link kind veth"}]})
+
+
+def test_quota_formats(debian61):
+    load_and_remove(debian61, ["quota_tree", "quota_v2"], {
+        "quota_v2": [{"subsystem": "quota_format", "what": "quota format 2"},
+                     {"subsystem": "quota_format", "what": "quota format 4"}]})

@@ -64,7 +64,10 @@ def _verdict(text: str) -> str:
     return f"not-emulated:{found.group(1)}" if found else text[:100]
 
 
-async def survey(modules: Path, build: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+async def survey(modules: Path, build: Path, timeout: float = 10.0
+                 ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every module's verdict; an init or exit still sleeping after
+    `timeout` seconds is given up (and counted as such)."""
     order, deps = dependency_order(modules)
     kernel = Kernel(KernelOptions(kernel=str(build)))
     result: dict[str, str] = {}
@@ -73,20 +76,26 @@ async def survey(modules: Path, build: Path) -> tuple[dict[str, str], dict[str, 
         if any(result.get(dep) != "loaded" for dep in deps[rel]):
             result[rel] = "dep"
             continue
-        try:
-            names[rel] = await kernel.init_module((modules / rel).read_bytes())
-            result[rel] = "loaded"
-        except KernelError as exc:
-            result[rel] = "init:" + _verdict(exc.message)
+        result[rel] = f"init:still sleeping after {timeout:g} s"
+        with trio.move_on_after(timeout):
+            try:
+                names[rel] = await kernel.init_module((modules / rel).read_bytes())
+                result[rel] = "loaded"
+            except KernelError as exc:
+                result[rel] = "init:" + _verdict(exc.message)
     for rel in reversed(order):
         if result[rel] != "loaded":
             continue
         records = kernel.log.records()
         since = records[-1].seq if records else 0
-        try:
-            await kernel.delete_module(names[rel])
-        except KernelError as exc:
-            result[rel] = "exit:" + _verdict(exc.message)
+        result[rel] = f"exit:still sleeping after {timeout:g} s"
+        with trio.move_on_after(timeout):
+            try:
+                await kernel.delete_module(names[rel])
+                result[rel] = "removed"
+            except KernelError as exc:
+                result[rel] = "exit:" + _verdict(exc.message)
+        if result[rel] != "removed":
             continue
         trouble = [r.text for r in kernel.log.records(since) if any(t in r.text for t in _TROUBLE)]
         result[rel] = "exit:" + _verdict(trouble[0]) if trouble else "clean"
@@ -126,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flavour", default="6.1")
     parser.add_argument("--json", type=Path, help="write {module: verdict} here")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds an init or exit may sleep before it is given up")
     args = parser.parse_args(argv)
     root = kernel_corpus.fetch(args.flavour)
-    result, deps = trio.run(survey, kernel_corpus.modules_dir(root), kernel_corpus.build_dir(root))
+    result, deps = trio.run(survey, kernel_corpus.modules_dir(root), kernel_corpus.build_dir(root),
+                            args.timeout)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, sort_keys=True))
     report(result, deps, args.top)

@@ -38,7 +38,8 @@ def warn(ctx: Any, message: str, where: str, function: str | None = None) -> Non
         address = ctx.machine.kernel_symbols().get(function)
         symbol = ctx.kernel.symbolize(address, True) if address is not None else None
         location += f" {symbol or function}"
-    for line in (CUT_HERE, *message.rstrip("\n").split("\n"),
+    text = message.rstrip("\n").split("\n") if message else []     # WARN_ON(): no message
+    for line in (CUT_HERE, *text,
                  f"WARNING: CPU: 0 PID: {ctx.task.pid} at {location}",
                  "Call Trace:", " <TASK>", f" {ctx.machine.symbol_name(ctx.caller)}", " </TASK>",
                  END_TRACE):

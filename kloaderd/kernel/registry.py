@@ -154,3 +154,26 @@ def _holds(mod: "Module", address: int) -> bool:
     core = mod.core_base <= address < mod.core_base + mod.layout.core.size
     init = not mod.init_freed and mod.init_base <= address < mod.init_base + mod.layout.init.size
     return core or init
+
+
+def owner_of(kernel: Any, obj: int, module_struct: int = 0) -> "Module | None":
+    """The module responsible for a registered object: the one its
+    `.owner`/THIS_MODULE field names, else the one whose memory holds it."""
+    named = kernel.module_by_struct(module_struct) if module_struct else None
+    return named or kernel.registrations.module_at(obj)
+
+
+def leftover_unlinks(entry: Registration) -> None:
+    """on_leftover for entries whose `data` is (GuestList, offset of the
+    list_head in the object): take the object off the kernel's list."""
+    guest_list, offset = entry.data
+    guest_list.unlink_quietly(entry.address + offset)
+
+
+def record_listed(kernel: Any, subsystem: str, obj: int, what: str, guest_list: Any,
+                  offset: int, module_struct: int = 0) -> Registration:
+    """Record `obj`, just linked on a kernel list (`guest_list`) through the
+    list_head at `offset`; made inert by unlinking it from that list."""
+    return kernel.registrations.registry(subsystem).add(
+        obj, what, owner=owner_of(kernel, obj, module_struct), address=obj,
+        data=(guest_list, offset), on_leftover=leftover_unlinks)

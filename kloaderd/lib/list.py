@@ -53,6 +53,10 @@ class GuestList:
         """list_add(): at the front."""
         self._insert(ctx, entry, self.head, ctx.mem.read_u64(self.head + NEXT))
 
+    def insert_before(self, ctx: Any, entry: int, node: int) -> None:
+        """list_add_tail(entry, node): before `node` (the head: at the back)."""
+        self._insert(ctx, entry, ctx.mem.read_u64(node + PREV), node)
+
     def add_tail(self, ctx: Any, entry: int) -> None:
         """list_add_tail(): at the back."""
         self._insert(ctx, entry, ctx.mem.read_u64(self.head + PREV), self.head)

@@ -20,6 +20,18 @@ unsigned long _find_next_bit(const unsigned long *addr, unsigned long nbits, uns
 unsigned long _find_first_zero_bit(const unsigned long *addr, unsigned long size);
 unsigned int __bitmap_weight(const unsigned long *bitmap, unsigned int bits);
 void refcount_warn_saturate(unsigned int *r, int t);
+char *strsep(char **s, const char *ct);
+char *strncpy(char *dest, const char *src, size_t count);
+unsigned long __get_free_pages(gfp_t gfp_mask, unsigned int order);
+void free_pages(unsigned long addr, unsigned int order);
+struct rw_semaphore { long count; long owner; int osq; int wait_lock; struct list_head wait_list; };
+void __init_rwsem(struct rw_semaphore *sem, const char *name, void *key);
+void down_read(struct rw_semaphore *sem);
+void up_read(struct rw_semaphore *sem);
+void down_write(struct rw_semaphore *sem);
+void up_write(struct rw_semaphore *sem);
+int down_write_trylock(struct rw_semaphore *sem);
+int down_read_trylock(struct rw_semaphore *sem);
 
 static struct crypto_alg alg = {
 	.cra_name = "kltest", .cra_driver_name = "kltest-generic", .cra_priority = 100,
@@ -96,6 +108,33 @@ static int __init regs_init(void)
 		_find_next_bit(bits, 128, 1), _find_next_bit(bits, 128, 16),
 		_find_next_bit(bits, 64, 16), _find_first_zero_bit(bits, 128),
 		__bitmap_weight(bits, 128));
+	{
+		struct rw_semaphore sem;
+		char text[] = "a,b", *cursor = text, pad[8];
+		unsigned long page = __get_free_pages(GFP_KERNEL, 1);
+		int r1, w1, r2;
+
+		__init_rwsem(&sem, "sem", NULL);
+		down_read(&sem);
+		down_read(&sem);
+		w1 = down_write_trylock(&sem);
+		up_read(&sem);
+		up_read(&sem);
+		down_write(&sem);
+		r1 = down_read_trylock(&sem);
+		up_write(&sem);
+		r2 = down_read_trylock(&sem);
+		up_read(&sem);
+		pr_info("regs: rwsem write_while_read=%d read_while_write=%d read=%d count=%ld\n",
+			w1, r1, r2, sem.count);
+		pr_info("regs: strsep [%s]", strsep(&cursor, ","));
+		pr_info(KERN_CONT " [%s]", strsep(&cursor, ","));
+		pr_info(KERN_CONT " end=%d\n", cursor == NULL);
+		strncpy(pad, "xy", sizeof(pad));
+		pr_info("regs: strncpy padded=%d page_aligned=%d\n", pad[7] == 0 && pad[1] == 'y',
+			page && (page & 8191) == 0);
+		free_pages(page, 1);
+	}
 	if (is("refcount")) {
 		refcount_warn_saturate(&ref, 3);
 		refcount_warn_saturate(&ref, 3);

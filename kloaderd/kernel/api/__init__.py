@@ -116,9 +116,10 @@ def symbol_crc(name: str) -> int:
 # functions: each subsystem in its own place, as Linux's tree has it.
 # A package stands for every module in it.
 SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.notifier",
-              "kloaderd.lib", "kloaderd.mm.slab_common", "kloaderd.crypto", "kloaderd.fs.nls_base",
-              "kloaderd.net",
-              "kloaderd.drivers.base.driver")
+              "kloaderd.kernel.wait", "kloaderd.kernel.locking", "kloaderd.lib",
+              "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.crypto",
+              "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net",
+              "kloaderd.drivers.base.driver", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds")
 
 _loaded = False
 

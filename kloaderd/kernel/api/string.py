@@ -246,3 +246,30 @@ def kstrtobool(ctx, s: int, res: int) -> int:
         return -e.errno
     ctx.mem.write(res, bytes([value]))
     return 0
+
+
+@export("strsep", "char *strsep(char **s, const char *ct)", nargs=2)
+def strsep(ctx, s: int, ct: int) -> int:
+    """The token at *s up to the first byte of ct, NUL-terminated in place;
+    *s moves past the delimiter, or to NULL at the end.  NULL if *s is NULL."""
+    start = ctx.mem.read_u64(s)
+    if not start:
+        return 0
+    text, delims = _cstr(ctx, start), set(_cstr(ctx, ct))
+    end = next((i for i, byte in enumerate(text) if byte in delims), None)
+    if end is None:
+        ctx.mem.write_u64(s, 0)
+    else:
+        ctx.mem.write(start + end, b"\0")
+        ctx.mem.write_u64(s, start + end + 1)
+    return start
+
+
+@export("strncpy", "char *strncpy(char *dest, const char *src, size_t count)", nargs=3)
+def strncpy(ctx, dest: int, src: int, count: int) -> int:
+    """At most count bytes of src, NUL-padded to count (not terminated when src
+    is as long), as lib/string.c."""
+    data = _cstr(ctx, src, min(count, STRING_LIMIT)) if count else b""
+    ctx.mem.write(dest, data)
+    memset(ctx, dest + len(data), 0, count - len(data))      # padding, in bounded pieces
+    return dest

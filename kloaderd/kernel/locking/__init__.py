@@ -1,0 +1,1 @@
+"""kernel/locking/: sleeping locks beyond the mutex (kernel/api/sched.py)."""

@@ -1,0 +1,42 @@
+"""mm/page_alloc.c: whole pages by address (`__get_free_pages`,
+`get_zeroed_page`, `free_pages`).
+
+Pages come from the kernel heap's buddy allocator, naturally aligned to
+their order as Linux's are, accounted to the allocating module (so pages a
+module keeps are its leak).  An order above MAX_ORDER (10) is NULL, as
+Linux's WARN-less failure with __GFP_NOWARN; `alloc_pages` (which returns
+a `struct page *`) is not emulated: there is no vmemmap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kernel.api import export
+from ..kernel.slab import MAX_ORDER, PAGE_SIZE
+
+__GFP_ZERO = 0x100
+
+
+def _owner(ctx: Any) -> str | None:
+    return getattr(ctx.module, "name", None)
+
+
+@export("__get_free_pages", "unsigned long __get_free_pages(gfp_t gfp_mask, unsigned int order)",
+        nargs=2)
+def __get_free_pages(ctx: Any, gfp_mask: int, order: int) -> int:
+    order &= 0xFFFFFFFF
+    if order > MAX_ORDER:
+        return 0
+    return ctx.kernel.slab.alloc(PAGE_SIZE << order, _owner(ctx), zero=bool(gfp_mask & __GFP_ZERO))
+
+
+@export("get_zeroed_page", "unsigned long get_zeroed_page(gfp_t gfp_mask)", nargs=1)
+def get_zeroed_page(ctx: Any, gfp_mask: int) -> int:
+    return ctx.kernel.slab.alloc(PAGE_SIZE, _owner(ctx), zero=True)
+
+
+@export("free_pages", "void free_pages(unsigned long addr, unsigned int order)", nargs=2)
+def free_pages(ctx: Any, addr: int, order: int) -> None:
+    if addr:
+        ctx.kernel.slab.free(addr, _owner(ctx))

@@ -1,0 +1,1 @@
+"""net/core/: packet handlers, socket diagnostics, rtnetlink link types."""

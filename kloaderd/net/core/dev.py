@@ -1,0 +1,100 @@
+"""net/core/dev.c: packet handlers (`dev_add_pack`) and GRO/GSO offloads
+(`dev_add_offload`).
+
+As Linux 6.1: a handler for ETH_P_ALL goes on `ptype_all`, any other on
+its `ptype_base` hash bucket (type & 15), at the head (list_add_rcu); an
+offload goes on `offload_base` before the first entry of higher priority
+value.  Neither can fail.  Removing one not there is Linux's pr_warn
+"dev_remove_pack: %p not found" (or dev_remove_offload's) and, either way,
+a network RCU grace period (synchronize_net).  The lists are in guest
+memory, so a module following `list` finds Linux's neighbours; the kernel's
+own handlers (IPv4, ARP, IPv6) are not on them.
+
+Layouts (Linux 6.1 x86-64): packet_type {type@0 (__be16), list@56},
+packet_offload {type@0, priority@2 (u16), list@32}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...kernel.api import export
+from ...kernel.printk import KERN_WARNING, vsnprintf
+from ...kernel.rcu import synchronize_rcu
+from ...kernel.registry import record_listed
+from ...lib.list import GuestList
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+PT_TYPE, PT_LIST = 0, 56
+PO_TYPE, PO_PRIORITY, PO_LIST = 0, 2, 32
+ETH_P_ALL = 0x0003
+PTYPE_HASH_SIZE = 16
+
+
+class Packets:
+    def __init__(self, kernel: Any) -> None:
+        self.all = GuestList(kernel)
+        self.base = [GuestList(kernel) for _ in range(PTYPE_HASH_SIZE)]
+        self.offloads = GuestList(kernel)
+
+
+def _type(mem: Any, obj: int) -> int:
+    """A __be16 as the host reads it (ntohs)."""
+    return int.from_bytes(mem.read(obj, 2), "big")
+
+
+def _u16(mem: Any, address: int) -> int:
+    return int.from_bytes(mem.read(address, 2), "little")
+
+
+def _bucket(ctx: Any, pt: int) -> GuestList:
+    state = ctx.kernel.subsystem(Packets)
+    kind = _type(ctx.mem, pt + PT_TYPE)
+    # ptype_head(): the hash is of the raw __be16, ntohs(type) & PTYPE_HASH_MASK
+    return state.all if kind == ETH_P_ALL else state.base[kind & (PTYPE_HASH_SIZE - 1)]
+
+
+def _not_found(ctx: Any, function: str, obj: int) -> None:
+    text = vsnprintf(f"{function}: %p not found".encode(), iter([obj]), mem=ctx.mem)
+    ctx.kernel.log.emit(KERN_WARNING, text.decode(), getattr(ctx.module, "name", None))
+
+
+@export("dev_add_pack", "void dev_add_pack(struct packet_type *pt)", nargs=1)
+def dev_add_pack(ctx: Any, pt: int) -> None:
+    bucket = _bucket(ctx, pt)
+    bucket.add(ctx, pt + PT_LIST)
+    record_listed(ctx.kernel, "packet_type", pt,
+                  f"packet handler for ethertype {_type(ctx.mem, pt + PT_TYPE):#06x}", bucket,
+                  PT_LIST)
+
+
+@export("dev_remove_pack", "void dev_remove_pack(struct packet_type *pt)", nargs=1)
+def dev_remove_pack(ctx: Any, pt: int) -> Any:
+    return _remove(ctx, "packet_type", "dev_remove_pack", pt, PT_LIST)
+
+
+def _remove(ctx: Any, subsystem: str, function: str, obj: int, offset: int) -> Any:
+    """Unlink (list_del_rcu) or warn that it was not there; synchronize_net()."""
+    entry = ctx.kernel.registrations.registry(subsystem).remove(obj)
+    if entry is None:
+        _not_found(ctx, function, obj)
+    else:
+        entry.data[0].delete(ctx, obj + offset, rcu=True)
+    return synchronize_rcu(ctx)
+
+
+@export("dev_add_offload", "void dev_add_offload(struct packet_offload *po)", nargs=1)
+def dev_add_offload(ctx: Any, po: int) -> None:
+    mem, offloads = ctx.mem, ctx.kernel.subsystem(Packets).offloads
+    priority = _u16(mem, po + PO_PRIORITY)
+    before = next((node for node in offloads
+                   if _u16(mem, node - PO_LIST + PO_PRIORITY) > priority), offloads.head)
+    offloads.insert_before(ctx, po + PO_LIST, before)
+    record_listed(ctx.kernel, "packet_offload", po,
+                  f"packet offload for ethertype {_type(mem, po + PO_TYPE):#06x}", offloads, PO_LIST)
+
+
+@export("dev_remove_offload", "void dev_remove_offload(struct packet_offload *po)", nargs=1)
+def dev_remove_offload(ctx: Any, po: int) -> Any:
+    return _remove(ctx, "packet_offload", "dev_remove_offload", po, PO_LIST)

@@ -1,0 +1,49 @@
+"""net/core/sock_diag.c: socket diagnostics handlers, one per address
+family (`sock_diag_register`).
+
+As Linux 6.1: a family at or beyond AF_MAX (46) is -EINVAL, a family
+already served -EBUSY; unregistering is the WARN_ON of a handler that is
+not the one registered, and empties the slot either way.  No family's
+handler is built into Debian's kernel.  Layout: sock_diag_handler.family@8
+(a u8).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from ...kernel.api import export
+from ...kernel.panic import warn
+from ...kernel.registry import owner_of
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+FAMILY = 8
+AF_MAX = 46
+
+
+@export("sock_diag_register", "int sock_diag_register(const struct sock_diag_handler *h)",
+        nargs=1)
+def sock_diag_register(ctx: Any, h: int) -> int:
+    family = ctx.mem.read(h + FAMILY, 1)[0]
+    if family >= AF_MAX:
+        return -errno.EINVAL
+    registry = ctx.kernel.registrations.registry("sock_diag")
+    if registry.find(family) is not None:
+        return -errno.EBUSY
+    registry.add(family, f"sock_diag handler for family {family}", owner=owner_of(ctx.kernel, h),
+                 address=h)
+    return 0
+
+
+@export("sock_diag_unregister", "void sock_diag_unregister(const struct sock_diag_handler *hnld)",
+        nargs=1)
+def sock_diag_unregister(ctx: Any, h: int) -> None:
+    family = ctx.mem.read(h + FAMILY, 1)[0]
+    if family >= AF_MAX:
+        return
+    registry = ctx.kernel.registrations.registry("sock_diag")
+    entry = registry.remove(family)
+    if entry is None or entry.address != h:
+        warn(ctx, "", "net/core/sock_diag.c:206", "sock_diag_unregister")

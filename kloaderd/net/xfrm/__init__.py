@@ -1,0 +1,1 @@
+"""net/xfrm/: IPsec transforms."""
