@@ -27,7 +27,7 @@ def footprint(kernel: Kernel) -> tuple:
     return (
         sorted(kernel.loaded),
         len(kernel.symbols),
-        kernel.module_area.used,
+        kernel.module_memory,
         {m.name: (dict(m.refs), [h.name for h in m.holders]) for m in kernel.loaded.values()},
         kernel.slab.usage(None),
     )

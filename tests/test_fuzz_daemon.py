@@ -58,7 +58,7 @@ def images() -> st.SearchStrategy[bytes]:
 
 def footprint(kernel) -> dict[str, object]:
     """What a load that is undone must give back, all of it."""
-    return {"modules": sorted(kernel.loaded), "module memory": kernel.module_area.used,
+    return {"modules": sorted(kernel.loaded), "module memory": kernel.module_memory,
             "heap": kernel.slab.total, "symbols": len(kernel.symbols),
             "kallsyms": len(kernel.ksyms.all())}
 

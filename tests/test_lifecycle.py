@@ -42,7 +42,7 @@ async def test_hello_runs_init_and_exit():
     await kernel.delete_module("hello")
     assert texts(kernel)[-1] == "Goodbye, world"
     assert kernel.modules() == []
-    assert kernel.module_area.used == 0
+    assert kernel.module_memory == 0
 
 
 async def test_loading_twice_is_eexist_and_unknown_is_enoent():
@@ -491,7 +491,7 @@ async def test_module_limits():
     kernel = new_kernel(max_module_memory=4096)
     err = await expect_error(errno.ENOMEM, kernel.init_module(ko("hello")))
     assert "max_module_memory" in err.message
-    assert kernel.module_area.used == 0
+    assert kernel.module_memory == 0
 
 
 async def test_shutdown_removes_users_before_what_they_use():

@@ -170,7 +170,7 @@ class Model:
         with trio.fail_after(10):
             await kernel.shutdown()
         assert kernel.modules() == []
-        assert kernel.module_area.used == 0
+        assert kernel.module_memory == 0
         log = [r.text for r in kernel.log.records()]
         for name, line in EXIT_LINE.items():
             assert log.count(line) == self.inits[name]

@@ -68,7 +68,7 @@ with Client(path) as c:
 
 
 def footprint(kernel) -> dict[str, object]:
-    return {"modules": sorted(kernel.loaded), "module memory": kernel.module_area.used,
+    return {"modules": sorted(kernel.loaded), "module memory": kernel.module_memory,
             "heap": kernel.slab.total, "symbols": len(kernel.symbols),
             "kallsyms": len(kernel.ksyms.all())}
 

@@ -73,7 +73,7 @@ def _check_peer(sock: socket.socket, path: str) -> None:
 class _Api:
     """The operations, once for both clients."""
 
-    def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
+    def _call(self, op: str, pass_fd: int | None = None, **args: Any) -> Any:
         raise NotImplementedError
 
     def init_module(self, image: bytes, params: str = "", *, force_vermagic: bool = False,
@@ -118,6 +118,44 @@ class _Api:
     def status(self) -> Any:
         return self._call("status")
 
+    # -- device files: this connection is the process that holds them
+
+    def open(self, path: str, flags: int = os.O_RDWR) -> Any:
+        """Open a device node; returns a descriptor of this connection."""
+        return self._call("open", path=path, flags=flags)
+
+    def read(self, fd: int, size: int) -> Any:
+        """Up to `size` bytes from the driver's .read (b"" at its end)."""
+        return self._call("read", fd=fd, size=size)
+
+    def write(self, fd: int, data: bytes) -> Any:
+        """Hand `data` to the driver's .write; returns how many bytes it took."""
+        return self._call("write", fd=fd, data=bytes(data))
+
+    def ioctl(self, fd: int, request: int, arg: int = 0) -> Any:
+        """The driver's .unlocked_ioctl with an integer argument; returns its result."""
+        return self._call("ioctl", fd=fd, request=request, arg=arg)
+
+    def ioctl_buffer(self, fd: int, request: int, data: bytes) -> Any:
+        """.unlocked_ioctl with a pointer to a user buffer holding `data`:
+        returns {"result": int, "data": the buffer afterwards}."""
+        return self._call("ioctl", fd=fd, request=request, arg=bytes(data))
+
+    def lseek(self, fd: int, offset: int, whence: int = os.SEEK_SET) -> Any:
+        return self._call("lseek", fd=fd, offset=offset, whence=whence)
+
+    def close(self, fd: int) -> Any:
+        """Close a descriptor: the driver's .release runs, its references go."""
+        return self._call("close", fd=fd)
+
+    def mknod(self, path: str, major: int, minor: int) -> Any:
+        """Make a character device node at `path` for major:minor."""
+        return self._call("mknod", path=path, major=major, minor=minor)
+
+    def devices(self) -> Any:
+        """The device nodes: [{"path", "major", "minor", "made_by"}]."""
+        return self._call("devices")
+
 
 class Client(_Api):
     """A blocking connection to kloaderd; one request at a time."""
@@ -143,18 +181,23 @@ class Client(_Api):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, fd: int | None = None) -> Any:  # type: ignore[override]
+        """`close()` ends the connection (the daemon closes its descriptors);
+        `close(fd)` closes one descriptor."""
+        if fd is not None:
+            return super().close(fd)
         self._sock.close()
+        return None
 
     def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
                      force_vermagic: bool = False, force_modversion: bool = False) -> str:
         """Load from a file the daemon reads through the descriptor this process opened."""
         flags = _flags(force_vermagic, force_modversion)
         if isinstance(path, int):
-            return self._call("finit_module", fd=path, params=params, flags=flags)
+            return self._call("finit_module", pass_fd=path, params=params, flags=flags)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return self._call("finit_module", fd=fd, params=params, flags=flags)
+            return self._call("finit_module", pass_fd=fd, params=params, flags=flags)
         finally:
             os.close(fd)
 
@@ -190,18 +233,19 @@ class Client(_Api):
                     pass
                 self._receive(cancel)
 
-    def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
-        return _result(self._receive(self._send(op, fd, **args)))
+    def _call(self, op: str, pass_fd: int | None = None, **args: Any) -> Any:
+        """`pass_fd`: a descriptor of this process to send with SCM_RIGHTS."""
+        return _result(self._receive(self._send(op, pass_fd, **args)))
 
-    def _send(self, op: str, fd: int | None, **args: Any) -> int:
+    def _send(self, op: str, pass_fd: int | None, **args: Any) -> int:
         rid = self._next_id
         self._next_id += 1
         data = _frame({"op": op, "id": rid, **args})
         try:
-            if fd is None:
+            if pass_fd is None:
                 self._sock.sendall(data)
             else:
-                sent = self._sock.sendmsg([data], _ancillary(fd))
+                sent = self._sock.sendmsg([data], _ancillary(pass_fd))
                 self._sock.sendall(memoryview(data)[sent:])
         except (BrokenPipeError, ConnectionResetError):
             raise self._why_lost() from None
@@ -302,10 +346,10 @@ class AsyncClient(_Api):
                            force_vermagic: bool = False, force_modversion: bool = False) -> str:
         flags = _flags(force_vermagic, force_modversion)
         if isinstance(path, int):
-            return await self._call("finit_module", fd=path, params=params, flags=flags)
+            return await self._call("finit_module", pass_fd=path, params=params, flags=flags)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return await self._call("finit_module", fd=fd, params=params, flags=flags)
+            return await self._call("finit_module", pass_fd=fd, params=params, flags=flags)
         finally:
             os.close(fd)
 
@@ -335,16 +379,16 @@ class AsyncClient(_Api):
                     if self._closed is None:
                         await self._call("cancel", target=rid)
 
-    async def _call(self, op: str, fd: int | None = None, **args: Any) -> Any:
+    async def _call(self, op: str, pass_fd: int | None = None, **args: Any) -> Any:
         send, receive = self._anyio.create_memory_object_stream[dict[str, Any]](1)
         with send, receive:
-            rid = await self._send(op, fd, send, **args)
+            rid = await self._send(op, pass_fd, send, **args)
             try:
                 return _result(await receive.receive())
             finally:
                 self._waiters.pop(rid, None)
 
-    async def _send(self, op: str, fd: int | None, waiter: Any, **args: Any) -> int:
+    async def _send(self, op: str, pass_fd: int | None, waiter: Any, **args: Any) -> int:
         if self._closed is not None:
             raise self._closed
         rid = self._next_id
@@ -354,10 +398,10 @@ class AsyncClient(_Api):
         anyio = self._anyio
         async with self._send_lock:
             try:
-                if fd is None:
+                if pass_fd is None:
                     await self._stream.send(frame)
                 else:
-                    await self._stream.send_fds(frame, [fd])   # the fd rides on the frame's first byte
+                    await self._stream.send_fds(frame, [pass_fd])   # the fd rides on the frame's first byte
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await self._reader_done.wait()      # it reads what the daemon said last
                 raise self._closed or connection_lost() from None

@@ -339,6 +339,16 @@ class Machine:
         """(address, size, type letter, name) of the core kernel, by address."""
         return list(self._kallsyms)
 
+    def next_die(self) -> int:
+        """The oops counter ([#N]) for a death reported outside guest code."""
+        self._die_counter += 1
+        return self._die_counter
+
+    @property
+    def current(self) -> Task | None:
+        """The task running guest code now (what `current` is), if any."""
+        return self._running
+
     # --- time ------------------------------------------------------------------
 
     def uptime(self) -> float:

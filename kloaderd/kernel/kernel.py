@@ -34,6 +34,7 @@ from .registry import Registrations
 from .slab import Slab
 from .symbols import KernelSymbol, SymbolTable
 from .unload import delete_module, drain_exits, finish_removal
+from ..sanitizer import Sanitizer
 
 T = TypeVar("T")
 
@@ -76,6 +77,13 @@ class KernelOptions:
                                  "SECONDS", at_least=0)
     exit_grace: float = option(5.0, "seconds shutdown lets module exits still running finish "
                                     "before it interrupts them (and logs which)", "SECONDS", at_least=0)
+    max_open_files: int = option(1024, "descriptors one client may hold open; more is EMFILE",
+                                 "N", at_least=1)
+    max_io: int = option(1 << 20, "bytes one read, write or ioctl buffer may carry; more is EINVAL",
+                         "BYTES", at_least=1)
+    module_quarantine: int = option(256 << 20, "bytes of freed module address space held back from "
+                                               "reuse, so stale pointers into it fault", "BYTES",
+                                    at_least=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -133,6 +141,7 @@ class Kernel:
                                   if api.emulated_for(name, version)})
         self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
         self.ksyms = Kallsyms(self.machine.kallsyms())
+        self.sanitizer = Sanitizer(self)
 
     @property
     def release(self) -> str:
@@ -205,7 +214,9 @@ class Kernel:
             marks = taint_letters(mod.taints, module_only=True) + \
                 {ModuleState.GOING: "-", ModuleState.COMING: "+"}.get(mod.state, "")
             return f"({marks})" if marks else ""
-        return " ".join(f"{m.name}{flags(m)}" for m in self._ordered())
+        linked = " ".join(f"{m.name}{flags(m)}" for m in self._ordered())
+        last = self.sanitizer.last_unloaded
+        return f"{linked} [last unloaded: {last}]".lstrip() if last else linked
 
     def symbolize(self, address: int, offset: bool = True) -> str | None:
         return self.ksyms.symbolize(address, offset)
@@ -256,11 +267,14 @@ class Kernel:
         self.ksyms.add_module(mod)
 
     def _free_init(self, mod: Module) -> None:
-        """The init image goes: unmapped (if it was mapped) and its range freed."""
+        """The init image goes: unmapped (if it was mapped) and its range
+        freed, or quarantined if code may still point into it."""
         if mod.layout.init.size and not mod.init_freed:
             if mod.linked is not None:
                 self.mem.unmap(mod.init_base, mod.layout.init.size)
-            self.module_area.free(mod.init_base)
+                self.sanitizer.quarantine(f"{mod.name} (init)", mod.init_base, mod.layout.init.size)
+            else:
+                self.module_area.free(mod.init_base)
         mod.init_freed = True
 
     def free_module(self, mod: Module) -> None:
@@ -268,6 +282,8 @@ class Kernel:
         formed = mod.state is not ModuleState.UNFORMED
         if formed:
             mod.state = ModuleState.GOING
+        if mod.linked is not None:
+            self.sanitizer.module_freed(mod)     # before its symbols go: reports name them
         self.registrations.release_module(mod)
         self.symbols.remove_module(mod)
         self.ksyms.remove_module(mod)
@@ -282,7 +298,9 @@ class Kernel:
         if mod.linked is not None:
             self._by_struct.pop(mod.linked.this_module, None)
             self.mem.unmap(mod.core_base, mod.layout.core.size)
-        self.module_area.free(mod.core_base)
+            self.sanitizer.quarantine(mod.name, mod.core_base, mod.layout.core.size)
+        else:
+            self.module_area.free(mod.core_base)
         if self.loaded.get(mod.name) is mod:
             del self.loaded[mod.name]
             self.formed -= formed
@@ -294,11 +312,21 @@ class Kernel:
             return await self.machine.call(address, module=mod, name="insmod" if what == "init"
                                            else "rmmod")
         except Oops as oops:
-            for line in oops.lines:
-                self.log.emit(KERN_ALERT, line, None)
-            self.add_taint(oops.taint)
+            self.report_oops(oops)
             raise KernelError(errno.EFAULT, f"{mod.name}: {what} oopsed: {oops.lines[0]}") \
                 from None
+
+    def report_oops(self, oops: Oops) -> None:
+        """Log an oops (saying whose freed memory it touched, if any) and taint."""
+        for line in self.sanitizer.annotate_oops(oops.lines, (oops.address, oops.rip)):
+            self.log.emit(KERN_ALERT, line, None)
+        self.add_taint(oops.taint)
+
+    @property
+    def module_memory(self) -> int:
+        """Bytes of module space in use (what max_module_memory bounds): the
+        sanitizer's quarantine holds freed ranges back but they are not in use."""
+        return self.module_area.used - self.sanitizer.quarantined
 
     # -- references ----------------------------------------------------------------
     def new_owner(self, label: str) -> RefOwner:

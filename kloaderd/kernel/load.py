@@ -97,7 +97,7 @@ def check_limits(kernel: "Kernel", name: str, size: int) -> None:
     if len(kernel.loaded) >= options.max_modules:
         raise KernelError(errno.ENOSPC, f"{name}: cannot load more than "
                                         f"{options.max_modules} modules (max_modules)")
-    if kernel.module_area.used + size > options.max_module_memory:
+    if kernel.module_memory + size > options.max_module_memory:
         raise KernelError(errno.ENOMEM, f"{name}: module memory would exceed "
                                         f"{options.max_module_memory} bytes (max_module_memory)")
 

@@ -52,6 +52,7 @@ class OwnerKind(enum.Enum):
     MODULE = "module"             # try_module_get/__module_get from module code
     SYMBOL_GET = "symbol_get"     # __symbol_get by module code
     SESSION = "session"           # a client connection
+    FILE = "file"                 # an open file (fops_get, cdev_get, a mount)
     KERNEL = "kernel"             # core kernel code (no calling module)
 
 

@@ -256,6 +256,46 @@ def op_cancel(session: Session, rid: Any, target: Any) -> bool:
     return session.cancel(target)
 
 
+# -- files: the session is the process whose descriptors these are
+
+async def op_open(session: Session, rid: Any, path: str, flags: int) -> int:
+    return await session.files().open(path, flags)
+
+
+async def op_read(session: Session, rid: Any, fd: int, size: int) -> bytes:
+    return await session.files().read(fd, size)
+
+
+async def op_write(session: Session, rid: Any, fd: int, data: bytes) -> int:
+    return await session.files().write(fd, data)
+
+
+async def op_ioctl(session: Session, rid: Any, fd: int, request: int, arg: Any) -> Any:
+    ret, data = await session.files().ioctl(fd, request, arg)
+    return ret if data is None else {"result": ret, "data": data}
+
+
+async def op_lseek(session: Session, rid: Any, fd: int, offset: int, whence: int) -> int:
+    return await session.files().lseek(fd, offset, whence)
+
+
+async def op_close(session: Session, rid: Any, fd: int) -> None:
+    await session.files().close(fd)
+
+
+def op_mknod(session: Session, rid: Any, path: str, major: int, minor: int) -> None:
+    from kloaderd.fs.file import MINORMASK, MKDEV, DeviceNodes
+    if not 0 <= major < 4096 or not 0 <= minor <= MINORMASK:
+        raise KernelError(errno.EINVAL, f"mknod: {major}:{minor} is not a device number "
+                                        f"(major 0-4095, minor 0-{MINORMASK})")
+    session.kernel.subsystem(DeviceNodes).mknod(path, MKDEV(major, minor))
+
+
+def op_devices(session: Session, rid: Any) -> list[dict[str, Any]]:
+    from kloaderd.fs.file import DeviceNodes
+    return session.kernel.subsystem(DeviceNodes).list()
+
+
 def _op(handler: Callable[..., Any], privileged: bool = False, cancellable: bool = True, **args: Arg) -> Op:
     return Op(handler, args, privileged, inspect.iscoroutinefunction(handler), cancellable)
 
@@ -281,6 +321,14 @@ OPS: dict[str, Op] = {
     "modinfo": _op(op_modinfo, image=Arg(bytes)),
     "status": _op(op_status),
     "cancel": _op(op_cancel, target=Arg((int, str))),
+    "open": _op(op_open, True, path=Arg(str), flags=Arg(int, os.O_RDWR)),
+    "read": _op(op_read, fd=Arg(int), size=Arg(int)),
+    "write": _op(op_write, fd=Arg(int), data=Arg(bytes)),
+    "ioctl": _op(op_ioctl, fd=Arg(int), request=Arg(int), arg=Arg((int, bytes), 0)),
+    "lseek": _op(op_lseek, fd=Arg(int), offset=Arg(int), whence=Arg(int, os.SEEK_SET)),
+    "close": _op(op_close, fd=Arg(int)),
+    "mknod": _op(op_mknod, True, path=Arg(str), major=Arg(int), minor=Arg(int)),
+    "devices": _op(op_devices),
 }
 
 # `dmesg` with `follow` streams: the one op whose mode picks sync or async.

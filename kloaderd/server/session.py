@@ -65,6 +65,7 @@ class Session:
         self.follows = 0
         self._send_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._files: Any = None
 
     @property
     def label(self) -> str:
@@ -79,6 +80,13 @@ class Session:
         if self._owner is None:
             self._owner = self.kernel.new_owner(self.label)
         return self._owner
+
+    def files(self) -> Any:
+        """The session's open files (its descriptor table), made on first use."""
+        if self._files is None:
+            from kloaderd.fs.file import FileTable
+            self._files = FileTable(self.kernel, self.label, self.client)
+        return self._files
 
     def take_fd(self) -> int:
         """The oldest descriptor passed with SCM_RIGHTS and not yet used."""
@@ -130,6 +138,11 @@ class Session:
             log.exception("session %s failed", self.label)
         finally:
             self.server.sessions.discard(self)
+            if self._files is not None:
+                # A dying process closes its files: each driver's .release
+                # runs, then the references the files held go.
+                with trio.CancelScope(shield=True):
+                    await self._files.close_all()
             if self._owner is not None:
                 self.kernel.release_owner(self._owner)
             for fd in self._fds:

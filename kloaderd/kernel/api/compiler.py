@@ -15,7 +15,7 @@ from . import export
 
 # The registers arch/x86/include/asm/GEN-for-each-reg.h makes thunks for
 # (all general purpose registers but %rsp), with their ModRM numbers.
-_THUNK_REGS = {"rax": 0, "rbx": 3, "rcx": 1, "rdx": 2, "rsi": 6, "rdi": 7, "rbp": 5,
+THUNK_REGS = {"rax": 0, "rbx": 3, "rcx": 1, "rdx": 2, "rsi": 6, "rdi": 7, "rbp": 5,
                "r8": 8, "r9": 9, "r10": 10, "r11": 11, "r12": 12, "r13": 13, "r14": 14, "r15": 15}
 
 
@@ -34,7 +34,7 @@ def _machine_code(name: str, code: bytes) -> None:
 
 _machine_code("__fentry__", b"\xc3")                    # ftrace disabled: a plain return
 _machine_code("__x86_return_thunk", b"\xc3\xcc")
-for _reg, _num in _THUNK_REGS.items():
+for _reg, _num in THUNK_REGS.items():
     _machine_code(f"__x86_indirect_thunk_{_reg}", _jmp_indirect(_num))
 
 

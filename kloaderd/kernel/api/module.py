@@ -46,6 +46,8 @@ def module_put(ctx, module: int) -> int:
     target = _target(ctx, module) if module else None
     if target is not None:
         ctx.kernel.module_put_from_code(target, _owner(ctx))
+        sanitizer = ctx.kernel.sanitizer
+        sanitizer.check_self_put(target, sanitizer.module_at(ctx.caller), ctx.caller)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Character drivers of the core kernel (drivers/char/)."""

@@ -1,0 +1,154 @@
+"""The Golden Rule: "If you are calling through a function pointer into a
+(different) module, you must hold a reference to that module.  Otherwise
+you risk sleeping in the module while it is unloaded."
+
+Two kinds of entry are checked:
+
+* the emulated kernel's own subsystems (the VFS calling `fops->read`, a
+  timer's function...) enter modules through `call_pointer`;
+* module code calls through a function pointer with the retpoline thunks
+  (`call __x86_indirect_thunk_rax`: kmodbuild compiles as kbuild does with
+  CONFIG_RETPOLINE), which are machine code in kernel text; one code hook
+  over them sees every indirect call and nothing else, so direct calls and
+  kernel calls cost nothing more.
+
+An entry into M is *allowed* — as the FAQ reasons — when it comes from M's
+own code, when M is still in its init or already in its exit (someone is
+running M's code, so M cannot go), in atomic context (nothing sleeps, and
+removal waits for the CPU), when the caller's module depends on M (it
+cannot outlive M), or while anybody holds a reference on M.  Otherwise it is
+reported once per (caller, callee) pair, and the call goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from unicorn import UC_HOOK_CODE
+from unicorn import x86_const as X
+
+from ..config import MODULES_END, MODULES_VADDR
+from ..errors import KernelError
+from ..kernel.api.compiler import THUNK_REGS
+from ..kernel.module import ModuleState
+from ..kernel.oops import Oops
+from ..kernel.printk import KERN_ERR
+
+if TYPE_CHECKING:
+    from ..kernel.kernel import Kernel
+    from ..kernel.module import Module
+    from ..kernel.sched import Task
+
+_RSP = X.UC_X86_REG_RSP
+_CALL_REL32 = 0xE8
+_MASK64 = (1 << 64) - 1
+
+
+class GoldenRule:
+    kernel: "Kernel"
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self.golden_reports = 0
+        self._reported: set[tuple[Any, int]] = set()
+        machine = kernel.machine
+        symbols = machine.kernel_symbols()
+        self._thunks = {symbols[f"__x86_indirect_thunk_{reg}"]: getattr(X, f"UC_X86_REG_{reg.upper()}")
+                        for reg in THUNK_REGS}
+        machine.uc.hook_add(UC_HOOK_CODE, self._on_thunk, begin=min(self._thunks),
+                            end=max(self._thunks))
+
+    # -- where code lives ------------------------------------------------------
+
+    def module_at(self, address: int) -> "Module | None":
+        """The loaded module whose core or (not yet freed) init holds `address`."""
+        if not MODULES_VADDR <= address < MODULES_END:
+            return None
+        return self.kernel.registrations.module_at(address)
+
+    # -- the check ---------------------------------------------------------------
+
+    def allowed(self, callee: "Module", caller: "Module | None", task: "Task | None") -> bool:
+        if caller is callee:
+            return True                                   # its own code
+        if task is not None and task.preempt_count:
+            return True                                   # atomic: cannot sleep in it
+        if callee.state in (ModuleState.COMING, ModuleState.GOING) and \
+                task is not None and task.module is callee:
+            return True                                   # during its own init or exit
+        if callee.refcount:
+            return True                                   # somebody holds a reference
+        return caller is not None and callee in caller.uses   # the caller depends on it
+
+    def check_entry(self, target: int, caller_addr: int | None, task: "Task | None",
+                    via: str = "") -> None:
+        callee = self.module_at(target)
+        if callee is None:
+            return
+        caller = self.module_at(caller_addr) if caller_addr is not None else None
+        if self.allowed(callee, caller, task):
+            return
+        key = (caller_addr if caller_addr is not None else via, target)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.golden_reports += 1
+        self._report(callee, caller, target, caller_addr, task, via)
+
+    def _report(self, callee: "Module", caller: "Module | None", target: int,
+                caller_addr: int | None, task: "Task | None", via: str) -> None:
+        machine = self.kernel.machine
+        where = machine.symbol_name(caller_addr) if caller_addr is not None else via
+        who = caller.name if caller is not None else "the kernel"
+        lines = [
+            "==================================================================",
+            f"BUG: golden rule: call into module {callee.name} without a reference in {where}",
+            f"callee: {machine.symbol_name(target)}",
+            f"{callee.name} is {callee.state.value} with no reference held; {who} does not depend on it "
+            "and the call is in process context,",
+            f"so {callee.name} could be unloaded while the call sleeps in it: "
+            f"take try_module_get() on its owner first",
+        ]
+        if task is not None:
+            lines.append(f"CPU: 0 PID: {task.pid} Comm: {task.comm} {self.kernel.taint_string()}")
+        lines.append("==================================================================")
+        for line in lines:
+            self.kernel.log.emit(KERN_ERR, line, None)
+
+    # -- entries made by module code: the retpoline thunks ------------------------------
+
+    def _on_thunk(self, uc: Any, address: int, _size: int, _data: Any) -> None:
+        reg = self._thunks.get(address)
+        if reg is None:
+            return
+        target = uc.reg_read(reg)
+        if not MODULES_VADDR <= target < MODULES_END:
+            return                                        # into the kernel: always there
+        mem = self.kernel.mem
+        try:
+            ret = mem.read_u64(uc.reg_read(_RSP))
+            site = ret - 5
+            code = mem.read(site, 5)
+        except Exception:
+            return
+        # A call through the thunk pushed the return address after `call thunk`;
+        # a jump through it (a tail call) did not, and its caller is unknown.
+        if code[0] != _CALL_REL32 or (ret + int.from_bytes(code[1:], "little", signed=True)) & _MASK64 != address:
+            return
+        self.check_entry(target, site, self.kernel.machine.current)
+
+    # -- entries made by the kernel's subsystems --------------------------------------------
+
+    async def call_pointer(self, address: int, *args: int, via: str, comm: str = "kworker/0:1") -> int:
+        """Call module code through a function pointer from a subsystem, in
+        process context: checked, run as a task, an oops logged and turned
+        into EFAULT for whoever asked."""
+        kernel = self.kernel
+        self.check_entry(address, None, None, via)
+        try:
+            return await kernel.machine.call(address, *args, module=self.module_at(address), name=comm)
+        except Oops as oops:
+            kernel.report_oops(oops)
+            raise KernelError(errno.EFAULT, f"{via}: the call into {kernel.symbolize(address) or hex(address)} "
+                                            f"oopsed: {oops.lines[0]}") from None
