@@ -215,6 +215,10 @@ class Machine:
         self._symbols: dict[str, int] = {}
         self._kallsyms: list[tuple[int, int, str, str]] = []
         self._stubs: dict[int, api.KernelFunction] = {}
+        self._watched: set[int] = set()        # machine code whose entry calls `watch`
+        # watch(uc, address): called on entering watched machine code (the
+        # sanitizer's indirect-call check), before its first instruction runs.
+        self.watch: Callable[[Uc, int], None] | None = None
         self._not_emulated: tuple[int, list[str]] = (0, [])
         self._calls = itertools.count(1)
         self._token_base = int.from_bytes(os.urandom(8), "little") >> 2 | 1 << 62
@@ -247,8 +251,12 @@ class Machine:
         text = bytearray()
         hooked = sorted((f for f in api.FUNCTIONS.values()
                          if getattr(f.impl, "machine_code", None) is None), key=lambda f: f.name)
+        # Watched machine code (the retpoline thunks: every indirect call of a
+        # module) first, so one hook range covers it with the stubs: a second
+        # UC_HOOK_CODE hook makes Unicorn lose kernel calls when a slice ends.
         native = sorted((f for f in api.FUNCTIONS.values()
-                         if getattr(f.impl, "machine_code", None) is not None), key=lambda f: f.name)
+                         if getattr(f.impl, "machine_code", None) is not None),
+                        key=lambda f: (not getattr(f.impl, "watched", False), f.name))
         self.stub_return = KERNEL_TEXT_BASE + len(hooked) * STUB_SIZE
         for fn in hooked:
             addr = KERNEL_TEXT_BASE + len(text)
@@ -262,7 +270,11 @@ class Machine:
         for fn in native:
             code = fn.impl.machine_code
             self._define(fn.name, KERNEL_TEXT_BASE + len(text), len(code), "T")
+            if getattr(fn.impl, "watched", False):
+                self._watched.add(KERNEL_TEXT_BASE + len(text))
             text += code.ljust(-(-len(code) // STUB_SIZE) * STUB_SIZE, _INT3)
+            if self._watched:
+                hooked_end = max(hooked_end, KERNEL_TEXT_BASE + len(text))
         # Where every task returns when its function does (never executed:
         # emu_start stops on reaching it).  Linux's threads start from here too.
         self.trap = KERNEL_TEXT_BASE + len(text)
@@ -449,6 +461,10 @@ class Machine:
         """A kernel function was called: run its implementation."""
         fn = self._stubs.get(addr)
         if fn is None:
+            if addr in self._watched:
+                if self.watch is not None:
+                    self.watch(uc, addr)
+                return
             fn = self._not_emulated_stub(addr)
             if fn is None:          # a jump into a stub's int3 padding: let it trap
                 return

@@ -56,7 +56,7 @@ class GoldenRule:
         symbols = machine.kernel_symbols()
         self._thunks = {symbols[f"__x86_indirect_thunk_{reg}"]: getattr(X, f"UC_X86_REG_{reg.upper()}")
                         for reg in THUNK_REGS}
-        machine.uc.hook_add(UC_HOOK_CODE, self._on_thunk, begin=min(self._thunks),
+        if 0: machine.uc.hook_add(UC_HOOK_CODE, self._on_thunk, begin=min(self._thunks),
                             end=max(self._thunks))
 
     # -- where code lives ------------------------------------------------------
