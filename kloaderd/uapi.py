@@ -39,7 +39,7 @@ MODULE_NAME_LEN = 64 - 8
 OPS = (
     "hello", "init_module", "finit_module", "delete_module", "try_module_get", "module_put",
     "modules", "module", "param_get", "param_set", "kallsyms", "dmesg", "modinfo", "status",
-    "cancel",
+    "cancel", "open", "read", "write", "ioctl", "lseek", "close", "mknod", "devices",
 )
 
 # How much a frame may exceed the kernel's image limit: the parameter string

@@ -152,8 +152,9 @@ class Session:
             self.sock.close()
 
     def idle(self) -> bool:
-        """Nothing in flight and no references held: closing it loses nothing."""
-        return not self._inflight and (self._owner is None or not self._owner.modules)
+        """Nothing in flight, no references held, no files open: closing it loses nothing."""
+        return not self._inflight and (self._owner is None or not self._owner.modules) \
+            and (self._files is None or not self._files.files)
 
     async def _receive(self) -> tuple[bytes, list[tuple[int, int, bytes]]]:
         """The next read; an idle peer silent for `idle_timeout` is told so and hung up on."""
