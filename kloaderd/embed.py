@@ -28,6 +28,8 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
+from kloaderd.kernel.printk import KERN_ERR
+
 T = TypeVar("T")
 OnProblems = Literal["warn", "raise", "ignore"]
 ON_PROBLEMS = ("warn", "raise", "ignore")
@@ -43,7 +45,6 @@ _OOPS_HEAD = re.compile(r"^(?:(?:watchdog: )?BUG: |Kernel panic - not syncing: "
 # What a freed module left behind: heap (slab.py) or a registration (registry.py).
 _LEAK = re.compile(r"^\S+: leaked (?:\d+ bytes in \d+ allocations?|registration: .+)$")
 _WARNING = re.compile(r"^WARNING: ")
-_KERN_ERR = 3
 # Taints that say something went wrong at run time (not P/O/E: how modules were built).
 _TROUBLE_TAINTS = "DLW"   # died (oops), soft lockup, warning
 
@@ -76,7 +77,7 @@ class Problems:
         """Sort log records (`LogRecord`-shaped) into leaks, oopses and warnings."""
         leaks, oopses, warns = [], [], []
         for record in records:
-            if record.level > _KERN_ERR and not record.text.startswith("WARNING"):
+            if record.level > KERN_ERR and not record.text.startswith("WARNING"):
                 continue
             first = record.text.split("\n", 1)[0]
             if _LEAK.match(first):

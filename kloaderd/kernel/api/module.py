@@ -8,9 +8,8 @@ and never counted — "you don't need to check for owner != NULL".
 
 from __future__ import annotations
 
+from ..printk import KERN_WARNING
 from . import export
-
-KERN_WARNING = 4
 
 
 def _target(ctx, struct_addr: int):

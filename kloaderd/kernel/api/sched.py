@@ -18,13 +18,12 @@ import trio
 
 from ...config import HZ
 from ..oops import KernelBug
+from ..printk import KERN_ERR, KERN_WARNING
 from ..sched import BusyWait
 from . import export, export_object
 
 export_object("jiffies", "extern unsigned long volatile jiffies", 8, writable=True)
 
-KERN_ERR = 3
-KERN_WARNING = 4
 UINT_MAX = 0xFFFFFFFF
 LONG_MAX = (1 << 63) - 1
 MAX_SCHEDULE_TIMEOUT = LONG_MAX
