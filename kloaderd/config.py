@@ -9,7 +9,8 @@ UTS_RELEASE = "6.6.0-kloader"
 VERMAGIC = f"{UTS_RELEASE} SMP preempt mod_unload modversions "
 
 MODULE_NAME_LEN = 56          # sizeof(struct module.name), as Linux (64 - sizeof(unsigned long))
-PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT   # 4096: the x86-64 base page
 
 KERNEL_TEXT_BASE = 0xFFFFFFFF81000000   # __START_KERNEL_map + 16 MiB
 MODULES_VADDR = 0xFFFFFFFFA0000000      # __START_KERNEL_map + KERNEL_IMAGE_SIZE (512 MiB)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from ..config import PAGE_SIZE
 from ..kernel.api import export
 from ..kernel.callback import call_module_code
 from ..kernel.panic import warn
@@ -54,7 +55,6 @@ CRYPTO_ALG_LARVAL, CRYPTO_ALG_DEAD, CRYPTO_ALG_TESTED = 0x10, 0x20, 0x400
 MAX_ALGAPI_ALIGNMASK, MAX_ALGAPI_BLOCKSIZE = 63, 160
 MAX_CIPHER_ALIGNMASK, MAX_CIPHER_BLOCKSIZE = 15, 16
 HASH_MAX_DIGESTSIZE, HASH_MAX_DESCSIZE, HASH_MAX_STATESIZE = 64, 8 + 360, 512
-PAGE_SIZE = 4096
 
 
 def _s32(value: int) -> int:

@@ -25,9 +25,8 @@ from unicorn.unicorn_const import UC_CTL_TLB_FLUSH as _UC_CTL_TLB_FLUSH
 from unicorn.unicorn_const import UC_HOOK_TLB_FILL
 from unicorn.unicorn_py3.unicorn import uclib
 
-from ..config import PAGE_SIZE, PHYS_BASE, PHYS_END
+from ..config import PAGE_SHIFT, PAGE_SIZE, PHYS_BASE, PHYS_END
 
-PAGE_SHIFT = 12
 PAGE_MASK = ~(PAGE_SIZE - 1)
 
 _ACCESS_NAMES = {UC_MEM_WRITE: "write", UC_MEM_FETCH: "exec"}

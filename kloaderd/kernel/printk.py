@@ -40,6 +40,7 @@ from typing import Protocol
 
 import trio
 
+from ..config import PAGE_SIZE
 from .memory import GuestFault
 
 # -- levels -----------------------------------------------------------------
@@ -51,7 +52,6 @@ LOGLEVEL_DEFAULT = -1
 DEFAULT_MESSAGE_LOGLEVEL = KERN_WARNING    # CONFIG_MESSAGE_LOGLEVEL_DEFAULT
 PRINTKRB_RECORD_MAX = 1024                 # longest text one printk stores, NUL included
 
-PAGE_SIZE = 4096
 MAX_ERRNO = 4095
 _U64 = (1 << 64) - 1
 

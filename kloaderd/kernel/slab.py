@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..config import PAGE_SHIFT, PAGE_SIZE
 from .printk import KERN_ERR, KERN_WARNING
 
-PAGE_SIZE = 4096
-PAGE_SHIFT = 12
 MAX_ORDER = 10                                  # largest buddy block: 4 MiB
 KMALLOC_MAX_SIZE = PAGE_SIZE << MAX_ORDER       # 4 MiB, as x86-64 SLUB
 KMALLOC_MAX_CACHE_SIZE = 2 * PAGE_SIZE          # larger requests go to the page allocator
