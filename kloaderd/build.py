@@ -73,12 +73,6 @@ KERNEL_CODEGEN_CFLAGS: tuple[str, ...] = (
 # A host program (the native runs of tests/native.py), linked with -no-pie.
 NATIVE_CODEGEN_CFLAGS: tuple[str, ...] = ("-fno-pie", "-DKLOADER_NATIVE")
 
-# Linux's license_is_gpl_compatible().
-GPL_COMPATIBLE = frozenset({
-    "GPL", "GPL v2", "GPL and additional rights",
-    "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL",
-})
-
 MODVERSION_NAME_MAX = config.MODULE_NAME_LEN - 1
 
 
@@ -261,7 +255,7 @@ def modpost(obj: ObjectSymbols, modname: str, *, vermagic: str,
     ko = f"{modname}.ko"
     if not licenses:
         _warn(f"missing MODULE_LICENSE() in {modname}.o")
-    gpl_ok = bool(licenses) and licenses[0] in GPL_COMPATIBLE
+    gpl_ok = bool(licenses) and licenses[0] in config.GPL_COMPATIBLE
 
     versions: list[tuple[int, str]] = []
     depends: list[str] = []

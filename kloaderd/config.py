@@ -8,6 +8,13 @@ Addresses are Linux's x86-64 layout (Documentation/arch/x86/x86_64/mm.rst).
 UTS_RELEASE = "6.6.0-kloader"
 VERMAGIC = f"{UTS_RELEASE} SMP preempt mod_unload modversions "
 
+# include/linux/license.h, license_is_gpl_compatible(): the kernel decides
+# taints and GPL-only symbol access by it, kmodbuild (as modpost) warns by it.
+GPL_COMPATIBLE = frozenset({
+    "GPL", "GPL v2", "GPL and additional rights",
+    "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL",
+})
+
 MODULE_NAME_LEN = 56          # sizeof(struct module.name), as Linux (64 - sizeof(unsigned long))
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT   # 4096: the x86-64 base page

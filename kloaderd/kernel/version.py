@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from ..config import GPL_COMPATIBLE
 from ..errors import KernelError
 from ..uapi import MODULE_INIT_IGNORE_VERMAGIC
 from .printk import KERN_ERR
@@ -19,11 +20,6 @@ if TYPE_CHECKING:
     from .kernel import Kernel
     from .module import Module
 
-# include/linux/license.h: license_is_gpl_compatible()
-GPL_COMPATIBLE = frozenset({
-    "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
-    "Dual MIT/GPL", "Dual MPL/GPL",
-})
 
 def license_is_gpl_compatible(license: str) -> bool:
     return license in GPL_COMPATIBLE
