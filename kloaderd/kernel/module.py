@@ -38,7 +38,6 @@ TAINT_FLAGS: tuple[tuple[str, str, bool], ...] = (
     ("O", " ", True), ("E", " ", True), ("L", " ", False), ("K", " ", True),
     ("X", " ", True), ("T", " ", True), ("N", " ", False), ("J", " ", False),
 )
-TAINT_ORDER = "".join(flag for flag, _, _ in TAINT_FLAGS)
 
 
 def taint_letters(taints: set[str], *, module_only: bool = False) -> str:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from ..module import TAINT_FLAGS
 from ..printk import KERN_WARNING, PRINTKRB_RECORD_MAX, VaList, vsnprintf_bounded
 from . import export
 
 FORMAT_LIMIT = 1 << 16        # longest format string read from the guest
 CUT_HERE = "------------[ cut here ]------------"
-# Linux's taint_flags[] order: the bit number WARN passes -> the letter.
-TAINT_LETTERS = "PFSRMBUDAWCIOELKXT"
 
 
 def format_guest(ctx, fmt: int, args: Iterator[int], room: int = PRINTKRB_RECORD_MAX,
@@ -64,5 +63,5 @@ def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
     add_taint = getattr(ctx.kernel, "add_taint", None)
     if add_taint is not None:
         bit = taint & 0xFFFFFFFF
-        add_taint(TAINT_LETTERS[bit] if bit < len(TAINT_LETTERS) else "W")
+        add_taint(TAINT_FLAGS[bit][0] if bit < len(TAINT_FLAGS) else "W")   # the bit WARN passes
     return 0
