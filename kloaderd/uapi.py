@@ -29,6 +29,10 @@ MODULE_INIT_IGNORE_MODVERSIONS = 1
 MODULE_INIT_IGNORE_VERMAGIC = 2
 MODULE_INIT_COMPRESSED_FILE = 4
 
+# A log record's `level`, printk's KERN_EMERG (0) to KERN_DEBUG (7), by the
+# names dmesg gives them (`kdmesg -l`, `-x`; `kloaderd --log-level`).
+LOG_LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
+
 # include/linux/module.h: `char name[MODULE_NAME_LEN]` in struct module, so a
 # name is at most 55 bytes.
 MODULE_NAME_LEN = 64 - 8

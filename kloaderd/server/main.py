@@ -19,15 +19,14 @@ from typing import Any, Callable
 
 import trio
 
-from kloaderd import __version__
+from kloaderd import __version__, uapi
 from kloaderd.errors import KernelError
 from kloaderd.server import activation
-from kloaderd.uapi import default_socket_path
 from kloaderd.server.collector import Collector
 from kloaderd.server.server import serve
+from kloaderd.uapi import default_socket_path
 
-LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "warning": 4,
-          "notice": 5, "info": 6, "debug": 7}
+LEVELS = {name: level for level, name in enumerate(uapi.LOG_LEVEL_NAMES)} | {"warning": 4}
 # Console levels print records whose level is below them (Linux's console_loglevel).
 _PYTHON_LEVELS = [logging.CRITICAL] * 3 + [logging.ERROR, logging.WARNING, logging.WARNING,
                                            logging.INFO, logging.DEBUG, logging.DEBUG]

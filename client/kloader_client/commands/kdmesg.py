@@ -13,10 +13,12 @@ import sys
 import time
 from typing import Any, Iterable
 
+from kloaderd import uapi
+
 from kloader_client.client import Client
 from kloader_client.commands._common import connect, parser, printable, run
 
-LEVELS = ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"]
+LEVELS = uapi.LOG_LEVEL_NAMES
 FACILITY = "kern"
 
 
