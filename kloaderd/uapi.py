@@ -20,6 +20,8 @@ from typing import Any
 
 import msgpack
 
+from kloaderd import config
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
@@ -34,8 +36,8 @@ MODULE_INIT_COMPRESSED_FILE = 4
 LOG_LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 
 # include/linux/module.h: `char name[MODULE_NAME_LEN]` in struct module, so a
-# name is at most 55 bytes.
-MODULE_NAME_LEN = 64 - 8
+# name is at most 55 bytes (defined with the kernel's other constants).
+MODULE_NAME_LEN = config.MODULE_NAME_LEN
 
 # Every op the daemon serves; `hello` reports the same list.  Adding an op
 # means a name here, a row in `kloaderd/server/ops.py`'s table and a method in
