@@ -111,9 +111,6 @@ class RegionAllocator:
             i -= 1
         self._free.insert(i, (addr, size))
 
-    def size_of(self, addr: int) -> int:
-        return self._used[addr]
-
 
 class AddressSpace:
     """Virtual memory of the emulated kernel: a page table over Unicorn's

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import KernelError
 from .memory import GuestFault
-from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, param_equal,
+from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, format_array, param_equal,
                      param_error_message, parse_args, parse_array)
 from .printk import KERN_ERR, KERN_NOTICE
 
@@ -161,9 +161,8 @@ def get_param(kernel: "Kernel", param: ModuleParam) -> str:
     if kind == "array":
         count = mem.read_u32(param.num) if param.num else param.max
         ptype = PARAM_TYPES[param.elem_kind]
-        return ",".join(ptype.format(ptype.decode(mem.read(param.elem + i * param.elemsize,
-                                                           ptype.size)))
-                        for i in range(min(count, param.max)))
+        return format_array([ptype.decode(mem.read(param.elem + i * param.elemsize, ptype.size))
+                             for i in range(min(count, param.max))], ptype)
     ptype = PARAM_TYPES[kind]
     return ptype.format(ptype.decode(mem.read(param.arg, ptype.size)))
 

@@ -83,7 +83,6 @@ def _checked(field: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
         return value
 
     return convert
-    return p
 
 
 def make_parser() -> argparse.ArgumentParser:
