@@ -32,6 +32,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from kloaderd import __version__, config
+from kloaderd.elf.image import parse as parse_image
+from kloaderd.errors import KernelError
 
 INCLUDE_DIR = Path(__file__).resolve().with_name("include")
 
@@ -230,6 +232,20 @@ def _warn(message: str) -> None:
     print(f"WARNING: modpost: {message}", file=sys.stderr, flush=True)
 
 
+def _check_module(path: Path) -> None:
+    """An --extra-symbols module must be one the loader would accept as an
+    image (a bad e_shstrndx, a section outside the file...): pyelftools
+    reads such a file without complaint and finds no exports in it, so the
+    build would go on as if it had none."""
+    try:
+        parse_image(path.read_bytes())
+    except OSError as e:
+        raise BuildError(f"kmodbuild: cannot read {path}: {e.strerror}") from None
+    except KernelError as e:
+        raise BuildError(f"kmodbuild: {path}: not a usable module "
+                         f"({os.strerror(e.errno)}): {e.message}") from None
+
+
 def modpost(obj: ObjectSymbols, modname: str, *, vermagic: str,
             extra_symbols: Sequence[Path]) -> str:
     """Check the linked object as modpost does and return its .mod.c text.
@@ -244,6 +260,7 @@ def modpost(obj: ObjectSymbols, modname: str, *, vermagic: str,
     # then the first --extra-symbols module, as modpost's lookup order.
     owners: dict[str, tuple[str | None, bool]] = {}
     for path in extra_symbols:
+        _check_module(Path(path))
         other = read_object(Path(path))
         other_name = dict(other.modinfo).get("name") or modname_of(Path(path))
         for name, gpl_only in other.exports.items():

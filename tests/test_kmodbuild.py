@@ -481,3 +481,23 @@ def test_the_headers_compile_cleanly_and_import_only_documented_exports(build):
                  if sym["st_shndx"] == "SHN_UNDEF"}
     assert len(undefined) > 25
     assert undefined <= documented_exports()
+
+
+def test_extra_symbols_refuses_a_module_with_a_bad_section_name_index(build, tmp_path, capsys):
+    """Issue 13, item 11: a provider whose e_shstrndx points past its section
+    headers was read as a module without exports, and the build went on."""
+    build("#include <linux/module.h>\nint prov_fn(void) { return 1; }\nEXPORT_SYMBOL_GPL(prov_fn);\n"
+          'MODULE_LICENSE("GPL");\n', name="prov").close()
+    bent = bytearray((tmp_path / "prov.ko").read_bytes())
+    struct.pack_into("<H", bent, 62, 0xFFF0)          # e_shstrndx
+    (tmp_path / "bent.ko").write_bytes(bent)
+    src = tmp_path / "cons.c"
+    src.write_text("#include <linux/module.h>\nint prov_fn(void);\n"
+                   "static int __init f(void) { return prov_fn(); }\nmodule_init(f);\n"
+                   'MODULE_LICENSE("GPL");\n')
+    assert main(["--extra-symbols", str(tmp_path / "bent.ko"), str(src),
+                 "-o", str(tmp_path / "cons.ko")]) != 0
+    err = capsys.readouterr().err
+    assert f"kmodbuild: {tmp_path / 'bent.ko'}: not a usable module (Exec format error): " \
+           "Invalid ELF section name index: 65520" in err
+    assert not (tmp_path / "cons.ko").exists()
