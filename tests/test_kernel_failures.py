@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,40 @@ module_init(relock_init);
         assert "  lock(relock_mutex);" in texts and " *** DEADLOCK ***" in texts
         assert "kernel BUG at mutex_lock!" in texts
         assert "relock: never printed" not in texts
+
+
+def _kloaderd_limited(limit: int, *args: str) -> subprocess.Popen:
+    import resource
+    from test_server import command
+    return subprocess.Popen([command("kloaderd"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+
+
+def test_kloaderd_under_a_small_address_space_limit_refuses_saying_what_it_needs(tmp_path):
+    """Issue 13, item 11: under `ulimit -v` Unicorn's 1 GiB translation
+    buffer could not be reserved: the daemon died (a segfault, or Unicorn's
+    exit).  Too small a limit is now refused with what it takes."""
+    proc = _kloaderd_limited(200 << 20, "--socket", str(tmp_path / "k.sock"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert re.fullmatch(r"kloaderd: the address-space limit \(ulimit -v 204800\) is too small: the "
+                        r"emulated kernel needs at least \d+ MiB \(.*\): raise it to ulimit -v \d+ "
+                        r"or more, or lift it\n", err), err
+
+
+@pytest.mark.parametrize("gib", [1, 2, 16])
+def test_kloaderd_starts_and_serves_under_address_space_limits(tmp_path, gib):
+    """Limits from 1 to 16 GiB: a smaller translation cache, and modules load."""
+    sock = str(tmp_path / "k.sock")
+    proc = _kloaderd_limited(gib << 30, "--socket", sock)
+    try:
+        assert proc.stdout.readline().strip() == sock        # listening
+        with Client(sock) as client:
+            client.init_module((Path(__file__).parents[1] / "fixtures" / "hello.ko").read_bytes())
+            client.delete_module("hello")
+            assert "Hello, world" in _log(client)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

@@ -22,8 +22,10 @@ used: entering guest code costs what `emu_start` itself costs.
 from __future__ import annotations
 
 import ctypes
+import errno
 import itertools
 import os
+import resource
 import struct
 import time
 from dataclasses import dataclass
@@ -39,7 +41,8 @@ from unicorn.unicorn_py3.unicorn import uclib
 from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_BASE,
                       UTS_RELEASE)
 from . import api
-from .memory import AddressSpace, GuestFault, page_align
+from ..errors import KernelError
+from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
 from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, KernelBug, NotEmulated, Oops, Panic,
                    page_fault_header, render)
 from .preempt import TIMER
@@ -87,6 +90,49 @@ def _not_emulated(name: str) -> Callable[..., Any]:
 class SoftLockup(Exception):
     """Raised by a kernel function whose work has run its task past the
     watchdog (`CallContext.still_running`): reported as the soft lockup."""
+
+
+TCG_BUFFER_SIZE = 256 << 20    # Unicorn's translated-code cache; its default is 1 GiB
+TCG_BUFFER_MIN = 16 << 20      # below this, code would be retranslated all the time
+ADDRESS_SPACE_SLACK = 128 << 20  # the daemon's own growth: Python objects, an image being loaded
+
+
+def _vm_size() -> int:
+    """Bytes of address space this process uses now (0 if not known)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def translation_buffer_size() -> int:
+    """How much address space Unicorn's translation cache may reserve.
+
+    Unicorn reserves its cache (1 GiB by default) in one mmap when the CPU is
+    first used, and exits the process if that fails ("Could not allocate
+    dynamic translator buffer") or leaves too little for the physical memory
+    arenas.  Under `ulimit -v` the cache is sized to fit beside what the
+    process uses, an arena and some room; if even TCG_BUFFER_MIN does not
+    fit, the kernel refuses to start, saying what it needs.
+    """
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return TCG_BUFFER_SIZE
+    used = _vm_size()
+    size = min(TCG_BUFFER_SIZE, (soft - used - ARENA_SIZE - ADDRESS_SPACE_SLACK) // 2) & ~((1 << 20) - 1)
+    if size < TCG_BUFFER_MIN:
+        need = used + 2 * TCG_BUFFER_MIN + ARENA_SIZE + ADDRESS_SPACE_SLACK
+        raise KernelError(errno.ENOMEM, (
+            f"the address-space limit (ulimit -v {soft >> 10}) is too small: the emulated kernel "
+            f"needs at least {need >> 20} MiB ({used >> 20} MiB in use, a {TCG_BUFFER_MIN >> 20} MiB "
+            f"translation cache, a {ARENA_SIZE >> 20} MiB physical memory arena and "
+            f"{ADDRESS_SPACE_SLACK >> 20} MiB to work in): raise it to ulimit -v {(need >> 10) + 1} "
+            "or more, or lift it"))
+    return size
 
 
 def _describe(exc: BaseException) -> str:
@@ -209,6 +255,7 @@ class Machine:
         self.watchdog = watchdog
         self.symbolize = symbolize
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tcg_buffer_size(translation_buffer_size())
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         self.mem = AddressSpace(self.uc)
         self.sched = Scheduler(kernel, self.mem)
