@@ -19,13 +19,17 @@ from kloaderd.kernel.kernel import Kernel
 SRC = Path(__file__).parent / "kapi_src"
 
 
-@pytest.fixture(scope="module")
-def regs_ko(tmp_path_factory) -> bytes:
+def build(tmp_path_factory, name: str) -> bytes:
     if shutil.which("gcc") is None or shutil.which("ld") is None:
         pytest.skip("building a module needs gcc and ld")
     from kloaderd.build import build_module
-    out = tmp_path_factory.mktemp("kapi") / "regs.ko"
-    return build_module([SRC / "regs.c"], out).read_bytes()
+    out = tmp_path_factory.mktemp(name) / f"{name}.ko"
+    return build_module([SRC / f"{name}.c"], out).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def regs_ko(tmp_path_factory) -> bytes:
+    return build(tmp_path_factory, "regs")
 
 
 def run(ko: bytes, scenario: str = "none", *, remove: bool = True) -> tuple[Kernel, list[str]]:
@@ -138,3 +142,48 @@ def test_list_corruption_is_a_bug(regs_ko):
     assert "regs: not reached" not in texts
     assert kernel.find_module("regs") is None
     assert not list(kernel.registrations.all())        # the failed init's leftovers, reported
+
+
+@pytest.fixture(scope="module")
+def kapi2_ko(tmp_path_factory) -> bytes:
+    return build(tmp_path_factory, "kapi2")
+
+
+def test_dev_printk_dynamic_debug_locks_random_and_nls(regs_ko, kapi2_ko):
+    kernel = Kernel()
+
+    async def main() -> None:
+        await kernel.init_module(regs_ko)            # registers nls table "kltest"
+        await kernel.init_module(kapi2_ko)
+        assert kernel.get_module("regs").refcount == 0   # load_nls's reference was dropped
+        info = kernel.module_info("kapi2")
+        assert "tune" not in info["params"]          # custom ops: kloader does not call them
+        with pytest.raises(KernelError) as failed:
+            kernel.param_get("kapi2", "tune")
+        assert failed.value.errno == errno.EOPNOTSUPP
+        await kernel.delete_module("kapi2")
+        await kernel.delete_module("regs")
+    trio.run(main)
+    records = [(r.level, r.text) for r in kernel.log.records() if "kapi2" in r.text]
+    assert records[:5] == [
+        (3, "pci 0000:00:03.0: kapi2 bus only 1"),
+        (6, "e1000 eth-test: kapi2 driver and init_name"),
+        (3, "(NULL device *): kapi2 no device"),
+        (7, "kapi2:kapi2_init:42: kapi2 debug on"),
+        (7, "e1000 eth-test: kapi2 dev debug"),
+    ]
+    texts = [text for _, text in records]
+    assert "kapi2: trylock held=0 free=1 readers=2" in texts
+    assert "kapi2: writer=0xff flags=0x246" in texts
+    assert "kapi2: random zero_bytes_lt_16=1 distinct=1" in texts
+    assert "kapi2: load_nls=kltest default=default" in texts
+    warned = [r.text for r in kernel.log.records()]
+    cut = warned.index("------------[ cut here ]------------")
+    assert warned[cut + 1] == "kapi2 warned 7"
+
+
+def test_fortify_panic_is_a_bug(kapi2_ko):
+    kernel, texts = run(kapi2_ko, "fortify")
+    assert "detected buffer overflow in memcpy" in texts
+    assert "kernel BUG at lib/string_helpers.c:1027!" in texts
+    assert "kapi2: not reached" not in texts

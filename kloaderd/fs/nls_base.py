@@ -10,8 +10,9 @@ set, or that is already on the list, is -EBUSY.  `unregister_nls` of a table
 not on the list is -EINVAL.  Each registered table is also in the "nls"
 registry, so one left registered by a freed module is reported and unlinked.
 
-Not emulated: `load_nls`/`unload_nls`, which look tables up for
-filesystems (none mounts here yet).
+`load_nls` finds a table by charset or alias and takes a reference on its
+module (NULL if that module is going); `unload_nls` drops it.  Unlike
+Linux, a charset nobody registered is not request_module()d.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..kernel.memory import GuestFault
 
 LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
-CHARSET, OWNER, NEXT = 0, 48, 56
+CHARSET, ALIAS, OWNER, NEXT = 0, 8, 48, 56
 NLS_TABLE_SIZE = 64
 DEFAULT_CHARSET = b"default\0"
 
@@ -39,7 +40,7 @@ class NlsTables:
             raise MemoryError("no memory for the default nls table")
         kernel.mem.write(default + NLS_TABLE_SIZE, DEFAULT_CHARSET)
         kernel.mem.write_u64(default + CHARSET, default + NLS_TABLE_SIZE)
-        self.first = default
+        self.first = self.default = default
 
     def links(self) -> Any:
         """The addresses of the pointers along the list: `tables`, then each `next`."""
@@ -109,3 +110,50 @@ def _unlink_leftover(entry: Any) -> None:
         entry.data.unlink(entry.key)
     except GuestFault:
         pass
+
+
+def _find(ctx: Any, charset: str) -> int:
+    """find_nls(): a registered table by charset or alias, whose module can be
+    entered (try_module_get on its owner)."""
+    mem, tables = ctx.mem, ctx.kernel.subsystem(NlsTables)
+    table = tables.first
+    while table:
+        names = [_charset(ctx, table)]
+        alias = mem.read_u64(table + ALIAS)
+        if alias:
+            names.append(mem.read_cstr(alias, 64).decode("utf-8", "replace"))
+        if charset in names:
+            owner = ctx.kernel.module_by_struct(mem.read_u64(table + OWNER))
+            if owner is not None and not ctx.kernel.module_get(owner, owner_ref(ctx)):
+                return 0
+            return table
+        table = mem.read_u64(table + NEXT)
+    return 0
+
+
+def owner_ref(ctx: Any) -> Any:
+    """Who holds the reference load_nls takes: the calling module's code."""
+    return ctx.module.code_owner if ctx.module is not None else ctx.kernel.kernel_owner
+
+
+@export("load_nls", "struct nls_table *load_nls(char *charset)", nargs=1)
+def load_nls(ctx: Any, charset: int) -> int:
+    """Unlike Linux, a charset nobody has registered is not request_module()d:
+    kloader loads no modules by itself, so it is NULL."""
+    return _find(ctx, ctx.mem.read_cstr(charset, 64).decode("utf-8", "replace"))
+
+
+@export("unload_nls", "void unload_nls(struct nls_table *nls)", nargs=1)
+def unload_nls(ctx: Any, nls: int) -> None:
+    if nls:
+        owner = ctx.kernel.module_by_struct(ctx.mem.read_u64(nls + OWNER))
+        if owner is not None:
+            ctx.kernel.module_put_from_code(owner, owner_ref(ctx))
+
+
+@export("load_nls_default", "struct nls_table *load_nls_default(void)", nargs=0)
+def load_nls_default(ctx: Any) -> int:
+    """CONFIG_NLS_DEFAULT's table if registered, else the built-in default."""
+    profile = getattr(ctx.kernel, "profile", None)
+    wanted = profile.config.get("CONFIG_NLS_DEFAULT", "utf8") if profile is not None else "utf8"
+    return _find(ctx, wanted) or ctx.kernel.subsystem(NlsTables).default

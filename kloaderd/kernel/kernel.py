@@ -27,7 +27,7 @@ from .kallsyms import Kallsyms
 from .load import load_module, off_loop
 from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
-from .moduleparam import find_param, get_param, param_owner, set_param
+from .moduleparam import CUSTOM, find_param, get_param, param_owner, set_param
 from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
 from .profile import KernelProfile
 from .registry import Registrations
@@ -437,7 +437,8 @@ class Kernel:
             "init_size": mod.init_size,
             "uses": [u.name for u in mod.uses],
             "references": mod.reference_owners(),
-            "params": {p.name: get_param(self, p) for p in mod.params if p.readable},
+            "params": {p.name: get_param(self, p) for p in mod.params
+                       if p.readable and p.kind != CUSTOM},
             "version": mod.image.modinfo_get("version"),
             "srcversion": mod.image.modinfo_get("srcversion"),
             "license": mod.license,

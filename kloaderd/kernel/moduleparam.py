@@ -29,6 +29,9 @@ KPARAM_STRING = struct.Struct("<I4xQ")         # struct kparam_string
 KPARAM_ARRAY = struct.Struct("<IIQQQ")         # struct kparam_array
 
 
+CUSTOM = "custom"       # a module's own kernel_param_ops
+
+
 @dataclass
 class ModuleParam:
     name: str
@@ -66,10 +69,10 @@ def _read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
     for addr in mod.linked.param_addrs:
         name_p, _mod_p, ops, perm, _level, _flags, arg = KERNEL_PARAM.unpack(mem.read(addr, 40))
         name = mem.read_cstr(name_p, 256).decode(errors="replace")
-        kind = kernel.param_ops.get(ops)
-        if kind is None:
-            raise KernelError(errno.ENOEXEC, f"{mod.name}: parameter {name} has unknown ops "
-                                             f"at {ops:#x}")
+        # Ops that are not one of the kernel's param_ops_* are the module's
+        # own (a custom .set/.get): the parameter exists, but kloader does
+        # not call module code to set or show it (see CUSTOM).
+        kind = kernel.param_ops.get(ops, CUSTOM)
         param = ModuleParam(name, perm, kind, arg)
         if kind == "string":
             param.max, param.elem = KPARAM_STRING.unpack(mem.read(arg, KPARAM_STRING.size))
@@ -119,6 +122,8 @@ def set_param(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | 
 
 def _set(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
     mem, kind = kernel.mem, param.kind
+    if kind == CUSTOM:
+        raise _custom(mod.name, param)
     if kind == "string":
         mem.write(param.elem, check_string(_value(value), param.max, param.name))
     elif kind == "array":
@@ -153,6 +158,8 @@ def get_param(kernel: "Kernel", param: ModuleParam) -> str:
     """The value as `cat /sys/module/M/parameters/P` shows it (no newline)."""
     mem = kernel.mem
     kind = param.kind
+    if kind == CUSTOM:
+        raise _custom(param_module(kernel, param), param)
     if kind == "string":
         return mem.read_cstr(param.elem, param.max).decode(errors="replace")
     if kind == "charp":
@@ -165,6 +172,15 @@ def get_param(kernel: "Kernel", param: ModuleParam) -> str:
                              for i in range(min(count, param.max))], ptype)
     ptype = PARAM_TYPES[kind]
     return ptype.format(ptype.decode(mem.read(param.arg, ptype.size)))
+
+
+def _custom(module: str, param: ModuleParam) -> KernelError:
+    return KernelError(errno.EOPNOTSUPP, f"{module}: parameter {param.name} has its module's own "
+                                         "kernel_param_ops, whose set/get kloader does not call")
+
+
+def param_module(kernel: "Kernel", param: ModuleParam) -> str:
+    return next((m.name for m in kernel.loaded.values() if param in m.params), "?")
 
 
 def param_owner(mod: "Module") -> str:

@@ -8,6 +8,10 @@ Where it differs: the location names the kernel function's stub in the
 emulated kernel (there is no C source line behind it); FILE:LINE is the one
 Linux reports for the same WARN, so a search for it finds Linux's code.
 
+`fortify_panic` is where a FORTIFY_SOURCE check in module code (a memcpy
+past the end of a known object) ends: "detected buffer overflow in memcpy"
+and BUG(), the calling task's oops.
+
 `__warn_printk` is the first half of a real module's WARN(): on x86 the
 macro prints the message through it and then executes `ud2` with a
 `__bug_table` entry flagged BUGFLAG_WARNING, whose trap prints the WARNING
@@ -20,7 +24,8 @@ from typing import Any
 
 from .api import export
 from .api.printk import CUT_HERE, format_guest
-from .printk import KERN_WARNING
+from .oops import KernelBug
+from .printk import KERN_EMERG, KERN_WARNING
 
 END_TRACE = "---[ end trace 0000000000000000 ]---"
 
@@ -69,4 +74,12 @@ def __warn_printk(ctx: Any, fmt: int) -> None:
     """pr_warn(CUT_HERE) then vprintk(fmt, args): the WARNING line follows
     from the `ud2` the WARN() macro executes next."""
     ctx.kernel.log.emit(KERN_WARNING, CUT_HERE, _module(ctx))
-    ctx.kernel.log.printk(format_guest(ctx, fmt, ctx.va()), _module(ctx))
+    ctx.kernel.log.printk(format_guest(ctx, fmt, ctx.va())[0], _module(ctx))
+
+
+@export("fortify_panic", "void fortify_panic(const char *name)", nargs=1)
+def fortify_panic(ctx: Any, name: int) -> None:
+    """A FORTIFY_SOURCE check failed in the caller: pr_emerg, then BUG()."""
+    text = ctx.mem.read_cstr(name, 256).decode("utf-8", "replace")
+    ctx.kernel.log.emit(KERN_EMERG, f"detected buffer overflow in {text}", _module(ctx))
+    raise KernelBug("lib/string_helpers.c:1027")

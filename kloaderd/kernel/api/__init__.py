@@ -119,7 +119,8 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.kernel.wait", "kloaderd.kernel.locking", "kloaderd.lib",
               "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.crypto",
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net",
-              "kloaderd.drivers.base.driver", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
+              "kloaderd.drivers.base.driver", "kloaderd.drivers.base.core",
+              "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
               "kloaderd.drivers.char.misc")
 

@@ -1,0 +1,59 @@
+"""lib/dynamic_debug.c: pr_debug()/dev_dbg() sites that are switched on.
+
+A module's pr_debug() reaches `__dynamic_pr_debug` only when its site is
+enabled (the static branch in front of the call is patched in Linux; kloader
+does not patch code, so sites compiled disabled stay disabled).  The line
+is printed at KERN_DEBUG with the prefix the descriptor's flags ask for —
+"[pid] " (t), "module:" (m), "function:" (f), "line:" (l), then a space —
+as dynamic_emit_prefix() builds it.  Layout (Linux 6.1 `struct _ddebug`):
+modname@0, function@8, filename@16, format@24, then a word at 32 holding
+lineno (18 bits), class_id (6) and flags (8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..drivers.base.core import dev_name, driver_string
+from ..kernel.api import export
+from ..kernel.api.printk import format_guest
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+MODNAME, FUNCTION, BITS = 0, 8, 32
+INCL_MODNAME, INCL_FUNCNAME, INCL_LINENO, INCL_TID = 2, 4, 8, 16
+KERN_DEBUG = b"\x017"
+
+
+def _prefix(ctx: Any, desc: int) -> str:
+    mem = ctx.mem
+    bits = mem.read_u32(desc + BITS)
+    lineno, flags = bits & 0x3FFFF, bits >> 24
+    text = f"[{ctx.task.pid}] " if flags & INCL_TID else ""
+    after_tid = len(text)
+    if flags & INCL_MODNAME:
+        text += mem.read_cstr(mem.read_u64(desc + MODNAME), 64).decode("utf-8", "replace") + ":"
+    if flags & INCL_FUNCNAME:
+        text += mem.read_cstr(mem.read_u64(desc + FUNCTION), 128).decode("utf-8", "replace") + ":"
+    if flags & INCL_LINENO:
+        text += f"{lineno}:"
+    if len(text) > after_tid:
+        text += " "
+    return text
+
+
+@export("__dynamic_pr_debug", "void __dynamic_pr_debug(struct _ddebug *descriptor, "
+        "const char *fmt, ...)", nargs=2, variadic=True)
+def __dynamic_pr_debug(ctx: Any, desc: int, fmt: int) -> None:
+    record = KERN_DEBUG + _prefix(ctx, desc).encode() + format_guest(ctx, fmt, ctx.va())[0]
+    ctx.kernel.log.printk(record, getattr(ctx.module, "name", None))
+
+
+@export("__dynamic_dev_dbg", "void __dynamic_dev_dbg(struct _ddebug *descriptor, "
+        "const struct device *dev, const char *fmt, ...)", nargs=3, variadic=True)
+def __dynamic_dev_dbg(ctx: Any, desc: int, dev: int, fmt: int) -> None:
+    prefix = _prefix(ctx, desc)
+    if dev:
+        prefix += f"{driver_string(ctx, dev)} {dev_name(ctx, dev)}: "
+    record = KERN_DEBUG + prefix.encode() + format_guest(ctx, fmt, ctx.va())[0]
+    ctx.kernel.log.printk(record, getattr(ctx.module, "name", None))
