@@ -39,8 +39,10 @@ LINK_ERRNOS = {errno.ENOEXEC, errno.ENOENT}
 
 @lru_cache(maxsize=None)
 def bases() -> tuple[bytes, ...]:
-    tmp = Path(tempfile.mkdtemp(prefix="kloader-fuzz-"))
-    return tuple(elfobjs.compile_c(tmp, name, src) for name, src in elfobjs.SOURCES.items())
+    """The objects to mutate, compiled once per process (they are needed at
+    collection, before any tmp_path exists) in a directory removed at once."""
+    with tempfile.TemporaryDirectory(prefix="kloader-fuzz-") as tmp:
+        return tuple(elfobjs.compile_c(Path(tmp), name, src) for name, src in elfobjs.SOURCES.items())
 
 
 def check(data: bytes, resolve_all: bool) -> None:
