@@ -147,6 +147,14 @@ def _canonical(addr: int) -> bool:
     return top == 0 or top == 0x1FFFF
 
 
+# The watchdog's clock: CPU time of the thread that runs guest code (which is
+# where emulation and kernel functions run), not wall time.  A task is "stuck"
+# for the seconds it kept the emulated CPU busy, as Linux counts a soft
+# lockup on its own CPU; wall time would also count every moment this
+# process waited for the host's CPUs, so a busy host would oops healthy code.
+task_clock = time.thread_time
+
+
 @dataclass(slots=True)
 class CallContext:
     """What a kernel function implementation sees of its caller."""
@@ -165,7 +173,7 @@ class CallContext:
         wide fields): past the watchdog, the task dies of a soft lockup
         rather than hold the daemon's only thread."""
         machine = self.machine
-        if self.task.runtime + time.perf_counter() - machine.slice_started > machine.watchdog:
+        if self.task.runtime + task_clock() - machine.slice_started > machine.watchdog:
             raise SoftLockup()
 
     @property
@@ -278,7 +286,7 @@ class Machine:
         self._die_counter = 0
         self._regs = _FastRegs(self.uc)
         self._dirty = True                      # the CPU state needs a context_restore
-        self.slice_started = 0.0                # perf_counter() when the running slice began
+        self.slice_started = 0.0                # task_clock() when the running slice began
         self.per_cpu_base = per_cpu_base
         self._build_kernel_image()
         self._setup_per_cpu()
@@ -470,7 +478,7 @@ class Machine:
             self.mem.last_fault = None
             self._update_jiffies()
             self._running = task
-            started = self.slice_started = time.perf_counter()
+            started = self.slice_started = task_clock()
             timer = TIMER.arm(uc, SLICE)
             try:
                 uc.emu_start(task.rip, self.trap)
@@ -480,7 +488,7 @@ class Machine:
             finally:
                 TIMER.disarm(timer)
                 self._running = None
-                task.runtime += time.perf_counter() - started
+                task.runtime += task_clock() - started
             rip, r11, rax = self._regs.stopped()
             task.rip = rip
             if self._intno is not None:

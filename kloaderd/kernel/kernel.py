@@ -49,7 +49,7 @@ def option(default: Any, help: str, metavar: str = "", *, at_least: float | None
 
 @dataclass
 class KernelOptions:
-    watchdog: float = option(5.0, "seconds a task may run without sleeping before the soft-lockup "
+    watchdog: float = option(5.0, "CPU seconds a task may run without sleeping before the soft-lockup "
                                   "watchdog oopses it", "SECONDS", above=0)
     try_get_coming: bool = option(False, "try_module_get admits a module still in its init (COMING), "
                                          "as modern Linux does")
