@@ -87,6 +87,16 @@ def _not_emulated(name: str) -> Callable[..., Any]:
     return call
 
 
+class TaskExit(Exception):
+    """Raised by a kernel function that ends its task where it is called
+    (kthread_exit, module_put_and_kthread_exit): no oops, and `Machine.call`
+    raises it to whoever runs the task, with the exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"task exit({code})")
+        self.code = code
+
+
 class SoftLockup(Exception):
     """Raised by a kernel function whose work has run its task past the
     watchdog (`CallContext.still_running`): reported as the soft lockup."""
@@ -306,13 +316,18 @@ class Machine:
         text = bytearray()
         hooked = sorted((f for f in api.FUNCTIONS.values()
                          if getattr(f.impl, "machine_code", None) is None), key=lambda f: f.name)
-        # Watched machine code (the retpoline thunks: every indirect call of a
-        # module) first, so one hook range covers it with the stubs: a second
-        # UC_HOOK_CODE hook makes Unicorn lose kernel calls when a slice ends.
         native = sorted((f for f in api.FUNCTIONS.values()
-                         if getattr(f.impl, "machine_code", None) is not None),
-                        key=lambda f: (not getattr(f.impl, "watched", False), f.name))
-        self.stub_return = KERNEL_TEXT_BASE + len(hooked) * STUB_SIZE
+                         if getattr(f.impl, "machine_code", None) is not None), key=lambda f: f.name)
+        # Watched machine code (the retpoline thunks: every indirect call of a
+        # module) goes just before the stubs, so the one hook range covers
+        # both and not the shared return path every call runs: a second
+        # UC_HOOK_CODE hook makes Unicorn lose kernel calls when a slice ends.
+        for fn in native:
+            if getattr(fn.impl, "watched", False):
+                self._place_native(fn, text)
+                self._watched.add(self._symbols[fn.name])
+        native = [fn for fn in native if not getattr(fn.impl, "watched", False)]
+        self.stub_return = KERNEL_TEXT_BASE + len(text) + len(hooked) * STUB_SIZE
         for fn in hooked:
             addr = KERNEL_TEXT_BASE + len(text)
             self._stubs[addr] = fn
@@ -323,13 +338,7 @@ class Machine:
         self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
         text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
         for fn in native:
-            code = fn.impl.machine_code
-            self._define(fn.name, KERNEL_TEXT_BASE + len(text), len(code), "T")
-            if getattr(fn.impl, "watched", False):
-                self._watched.add(KERNEL_TEXT_BASE + len(text))
-            text += code.ljust(-(-len(code) // STUB_SIZE) * STUB_SIZE, _INT3)
-            if self._watched:
-                hooked_end = max(hooked_end, KERNEL_TEXT_BASE + len(text))
+            self._place_native(fn, text)
         # Where every task returns when its function does (never executed:
         # emu_start stops on reaching it).  Linux's threads start from here too.
         self.trap = KERNEL_TEXT_BASE + len(text)
@@ -349,6 +358,12 @@ class Machine:
         self._kallsyms.sort()
         if hooked:
             self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=KERNEL_TEXT_BASE, end=hooked_end - 1)
+
+    def _place_native(self, fn: api.KernelFunction, text: bytearray) -> None:
+        """Lay machine code down at the end of `text`, padded to a stub's size."""
+        code = fn.impl.machine_code
+        self._define(fn.name, KERNEL_TEXT_BASE + len(text), len(code), "T")
+        text += code.ljust(-(-len(code) // STUB_SIZE) * STUB_SIZE, _INT3)
 
     def add_not_emulated(self, names: list[str]) -> dict[str, int]:
         """Stubs for exports of a real kernel kloader does not implement,
@@ -432,12 +447,18 @@ class Machine:
 
     # --- calling into guest code ---------------------------------------------
 
-    async def call(self, addr: int, *args: int, module: Any = None, name: str = "") -> int:
-        """Run the function at addr as a new task on its own stack; return %rax.
+    async def call(self, addr: int, *args: int, module: Any = None, name: str = "",
+                   task: Task | None = None, preempt_count: int = 0) -> int:
+        """Run the function at addr as a new task on its own stack (or on
+        `task`, made beforehand with `sched.new_task`); return %rax.
+        `preempt_count`: the context it runs in (SOFTIRQ_OFFSET for a
+        softirq: atomic, sleeping there is a bug).
 
         Raises Oops if the task dies (fault, invalid opcode, soft lockup...).
         """
-        task = self.sched.new_task(name or "kworker/0:1", module)
+        if task is None:
+            task = self.sched.new_task(name or "kworker/0:1", module)
+        task.preempt_count = preempt_count
         try:
             await self.sched.acquire(task)
             self._start(task, addr, args)
@@ -497,6 +518,9 @@ class Machine:
             if self._pending is not None:
                 what, obj, function = self._pending
                 if what == "raise":
+                    if isinstance(obj, TaskExit):
+                        self._dirty = True
+                        raise obj
                     raise self._api_oops(task, obj, function)
                 await self._block(task, obj, function)
                 continue

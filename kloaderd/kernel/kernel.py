@@ -142,6 +142,9 @@ class Kernel:
         self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
         self.ksyms = Kallsyms(self.machine.kallsyms())
         self.sanitizer = Sanitizer(self)
+        self._threads: set[trio.CancelScope] = set()
+        for boot in api.BOOT:
+            boot(self)
 
     @property
     def release(self) -> str:
@@ -174,6 +177,25 @@ class Kernel:
         if state is None:
             state = self._subsystems[cls] = cls(self)
         return state
+
+    def spawn(self, afn: Any, *args: Any, name: str) -> trio.CancelScope:
+        """Run `afn(*args)` as a kernel thread of this kernel (a timer
+        softirq, a kworker, a kthread): it outlives the request that started
+        it, so it is a trio system task, ended by cancelling the scope this
+        returns, and by `shutdown()` for those still running then."""
+        scope = trio.CancelScope()
+
+        async def thread() -> None:
+            try:
+                with scope:
+                    await afn(*args)
+            except Exception as exc:   # a kloader bug: logged, never the daemon's end
+                self.log.emit(KERN_ERR, f"kloader: kernel thread {name} failed: {exc!r}", None)
+            finally:
+                self._threads.discard(scope)
+        self._threads.add(scope)
+        trio.lowlevel.spawn_system_task(thread, name=name)
+        return scope
 
     # -- notification -------------------------------------------------------
     def notify(self) -> None:
@@ -526,3 +548,5 @@ class Kernel:
                 for mod in removable:
                     self.set_state(mod, ModuleState.GOING)
                     await finish_removal(self, mod, abandon_at=deadline)
+            for scope in list(self._threads):
+                scope.cancel()                  # kernel threads outlive no kernel

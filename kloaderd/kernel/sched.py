@@ -41,6 +41,7 @@ class Task:
     runtime: float = 0.0               # seconds on the CPU since it last slept (the watchdog's clock)
     held_locks: dict[int, int] = field(default_factory=dict)   # sleeping lock -> where taken (lockdep's)
     holds_cpu: bool = False
+    wakeup: trio.Event | None = None   # set by wake_up_process while it sleeps in schedule_timeout
 
     @property
     def stack_top(self) -> int:
@@ -133,6 +134,19 @@ class Scheduler:
         task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack())
         self.tasks[pid] = task
         return task
+
+    def task_at(self, task_struct: int) -> Task | None:
+        """The live task whose `current` is `task_struct`."""
+        pid, offset = divmod(task_struct - TASK_STRUCT_BASE, TASK_STRUCT_SIZE)
+        task = self.tasks.get(pid) if not offset else None
+        return task
+
+    def wake_up(self, task: Task) -> bool:
+        """try_to_wake_up: end a wakeable sleep (schedule, schedule_timeout) now."""
+        if task.wakeup is None or task.wakeup.is_set():
+            return False
+        task.wakeup.set()
+        return True
 
     def exit_task(self, task: Task) -> None:
         """The task is gone: give the CPU back if it held it, recycle its stack."""

@@ -8,9 +8,9 @@ Two kinds of entry are checked:
   timer's function...) enter modules through `call_pointer`;
 * module code calls through a function pointer with the retpoline thunks
   (`call __x86_indirect_thunk_rax`: kmodbuild compiles as kbuild does with
-  CONFIG_RETPOLINE), which are machine code in kernel text; one code hook
-  over them sees every indirect call and nothing else, so direct calls and
-  kernel calls cost nothing more.
+  CONFIG_RETPOLINE), which are machine code in kernel text inside the CPU's
+  one hooked range (`Machine.watch`): the hook sees every indirect call and
+  nothing else, so direct calls and kernel calls cost nothing more.
 
 An entry into M is *allowed* — as the FAQ reasons — when it comes from M's
 own code, when M is still in its init or already in its exit (someone is
@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as X
 
 from ..config import MODULES_END, MODULES_VADDR
@@ -56,8 +55,7 @@ class GoldenRule:
         symbols = machine.kernel_symbols()
         self._thunks = {symbols[f"__x86_indirect_thunk_{reg}"]: getattr(X, f"UC_X86_REG_{reg.upper()}")
                         for reg in THUNK_REGS}
-        if 0: machine.uc.hook_add(UC_HOOK_CODE, self._on_thunk, begin=min(self._thunks),
-                            end=max(self._thunks))
+        machine.watch = self._on_thunk
 
     # -- where code lives ------------------------------------------------------
 
@@ -118,7 +116,7 @@ class GoldenRule:
 
     # -- entries made by module code: the retpoline thunks ------------------------------
 
-    def _on_thunk(self, uc: Any, address: int, _size: int, _data: Any) -> None:
+    def _on_thunk(self, uc: Any, address: int) -> None:
         reg = self._thunks.get(address)
         if reg is None:
             return
@@ -140,14 +138,20 @@ class GoldenRule:
 
     # -- entries made by the kernel's subsystems --------------------------------------------
 
-    async def call_pointer(self, address: int, *args: int, via: str, comm: str = "kworker/0:1") -> int:
-        """Call module code through a function pointer from a subsystem, in
-        process context: checked, run as a task, an oops logged and turned
-        into EFAULT for whoever asked."""
+    async def call_pointer(self, address: int, *args: int, via: str, comm: str = "kworker/0:1",
+                           preempt_count: int = 0, task: "Task | None" = None,
+                           check: bool = True) -> int:
+        """Call module code through a function pointer from a subsystem: the
+        entry checked (in process context; `check=False` for a module's own
+        deferred work — a timer, work, a thread it started — whose lifetime
+        rule is "cancel it before you go", checked when it goes), run as a
+        task (or on `task`), an oops logged and turned into EFAULT."""
         kernel = self.kernel
-        self.check_entry(address, None, None, via)
+        if check and not preempt_count:
+            self.check_entry(address, None, None, via)
         try:
-            return await kernel.machine.call(address, *args, module=self.module_at(address), name=comm)
+            return await kernel.machine.call(address, *args, module=self.module_at(address),
+                                             name=comm, task=task, preempt_count=preempt_count)
         except Oops as oops:
             kernel.report_oops(oops)
             raise KernelError(errno.EFAULT, f"{via}: the call into {kernel.symbolize(address) or hex(address)} "

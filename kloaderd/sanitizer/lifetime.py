@@ -104,6 +104,17 @@ class Lifetime:
 
     # -- leftovers ------------------------------------------------------------------
 
+    def belongs_to(self, mod: "Module", address: int) -> bool:
+        """`address` lies in mod's images or in heap memory mod allocated:
+        freed with it."""
+        if not address:
+            return False
+        if mod.core_base <= address < mod.core_base + mod.layout.core.size:
+            return True
+        if not mod.init_freed and mod.init_base <= address < mod.init_base + mod.layout.init.size:
+            return True
+        return self.kernel.slab.owns(address, mod.name)
+
     def module_freed(self, mod: "Module") -> None:
         """`mod` is about to be freed: report and disarm what still points into it."""
         for check in self.leftover_checks:

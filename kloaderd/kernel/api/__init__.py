@@ -122,7 +122,17 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.drivers.base.driver", "kloaderd.drivers.base.core",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
-              "kloaderd.drivers.char.misc")
+              "kloaderd.drivers.char.misc", "kloaderd.time",
+              "kloaderd.workqueue", "kloaderd.kthread", "kloaderd.irq")
+# Subsystems whose state must exist before any module runs (system_wq is a
+# variable modules read): Kernel() makes each with `fn(kernel)`.
+BOOT: list[Callable[[Any], Any]] = []
+
+
+def at_boot(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Register `fn(kernel)` to run when a kernel is made."""
+    BOOT.append(fn)
+    return fn
 
 _loaded = False
 

@@ -25,17 +25,20 @@ def _jmp_indirect(regno: int) -> bytes:
     return rex + bytes((0xFF, 0xE0 | (regno & 7), 0xCC))
 
 
-def _machine_code(name: str, code: bytes) -> None:
+def _machine_code(name: str, code: bytes, watched: bool = False) -> None:
+    """`watched`: the CPU tells its `watch` callback on every entry (the
+    sanitizer sees each indirect call); the code itself runs unchanged."""
     def impl(ctx: Any) -> None:
         raise AssertionError(f"{name} is machine code; the CPU never dispatches it")
     impl.machine_code = code            # type: ignore[attr-defined]
+    impl.watched = watched              # type: ignore[attr-defined]
     export(name, f"void {name}(void)", nargs=0)(impl)
 
 
 _machine_code("__fentry__", b"\xc3")                    # ftrace disabled: a plain return
 _machine_code("__x86_return_thunk", b"\xc3\xcc")
 for _reg, _num in THUNK_REGS.items():
-    _machine_code(f"__x86_indirect_thunk_{_reg}", _jmp_indirect(_num))
+    _machine_code(f"__x86_indirect_thunk_{_reg}", _jmp_indirect(_num), watched=True)
 
 
 @export("__stack_chk_fail", "void __stack_chk_fail(void)", nargs=0)

@@ -78,6 +78,24 @@ def usleep_range_state(ctx: Any, min_us: int, max_us: int, state: int) -> Any:
     return _sleep(min_us / 1_000_000)
 
 
+def _wakeable(ctx: Any, jiffies: float) -> Any:
+    """Sleep up to `jiffies` unless wake_up_process() ends it first; the
+    jiffies left, as schedule_timeout returns them."""
+    async def sleeping() -> int:
+        task = ctx.task
+        task.wakeup = event = trio.Event()
+        deadline = trio.current_time() + jiffies / HZ
+        try:
+            with trio.move_on_at(deadline):
+                await event.wait()
+        finally:
+            task.wakeup = None
+        if jiffies == math.inf:
+            return MAX_SCHEDULE_TIMEOUT
+        return max(0, math.ceil((deadline - trio.current_time()) * HZ))
+    return sleeping()
+
+
 @export("schedule", "void schedule(void)", nargs=0)
 def schedule(ctx: Any) -> Any:
     return _sleep(0)
@@ -87,15 +105,12 @@ def schedule(ctx: Any) -> Any:
 def schedule_timeout(ctx: Any, timeout: int) -> Any:
     timeout = _signed(timeout)
     if timeout == MAX_SCHEDULE_TIMEOUT:
-        async def forever() -> int:
-            await trio.sleep_forever()
-            return 0
-        return forever()
+        return _wakeable(ctx, math.inf)
     if timeout < 0:
         ctx.kernel.log.emit(KERN_ERR, f"schedule_timeout: wrong timeout value {timeout & _MASK64:x}",
                             getattr(ctx.module, "name", None))
         return 0
-    return _sleep(timeout / HZ)
+    return _wakeable(ctx, timeout)
 
 
 @export("__udelay", "void __udelay(unsigned long usecs)", nargs=1)

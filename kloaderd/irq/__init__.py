@@ -1,0 +1,1 @@
+"""Interrupts and softirqs: tasklets (kernel/softirq.c)."""

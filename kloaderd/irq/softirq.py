@@ -1,0 +1,141 @@
+"""Tasklets (Linux's kernel/softirq.c): a function run soon, in softirq
+context, once per `tasklet_schedule` however often it was scheduled.
+
+Scheduling sets `TASKLET_STATE_SCHED` (the header's inline
+`tasklet_schedule` does, then calls `__tasklet_schedule`); the tasklet
+softirq — a kernel thread of this kernel — clears it, sets
+`TASKLET_STATE_RUN`, and calls `func(data)` or `callback(t)` with the task
+atomic (`preempt_count` SOFTIRQ_OFFSET): try_module_get and module_put are
+fine there, sleeping is "BUG: scheduling while atomic".  `tasklet_kill`
+waits until the tasklet is neither scheduled nor running.  A tasklet of a
+module still scheduled when the module is freed is reported and dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..errors import KernelError
+from ..kernel.api import export
+from ..kernel.printk import KERN_ERR
+from ..time.timer import SOFTIRQ_OFFSET
+
+if TYPE_CHECKING:
+    from ..kernel.kernel import Kernel
+    from ..kernel.module import Module
+
+# struct tasklet_struct (include/linux/interrupt.h)
+T_STATE = 8
+T_COUNT = 16
+T_USE_CALLBACK = 20
+T_FUNC = 24
+T_DATA = 32
+T_SIZE = 40
+TASKLET_STATE_SCHED = 1 << 0
+TASKLET_STATE_RUN = 1 << 1
+
+
+class Tasklets:
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self.queue: deque[int] = deque()
+        self._changed = trio.Event()
+        self._thread: Any = None
+        kernel.sanitizer.leftover_checks.append(self._module_freed)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def schedule(self, t: int) -> None:
+        if t not in self.queue:
+            self.queue.append(t)
+        self._notify()
+        if self._thread is None:
+            self._thread = self.kernel.spawn(self._softirq, name="tasklet softirq")
+
+    def _state(self, t: int, set_: int = 0, clear: int = 0) -> int:
+        mem = self.kernel.mem
+        state = mem.read_u64(t + T_STATE)
+        mem.write_u64(t + T_STATE, (state | set_) & ~clear)
+        return state
+
+    async def _softirq(self) -> None:
+        kernel = self.kernel
+        while True:
+            while not self.queue:
+                await self._changed.wait()
+            t = self.queue.popleft()
+            try:
+                self._state(t, set_=TASKLET_STATE_RUN, clear=TASKLET_STATE_SCHED)
+                mem = kernel.mem
+                fn = mem.read_u64(t + T_FUNC)
+                arg = t if mem.read_u8(t + T_USE_CALLBACK) else mem.read_u64(t + T_DATA)
+                await kernel.sanitizer.call_pointer(fn, arg, via="tasklet_action", comm="ksoftirqd/0",
+                                                    preempt_count=SOFTIRQ_OFFSET)
+            except (KernelError, Exception):
+                pass                  # an oops is logged; the softirq goes on
+            finally:
+                try:
+                    self._state(t, clear=TASKLET_STATE_RUN)
+                except Exception:
+                    pass
+                self._notify()
+
+    async def kill(self, t: int) -> None:
+        while t in self.queue or self._state(t) & TASKLET_STATE_RUN:
+            await self._changed.wait()
+
+    def _module_freed(self, mod: "Module") -> None:
+        kernel = self.kernel
+        for t in list(self.queue):
+            try:
+                fn = kernel.mem.read_u64(t + T_FUNC)
+            except Exception:
+                fn = 0
+            if kernel.sanitizer.belongs_to(mod, t) or kernel.sanitizer.belongs_to(mod, fn):
+                kernel.log.emit(KERN_ERR, f"BUG: module {mod.name} freed with tasklet {t:#x} "
+                                          f"({kernel.machine.symbol_name(fn)}) still scheduled; "
+                                          "it was dropped (tasklet_kill it in the module's exit)", None)
+                self.queue.remove(t)
+
+
+def tasklets(kernel: "Kernel") -> Tasklets:
+    return kernel.subsystem(Tasklets)
+
+
+@export("tasklet_init", "void tasklet_init(struct tasklet_struct *t, void (*func)(unsigned long), "
+                        "unsigned long data)", nargs=3)
+def tasklet_init(ctx: Any, t: int, func: int, data: int) -> None:
+    ctx.mem.write(t, bytes(T_SIZE))
+    ctx.mem.write_u64(t + T_FUNC, func)
+    ctx.mem.write_u64(t + T_DATA, data)
+
+
+@export("tasklet_setup", "void tasklet_setup(struct tasklet_struct *t, "
+                         "void (*callback)(struct tasklet_struct *))", nargs=2)
+def tasklet_setup(ctx: Any, t: int, callback: int) -> None:
+    ctx.mem.write(t, bytes(T_SIZE))
+    ctx.mem.write_u8(t + T_USE_CALLBACK, 1)
+    ctx.mem.write_u64(t + T_FUNC, callback)
+
+
+@export("__tasklet_schedule", "void __tasklet_schedule(struct tasklet_struct *t)", nargs=1)
+def __tasklet_schedule(ctx: Any, t: int) -> None:
+    tasklets(ctx.kernel).schedule(t)
+
+
+@export("tasklet_kill", "void tasklet_kill(struct tasklet_struct *t)", nargs=1)
+def tasklet_kill(ctx: Any, t: int) -> Any:
+    subsystem = tasklets(ctx.kernel)
+    if t not in subsystem.queue and not subsystem._state(t) & TASKLET_STATE_RUN:
+        subsystem._state(t, clear=TASKLET_STATE_SCHED)
+        return 0
+    async def waiting() -> int:
+        await subsystem.kill(t)
+        subsystem._state(t, clear=TASKLET_STATE_SCHED)
+        return 0
+    return waiting()

@@ -1,0 +1,1 @@
+"""Kernel threads (kernel/kthread.c)."""

@@ -1,0 +1,1 @@
+"""Time: timers driven by jiffies (kernel/time/)."""

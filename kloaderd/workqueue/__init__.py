@@ -1,0 +1,1 @@
+"""Workqueues and their kworkers (kernel/workqueue.c)."""

@@ -1,0 +1,332 @@
+"""Workqueues (Linux's kernel/workqueue.c): work items run in a kworker, in
+process context, where they may sleep.
+
+A queued `struct work_struct` is marked pending in guest memory as Linux
+marks it (bit 0 of `data`: the header's `work_pending()` reads it) and kept
+in its workqueue's queue in Python.  Each workqueue has one kworker (a
+kernel thread of this kernel) that runs its items in queue order; the
+pending bit is cleared just before the function runs, so the function may
+queue itself again.  `flush_work`, `cancel_work_sync`, `__flush_workqueue`
+and `destroy_workqueue` wait as Linux's do.  Delayed work is a timer whose
+function is `delayed_work_timer_fn`, a kernel function: the timer softirq
+calls it like any timer function, and it queues the work.
+
+`system_wq` is allocated at boot.  Work still queued (or a delayed work's
+timer still pending) when the memory holding it or its function is freed
+with a module is reported as debugobjects reports it —
+`ODEBUG: free active (active state 0) object: ... object type: work_struct
+hint: fn+0x0/0x...` — and dropped; a workqueue the module allocated and
+never destroyed is a leaked registration.
+
+Differences from Linux: one kworker per workqueue, so items of one
+workqueue never run concurrently (Linux's system_wq may run them in
+parallel kworkers); `max_active` is not enforced beyond that.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..errors import KernelError
+from ..kernel.api import at_boot, export, export_object
+from ..kernel.api.printk import format_guest
+from ..time.timer import TIMER_FUNCTION, timers
+
+if TYPE_CHECKING:
+    from ..kernel.kernel import Kernel
+    from ..kernel.module import Module
+
+# struct work_struct / struct delayed_work (include/linux/workqueue.h)
+WORK_DATA = 0
+WORK_FUNC = 24
+WORK_SIZE = 32
+DWORK_TIMER = 32
+DWORK_WQ = 72
+DWORK_CPU = 80
+WQ_STRUCT_SIZE = 64                # what alloc_workqueue hands out (opaque to modules)
+WQ_NAME_LEN = 24
+
+export_object("system_wq", "extern struct workqueue_struct *system_wq", 8, writable=True)
+
+
+@dataclass(eq=False)
+class Workqueue:
+    address: int
+    name: str
+    module: Any
+    queue: deque[int] = field(default_factory=deque)       # work_struct addresses, in order
+    running: int = 0                                         # the work being run, 0 if none
+    changed: trio.Event = field(default_factory=trio.Event)
+    worker: Any = None
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class Workqueues:
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self.by_address: dict[int, Workqueue] = {}
+        self.registry = kernel.registrations.registry("workqueue")
+        self.system = self.create("events", None)
+        kernel.mem.write_u64(kernel.machine.kernel_symbols()["system_wq"], self.system.address)
+        kernel.sanitizer.leftover_checks.append(self._module_freed)
+
+    def create(self, name: str, module: Any) -> Workqueue:
+        address = self.kernel.slab.alloc(WQ_STRUCT_SIZE, None, zero=True)
+        if not address:
+            raise KernelError(errno.ENOMEM, f"alloc_workqueue {name}: out of memory")
+        wq = Workqueue(address, name, module)
+        self.by_address[address] = wq
+        if module is not None:
+            self.registry.add(address, f'workqueue "{name}" (destroy_workqueue)', owner=module,
+                              address=address, on_leftover=lambda entry: self._drop(wq))
+        return wq
+
+    def _drop(self, wq: Workqueue) -> None:
+        for work in list(wq.queue):
+            self._clear_pending(work)
+        wq.queue.clear()
+        if wq.worker is not None:
+            wq.worker.cancel()
+        self.by_address.pop(wq.address, None)
+        self.kernel.slab.free(wq.address, None)
+
+    def find(self, address: int) -> Workqueue:
+        wq = self.by_address.get(address)
+        if wq is None:
+            raise KernelError(errno.EINVAL, f"no workqueue at {address:#x}")
+        return wq
+
+    # -- pending bits ------------------------------------------------------------
+
+    def _set_pending(self, work: int) -> bool:
+        """test_and_set_bit(WORK_STRUCT_PENDING_BIT): False if already pending."""
+        data = self.kernel.mem.read_u64(work + WORK_DATA)
+        if data & 1:
+            return False
+        self.kernel.mem.write_u64(work + WORK_DATA, data | 1)
+        return True
+
+    def _clear_pending(self, work: int) -> None:
+        try:
+            data = self.kernel.mem.read_u64(work + WORK_DATA)
+            self.kernel.mem.write_u64(work + WORK_DATA, data & ~1)
+        except Exception:
+            pass                            # its memory is gone
+
+    def queued_on(self, work: int) -> Workqueue | None:
+        return next((wq for wq in self.by_address.values() if work in wq.queue), None)
+
+    def running_on(self, work: int) -> Workqueue | None:
+        return next((wq for wq in self.by_address.values() if wq.running == work), None)
+
+    # -- queueing and running ---------------------------------------------------------
+
+    def queue(self, wq: Workqueue, work: int) -> None:
+        """__queue_work: the pending bit is already set."""
+        wq.queue.append(work)
+        wq.notify()
+        if wq.worker is None:
+            wq.worker = self.kernel.spawn(self._worker, wq, name=f"kworker {wq.name}")
+
+    async def _worker(self, wq: Workqueue) -> None:
+        kernel = self.kernel
+        while True:
+            while not wq.queue:
+                await wq.changed.wait()
+            work = wq.queue.popleft()
+            self._clear_pending(work)
+            wq.running = work
+            try:
+                func = kernel.mem.read_u64(work + WORK_FUNC)
+                await kernel.sanitizer.call_pointer(func, work, via="process_one_work",
+                                                    comm="kworker/0:1", check=False)
+            except KernelError:
+                pass                         # an oops: logged; the worker goes on
+            finally:
+                wq.running = 0
+                wq.notify()
+
+    async def flush_work(self, work: int) -> bool:
+        """Wait until `work` is neither queued nor running: True if it had to."""
+        waited = False
+        while True:
+            wq = self.queued_on(work) or self.running_on(work)
+            if wq is None:
+                return waited
+            waited = True
+            await wq.changed.wait()
+
+    def cancel(self, work: int) -> bool:
+        wq = self.queued_on(work)
+        if wq is None:
+            return False
+        wq.queue.remove(work)
+        self._clear_pending(work)
+        wq.notify()
+        return True
+
+    async def flush(self, wq: Workqueue) -> None:
+        while wq.queue or wq.running:
+            await wq.changed.wait()
+
+    # -- a module going -------------------------------------------------------------------
+
+    def _module_freed(self, mod: "Module") -> None:
+        kernel, sanitizer = self.kernel, self.kernel.sanitizer
+        for wq in list(self.by_address.values()):
+            for work in list(wq.queue):
+                func = _read(kernel, work + WORK_FUNC)
+                if sanitizer.belongs_to(mod, work) or sanitizer.belongs_to(mod, func):
+                    sanitizer.report_odebug(mod, work, "work_struct", kernel.machine.symbol_name(func))
+                    wq.queue.remove(work)
+                    self._clear_pending(work)
+                    wq.notify()
+
+
+def _read(kernel: "Kernel", address: int) -> int:
+    try:
+        return kernel.mem.read_u64(address)
+    except Exception:
+        return 0
+
+
+@at_boot
+def workqueues(kernel: "Kernel") -> Workqueues:
+    return kernel.subsystem(Workqueues)
+
+
+def _wq(ctx: Any, address: int) -> Workqueue:
+    return workqueues(ctx.kernel).find(address)
+
+
+@export("alloc_workqueue",
+        "struct workqueue_struct *alloc_workqueue(const char *fmt, unsigned int flags, int max_active, ...)",
+        nargs=3, variadic=True)
+def alloc_workqueue(ctx: Any, fmt: int, flags: int, max_active: int) -> int:
+    name = format_guest(ctx, fmt, ctx.va(), room=WQ_NAME_LEN)[0].decode(errors="replace")
+    try:
+        return workqueues(ctx.kernel).create(name, ctx.module).address
+    except KernelError:
+        return 0
+
+
+@export("destroy_workqueue", "void destroy_workqueue(struct workqueue_struct *wq)", nargs=1)
+def destroy_workqueue(ctx: Any, address: int) -> Any:
+    subsystem = workqueues(ctx.kernel)
+    wq = subsystem.find(address)
+    async def draining() -> int:
+        await subsystem.flush(wq)                 # drain_workqueue
+        subsystem.registry.remove(address)
+        subsystem._drop(wq)
+        return 0
+    return draining()
+
+
+@export("queue_work_on", "bool queue_work_on(int cpu, struct workqueue_struct *wq, struct work_struct *work)",
+        nargs=3)
+def queue_work_on(ctx: Any, cpu: int, wq: int, work: int) -> int:
+    subsystem = workqueues(ctx.kernel)
+    target = subsystem.find(wq)
+    if not subsystem._set_pending(work):
+        return 0
+    subsystem.queue(target, work)
+    return 1
+
+
+@export("delayed_work_timer_fn", "void delayed_work_timer_fn(struct timer_list *t)", nargs=1)
+def delayed_work_timer_fn(ctx: Any, timer: int) -> None:
+    dwork = timer - DWORK_TIMER
+    subsystem = workqueues(ctx.kernel)
+    subsystem.queue(subsystem.find(ctx.mem.read_u64(dwork + DWORK_WQ)), dwork)
+
+
+@export("queue_delayed_work_on",
+        "bool queue_delayed_work_on(int cpu, struct workqueue_struct *wq, struct delayed_work *work, "
+        "unsigned long delay)", nargs=4)
+def queue_delayed_work_on(ctx: Any, cpu: int, wq: int, dwork: int, delay: int) -> int:
+    subsystem = workqueues(ctx.kernel)
+    target = subsystem.find(wq)
+    if not subsystem._set_pending(dwork):
+        return 0
+    if not delay:
+        subsystem.queue(target, dwork)
+        return 1
+    mem = ctx.mem
+    mem.write_u64(dwork + DWORK_WQ, wq)
+    mem.write_u32(dwork + DWORK_CPU, cpu & 0xFFFFFFFF)
+    mem.write_u64(dwork + DWORK_TIMER + TIMER_FUNCTION,
+                  ctx.kernel.machine.kernel_symbols()["delayed_work_timer_fn"])
+    timers(ctx.kernel).arm(dwork + DWORK_TIMER, ctx.machine.jiffies() + delay)
+    return 1
+
+
+@export("flush_work", "bool flush_work(struct work_struct *work)", nargs=1)
+def flush_work(ctx: Any, work: int) -> Any:
+    subsystem = workqueues(ctx.kernel)
+    if subsystem.queued_on(work) is None and subsystem.running_on(work) is None:
+        return 0
+    return subsystem.flush_work(work)
+
+
+@export("cancel_work_sync", "bool cancel_work_sync(struct work_struct *work)", nargs=1)
+def cancel_work_sync(ctx: Any, work: int) -> Any:
+    subsystem = workqueues(ctx.kernel)
+    was = subsystem.cancel(work)
+    if subsystem.running_on(work) is None:
+        return int(was)
+    async def waiting() -> int:
+        await subsystem.flush_work(work)
+        return int(was)
+    return waiting()
+
+
+def _cancel_delayed(ctx: Any, dwork: int) -> bool:
+    subsystem = workqueues(ctx.kernel)
+    if timers(ctx.kernel).disarm(dwork + DWORK_TIMER):
+        subsystem._clear_pending(dwork)
+        return True
+    return subsystem.cancel(dwork)
+
+
+@export("cancel_delayed_work", "bool cancel_delayed_work(struct delayed_work *dwork)", nargs=1)
+def cancel_delayed_work(ctx: Any, dwork: int) -> int:
+    return int(_cancel_delayed(ctx, dwork))
+
+
+@export("cancel_delayed_work_sync", "bool cancel_delayed_work_sync(struct delayed_work *dwork)", nargs=1)
+def cancel_delayed_work_sync(ctx: Any, dwork: int) -> Any:
+    was = _cancel_delayed(ctx, dwork)
+    subsystem = workqueues(ctx.kernel)
+    if subsystem.running_on(dwork) is None:
+        return int(was)
+    async def waiting() -> int:
+        await subsystem.flush_work(dwork)
+        return int(was)
+    return waiting()
+
+
+@export("flush_delayed_work", "bool flush_delayed_work(struct delayed_work *dwork)", nargs=1)
+def flush_delayed_work(ctx: Any, dwork: int) -> Any:
+    subsystem = workqueues(ctx.kernel)
+    if timers(ctx.kernel).disarm(dwork + DWORK_TIMER):
+        subsystem.queue(subsystem.find(ctx.mem.read_u64(dwork + DWORK_WQ)), dwork)
+    return flush_work(ctx, dwork)
+
+
+@export("__flush_workqueue", "void __flush_workqueue(struct workqueue_struct *wq)", nargs=1)
+def __flush_workqueue(ctx: Any, address: int) -> Any:
+    wq = _wq(ctx, address)
+    if not wq.queue and not wq.running:
+        return 0
+    async def flushing() -> int:
+        await workqueues(ctx.kernel).flush(wq)
+        return 0
+    return flushing()

@@ -1,0 +1,51 @@
+"""Timers, tasklets, workqueues and kthreads: modules hand the kernel
+functions to call later, in the right context, and take them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parent / "src"
+
+
+def wait_for(client, *wanted: str) -> list[str]:
+    """Follow the kernel log until every `wanted` line (a prefix) was logged."""
+    missing = list(wanted)
+    seen = []
+    for record in client.follow_dmesg():
+        seen.append(record["text"])
+        missing = [w for w in missing if not record["text"].startswith(w)]
+        if not missing:
+            return seen
+    raise AssertionError(f"log ended without {missing}")
+
+
+def log(client) -> list[str]:
+    return [record["text"] for record in client.dmesg()]
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_deferred_calls_run_in_their_context_and_are_taken_back(kloader, kloader_build):
+    kloader.finit_module(kloader_build(SRC / "deferred.c"))
+    lines = wait_for(kloader, "deferred: timer 3, pending 0", "deferred: tasklet 3, refcount 1",
+                     "deferred: work ran, pending 0", "deferred: delayed work ran",
+                     "deferred: thread alpha started")
+    assert lines.index("deferred: timer 1, pending 0") < lines.index("deferred: tasklet 1, refcount 1")
+    kloader.delete_module("deferred")
+    tail = log(kloader)[-4:]
+    assert tail == ["deferred: thread stopping",
+                    "deferred: thread returned 42",            # kthread_stop gives threadfn's result
+                    "deferred: work ran, pending 0",           # the last work, flushed
+                    "deferred: exit, timer fired 3 times"]
+
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_sleeping_in_a_timer_is_scheduling_while_atomic(kloader, kloader_build):
+    kloader.finit_module(kloader_build(SRC / "deferred.c"), "ticks=1 sleep_in_timer=1")
+    wait_for(kloader, "deferred: tasklet 1")
+    bugs = [line for line in log(kloader) if line.startswith("BUG: scheduling while atomic")]
+    assert bugs and bugs[0].startswith("BUG: scheduling while atomic: swapper/0/")
+    assert bugs[0].endswith("/0x00000101")                      # SOFTIRQ_OFFSET + __schedule's own
+    kloader.delete_module("deferred")

@@ -1,0 +1,178 @@
+"""The module-lifetime sanitizer: one test per report, each with the buggy
+module and its fixed twin, which reports nothing (docs/sanitizer.md)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+import trio
+
+from kloader_client import AsyncClient
+
+SRC = Path(__file__).parent / "src"
+# kbuild's CONFIG_RETPOLINE code generation: indirect calls go through the
+# __x86_indirect_thunk_* the sanitizer watches.
+RETPOLINE = ["-mindirect-branch=thunk-extern", "-mindirect-branch-register", "-fno-jump-tables"]
+
+
+def log(client) -> list[str]:
+    return [record["text"] for record in client.dmesg()]
+
+
+def problems(kloaderd) -> list[str]:
+    found = kloaderd.find_problems()
+    return [*found.oopses, *found.warnings, *found.leaks]
+
+
+@pytest.fixture
+def registry(kloader_build):
+    def build(*defines: str):
+        return kloader_build(SRC / "registry.c", defines=list(defines), cflags=RETPOLINE)
+    return build
+
+
+def _load_registry_users(kloader, kloader_build, registry_ko, cbmod_defines=()):
+    kloader.finit_module(registry_ko)
+    cbmod = kloader_build(SRC / "cbmod.c", defines=list(cbmod_defines), extra_symbols=[registry_ko],
+                          cflags=RETPOLINE)
+    firer = kloader_build(SRC / "firer.c", extra_symbols=[registry_ko], cflags=RETPOLINE)
+    return cbmod, firer
+
+
+# -- 1. the Golden Rule ------------------------------------------------------------
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_a_registry_calling_without_a_reference_is_reported(kloader, kloaderd, kloader_build, registry):
+    cbmod, firer = _load_registry_users(kloader, kloader_build, registry("BUG_NO_GET"))
+    kloader.finit_module(cbmod)
+    kloader.finit_module(firer)
+    lines = log(kloader)
+    assert "firer: reg_fire(21) = 42" in lines                  # the call happens all the same
+    bug = next(line for line in lines if line.startswith("BUG: golden rule"))
+    assert bug.startswith("BUG: golden rule: call into module cbmod without a reference in reg_fire+0x")
+    assert bug.endswith("[registry]")
+    assert any(line.startswith("callee: cbmod_callback+0x0/") for line in lines)
+    assert any(p.startswith("BUG: golden rule") for p in problems(kloaderd))
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_registry_that_takes_a_reference_is_not(kloader, kloader_build, registry):
+    cbmod, firer = _load_registry_users(kloader, kloader_build, registry())
+    kloader.finit_module(cbmod)
+    kloader.finit_module(firer)
+    assert "firer: reg_fire(21) = 42" in log(kloader)
+    assert not any(line.startswith("BUG:") for line in log(kloader))
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_calls_the_faq_allows_are_not_reported(kloader, kloader_build, registry):
+    """A module's own code, a caller that depends on the callee, a callee
+    someone holds a reference on: none is reported even without try_module_get."""
+    cbmod, firer = _load_registry_users(kloader, kloader_build, registry("BUG_NO_GET"))
+    kloader.finit_module(cbmod)
+    kloader.try_module_get("cbmod")                  # a reference held by a client
+    kloader.finit_module(firer)
+    kloader.module_put("cbmod")
+    assert "firer: reg_fire(21) = 42" in log(kloader)
+
+
+# -- 2. use after unload ------------------------------------------------------------
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_a_callback_called_after_its_module_is_gone_oopses_naming_it(kloader, kloader_build, registry):
+    cbmod, firer = _load_registry_users(kloader, kloader_build, registry(), ["BUG_NO_UNREGISTER"])
+    kloader.finit_module(cbmod)
+    kloader.delete_module("cbmod")
+    with pytest.raises(OSError) as oops:
+        kloader.finit_module(firer)
+    assert oops.value.errno == errno.EFAULT
+    lines = log(kloader)
+    assert any(line.startswith("BUG: unable to handle page fault for address: ") for line in lines)
+    assert any(line.startswith("The buggy address") and "belongs to module cbmod, unloaded" in line
+               for line in lines)
+    assert any(line.startswith("Modules linked in: ") and line.endswith("[last unloaded: cbmod(O)]")
+               for line in lines)
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_callback_unregistered_at_exit_is_not_called(kloader, kloader_build, registry):
+    cbmod, firer = _load_registry_users(kloader, kloader_build, registry())
+    kloader.finit_module(cbmod)
+    kloader.delete_module("cbmod")
+    kloader.finit_module(firer)
+    assert "firer: reg_fire(21) = 0" in log(kloader)
+
+
+# -- 3. leftovers at unload -------------------------------------------------------------
+
+LEFTOVERS = [
+    ("BUG_LEAVE_TIMER", "ticks=1000000",
+     r"ODEBUG: free active (active state 0) object: ", "object type: timer_list hint: deferred_timer+0x0/"),
+    ("BUG_LEAVE_WORK", "",
+     r"ODEBUG: free active (active state 0) object: ", "object type: work_struct hint: deferred_work+0x0/"),
+    ("BUG_LEAVE_DWORK", "",
+     r"ODEBUG: free active (active state 0) object: ", "object type: timer_list hint: delayed_work_timer_fn+0x0/"),
+    ("BUG_LEAVE_THREAD", "",
+     "BUG: kthread deferred/0/", "still running deferred_thread+0x0/"),
+]
+
+
+@pytest.mark.kloader(on_problems="ignore")
+@pytest.mark.parametrize("bug, params, head, tail", LEFTOVERS, ids=[b for b, *_ in LEFTOVERS])
+def test_what_a_module_leaves_behind_is_reported_and_made_inert(kloader, kloaderd, kloader_build,
+                                                                 bug, params, head, tail):
+    kloader.finit_module(kloader_build(SRC / "deferred.c", defines=[bug]), params)
+    for record in kloader.follow_dmesg():
+        if record["text"].startswith("deferred: thread alpha started"):
+            break
+    kloader.delete_module("deferred")
+    report = [line for line in log(kloader) if line.startswith(head) and tail in line]
+    assert len(report) == 1, log(kloader)[-20:]
+    assert problems(kloaderd)
+    # Inert: the kernel goes on (a fresh load works, nothing calls into freed code).
+    kloader.finit_module(kloader_build(SRC / "deferred.c"), "ticks=1")
+    kloader.delete_module("deferred")
+    assert not any("unable to handle page fault" in line for line in log(kloader))
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_module_that_takes_everything_back_reports_nothing(kloader, kloader_build):
+    kloader.finit_module(kloader_build(SRC / "deferred.c"), "ticks=1000000")
+    for record in kloader.follow_dmesg():
+        if record["text"].startswith("deferred: timer 2"):
+            break
+    kloader.delete_module("deferred")
+    assert log(kloader)[-1].startswith("deferred: exit, timer fired ")
+
+
+# -- 4. put and return -------------------------------------------------------------------
+
+def _remove_while_the_thread_holds_it(kloaderd, ko) -> None:
+    async def main():
+        async with AsyncClient(kloaderd.socket_path) as client:
+            await client.finit_module(ko)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: client.delete_module("selfref", wait=True))
+                while (await client.module("selfref"))["state"] != "going":
+                    await trio.sleep(0.01)
+                await client.param_set("selfref", "go", "1")   # the thread drops its reference
+            assert await client.modules() == []
+    trio.run(main)
+
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_put_and_return_while_a_removal_waits_is_reported(kloader, kloaderd, kloader_build):
+    _remove_while_the_thread_holds_it(kloaderd, kloader_build(SRC / "selfref.c",
+                                                              defines=["BUG_PUT_AND_RETURN"]))
+    lines = log(kloader)
+    bug = next(line for line in lines if line.startswith("BUG: module selfref dropped its last reference"))
+    assert " in selfref_thread" in bug          # (gcc may split it: selfref_thread.cold)
+    assert any(line.startswith("a removal of selfref is waiting") for line in lines)
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_module_put_and_kthread_exit_is_the_cure(kloader, kloaderd, kloader_build):
+    _remove_while_the_thread_holds_it(kloaderd, kloader_build(SRC / "selfref.c"))
+    assert log(kloader)[-2:] == ["selfref: thread done", "selfref: exit"]
