@@ -48,7 +48,11 @@ WORK_SIZE = 32
 DWORK_TIMER = 32
 DWORK_WQ = 72
 DWORK_CPU = 80
-WQ_STRUCT_SIZE = 64                # what alloc_workqueue hands out (opaque to modules)
+# struct workqueue_struct is opaque to modules: a handle is an address in the
+# direct map where nothing is mapped (as task_structs are, sched.py), one per
+# workqueue, never reused; dereferencing it faults.
+WQ_HANDLE_BASE = 0xFFFF888B00000000
+WQ_HANDLE_STEP = 0x200
 WQ_NAME_LEN = 24
 
 export_object("system_wq", "extern struct workqueue_struct *system_wq", 8, writable=True)
@@ -73,15 +77,15 @@ class Workqueues:
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
         self.by_address: dict[int, Workqueue] = {}
+        self._handles = 0
         self.registry = kernel.registrations.registry("workqueue")
         self.system = self.create("events", None)
         kernel.mem.write_u64(kernel.machine.kernel_symbols()["system_wq"], self.system.address)
         kernel.sanitizer.leftover_checks.append(self._module_freed)
 
     def create(self, name: str, module: Any) -> Workqueue:
-        address = self.kernel.slab.alloc(WQ_STRUCT_SIZE, None, zero=True)
-        if not address:
-            raise KernelError(errno.ENOMEM, f"alloc_workqueue {name}: out of memory")
+        address = WQ_HANDLE_BASE + self._handles * WQ_HANDLE_STEP
+        self._handles += 1
         wq = Workqueue(address, name, module)
         self.by_address[address] = wq
         if module is not None:
@@ -96,7 +100,6 @@ class Workqueues:
         if wq.worker is not None:
             wq.worker.cancel()
         self.by_address.pop(wq.address, None)
-        self.kernel.slab.free(wq.address, None)
 
     def find(self, address: int) -> Workqueue:
         wq = self.by_address.get(address)
@@ -212,10 +215,7 @@ def _wq(ctx: Any, address: int) -> Workqueue:
         nargs=3, variadic=True)
 def alloc_workqueue(ctx: Any, fmt: int, flags: int, max_active: int) -> int:
     name = format_guest(ctx, fmt, ctx.va(), room=WQ_NAME_LEN)[0].decode(errors="replace")
-    try:
-        return workqueues(ctx.kernel).create(name, ctx.module).address
-    except KernelError:
-        return 0
+    return workqueues(ctx.kernel).create(name, ctx.module).address
 
 
 @export("destroy_workqueue", "void destroy_workqueue(struct workqueue_struct *wq)", nargs=1)
