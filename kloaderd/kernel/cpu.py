@@ -300,6 +300,7 @@ class Machine:
         self.per_cpu_base = per_cpu_base
         self._build_kernel_image()
         self._setup_per_cpu()
+        self._trap_frame = _U64.pack(self.trap)      # the return address every task starts with
         self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
         self._jiffies = -1
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
@@ -478,7 +479,9 @@ class Machine:
             self._dirty = False
         on_stack = args[len(_ARG_REGS):]
         rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
-        frame = _U64.pack(self.trap) + b"".join(_U64.pack(a & _MASK64) for a in on_stack)
+        frame = self._trap_frame
+        if on_stack:
+            frame += b"".join(_U64.pack(a & _MASK64) for a in on_stack)
         if (rsp & (PAGE_SIZE - 1)) + len(frame) <= PAGE_SIZE:
             self.uc.mem_write(self.mem.translate(rsp, "write"), frame)   # the usual: one page
         else:

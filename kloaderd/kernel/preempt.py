@@ -47,19 +47,19 @@ class SliceTimer:
         """A run of `uc` begins now and must stop after `seconds`; returns
         the key `disarm` takes when the run has returned."""
         key = next(self._keys)
-        deadline = time.monotonic() + seconds
-        with self._cond:
-            self._runs[key] = [uc, deadline]
-            self._active = True
-            if self._thread is None:
-                self._start()
-            elif self._idle:
+        # No lock on this path: a dict insert is atomic under the GIL, and
+        # the thread reads a snapshot.  Only a sleeping thread needs waking.
+        self._runs[key] = [uc, time.monotonic() + seconds]
+        self._active = True
+        if self._idle or self._thread is None:
+            with self._cond:
+                if self._thread is None:
+                    self._start()
                 self._cond.notify()
         return key
 
     def disarm(self, key: int) -> None:
-        with self._cond:
-            del self._runs[key]
+        del self._runs[key]
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="kloader-slice-timer", daemon=True)
@@ -69,24 +69,29 @@ class SliceTimer:
         cond = self._cond
         with cond:
             while True:
-                if not self._runs:
+                runs = list(self._runs.values())
+                if not runs:
                     if self._active:
                         # Runs come and go: linger a slice rather than be
                         # woken (two context switches) by every entry.
                         self._active = False
                         cond.wait(LINGER)
                         continue
+                    # Say so before looking again: a run armed after this
+                    # look sees _idle and notifies, under the lock we hold
+                    # until wait() releases it.
                     self._idle = True
-                    cond.wait()
+                    if not self._runs:
+                        cond.wait()
                     self._idle = False
                     continue
                 now = time.monotonic()
-                earliest = min(deadline for _uc, deadline in self._runs.values())
+                earliest = min(deadline for _uc, deadline in runs)
                 if earliest > now:
                     # Nothing to notify about: a run armed later has a later deadline.
                     cond.wait(earliest - now)
                     continue
-                for run in self._runs.values():
+                for run in runs:
                     if run[1] <= now:
                         run[0].emu_stop()
                         run[1] = now + RETRY
