@@ -37,11 +37,11 @@ def run(ko: bytes, scenario: str = "none", *, remove: bool = True) -> tuple[Kern
 
     async def main() -> None:
         try:
-            await kernel.init_module(ko, f"scenario={scenario}")
+            name = await kernel.init_module(ko, f"scenario={scenario}")
         except KernelError:
             return
         if remove:
-            await kernel.delete_module("regs")
+            await kernel.delete_module(name)
     trio.run(main)
     return kernel, [r.text for r in kernel.log.records()]
 
@@ -177,9 +177,19 @@ def test_dev_printk_dynamic_debug_locks_random_and_nls(regs_ko, kapi2_ko):
     assert "kapi2: writer=0xff flags=0x246" in texts
     assert "kapi2: random zero_bytes_lt_16=1 distinct=1" in texts
     assert "kapi2: load_nls=kltest default=default" in texts
+    assert "kapi2: blkdev major=254 busy=-16 big=-22" in texts
+    everything = [r.text for r in kernel.log.records()]
+    assert "register_blkdev: cannot get major 254 for other" in everything
+    assert ("__register_blkdev: major requested (600) is greater than the maximum (511) "
+            "for other") in everything
     warned = [r.text for r in kernel.log.records()]
     cut = warned.index("------------[ cut here ]------------")
     assert warned[cut + 1] == "kapi2 warned 7"
+
+
+def test_a_block_major_kept_is_reported(kapi2_ko):
+    kernel, texts = run(kapi2_ko, "keep_major")
+    assert "kapi2: leaked registration: block major 254 (kltestblk)" in texts
 
 
 def test_fortify_panic_is_a_bug(kapi2_ko):

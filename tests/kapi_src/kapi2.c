@@ -50,6 +50,8 @@ void get_random_bytes(void *buf, size_t len);
 u32 get_random_u32(void);
 void fortify_panic(const char *name);
 void __warn_printk(const char *fmt, ...);
+int __register_blkdev(unsigned int major, const char *name, void (*probe)(unsigned int devt));
+void unregister_blkdev(unsigned int major, const char *name);
 struct nls_table *load_nls(char *charset);
 void unload_nls(struct nls_table *nls);
 struct nls_table *load_nls_default(void);
@@ -101,6 +103,15 @@ static int __init kapi2_init(void)
 	if (nls)
 		unload_nls(nls);
 
+	{
+		int major = __register_blkdev(0, "kltestblk", NULL);
+		int busy = __register_blkdev(major, "other", NULL);
+		int big = __register_blkdev(600, "other", NULL);
+
+		pr_info("kapi2: blkdev major=%d busy=%d big=%d\n", major, busy, big);
+		if (strcmp(scenario, "keep_major"))
+			unregister_blkdev(major, "kltestblk");
+	}
 	__warn_printk("kapi2 warned %d\n", 7);
 	if (!strcmp(scenario, "fortify")) {
 		fortify_panic("memcpy");

@@ -118,7 +118,7 @@ def symbol_crc(name: str) -> int:
 SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.notifier",
               "kloaderd.kernel.wait", "kloaderd.kernel.locking", "kloaderd.lib",
               "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.crypto",
-              "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net",
+              "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net", "kloaderd.block",
               "kloaderd.drivers.base.driver", "kloaderd.drivers.base.core",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",

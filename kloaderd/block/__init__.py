@@ -1,0 +1,1 @@
+"""block/: the block layer's registration points."""
