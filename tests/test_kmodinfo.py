@@ -98,3 +98,20 @@ def test_loaded_modules_come_from_the_daemon(daemon_socket, files):
     assert out.splitlines() == [f"filename:       (loaded in kloaderd: {daemon_socket})", *from_file]
     assert run([*kmodinfo, "-l", "hello", "nosuch", "params"], files) == (
         1, "GPL\nGPL\n", "kmodinfo: ERROR: Module nosuch not found.\n")
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_real_signed_modules_as_modinfo_prints_them(modinfo, flavour, tmp_path):
+    """Debian's modules, .ko and .ko.xz, signed with PKCS#7: every key, parameter and signature field."""
+    try:
+        tree = kernel_corpus.modules_dir(kernel_corpus.fetch(flavour))
+    except kernel_corpus.Unavailable as exc:
+        pytest.skip(f"Debian {flavour} kernel corpus unavailable: {exc}")
+    every = sorted(tree.rglob("*.ko*"))
+    sample = [str(p) for p in every[::max(1, len(every) // 40)]]
+    for options in ([], ["-p"], ["-0", "-F", "sig_key"]):
+        ours = run([command("kmodinfo"), *options, *sample], tmp_path)
+        theirs = run([*modinfo, *options, *sample], tmp_path)
+        assert ours == (theirs[0], theirs[1], theirs[2].replace("modinfo:", "kmodinfo:"))
+        if not options:
+            assert "sig_hashalgo:   sha256\n" in ours[1]             # signed, and the signature read

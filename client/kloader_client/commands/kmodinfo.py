@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import gzip
+import lzma
 import os
 import stat
 import sys
@@ -90,6 +92,7 @@ def is_module_file(arg: str) -> bool:
 
 
 def file_pairs(path: str) -> list[tuple[str, str]]:
+    from kloader_client.commands._signature import signature_pairs
     from kloaderd.elf import parse
     from kloaderd.errors import KernelError
 
@@ -98,11 +101,27 @@ def file_pairs(path: str) -> list[tuple[str, str]]:
             data = f.read()
         if not data:
             raise NoModinfo(module_name(path), errno.EINVAL)   # kmod cannot map an empty file
-        return list(parse(data).modinfo)
+        data = decompress(path, data)
+        # kmod lists the appended signature's fields after .modinfo's own.
+        return list(parse(data).modinfo) + signature_pairs(data)
     except KernelError as exc:                                 # what the loader would refuse it for
         raise NoModinfo(module_name(path), exc.errno) from None
     except OSError as exc:
         raise NoModinfo(module_name(path), exc.errno or errno.EIO) from None
+
+
+def decompress(path: str, data: bytes) -> bytes:
+    """A distribution's `.ko.xz` or `.ko.gz`, as kmod reads it (`.ko.zst` needs Python 3.14's zstd)."""
+    try:
+        if path.endswith(".xz"):
+            return lzma.decompress(data)
+        if path.endswith(".gz"):
+            return gzip.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError):
+        raise NoModinfo(module_name(path), errno.EINVAL) from None
+    if path.endswith(".zst"):
+        raise NoModinfo(module_name(path), errno.EPROTONOSUPPORT)
+    return data
 
 
 class Daemon:
