@@ -52,3 +52,12 @@ def test_client_types_reach_mypy(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "py.typed" not in done.stdout
     assert 'Argument "socket_path" to "Client" has incompatible type "int"' in done.stdout, done.stdout
+
+
+def test_the_client_type_checks():
+    """What py.typed promises: the client's own annotations hold (mypy on the package)."""
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
+                           "--ignore-missing-imports", str(REPO / "client" / "kloader_client")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout

@@ -435,7 +435,7 @@ class AsyncClient(_Api):
             for waiter in self._waiters.values():  # a frame error: everyone hears it
                 self._notify(waiter, message)
             return
-        waiter = self._waiters.get(rid)
+        waiter = self._waiters.get(rid) if isinstance(rid, int) else None
         if waiter is not None:
             self._notify(waiter, message)
 

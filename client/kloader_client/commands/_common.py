@@ -39,7 +39,7 @@ def connect(prog: str, socket_path: str | None) -> Client:
     try:
         return Client(socket_path, client_name=prog)
     except DaemonNotRunning as exc:
-        die(prog, exc.strerror)
+        die(prog, exc.strerror or str(exc))
 
 
 def run(body: Callable[[], int | None], prog: str | None = None) -> int:

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                 client.init_module(image, " ".join(map(quote, args.params)),
                                    force_vermagic=args.force, force_modversion=args.force)
             except OSError as exc:
-                reason = MOD_STRERROR.get(exc.errno) or os.strerror(exc.errno or errno.EIO)
+                err = exc.errno or errno.EIO
+                reason = MOD_STRERROR.get(err) or os.strerror(err)
                 die("kinsmod", f"could not insert module {args.filename}: {reason}")
 
     return run(body, "kinsmod")
