@@ -97,6 +97,7 @@ async def serve(kernel: Any, socket_path: str | None = None, *,
         listener, identity = await _listen(path)
     try:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_reap_idle, server)
             task_status.started(path)
             log.info("listening on %s", path)
             while True:
@@ -142,6 +143,24 @@ async def _session(server: Server, conn: trio.socket.SocketType, peer: Peer) -> 
         server.by_uid[peer.uid] -= 1
         if not server.by_uid[peer.uid]:
             del server.by_uid[peer.uid]
+
+
+async def _reap_idle(server: Server) -> None:
+    """Close connections silent for `idle_timeout` that hold nothing.
+
+    One task for the whole server, waking four times a timeout, instead of a
+    timer on every read: a connection is closed between one and 1.25 timeouts
+    after its last byte.
+    """
+    timeout = server.kernel.options.idle_timeout
+    if timeout <= 0:
+        return
+    while True:
+        await trio.sleep(timeout / 4)
+        now = trio.current_time()
+        for session in list(server.sessions):
+            if now - session.last_read >= timeout and session.idle():
+                session.time_out(timeout)
 
 
 def fd_budget(max_connections: int) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import array
 import errno
 import logging
-import math
 import os
 import socket
 import struct
@@ -63,7 +62,9 @@ class Session:
         self._fds: list[int] = []
         self._inflight: dict[Any, trio.CancelScope] = {}
         self.follows = 0
-        self._send_lock = trio.Lock()
+        self.last_read = trio.current_time()     # for the server's idle reaper
+        self._sending = False
+        self._send_done = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
         self._files: Any = None
 
@@ -104,11 +105,15 @@ class Session:
         return True
 
     async def send(self, data: bytes) -> None:
-        """Send whole frames; a peer that is gone ends the session, not the sender."""
-        try:
-            self._send_lock.acquire_nowait()  # the usual case: no yield to the scheduler
-        except trio.WouldBlock:
-            await self._send_lock.acquire()
+        """Send whole frames; a peer that is gone ends the session, not the sender.
+
+        Frames of concurrent tasks must not interleave: a task finding another
+        mid-frame parks until it is done (a flag and a parking lot, which cost
+        less per reply than `trio.Lock`'s bookkeeping in the usual, uncontended
+        case)."""
+        while self._sending:
+            await self._send_done.park()
+        self._sending = True
         try:
             view = memoryview(data)
             while view:
@@ -116,7 +121,9 @@ class Session:
         except OSError:
             self.hang_up()
         finally:
-            self._send_lock.release()
+            self._sending = False
+            if self._send_done:
+                self._send_done.unpark()
 
     def hang_up(self) -> None:
         if self._nursery is not None:
@@ -156,25 +163,24 @@ class Session:
         return not self._inflight and (self._owner is None or not self._owner.modules) \
             and (self._files is None or not self._files.files)
 
-    async def _receive(self) -> tuple[bytes, list[tuple[int, int, bytes]]]:
-        """The next read; an idle peer silent for `idle_timeout` is told so and hung up on."""
-        timeout = self.kernel.options.idle_timeout
-        while True:
-            with trio.move_on_after(timeout if timeout > 0 else math.inf):
-                data, ancdata, _, _ = await self.sock.recvmsg(uapi.RECV_SIZE, _ANC_SIZE)
-                return data, ancdata
-            if self.idle():
-                await self.send(protocol.error_reply(
-                    None, errno.ETIMEDOUT, f"idle for {timeout:g} s with no request in flight and no "
-                                           "reference held (idle_timeout); closing the connection"))
-                return b"", []
+    def time_out(self, timeout: float) -> None:
+        """Tell an idle peer why, then hang up (the server's idle reaper calls this)."""
+        async def say_and_hang_up() -> None:
+            await self.send(protocol.error_reply(
+                None, errno.ETIMEDOUT, f"idle for {timeout:g} s with no request in flight and no "
+                                       "reference held (idle_timeout); closing the connection"))
+            self.hang_up()
+
+        if self._nursery is not None:
+            self._nursery.start_soon(say_and_hang_up)
 
     async def _read_loop(self) -> None:
         decoder = protocol.RequestDecoder(self.server.max_frame)
         out: list[bytes] = []
         pending = 0
         while True:
-            data, ancdata = await self._receive()
+            data, ancdata, _, _ = await self.sock.recvmsg(uapi.RECV_SIZE, _ANC_SIZE)
+            self.last_read = trio.current_time()
             self._take_ancillary(ancdata)
             if not data:
                 return
