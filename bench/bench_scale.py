@@ -14,6 +14,7 @@ compiler run.
 from __future__ import annotations
 
 import sys
+import time
 from statistics import median
 from typing import Any
 
@@ -65,6 +66,7 @@ def run(quick: bool) -> list[Row]:
         rows.append(row("daemon RSS per small module", [(rss[high] - rss[low]) / high / 1024],
                         "KiB"))
     rows.append(_growth(probe, cycles=50 if quick else 2000))
+    rows += kallsyms_rows(quick)
     return rows
 
 
@@ -81,6 +83,40 @@ def _growth(probe: bytes, cycles: int) -> Row:
             client.delete_module("probe")
         grown = rss_bytes(proc.pid) - before
     return row(f"daemon RSS growth over {cycles:,} insmod+rmmod", [grown / 1024], "KiB")
+
+
+def kallsyms_rows(quick: bool) -> list[Row]:
+    """insmod+rmmod of printfmt (its init prints %pS, so it symbolises
+    through kallsyms) in a kernel with N modules loaded against one with
+    none, interleaved in one process: a load must not re-sort every symbol."""
+    import trio
+
+    from bench.common import ainterleaved, ratio_row
+    from kloaderd.kernel.kernel import Kernel
+
+    count = 300 if quick else 3000
+    base, probe = fixture_image("hello"), fixture_image("printfmt")
+
+    async def measure() -> dict[str, list[float]]:
+        empty, full = Kernel(), Kernel()
+        for i in range(count):
+            await full.init_module(renamed(base, f"m{i:04d}"))
+
+        def cycle(kernel: Kernel) -> Any:
+            async def one() -> float:
+                start = time.perf_counter()
+                await kernel.init_module(probe)
+                elapsed = time.perf_counter() - start
+                await kernel.delete_module("printfmt")
+                return elapsed * 1e3
+            return one
+
+        return await ainterleaved(10 if quick else 40, full=cycle(full), empty=cycle(empty))
+
+    samples = trio.run(measure)
+    return [ratio_row(f"insmod of a %pS-printing module, {count:,} : 0 modules loaded",
+                      samples["full"], samples["empty"], "ms", INSMOD_RATIO_TARGET,
+                      floor_name="0 modules")]
 
 
 def main(argv: list[str]) -> Any:
