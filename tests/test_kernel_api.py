@@ -178,6 +178,7 @@ def test_dev_printk_dynamic_debug_locks_random_and_nls(regs_ko, kapi2_ko):
     assert "kapi2: random zero_bytes_lt_16=1 distinct=1" in texts
     assert "kapi2: load_nls=kltest default=default" in texts
     assert "kapi2: blkdev major=254 busy=-16 big=-22" in texts
+    assert "kapi2: rtnl before=0 held=1 trylock=0 after=0" in texts
     everything = [r.text for r in kernel.log.records()]
     assert "register_blkdev: cannot get major 254 for other" in everything
     assert ("__register_blkdev: major requested (600) is greater than the maximum (511) "

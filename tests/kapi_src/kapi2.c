@@ -52,6 +52,10 @@ void fortify_panic(const char *name);
 void __warn_printk(const char *fmt, ...);
 int __register_blkdev(unsigned int major, const char *name, void (*probe)(unsigned int devt));
 void unregister_blkdev(unsigned int major, const char *name);
+void rtnl_lock(void);
+void rtnl_unlock(void);
+int rtnl_is_locked(void);
+int rtnl_trylock(void);
 struct nls_table *load_nls(char *charset);
 void unload_nls(struct nls_table *nls);
 struct nls_table *load_nls_default(void);
@@ -111,6 +115,16 @@ static int __init kapi2_init(void)
 		pr_info("kapi2: blkdev major=%d busy=%d big=%d\n", major, busy, big);
 		if (strcmp(scenario, "keep_major"))
 			unregister_blkdev(major, "kltestblk");
+	}
+	{
+		int before = rtnl_is_locked(), held, again;
+
+		rtnl_lock();
+		held = rtnl_is_locked();
+		again = rtnl_trylock();
+		rtnl_unlock();
+		pr_info("kapi2: rtnl before=%d held=%d trylock=%d after=%d\n", before, held, again,
+			rtnl_is_locked());
 	}
 	__warn_printk("kapi2 warned %d\n", 7);
 	if (!strcmp(scenario, "fortify")) {

@@ -1,5 +1,5 @@
-"""net/core/rtnetlink.c: link types (`rtnl_link_register`), what `ip link
-add type KIND` finds.
+"""net/core/rtnetlink.c: the RTNL mutex (`rtnl_lock`, `rtnl_is_locked`, …)
+and link types (`rtnl_link_register`), what `ip link add type KIND` finds.
 
 As Linux 6.1: a kind already registered is -EEXIST; ops that can create
 devices (alloc or setup) but have no dellink get unregister_netdevice_queue
@@ -16,6 +16,7 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.api.sched import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
 
@@ -35,6 +36,13 @@ def _kind(mem: Any, ops: int) -> str:
 
 @export("rtnl_link_register", "int rtnl_link_register(struct rtnl_link_ops *ops)", nargs=1)
 def rtnl_link_register(ctx: Any, ops: int) -> int:
+    """(Linux takes the RTNL around __rtnl_link_register; registering is
+    atomic here, so the lock is not taken.)"""
+    return __rtnl_link_register(ctx, ops)
+
+
+@export("__rtnl_link_register", "int __rtnl_link_register(struct rtnl_link_ops *ops)", nargs=1)
+def __rtnl_link_register(ctx: Any, ops: int) -> int:
     mem, state = ctx.mem, ctx.kernel.subsystem(LinkOps)
     kind = _kind(mem, ops)
     if any(_kind(mem, node - LIST) == kind for node in state.list):
@@ -50,5 +58,50 @@ def rtnl_link_register(ctx: Any, ops: int) -> int:
 
 @export("rtnl_link_unregister", "void rtnl_link_unregister(struct rtnl_link_ops *ops)", nargs=1)
 def rtnl_link_unregister(ctx: Any, ops: int) -> None:
+    __rtnl_link_unregister(ctx, ops)
+
+
+@export("__rtnl_link_unregister", "void __rtnl_link_unregister(struct rtnl_link_ops *ops)",
+        nargs=1)
+def __rtnl_link_unregister(ctx: Any, ops: int) -> None:
     ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + LIST)
     ctx.kernel.registrations.registry("rtnl_link").remove(ops)
+
+
+# --- the RTNL mutex ------------------------------------------------------------------
+# rtnl_lock() is mutex_lock(&rtnl_mutex): the same sleeping mutex as a
+# module's own (kernel/api/sched.py), on a kernel object.  rtnl_unlock()
+# also runs netdev_run_todo(), which has nothing to do without devices.
+
+class RtnlMutex:
+    def __init__(self, kernel: Any) -> None:
+        self.address = kernel.slab.alloc(32, None, zero=True)
+
+
+def _rtnl(ctx: Any) -> int:
+    return ctx.kernel.subsystem(RtnlMutex).address
+
+
+@export("rtnl_lock", "void rtnl_lock(void)", nargs=0)
+def rtnl_lock(ctx: Any) -> Any:
+    return mutex_lock(ctx, _rtnl(ctx))
+
+
+@export("rtnl_lock_killable", "int rtnl_lock_killable(void)", nargs=0)
+def rtnl_lock_killable(ctx: Any) -> Any:
+    return mutex_lock(ctx, _rtnl(ctx))           # no signals reach emulated tasks
+
+
+@export("rtnl_trylock", "int rtnl_trylock(void)", nargs=0)
+def rtnl_trylock(ctx: Any) -> int:
+    return mutex_trylock(ctx, _rtnl(ctx))
+
+
+@export("rtnl_unlock", "void rtnl_unlock(void)", nargs=0)
+def rtnl_unlock(ctx: Any) -> None:
+    mutex_unlock(ctx, _rtnl(ctx))
+
+
+@export("rtnl_is_locked", "int rtnl_is_locked(void)", nargs=0)
+def rtnl_is_locked(ctx: Any) -> int:
+    return mutex_is_locked(ctx, _rtnl(ctx))
