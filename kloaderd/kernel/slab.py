@@ -35,6 +35,8 @@ POISON_FREE = 0x6B
 MAP_CHUNK = 256 << 10                           # granularity of lazy mapping
 
 
+_FILLS: dict[tuple[int, int], bytes] = {}     # (byte, size) -> the bytes: kfree poisons the same sizes again and again
+
 class HeapMemory(Protocol):
     def map(self, addr: int, size: int, perms: str = "rw-") -> None: ...
     def write(self, addr: int, data: bytes) -> None: ...
@@ -192,8 +194,22 @@ class Slab:
         self._live[addr] = _Allocation(size, capacity, owner, cache)
         self._account(owner, size, 1)
         if zero:
-            self.mem.write(addr, bytes(capacity))
+            self._fill(addr, capacity, 0)
         return addr
+
+    def _fill(self, addr: int, size: int, byte: int) -> None:
+        """memset of an object: a small one (within a page, the common case)
+        in one write to its physical page; heap pages are never executable,
+        so no translated code needs flushing."""
+        data = _FILLS.get((byte, size))
+        if data is None:
+            data = bytes([byte]) * size
+            if size <= PAGE_SIZE:
+                _FILLS[byte, size] = data
+        if (addr & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:
+            self.mem.uc.mem_write(self.mem.translate(addr, "write"), data)
+        else:
+            self.mem.write(addr, data)
 
     def _within_limits(self, size: int, owner: str | None, already: int = 0) -> bool:
         """Would `size` more bytes (replacing `already`) stay within the limits?"""
@@ -268,7 +284,7 @@ class Slab:
             self._report_bad_free(addr, owner)
             return False
         self._account(alloc.owner, -alloc.size, -1)
-        self.mem.write(addr, bytes([POISON_FREE]) * alloc.capacity)
+        self._fill(addr, alloc.capacity, POISON_FREE)
         if alloc.cache is None:
             self._pages.free(addr, _order_for(alloc.capacity))
             self._freed_large.add(addr)
