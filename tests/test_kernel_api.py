@@ -179,6 +179,7 @@ def test_dev_printk_dynamic_debug_locks_random_and_nls(regs_ko, kapi2_ko):
     assert "kapi2: load_nls=kltest default=default" in texts
     assert "kapi2: blkdev major=254 busy=-16 big=-22" in texts
     assert "kapi2: rtnl before=0 held=1 trylock=0 after=0" in texts
+    assert "kapi2: jiffies 1ms=1 8ms=2 neg=1 10j=40ms 1us=1" in texts
     everything = [r.text for r in kernel.log.records()]
     assert "register_blkdev: cannot get major 254 for other" in everything
     assert ("__register_blkdev: major requested (600) is greater than the maximum (511) "

@@ -56,6 +56,9 @@ void rtnl_lock(void);
 void rtnl_unlock(void);
 int rtnl_is_locked(void);
 int rtnl_trylock(void);
+unsigned long __msecs_to_jiffies(const unsigned int m);
+unsigned int jiffies_to_msecs(const unsigned long j);
+unsigned long __usecs_to_jiffies(const unsigned int u);
 struct nls_table *load_nls(char *charset);
 void unload_nls(struct nls_table *nls);
 struct nls_table *load_nls_default(void);
@@ -126,6 +129,9 @@ static int __init kapi2_init(void)
 		pr_info("kapi2: rtnl before=%d held=%d trylock=%d after=%d\n", before, held, again,
 			rtnl_is_locked());
 	}
+	pr_info("kapi2: jiffies 1ms=%lu 8ms=%lu neg=%d 10j=%ums 1us=%lu\n", __msecs_to_jiffies(1),
+		__msecs_to_jiffies(8), __msecs_to_jiffies(-1) == (~0UL >> 2) - 1,
+		jiffies_to_msecs(10), __usecs_to_jiffies(1));
 	__warn_printk("kapi2 warned %d\n", 7);
 	if (!strcmp(scenario, "fortify")) {
 		fortify_panic("memcpy");
