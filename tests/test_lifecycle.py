@@ -283,8 +283,13 @@ async def test_force_removes_despite_references():
 
 
 # -- the races of the seeds ----------------------------------------------------------
+#
+# The races below run on trio's autojump clock (pytest-trio's `autojump_clock`):
+# time moves only when every task is waiting, so an init's 300 ms sleep cannot
+# run out while the test is still checking what happens during it, however
+# slowly a busy host runs the test, and a deadline fails only a real hang.
 
-async def test_rmmod_and_try_module_get_during_sleeping_init():
+async def test_rmmod_and_try_module_get_during_sleeping_init(autojump_clock):
     kernel = new_kernel()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel.init_module, ko("sleepy"), "sleep_ms=300")
@@ -299,7 +304,7 @@ async def test_rmmod_and_try_module_get_during_sleeping_init():
     assert kernel.module_info("sleepy")["state"] == "live"
 
 
-async def test_try_get_coming_option_admits_coming_modules():
+async def test_try_get_coming_option_admits_coming_modules(autojump_clock):
     kernel = new_kernel(try_get_coming=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel.init_module, ko("sleepy"), "sleep_ms=200")
@@ -308,7 +313,7 @@ async def test_try_get_coming_option_admits_coming_modules():
     assert kernel.module_info("sleepy")["refcnt"] == 1
 
 
-async def test_concurrent_loads_of_one_name():
+async def test_concurrent_loads_of_one_name(autojump_clock):
     kernel = new_kernel()
     results = []
 
@@ -325,7 +330,7 @@ async def test_concurrent_loads_of_one_name():
     assert sorted(map(str, results)) == sorted(["sleepy", str(errno.EEXIST)])
 
 
-async def test_concurrent_load_of_failing_module_is_ebusy():
+async def test_concurrent_load_of_failing_module_is_ebusy(autojump_clock):
     kernel = new_kernel()
     results = []
 
@@ -342,7 +347,7 @@ async def test_concurrent_load_of_failing_module_is_ebusy():
     assert sorted(results) == sorted([errno.EBUSY, errno.ENODEV])
 
 
-async def test_dependent_load_waits_for_coming_exporter():
+async def test_dependent_load_waits_for_coming_exporter(autojump_clock):
     kernel = new_kernel()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel.init_module, ko("sleepy"), "sleep_ms=300")
@@ -352,7 +357,7 @@ async def test_dependent_load_waits_for_coming_exporter():
     assert kernel.module_info("sleepy")["holders"] == ["sleepy_user"]
 
 
-async def test_dependent_load_gives_up_on_slow_exporter():
+async def test_dependent_load_gives_up_on_slow_exporter(autojump_clock):
     kernel = new_kernel(exporter_wait=0.1)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel.init_module, ko("sleepy"), "sleep_ms=1000")
@@ -505,7 +510,7 @@ async def test_shutdown_removes_users_before_what_they_use():
     assert "Goodbye, world" in log
 
 
-async def test_loading_a_namesake_that_is_going_is_ebusy_at_once():
+async def test_loading_a_namesake_that_is_going_is_ebusy_at_once(autojump_clock):
     kernel = new_kernel()
     await kernel.init_module(ko("hello"))
     kernel.try_module_get("hello", kernel.new_owner("holder"))
@@ -518,7 +523,7 @@ async def test_loading_a_namesake_that_is_going_is_ebusy_at_once():
     assert kernel.module_info("hello")["state"] == "live"
 
 
-async def test_shutdown_interrupts_an_init_that_sleeps_forever():
+async def test_shutdown_interrupts_an_init_that_sleeps_forever(autojump_clock):
     kernel = new_kernel()
     before = footprint(kernel)
     async with trio.open_nursery() as nursery:
