@@ -229,10 +229,13 @@ async def serve(socket_path: str | os.PathLike[str] | None = None, *,
                 kernel.begin_shutdown()      # sleeping inits must not hold the exit
                 nursery.cancel_scope.cancel()
     finally:
-        # Even after a server crash: exits still run and leaks are still counted.
-        await kernel.shutdown()
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+        # Even after a server crash: exits still run and leaks are still counted;
+        # and even if that is cancelled (a test's deadline), the directory goes.
+        try:
+            await kernel.shutdown()
+        finally:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
         if daemon is not None:
             daemon._running = False
             daemon.problems = _problems_of(kernel)
