@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 from bench.common import interleaved, ratio_row, row, table
@@ -18,6 +19,7 @@ KEYS = {"bench", "metric", "median", "spread", "unit", "floor", "floor_name", "r
         "ratio_spread", "target", "ok"}
 
 
+@pytest.mark.slow          # every benchmark area, small counts: about a minute, more on a busy host
 def test_quick_run_prints_the_table_and_writes_the_json(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],

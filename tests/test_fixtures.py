@@ -187,6 +187,7 @@ def test_tables_has_a_jump_table_into_its_text():
         elf.stream.close()
 
 
+@pytest.mark.slow          # rebuilds every fixture with gcc and ld
 @needs_gcc
 def test_rebuild_script_reproduces_the_committed_set(tmp_path):
     proc = subprocess.run([sys.executable, str(FIXTURES / "rebuild.py"), str(tmp_path)],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 from collections import Counter
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -44,6 +45,7 @@ actions = st.one_of(
 )
 
 
+@pytest.mark.slow          # 200 random lifecycles on real kernels
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(actions, min_size=8, max_size=40))
 def test_random_lifecycles_keep_the_invariants(steps):

@@ -37,6 +37,7 @@ def test_licence_is_the_gpl2_text_pyproject_declares():
     assert "END OF TERMS AND CONDITIONS" in text
 
 
+@pytest.mark.slow          # installs the client and runs mypy
 def test_client_types_reach_mypy(tmp_path):
     """An installed kloader_client is type-checked, not skipped as untyped (PEP 561's py.typed)."""
     pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")

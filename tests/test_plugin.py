@@ -150,6 +150,7 @@ def test_suites_that_use_no_fixture_see_nothing_of_kloader(pytester):
     assert {t.name for t in threading.enumerate()} - before == set()
 
 
+@pytest.mark.slow          # a whole pytest -n run of its own
 def test_xdist_workers_each_get_their_own_daemons(pytester, suite):
     pytest.importorskip("xdist")
     suite("".join(f"""
