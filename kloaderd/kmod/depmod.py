@@ -34,6 +34,7 @@ from kloaderd.elf.depinfo import DepInfo, read_file as read_depinfo_file
 from kloaderd.errors import KernelError
 from kloaderd.kmod.hash import walk_order
 from kloaderd.kmod.index import Index
+from kloaderd.kmod.names import alias_normalize, modname
 from kloaderd.lib.decompress import EXTENSIONS
 
 DEFAULT_CONFIG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
@@ -63,34 +64,6 @@ class Log:
 
     def warn(self, text: str) -> None:
         self._emit("WARNING", text)
-
-
-def modname(path: str) -> str:
-    """path_to_modname: the basename up to its first '.', dashes as underscores."""
-    base = path.rsplit("/", 1)[-1]
-    return base.split(".", 1)[0].replace("-", "_")
-
-
-def alias_normalize(alias: str) -> str | None:
-    """alias_normalize: dashes become underscores outside [...] classes; None if a bracket is unmatched."""
-    out = []
-    i, n = 0, len(alias)
-    while i < n:
-        c = alias[i]
-        if c == "-":
-            out.append("_")
-        elif c == "]":
-            return None
-        elif c == "[":
-            end = alias.find("]", i)
-            if end < 0:
-                return None
-            out.append(alias[i:end + 1])
-            i = end
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def is_version_number(text: str) -> bool:
@@ -333,7 +306,8 @@ class Depmod:
             for linenum, raw in enumerate(f, 1):
                 parts = raw.split(b" ", 2)
                 if len(parts) < 3:
-                    self.log.err(f"{filename}:{linenum}: invalid line: {raw.decode(errors='replace')}")
+                    # depmod prints the line with its newline, then its own.
+                    self.log.err(f"{filename}:{linenum}: invalid line: {raw.decode('latin-1')}\n")
                     continue
                 p = parts[2]
                 if p.startswith(b"__ksymtab_"):
