@@ -10,6 +10,12 @@ Fixtures:
 * `kloader_build` — `kloader_build(*sources, name=None, **build_options)`
   compiles C sources with kmodbuild into the test's tmp_path and returns the
   `.ko` path; skips the test where gcc or ld is missing.
+* `kloader_module_tree` — `kloader_module_tree(*ko_files, release=None)`
+  lays modules out as `lib/modules/RELEASE/kernel/` in tmp_path, writes
+  kdepmod's files, and returns that directory (a `module_dir` for modprobe).
+* `kloader_modprobe` — `kloader_modprobe(name, params="", *, tree=None,
+  **options)`: `Client.modprobe` on the test's daemon, from `tree` (default:
+  the daemon's `module_dir`) and with no modprobe.d unless `config=` says.
 
 Options: `--kloader-watchdog`, `--kloader-try-get-coming`,
 `--kloader-exporter-wait`, `--kloader-kernel DIR|RELEASE` (kernel options for every test's daemon),
@@ -195,6 +201,40 @@ def kloader_build(tmp_path: Path, _kloader_build_cache: Path) -> Callable[..., P
         return output
 
     return build
+
+
+@pytest.fixture
+def kloader_module_tree(tmp_path: Path) -> Callable[..., Path]:
+    """`kloader_module_tree(*ko_files, release=None) -> Path` of a module tree kdepmod indexed."""
+    import io
+
+    from kloaderd.config import UTS_RELEASE
+    from kloaderd.kmod import depmod
+
+    def make(*modules: str | os.PathLike[str], release: str | None = None) -> Path:
+        release = release or UTS_RELEASE
+        base = tmp_path / "kloader-tree"
+        tree = base / "lib" / "modules" / release
+        (tree / "kernel").mkdir(parents=True, exist_ok=True)
+        for module in modules:
+            shutil.copyfile(module, tree / "kernel" / Path(module).name)
+        errors = io.StringIO()
+        if depmod.run(["-b", str(base), release], stderr=errors) != 0:
+            raise RuntimeError(f"kdepmod failed on {tree}:\n{errors.getvalue()}")
+        return tree
+
+    return make
+
+
+@pytest.fixture
+def kloader_modprobe(kloader: Any) -> Callable[..., Any]:
+    """`kloader_modprobe(name, params="", *, tree=None, config=(), **options)`: modprobe in the daemon."""
+    def modprobe(name: str, params: str = "", *, tree: str | os.PathLike[str] | None = None,
+                 config: Any = (), **options: Any) -> Any:
+        return kloader.modprobe(name, params, dirname=None if tree is None else os.fspath(tree),
+                                config=list(config), **options)
+
+    return modprobe
 
 
 # -- the kernel log in test reports -------------------------------------------

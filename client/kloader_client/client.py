@@ -86,6 +86,23 @@ class _Api:
                       force: bool = False) -> Any:
         return self._call("delete_module", name=name, wait=wait, timeout=timeout, force=force)
 
+    def modprobe(self, name: str, params: str = "", remove: bool = False, wait: bool = False, *,
+                 timeout: float | None = None, first_time: bool = False, dry_run: bool = False,
+                 show_depends: bool = False, ignore_install: bool = False, dirname: str | None = None,
+                 config: list[str] | None = None) -> Any:
+        """modprobe in the daemon: load NAME or ALIAS and what it needs from a module tree
+        (`remove`: take it and its unused dependencies away).
+
+        The daemon reads the tree (`dirname`, default its kernel's
+        /lib/modules/RELEASE) and the module files itself.  Returns
+        `{"actions": ["insmod PATH OPTIONS", ...], "dirname": ...}`; raises
+        the OSError modprobe's failure maps to, with modprobe's message.
+        """
+        return self._call("modprobe", name=name, params=params, remove=remove, wait=wait, timeout=timeout,
+                          first_time=first_time, dry_run=dry_run, show_depends=show_depends,
+                          ignore_install=ignore_install, dirname=dirname,
+                          config=None if config is None else [os.fspath(p) for p in config])
+
     def try_module_get(self, name: str) -> Any:
         """Take a reference owned by this connection: it goes when the connection does."""
         return self._call("try_module_get", name=name)

@@ -24,6 +24,7 @@ from . import api
 from .api.params import PARAM_OPS
 from .cpu import Machine, Oops
 from .kallsyms import Kallsyms
+from .kmod import Kmod
 from .load import load_module, off_loop
 from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
@@ -84,6 +85,14 @@ class KernelOptions:
     module_quarantine: int = option(256 << 20, "bytes of freed module address space held back from "
                                                "reuse, so stale pointers into it fault", "BYTES",
                                     at_least=0)
+    module_dir: str = option("", "the module tree modprobe and request_module() read "
+                                 "(lib/modules/RELEASE; \"\": /lib/modules/RELEASE of the emulated kernel)", "DIR")
+    modprobe_config: str = option("", "modprobe.d files or directories, ':'-separated "
+                                      "(\"\": modprobe's defaults, /etc/modprobe.d ...)", "PATHS")
+    kmod_concurrent_max: int = option(50, "request_module() calls running at once, as Linux's "
+                                          "kmod_concurrent_max", "N", at_least=1)
+    kmod_busy_timeout: float = option(5.0, "seconds a request_module() waits for a free slot before "
+                                           "-ETIME", "SECONDS", at_least=0)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -145,6 +154,7 @@ class Kernel:
         self._threads: set[trio.CancelScope] = set()
         for boot in api.BOOT:
             boot(self)
+        self.kmod = Kmod(self)
 
     @property
     def release(self) -> str:

@@ -180,6 +180,18 @@ async def op_delete_module(session: Session, rid: Any, name: str, wait: bool, fo
     await session.kernel.delete_module(name, wait=wait, force=force, timeout=timeout)
 
 
+async def op_modprobe(session: Session, rid: Any, name: str, params: str, remove: bool, wait: bool,
+                      timeout: float | None, first_time: bool, dry_run: bool, show_depends: bool,
+                      ignore_install: bool, dirname: str | None, config: list | None) -> dict[str, Any]:
+    if timeout is not None and timeout < 0:
+        raise KernelError(errno.EINVAL, "modprobe: timeout must not be negative")
+    if config is not None and not all(isinstance(path, str) for path in config):
+        raise KernelError(errno.EINVAL, "modprobe: argument 'config' must be a list of paths")
+    return await session.kernel.kmod.modprobe(
+        name, params, remove=remove, wait=wait, timeout=timeout, first_time=first_time, dry_run=dry_run,
+        show_depends=show_depends, ignore_install=ignore_install, dirname=dirname, config=config)
+
+
 def op_try_module_get(session: Session, rid: Any, name: str) -> None:
     session.kernel.try_module_get(name, session.owner())
 
@@ -310,6 +322,11 @@ OPS: dict[str, Op] = {
     "finit_module": _op(op_finit_module, True, False, params=_PARAMS, flags=_FLAGS),
     "delete_module": _op(op_delete_module, True, name=_NAME, wait=Arg(bool, False),
                          force=Arg(bool, False), timeout=Arg(_NUMBER, None, nullable=True)),
+    "modprobe": _op(op_modprobe, True, False, name=_NAME, params=_PARAMS, remove=Arg(bool, False),
+                    wait=Arg(bool, False), timeout=Arg(_NUMBER, None, nullable=True),
+                    first_time=Arg(bool, False), dry_run=Arg(bool, False), show_depends=Arg(bool, False),
+                    ignore_install=Arg(bool, False), dirname=Arg(str, None, nullable=True),
+                    config=Arg(list, None, nullable=True)),
     "try_module_get": _op(op_try_module_get, name=_NAME),
     "module_put": _op(op_module_put, name=_NAME),
     "modules": _op(op_modules),
