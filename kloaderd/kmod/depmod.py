@@ -30,6 +30,7 @@ import re
 import sys
 import time
 
+from kloaderd import __version__
 from kloaderd.elf.depinfo import DepInfo, read_file as read_depinfo_file
 from kloaderd.errors import KernelError
 from kloaderd.kmod.hash import walk_order
@@ -598,6 +599,7 @@ class _Stream:
 def run(argv: list[str], *, prog: str = "kdepmod", stdout=None, stderr=None) -> int:
     """The whole command; returns depmod's exit status."""
     p = argparse.ArgumentParser(prog=prog, description="Generate modules.dep and map files, as kmod's depmod.")
+    p.add_argument("-V", "--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("-a", "--all", action="store_true", help="probe all modules (the default)")
     p.add_argument("-b", "--basedir", metavar="DIR", help="use an image of a module tree under DIR")
     p.add_argument("-C", "--config", action="append", metavar="PATH", help="depmod.d file or directory")
