@@ -43,7 +43,7 @@ MODULE_NAME_LEN = config.MODULE_NAME_LEN
 # means a name here, a row in `kloaderd/server/ops.py`'s table and a method in
 # the client (docs/protocol.md, "Adding an op").
 OPS = (
-    "hello", "init_module", "finit_module", "delete_module", "try_module_get", "module_put",
+    "hello", "init_module", "finit_module", "delete_module", "modprobe", "try_module_get", "module_put",
     "modules", "module", "param_get", "param_set", "kallsyms", "dmesg", "modinfo", "status",
     "cancel", "open", "read", "write", "ioctl", "lseek", "close", "mknod", "devices",
 )
