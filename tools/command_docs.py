@@ -34,10 +34,11 @@ COMPLETES: dict[str, str | None] = {
     "NAME": "module", "FILE|NAME": "ko module",
     "PARAM=VALUE": None, "SECONDS": None, "BYTES": None, "N": None, "STR": None, "LEVEL": None,
     "LIST": None, "FIELD": None, "FLAGS": None, "X[=Y]": None,
+    "NAME|ALIAS": "module", "RELEASE": None, "MSEC": None, "Module.symvers": "file", "System.map": "file",
 }
 # Where kloader's commands stand in for Linux's.
 SEE_ALSO = {"kinsmod": "insmod(8)", "krmmod": "rmmod(8)", "klsmod": "lsmod(8)", "kmodinfo": "modinfo(8)",
-            "kdmesg": "dmesg(1)"}
+            "kdmesg": "dmesg(1)", "kdepmod": "depmod(8)", "kmodprobe": "modprobe(8)"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:

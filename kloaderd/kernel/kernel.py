@@ -88,7 +88,7 @@ class KernelOptions:
     module_dir: str = option("", "the module tree modprobe and request_module() read "
                                  "(lib/modules/RELEASE; \"\": /lib/modules/RELEASE of the emulated kernel)", "DIR")
     modprobe_config: str = option("", "modprobe.d files or directories, ':'-separated "
-                                      "(\"\": modprobe's defaults, /etc/modprobe.d ...)", "PATHS")
+                                      "(\"\": modprobe's defaults, /etc/modprobe.d ...)", "PATH")
     kmod_concurrent_max: int = option(50, "request_module() calls running at once, as Linux's "
                                           "kmod_concurrent_max", "N", at_least=1)
     kmod_busy_timeout: float = option(5.0, "seconds a request_module() waits for a free slot before "

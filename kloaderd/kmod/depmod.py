@@ -596,8 +596,7 @@ class _Stream:
         return raw[start:i] if i < n and raw[i] == endchar else b""
 
 
-def run(argv: list[str], *, prog: str = "kdepmod", stdout=None, stderr=None) -> int:
-    """The whole command; returns depmod's exit status."""
+def make_parser(prog: str = "kdepmod") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Generate modules.dep and map files, as kmod's depmod.")
     p.add_argument("-V", "--version", action="version", version=f"%(prog)s (kloader) {__version__}")
     p.add_argument("-a", "--all", action="store_true", help="probe all modules (the default)")
@@ -611,7 +610,12 @@ def run(argv: list[str], *, prog: str = "kdepmod", stdout=None, stderr=None) -> 
                    help="write the text files to stdout instead of the tree")
     p.add_argument("-v", "--verbose", action="store_true", help="accepted; kdepmod has no verbose trace")
     p.add_argument("release", nargs="?", metavar="RELEASE")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(argv: list[str], *, prog: str = "kdepmod", stdout=None, stderr=None) -> int:
+    """The whole command; returns depmod's exit status."""
+    args = make_parser(prog).parse_args(argv)
     log = Log(prog, stderr)
 
     release = args.release or os.uname().release

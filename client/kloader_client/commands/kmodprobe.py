@@ -11,6 +11,7 @@ and removal failures), with its exit status 1.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -33,7 +34,7 @@ def options(args: list[str]) -> str:
     return " ".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     p = parser("kmodprobe", "Add or remove modules, with their dependencies, from kloaderd's kernel.")
     p.add_argument("-r", "--remove", action="store_true", help="remove the module and its unused dependencies")
     p.add_argument("-w", "--wait", type=int, metavar="MSEC",
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-C", "--config", metavar="PATH", help="modprobe.d file or directory instead of the defaults")
     p.add_argument("module", metavar="NAME|ALIAS")
     p.add_argument("args", nargs="*", metavar="PARAM=VALUE")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
 
     def body() -> int:
         with connect("kmodprobe", args.socket) as client:
