@@ -5,7 +5,8 @@ Each area has its own module with `run(quick) -> rows` (made with
 `bench.common`'s `row` or, where a floor exists, `ratio_row`; see
 docs/performance.md): `bench_link` (parse
 and link), `bench_cpu` (guest code and kernel calls), `bench_server` (the
-socket and the client), `bench_scale` (costs as modules accumulate, memory).
+socket and the client), `bench_scale` (costs as modules accumulate, memory),
+`bench_kmod` (kdepmod against kmod's depmod on the real-kernel corpus).
 A module that is absent or fails costs its own rows, which say so — never
 the whole report.  `--quick` (CI) runs small counts: the table and the JSON
 are complete, but its figures are too few to judge, so the exit status says
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench.common import NO_FLOOR, REPO, Row, machine, table, unmeasured
 
-BENCHMARKS = ("link", "cpu", "server", "scale")
+BENCHMARKS = ("link", "cpu", "server", "scale", "kmod")
 DEFAULT_JSON = REPO / "bench" / "results.json"
 
 

@@ -258,3 +258,27 @@ def test_the_command_is_installed(kloaderd) -> None:
     done = subprocess.run(["kmodprobe", "--socket", kloaderd.socket_path, "-d", "/nonexistent", "x"],
                           capture_output=True, text=True, env={**os.environ})
     assert done.returncode == 1 and done.stderr.startswith("kmodprobe: ")
+
+
+def test_r_of_a_three_module_chain_leaves_what_kmod_leaves(kloader, kloader_modprobe, kloader_build,
+                                                           kloader_module_tree, tmp_path: Path) -> None:
+    """kmod walks modules.dep's line backwards once: c is still held by b when its turn comes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "chain_c.c").write_text('#include <linux/module.h>\nint chain_c(void) { return 3; }\n'
+                                   'EXPORT_SYMBOL(chain_c);\nMODULE_LICENSE("GPL");\n')
+    c = kloader_build(src / "chain_c.c")
+    (src / "chain_b.c").write_text('#include <linux/module.h>\nint chain_c(void);\n'
+                                   'int chain_b(void) { return chain_c() + 1; }\nEXPORT_SYMBOL(chain_b);\n'
+                                   'MODULE_LICENSE("GPL");\n')
+    b = kloader_build(src / "chain_b.c", extra_symbols=[c])
+    (src / "chain_a.c").write_text('#include <linux/errno.h>\n#include <linux/module.h>\nint chain_b(void);\n'
+                                   'static int __init a_init(void) { return chain_b() == 4 ? 0 : -EINVAL; }\n'
+                                   'static void __exit a_exit(void) { }\n'
+                                   'module_init(a_init);\nmodule_exit(a_exit);\nMODULE_LICENSE("GPL");\n')
+    a = kloader_build(src / "chain_a.c", extra_symbols=[b])
+    tree = kloader_module_tree(a, b, c)
+    assert [x.split("/")[-1] for x in kloader_modprobe("chain_a", tree=tree)["actions"]] == \
+        ["chain_c.ko ", "chain_b.ko ", "chain_a.ko "]
+    assert kloader_modprobe("chain_a", tree=tree, remove=True)["actions"] == ["rmmod chain_a", "rmmod chain_b"]
+    assert names(kloader) == ["chain_c"]
