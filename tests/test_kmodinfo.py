@@ -23,7 +23,11 @@ from tools import kernel_corpus  # noqa: E402
 
 @pytest.fixture(scope="module")
 def modinfo() -> list[str]:
-    """argv[0..] that runs kmod's modinfo."""
+    return kmod_modinfo()
+
+
+def kmod_modinfo() -> list[str]:
+    """argv[0..] that runs kmod's modinfo, or skip saying why there is none."""
     for path in (shutil.which("modinfo"), "/sbin/modinfo", "/usr/sbin/modinfo"):
         if path and Path(path).exists():
             return [path]

@@ -282,3 +282,12 @@ def test_klsmod_long_names_the_emulated_kernel(tree):
                               capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"Kernel: {RELEASE} (profile {tree.resolve()})"
+
+
+def test_debians_own_compressed_module_loads_through_finit_module():
+    """Debian 6.12 ships .ko.xz: the kernel decompresses it (MODULE_INIT_COMPRESSED_FILE)."""
+    modules, build = corpus("6.12")
+    path = next(modules.rglob("cast_common.ko.xz"))
+    with embed.run_in_thread(kernel=str(build)) as daemon, Client(daemon.socket_path) as client:
+        assert client.finit_module(path, compressed=True) == "cast_common"
+        assert client.module("cast_common")["taints"] == ""

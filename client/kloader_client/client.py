@@ -24,9 +24,10 @@ from kloader_client.errors import (DaemonNotRunning, ProtocolError, UntrustedDae
 _REPLY_LIMIT = 1 << 30  # replies are small, but kallsyms of many modules is not tiny
 
 
-def _flags(force_vermagic: bool, force_modversion: bool) -> int:
+def _flags(force_vermagic: bool, force_modversion: bool, compressed: bool = False) -> int:
     return ((uapi.MODULE_INIT_IGNORE_VERMAGIC if force_vermagic else 0)
-            | (uapi.MODULE_INIT_IGNORE_MODVERSIONS if force_modversion else 0))
+            | (uapi.MODULE_INIT_IGNORE_MODVERSIONS if force_modversion else 0)
+            | (uapi.MODULE_INIT_COMPRESSED_FILE if compressed else 0))
 
 
 def _client_name() -> str:
@@ -207,9 +208,12 @@ class Client(_Api):
         return None
 
     def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
-                     force_vermagic: bool = False, force_modversion: bool = False) -> str:
-        """Load from a file the daemon reads through the descriptor this process opened."""
-        flags = _flags(force_vermagic, force_modversion)
+                     force_vermagic: bool = False, force_modversion: bool = False,
+                     compressed: bool = False) -> str:
+        """Load from a file the daemon reads through the descriptor this process opened;
+        `compressed`: a .ko.gz/.ko.xz/.ko.zst the kernel decompresses
+        (MODULE_INIT_COMPRESSED_FILE)."""
+        flags = _flags(force_vermagic, force_modversion, compressed)
         if isinstance(path, int):
             return self._call("finit_module", pass_fd=path, params=params, flags=flags)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -360,8 +364,9 @@ class AsyncClient(_Api):
                 await self._stream.aclose()
 
     async def finit_module(self, path: str | os.PathLike[str] | int, params: str = "", *,
-                           force_vermagic: bool = False, force_modversion: bool = False) -> str:
-        flags = _flags(force_vermagic, force_modversion)
+                           force_vermagic: bool = False, force_modversion: bool = False,
+                           compressed: bool = False) -> str:
+        flags = _flags(force_vermagic, force_modversion, compressed)
         if isinstance(path, int):
             return await self._call("finit_module", pass_fd=path, params=params, flags=flags)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

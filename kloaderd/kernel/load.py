@@ -20,10 +20,11 @@ import trio
 from ..elf.image import Image, parse
 from ..errors import KernelError
 from ..link import Layout, layout_sections, link
-from ..uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
+from ..uapi import MODULE_INIT_COMPRESSED_FILE, MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
 from .printk import KERN_ERR, KERN_WARNING
+from ..decompress import module_decompress
 from .symbols import KernelSymbol
 from .version import check_version, check_vermagic, license_is_gpl_compatible
 
@@ -53,7 +54,14 @@ def parse_and_lay_out(data: bytes, max_size: int) -> tuple[Image, Layout]:
 
 
 async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:
-    image, layout = await off_loop(len(data), parse_and_lay_out, data, kernel.options.max_image_size)
+    limit = kernel.options.max_image_size
+    try:
+        if flags & MODULE_INIT_COMPRESSED_FILE:
+            data = await off_loop(len(data), module_decompress, data, limit)
+        image, layout = await off_loop(len(data), parse_and_lay_out, data, limit)
+    except KernelError as error:
+        kernel.log.emit(KERN_ERR, error.message)      # as Linux's pr_err()s in the checks
+        raise
     check_name(image.name)
     check_limits(kernel, image.name, layout.core.size + layout.init.size)
     core_base = kernel.module_area.alloc(layout.core.size)

@@ -92,9 +92,6 @@ def check_flags(flags: int) -> int:
              | uapi.MODULE_INIT_COMPRESSED_FILE)
     if flags & ~known:
         raise KernelError(errno.EINVAL, f"unknown module init flags {flags:#x}")
-    if flags & uapi.MODULE_INIT_COMPRESSED_FILE:
-        # Linux without CONFIG_MODULE_DECOMPRESS: the loader takes plain images only.
-        raise KernelError(errno.EOPNOTSUPP, "compressed modules are not supported: decompress the file first")
     return flags
 
 
@@ -118,7 +115,12 @@ def op_hello(session: Session, rid: Any, version: int, client: str) -> dict[str,
 
 
 async def op_init_module(session: Session, rid: Any, image: bytes, params: str, flags: int) -> str:
-    return await loaded(session, session.kernel.init_module(image, params, flags=check_flags(flags)))
+    flags = check_flags(flags)
+    if flags & uapi.MODULE_INIT_COMPRESSED_FILE:
+        # Only finit_module takes flags in Linux; init_module's image is plain.
+        raise KernelError(errno.EINVAL, "MODULE_INIT_COMPRESSED_FILE is a finit_module flag: "
+                                        "init_module takes a decompressed image")
+    return await loaded(session, session.kernel.init_module(image, params, flags=flags))
 
 
 async def loaded(session: Session, load: Awaitable[str]) -> str:

@@ -11,6 +11,7 @@ import errno
 import os
 
 from kloader_client.commands._common import connect, die, parser, run
+from kloaderd.decompress import compression_of
 
 # kmod's mod_strerror(): the errnos whose plain strerror would mislead.
 MOD_STRERROR = {
@@ -47,9 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             die("kinsmod", f"could not load module {args.filename}: {exc.strerror}")
         with connect("kinsmod", args.socket) as client:
+            params = " ".join(map(quote, args.params))
             try:
-                client.init_module(image, " ".join(map(quote, args.params)),
-                                   force_vermagic=args.force, force_modversion=args.force)
+                if compression_of(image) is not None:
+                    # As kmod's insmod: the kernel decompresses (MODULE_INIT_COMPRESSED_FILE).
+                    client.finit_module(args.filename, params, force_vermagic=args.force,
+                                        force_modversion=args.force, compressed=True)
+                else:
+                    client.init_module(image, params,
+                                       force_vermagic=args.force, force_modversion=args.force)
             except OSError as exc:
                 err = exc.errno or errno.EIO
                 reason = MOD_STRERROR.get(err) or os.strerror(err)

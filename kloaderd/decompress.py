@@ -1,0 +1,119 @@
+"""Compressed modules: kernel/module/decompress.c (CONFIG_MODULE_DECOMPRESS).
+
+Beside `uapi` rather than in `kernel/`: the kernel decompresses what
+finit_module is given, and kmodinfo reads the same files without a daemon.
+
+`finit_module(fd, args, MODULE_INIT_COMPRESSED_FILE)` hands the kernel a
+`.ko.gz`, `.ko.xz` or `.ko.zst` as it lies on disk; the kernel decompresses it
+before anything else.  Linux supports the one format its config chose; kloader
+takes all three, recognised by their magic, because one daemon may emulate
+kernels that chose differently (Debian 6.1 ships plain `.ko`, 6.12 `.ko.xz`,
+Arch and Fedora `.ko.zst`).
+
+The decompressed size is bounded by the image limit (`max_image_size`): a
+small file that inflates beyond it is refused with `EFBIG` before it is
+inflated further, so a compression bomb costs at most that much memory.
+
+zstd: Python's standard library has no zstd before 3.14 (`compression.zstd`);
+below that, the `zstandard` package (libzstd's maintained binding, wheels for
+every platform unicorn has) does it in-process and streams with an output
+bound, which a subprocess per load would not give as cheaply.
+"""
+
+from __future__ import annotations
+
+import errno
+import lzma
+import zlib
+from typing import Callable
+
+from .errors import KernelError
+
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _too_big(what: str, limit: int) -> KernelError:
+    return KernelError(errno.EFBIG, f"{what}-compressed module decompresses to more than the "
+                                    f"{limit} byte image limit (max_image_size)")
+
+
+def _bad(what: str, exc: Exception) -> KernelError:
+    # module_decompress() fails with EINVAL when the stream does not decode.
+    return KernelError(errno.EINVAL, f"{what}-compressed module is corrupt: {exc}")
+
+
+def _inflate(what: str, decompressor: zlib._Decompress | lzma.LZMADecompressor,
+             errors: type[Exception], data: bytes, limit: int) -> bytes:
+    """One stream through `decompressor`, inflated no further than `limit` + 1."""
+    try:
+        out = decompressor.decompress(data, limit + 1)
+    except errors as exc:
+        raise _bad(what, exc) from None
+    if len(out) > limit:
+        raise _too_big(what, limit)
+    if not decompressor.eof:
+        raise _bad(what, ValueError("truncated stream"))
+    return out
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    return _inflate("gzip", zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), zlib.error, data, limit)
+
+
+def _unxz(data: bytes, limit: int) -> bytes:
+    return _inflate("xz", lzma.LZMADecompressor(format=lzma.FORMAT_XZ), lzma.LZMAError, data, limit)
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    try:
+        from compression import zstd  # type: ignore[import-not-found]   # Python 3.14+
+        d = zstd.ZstdDecompressor()
+        try:
+            out = d.decompress(data, limit + 1)
+        except zstd.ZstdError as exc:
+            raise _bad("zstd", exc) from None
+        eof = d.eof
+    except ImportError:
+        import zstandard
+        try:
+            # stream_reader bounds what is inflated; a truncated stream reads
+            # short without complaint, so a finished frame is checked after.
+            reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
+            out = reader.read(limit + 1)
+            eof = True
+            if len(out) <= limit:
+                whole = zstandard.ZstdDecompressor().decompressobj()
+                eof = whole.decompress(data) == out and whole.eof
+        except zstandard.ZstdError as exc:
+            raise _bad("zstd", exc) from None
+    if len(out) > limit:
+        raise _too_big("zstd", limit)
+    if not eof or not out:
+        raise _bad("zstd", ValueError("truncated stream"))
+    return out
+
+
+FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int], bytes]], ...] = (
+    (GZIP_MAGIC, "gzip", _gunzip),
+    (XZ_MAGIC, "xz", _unxz),
+    (ZSTD_MAGIC, "zstd", _unzstd),
+)
+
+
+def compression_of(data: bytes) -> str | None:
+    """"gzip", "xz", "zstd", or None for anything else (a plain ELF, say)."""
+    for magic, name, _ in FORMATS:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def module_decompress(data: bytes, limit: int) -> bytes:
+    """The module image inside a compressed file; EINVAL for anything else."""
+    for magic, _name, inflate in FORMATS:
+        if data.startswith(magic):
+            return inflate(data, limit)
+    raise KernelError(errno.EINVAL, "MODULE_INIT_COMPRESSED_FILE: the file is not gzip-, xz- "
+                                    "or zstd-compressed")
