@@ -7,6 +7,9 @@ Fixtures:
 * `kloader` — a `kloader_client.Client` connected to it.
 * `kloaderd_async` / `kloader_async` — for pytest-trio tests: a daemon in the
   test's own trio run (`kloaderd.serve`) and an `AsyncClient` connected to it.
+* `kloader_faults` — `.failslab(nth=N, ...)`, `.fail_function(name, retval)`,
+  `.provide(name, fn)` on the test's `kloaderd` (Linux's fault injection and
+  kernel functions defined from Python).
 * `kloader_build` — `kloader_build(*sources, name=None, **build_options)`
   compiles C sources with kmodbuild into the test's tmp_path and returns the
   `.ko` path; skips the test where gcc or ld is missing.
@@ -150,6 +153,36 @@ async def kloader_async(kloaderd_async: Any) -> AsyncIterator[Any]:
 
     async with AsyncClient(kloaderd_async.socket_path, client_name="pytest") as client:
         yield client
+
+
+class Injector:
+    """`kloader_faults`: fault injection and provided functions for the test's
+    kernel, run where the kernel may be touched (kloaderd/kernel/fault_inject.py)."""
+
+    def __init__(self, daemon: Any) -> None:
+        self._daemon = daemon
+
+    def failslab(self, **attr: Any) -> Any:
+        """Module kmallocs fail as Linux's failslab would: `nth=N` (the Nth from
+        now), `times`, `probability`, `interval`, `space`, `verbose`."""
+        return self._daemon.run_sync(lambda: self._daemon.kernel.faults.failslab(**attr))
+
+    def fail_function(self, name: str, retval: int, **attr: Any) -> Any:
+        """The kernel function `name` returns `retval` instead of running."""
+        return self._daemon.run_sync(
+            lambda: self._daemon.kernel.faults.fail_function(name, retval, **attr))
+
+    def provide(self, name: str, fn: Callable[..., Any], *, nargs: int | None = None,
+                gpl: bool = False) -> None:
+        """Define or override the kernel function `name`: `fn(ctx, *args)`."""
+        self._daemon.run_sync(lambda: self._daemon.kernel.provide(name, fn, nargs=nargs, gpl=gpl))
+
+
+@pytest.fixture
+def kloader_faults(kloaderd: Any) -> Injector:
+    """Fault injection (failslab, fail_function) and provided kernel functions
+    for the test's `kloaderd`; its leaks are reported with the test's problems."""
+    return Injector(kloaderd)
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,13 @@ from lifecycle_helpers import footprint, texts
 
 RELEASE = "6.1.99-kloadertest"
 NOT_EMULATED = {"kloader_test_register": (0x11112222, "EXPORT_SYMBOL_GPL", ""),
-                "ns_func": (0x33334444, "EXPORT_SYMBOL", "TESTNS")}
-CONFIG = ("# CONFIG_PREEMPT_NONE is not set\nCONFIG_SMP=y\nCONFIG_PREEMPT_BUILD=y\n"
+                "ns_func": (0x33334444, "EXPORT_SYMBOL", "TESTNS"),
+                "init_net": (0x55556666, "EXPORT_SYMBOL", "")}
+# Kernel data and per-CPU exports a profile backs with memory (kdata.py, percpu.py).
+KERNEL_DATA = ("current_task", "__preempt_count", "cpu_number", "this_cpu_off", "fixed_percpu_data",
+               "nr_cpu_ids", "__per_cpu_offset", "kmalloc_caches", "system_wq", "page_offset_base",
+               "__cpu_online_mask")
+CONFIG = ("# CONFIG_PREEMPT_NONE is not set\nCONFIG_SMP=y\nCONFIG_NR_CPUS=64\nCONFIG_ZONE_DMA=y\nCONFIG_PREEMPT_BUILD=y\n"
           "CONFIG_PREEMPT_DYNAMIC=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n"
           'CONFIG_CC_VERSION_TEXT="gcc-12 (Debian 12.2.0-14) 12.2.0"\n')
 
@@ -46,6 +51,8 @@ def write_tree(root: Path, release: str = RELEASE, *, config: str = CONFIG,
         lines.append(f"0x{api.symbol_crc(name):08x}\t{name}\tvmlinux\t{kind}\t")
     for name, (crc, kind, ns) in NOT_EMULATED.items():
         lines.append(f"0x{crc:08x}\t{name}\tvmlinux\t{kind}\t{ns}")
+    for name in KERNEL_DATA:
+        lines.append(f"0x0000cafe\t{name}\tvmlinux\tEXPORT_SYMBOL\t")
     lines.append("0x0badc0de\tcast_s1\tcrypto/cast_common\tEXPORT_SYMBOL_GPL\t")
     root.mkdir(parents=True, exist_ok=True)
     (root / "Module.symvers").write_text("\n".join(lines) + "\n")
@@ -126,7 +133,7 @@ def test_the_kernel_takes_the_profiles_identity_and_exports(tree: Path):
     assert kernel.symbols.get("ns_func").namespace == "TESTNS"
     assert kernel.symbols.get("cast_s1") is None     # a module's export, not the kernel's
     assert kernel.symbols.get("msleep").address == kernel.machine.kernel_symbols()["msleep"]
-    assert len(kernel.symbols) == len(api.FUNCTIONS) + len(api.OBJECTS) + len(NOT_EMULATED)
+    assert len(kernel.symbols) == len({*api.FUNCTIONS, *api.OBJECTS, *NOT_EMULATED, *KERNEL_DATA})
     assert kernel.symbolize(sym.address) == "kloader_test_register+0x0/0x10"
 
 
@@ -291,3 +298,84 @@ def test_debians_own_compressed_module_loads_through_finit_module():
     with embed.run_in_thread(kernel=str(build)) as daemon, Client(daemon.socket_path) as client:
         assert client.finit_module(path, compressed=True) == "cast_common"
         assert client.module("cast_common")["taints"] == ""
+
+
+PER_CPU_SRC = r"""
+#include <linux/module.h>
+#include <linux/init.h>
+#include <linux/printk.h>
+#include <linux/moduleparam.h>
+MODULE_LICENSE("GPL");
+extern unsigned int nr_cpu_ids;
+extern unsigned long __per_cpu_offset[];
+extern unsigned long page_offset_base;
+extern void *kmalloc_caches[];
+extern unsigned long __cpu_online_mask[];
+extern char init_net[];
+static int counter __attribute__((section(".data..percpu"), used)) = 5;
+static int touch_init_net;
+module_param(touch_init_net, int, 0);
+
+static int __init pc_init(void)
+{
+	unsigned long off; int cpu, preempt, mine;
+	void *cur;
+	asm volatile("movq %%gs:this_cpu_off, %0" : "=r"(off));
+	asm volatile("movl %%gs:cpu_number, %0" : "=r"(cpu));
+	asm volatile("movl %%gs:__preempt_count, %0" : "=r"(preempt));
+	asm volatile("movq %%gs:current_task, %0" : "=r"(cur));
+	asm volatile("movl %%gs:%c1, %0" : "=r"(mine) : "i"(&counter));
+	asm volatile("incl %%gs:%c0" : : "i"(&counter));
+	pr_info("pc: off=%lx cpu=%d preempt=%x current=%px\n", off, cpu, preempt, cur);
+	pr_info("pc: counter=%d via gs, %d via this_cpu_ptr, %d via __per_cpu_offset\n", mine,
+		*(int *)((unsigned long)&counter + off),
+		*(int *)((unsigned long)&counter + __per_cpu_offset[0]));
+	pr_info("pc: nr_cpu_ids=%u online=%lx pob=%lx caches=%d\n", nr_cpu_ids,
+		__cpu_online_mask[0], page_offset_base, kmalloc_caches[0] == 0);
+	if (touch_init_net)
+		return init_net[8];
+	return 0;
+}
+static void __exit pc_exit(void) { }
+module_init(pc_init);
+module_exit(pc_exit);
+"""
+
+
+@pytest.fixture
+def pc_module(tmp_path, kloader_build) -> bytes:
+    source = tmp_path / "pc.c"
+    source.write_text(PER_CPU_SRC)
+    return kloader_build(source, vermagic=f"{RELEASE} SMP preempt mod_unload modversions ").read_bytes()
+
+
+def test_per_cpu_area_and_kernel_data_as_x86_64_linux(tree, pc_module):
+    kernel = Kernel(KernelOptions(kernel=str(tree)))
+    base = kernel.machine.per_cpu_base
+
+    async def main() -> None:
+        for _ in range(2):          # the chunk is initialised afresh for the second load
+            await kernel.init_module(pc_module)
+            await kernel.delete_module("pc")
+
+    trio.run(main)
+    log = texts(kernel)
+    assert log.count(f"pc: off={base:x} cpu=0 preempt=80000000 current=0000000000000000") == 2
+    assert log.count("pc: counter=5 via gs, 6 via this_cpu_ptr, 6 via __per_cpu_offset") == 2
+    assert "pc: nr_cpu_ids=1 online=1 pob=ffff888000000000 caches=1" in log
+    assert kernel.symbols.get("current_task").address < 0x10000          # per-CPU: an offset
+    assert kernel.symbolize(kernel.symbols.get("kmalloc_caches").address) == \
+        "kmalloc_caches+0x0/0x150"                # normal, reclaim, DMA (no MEMCG) x 14 sizes
+    assert kernel.symbolize(kernel.symbols.get("__per_cpu_offset").address).endswith("/0x200")
+
+
+def test_reading_a_not_emulated_object_oopses_naming_it(tree, pc_module):
+    kernel = Kernel(KernelOptions(kernel=str(tree)))
+    with pytest.raises(KernelError) as failed:
+        trio.run(lambda: kernel.init_module(pc_module, "touch_init_net=1"))
+    assert failed.value.errno == errno.EFAULT
+    log = texts(kernel)
+    assert "kloader: kernel object init_net is not emulated" in log
+    address = kernel.symbols.get("init_net").address + 8
+    assert f"BUG: unable to handle page fault for address: {address:016x}" in log
+    assert "#PF: supervisor read access in kernel mode" in log

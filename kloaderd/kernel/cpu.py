@@ -370,7 +370,9 @@ class Machine:
         """Stubs for exports of a real kernel kloader does not implement,
         after the image: calling one oopses the caller, naming the function
         (an honest gap, never a call that returns 0 and pretends).  Their
-        dispatch entries are made on first call: a profile has thousands."""
+        dispatch entries are made on first call: a profile has thousands.
+        The stubs are execute-only, so an export that is data oopses the
+        module that reads it, naming it, instead of handing it code bytes."""
         if not names:
             return {}
         base = self.image_end
@@ -383,9 +385,57 @@ class Machine:
             self._define(name, addr, STUB_SIZE, "T")
             addresses[name] = addr
         self._not_emulated = (base, names)
-        self.image_end = self._load_section(base, bytes(text), "r-x")
+        self.image_end = self._load_section(base, bytes(text), "--x")
         self._kallsyms.sort()
         self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=base, end=base + len(text) - 1)
+        return addresses
+
+    def function(self, name: str) -> api.KernelFunction | None:
+        """What a call to the exported function `name` runs now."""
+        address = self._symbols.get(name)
+        if address is None:
+            return None
+        return self._stubs.get(address) or self._not_emulated_stub(address)
+
+    def provide(self, fn: api.KernelFunction) -> int:
+        """Make calls to `fn.name` run `fn`: an export's stub (kloader's own
+        implementation or a not-emulated one) is redirected; a name the kernel
+        does not have gets a stub of its own.  Returns the stub's address."""
+        address = self._symbols.get(fn.name)
+        if address is not None:
+            if self.function(fn.name) is None:
+                raise ValueError(f"{fn.name} is not a kernel function kloader dispatches "
+                                 "(machine code, or data): it cannot be provided")
+            self._stubs[address] = fn
+            return address
+        base = self.image_end
+        jmp = b"\xe9" + struct.pack("<i", self.stub_return - (base + 5))
+        self.image_end = self._load_section(base, jmp.ljust(STUB_SIZE, _INT3), "r-x")
+        self._stubs[base] = fn
+        self._define(fn.name, base, STUB_SIZE, "T")
+        self._kallsyms.sort()
+        self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=base, end=base + STUB_SIZE - 1)
+        return base
+
+    def not_emulated_at(self, address: int) -> str | None:
+        """The not-emulated export whose stub holds `address`, if any."""
+        base, names = self._not_emulated
+        index = (address - base) // STUB_SIZE
+        return names[index] if base and 0 <= index < len(names) else None
+
+    def add_objects(self, objects: list[tuple[str, int, bytes]]) -> dict[str, int]:
+        """Kernel data after the image, (name, size, initial bytes) each,
+        writable and 64-byte aligned as cache-aligned kernel data is."""
+        base = self.image_end
+        data = bytearray()
+        addresses = {}
+        for name, size, init in objects:
+            data += bytes(-len(data) % 64)
+            addresses[name] = base + len(data)
+            self._define(name, base + len(data), size, "D")
+            data += init.ljust(size, b"\0")[:size]
+        self.image_end = self._load_section(base, bytes(data), "rw-")
+        self._kallsyms.sort()
         return addresses
 
     def _not_emulated_stub(self, addr: int) -> api.KernelFunction | None:
@@ -621,6 +671,12 @@ class Machine:
                           f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
                 return self._oops(task, "stack-overflow", header, address=fault.address)
             fault = self._precise(fault)
+            missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
+            if missing is not None:
+                self._die_counter += 1
+                header = [f"kloader: kernel object {missing} is not emulated",
+                          *page_fault_header(fault.address, fault.access, True, self._die_counter)]
+                return self._oops(task, "not-emulated", header, address=fault.address)
             if not _canonical(fault.address):
                 # No page table walk happens: the CPU raises #GP instead.
                 self._die_counter += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import Field, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import trio
 
@@ -30,6 +30,9 @@ from .memory import RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, taint_letters
 from .moduleparam import CUSTOM, find_param, get_param, param_owner, set_param
 from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
+from .fault_inject import Faults
+from .kdata import DATA_EXPORTS
+from .percpu import PerCpuArea
 from .profile import KernelProfile
 from .registry import Registrations
 from .slab import Slab
@@ -133,12 +136,15 @@ class Kernel:
         api.load_all()
         self.machine = Machine(self, watchdog=self.options.watchdog, symbolize=self.symbolize)
         self.mem = self.machine.mem
+        self.percpu = PerCpuArea(self)
+        self.faults = Faults(self)
         self.module_area = RegionAllocator(config.MODULES_VADDR, config.MODULES_END)
         self.slab = Slab(self.mem, config.KERNEL_HEAP_BASE,
                          config.KERNEL_HEAP_END - config.KERNEL_HEAP_BASE, log=self.log,
                          tainted=self.taint_string,
                          max_owner_bytes=self.options.module_heap_limit,
                          max_total_bytes=self.options.heap_limit)
+        self.slab.should_fail = self.faults.should_failslab
         exported = self.machine.kernel_symbols()
         if self.profile is None:
             for name, address in exported.items():
@@ -155,6 +161,12 @@ class Kernel:
         for boot in api.BOOT:
             boot(self)
         self.kmod = Kmod(self)
+
+    def provide(self, name: str, fn: Callable[..., Any], *, nargs: int | None = None,
+                gpl: bool = False) -> None:
+        """Define or override the kernel function `name` for this kernel:
+        `fn(ctx, *args)`, as kloaderd/kernel/api's implementations."""
+        self.faults.provide(name, fn, nargs=nargs, gpl=gpl)
 
     @property
     def release(self) -> str:
@@ -174,11 +186,24 @@ class Kernel:
         implementation; every other one is a stub that oopses naming itself."""
         assert self.profile is not None
         exports = self.profile.exports
-        stubs = self.machine.add_not_emulated([n for n in exports if n not in implemented])
+        addresses = dict(implemented)
+        data = []
+        for name in exports:
+            if name in addresses:
+                continue
+            offset = self.percpu.export(name)
+            if offset is not None:
+                addresses[name] = offset          # per-CPU: an offset from the GS base
+            elif name in DATA_EXPORTS:
+                spec = DATA_EXPORTS[name]
+                init = spec.value(self.profile, self.machine.per_cpu_base) if spec.value else b""
+                data.append((name, spec.size(self.profile), init))
+        addresses.update(self.machine.add_objects(data))
+        addresses.update(self.machine.add_not_emulated([n for n in exports if n not in addresses]))
         for name, entry in exports.items():
-            address = implemented.get(name) or stubs[name]
-            self.symbols.add(KernelSymbol(name, address, entry.gpl, None, entry.crc,
+            self.symbols.add(KernelSymbol(name, addresses[name], entry.gpl, None, entry.crc,
                                           entry.namespace))
+
 
     def subsystem(self, cls: type[T]) -> T:
         """The one state object of a subsystem (`cls(kernel)`), made on first
@@ -324,6 +349,7 @@ class Kernel:
             used.holders.remove(mod)
         mod.uses.clear()
         mod.drop_all()
+        self.percpu.module_free(mod)
         self.slab.release(param_owner(mod))
         self.slab.reclaim_module(mod.name)
         self._free_init(mod)

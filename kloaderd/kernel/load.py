@@ -76,9 +76,12 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
             kernel.module_area.free(init_base)
         raise
     try:
+        percpu = percpu_modalloc(kernel, mod)
         externals = await simplify_symbols(kernel, mod, flags)
-        mod.linked = await off_loop(len(data), link, image, layout, core_base, init_base, externals)
+        mod.linked = await off_loop(len(data), link, image, layout, core_base, init_base, externals,
+                                    percpu_base=percpu)
         kernel.map_module(mod)
+        percpu_modcopy(kernel, mod, percpu)
         verify_exported_symbols(kernel, mod)
         complete_formation(kernel, mod)
         mod.params = read_module_params(kernel, mod)
@@ -89,6 +92,22 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
             kernel.free_module(mod)
         raise
     return mod
+
+
+def percpu_modalloc(kernel: "Kernel", mod: Module) -> int:
+    """The per-CPU offset of the module's `.data..percpu` (0 when it has none)."""
+    index = mod.image.percpu_index
+    if not index:
+        return 0
+    section = mod.image.sections[index]
+    return kernel.percpu.module_alloc(mod, section.size, section.addralign)
+
+
+def percpu_modcopy(kernel: "Kernel", mod: Module, offset: int) -> None:
+    index = mod.image.percpu_index
+    if index:
+        section = mod.image.sections[index]
+        kernel.percpu.module_copy(mod, offset, section.data, section.size)
 
 
 def check_name(name: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..config import PAGE_SHIFT, PAGE_SIZE
 from .printk import KERN_ERR, KERN_WARNING
@@ -170,6 +170,8 @@ class Slab:
         self._freed_large: set[int] = set()
         self._usage: dict[str | None, list[int]] = {}       # owner -> [bytes, count]
         self._total = 0
+        # failslab: asked before every allocation, as slab_pre_alloc_hook() asks should_failslab().
+        self.should_fail: Callable[[int, str | None], bool] | None = None
 
     # -- allocation ----------------------------------------------------------
     def alloc(self, size: int, owner: str | None = None, *, zero: bool = False) -> int:
@@ -183,6 +185,8 @@ class Slab:
             return 0
         if not self._within_limits(size, owner):
             return 0
+        if self.should_fail is not None and self.should_fail(size, owner):
+            return 0                                         # failslab (fault_inject.py)
         cache = next((c for c in self._caches if c.size >= size), None)
         addr = self._alloc_object(cache) if cache else self._alloc_pages(_order_for(size))
         if addr is None:

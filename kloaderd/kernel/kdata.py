@@ -1,0 +1,93 @@
+"""Kernel data a real kernel exports and modules read directly.
+
+`kmalloc()` of a constant size reads `kmalloc_caches`, `__pa()` reads
+`page_offset_base` and `phys_base`, `for_each_possible_cpu()` reads
+`__cpu_possible_mask` and `nr_cpu_ids`.  Under a profile these are real memory of Linux's size for
+that kernel (sizes follow its `.config`: `NR_CPUS`, the kmalloc cache
+types), holding what they hold on a one-CPU machine.
+
+An export that is data but not listed here stays a not-emulated stub: its
+address is execute-only, so a module that *reads* it oopses naming it
+("kloader: kernel object X is not emulated") instead of reading garbage.
+Add an object here when its size and meaning are known for the releases
+profiles cover (6.1 and later); an implementation module of
+`kloaderd/kernel/api` may instead export it with `export_object`, which wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..config import PAGE_OFFSET
+
+if TYPE_CHECKING:
+    from .profile import KernelProfile
+
+VMEMMAP_START = 0xFFFFEA0000000000     # Documentation/arch/x86/x86_64/mm.rst (4-level paging)
+KMALLOC_SHIFT_HIGH = 13                # SLUB: PAGE_SHIFT + 1
+
+
+@dataclass(frozen=True)
+class DataExport:
+    size: Callable[["KernelProfile"], int]
+    value: Callable[["KernelProfile", int], bytes] | None = None   # (profile, per_cpu_base); None: zeroed
+    writable: bool = True
+
+
+def _fixed(size: int) -> Callable[["KernelProfile"], int]:
+    return lambda _profile: size
+
+
+def _u64(value: int) -> Callable[["KernelProfile", int], bytes]:
+    return lambda _profile, _base: value.to_bytes(8, "little")
+
+
+def _u32(value: int) -> Callable[["KernelProfile", int], bytes]:
+    return lambda _profile, _base: value.to_bytes(4, "little")
+
+
+def nr_cpus(profile: "KernelProfile") -> int:
+    return int(profile.config.get("CONFIG_NR_CPUS", "64"))
+
+
+def _cpumask_size(profile: "KernelProfile") -> int:
+    """struct cpumask: NR_CPUS bits, in unsigned longs."""
+    return -(-nr_cpus(profile) // 64) * 8
+
+
+def _cpu0_mask(profile: "KernelProfile", _base: int) -> bytes:
+    return b"\x01"          # CPU 0 online, possible, present, active
+
+
+def kmalloc_types(profile: "KernelProfile") -> int:
+    """NR_KMALLOC_TYPES (include/linux/slab.h): normal, then one per option."""
+    types = 1
+    if profile.enabled("RANDOM_KMALLOC_CACHES"):
+        types += 15                                       # RANDOM_KMALLOC_CACHES_NR
+    types += 1                                            # KMALLOC_RECLAIM
+    types += profile.enabled("ZONE_DMA")                  # KMALLOC_DMA
+    types += profile.enabled("MEMCG_KMEM") or profile.enabled("MEMCG") and profile.version >= (6, 10)
+    return types
+
+
+def _per_cpu_offset(profile: "KernelProfile", base: int) -> bytes:
+    return base.to_bytes(8, "little")                     # [0]; the other CPUs do not exist
+
+
+DATA_EXPORTS: dict[str, DataExport] = {
+    # struct kmem_cache *kmalloc_caches[NR_KMALLOC_TYPES][KMALLOC_SHIFT_HIGH + 1]: the
+    # caches are kloader's slab, which kmalloc_trace() reaches by size, so the pointers are NULL.
+    "kmalloc_caches": DataExport(lambda p: kmalloc_types(p) * (KMALLOC_SHIFT_HIGH + 1) * 8),
+    "page_offset_base": DataExport(_fixed(8), _u64(PAGE_OFFSET)),
+    "vmemmap_base": DataExport(_fixed(8), _u64(VMEMMAP_START)),
+    "phys_base": DataExport(_fixed(8), _u64(0)),
+    "nr_cpu_ids": DataExport(_fixed(4), _u32(1)),
+    "nr_node_ids": DataExport(_fixed(4), _u32(1)),
+    "__num_online_cpus": DataExport(_fixed(4), _u32(1)),
+    "__per_cpu_offset": DataExport(lambda p: 8 * nr_cpus(p), _per_cpu_offset),
+    "__cpu_online_mask": DataExport(_cpumask_size, _cpu0_mask),
+    "__cpu_possible_mask": DataExport(_cpumask_size, _cpu0_mask),
+    "__cpu_present_mask": DataExport(_cpumask_size, _cpu0_mask),
+    "__cpu_active_mask": DataExport(_cpumask_size, _cpu0_mask),
+}
