@@ -303,9 +303,12 @@ def modpost(obj: ObjectSymbols, modname: str, *, vermagic: str,
 def build_module(sources: Sequence[str | Path], output: str | Path, *,
                  include_dirs: Iterable[str | Path] = (), defines: Iterable[str] = (),
                  vermagic: str | None = None, extra_symbols: Iterable[str | Path] = (),
-                 cflags: Iterable[str] = (), verbose: bool = False) -> Path:
+                 cflags: Iterable[str] = (), verbose: bool = False,
+                 kernel: str | Path | None = None) -> Path:
     """Compile `sources` into the loadable module `output` (NAME.ko).
 
+    With `kernel` (a build tree DIR or a RELEASE), the kernel's own kbuild
+    builds it (kloaderd/kbuild.py) and `vermagic`/`extra_symbols` do not apply.
     Raises BuildError with a message for a person (the compiler's or
     linker's own output included) when a tool is missing or fails.
     """
@@ -323,6 +326,14 @@ def build_module(sources: Sequence[str | Path], output: str | Path, *,
     include_dirs = [Path(d).resolve() for d in include_dirs]
     defines = list(defines)
     cflags = list(cflags)
+    if kernel:
+        from .errors import KernelError
+        from .kbuild import KbuildError, build_with_kbuild
+        try:
+            return build_with_kbuild(sources, output, kernel, include_dirs=include_dirs,
+                                     defines=defines, cflags=cflags, verbose=verbose)
+        except (KbuildError, KernelError) as exc:
+            raise BuildError(getattr(exc, "message", None) or str(exc)) from None
     cc = os.environ.get("CC", "gcc")
     ld = os.environ.get("LD", "ld")
     ld_r = [ld, "-r", "-m", "elf_x86_64", "--build-id=none"]
@@ -389,6 +400,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-symbols", action="append", default=[], metavar="OTHER.ko", type=Path,
                    help="a module whose exports this one may use (it becomes a depends= entry); "
                         "repeat for several")
+    p.add_argument("--kernel", metavar="DIR|RELEASE",
+                   help="build with this real kernel's own kbuild (make -C DIR M=...), for "
+                        "kloaderd --kernel DIR: its headers, vermagic and CRCs")
     p.add_argument("--cflags", action="append", default=[], metavar="FLAGS",
                    help="extra compiler flags (split like a shell would)")
     return p
@@ -402,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         build_module(args.sources, args.output, include_dirs=args.include_dirs,
                      defines=args.defines, vermagic=args.vermagic,
-                     extra_symbols=args.extra_symbols, cflags=cflags, verbose=args.verbose)
+                     extra_symbols=args.extra_symbols, cflags=cflags, verbose=args.verbose,
+                     kernel=args.kernel)
     except BuildError as e:
         print(e, file=sys.stderr)
         return 1

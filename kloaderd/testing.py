@@ -203,16 +203,20 @@ def _build_key(sources: list[Path], name: str, options: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def kloader_build(tmp_path: Path, _kloader_build_cache: Path) -> Callable[..., Path]:
+def kloader_build(request: pytest.FixtureRequest, tmp_path: Path,
+                  _kloader_build_cache: Path) -> Callable[..., Path]:
     """`kloader_build(*sources, name=None, **options) -> Path` of the built `.ko`.
 
     `options` are `kloaderd.build.build_module`'s (`include_dirs`, `defines`,
-    `vermagic`, `extra_symbols`, `cflags`, `verbose`).  The module is named
-    after the first source unless `name` is given.  The same build asked for
-    again in the session is copied, not compiled again (unless `verbose`,
-    which is asked for to see the compiler run).
+    `vermagic`, `extra_symbols`, `cflags`, `verbose`, `kernel`).  Under a
+    kernel profile (`--kloader-kernel`, `@pytest.mark.kloader(kernel=...)`)
+    the module is built with that kernel's own kbuild, unless `kernel=None`
+    is given.  The module is named after the first source unless `name` is
+    given.  The same build asked for again in the session is copied, not
+    compiled again (unless `verbose`, which is asked for to see the compiler run).
     """
-    tools = (os.environ.get("CC", "gcc"), os.environ.get("LD", "ld"))
+    profile_kernel = _daemon_options(request).get("kernel") or None
+    tools = ("make",) if profile_kernel else (os.environ.get("CC", "gcc"), os.environ.get("LD", "ld"))
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"kloader_build needs {' and '.join(missing)} on PATH to compile modules "
@@ -222,6 +226,8 @@ def kloader_build(tmp_path: Path, _kloader_build_cache: Path) -> Callable[..., P
     def build(*sources: str | os.PathLike[str], name: str | None = None, **options: Any) -> Path:
         if not sources:
             raise TypeError("kloader_build needs at least one C source")
+        if profile_kernel:
+            options.setdefault("kernel", profile_kernel)
         paths = [Path(source).resolve() for source in sources]
         output = tmp_path / f"{name or paths[0].stem}.ko"
         if options.get("verbose"):
