@@ -1,0 +1,275 @@
+"""kloader-survey: how far a tree of real modules gets under a kernel profile.
+
+    kloader-survey /lib/modules/RELEASE --kernel /lib/modules/RELEASE/build [--jobs N] [--json FILE]
+
+Every module (`.ko`, `.ko.gz`, `.ko.xz`, `.ko.zst`) is loaded unforced, in
+dependency order (a module's dependencies are the modules exporting what it
+needs, read from the modules themselves), its init runs, then everything is
+removed in reverse order and its exit runs.  Each module gets one class:
+
+* `clean`: loaded and removed, init and exit ran, no oops, no not-emulated
+  call, no leak;
+* `refused`: the loader refused it (errno and message: vermagic, CRC,
+  unknown symbol, namespace, ...);
+* `init-failed`: its init returned an error (errno);
+* `not-emulated`: it called (or read) a kernel function or object kloader
+  does not emulate (which one), at init or exit;
+* `oops`: it oopsed (where: the first oops line);
+* `leaked`: it unloaded but left memory or registrations behind;
+* `timeout`: its init or exit still slept after `--timeout` seconds;
+* `dependency`: a module it needs did not load.
+
+Modules are grouped by the dependencies between them (a group shares one
+kernel) and the groups are spread over `--jobs` worker processes.  The
+summary, the not-emulated functions that stop most modules, and (with
+`--json`) every module's verdict are written at the end; a terminal also
+sees progress while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from kloaderd import __version__
+
+SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+_NOT_EMULATED = re.compile(r"kloader: kernel (?:function|object) (\S+) is not emulated")
+_INIT_ERROR = re.compile(r"init failed with error (-\d+)")
+_LEAK = re.compile(r": leaked ")
+_OOPS_START = ("BUG:", "Oops:", "general protection", "invalid opcode", "kernel BUG",
+               "Kernel panic", "watchdog: BUG")
+
+
+def module_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.name.endswith(SUFFIXES) and p.is_file())
+
+
+def read_image(path: Path) -> bytes:
+    from kloaderd.decompress import compression_of, module_decompress
+    data = path.read_bytes()
+    return module_decompress(data, 64 << 20) if compression_of(data) else data
+
+
+def dependencies(root: Path, files: list[Path]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """{module: modules it needs}, {module: why it could not be read}."""
+    from kloaderd.elf.image import parse
+    from kloaderd.errors import KernelError
+    provider: dict[str, str] = {}
+    undefined: dict[str, tuple[str, ...]] = {}
+    unreadable: dict[str, str] = {}
+    for path in files:
+        rel = str(path.relative_to(root))
+        try:
+            image = parse(read_image(path))
+        except KernelError as exc:
+            unreadable[rel] = exc.message
+            undefined[rel] = ()
+            continue
+        for export in image.exports:
+            provider.setdefault(export.name, rel)
+        undefined[rel] = image.undefined
+    deps = {rel: sorted({provider[n] for n in names if n in provider and provider[n] != rel})
+            for rel, names in undefined.items()}
+    return deps, unreadable
+
+
+def groups(deps: dict[str, list[str]]) -> list[list[str]]:
+    """Modules joined by dependencies, each group in dependency order, largest first."""
+    parent = {rel: rel for rel in deps}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+    for rel, needed in deps.items():
+        for dep in needed:
+            parent[find(rel)] = find(dep)
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(rel: str) -> None:
+        stack = [(rel, iter(deps[rel]))]
+        seen.add(rel)
+        while stack:
+            node, it = stack[-1]
+            nxt = next((d for d in it if d not in seen), None)
+            if nxt is None:
+                stack.pop()
+                order.append(node)
+            else:
+                seen.add(nxt)
+                stack.append((nxt, iter(deps[nxt])))
+    for rel in sorted(deps):
+        if rel not in seen:
+            visit(rel)
+    by_root: dict[str, list[str]] = collections.defaultdict(list)
+    for rel in order:
+        by_root[find(rel)].append(rel)
+    return sorted(by_root.values(), key=len, reverse=True)
+
+
+def classify_failure(message: str, errno_: int | None) -> dict[str, Any]:
+    found = _NOT_EMULATED.search(message)
+    if found:
+        return {"class": "not-emulated", "function": found.group(1)}
+    if "oopsed:" in message:
+        return {"class": "oops", "where": message.split("oopsed:", 1)[1].strip()}
+    found = _INIT_ERROR.search(message)
+    if found:
+        return {"class": "init-failed", "errno": -int(found.group(1))}
+    return {"class": "refused", "errno": errno_, "message": message}
+
+
+def survey_group(root: str, group: list[str], deps: dict[str, list[str]], kernel: str | None,
+                 timeout: float) -> dict[str, dict[str, Any]]:
+    """One kernel: load `group` in order, then remove it in reverse (a worker process)."""
+    import trio
+
+    from kloaderd.errors import KernelError
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+
+    result: dict[str, dict[str, Any]] = {}
+
+    async def main() -> None:
+        k = Kernel(KernelOptions(kernel=kernel or "", watchdog=min(5.0, timeout)))
+        names: dict[str, str] = {}
+        for rel in group:
+            if any(result.get(d, {}).get("class") != "loaded" for d in deps[rel]):
+                result[rel] = {"class": "dependency",
+                               "needs": [d for d in deps[rel] if result.get(d, {}).get("class") != "loaded"]}
+                continue
+            result[rel] = {"class": "timeout", "phase": "init"}
+            with trio.move_on_after(timeout):
+                try:
+                    names[rel] = await k.init_module(read_image(Path(root) / rel))
+                    result[rel] = {"class": "loaded"}
+                except KernelError as exc:
+                    result[rel] = classify_failure(exc.message, exc.errno)
+                except OSError as exc:
+                    result[rel] = {"class": "refused", "errno": exc.errno, "message": str(exc)}
+        for rel in reversed(group):
+            if result[rel]["class"] != "loaded":
+                continue
+            records = k.log.records()
+            since = records[-1].seq if records else 0
+            result[rel] = {"class": "timeout", "phase": "exit"}
+            with trio.move_on_after(timeout):
+                try:
+                    await k.delete_module(names[rel])
+                    result[rel] = {"class": "clean"}
+                except KernelError as exc:
+                    result[rel] = {**classify_failure(exc.message, exc.errno), "phase": "exit"}
+            if result[rel]["class"] != "clean":
+                continue
+            texts = [r.text for r in k.log.records(since)]
+            missing = next((m.group(1) for t in texts if (m := _NOT_EMULATED.search(t))), None)
+            if missing:
+                result[rel] = {"class": "not-emulated", "function": missing, "phase": "exit"}
+            elif any(t.startswith(_OOPS_START) for t in texts):
+                result[rel] = {"class": "oops", "phase": "exit",
+                               "where": next(t for t in texts if t.startswith(_OOPS_START))}
+            elif any(_LEAK.search(t) for t in texts):
+                result[rel] = {"class": "leaked", "what": next(t for t in texts if _LEAK.search(t))}
+        with trio.CancelScope(shield=True):
+            await k.shutdown()
+
+    trio.run(main)
+    return result
+
+
+CLASSES = ("clean", "refused", "init-failed", "not-emulated", "oops", "leaked", "timeout", "dependency")
+
+
+def summary(result: dict[str, dict[str, Any]], top: int) -> list[str]:
+    total = len(result) or 1
+    counts = collections.Counter(v["class"] for v in result.values())
+    lines = [f"{'class':<14} {'modules':>7} {'share':>7}"]
+    for cls in CLASSES:
+        lines.append(f"{cls:<14} {counts[cls]:>7} {100 * counts[cls] / total:>6.1f}%")
+    lines.append(f"{'total':<14} {len(result):>7}")
+    stopped = collections.Counter(v["function"] for v in result.values() if "function" in v)
+    if stopped:
+        lines += ["", f"top not-emulated functions (modules stopped by each):"]
+        lines += [f"{n:>7}  {name}" for name, n in stopped.most_common(top)]
+    return lines
+
+
+def run_survey(root: Path, kernel: str | None, jobs: int, timeout: float,
+               progress: bool) -> dict[str, dict[str, Any]]:
+    files = module_files(root)
+    deps, unreadable = dependencies(root, files)
+    result: dict[str, dict[str, Any]] = {rel: {"class": "refused", "errno": 8, "message": why}
+                                         for rel, why in unreadable.items()}
+    work = [g for g in groups({r: d for r, d in deps.items() if r not in unreadable})]
+    done, total, started = len(result), len(deps), time.monotonic()
+    context = multiprocessing.get_context("spawn")     # no forked copy of a parent's threads
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(survey_group, str(root), g, deps, kernel, timeout) for g in work]
+        for future in concurrent.futures.as_completed(futures):
+            part = future.result()
+            result.update(part)
+            done += len(part)
+            if progress:
+                clean = sum(v["class"] == "clean" for v in result.values())
+                print(f"\r{done}/{total} modules, {clean} clean, {time.monotonic() - started:.0f} s",
+                      end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return dict(sorted(result.items()))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kloader-survey", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s (kloader) {__version__}")
+    p.add_argument("root", type=Path, metavar="DIR", help="a tree of modules, e.g. /lib/modules/RELEASE")
+    p.add_argument("--kernel", metavar="DIR|RELEASE",
+                   help="the kernel profile (default: DIR/build when it exists, else kloader's own)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="worker processes (default: the number of CPUs)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write every module's verdict here")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long an init or exit may sleep before it is given up (default 10)")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="how many not-emulated functions to list (default 20)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    if not args.root.is_dir():
+        print(f"kloader-survey: {args.root}: no such directory", file=sys.stderr)
+        return 1
+    kernel = args.kernel
+    if kernel is None and (args.root / "build").is_dir():
+        kernel = str(args.root / "build")
+    if kernel:
+        from kloaderd.errors import KernelError
+        from kloaderd.kernel.profile import KernelProfile
+        try:
+            KernelProfile(kernel)
+        except KernelError as exc:
+            print(f"kloader-survey: {exc.message}", file=sys.stderr)
+            return 1
+    started = time.monotonic()
+    result = run_survey(args.root, kernel, max(1, args.jobs), args.timeout, sys.stderr.isatty())
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print("\n".join(summary(result, args.top)))
+    print(f"\n{len(result)} modules in {time.monotonic() - started:.1f} s with {args.jobs} jobs, "
+          f"kernel {kernel or 'kloader'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

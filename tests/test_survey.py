@@ -1,0 +1,92 @@
+"""kloader-survey: every module of a tree loaded, run and removed, and classified."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kloaderd.survey import classify_failure, groups, summary
+from test_profile import corpus
+from test_server import FIXTURES, command
+
+EXPECTED = {
+    "hello.ko": {"class": "clean"},
+    "exporter.ko": {"class": "clean"},
+    "user.ko": {"class": "clean"},
+    "initfail.ko": {"class": "init-failed", "errno": 19},
+    "leaky.ko": {"class": "leaked", "what": "leaky: leaked 1024 bytes in 2 allocations"},
+    "unknownsym.ko": {"class": "refused", "errno": 2, "message": "unknownsym: Unknown symbol "
+                      "kloader_missing_too, kloader_no_such_function (see dmesg)"},
+}
+
+
+def test_groups_keep_dependencies_together_and_in_order():
+    deps = {"a": [], "b": ["a"], "c": ["b"], "d": [], "e": ["d", "a"], "f": []}
+    found = groups(deps)
+    assert sorted(map(sorted, found)) == [["a", "b", "c", "d", "e"], ["f"]]
+    big = found[0]
+    for rel, needed in deps.items():
+        for dep in needed:
+            assert big.index(dep) < big.index(rel)
+
+
+def test_failures_are_classified_by_the_loaders_words():
+    assert classify_failure("m: init oopsed: kloader: kernel function foo is not emulated", 14) == \
+        {"class": "not-emulated", "function": "foo"}
+    assert classify_failure("m: init oopsed: BUG: kernel NULL pointer dereference", 14) == \
+        {"class": "oops", "where": "BUG: kernel NULL pointer dereference"}
+    assert classify_failure("m: init failed with error -12", 12) == {"class": "init-failed", "errno": 12}
+    assert classify_failure("m: version magic 'x' should be 'y'", 8)["class"] == "refused"
+    lines = summary({"a": {"class": "clean"}, "b": {"class": "not-emulated", "function": "foo"}}, 5)
+    assert lines[1].split() == ["clean", "1", "50.0%"] and lines[-1].split() == ["1", "foo"]
+
+
+def test_a_tree_of_modules_with_the_command(tmp_path):
+    tree = tmp_path / "lib/modules/x"
+    (tree / "kernel/sub").mkdir(parents=True)
+    for name in EXPECTED:
+        shutil.copy(FIXTURES / name, tree / "kernel" / name)
+    # compressed modules are surveyed too, and a dependency may sit elsewhere in the tree
+    (tree / "kernel/sub/user.ko.xz").write_bytes(lzma.compress((FIXTURES / "user.ko").read_bytes()))
+    (tree / "kernel/user.ko").unlink()
+    out = tmp_path / "survey.json"
+    done = subprocess.run([command("kloader-survey"), str(tree), "--jobs", "2", "--json", str(out),
+                           "--timeout", "5"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    expected = {f"kernel/{k}" if k != "user.ko" else "kernel/sub/user.ko.xz": v
+                for k, v in EXPECTED.items()}
+    assert result == expected
+    lines = done.stdout.splitlines()
+    assert lines[1].split() == ["clean", "3", "50.0%"]
+    assert "6 modules in" in done.stdout and "kernel kloader" in done.stdout
+
+
+def test_a_missing_tree_or_profile_is_one_line(tmp_path):
+    done = subprocess.run([command("kloader-survey"), str(tmp_path / "none")], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, f"kloader-survey: {tmp_path / 'none'}: no such directory\n")
+    done = subprocess.run([command("kloader-survey"), str(tmp_path), "--kernel", "0.0-nosuch"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no build tree" in done.stderr
+
+
+def test_real_modules_are_classified_under_their_profile(tmp_path):
+    """A slice of the Debian 6.12 corpus (.ko.xz) under its own profile."""
+    modules, build = corpus("6.12")
+    tree = tmp_path / "mods"
+    tree.mkdir()
+    for name in ("cast_common", "cast5_generic", "cast6_generic"):
+        shutil.copy(next(modules.rglob(f"{name}.ko.xz")), tree)
+    out = tmp_path / "s.json"
+    done = subprocess.run([command("kloader-survey"), str(tree), "--kernel", str(build), "--json",
+                           str(out), "--jobs", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result) == {"cast_common.ko.xz", "cast5_generic.ko.xz", "cast6_generic.ko.xz"}
+    assert all(v["class"] != "refused" for v in result.values()), result    # unforced, all linked
