@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
-import gzip
-import lzma
 import os
 import stat
 import sys
@@ -111,17 +109,16 @@ def file_pairs(path: str) -> list[tuple[str, str]]:
 
 
 def decompress(path: str, data: bytes) -> bytes:
-    """A distribution's `.ko.xz` or `.ko.gz`, as kmod reads it (`.ko.zst` needs Python 3.14's zstd)."""
+    """A distribution's `.ko.xz`, `.ko.gz` or `.ko.zst`, as kmod reads it (by its magic),
+    bounded as the kernel's own decompression is (kloaderd/decompress.py)."""
+    from kloaderd.decompress import compression_of, module_decompress
+    from kloaderd.errors import KernelError
+    if compression_of(data) is None:
+        return data
     try:
-        if path.endswith(".xz"):
-            return lzma.decompress(data)
-        if path.endswith(".gz"):
-            return gzip.decompress(data)
-    except (lzma.LZMAError, OSError, EOFError):
-        raise NoModinfo(module_name(path), errno.EINVAL) from None
-    if path.endswith(".zst"):
-        raise NoModinfo(module_name(path), errno.EPROTONOSUPPORT)
-    return data
+        return module_decompress(data, 64 << 20)        # the daemon's default max_image_size
+    except KernelError as exc:
+        raise NoModinfo(module_name(path), exc.errno) from None
 
 
 class Daemon:
