@@ -10,15 +10,24 @@ import pytest
 SRC = Path(__file__).parent / "src"
 
 
+HANG = 120      # seconds without a log line: the lines will never come (a hang fails, it does not block CI)
+
+
 def wait_for(client, *wanted: str) -> list[str]:
     """Follow the kernel log until every `wanted` line (a prefix) was logged."""
     missing = list(wanted)
-    seen = []
-    for record in client.follow_dmesg():
-        seen.append(record["text"])
-        missing = [w for w in missing if not record["text"].startswith(w)]
-        if not missing:
-            return seen
+    seen: list[str] = []
+    client._sock.settimeout(HANG)
+    try:
+        for record in client.follow_dmesg():
+            seen.append(record["text"])
+            missing = [w for w in missing if not record["text"].startswith(w)]
+            if not missing:
+                return seen
+    except TimeoutError:
+        raise AssertionError(f"no log line for {HANG} s, still missing {missing}; seen: {seen}") from None
+    finally:
+        client._sock.settimeout(None)
     raise AssertionError(f"log ended without {missing}")
 
 
