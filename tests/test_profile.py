@@ -379,3 +379,24 @@ def test_reading_a_not_emulated_object_oopses_naming_it(tree, pc_module):
     address = kernel.symbols.get("init_net").address + 8
     assert f"BUG: unable to handle page fault for address: {address:016x}" in log
     assert "#PF: supervisor read access in kernel mode" in log
+
+
+def test_a_module_for_another_struct_module_is_refused_as_linux_does():
+    """check_modstruct_version(): __versions' module_layout CRC must be the kernel's."""
+    from kloaderd.elf.image import parse
+    modules, build = corpus("6.1")
+    data = bytearray(read_module(next(modules.rglob("cast_common.ko"))))
+    image = parse(bytes(data))
+    versions = image.section("__versions")
+    for offset in range(versions.offset, versions.offset + versions.size, 64):
+        if data[offset + 8:offset + 8 + 14] == b"module_layout\0":
+            data[offset:offset + 4] = bytes(a ^ 0xFF for a in data[offset:offset + 4])
+            break
+    else:
+        pytest.skip("this corpus' modules record no module_layout version")
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    with pytest.raises(KernelError) as refused:
+        _load(kernel, bytes(data))
+    assert refused.value.errno == errno.ENOEXEC
+    assert "cast_common: disagrees about version of symbol module_layout" in texts(kernel)
+    _load(kernel, read_module(next(modules.rglob("cast_common.ko"))))     # the real one loads

@@ -68,6 +68,7 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
     init_base = kernel.module_area.alloc(layout.init.size) if layout.init.size else 0
     mod = Module(image.name, image, layout, core_base, init_base)
     try:
+        check_modstruct_version(kernel, mod, flags)
         check_modinfo(kernel, mod, flags)
         await add_unformed_module(kernel, mod)
     except BaseException:
@@ -127,6 +128,22 @@ def check_limits(kernel: "Kernel", name: str, size: int) -> None:
     if kernel.module_memory + size > options.max_module_memory:
         raise KernelError(errno.ENOMEM, f"{name}: module memory would exceed "
                                         f"{options.max_module_memory} bytes (max_module_memory)")
+
+
+def check_modstruct_version(kernel: "Kernel", mod: Module, flags: int) -> None:
+    """early_mod_check()'s check_modstruct_version(): a module whose
+    `__versions` records `module_layout` was built for this kernel's
+    `struct module` only if that CRC is the kernel's (ENOEXEC otherwise).
+    kloader's own kernel exports no module_layout, so this is a profile's."""
+    sym = kernel.symbols.get("module_layout")
+    if sym is None or sym.owner is not None or flags & MODULE_INIT_IGNORE_MODVERSIONS \
+            or mod.image.section("__versions") is None:
+        return
+    versions = dict(mod.image.versions)
+    if "module_layout" in versions and \
+            not check_version(kernel, mod, "module_layout", sym.crc, versions):
+        raise KernelError(errno.ENOEXEC, f"{mod.name}: disagrees about version of symbol "
+                                         "module_layout")
 
 
 def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
