@@ -32,6 +32,7 @@ from .errors import KernelError
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")   # what depmod and modprobe look for in a tree
 
 
 def _too_big(what: str, limit: int) -> KernelError:
@@ -117,3 +118,11 @@ def module_decompress(data: bytes, limit: int) -> bytes:
             return inflate(data, limit)
     raise KernelError(errno.EINVAL, "MODULE_INIT_COMPRESSED_FILE: the file is not gzip-, xz- "
                                     "or zstd-compressed")
+
+
+def decompress(data: bytes, limit: int = 1 << 30) -> bytes:
+    """A module file's image: decompressed when it is compressed, as it is otherwise.
+
+    What modprobe and depmod do with a file from a tree, whatever its name says.
+    """
+    return data if compression_of(data) is None else module_decompress(data, limit)

@@ -31,7 +31,7 @@ from kloaderd.elf.defs import (
     STB_WEAK, SYM_SIZE,
 )
 from kloaderd.errors import enoexec
-from kloaderd.lib.decompress import compression, decompress
+from kloaderd.decompress import compression_of, decompress
 
 _SHDR = struct.Struct("<IIQQQQIIQQ")
 _U32 = struct.Struct("<I")
@@ -92,7 +92,7 @@ def read_file(path: str) -> DepInfo:
     try:
         n = os.fstat(fd).st_size
         head = os.pread(fd, EHDR_SIZE, 0)
-        if compression(head) is not None:
+        if compression_of(head) is not None:
             return read(decompress(_read_all(fd, n)))
         return _read(lambda offset, size: head[offset:offset + size] if offset + size <= len(head)
                      else os.pread(fd, size, offset), n)

@@ -31,7 +31,7 @@ import trio
 
 from ..errors import KernelError
 from ..kmod.tree import Entry, ModuleTree, Step
-from ..lib.decompress import decompress
+from ..decompress import decompress
 from .printk import KERN_WARNING
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from kloaderd.errors import KernelError
 from kloaderd.kmod.hash import walk_order
 from kloaderd.kmod.index import Index
 from kloaderd.kmod.names import alias_normalize, modname
-from kloaderd.lib.decompress import EXTENSIONS
+from kloaderd.decompress import EXTENSIONS
 
 DEFAULT_CONFIG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
 FAKE_SYMBOLS = ("__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC.")
