@@ -5,7 +5,7 @@ fs/open.c): the llseek variants, nonseekable_open and the simple buffer copies.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import Any, Callable
 
 from ..kernel.api import export
 from ..mm.usercopy import _copy_from_user, _copy_to_user
@@ -59,37 +59,36 @@ def stream_open(ctx: Any, inode: int, filp: int) -> int:
     return 0
 
 
-@export("simple_read_from_buffer",
-        "ssize_t simple_read_from_buffer(void *to, size_t count, loff_t *ppos, const void *from, "
-        "size_t available)", nargs=5)
-def simple_read_from_buffer(ctx: Any, to: int, count: int, ppos: int, frm: int, available: int) -> int:
+def _simple_transfer(ctx: Any, ppos: int, available: int, count: int,
+                     copy: Callable[[int, int], int]) -> int:
+    """What libfs's two simple_*_buffer helpers share: a window of `available`
+    bytes, a position at *ppos, a copy that may stop short (`copy(pos, n)`
+    returns the bytes it could not move), -EFAULT only when nothing moved."""
     pos = ctx.mem.read_s64(ppos)
     if pos < 0:
         return -errno.EINVAL
     if pos >= available or not count:
         return 0
     count = min(count, available - pos)
-    left = _copy_to_user(ctx, to, frm + pos, count)
+    left = copy(pos, count)
     if left == count:
         return -errno.EFAULT
     count -= left
     ctx.mem.write_u64(ppos, pos + count)
     return count
+
+
+@export("simple_read_from_buffer",
+        "ssize_t simple_read_from_buffer(void *to, size_t count, loff_t *ppos, const void *from, "
+        "size_t available)", nargs=5)
+def simple_read_from_buffer(ctx: Any, to: int, count: int, ppos: int, frm: int, available: int) -> int:
+    return _simple_transfer(ctx, ppos, available, count,
+                            lambda pos, n: _copy_to_user(ctx, to, frm + pos, n))
 
 
 @export("simple_write_to_buffer",
         "ssize_t simple_write_to_buffer(void *to, size_t available, loff_t *ppos, const void *from, "
         "size_t count)", nargs=5)
 def simple_write_to_buffer(ctx: Any, to: int, available: int, ppos: int, frm: int, count: int) -> int:
-    pos = ctx.mem.read_s64(ppos)
-    if pos < 0:
-        return -errno.EINVAL
-    if pos >= available or not count:
-        return 0
-    count = min(count, available - pos)
-    left = _copy_from_user(ctx, to + pos, frm, count)
-    if left == count:
-        return -errno.EFAULT
-    count -= left
-    ctx.mem.write_u64(ppos, pos + count)
-    return count
+    return _simple_transfer(ctx, ppos, available, count,
+                            lambda pos, n: _copy_from_user(ctx, to + pos, frm, n))
