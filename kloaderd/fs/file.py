@@ -253,13 +253,19 @@ class FileTable:
     async def _call(self, fn: int, *args: int, via: str) -> int:
         return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm)
 
-    async def read(self, fd: int, size: int) -> bytes:
+    def _opened_for(self, fd: int, wanted: int, able: int, verb: str, doing: str, done: str) -> OpenFile:
+        """vfs_read's and vfs_write's first checks: EBADF when the file was not
+        opened for it, EINVAL when its driver has no method for it."""
         file = self.get(fd)
         mode = self.kernel.mem.read_u32(file.address + F_MODE)
-        if not mode & FMODE_READ:
-            raise KernelError(errno.EBADF, f"read: fd {fd} is not open for reading")
-        if not mode & FMODE_CAN_READ:
-            raise KernelError(errno.EINVAL, f"read: {file.node.path} cannot be read (its driver has no .read)")
+        if not mode & wanted:
+            raise KernelError(errno.EBADF, f"{verb}: fd {fd} is not open for {doing}")
+        if not mode & able:
+            raise KernelError(errno.EINVAL, f"{verb}: {file.node.path} cannot be {done} (its driver has no .{verb})")
+        return file
+
+    async def read(self, fd: int, size: int) -> bytes:
+        file = self._opened_for(fd, FMODE_READ, FMODE_CAN_READ, "read", "reading", "read")
         size = _io_size(self.kernel, size, "read")
         with user_space(self.kernel).buffer(size) as buf:
             got = check_return(await self._call(self._fop(file, FOP_READ, "vfs_read"), file.address, buf.address,
@@ -268,12 +274,7 @@ class FileTable:
             return bytes(buf.data[:min(got, size)])
 
     async def write(self, fd: int, data: bytes) -> int:
-        file = self.get(fd)
-        mode = self.kernel.mem.read_u32(file.address + F_MODE)
-        if not mode & FMODE_WRITE:
-            raise KernelError(errno.EBADF, f"write: fd {fd} is not open for writing")
-        if not mode & FMODE_CAN_WRITE:
-            raise KernelError(errno.EINVAL, f"write: {file.node.path} cannot be written (its driver has no .write)")
+        file = self._opened_for(fd, FMODE_WRITE, FMODE_CAN_WRITE, "write", "writing", "written")
         _io_size(self.kernel, len(data), "write")
         with user_space(self.kernel).buffer(data) as buf:
             return check_return(await self._call(self._fop(file, FOP_WRITE, "vfs_write"), file.address, buf.address,
