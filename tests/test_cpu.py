@@ -422,11 +422,13 @@ async def test_a_kernel_call_runs_once_even_when_a_slice_ends_inside_it():
 
 
 @pytest.mark.trio
-async def test_a_slice_ending_at_the_first_stubs_entry_still_makes_the_call(monkeypatch):
+@pytest.mark.parametrize("made", ["with the image", "provided later"])
+async def test_a_slice_ending_at_the_first_stubs_entry_still_makes_the_call(monkeypatch, made):
     """Issue 13, defect 1: a fresh task's %r11 is 0, and so was the "last
     completed call" token before any call had completed, so a slice that
     ended on the first stub's entry (before its hook ran) skipped the call.
-    A block hook on the stub stops emulation exactly there, every time."""
+    A block hook on the stub stops emulation exactly there, every time.
+    The same holds for a stub made after the image (`Kernel.provide`)."""
     from unicorn import UC_HOOK_BLOCK
     calls = []
 
@@ -434,8 +436,12 @@ async def test_a_slice_ending_at_the_first_stubs_entry_still_makes_the_call(monk
         calls.append(ctx.task.pid)
         return 42
 
-    _register(monkeypatch, "test_answer", answer, 0)
+    answer_fn = api.KernelFunction("test_answer", answer, 0, False, "long test_answer(void)")
+    if made == "with the image":
+        monkeypatch.setitem(api.FUNCTIONS, "test_answer", answer_fn)
     machine = Machine(Kernel())
+    if made == "provided later":
+        machine.provide(answer_fn)
     g = build(machine, "long test_answer(void);\n"
                        "long first(void) { return test_answer() + 1; }")
     stub = machine.kernel_symbols()["test_answer"]
@@ -455,3 +461,50 @@ async def test_a_slice_ending_at_the_first_stubs_entry_still_makes_the_call(monk
     machine.uc.hook_add(UC_HOOK_CODE, stop_once, begin=stub, end=stub)
     assert await machine.call(g["first"]) == 43
     assert stops == [stub] and len(calls) == 2
+
+
+@pytest.mark.trio
+async def test_one_code_hook_dispatches_every_stub_made_now_or_later(monkeypatch):
+    """Issue 13: a second UC_HOOK_CODE hook makes Unicorn lose kernel calls
+    when a slice ends, and not-emulated exports (every `--kernel` profile)
+    and provided functions each added one.  One hook, made with the kernel
+    image, must dispatch them all; the shared return path and plain machine
+    code stay outside it (they run on every call, uninstrumented)."""
+    from unicorn import Uc
+    from kloaderd.kernel.kernel import Kernel as RealKernel
+    code_hooks = []
+    add = Uc.hook_add
+
+    def counting(uc, htype, callback, user_data=None, begin=1, end=0, *rest):
+        if htype & UC_HOOK_CODE:
+            code_hooks.append((begin, end))
+        return add(uc, htype, callback, user_data, begin, end, *rest)
+
+    monkeypatch.setattr(Uc, "hook_add", counting)
+    kernel = RealKernel()
+    machine = kernel.machine
+    missing = machine.add_not_emulated(["kloader_test_not_emulated"])["kloader_test_not_emulated"]
+    calls = []
+    kernel.provide("kloader_test_provided", lambda ctx, x: calls.append(x) or x * 3, nargs=1)
+    (begin, end), = code_hooks
+    symbols = machine.kernel_symbols()
+    assert not begin <= machine.stub_return <= end
+    for plain in ("__fentry__", "__x86_return_thunk"):
+        assert not begin <= symbols[plain] <= end
+    for stub in (symbols["_printk"], symbols["__x86_indirect_thunk_rax"], missing,
+                 symbols["kloader_test_provided"]):
+        assert begin <= stub <= end < MODULES_VADDR
+    # And each kind dispatches through it.
+    g = build(machine, r"""
+        long kloader_test_provided(long x);
+        void kloader_test_not_emulated(void);
+        int _printk(const char *fmt, ...);
+        long provided(long x) { _printk("\001" "6" "provided %ld\n", x); return kloader_test_provided(x); }
+        long missing(void) { kloader_test_not_emulated(); return 0; }
+        """)
+    assert await machine.call(g["provided"], 14) == 42 and calls == [14]
+    assert [r.text for r in kernel.log.records()][-1] == "provided 14"
+    with pytest.raises(Oops, match="kloader_test_not_emulated"):
+        await machine.call(g["missing"])
+    assert len(code_hooks) == 1
+

@@ -9,7 +9,8 @@ instructions in the stub range are instrumented).  An implementation that
 has to sleep returns a coroutine: the emulation stops, the task's context is
 saved, the CPU is released while the coroutine runs, and on return the CPU
 performs the stub's `ret` for it.  Machine-code helpers (`ret`, `jmp *%reg`)
-are laid down as real code after the stubs.
+are laid down as real code before the stubs (`Machine._build_kernel_image`
+says why there is exactly one hook, and what its range holds).
 
 Guest code runs in slices of `SLICE_US`, ended by `preempt.TIMER` (one
 long-lived thread calling `emu_stop`, as the local APIC timer interrupts a
@@ -38,8 +39,8 @@ from unicorn import x86_const as X
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_TLB_VIRTUAL
 from unicorn.unicorn_py3.unicorn import uclib
 
-from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, PAGE_SIZE, PER_CPU_BASE,
-                      UTS_RELEASE)
+from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, MODULES_VADDR, PAGE_SIZE,
+                      PER_CPU_BASE, UTS_RELEASE)
 from . import api
 from ..errors import KernelError
 from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
@@ -313,38 +314,44 @@ class Machine:
     # --- the kernel image --------------------------------------------------------
 
     def _build_kernel_image(self) -> None:
-        """vmlinux: stubs and helpers in .text, objects in .rodata and .data."""
+        """vmlinux: machine code, stubs and helpers in .text, objects in
+        .rodata and .data; stubs made later (a profile's not-emulated
+        exports, provided functions) go above the image.
+
+        Exactly one `UC_HOOK_CODE` hook dispatches every kernel call: a
+        second one makes Unicorn lose kernel calls when a slice ends (issue
+        13, as defect 1's skipped first call).  So the layout is
+
+            [native][trap][return path][watched][stubs][rodata][data][later stubs, data]...
+
+        and the hook runs from the first watched instruction to the module
+        area: it covers every stub made now or later, and the retpoline
+        thunks whose entry the sanitizer watches, but not the shared return
+        path every call runs nor plain machine code (`__fentry__`, the
+        return thunk), which run uninstrumented.  Data in the range is never
+        executed, so it costs nothing."""
         text = bytearray()
-        hooked = sorted((f for f in api.FUNCTIONS.values()
-                         if getattr(f.impl, "machine_code", None) is None), key=lambda f: f.name)
-        native = sorted((f for f in api.FUNCTIONS.values()
-                         if getattr(f.impl, "machine_code", None) is not None), key=lambda f: f.name)
-        # Watched machine code (the retpoline thunks: every indirect call of a
-        # module) goes just before the stubs, so the one hook range covers
-        # both and not the shared return path every call runs: a second
-        # UC_HOOK_CODE hook makes Unicorn lose kernel calls when a slice ends.
+        functions = sorted(api.FUNCTIONS.values(), key=lambda f: f.name)
+        hooked = [f for f in functions if getattr(f.impl, "machine_code", None) is None]
+        native = [f for f in functions if getattr(f.impl, "machine_code", None) is not None]
+        watched = [f for f in native if getattr(f.impl, "watched", False)]
         for fn in native:
-            if getattr(fn.impl, "watched", False):
+            if fn not in watched:
                 self._place_native(fn, text)
-                self._watched.add(self._symbols[fn.name])
-        native = [fn for fn in native if not getattr(fn.impl, "watched", False)]
-        self.stub_return = KERNEL_TEXT_BASE + len(text) + len(hooked) * STUB_SIZE
-        for fn in hooked:
-            addr = KERNEL_TEXT_BASE + len(text)
-            self._stubs[addr] = fn
-            self._define(fn.name, addr, STUB_SIZE, "T")
-            jmp = b"\xe9" + struct.pack("<i", self.stub_return - (addr + 5))
-            text += jmp.ljust(STUB_SIZE, _INT3)
-        hooked_end = KERNEL_TEXT_BASE + len(text)
-        self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
-        text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
-        for fn in native:
-            self._place_native(fn, text)
         # Where every task returns when its function does (never executed:
         # emu_start stops on reaching it).  Linux's threads start from here too.
         self.trap = KERNEL_TEXT_BASE + len(text)
         self._kallsyms.append((self.trap, STUB_SIZE, "t", "ret_from_fork_asm"))
         text += _INT3 * STUB_SIZE
+        self.stub_return = KERNEL_TEXT_BASE + len(text)
+        self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
+        text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
+        hooked_start = KERNEL_TEXT_BASE + len(text)
+        for fn in watched:
+            self._place_native(fn, text)
+            self._watched.add(self._symbols[fn.name])
+        for fn in hooked:
+            self._add_stub(fn.name, fn, KERNEL_TEXT_BASE, text)
         addr = self._load_section(KERNEL_TEXT_BASE, bytes(text), "r-x")
         for writable, letter, perms in ((False, "R", "r--"), (True, "D", "rw-")):
             section = bytearray()
@@ -357,8 +364,20 @@ class Machine:
             addr = self._load_section(base, bytes(section), perms)
         self.image_end = addr
         self._kallsyms.sort()
-        if hooked:
-            self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=KERNEL_TEXT_BASE, end=hooked_end - 1)
+        self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=hooked_start, end=MODULES_VADDR - 1)
+
+    def _add_stub(self, name: str, fn: api.KernelFunction | None, base: int,
+                  text: bytearray) -> int:
+        """Append the stub of `name` to `text` (to be loaded at `base`): one
+        `jmp` to the return path, before which the hook runs `fn`.  `fn`
+        None: a not-emulated export, whose dispatch entry is made on its
+        first call.  Returns the stub's address."""
+        addr = base + len(text)
+        if fn is not None:
+            self._stubs[addr] = fn
+        self._define(name, addr, STUB_SIZE, "T")
+        text += (b"\xe9" + struct.pack("<i", self.stub_return - (addr + 5))).ljust(STUB_SIZE, _INT3)
+        return addr
 
     def _place_native(self, fn: api.KernelFunction, text: bytearray) -> None:
         """Lay machine code down at the end of `text`, padded to a stub's size."""
@@ -377,17 +396,13 @@ class Machine:
             return {}
         base = self.image_end
         names = sorted(names)
-        text = bytearray((b"\xe9" + bytes(4)).ljust(STUB_SIZE, _INT3) * len(names))
+        text = bytearray()
         addresses = {}
-        for i, name in enumerate(names):
-            addr = base + i * STUB_SIZE
-            struct.pack_into("<i", text, i * STUB_SIZE + 1, self.stub_return - (addr + 5))
-            self._define(name, addr, STUB_SIZE, "T")
-            addresses[name] = addr
+        for name in names:
+            addresses[name] = self._add_stub(name, None, base, text)
         self._not_emulated = (base, names)
         self.image_end = self._load_section(base, bytes(text), "--x")
         self._kallsyms.sort()
-        self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=base, end=base + len(text) - 1)
         return addresses
 
     def function(self, name: str) -> api.KernelFunction | None:
@@ -409,12 +424,10 @@ class Machine:
             self._stubs[address] = fn
             return address
         base = self.image_end
-        jmp = b"\xe9" + struct.pack("<i", self.stub_return - (base + 5))
-        self.image_end = self._load_section(base, jmp.ljust(STUB_SIZE, _INT3), "r-x")
-        self._stubs[base] = fn
-        self._define(fn.name, base, STUB_SIZE, "T")
+        text = bytearray()
+        self._add_stub(fn.name, fn, base, text)
+        self.image_end = self._load_section(base, bytes(text), "r-x")
         self._kallsyms.sort()
-        self.uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=base, end=base + STUB_SIZE - 1)
         return base
 
     def not_emulated_at(self, address: int) -> str | None:
@@ -452,6 +465,9 @@ class Machine:
         self._kallsyms.append((addr, size, letter, name))
 
     def _load_section(self, base: int, data: bytes, perms: str) -> int:
+        if base + len(data) > MODULES_VADDR:
+            # The kernel image's 512 MiB: far beyond any profile's exports.
+            raise KernelError(errno.ENOMEM, "kloader: the kernel image would reach the module area")
         if data:
             self.mem.map(base, len(data), perms)
             self.mem.write(base, data)
