@@ -46,6 +46,7 @@ OPS = (
     "hello", "init_module", "finit_module", "delete_module", "modprobe", "try_module_get", "module_put",
     "modules", "module", "param_get", "param_set", "kallsyms", "dmesg", "modinfo", "status",
     "cancel", "open", "read", "write", "ioctl", "lseek", "close", "mknod", "devices",
+    "read_file", "write_file", "listdir", "stat",
 )
 
 # How much a frame may exceed the kernel's image limit: the parameter string
@@ -63,6 +64,10 @@ MAX_MAP_LEN = 32                   # keys in one map
 MAX_ARRAY_LEN = 1024               # items in one array
 MAX_CONTAINERS = 64                # maps and arrays in one frame
 MAX_STR_LEN = FRAME_HEADROOM       # bytes in one str (a parameter string)
+
+# The most `read_file` returns: a kernel file larger than this (a huge
+# /proc/kallsyms) is read with open and read instead (EFBIG).
+READ_FILE_MAX = 64 << 20
 
 # Records in one `dmesg` reply: a full log is several pages, so no single
 # reply (and its packing) is larger than a few hundred KiB.

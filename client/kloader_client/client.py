@@ -136,10 +136,28 @@ class _Api:
     def status(self) -> Any:
         return self._call("status")
 
-    # -- device files: this connection is the process that holds them
+    # -- the kernel's files (/proc, /sys, /sys/kernel/debug, /dev):
+    # this connection is the process that holds them
+
+    def read_file(self, path: str) -> Any:
+        """The whole of a kernel file, as `cat` reads it (bytes)."""
+        return self._call("read_file", path=path)
+
+    def write_file(self, path: str, data: bytes | str) -> Any:
+        """Write `data` to a kernel file, as `echo -n DATA > PATH`; returns the bytes taken."""
+        return self._call("write_file", path=path, data=data.encode() if isinstance(data, str) else bytes(data))
+
+    def listdir(self, path: str) -> Any:
+        """The names in a kernel directory, in order."""
+        return self._call("listdir", path=path)
+
+    def stat(self, path: str, follow: bool = True) -> Any:
+        """{"name", "mode" (st_mode), "type" (file/dir/link/chr), "size", "uid", "gid",
+        "ino", "nlink", "rdev"} (and "target" for a link with follow=False)."""
+        return self._call("stat", path=path, follow=follow)
 
     def open(self, path: str, flags: int = os.O_RDWR) -> Any:
-        """Open a device node; returns a descriptor of this connection."""
+        """Open a kernel file or device node; returns a descriptor of this connection."""
         return self._call("open", path=path, flags=flags)
 
     def read(self, fd: int, size: int) -> Any:

@@ -25,7 +25,7 @@ from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.printk import KERN_ERR, KERN_WARNING
 from .file import (F_OP, signed32, FOP_OPEN, FOP_OWNER, MAJOR, MINOR, MINORMASK, MKDEV, DeviceNodes,
-                   OpenFile, check_return)
+                   Fops, OpenFile, check_return)
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -197,6 +197,17 @@ async def chrdev_open(kernel: "Kernel", file: OpenFile, comm: str) -> None:
     fops = mem.read_u64(mapping.cdev + CDEV_OPS)
     get_owner(kernel, file, mem.read_u64(fops + FOP_OWNER), "fops_get", errno.ENXIO)
     await call_open(kernel, file, fops, comm)
+
+
+class ChrdevOps(Fops):
+    """def_chr_fops: a device node's open is chrdev_open, which installs the
+    driver's file operations; the rest goes through `file->f_op`."""
+
+    async def open(self, file: OpenFile) -> None:
+        await chrdev_open(file.kernel, file, file.comm)
+
+
+CHRDEV_OPS = ChrdevOps()
 
 
 def _name(ctx: Any, addr: int) -> str:

@@ -1,20 +1,23 @@
 """Open files: `struct file`, `struct inode`, device nodes and the system
 calls a client makes on them (open, read, write, ioctl, lseek, close).
 
-What Linux's fs/open.c, fs/read_write.c, fs/ioctl.c and fs/file_table.c do
-for a character device, in their order: `open` finds the node, allocates a
-`struct file`, and runs the inode's default file operations (`chrdev_open`,
-fs/char_dev.py), which take the references on the driver's module(s) and
-call the driver's `.open`; `read`/`write`/`ioctl`/`lseek` call through
-`file->f_op`; the last close (`__fput`) calls `.release` and only then drops
-the references.  A client connection is the process: its descriptors are
+What Linux's fs/open.c, fs/read_write.c, fs/ioctl.c and fs/file_table.c do,
+in their order, for any file of the kernel's tree (kloaderd/fs/tree.py):
+`open` walks the path, checks the mode (may_open), allocates a `struct
+file`, and runs the node's `FileOps.open` — for a character device
+`chrdev_open` (fs/char_dev.py), which takes the references on the driver's
+module(s) and calls the driver's `.open`; `read`/`write`/`ioctl`/`lseek`
+call the node's `FileOps` (for a driver, through `file->f_op`: `Fops`),
+each under an active reference on the node so that a removal waits for
+them; the last close (`__fput`) calls `.release` and only then drops the
+references.  A client connection is the process: its descriptors are
 closed, `.release` run, when it disconnects or dies.
 
 Differences from Linux, on purpose:
-* device nodes are a flat table of paths (devtmpfs for misc devices plus
-  what `mknod` creates), not a directory tree; `mknod` needs no privilege
-  beyond the daemon's;
-* one `struct inode` per node, allocated when the node is made;
+* device nodes live only under /dev (what devtmpfs makes for misc devices
+  plus what `mknod` creates, parents made as needed); `mknod` needs no
+  privilege beyond the daemon's;
+* one `struct inode` per node, allocated when a file of it is first opened;
 * `read`/`write` pass `&file->f_pos` as the position pointer (Linux passes a
   copy and writes it back), so a driver sees the same value either way;
 * a system call moves at most `max_io` bytes and a client holds at most
@@ -25,13 +28,15 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from ..errors import KernelError
 from ..kernel.memory import GuestFault
 from ..kernel.module import OwnerKind, RefOwner
 from ..mm.usercopy import MAX_RW_COUNT, user_space
+from .tree import DEVTMPFS, Directory, FileOps, Node, file_tree
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -50,6 +55,7 @@ I_MODE = 0
 I_SB = 40
 I_INO = 64
 I_RDEV = 76
+I_SIZE = 80
 I_CDEV = 576
 I_PRIVATE = 584
 # struct file_operations (Linux 6.6)
@@ -73,6 +79,7 @@ S_IFCHR = 0o020000
 
 MINORBITS = 20
 MINORMASK = (1 << MINORBITS) - 1
+READ_CHUNK = 1 << 16          # what read_file asks for at a time, as cat's buffer
 FIRST_FD = 3                  # 0-2 are a process's standard streams
 _MASK64 = (1 << 64) - 1
 
@@ -108,79 +115,125 @@ def check_return(value: int, what: str) -> int:
     return value
 
 
-@dataclass(eq=False)
-class DeviceNode:
-    """A character device node: what devtmpfs or mknod made at `path`."""
-    path: str
-    dev: int
-    inode: int                     # its struct inode in kernel memory
-    made_by: str                   # "misc" (removed by misc_deregister) or "mknod"
-    opens: int = 0
-    removed: bool = False
+class DeviceNode(Node):
+    """A character device node: what devtmpfs or mknod made in /dev."""
+
+    kind = S_IFCHR
+
+    def __init__(self, name: str, dev: int, made_by: str) -> None:
+        from .char_dev import CHRDEV_OPS
+        super().__init__(name, CHRDEV_OPS, mode=0o600, removal=DEVTMPFS, rdev=dev)
+        self.made_by = made_by         # "misc" (removed by misc_deregister) or "mknod"
 
 
-@dataclass(eq=False)
 class OpenFile:
     """One `struct file` and the references it holds until its last close."""
-    node: DeviceNode
-    address: int                   # the struct file in kernel memory
-    owner: RefOwner                # who the module references of this file belong to
-    pinned: list[Any] = field(default_factory=list)   # modules it holds a reference on
+
+    def __init__(self, node: Node, address: int, owner: RefOwner, table: "FileTable") -> None:
+        self.node = node
+        self.address = address         # the struct file in kernel memory
+        self.owner = owner             # who the module references of this file belong to
+        self.table = table
+        self.pinned: list[Any] = []    # modules it holds a reference on
+        self.state: Any = None         # the node's FileOps keep theirs here
+        self.released = False          # .release has run (at a draining removal)
+
+    @property
+    def kernel(self) -> "Kernel":
+        return self.table.kernel
+
+    @property
+    def comm(self) -> str:
+        return self.table.comm
+
+    @property
+    def path(self) -> str:
+        return self.node.path
+
+    @property
+    def pos(self) -> int:
+        return self.kernel.mem.read_s64(self.address + F_POS)
+
+    @pos.setter
+    def pos(self, value: int) -> None:
+        self.kernel.mem.write_u64(self.address + F_POS, value & _MASK64)
+
+    async def call(self, fn: int, *args: int, via: str) -> int:
+        """Module code through a function pointer, on behalf of this file."""
+        return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm)
+
+    def fop(self, offset: int, where: str) -> int:
+        """file->f_op->X.  The operations live in the driver's module: if it
+        was freed under the open file, this read is the oops."""
+        mem = self.kernel.mem
+        fops = mem.read_u64(self.address + F_OP)
+        if not fops:
+            return 0
+        try:
+            return mem.read_u64(fops + offset)
+        except GuestFault as fault:
+            raise self.kernel.sanitizer.kernel_fault(fault, where, self.comm) from None
+
+    async def release_at_removal(self) -> None:
+        """The node was removed under this open file: its .release runs now
+        (proc_entry_rundown's close_pdeo, kernfs_drain_open_files)."""
+        if not self.released:
+            self.released = True
+            try:
+                await self.node.ops.release(self)
+            except KernelError:
+                pass
 
 
 class DeviceNodes:
-    """/dev: path → device number, with a struct inode per node."""
+    """/dev: the character device nodes of the tree (file_tree(kernel).root/dev)."""
 
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
+        self.tree = file_tree(kernel)
         self.nodes: dict[str, DeviceNode] = {}
-        self._ino = 1000
 
     def mknod(self, path: str, dev: int, made_by: str = "mknod") -> DeviceNode:
+        """A node at `path` under /dev; missing directories are made (as devtmpfs)."""
         if not path.startswith("/") or "\0" in path or len(path) > 4095:
             raise KernelError(errno.EINVAL, f"mknod: {path!r} is not an absolute path")
-        if path in self.nodes:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or parts[0] != "dev" or any(p in (".", "..") for p in parts):
+            raise KernelError(errno.EPERM, f"mknod: {path}: Operation not permitted "
+                                           "(device nodes are made under /dev only)")
+        parent = self.tree.lookup("/dev")
+        for part in parts[1:-1]:
+            child = parent.child(part)  # type: ignore[attr-defined]
+            parent = child if child is not None else self.tree.mkdir(parent, part, mode=0o755)
+            if not isinstance(parent, Directory):
+                raise KernelError(errno.ENOTDIR, f"mknod: {path}: Not a directory")
+        path = "/" + "/".join(parts)
+        if parent.child(parts[-1]) is not None:
             raise KernelError(errno.EEXIST, f"mknod: {path}: File exists")
-        kernel = self.kernel
-        inode = kernel.slab.alloc(INODE_SIZE, None, zero=True)
-        if not inode:
-            raise KernelError(errno.ENOMEM, f"mknod: {path}: Cannot allocate memory")
-        self._ino += 1
-        kernel.mem.write_u16(inode + I_MODE, S_IFCHR | 0o600)
-        kernel.mem.write_u64(inode + I_INO, self._ino)
-        kernel.mem.write_u32(inode + I_RDEV, dev)
-        node = DeviceNode(path, dev, inode, made_by)
+        node = DeviceNode(parts[-1], dev, made_by)
+        self.tree.attach(parent, node)
         self.nodes[path] = node
         return node
 
     def remove(self, path: str) -> None:
         node = self.nodes.pop(path, None)
         if node is not None:
-            node.removed = True
-            self._free_if_unused(node)
-
-    def _free_if_unused(self, node: DeviceNode) -> None:
-        if node.removed and not node.opens:
-            self.kernel.slab.free(node.inode, None)
-
-    def lookup(self, path: str) -> DeviceNode:
-        node = self.nodes.get(path)
-        if node is None:
-            raise KernelError(errno.ENOENT, f"open: {path}: No such file or directory")
-        return node
+            self.tree.remove_now(node)
 
     def list(self) -> list[dict[str, Any]]:
-        return [{"path": n.path, "major": MAJOR(n.dev), "minor": MINOR(n.dev), "made_by": n.made_by}
-                for n in sorted(self.nodes.values(), key=lambda n: n.path)]
+        return [{"path": path, "major": MAJOR(n.dev), "minor": MINOR(n.dev), "made_by": n.made_by}
+                for path, n in sorted(self.nodes.items())]
 
 
 class FileTable:
-    """A client's descriptors: what a process's files_struct is."""
+    """A client's descriptors: what a process's files_struct is.  A
+    privileged client is the files' owner (uid 0), others are "other"."""
 
-    def __init__(self, kernel: "Kernel", label: str, comm: str) -> None:
+    def __init__(self, kernel: "Kernel", label: str, comm: str, privileged: bool = True) -> None:
         self.kernel = kernel
         self.label = label
         self.comm = comm
+        self.privileged = privileged
         self.files: dict[int, OpenFile] = {}
 
     def get(self, fd: int) -> OpenFile:
@@ -202,128 +255,165 @@ class FileTable:
     # -- the system calls ----------------------------------------------------------
 
     async def open(self, path: str, flags: int) -> int:
-        kernel = self.kernel
-        node = kernel.subsystem(DeviceNodes).lookup(path)
         fd = self._free_fd()
-        address = kernel.slab.alloc(FILE_SIZE, None, zero=True)
-        if not address:
-            raise KernelError(errno.ENOMEM, f"open: {path}: Cannot allocate memory")
+        file = await self.open_file(path, flags)
+        self.files[fd] = file
+        return fd
+
+    async def open_file(self, path: str, flags: int) -> OpenFile:
+        """do_filp_open: a `struct file` for `path`, not yet in the table
+        (`read_file`/`write_file` use one for a single call)."""
+        kernel = self.kernel
+        tree = file_tree(kernel)
+        node = tree.lookup(path)
         accmode = flags & os.O_ACCMODE
         mode = {os.O_RDONLY: FMODE_READ, os.O_WRONLY: FMODE_WRITE,
                 os.O_RDWR: FMODE_READ | FMODE_WRITE}.get(accmode, 0)
+        tree.may_open(node, bool(mode & FMODE_READ), bool(mode & FMODE_WRITE), self.privileged, path)
+        inode = tree.ensure_inode(node)
+        address = kernel.slab.alloc(FILE_SIZE, None, zero=True)
+        if not address:
+            raise KernelError(errno.ENOMEM, f"open: {path}: Cannot allocate memory")
         mem = kernel.mem
         # "normally all 3 are set; ->open() can clear them if needed"
         mem.write_u32(address + F_MODE, mode | FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE)
         mem.write_u32(address + F_FLAGS, (flags | O_LARGEFILE) & 0xFFFFFFFF)
-        mem.write_u64(address + F_INODE, node.inode)
-        owner = RefOwner(OwnerKind.FILE, f"open file {path} ({self.label})")
-        file = OpenFile(node, address, owner)
-        node.opens += 1
-        self.files[fd] = file           # reserved before the driver runs: no fd is handed out twice
-        from .char_dev import chrdev_open
+        mem.write_u64(address + F_INODE, inode)
+        owner = RefOwner(OwnerKind.FILE, f"open file {node.path} ({self.label})")
+        file = OpenFile(node, address, owner, self)
+        node.files.add(file)          # before the driver runs: a removal meanwhile sees it
         try:
-            try:
-                await chrdev_open(kernel, file, self.comm)
-            except GuestFault as fault:        # a registration pointing into freed memory
-                raise kernel.sanitizer.kernel_fault(fault, "chrdev_open", self.comm) from None
+            await self._op(file, "open", node.ops.open(file))
         except BaseException:
-            del self.files[fd]
+            file.released = True
             self._drop(file)
             raise
         # do_dentry_open: what the final file operations can do
         mode = mem.read_u32(address + F_MODE)
-        if mode & FMODE_READ and self._fop(file, FOP_READ, "do_dentry_open"):
+        if mode & FMODE_READ and node.ops.can_read(file):
             mode |= FMODE_CAN_READ
-        if mode & FMODE_WRITE and self._fop(file, FOP_WRITE, "do_dentry_open"):
+        if mode & FMODE_WRITE and node.ops.can_write(file):
             mode |= FMODE_CAN_WRITE
         mem.write_u32(address + F_MODE, mode)
-        return fd
+        return file
 
-    def _fop(self, file: OpenFile, offset: int, where: str) -> int:
-        """file->f_op->X.  The operations live in the driver's module: if it
-        was freed under the open file, this read is the oops."""
-        fops = self.kernel.mem.read_u64(file.address + F_OP)
-        if not fops:
-            return 0
+    async def _op(self, file: OpenFile, verb: str, call: Any) -> Any:
+        """Run one file operation under an active reference on its node (so a
+        removal waits for it), a fault in the kernel's own reads made an oops."""
+        node = file.node
         try:
-            return self.kernel.mem.read_u64(fops + offset)
-        except GuestFault as fault:
-            raise self.kernel.sanitizer.kernel_fault(fault, where, self.comm) from None
-
-    async def _call(self, fn: int, *args: int, via: str) -> int:
-        return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm)
+            if file.released and node.removal.drains:
+                raise KernelError(node.removal.gone, f"{verb} {file.path}: removed "
+                                                     f"({os.strerror(node.removal.gone)})")
+            node.get_active()
+        except BaseException:
+            call.close()
+            raise
+        try:
+            return await call
+        except GuestFault as fault:        # a registration pointing into freed memory
+            raise self.kernel.sanitizer.kernel_fault(fault, verb, self.comm) from None
+        finally:
+            node.put_active()
 
     def _opened_for(self, fd: int, wanted: int, able: int, verb: str, doing: str, done: str) -> OpenFile:
         """vfs_read's and vfs_write's first checks: EBADF when the file was not
         opened for it, EINVAL when its driver has no method for it."""
         file = self.get(fd)
+        return self._check_mode(file, fd, wanted, able, verb, doing, done)
+
+    def _check_mode(self, file: OpenFile, fd: int | str, wanted: int, able: int, verb: str, doing: str,
+                    done: str) -> OpenFile:
         mode = self.kernel.mem.read_u32(file.address + F_MODE)
         if not mode & wanted:
             raise KernelError(errno.EBADF, f"{verb}: fd {fd} is not open for {doing}")
+        if isinstance(file.node, Directory):
+            raise KernelError(errno.EISDIR, f"{verb} {file.path}: Is a directory")
         if not mode & able:
-            raise KernelError(errno.EINVAL, f"{verb}: {file.node.path} cannot be {done} (its driver has no .{verb})")
+            raise KernelError(errno.EINVAL, f"{verb}: {file.path} cannot be {done} (its driver has no .{verb})")
         return file
 
     async def read(self, fd: int, size: int) -> bytes:
         file = self._opened_for(fd, FMODE_READ, FMODE_CAN_READ, "read", "reading", "read")
+        return await self.read_from(file, size)
+
+    async def read_from(self, file: OpenFile, size: int) -> bytes:
         size = _io_size(self.kernel, size, "read")
-        with user_space(self.kernel).buffer(size) as buf:
-            got = check_return(await self._call(self._fop(file, FOP_READ, "vfs_read"), file.address, buf.address,
-                                                size, file.address + F_POS, via="vfs_read"),
-                               f"read {file.node.path}")
-            return bytes(buf.data[:min(got, size)])
+        return await self._op(file, "read", file.node.ops.read(file, size))
 
     async def write(self, fd: int, data: bytes) -> int:
         file = self._opened_for(fd, FMODE_WRITE, FMODE_CAN_WRITE, "write", "writing", "written")
+        return await self.write_to(file, data)
+
+    async def write_to(self, file: OpenFile, data: bytes) -> int:
         _io_size(self.kernel, len(data), "write")
-        with user_space(self.kernel).buffer(data) as buf:
-            return check_return(await self._call(self._fop(file, FOP_WRITE, "vfs_write"), file.address, buf.address,
-                                                 len(data), file.address + F_POS, via="vfs_write"),
-                                f"write {file.node.path}")
+        return await self._op(file, "write", file.node.ops.write(file, data))
 
     async def ioctl(self, fd: int, request: int, arg: int | bytes) -> tuple[int, bytes | None]:
         """`arg` is passed as is, or (bytes) as a pointer to a user buffer holding
         them, whose contents after the call are returned."""
         file = self.get(fd)
-        fn = self._fop(file, FOP_UNLOCKED_IOCTL, "do_vfs_ioctl")
-        if not fn:
-            raise KernelError(errno.ENOTTY, f"ioctl {file.node.path}: Inappropriate ioctl for device")
-        request &= 0xFFFFFFFF
         if isinstance(arg, bytes):
             _io_size(self.kernel, len(arg), "ioctl")
-            with user_space(self.kernel).buffer(arg) as buf:
-                ret = await self._call(fn, file.address, request, buf.address, via="do_vfs_ioctl")
-                return check_return(ret, f"ioctl {file.node.path}"), bytes(buf.data)
-        ret = await self._call(fn, file.address, request, arg & _MASK64, via="do_vfs_ioctl")
-        return check_return(ret, f"ioctl {file.node.path}"), None
+        return await self._op(file, "ioctl", file.node.ops.ioctl(file, request & 0xFFFFFFFF, arg))
 
     async def lseek(self, fd: int, offset: int, whence: int) -> int:
         file = self.get(fd)
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
             raise KernelError(errno.EINVAL, f"lseek: whence {whence} is not SEEK_SET, SEEK_CUR or SEEK_END")
-        llseek = self._fop(file, FOP_LLSEEK, "vfs_llseek")
-        if not llseek or not self.kernel.mem.read_u32(file.address + F_MODE) & FMODE_LSEEK:
-            raise KernelError(errno.ESPIPE, f"lseek {file.node.path}: Illegal seek")
-        ret = await self._call(llseek, file.address, offset & _MASK64, whence, via="vfs_llseek")
-        return check_return(ret, f"lseek {file.node.path}")
+        return await self._op(file, "lseek", file.node.ops.llseek(file, offset, whence))
+
+    async def read_file(self, path: str, limit: int) -> bytes:
+        """open, read to the end, close: the whole file as `cat` sees it, at
+        most `limit` bytes (EFBIG beyond)."""
+        file = await self.open_file(path, os.O_RDONLY)
+        try:
+            self._check_mode(file, path, FMODE_READ, FMODE_CAN_READ, "read", "reading", "read")
+            chunks, total = [], 0
+            while chunk := await self.read_from(file, min(READ_CHUNK, self.kernel.options.max_io)):
+                total += len(chunk)
+                if total > limit:
+                    raise KernelError(errno.EFBIG, f"read_file {path}: more than {limit} bytes "
+                                                   "(read it with open and read instead)")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.fput(file)
+
+    async def write_file(self, path: str, data: bytes) -> int:
+        """open for writing, write until all is taken (as a shell's `echo >`
+        does), close: the bytes written."""
+        file = await self.open_file(path, os.O_WRONLY)
+        try:
+            self._check_mode(file, path, FMODE_WRITE, FMODE_CAN_WRITE, "write", "writing", "written")
+            done = 0
+            while True:
+                n = await self.write_to(file, data[done:])
+                done += n
+                if done >= len(data) or n <= 0:
+                    return done
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.fput(file)
 
     async def close(self, fd: int) -> None:
         file = self.get(fd)
         del self.files[fd]
-        await self._fput(file)
+        await self.fput(file)
 
     async def close_all(self) -> None:
         """The process exits: every descriptor is closed, newest last."""
         while self.files:
             fd = min(self.files)
-            await self._fput(self.files.pop(fd))
+            await self.fput(self.files.pop(fd))
 
-    async def _fput(self, file: OpenFile) -> None:
+    async def fput(self, file: OpenFile) -> None:
         """__fput: .release, then the references go (cdev_put, fops_put)."""
         try:
-            release = self._fop(file, FOP_RELEASE, "__fput")
-            if release:
-                await self._call(release, file.node.inode, file.address, via="__fput")
+            if not file.released:
+                file.released = True
+                await self._op(file, "close", file.node.ops.release(file))
         except KernelError:
             pass                       # an oopsing .release was logged; the file goes anyway
         finally:
@@ -336,8 +426,65 @@ class FileTable:
                 kernel.notify()         # a removal waiting with --wait reads the count again
         file.pinned.clear()
         kernel.slab.free(file.address, None)
-        file.node.opens -= 1
-        kernel.subsystem(DeviceNodes)._free_if_unused(file.node)
+        file_tree(kernel).closed(file.node, file)
+
+
+class Fops(FileOps):
+    """A module's `struct file_operations`, called through `file->f_op` as the
+    VFS calls it (debugfs and char devices): `fops` is installed at open,
+    after a reference on `fops->owner` (fops_get)."""
+
+    def __init__(self, fops: int = 0) -> None:
+        self.fops = fops
+
+    async def open(self, file: OpenFile) -> None:
+        from .char_dev import call_open, get_owner
+        kernel = file.kernel
+        get_owner(kernel, file, kernel.mem.read_u64(self.fops + FOP_OWNER), "fops_get", errno.ENODEV)
+        await call_open(kernel, file, self.fops, file.comm)
+
+    def can_read(self, file: OpenFile) -> bool:
+        return bool(file.fop(FOP_READ, "do_dentry_open"))
+
+    def can_write(self, file: OpenFile) -> bool:
+        return bool(file.fop(FOP_WRITE, "do_dentry_open"))
+
+    async def read(self, file: OpenFile, size: int) -> bytes:
+        kernel = file.kernel
+        with user_space(kernel).buffer(size) as buf:
+            got = check_return(await file.call(file.fop(FOP_READ, "vfs_read"), file.address, buf.address,
+                                               size, file.address + F_POS, via="vfs_read"),
+                               f"read {file.path}")
+            return bytes(buf.data[:min(got, size)])
+
+    async def write(self, file: OpenFile, data: bytes) -> int:
+        with user_space(file.kernel).buffer(data) as buf:
+            return check_return(await file.call(file.fop(FOP_WRITE, "vfs_write"), file.address, buf.address,
+                                                len(data), file.address + F_POS, via="vfs_write"),
+                                f"write {file.path}")
+
+    async def ioctl(self, file: OpenFile, request: int, arg: int | bytes) -> tuple[int, bytes | None]:
+        fn = file.fop(FOP_UNLOCKED_IOCTL, "do_vfs_ioctl")
+        if not fn:
+            raise KernelError(errno.ENOTTY, f"ioctl {file.path}: Inappropriate ioctl for device")
+        if isinstance(arg, bytes):
+            with user_space(file.kernel).buffer(arg) as buf:
+                ret = await file.call(fn, file.address, request, buf.address, via="do_vfs_ioctl")
+                return check_return(ret, f"ioctl {file.path}"), bytes(buf.data)
+        ret = await file.call(fn, file.address, request, arg & _MASK64, via="do_vfs_ioctl")
+        return check_return(ret, f"ioctl {file.path}"), None
+
+    async def llseek(self, file: OpenFile, offset: int, whence: int) -> int:
+        llseek = file.fop(FOP_LLSEEK, "vfs_llseek")
+        if not llseek or not file.kernel.mem.read_u32(file.address + F_MODE) & FMODE_LSEEK:
+            raise KernelError(errno.ESPIPE, f"lseek {file.path}: Illegal seek")
+        ret = await file.call(llseek, file.address, offset & _MASK64, whence, via="vfs_llseek")
+        return check_return(ret, f"lseek {file.path}")
+
+    async def release(self, file: OpenFile) -> None:
+        release = file.fop(FOP_RELEASE, "__fput")
+        if release:
+            await file.call(release, file.node.inode, file.address, via="__fput")
 
 
 def _io_size(kernel: "Kernel", size: int, what: str) -> int:

@@ -297,6 +297,24 @@ async def op_close(session: Session, rid: Any, fd: int) -> None:
     await session.files().close(fd)
 
 
+async def op_read_file(session: Session, rid: Any, path: str) -> bytes:
+    return await session.files().read_file(path, uapi.READ_FILE_MAX)
+
+
+async def op_write_file(session: Session, rid: Any, path: str, data: bytes) -> int:
+    return await session.files().write_file(path, data)
+
+
+def op_listdir(session: Session, rid: Any, path: str) -> list[str]:
+    from kloaderd.fs.tree import file_tree
+    return file_tree(session.kernel).listdir(path)
+
+
+def op_stat(session: Session, rid: Any, path: str, follow: bool) -> dict[str, Any]:
+    from kloaderd.fs.tree import file_tree
+    return file_tree(session.kernel).stat(path, follow=follow)
+
+
 def op_mknod(session: Session, rid: Any, path: str, major: int, minor: int) -> None:
     from kloaderd.fs.file import MINORMASK, MKDEV, DeviceNodes
     if not 0 <= major < 4096 or not 0 <= minor <= MINORMASK:
@@ -340,7 +358,7 @@ OPS: dict[str, Op] = {
     "modinfo": _op(op_modinfo, image=Arg(bytes)),
     "status": _op(op_status),
     "cancel": _op(op_cancel, target=Arg((int, str))),
-    "open": _op(op_open, True, path=Arg(str), flags=Arg(int, os.O_RDWR)),
+    "open": _op(op_open, path=Arg(str), flags=Arg(int, os.O_RDWR)),
     "read": _op(op_read, fd=Arg(int), size=Arg(int)),
     "write": _op(op_write, fd=Arg(int), data=Arg(bytes)),
     "ioctl": _op(op_ioctl, fd=Arg(int), request=Arg(int), arg=Arg((int, bytes), 0)),
@@ -348,6 +366,10 @@ OPS: dict[str, Op] = {
     "close": _op(op_close, fd=Arg(int)),
     "mknod": _op(op_mknod, True, path=Arg(str), major=Arg(int), minor=Arg(int)),
     "devices": _op(op_devices),
+    "read_file": _op(op_read_file, path=Arg(str)),
+    "write_file": _op(op_write_file, path=Arg(str), data=Arg(bytes)),
+    "listdir": _op(op_listdir, path=Arg(str)),
+    "stat": _op(op_stat, path=Arg(str), follow=Arg(bool, True)),
 }
 
 # `dmesg` with `follow` streams: the one op whose mode picks sync or async.

@@ -86,7 +86,7 @@ class Session:
         """The session's open files (its descriptor table), made on first use."""
         if self._files is None:
             from kloaderd.fs.file import FileTable
-            self._files = FileTable(self.kernel, self.label, self.client)
+            self._files = FileTable(self.kernel, self.label, self.client, self.privileged)
         return self._files
 
     def take_fd(self) -> int:

@@ -122,6 +122,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.drivers.base.driver", "kloaderd.drivers.base.core",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
+              "kloaderd.kernel.module_procfs", "kloaderd.kernel.module_sysfs",
               "kloaderd.drivers.char.misc", "kloaderd.time",
               "kloaderd.workqueue", "kloaderd.kthread", "kloaderd.irq")
 # Subsystems whose state must exist before any module runs (system_wq is a
