@@ -320,6 +320,20 @@ async def test_a_page_fault_leaves_no_trace_in_the_next_task(machine):
 
 
 @pytest.mark.trio
+async def test_an_oops_in_code_that_is_then_freed_leaves_no_fault_for_the_next_task(machine):
+    # Finding the exact faulting address replays one instruction; Unicorn
+    # used to look that code page up again at the next start, after the
+    # oopsing module was freed, and the next module's init "faulted" there.
+    # The load is mid-block: the replay translates a block of its own.
+    dead = build(machine, "long peek(long *p) { long a = (long)p * 3 + 1; return *p + a; }",
+                 base=MODULES_VADDR + 0x300000)
+    assert (await _oops(machine, dead["peek"], 0)).kind == "null-deref"
+    unmap(machine, dead)
+    g = build(machine, "long one(void) { return 1; }\nlong two(void) { return one() + 1; }")
+    assert await machine.call(g["two"]) == 2
+
+
+@pytest.mark.trio
 async def test_stack_overflow_hits_the_guard_page(machine):
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["recurse"], 0)

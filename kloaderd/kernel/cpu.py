@@ -730,6 +730,12 @@ class Machine:
         finally:
             self.mem.probe(None)
             uc.hook_del(hook)
+            # Unicorn drops the count=1 hook at the next emu_start, and in
+            # doing so looks up the code page it instrumented: the module's,
+            # which is gone by then when the oops unloads it, and that stale
+            # fetch fault would be reported against the next task.  Drop it
+            # now, while the page is mapped (begin == until runs nothing).
+            uc.emu_start(self.trap, self.trap)
             uc.ctl_flush_tb()
             uc.context_restore(saved)
         if seen:
