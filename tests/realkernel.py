@@ -27,3 +27,44 @@ def read_module(path: Path) -> bytes:
 def find_module(modules: Path, name: str) -> bytes:
     """The module file NAME.ko* under `modules`, decompressed."""
     return read_module(next(modules.rglob(f"{name}.ko*")))
+
+
+def load_then_remove(build: Path, images: list[bytes]):
+    """Under `build`'s profile: load each image in order (an init that fails
+    is recorded: {index: errno}), remove the loaded in reverse, shut down.
+    Returns (kernel, errors)."""
+    import trio
+
+    from kloaderd.errors import KernelError
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    errors: dict[int, int] = {}
+
+    async def main() -> None:
+        names = []
+        for i, image in enumerate(images):
+            try:
+                names.append(await kernel.init_module(image))
+            except KernelError as exc:
+                errors[i] = exc.errno
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        await kernel.shutdown()
+    trio.run(main)
+    return kernel, errors
+
+
+def run_kbuilt(tmp_path: Path, name: str, source: str):
+    """Build `source` as NAME.ko with the Debian 6.1 tree's kbuild, load it
+    and remove it; (kernel, the module's own log lines but the taint notice)."""
+    from test_kbuild import kmodbuild
+    _, build = corpus("6.1")
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    ko = tmp_path / f"{name}.ko"
+    done = kmodbuild("--kernel", str(build), str(src), "-o", str(ko))
+    assert done.returncode == 0, done.stderr
+    kernel, errors = load_then_remove(build, [ko.read_bytes()])
+    assert not errors, errors
+    return kernel, [r.text for r in kernel.log.records()
+                    if r.text.startswith(f"{name}: ") and "taints" not in r.text]

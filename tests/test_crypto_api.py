@@ -5,16 +5,10 @@ wait on."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-import trio
 
 from kloaderd.crypto.crc32c_generic import crc32c_le
 from kloaderd.embed import Problems
-from kloaderd.kernel.kernel import Kernel, KernelOptions
-from realkernel import corpus, find_module
-from test_kbuild import kmodbuild
+from realkernel import corpus, find_module, load_then_remove, run_kbuilt
 
 SHASH_USER = r"""
 #include <linux/module.h>
@@ -69,29 +63,10 @@ def test_crc32c_is_castagnoli():
     assert crc32c_le(0x12345678, b"") == 0x12345678
 
 
-def _run(build: Path, images: list[bytes]) -> Kernel:
-    kernel = Kernel(KernelOptions(kernel=str(build)))
-
-    async def main() -> None:
-        names = [await kernel.init_module(image) for image in images]
-        for name in reversed(names):
-            await kernel.delete_module(name)
-        await kernel.shutdown()
-    trio.run(main)
-    return kernel
-
-
 def test_a_module_hashes_with_the_built_in_crc32c(tmp_path):
-    _, build = corpus("6.1")
-    src = tmp_path / "shash_user.c"
-    src.write_text(SHASH_USER)
-    ko = tmp_path / "shash_user.ko"
-    done = kmodbuild("--kernel", str(build), str(src), "-o", str(ko))
-    assert done.returncode == 0, done.stderr
-    kernel = _run(build, [ko.read_bytes()])
-    log = [r.text for r in kernel.log.records()]
+    kernel, lines = run_kbuilt(tmp_path, "shash_user", SHASH_USER)
     seeded = (~crc32c_le(0, b"123456789") & 0xFFFFFFFF).to_bytes(4, "little").hex()
-    assert [line for line in log if line.startswith("shash_user: ") and "taints" not in line] == [
+    assert lines == [
         "shash_user: unknown -2",                       # no such algorithm, no module for it
         "shash_user: crc32c crc32c-generic digestsize 4 descsize 4",
         "shash_user: digest 0 839206e3",                # 0xe3069283, little-endian
@@ -105,7 +80,8 @@ def test_a_module_hashes_with_the_built_in_crc32c(tmp_path):
 
 def test_libcrc32c_finds_crc32c_and_lets_it_go():
     modules, build = corpus("6.1")
-    kernel = _run(build, [find_module(modules, "libcrc32c")])
+    kernel, errors = load_then_remove(build, [find_module(modules, "libcrc32c")])
+    assert not errors
     problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
     assert not problems, problems
     assert not [e for e in kernel.registrations.all() if e.owner is not None]

@@ -33,6 +33,11 @@ class DataExport:
     size: Callable[["KernelProfile"], int]
     value: Callable[["KernelProfile", int], bytes] | None = None   # (profile, per_cpu_base); None: zeroed
     writable: bool = True
+    # The Linux (major, minor) whose layout `value` writes (a struct); None: any release.
+    layouts: tuple[int, int] | None = None
+
+    def holds_for(self, profile: "KernelProfile") -> bool:
+        return self.layouts is None or self.layouts == profile.version
 
 
 def _fixed(size: int) -> Callable[["KernelProfile"], int]:
@@ -71,6 +76,11 @@ def kmalloc_types(profile: "KernelProfile") -> int:
     return types
 
 
+def _boot_cpu_data(_profile: "KernelProfile", _base: int) -> bytes:
+    from ..arch.x86.cpuinfo import boot_cpu_data
+    return boot_cpu_data()
+
+
 def _per_cpu_offset(profile: "KernelProfile", base: int) -> bytes:
     return base.to_bytes(8, "little")                     # [0]; the other CPUs do not exist
 
@@ -90,4 +100,13 @@ DATA_EXPORTS: dict[str, DataExport] = {
     "__cpu_possible_mask": DataExport(_cpumask_size, _cpu0_mask),
     "__cpu_present_mask": DataExport(_cpumask_size, _cpu0_mask),
     "__cpu_active_mask": DataExport(_cpumask_size, _cpu0_mask),
+    # The machine: the CPU Unicorn emulates (arch/x86/cpuinfo.py), on no
+    # hypervisor (X86_HYPER_NATIVE; CPUID 0x40000000 names none) and not a
+    # Xen guest (XEN_NATIVE), without ACPI tables (acpi_disabled).
+    "boot_cpu_data": DataExport(_fixed(288), _boot_cpu_data, layouts=(6, 1)),
+    "x86_hyper_type": DataExport(_fixed(4), _u32(0)),
+    "xen_domain_type": DataExport(_fixed(4), _u32(0)),
+    "acpi_disabled": DataExport(_fixed(4), _u32(1)),
+    # atomic_long_t: what the machine has to give (the heap limit), set at boot (mm/page_alloc.py).
+    "_totalram_pages": DataExport(_fixed(8)),
 }

@@ -194,7 +194,7 @@ class Kernel:
             offset = self.percpu.export(name)
             if offset is not None:
                 addresses[name] = offset          # per-CPU: an offset from the GS base
-            elif name in DATA_EXPORTS:
+            elif name in DATA_EXPORTS and DATA_EXPORTS[name].holds_for(self.profile):
                 spec = DATA_EXPORTS[name]
                 init = spec.value(self.profile, self.machine.per_cpu_base) if spec.value else b""
                 data.append((name, spec.size(self.profile), init))

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel.api import export
+from ..kernel.api import at_boot, export
 from ..kernel.slab import MAX_ORDER, PAGE_SIZE
 
 __GFP_ZERO = 0x100
+
+
+@at_boot
+def totalram_pages(kernel: Any) -> None:
+    """`_totalram_pages` (a profile's data export): the RAM the machine has
+    to give, which is what kmalloc may take in all (`heap_limit`), in pages."""
+    symbol = kernel.symbols.get("_totalram_pages") if kernel.profile is not None else None
+    if symbol is not None:
+        kernel.mem.write_u64(symbol.address, kernel.options.heap_limit // PAGE_SIZE)
 
 
 def _owner(ctx: Any) -> str | None:

@@ -121,6 +121,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net", "kloaderd.block",
               "kloaderd.drivers.base.driver", "kloaderd.drivers.base.core",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
+              "kloaderd.drivers.firmware", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
               "kloaderd.kernel.module_procfs", "kloaderd.kernel.module_sysfs",
               "kloaderd.drivers.char.misc", "kloaderd.time",

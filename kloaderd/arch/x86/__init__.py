@@ -1,0 +1,2 @@
+"""x86 facts of the emulated machine that modules read: the CPU (cpuinfo.py,
+match.py) and the platform it is not (hypervisor.py)."""

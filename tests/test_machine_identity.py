@@ -1,0 +1,116 @@
+"""What a module learns about the machine under the Debian 6.1 profile:
+the CPU (`boot_cpu_data`, `x86_match_cpu`), the platform (DMI quirk tables,
+no hypervisor, no Xen, no ACPI) and its RAM (`_totalram_pages`), through a
+kbuild-built module and corpus modules that ask."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import trio
+
+from kloaderd.arch.x86.cpuinfo import CAPABILITY, boot_cpu_data, cpu_has, cpuid
+from kloaderd.embed import Problems
+from kloaderd.kernel.kernel import Kernel, KernelOptions
+from realkernel import corpus, find_module, load_then_remove, run_kbuilt
+
+X86_FEATURE_XMM4_2 = 4 * 32 + 20
+
+IDENTITY = r"""
+#include <linux/module.h>
+#include <linux/init.h>
+#include <linux/dmi.h>
+#include <linux/mm.h>
+#include <asm/cpu_device_id.h>
+#include <asm/processor.h>
+#include <asm/hypervisor.h>
+#include <xen/xen.h>
+#include <linux/acpi.h>
+MODULE_LICENSE("GPL");
+static int called;
+static int quirk(const struct dmi_system_id *id) { called++; return 0; }
+static const struct dmi_system_id ours[] = {
+	{ .callback = quirk, .ident = "kloader", .matches = { DMI_MATCH(DMI_SYS_VENDOR, "kload") } },
+	{ .ident = "exact", .matches = { DMI_EXACT_MATCH(DMI_PRODUCT_NAME, "emulated x86-64 machine"),
+					 DMI_MATCH(DMI_BIOS_DATE, "2024") } },
+	{ .ident = "board", .matches = { DMI_MATCH(DMI_BOARD_NAME, "") } },
+	{ }
+};
+static const struct dmi_system_id theirs[] = {
+	{ .ident = "Dell", .matches = { DMI_MATCH(DMI_SYS_VENDOR, "Dell Inc.") } },
+	{ }
+};
+static const struct x86_cpu_id sse42[] = { X86_MATCH_FEATURE(X86_FEATURE_XMM4_2, NULL), {} };
+static const struct x86_cpu_id p4[] = { X86_MATCH_VENDOR_FAM(INTEL, 15, NULL), {} };
+static const struct x86_cpu_id avx512[] = { X86_MATCH_FEATURE(X86_FEATURE_AVX512F, NULL), {} };
+static int __init identity_init(void)
+{
+	const struct dmi_system_id *first = dmi_first_match(ours);
+	int count = dmi_check_system(ours);
+
+	pr_info("identity: dmi %d called %d first %s theirs %d %p\n", count, called,
+		first ? first->ident : "-", dmi_check_system(theirs), dmi_first_match(theirs));
+	pr_info("identity: vendor %s match %d\n", dmi_get_system_info(DMI_SYS_VENDOR),
+		dmi_match(DMI_PRODUCT_NAME, "emulated x86-64 machine"));
+	pr_info("identity: cpu %s family %d model %d sse4.2 %d\n", boot_cpu_data.x86_vendor_id,
+		boot_cpu_data.x86, boot_cpu_data.x86_model, boot_cpu_has(X86_FEATURE_XMM4_2));
+	pr_info("identity: match %d %d %d\n", x86_match_cpu(sse42) == sse42,
+		x86_match_cpu(p4) != NULL, x86_match_cpu(avx512) != NULL);
+	pr_info("identity: hyper %d xen %d acpi_disabled %d ram %lu\n", x86_hyper_type,
+		xen_domain(), acpi_disabled, totalram_pages());
+	return 0;
+}
+static void __exit identity_exit(void) { }
+module_init(identity_init);
+module_exit(identity_exit);
+"""
+
+
+def test_boot_cpu_data_is_what_cpuid_answers():
+    data = boot_cpu_data()
+    _, ebx, ecx, edx = cpuid(0)
+    assert data[136:148] == ebx.to_bytes(4, "little") + edx.to_bytes(4, "little") + \
+        ecx.to_bytes(4, "little")
+    assert int.from_bytes(data[CAPABILITY + 16:CAPABILITY + 20], "little") == cpuid(1)[2]
+    assert cpu_has(X86_FEATURE_XMM4_2) == bool(cpuid(1)[2] >> 20 & 1)
+
+
+def test_a_module_reads_the_machine_it_runs_on(tmp_path):
+    kernel, lines = run_kbuilt(tmp_path, "identity", IDENTITY)
+    family = boot_cpu_data()[0]
+    ram = kernel.options.heap_limit // 4096
+    assert lines == [
+        "identity: dmi 2 called 1 first kloader theirs 0 0000000000000000",
+        "identity: vendor kloader match 1",
+        f"identity: cpu GenuineIntel family {family} model {boot_cpu_data()[2]} sse4.2 1",
+        f"identity: match 1 {int(family == 15)} 0",
+        f"identity: hyper 0 xen 0 acpi_disabled 1 ram {ram}"]
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("names", [["xen-blkfront"], ["speedstep-lib", "p4-clockmod"],
+                                   ["leds-ss4200"], ["hv_vmbus"]])
+def test_drivers_for_another_machine_find_no_device(names):
+    modules, build = corpus("6.1")
+    kernel, errors = load_then_remove(build, [find_module(modules, name) for name in names])
+    assert errors == {len(names) - 1: errno.ENODEV}
+    assert not any("not emulated" in r.text for r in kernel.log.records())
+
+
+def test_crc32c_intel_outranks_the_generic_crc32c_for_libcrc32c():
+    modules, build = corpus("6.1")
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        intel = await kernel.init_module(find_module(modules, "crc32c-intel"))
+        lib = await kernel.init_module(find_module(modules, "libcrc32c"))
+        assert kernel.module_info(intel)["refcnt"] == 1     # libcrc32c's transform pins it
+        await kernel.delete_module(lib)
+        assert kernel.module_info(intel)["refcnt"] == 0
+        await kernel.delete_module(intel)
+        await kernel.shutdown()
+    trio.run(main)
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
