@@ -30,9 +30,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import api
 from .printk import KERN_NOTICE
+from .symbols import KernelSymbol
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .cpu import Machine
+    from .printk import LogBuffer
+    from .symbols import SymbolTable
 
 
 @dataclass
@@ -78,13 +81,13 @@ class FaultAttr:
         self.failures += 1
         return True
 
-    def dump(self, kernel: "Kernel", owner: str | None) -> None:
+    def dump(self, log: "LogBuffer", owner: str | None) -> None:
         """fail_dump(): what Linux prints for each forced failure."""
         if self.verbose > 0:
-            kernel.log.emit(KERN_NOTICE, "FAULT_INJECTION: forcing a failure.", owner)
-            kernel.log.emit(KERN_NOTICE, f"name {self.name}, interval {self.interval}, "
-                                         f"probability {self.probability}, space {self.space}, "
-                                         f"times {self.times}", owner)
+            log.emit(KERN_NOTICE, "FAULT_INJECTION: forcing a failure.", owner)
+            log.emit(KERN_NOTICE, f"name {self.name}, interval {self.interval}, "
+                     f"probability {self.probability}, space {self.space}, "
+                     f"times {self.times}", owner)
 
 
 def _nargs(fn: Callable[..., Any]) -> int:
@@ -98,18 +101,16 @@ def _nargs(fn: Callable[..., Any]) -> int:
 class Faults:
     """One kernel's injected faults and provided functions."""
 
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
+    def __init__(self, machine: "Machine", symbols: "SymbolTable", log: "LogBuffer") -> None:
+        self.machine, self.symbols, self.log = machine, symbols, log
         self.slab: FaultAttr | None = None
 
     def provide(self, name: str, fn: Callable[..., Any], *, nargs: int | None = None,
                 gpl: bool = False) -> None:
-        kernel = self.kernel
         count = _nargs(fn) if nargs is None else nargs
-        kernel.machine.provide(api.KernelFunction(name, fn, count, gpl, f"provided {name}"))
-        if kernel.symbols.get(name) is None:
-            from .symbols import KernelSymbol
-            kernel.symbols.add(KernelSymbol(name, kernel.machine.kernel_symbols()[name], gpl, None))
+        self.machine.provide(api.KernelFunction(name, fn, count, gpl, f"provided {name}"))
+        if self.symbols.get(name) is None:
+            self.symbols.add(KernelSymbol(name, self.machine.kernel_symbols()[name], gpl, None))
 
     def failslab(self, **attr: Any) -> FaultAttr:
         """Make module allocations fail as `attr` says (FaultAttr's fields)."""
@@ -119,24 +120,24 @@ class Faults:
     def should_failslab(self, size: int, owner: str | None) -> bool:
         if self.slab is None or owner is None or not self.slab.should_fail(size):
             return False
-        self.slab.dump(self.kernel, owner)
+        self.slab.dump(self.log, owner)
         return True
 
     def fail_function(self, name: str, retval: int, **attr: Any) -> FaultAttr:
         """The kernel function `name` returns `retval` when `attr` says so."""
-        original = self.kernel.machine.function(name)
+        original = self.machine.function(name)
         if original is None:
             raise KeyError(f"{name} is not a kernel function")
         fault = FaultAttr(name="fail_function", **attr)
-        kernel = self.kernel
+        log = self.log
 
         def injected(ctx: Any, *args: int) -> Any:
             if fault.should_fail():
-                fault.dump(kernel, ctx.module.name if ctx.module is not None else None)
+                fault.dump(log, ctx.module.name if ctx.module is not None else None)
                 return retval
             return original.impl(ctx, *args)
 
-        kernel.machine.provide(api.KernelFunction(name, injected, original.nargs, original.gpl,
+        self.machine.provide(api.KernelFunction(name, injected, original.nargs, original.gpl,
                                                   original.proto, original.variadic,
                                                   original.layouts))
         return fault

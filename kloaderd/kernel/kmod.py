@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -35,15 +35,38 @@ from ..decompress import decompress
 from .printk import KERN_WARNING
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .module import Module
+    from .options import KernelOptions
+    from .printk import LogBuffer
+    from .profile import KernelProfile
 
 MODULE_NAME_LEN = 56
+
+
+class Syscalls(Protocol):
+    """What modprobe uses of the kernel: the system calls and what /proc and
+    /sys show, as the real modprobe does from user space — never the
+    kernel's internals.  `Kernel` (kernel.py) is one."""
+
+    options: KernelOptions
+    log: LogBuffer
+    profile: KernelProfile | None
+
+    @property
+    def release(self) -> str: ...
+
+    def find_module(self, name: str) -> Module | None: ...
+
+    async def init_module(self, image: bytes, params: str = "", *, flags: int = 0) -> str: ...
+
+    async def delete_module(self, name: str, *, wait: bool = False, force: bool = False,
+                            timeout: float | None = None) -> None: ...
 
 
 class Kmod:
     """The kernel's side of module autoloading: one per kernel."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Syscalls) -> None:
         self.kernel = kernel
         self.concurrent = trio.Semaphore(kernel.options.kmod_concurrent_max)
 
@@ -54,7 +77,7 @@ class Kmod:
         if self.kernel.options.module_dir:
             return self.kernel.options.module_dir
         release = self.kernel.release
-        profile = getattr(self.kernel, "profile", None)
+        profile = self.kernel.profile
         if profile is not None:
             tree = Path(profile.tree)
             candidates = [tree.parent] if tree.name == "build" else []

@@ -29,7 +29,7 @@ from .symbols import KernelSymbol
 from .version import check_version, check_vermagic, license_is_gpl_compatible
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .internal import KernelServices
 
 
 # Images at least this large are parsed and linked on a worker thread, so a
@@ -53,7 +53,7 @@ def parse_and_lay_out(data: bytes, max_size: int) -> tuple[Image, Layout]:
     return image, layout_sections(image)
 
 
-async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> Module:
+async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: int) -> Module:
     limit = kernel.options.max_image_size
     try:
         if flags & MODULE_INIT_COMPRESSED_FILE:
@@ -95,7 +95,7 @@ async def load_module(kernel: "Kernel", data: bytes, args: str, flags: int) -> M
     return mod
 
 
-def percpu_modalloc(kernel: "Kernel", mod: Module) -> int:
+def percpu_modalloc(kernel: "KernelServices", mod: Module) -> int:
     """The per-CPU offset of the module's `.data..percpu` (0 when it has none)."""
     index = mod.image.percpu_index
     if not index:
@@ -104,7 +104,7 @@ def percpu_modalloc(kernel: "Kernel", mod: Module) -> int:
     return kernel.percpu.module_alloc(mod, section.size, section.addralign)
 
 
-def percpu_modcopy(kernel: "Kernel", mod: Module, offset: int) -> None:
+def percpu_modcopy(kernel: "KernelServices", mod: Module, offset: int) -> None:
     index = mod.image.percpu_index
     if index:
         section = mod.image.sections[index]
@@ -119,7 +119,7 @@ def check_name(name: str) -> None:
                                          f"a name is at most {MODULE_NAME_LEN - 1} (MODULE_NAME_LEN)")
 
 
-def check_limits(kernel: "Kernel", name: str, size: int) -> None:
+def check_limits(kernel: "KernelServices", name: str, size: int) -> None:
     """kloader's own limits (Linux's are the machine's): clear errnos, no trace."""
     options = kernel.options
     if len(kernel.loaded) >= options.max_modules:
@@ -130,7 +130,7 @@ def check_limits(kernel: "Kernel", name: str, size: int) -> None:
                                         f"{options.max_module_memory} bytes (max_module_memory)")
 
 
-def check_modstruct_version(kernel: "Kernel", mod: Module, flags: int) -> None:
+def check_modstruct_version(kernel: "KernelServices", mod: Module, flags: int) -> None:
     """early_mod_check()'s check_modstruct_version(): a module whose
     `__versions` records `module_layout` was built for this kernel's
     `struct module` only if that CRC is the kernel's (ENOEXEC otherwise).
@@ -146,7 +146,7 @@ def check_modstruct_version(kernel: "Kernel", mod: Module, flags: int) -> None:
                                          "module_layout")
 
 
-def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
+def check_modinfo(kernel: "KernelServices", mod: Module, flags: int) -> None:
     warn = kernel.warn
     check_vermagic(kernel, mod, flags)
     if mod.image.modinfo_get("intree") is None:
@@ -164,7 +164,7 @@ def check_modinfo(kernel: "Kernel", mod: Module, flags: int) -> None:
         kernel.add_module_taint(mod, "P")
 
 
-async def add_unformed_module(kernel: "Kernel", mod: Module) -> None:
+async def add_unformed_module(kernel: "KernelServices", mod: Module) -> None:
     """Reserve the name (module_patient_check_exists).
 
     A namesake still loading is waited for, in case its init fails; one that
@@ -184,7 +184,7 @@ async def add_unformed_module(kernel: "Kernel", mod: Module) -> None:
                                    "concurrently; not trying again right now")
 
 
-async def simplify_symbols(kernel: "Kernel", mod: Module, flags: int) -> dict[str, int]:
+async def simplify_symbols(kernel: "KernelServices", mod: Module, flags: int) -> dict[str, int]:
     """Resolve every undefined symbol; log each unknown one, then fail.
 
     Resolving a symbol of module B records "mod uses B" and takes a
@@ -216,7 +216,7 @@ async def simplify_symbols(kernel: "Kernel", mod: Module, flags: int) -> dict[st
     return externals
 
 
-async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: bool,
+async def resolve_symbol_wait(kernel: "KernelServices", mod: Module, name: str, gplok: bool,
                               versions: dict[str, int] | None) -> KernelSymbol:
     with trio.move_on_after(kernel.options.exporter_wait):
         while True:
@@ -237,7 +237,7 @@ async def resolve_symbol_wait(kernel: "Kernel", mod: Module, name: str, gplok: b
     raise KernelError(errno.EBUSY, name)
 
 
-def verify_namespace_is_imported(kernel: "Kernel", mod: Module, sym: KernelSymbol) -> None:
+def verify_namespace_is_imported(kernel: "KernelServices", mod: Module, sym: KernelSymbol) -> None:
     """A namespaced export needs MODULE_IMPORT_NS (an `import_ns` modinfo
     entry); Linux 5.4 and later refuse it with EINVAL otherwise."""
     if sym.namespace and sym.namespace not in mod.image.modinfo_all("import_ns"):
@@ -255,7 +255,7 @@ def ref_module(mod: Module, exporter: Module | None) -> None:
     exporter.holders.append(mod)
 
 
-def verify_exported_symbols(kernel: "Kernel", mod: Module) -> None:
+def verify_exported_symbols(kernel: "KernelServices", mod: Module) -> None:
     assert mod.linked is not None
     for name, _addr, _gpl in mod.linked.exports:
         other = kernel.symbols.get(name)
@@ -266,7 +266,7 @@ def verify_exported_symbols(kernel: "Kernel", mod: Module) -> None:
             raise error
 
 
-def complete_formation(kernel: "Kernel", mod: Module) -> None:
+def complete_formation(kernel: "KernelServices", mod: Module) -> None:
     """Exports become visible and the module COMING: others may now link
     against it (and will wait for its init), but nobody may enter it."""
     assert mod.linked is not None
@@ -279,7 +279,7 @@ def complete_formation(kernel: "Kernel", mod: Module) -> None:
     kernel.set_state(mod, ModuleState.COMING)
 
 
-async def do_init_module(kernel: "Kernel", mod: Module) -> None:
+async def do_init_module(kernel: "KernelServices", mod: Module) -> None:
     linked = mod.linked
     assert linked is not None
     if linked.init_addr is not None:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..elf.image import Image
     from ..link import Layout, Linked
-    from .moduleparam import ModuleParam
 
 
 class ModuleState(enum.Enum):
@@ -70,6 +69,30 @@ class RefOwner:
         return self.label
 
 
+@dataclass
+class ModuleParam:
+    """One entry of a module's parameter table: its `struct kernel_param`,
+    decoded from `__param` by moduleparam.py."""
+
+    name: str
+    perm: int
+    kind: str                # a PARAM_TYPES key, "string" or "array"
+    arg: int                 # address of the variable (or of kparam_string/array)
+    elem_kind: str = ""      # arrays: the element type
+    max: int = 0             # arrays: max count; strings: buffer size
+    elemsize: int = 0
+    num: int = 0             # arrays: address of the count (0: none)
+    elem: int = 0            # arrays: address of the first element
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.perm & 0o444)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.perm & 0o222)
+
+
 @dataclass(eq=False)
 class Module:
     name: str
@@ -86,7 +109,7 @@ class Module:
     # modules whose exports we use (Linux: target_list) and who uses ours (source_list)
     uses: list["Module"] = field(default_factory=list)
     holders: list["Module"] = field(default_factory=list)
-    params: list["ModuleParam"] = field(default_factory=list)
+    params: list[ModuleParam] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     init_freed: bool = False
 
@@ -147,3 +170,8 @@ class Module:
     def reference_owners(self) -> list[dict[str, object]]:
         return [{"owner": owner.label, "kind": owner.kind.value, "count": count}
                 for owner, count in self.refs.items()]
+
+
+def param_owner(mod: Module) -> str:
+    """Slab owner of a module's parameter copies: freed with the module, never a leak."""
+    return f"{mod.name}/parameters"

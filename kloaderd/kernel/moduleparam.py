@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError
 from .memory import GuestFault
 from .params import (MAX_CHARP_LEN, PARAM_TYPES, ParamError, check_string, format_array, param_equal,
                      param_error_message, parse_args, parse_array)
+from .module import Module, ModuleParam, param_owner
 from .printk import KERN_ERR, KERN_NOTICE
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
-    from .module import Module
+    from .internal import KernelServices
 
 KERNEL_PARAM = struct.Struct("<QQQHbB4xQ")     # struct kernel_param, 40 bytes
 KPARAM_STRING = struct.Struct("<I4xQ")         # struct kparam_string
@@ -32,28 +31,7 @@ KPARAM_ARRAY = struct.Struct("<IIQQQ")         # struct kparam_array
 CUSTOM = "custom"       # a module's own kernel_param_ops
 
 
-@dataclass
-class ModuleParam:
-    name: str
-    perm: int
-    kind: str                # a PARAM_TYPES key, "string" or "array"
-    arg: int                 # address of the variable (or of kparam_string/array)
-    elem_kind: str = ""      # arrays: the element type
-    max: int = 0             # arrays: max count; strings: buffer size
-    elemsize: int = 0
-    num: int = 0             # arrays: address of the count (0: none)
-    elem: int = 0            # arrays: address of the first element
-
-    @property
-    def readable(self) -> bool:
-        return bool(self.perm & 0o444)
-
-    @property
-    def writable(self) -> bool:
-        return bool(self.perm & 0o222)
-
-
-def read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
+def read_module_params(kernel: "KernelServices", mod: Module) -> list[ModuleParam]:
     """Decode `__param` from the relocated module; a bent table is ENOEXEC."""
     try:
         return _read_module_params(kernel, mod)
@@ -62,7 +40,7 @@ def read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
                                          f"({fault.address:#x})") from None
 
 
-def _read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
+def _read_module_params(kernel: "KernelServices", mod: Module) -> list[ModuleParam]:
     assert mod.linked is not None
     mem = kernel.mem
     params = []
@@ -87,7 +65,7 @@ def _read_module_params(kernel: "Kernel", mod: "Module") -> list[ModuleParam]:
     return params
 
 
-def parse_module_params(kernel: "Kernel", mod: "Module", args: str) -> None:
+def parse_module_params(kernel: "KernelServices", mod: Module, args: str) -> None:
     """parse_args(mod->name, mod->args, ...) with unknown_module_param_cb."""
     for name, value in parse_args(args):
         param = find_param(mod, name)
@@ -101,11 +79,11 @@ def parse_module_params(kernel: "Kernel", mod: "Module", args: str) -> None:
             raise
 
 
-def find_param(mod: "Module", name: str) -> ModuleParam | None:
+def find_param(mod: Module, name: str) -> ModuleParam | None:
     return next((p for p in mod.params if param_equal(p.name, name)), None)
 
 
-def set_param(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
+def set_param(kernel: "KernelServices", mod: Module, param: ModuleParam, value: str | None) -> None:
     """The param_ops_*->set of `param`'s type, writing into the module's memory.
 
     Failures carry parse_args()'s message; a type's own complaint (an array
@@ -120,7 +98,7 @@ def set_param(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | 
             from None
 
 
-def _set(kernel: "Kernel", mod: "Module", param: ModuleParam, value: str | None) -> None:
+def _set(kernel: "KernelServices", mod: Module, param: ModuleParam, value: str | None) -> None:
     mem, kind = kernel.mem, param.kind
     if kind == CUSTOM:
         raise _custom(mod.name, param)
@@ -154,7 +132,7 @@ def _value(value: str | None) -> str:
     return value
 
 
-def get_param(kernel: "Kernel", param: ModuleParam) -> str:
+def get_param(kernel: "KernelServices", param: ModuleParam) -> str:
     """The value as `cat /sys/module/M/parameters/P` shows it (no newline)."""
     mem = kernel.mem
     kind = param.kind
@@ -179,10 +157,5 @@ def _custom(module: str, param: ModuleParam) -> KernelError:
                                          "kernel_param_ops, whose set/get kloader does not call")
 
 
-def param_module(kernel: "Kernel", param: ModuleParam) -> str:
+def param_module(kernel: "KernelServices", param: ModuleParam) -> str:
     return next((m.name for m in kernel.loaded.values() if param in m.params), "?")
-
-
-def param_owner(mod: "Module") -> str:
-    """Slab owner of parameter copies: freed with the module, never a leak."""
-    return f"{mod.name}/parameters"

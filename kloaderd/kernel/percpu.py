@@ -31,7 +31,7 @@ from ..errors import KernelError
 from .memory import RegionAllocator
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .cpu import Machine
     from .module import Module
 
 AREA_SIZE = 8 << 20             # CPU 0's whole area: kernel statics, then module chunks
@@ -44,18 +44,18 @@ PREEMPT_ENABLED = 0x80000000    # x86 keeps PREEMPT_NEED_RESCHED inverted in the
 class PerCpuExport:
     size: int
     align: int
-    value: Callable[["Kernel"], bytes] | None = None    # None: zeroed
+    value: Callable[["Machine"], bytes] | None = None    # None: zeroed
 
 
-def _u32(value: int) -> Callable[["Kernel"], bytes]:
-    return lambda _kernel: value.to_bytes(4, "little")
+def _u32(value: int) -> Callable[["Machine"], bytes]:
+    return lambda _machine: value.to_bytes(4, "little")
 
 
-def _this_cpu_off(kernel: "Kernel") -> bytes:
-    return kernel.machine.per_cpu_base.to_bytes(8, "little")
+def _this_cpu_off(machine: "Machine") -> bytes:
+    return machine.per_cpu_base.to_bytes(8, "little")
 
 
-def _pcpu_hot(kernel: "Kernel") -> bytes:
+def _pcpu_hot(machine: "Machine") -> bytes:
     """6.2+'s `struct pcpu_hot` (arch/x86/include/asm/current.h): current_task @0
     (no task_struct: 0, see current_task), preempt_count @8, cpu_number @12."""
     return bytes(8) + PREEMPT_ENABLED.to_bytes(4, "little") + bytes(4) + bytes(48)
@@ -81,11 +81,12 @@ class PerCpuArea:
     """CPU 0's per-CPU area: offsets handed out to the kernel's exports and
     to modules' `.data..percpu`, memory written through GS base + offset."""
 
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
-        self.base = kernel.machine.per_cpu_base
+    def __init__(self, machine: "Machine") -> None:
+        self.machine = machine
+        self.mem = machine.mem
+        self.base = machine.per_cpu_base
         # The CPU maps the first page (fixed_percpu_data, the canary); the rest is ours.
-        kernel.mem.map(self.base + PAGE_SIZE, AREA_SIZE - PAGE_SIZE, "rw-")
+        self.mem.map(self.base + PAGE_SIZE, AREA_SIZE - PAGE_SIZE, "rw-")
         self._static = KERNEL_STATIC_START
         self._modules = RegionAllocator(MODULE_START, AREA_SIZE)
         self._chunks: dict[int, int] = {}        # id(module) -> its chunk
@@ -102,7 +103,7 @@ class PerCpuArea:
         self._static = offset + spec.size
         assert self._static <= MODULE_START, "per-CPU exports outgrew their reserve"
         if spec.value is not None:
-            self.kernel.mem.write(self.base + offset, spec.value(self.kernel))
+            self.mem.write(self.base + offset, spec.value(self.machine))
         return offset
 
     def module_alloc(self, mod: "Module", size: int, align: int) -> int:
@@ -120,7 +121,7 @@ class PerCpuArea:
     def module_copy(self, mod: "Module", offset: int, data: bytes, size: int) -> None:
         """percpu_modcopy(): the section's initial contents into the chunk (its
         bss part zeroed: the chunk may have served a module before)."""
-        self.kernel.mem.write(self.base + offset, data.ljust(size, b"\0")[:size])
+        self.mem.write(self.base + offset, data.ljust(size, b"\0")[:size])
 
     def module_free(self, mod: "Module") -> None:
         offset = self._chunks.pop(id(mod), None)

@@ -21,7 +21,7 @@ from .module import Module, ModuleState
 from .printk import KERN_ERR
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .internal import KernelServices
 
 
 def _busy(name: str, why: str) -> KernelError:
@@ -29,7 +29,7 @@ def _busy(name: str, why: str) -> KernelError:
                                     f"Device or resource busy ({why})")
 
 
-async def delete_module(kernel: "Kernel", name: str, *, wait: bool = False,
+async def delete_module(kernel: "KernelServices", name: str, *, wait: bool = False,
                         force: bool = False, timeout: float | None = None) -> None:
     mod = kernel.find_module(name)
     if mod is None:
@@ -49,7 +49,7 @@ async def delete_module(kernel: "Kernel", name: str, *, wait: bool = False,
     await finish_removal(kernel, mod, deadline=deadline)
 
 
-async def try_stop_module(kernel: "Kernel", mod: Module, *, wait: bool, force: bool,
+async def try_stop_module(kernel: "KernelServices", mod: Module, *, wait: bool, force: bool,
                           timeout: float | None) -> None:
     """Clear "live"; with `wait`, block until the count drains."""
     if mod.refcount and force:
@@ -74,7 +74,7 @@ async def try_stop_module(kernel: "Kernel", mod: Module, *, wait: bool, force: b
                                            f"{timeout:g} s; it stays loaded")
 
 
-async def finish_removal(kernel: "Kernel", mod: Module, *, deadline: float = math.inf,
+async def finish_removal(kernel: "KernelServices", mod: Module, *, deadline: float = math.inf,
                          abandon_at: float = math.inf) -> None:
     """Run exit exactly once, then free.
 
@@ -104,7 +104,7 @@ async def finish_removal(kernel: "Kernel", mod: Module, *, deadline: float = mat
                                        "and is freed when its exit returns")
 
 
-async def _run_exit(kernel: "Kernel", mod: Module, exit_addr: int, scope: trio.CancelScope,
+async def _run_exit(kernel: "KernelServices", mod: Module, exit_addr: int, scope: trio.CancelScope,
                     done: trio.Event) -> None:
     """The exit's own task: whatever happens, the module is freed after it."""
     try:
@@ -126,7 +126,7 @@ async def _run_exit(kernel: "Kernel", mod: Module, exit_addr: int, scope: trio.C
         done.set()
 
 
-async def _abandon(kernel: "Kernel", name: str) -> None:
+async def _abandon(kernel: "KernelServices", name: str) -> None:
     """Interrupt an exit still running (shutdown's grace is over) and wait
     for its task to free the module: an exit that sleeps stops at once, one
     that spins at the end of its time slice."""
@@ -140,7 +140,7 @@ async def _abandon(kernel: "Kernel", name: str) -> None:
         await kernel.wait_for_change()
 
 
-async def drain_exits(kernel: "Kernel", deadline: float) -> None:
+async def drain_exits(kernel: "KernelServices", deadline: float) -> None:
     """Let the exits already running finish until `deadline`, then interrupt the rest."""
     with trio.move_on_at(deadline):
         while kernel.exit_scopes:

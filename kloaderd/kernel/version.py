@@ -17,7 +17,7 @@ from ..uapi import MODULE_INIT_IGNORE_VERMAGIC
 from .printk import KERN_ERR
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .internal import KernelServices
     from .module import Module
 
 
@@ -25,13 +25,13 @@ def license_is_gpl_compatible(license: str) -> bool:
     return license in GPL_COMPATIBLE
 
 
-def try_to_force_load(kernel: "Kernel", module: "Module", reason: str) -> None:
+def try_to_force_load(kernel: "KernelServices", module: "Module", reason: str) -> None:
     """CONFIG_MODULE_FORCE_LOAD=y: load anyway, module and kernel tainted F."""
     kernel.warn(f"{module.name}: {reason}: kernel tainted.")
     kernel.add_module_taint(module, "F")
 
 
-def check_vermagic(kernel: "Kernel", module: "Module", flags: int) -> None:
+def check_vermagic(kernel: "KernelServices", module: "Module", flags: int) -> None:
     """check_modinfo()'s vermagic test; ENOEXEC unless forced."""
     ours = kernel.vermagic
     theirs = module.image.modinfo_get("vermagic")
@@ -46,7 +46,7 @@ def check_vermagic(kernel: "Kernel", module: "Module", flags: int) -> None:
         raise error
 
 
-def check_version(kernel: "Kernel", module: "Module", symbol: str, crc: int | None,
+def check_version(kernel: "KernelServices", module: "Module", symbol: str, crc: int | None,
                   versions: dict[str, int] | None) -> bool:
     """check_version(): does the module's `__versions` CRC for `symbol` match?
 

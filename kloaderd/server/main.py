@@ -70,7 +70,7 @@ def parser(options_type: type) -> argparse.ArgumentParser:
 
 def _checked(field: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
     """The option's type, refusing what the option itself would refuse (`--watchdog -1`)."""
-    from kloaderd.kernel.kernel import option_problem
+    from kloaderd.kernel.options import option_problem
 
     def convert(text: str) -> Any:
         try:

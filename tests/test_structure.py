@@ -1,0 +1,112 @@
+"""The package's structure, as docs/architecture.md states it: rules about
+what may import what, checked on the source so that a change that breaks one
+fails here rather than in a reviewer's head."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kloaderd
+
+PACKAGE = Path(kloaderd.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, known: set[str], name: str = "") -> set[str]:
+    """Every module of `known` that `path` names in an import statement,
+    wherever it stands: at the top, in a function, or under TYPE_CHECKING
+    (a type-only import is still a dependency a reader must follow)."""
+    name = name or module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)   # from . import api
+    return (found & known) - {name}
+
+
+def import_graph(root: str) -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in (PACKAGE.parent / root.replace(".", "/")).rglob("*.py")}
+    return {name: imports(path, set(paths)) for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_type_only_circle(tmp_path):
+    """The checker itself: a circle closed only by a TYPE_CHECKING import counts."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    source = tmp_path / "m.py"          # as if it were kloaderd/kernel/m.py
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .kernel import Kernel\n")
+    assert imports(source, {"kloaderd.kernel.kernel"}, "kloaderd.kernel.m") == {"kloaderd.kernel.kernel"}
+
+
+def test_the_kernel_package_has_no_import_cycle():
+    """Issue 15: `Kernel` is the API the server calls; the pipelines (load,
+    unload, version, moduleparam, ...) are handed `KernelServices`
+    (internal.py) and never import kernel.py, so no module of kloaderd.kernel
+    imports, even for types only, one that imports it back."""
+    graph = import_graph("kloaderd.kernel")
+    assert "kloaderd.kernel.internal" in graph["kloaderd.kernel.kernel"]
+    assert cycles(graph) == []
+
+
+def test_the_pipelines_never_reach_the_served_kernel():
+    """The served API is above the services: neither internal.py nor the
+    pipelines it is handed to reach kernel.py, even through another module
+    (subsystems booted by the kernel, such as /proc and /sys, may)."""
+    graph = import_graph("kloaderd.kernel")
+
+    def reach(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for dep in graph[todo.pop()] - seen:
+                seen.add(dep)
+                todo.append(dep)
+        return seen
+
+    for below in ("internal", "load", "unload", "version", "moduleparam", "kmod"):
+        assert "kloaderd.kernel.kernel" not in reach(f"kloaderd.kernel.{below}"), below
