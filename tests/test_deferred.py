@@ -50,6 +50,23 @@ def test_deferred_calls_run_in_their_context_and_are_taken_back(kloader, kloader
                     "deferred: exit, timer fired 3 times"]
 
 
+@pytest.mark.kloader(on_problems="raise")
+def test_a_tasklet_scheduled_by_a_timer_runs_before_the_timer_fires_again(kloader, kloader_build):
+    """__do_softirq runs TASKLET_SOFTIRQ, raised by a timer callback, in the
+    same pass as TIMER_SOFTIRQ: a timer that fires again at once (re-armed
+    for a jiffy already past, as when a busy host runs the softirq late) does
+    not fire before the tasklet it scheduled has run.  kloader's separate
+    tasklet thread once lost that race, and tasklet_schedule of a tasklet
+    still scheduled is, rightly, a no-op: `test_deferred` then waited for a
+    third tasklet run that never came."""
+    kloader.finit_module(kloader_build(SRC / "deferred.c"), "ticks=5 late=1")
+    lines = [line for line in wait_for(kloader, "deferred: tasklet 5")
+             if line.startswith(("deferred: timer", "deferred: tasklet"))]
+    assert lines == [text for n in range(1, 6)
+                     for text in (f"deferred: timer {n}, pending 0", f"deferred: tasklet {n}, refcount 1")]
+    kloader.delete_module("deferred")
+
+
 @pytest.mark.kloader(on_problems="ignore")
 def test_sleeping_in_a_timer_is_scheduling_while_atomic(kloader, kloader_build):
     kloader.finit_module(kloader_build(SRC / "deferred.c"), "ticks=1 sleep_in_timer=1")

@@ -137,16 +137,25 @@ async def test_a_waiting_delete_does_not_hold_up_the_put_sent_after_it(served):
 @pytest.mark.trio
 async def test_a_slow_load_holds_up_no_one(served):
     kernel, path = served
+    # sleepy's init sleeps until the test wakes it, not for a time that a
+    # busy host could let run out before the test looks.
+    asleep, awake = trio.Event(), trio.Event()
+
+    async def sleeping() -> None:
+        asleep.set()
+        await awake.wait()
+
+    kernel.provide("msleep", lambda ctx, msecs: sleeping(), nargs=1)
     async with AsyncClient(path) as loader, AsyncClient(path) as other, trio.open_nursery() as nursery:
-        nursery.start_soon(loader.init_module, image("sleepy"), "sleep_ms=200")
-        with trio.fail_after(10):
-            while not [m for m in await other.modules() if m["state"] == "coming"]:
-                await trio.sleep(0.001)
+        nursery.start_soon(loader.init_module, image("sleepy"))
+        await asleep.wait()
         # Another connection is answered while the load sleeps in init, and
         # the FAQ's rule holds: a module still initialising cannot be entered.
+        assert [m["state"] for m in await other.modules()] == ["coming"]
         with pytest.raises(OSError) as info:
             await other.try_module_get("sleepy")
         assert info.value.errno == errno.EBUSY
+        awake.set()
     assert state(kernel, "sleepy") == "live"
 
 

@@ -9,6 +9,15 @@ atomic (`preempt_count` SOFTIRQ_OFFSET): try_module_get and module_put are
 fine there, sleeping is "BUG: scheduling while atomic".  `tasklet_kill`
 waits until the tasklet is neither scheduled nor running.  A tasklet of a
 module still scheduled when the module is freed is reported and dropped.
+
+Tasklets scheduled from a timer callback run before the timer softirq looks
+for the next expired timer, as `__do_softirq()` runs TASKLET_SOFTIRQ, raised
+by the timer callback, in the same pass after TIMER_SOFTIRQ: a timer that
+re-arms itself for the next jiffy and schedules a tasklet each time gets
+the tasklet run each time, however late the host lets the softirq run (a
+busy host once made the timer fire twice before the tasklet thread ran, and
+the second schedule was, rightly, a no-op).  One tasklet runs at a time,
+whichever softirq runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +30,6 @@ import trio
 from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.printk import KERN_ERR
-from ..time.timer import SOFTIRQ_OFFSET
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -36,6 +44,7 @@ T_DATA = 32
 T_SIZE = 40
 TASKLET_STATE_SCHED = 1 << 0
 TASKLET_STATE_RUN = 1 << 1
+SOFTIRQ_OFFSET = 0x100            # preempt_count while a softirq runs (include/linux/preempt.h)
 
 
 class Tasklets:
@@ -44,6 +53,7 @@ class Tasklets:
         self.queue: deque[int] = deque()
         self._changed = trio.Event()
         self._thread: Any = None
+        self._running = trio.Lock()      # held while tasklets run: one at a time
         kernel.sanitizer.leftover_checks.append(self._module_freed)
 
     def _notify(self) -> None:
@@ -64,26 +74,37 @@ class Tasklets:
         return state
 
     async def _softirq(self) -> None:
-        kernel = self.kernel
         while True:
             while not self.queue:
                 await self._changed.wait()
-            t = self.queue.popleft()
+            await self.run_pending()
+
+    async def run_pending(self) -> None:
+        """tasklet_action(): run the tasklets scheduled now, in softirq
+        context; one scheduled meanwhile waits for the next pass, as Linux
+        takes the list before running it."""
+        async with self._running:
+            for _ in range(len(self.queue)):
+                if self.queue:           # a freed module's are dropped meanwhile
+                    await self._run(self.queue.popleft())
+
+    async def _run(self, t: int) -> None:
+        kernel = self.kernel
+        try:
+            self._state(t, set_=TASKLET_STATE_RUN, clear=TASKLET_STATE_SCHED)
+            mem = kernel.mem
+            fn = mem.read_u64(t + T_FUNC)
+            arg = t if mem.read_u8(t + T_USE_CALLBACK) else mem.read_u64(t + T_DATA)
+            await kernel.sanitizer.call_pointer(fn, arg, via="tasklet_action", comm="ksoftirqd/0",
+                                                preempt_count=SOFTIRQ_OFFSET)
+        except (KernelError, Exception):
+            pass                  # an oops is logged; the softirq goes on
+        finally:
             try:
-                self._state(t, set_=TASKLET_STATE_RUN, clear=TASKLET_STATE_SCHED)
-                mem = kernel.mem
-                fn = mem.read_u64(t + T_FUNC)
-                arg = t if mem.read_u8(t + T_USE_CALLBACK) else mem.read_u64(t + T_DATA)
-                await kernel.sanitizer.call_pointer(fn, arg, via="tasklet_action", comm="ksoftirqd/0",
-                                                    preempt_count=SOFTIRQ_OFFSET)
-            except (KernelError, Exception):
-                pass                  # an oops is logged; the softirq goes on
-            finally:
-                try:
-                    self._state(t, clear=TASKLET_STATE_RUN)
-                except Exception:
-                    pass
-                self._notify()
+                self._state(t, clear=TASKLET_STATE_RUN)
+            except Exception:
+                pass
+            self._notify()
 
     async def kill(self, t: int) -> None:
         while t in self.queue or self._state(t) & TASKLET_STATE_RUN:

@@ -30,6 +30,7 @@ import trio
 
 from ..config import HZ
 from ..errors import KernelError
+from ..irq.softirq import SOFTIRQ_OFFSET, tasklets
 from ..kernel.api import export
 from ..kernel.api.sched import _warn
 
@@ -43,7 +44,6 @@ TIMER_EXPIRES = 16
 TIMER_FUNCTION = 24
 TIMER_FLAGS = 32
 TIMER_SIZE = 40
-SOFTIRQ_OFFSET = 0x100            # preempt_count while a softirq runs
 _PENDING_MARK = 0x122             # what entry.pprev holds while pending (LIST_POISON2)
 _MASK64 = (1 << 64) - 1
 
@@ -110,6 +110,8 @@ class Timers:
                 if self.pending.get(timer) is not None:
                     await self._expire(timer)
             if due:
+                # TASKLET_SOFTIRQ, raised by the callbacks, in the same pass.
+                await tasklets(self.kernel).run_pending()
                 continue
             wait = min((_signed(exp - now) for exp in self.pending.values()), default=None)
             with trio.move_on_after(math.inf if wait is None else wait / HZ):

@@ -10,6 +10,8 @@
  *   BUG_LEAVE_DWORK   the delayed work's timer is still pending
  *   BUG_LEAVE_THREAD  the kthread is never stopped
  * sleep_in_timer=1 sleeps in the timer callback: "scheduling while atomic".
+ * late=1 re-arms the timer for a jiffy already past, as if the softirq ran
+ * late on a busy host: it fires again at once.
  */
 #include <linux/errno.h>
 #include <linux/delay.h>
@@ -27,6 +29,8 @@ static int ticks = 3;
 module_param(ticks, int, 0444);
 static bool sleep_in_timer;
 module_param(sleep_in_timer, bool, 0444);
+static bool late;
+module_param(late, bool, 0444);
 
 static struct timer_list timer;
 static struct tasklet_struct tasklet;
@@ -53,7 +57,7 @@ static void deferred_timer(struct timer_list *t)
 		msleep(1);
 	tasklet_schedule(&tasklet);
 	if (fired < ticks)
-		mod_timer(t, jiffies + 1);
+		mod_timer(t, late ? jiffies - 1 : jiffies + 1);
 }
 
 static void deferred_work(struct work_struct *w)
