@@ -48,8 +48,10 @@ class KernelFunction:
     # The Linux (major, minor) whose structure layouts the implementation
     # reads and writes (a `struct crypto_alg`, a `struct pci_driver`): under
     # a profile of another release the function is not emulated rather than
-    # wrong.  None: it reads no kernel structure, any release will do.
-    layouts: tuple[int, int] | None = None
+    # wrong.  Several releases when the layouts it reads are the same in each
+    # (tools/struct_probe.py measures them).  None: it reads no kernel
+    # structure, any release will do.
+    layouts: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,15 @@ def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
            variadic: bool = False) -> Callable[[Impl], Impl]:
     """Register a kernel function; `proto` is its C prototype.  A module that
     defines `LAYOUTS = (major, minor)` before its exports declares that its
-    functions read that Linux release's structure layouts."""
+    functions read that Linux release's structure layouts; `LAYOUTS =
+    ((6, 1), (6, 12))` that they hold for each release named."""
     def register(impl: Impl) -> Impl:
         old = FUNCTIONS.get(name)
         if name in OBJECTS or old is not None and _origin(old.impl) != _origin(impl):
             raise ValueError(f"kernel symbol {name} exported twice")
         layouts = getattr(sys.modules.get(impl.__module__), "LAYOUTS", None)
+        if layouts is not None and isinstance(layouts[0], int):
+            layouts = (layouts,)
         FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic, layouts)
         return impl
     return register
@@ -86,7 +91,7 @@ def emulated_for(name: str, version: tuple[int, int] | None) -> bool:
     `version` (None: kloader's own kernel, whose headers use the layouts
     the implementations read)."""
     entry = FUNCTIONS.get(name)
-    return entry is None or entry.layouts is None or version is None or entry.layouts == version
+    return entry is None or entry.layouts is None or version is None or version in entry.layouts
 
 
 def _origin(impl: Impl) -> tuple[str, str]:
@@ -124,6 +129,8 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.drivers.firmware", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
               "kloaderd.kernel.module_procfs", "kloaderd.kernel.module_sysfs",
+              "kloaderd.fs.filesystems", "kloaderd.fs.super", "kloaderd.fs.namespace", "kloaderd.fs.libfs",
+              "kloaderd.fs.exec",
               "kloaderd.drivers.char.misc", "kloaderd.time",
               "kloaderd.workqueue", "kloaderd.kthread", "kloaderd.irq")
 # Subsystems whose state must exist before any module runs (system_wq is a
