@@ -192,6 +192,20 @@ class _Api:
         """The device nodes: [{"path", "major", "minor", "made_by"}]."""
         return self._call("devices")
 
+    def mount(self, fstype: str, target: str, source: str = "none", data: str = "") -> Any:
+        """Mount a registered filesystem type on `target` (mount(2)); the
+        mount pins the type's module until `umount`.  Returns
+        {"fstype", "target", "source", "dev"}."""
+        return self._call("mount", fstype=fstype, target=target, source=source, data=data)
+
+    def umount(self, target: str) -> Any:
+        """Unmount what was mounted last on `target` (umount(2))."""
+        return self._call("umount", target=target)
+
+    def mounts(self) -> Any:
+        """The mount table: [{"source", "target", "fstype", "dev"}], in mount order."""
+        return self._call("mounts")
+
 
 class Client(_Api):
     """A blocking connection to kloaderd; one request at a time."""

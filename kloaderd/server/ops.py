@@ -328,6 +328,28 @@ def op_devices(session: Session, rid: Any) -> list[dict[str, Any]]:
     return session.kernel.subsystem(DeviceNodes).list()
 
 
+# -- mounts: the kernel's one mount table (kloaderd/fs/namespace.py)
+
+async def op_mount(session: Session, rid: Any, fstype: str, target: str, source: str,
+                   data: str) -> dict[str, Any]:
+    from kloaderd.fs.namespace import do_mount
+    from kloaderd.kernel.memory import GuestFault
+    try:
+        return await do_mount(session.kernel, fstype, target, source, data, session.client)
+    except GuestFault as fault:
+        raise session.kernel.sanitizer.kernel_fault(fault, "vfs_get_tree", session.client) from None
+
+
+async def op_umount(session: Session, rid: Any, target: str) -> None:
+    from kloaderd.fs.namespace import do_umount
+    await do_umount(session.kernel, target, session.client)
+
+
+def op_mounts(session: Session, rid: Any) -> list[dict[str, Any]]:
+    from kloaderd.fs.namespace import mount_table
+    return mount_table(session.kernel)
+
+
 def _op(handler: Callable[..., Any], privileged: bool = False, cancellable: bool = True, **args: Arg) -> Op:
     return Op(handler, args, privileged, inspect.iscoroutinefunction(handler), cancellable)
 
@@ -370,6 +392,10 @@ OPS: dict[str, Op] = {
     "write_file": _op(op_write_file, path=Arg(str), data=Arg(bytes)),
     "listdir": _op(op_listdir, path=Arg(str)),
     "stat": _op(op_stat, path=Arg(str), follow=Arg(bool, True)),
+    "mount": _op(op_mount, True, fstype=Arg(str), target=Arg(str), source=Arg(str, "none"),
+                 data=Arg(str, "")),
+    "umount": _op(op_umount, True, target=Arg(str)),
+    "mounts": _op(op_mounts),
 }
 
 # `dmesg` with `follow` streams: the one op whose mode picks sync or async.

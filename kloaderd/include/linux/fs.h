@@ -165,7 +165,9 @@ struct inode {
 	u8			i_blkbits;
 	u8			i_write_hint;
 	u64			i_blocks;
-	unsigned long		__i_rest[53];		/* state, locks, lists, counts, ops */
+	unsigned long		__i_rest[26];		/* state, locks, lists, counts */
+	const struct file_operations *i_fop;		/* where Linux 6.1 has it */
+	unsigned long		__i_rest2[26];
 	union {
 		void		*i_pipe;
 		struct cdev	*i_cdev;
@@ -179,6 +181,7 @@ struct inode {
 _Static_assert(__builtin_offsetof(struct inode, i_sb) == 40, "inode.i_sb @40");
 _Static_assert(__builtin_offsetof(struct inode, i_ino) == 64, "inode.i_ino @64");
 _Static_assert(__builtin_offsetof(struct inode, i_rdev) == 76, "inode.i_rdev @76");
+_Static_assert(__builtin_offsetof(struct inode, i_fop) == 360, "inode.i_fop @360");
 _Static_assert(__builtin_offsetof(struct inode, i_cdev) == 576, "inode.i_cdev @576");
 _Static_assert(__builtin_offsetof(struct inode, i_private) == 584, "inode.i_private @584");
 _Static_assert(sizeof(struct inode) == 600, "struct inode is 600 bytes");
@@ -230,5 +233,137 @@ ssize_t simple_read_from_buffer(void __user *to, size_t count, loff_t *ppos,
 				const void *from, size_t available);
 ssize_t simple_write_to_buffer(void *to, size_t available, loff_t *ppos,
 			       const void __user *from, size_t count);
+
+/*
+ * Filesystem types and superblocks (kloaderd/fs/filesystems.py, super.py,
+ * namespace.py, libfs.py).  struct file_system_type is Linux's (the same in
+ * 6.1 and 6.12); struct super_block has Linux 6.1's size and offsets for the
+ * members named here, placeholders between.
+ */
+#define FS_REQUIRES_DEV		1
+#define FS_BINARY_MOUNTDATA	2
+#define FS_HAS_SUBTYPE		4
+#define FS_USERNS_MOUNT		8
+
+#define SB_RDONLY	 1
+#define SB_SILENT	32768
+#define SB_ACTIVE	(1 << 30)
+#define SB_KERNMOUNT	(1 << 22)
+
+struct fs_context;
+struct fs_parameter_spec;
+struct kstatfs;
+
+struct file_system_type {
+	const char *name;
+	int fs_flags;
+	int (*init_fs_context)(struct fs_context *);
+	const struct fs_parameter_spec *parameters;
+	struct dentry *(*mount) (struct file_system_type *, int, const char *, void *);
+	void (*kill_sb) (struct super_block *);
+	struct module *owner;
+	struct file_system_type *next;
+	struct hlist_head fs_supers;
+};
+
+_Static_assert(__builtin_offsetof(struct file_system_type, mount) == 32, "fst.mount @32");
+_Static_assert(__builtin_offsetof(struct file_system_type, owner) == 48, "fst.owner @48");
+_Static_assert(__builtin_offsetof(struct file_system_type, next) == 56, "fst.next @56");
+_Static_assert(sizeof(struct file_system_type) == 72, "struct file_system_type is 72 bytes");
+
+struct super_operations {
+	struct inode *(*alloc_inode)(struct super_block *sb);
+	void (*destroy_inode)(struct inode *);
+	void (*free_inode)(struct inode *);
+	void (*dirty_inode) (struct inode *, int flags);
+	int (*write_inode) (struct inode *, void *wbc);
+	int (*drop_inode) (struct inode *);
+	void (*evict_inode) (struct inode *);
+	void (*put_super) (struct super_block *);
+	int (*sync_fs)(struct super_block *sb, int wait);
+	int (*freeze_super) (struct super_block *);
+	int (*freeze_fs) (struct super_block *);
+	int (*thaw_super) (struct super_block *);
+	int (*unfreeze_fs) (struct super_block *);
+	int (*statfs) (struct dentry *, struct kstatfs *);
+	int (*remount_fs) (struct super_block *, int *, char *);
+	void (*umount_begin) (struct super_block *);
+	int (*show_options)(struct seq_file *, struct dentry *);
+	int (*show_devname)(struct seq_file *, struct dentry *);
+	int (*show_path)(struct seq_file *, struct dentry *);
+	int (*show_stats)(struct seq_file *, struct dentry *);
+	ssize_t (*quota_read)(struct super_block *, int, char *, size_t, loff_t);
+	ssize_t (*quota_write)(struct super_block *, int, const char *, size_t, loff_t);
+	void **(*get_dquots)(struct inode *);
+	long (*nr_cached_objects)(struct super_block *, void *);
+	long (*free_cached_objects)(struct super_block *, void *);
+};
+
+_Static_assert(__builtin_offsetof(struct super_operations, put_super) == 56, "s_op.put_super @56");
+_Static_assert(sizeof(struct super_operations) == 200, "struct super_operations is 200 bytes");
+
+struct super_block {
+	struct list_head	s_list;
+	dev_t			s_dev;
+	unsigned char		s_blocksize_bits;
+	unsigned long		s_blocksize;
+	loff_t			s_maxbytes;
+	struct file_system_type	*s_type;
+	const struct super_operations *s_op;
+	const void		*dq_op;
+	const void		*s_qcop;
+	const void		*s_export_op;
+	unsigned long		s_flags;
+	unsigned long		s_iflags;
+	unsigned long		s_magic;
+	struct dentry		*s_root;
+	unsigned long		__s_umount[5];		/* struct rw_semaphore */
+	int			s_count;
+	atomic_t		s_active;
+	unsigned long		__s_rest[95];		/* security, xattrs, lists, quota, ... */
+	void			*s_fs_info;
+	u32			s_time_gran;
+	unsigned long		__s_time[4];		/* s_time_min, s_time_max, fsnotify */
+	char			s_id[32];
+	unsigned long		__s_uuid[8];		/* s_uuid, s_max_links, s_mode, subtype */
+	const void		*s_d_op;
+	unsigned long		__s_tail[50];
+};
+
+_Static_assert(__builtin_offsetof(struct super_block, s_type) == 40, "sb.s_type @40");
+_Static_assert(__builtin_offsetof(struct super_block, s_magic) == 96, "sb.s_magic @96");
+_Static_assert(__builtin_offsetof(struct super_block, s_root) == 104, "sb.s_root @104");
+_Static_assert(__builtin_offsetof(struct super_block, s_active) == 156, "sb.s_active @156");
+_Static_assert(__builtin_offsetof(struct super_block, s_fs_info) == 920, "sb.s_fs_info @920");
+_Static_assert(__builtin_offsetof(struct super_block, s_id) == 968, "sb.s_id @968");
+_Static_assert(__builtin_offsetof(struct super_block, s_d_op) == 1064, "sb.s_d_op @1064");
+_Static_assert(sizeof(struct super_block) == 1472, "struct super_block is 1472 bytes");
+
+/* simple_fill_super's table: files[i] becomes inode number i (0 and 1 unused). */
+struct tree_descr {
+	const char *name;
+	const struct file_operations *ops;
+	int mode;
+};
+
+int register_filesystem(struct file_system_type *);
+int unregister_filesystem(struct file_system_type *);
+struct file_system_type *get_fs_type(const char *name);
+
+struct dentry *mount_nodev(struct file_system_type *fs_type, int flags, void *data,
+			   int (*fill_super)(struct super_block *, void *, int));
+struct dentry *mount_single(struct file_system_type *fs_type, int flags, void *data,
+			    int (*fill_super)(struct super_block *, void *, int));
+void kill_anon_super(struct super_block *sb);
+void kill_litter_super(struct super_block *sb);
+void deactivate_super(struct super_block *sb);
+
+struct vfsmount *kern_mount(struct file_system_type *);
+void kern_unmount(struct vfsmount *mnt);
+int simple_pin_fs(struct file_system_type *, struct vfsmount **mount, int *count);
+void simple_release_fs(struct vfsmount **mount, int *count);
+int simple_fill_super(struct super_block *, unsigned long, const struct tree_descr *);
+struct inode *new_inode(struct super_block *sb);
+unsigned int get_next_ino(void);
 
 #endif /* _LINUX_FS_H */

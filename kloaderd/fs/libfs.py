@@ -1,0 +1,196 @@
+"""A pseudo filesystem's building blocks (Linux's fs/libfs.c, with
+`new_inode` from fs/inode.c and `d_make_root` from fs/dcache.c):
+`simple_fill_super`, `simple_pin_fs`/`simple_release_fs`, `new_inode`,
+`get_next_ino`, `d_make_root`.
+
+Inodes and dentries are kernel memory of Linux 6.1's sizes, recorded with
+their superblock and freed when it is killed (kloaderd/fs/super.py).
+`simple_pin_fs` is Al Viro's answer in the seed thread made a library: the
+first user mounts the filesystem internally, the last one's
+`simple_release_fs` drops that mount, so the module is pinned exactly while
+somebody uses it — where a `kern_mount` in init pins it for ever.
+
+Where kloader differs: `simple_fill_super`'s files get an inode and a dentry
+each, as in Linux, but nothing can open them yet (no path lookup); the root
+directory's `i_op`/`i_fop` are NULL (Linux points them at
+`simple_dir_inode_operations`/`simple_dir_operations`).  A files table is
+read for at most `MAX_FILES` entries.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KernelError
+from ..kernel.api import export
+from ..kernel.printk import KERN_WARNING
+from .namespace import kern_mount_type, mounts
+from .super import (D_ICNAME, D_INODE, D_NAME, D_PARENT, D_SB, DENTRY_SIZE, S_BLOCKSIZE,
+                    S_BLOCKSIZE_BITS, S_MAGIC, S_ROOT, S_TIME_GRAN, SuperBlock, caller_call, supers)
+
+if TYPE_CHECKING:
+    from ..kernel.kernel import Kernel
+
+LAYOUTS = (6, 1)       # struct inode, dentry, super_block, tree_descr: Linux 6.1's
+
+# struct inode (Linux 6.1; kloader's header has these at the same offsets)
+INODE_ALLOC = 632
+I_MODE = 0
+I_OP = 32
+I_SB = 40
+I_INO = 64
+I_NLINK = 72
+I_FOP = 360
+# struct tree_descr
+TD_SIZE = 24
+TD_NAME = 0
+TD_OPS = 8
+TD_MODE = 16
+
+S_IFDIR = 0o040000
+S_IFREG = 0o100000
+PAGE_SHIFT = 12
+MAX_FILES = 1 << 12
+_NAME_MAX = 255
+
+
+class Inodes:
+    """get_next_ino's counter (Linux starts it at 1 per CPU batch)."""
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.last_ino = 0
+
+    def next_ino(self) -> int:
+        self.last_ino = (self.last_ino + 1) & 0xFFFFFFFF or 1
+        return self.last_ino
+
+
+def _sb(ctx: Any, address: int, who: str) -> SuperBlock:
+    sb = supers(ctx.kernel).of(address)
+    if sb is None:
+        raise KernelError(errno.EINVAL, f"{who}: {address:#x} is not a superblock")
+    return sb
+
+
+def alloc_inode(kernel: "Kernel", sb: SuperBlock) -> int:
+    address = kernel.slab.alloc(INODE_ALLOC, None, zero=True)
+    if address:
+        mem = kernel.mem
+        mem.write_u64(address + I_SB, sb.address)
+        mem.write_u64(address + I_INO, kernel.subsystem(Inodes).next_ino())
+        mem.write_u32(address + I_NLINK, 1)
+        sb.objects.append(address)
+    return address
+
+
+def alloc_dentry(kernel: "Kernel", sb: SuperBlock, parent: int, name: bytes, inode: int) -> int:
+    address = kernel.slab.alloc(DENTRY_SIZE, None, zero=True)
+    if address:
+        mem = kernel.mem
+        mem.write_u64(address + D_PARENT, parent or address)
+        name = name[:31]
+        mem.write(address + D_ICNAME, name + b"\0")
+        mem.write_u64(address + D_NAME, len(name) << 32)          # hash_len: hash unused
+        mem.write_u64(address + D_NAME + 8, address + D_ICNAME)
+        mem.write_u64(address + D_INODE, inode)
+        mem.write_u64(address + D_SB, sb.address)
+        sb.objects.append(address)
+    return address
+
+
+@export("get_next_ino", "unsigned int get_next_ino(void)", nargs=0)
+def get_next_ino(ctx: Any) -> int:
+    return ctx.kernel.subsystem(Inodes).next_ino()
+
+
+@export("new_inode", "struct inode *new_inode(struct super_block *sb)", nargs=1)
+def new_inode(ctx: Any, sb: int) -> int:
+    return alloc_inode(ctx.kernel, _sb(ctx, sb, "new_inode"))
+
+
+@export("d_make_root", "struct dentry *d_make_root(struct inode *root_inode)", nargs=1)
+def d_make_root(ctx: Any, inode: int) -> int:
+    if not inode:
+        return 0
+    sb = _sb(ctx, ctx.mem.read_u64(inode + I_SB), "d_make_root")
+    return alloc_dentry(ctx.kernel, sb, 0, b"/", inode)
+
+
+@export("simple_fill_super", "int simple_fill_super(struct super_block *s, unsigned long magic, "
+        "const struct tree_descr *files)", nargs=3)
+def simple_fill_super(ctx: Any, s: int, magic: int, files: int) -> int:
+    kernel, mem = ctx.kernel, ctx.mem
+    sb = _sb(ctx, s, "simple_fill_super")
+    mem.write_u64(s + S_BLOCKSIZE, 1 << PAGE_SHIFT)
+    mem.write_u8(s + S_BLOCKSIZE_BITS, PAGE_SHIFT)
+    mem.write_u64(s + S_MAGIC, magic)
+    mem.write_u32(s + S_TIME_GRAN, 1)
+    inode = alloc_inode(kernel, sb)
+    if not inode:
+        return -errno.ENOMEM
+    mem.write_u64(inode + I_INO, 1)
+    mem.write_u16(inode + I_MODE, S_IFDIR | 0o755)
+    mem.write_u32(inode + I_NLINK, 2)
+    root = alloc_dentry(kernel, sb, 0, b"/", inode)
+    if not root:
+        return -errno.ENOMEM
+    for i in range(MAX_FILES):
+        entry = files + i * TD_SIZE
+        name = mem.read_u64(entry + TD_NAME)
+        text = mem.read_cstr(name, _NAME_MAX) if name else None
+        if text == b"":
+            break
+        if text is None:
+            continue
+        if i == 1:
+            kernel.log.emit(KERN_WARNING, f"simple_fill_super: {sb.fstype.name} passed in a files "
+                                          "array with an index of 1!", getattr(ctx.module, "name", None))
+        inode = alloc_inode(kernel, sb)
+        dentry = alloc_dentry(kernel, sb, root, text, inode) if inode else 0
+        if not dentry:
+            return -errno.ENOMEM
+        mem.write_u16(inode + I_MODE, S_IFREG | (mem.read_u32(entry + TD_MODE) & 0o7777))
+        mem.write_u64(inode + I_FOP, mem.read_u64(entry + TD_OPS))
+        mem.write_u64(inode + I_INO, i)
+    else:
+        raise KernelError(errno.E2BIG, f"simple_fill_super: {sb.fstype.name}'s files table has no "
+                                       f'terminating {{""}} entry in its first {MAX_FILES}')
+    mem.write_u64(s + S_ROOT, root)
+    return 0
+
+
+@export("simple_pin_fs", "int simple_pin_fs(struct file_system_type *type, struct vfsmount **mount, "
+        "int *count)", nargs=3)
+async def simple_pin_fs(ctx: Any, fs_type: int, mount: int, count: int) -> int:
+    mem, table = ctx.mem, mounts(ctx.kernel)
+    made = None
+    if not mem.read_u64(mount):
+        made = await kern_mount_type(ctx, fs_type)
+        if isinstance(made, int):
+            return made
+        if not mem.read_u64(mount):
+            mem.write_u64(mount, made.address)
+    pinned = table.of(mem.read_u64(mount))
+    if pinned is None:
+        raise KernelError(errno.EINVAL, f"simple_pin_fs: *mount {mem.read_u64(mount):#x} is not a vfsmount")
+    pinned.count += 1                                                  # mntget(*mount)
+    mem.write_u32(count, (mem.read_u32(count) + 1) & 0xFFFFFFFF)
+    if made is not None:
+        await table.put(made, caller_call(ctx))                        # mntput(mnt)
+    return 0
+
+
+@export("simple_release_fs", "void simple_release_fs(struct vfsmount **mount, int *count)", nargs=2)
+async def simple_release_fs(ctx: Any, mount: int, count: int) -> None:
+    mem, table = ctx.mem, mounts(ctx.kernel)
+    address = mem.read_u64(mount)
+    left = (mem.read_u32(count) - 1) & 0xFFFFFFFF
+    mem.write_u32(count, left)
+    if not left:
+        mem.write_u64(mount, 0)
+    mnt = table.of(address)
+    if mnt is None:
+        raise KernelError(errno.EINVAL, f"simple_release_fs: *mount {address:#x} is not a vfsmount")
+    await table.put(mnt, caller_call(ctx))
+
