@@ -176,7 +176,7 @@ async def test_init_sections_are_freed_after_init():
     stale = kernel.symbols.get("initsec_call_stale")
     mod = kernel.find_module("initsec")
     # calling the stored pointer into freed init text oopses, the kernel survives
-    from kloaderd.kernel.cpu import Oops
+    from kloaderd.kernel.oops import Oops
     with pytest.raises(Oops):
         await kernel.machine.call(stale.address, module=mod, name="test")
     await kernel.delete_module("initsec")

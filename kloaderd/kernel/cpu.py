@@ -36,16 +36,15 @@ import trio
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
                      UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
-from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_TLB_VIRTUAL
+from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_TLB_VIRTUAL
 from unicorn.unicorn_py3.unicorn import uclib
 
 from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, MODULES_VADDR, PAGE_SIZE,
-                      PER_CPU_BASE, UTS_RELEASE)
+                      PER_CPU_BASE)
 from . import api
 from ..errors import KernelError
 from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
-from .oops import (TAINT_DIE, TAINT_SOFTLOCKUP, Frame, KernelBug, NotEmulated, Oops, Panic,
-                   page_fault_header, render)
+from .oops import NotEmulated, OopsReports, SoftLockup
 from .preempt import TIMER
 from .sched import BusyWait, Scheduler, Task
 
@@ -64,9 +63,6 @@ _RET, _INT3 = b"\xc3", b"\xcc"
 _STUB_RETURN = b"\x45\x31\xdb" + _RET
 _ARG_REGS = (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
              X.UC_X86_REG_RCX, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
-_GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")}
 _U64 = struct.Struct("<Q")
 # Written at every entry: the argument registers, the other GPRs (zero), %rsp,
 # %rip, %rflags and the GS base.
@@ -78,9 +74,6 @@ _ENTRY = struct.Struct(f"<{len(_ENTRY_REGS)}Q")
 _ZEROS = (0,) * 15                 # the argument registers not passed, then the other GPRs
 TOP_OF_STACK_RESERVE = 256        # where Linux keeps the thread's pt_regs
 STACK_CANARY_OFFSET = 40           # %gs:40, fixed by gcc's -mstack-protector-guard=tls
-_TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
-_TRAP_KINDS = {0: "divide-error", 3: "int3", 6: "invalid-opcode", 13: "general-protection"}
-
 
 def _not_emulated(name: str) -> Callable[..., Any]:
     def call(_ctx: Any) -> None:
@@ -96,11 +89,6 @@ class TaskExit(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(f"task exit({code})")
         self.code = code
-
-
-class SoftLockup(Exception):
-    """Raised by a kernel function whose work has run its task past the
-    watchdog (`CallContext.still_running`): reported as the soft lockup."""
 
 
 TCG_BUFFER_SIZE = 256 << 20    # Unicorn's translated-code cache; its default is 1 GiB
@@ -144,18 +132,6 @@ def translation_buffer_size() -> int:
             f"{ADDRESS_SPACE_SLACK >> 20} MiB to work in): raise it to ulimit -v {(need >> 10) + 1} "
             "or more, or lift it"))
     return size
-
-
-def _describe(exc: BaseException) -> str:
-    """`OverflowError: ...`, short enough for one log line."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _canonical(addr: int) -> bool:
-    """Bits 63..47 all equal: an address x86-64 paging can translate."""
-    top = addr >> 47
-    return top == 0 or top == 0x1FFFF
 
 
 # The watchdog's clock: CPU time of the thread that runs guest code (which is
@@ -263,7 +239,7 @@ class _FastRegs:
             raise UcError(UC_ERR_EXCEPTION)
 
 
-class Machine:
+class Machine(OopsReports):
     """One emulated x86-64 CPU with the kernel's text, data and per-CPU area."""
 
     def __init__(self, kernel: Any, *, watchdog: float = 5.0,
@@ -672,38 +648,6 @@ class Machine:
         task.rip = self.mem.read_u64(rsp)
         uc.reg_write(X.UC_X86_REG_RSP, rsp + 8)
 
-    # --- oops --------------------------------------------------------------------
-
-    def _fault_oops(self, task: Task, err: UcError) -> Oops:
-        fault = self.mem.last_fault
-        if err.errno == UC_ERR_INSN_INVALID:
-            return self._trap_oops(task, 6)
-        if err.errno == UC_ERR_EXCEPTION and fault is not None:
-            guard = self.sched.stack_guard(fault.address)
-            if guard is not None:
-                self._die_counter += 1
-                header = [f"BUG: TASK stack guard page was hit at {fault.address:016x} "
-                          f"(stack is {guard.stack_base:016x}..{guard.stack_top - 1:016x})",
-                          f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
-                return self._oops(task, "stack-overflow", header, address=fault.address)
-            fault = self._precise(fault)
-            missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
-            if missing is not None:
-                self._die_counter += 1
-                header = [f"kloader: kernel object {missing} is not emulated",
-                          *page_fault_header(fault.address, fault.access, True, self._die_counter)]
-                return self._oops(task, "not-emulated", header, address=fault.address)
-            if not _canonical(fault.address):
-                # No page table walk happens: the CPU raises #GP instead.
-                self._die_counter += 1
-                header = [f"general protection fault, probably for non-canonical address "
-                          f"0x{fault.address:x}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
-                return self._oops(task, "general-protection", header)
-            return self._page_fault(task, fault)
-        self._die_counter += 1
-        header = [f"BUG: unhandled CPU exception ({err}): 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
-        return self._oops(task, "exception", header)
-
     def _precise(self, fault: GuestFault) -> GuestFault:
         """The exact faulting address (the TLB only tells the page): replay
         the instruction once with the page backed by a scratch page and
@@ -742,101 +686,6 @@ class Machine:
             return GuestFault(seen[0], fault.access, present=fault.present)
         return fault
 
-    def _page_fault(self, task: Task, fault: GuestFault, regs: dict[str, int] | None = None) -> Oops:
-        self._die_counter += 1
-        header = page_fault_header(fault.address, fault.access, fault.present, self._die_counter)
-        kind = "null-deref" if fault.address < PAGE_SIZE else "page-fault"
-        return self._oops(task, kind, header, address=fault.address, regs=regs)
-
-    def _trap_oops(self, task: Task, intno: int) -> Oops:
-        self._die_counter += 1
-        name = _TRAPS.get(intno, f"trap {intno}")
-        header = [f"{name}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
-        return self._oops(task, _TRAP_KINDS.get(intno, "trap"), header)
-
-    def _api_oops(self, task: Task, exc: Exception, function: str) -> Oops:
-        """A kernel function failed on the task's behalf: a guest fault is
-        reported at the caller's RIP, as if the call instruction had faulted
-        after returning; anything else as a BUG() in the function itself.
-        Always an oops of the task: a failing kernel function never fails
-        the system call that ran the module's code (EIO) or strands it."""
-        if isinstance(exc, Oops):
-            return exc
-        if isinstance(exc, SoftLockup):
-            return self._soft_lockup(task)
-        regs = self._registers()
-        header: list[str] = []
-        if isinstance(exc, NotEmulated):
-            kind, header = "not-emulated", [f"kloader: kernel function {exc.name} is not emulated"]
-        elif isinstance(exc, KernelBug):
-            kind, header = "bug", [f"kernel BUG at {exc.where}!"]
-        elif not isinstance(exc, (GuestFault, Panic)):
-            # A bug in kloader's implementation, or a use it cannot serve.
-            kind, header = "kernel-bug", [
-                f"kloader: kernel function {function} failed: {_describe(exc)}",
-                f"kernel BUG at {function}!"]
-        if header:
-            # RIP is the function itself and its caller is on the stack, as
-            # a BUG() at the function's first instruction shows them.
-            self._die_counter += 1
-            header.append(f"invalid opcode: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI")
-            return self._oops(task, kind, header, regs=regs)
-        regs["rip"] = self.mem.read_u64(regs["rsp"])
-        regs["rsp"] += 8
-        if isinstance(exc, GuestFault):
-            return self._page_fault(task, exc, regs)
-        header = [f"Kernel panic - not syncing: {exc.message}"]
-        return self._oops(task, "panic", header, regs=regs,
-                          footer=f"---[ end Kernel panic - not syncing: {exc.message} ]---")
-
-    def _soft_lockup(self, task: Task) -> Oops:
-        header = [f"watchdog: BUG: soft lockup - CPU#0 stuck for {int(task.runtime)}s! "
-                  f"[{task.comm}:{task.pid}]"]
-        return self._oops(task, "soft-lockup", header, taint=TAINT_SOFTLOCKUP, footer="")
-
-    def _registers(self) -> dict[str, int]:
-        uc = self.uc
-        regs = {name: uc.reg_read(reg) for name, reg in _GPRS.items()}
-        regs["rip"] = uc.reg_read(X.UC_X86_REG_RIP)
-        regs["rflags"] = uc.reg_read(X.UC_X86_REG_RFLAGS)
-        regs["gs_base"] = uc.reg_read(X.UC_X86_REG_GS_BASE)
-        return regs
-
-    def _oops(self, task: Task, kind: str, header: list[str], *, taint: str = TAINT_DIE,
-              address: int | None = None, regs: dict[str, int] | None = None,
-              footer: str = "---[ end trace 0000000000000000 ]---") -> Oops:
-        regs = regs or self._registers()
-        regs["cr2"] = address if address is not None else 0
-        rip = regs["rip"]
-        code, code_offset = self._code_bytes(rip)
-        frame = Frame(pid=task.pid, comm=task.comm, tainted=self._tainted(), release=self._release(),
-                      regs=regs, code=code, code_offset=code_offset,
-                      trace=self._stack_trace(task, regs["rsp"]), modules=self._modules())
-        lines = render(header, frame, self.symbol_name, footer)
-        return Oops(kind, lines, taint=taint, rip=rip, address=address)
-
-    def _code_bytes(self, rip: int) -> tuple[bytes | None, int]:
-        """64 bytes around RIP (42 before), or from RIP's page start on if
-        the page before is unmapped: the Code: line of the oops."""
-        for start in (rip - 42, max(rip - 42, rip & ~(PAGE_SIZE - 1))):
-            try:
-                return self.mem.read(start, rip + 22 - start), rip - start
-            except GuestFault:
-                continue
-        return None, 0
-
-    def _stack_trace(self, task: Task, rsp: int) -> list[str]:
-        """Every word on the stack that points into executable code (kernel
-        or module text), as Linux's unreliable (`?`) entries."""
-        trace = []
-        slot = max(rsp, task.stack_base) & ~7
-        while slot < task.stack_top and len(trace) < 32:
-            value = self.mem.read_u64(slot)
-            slot += 8
-            if value != self.trap and (self.mem.perms(value) or "")[2:] == "x":
-                trace.append(self.symbol_name(value))
-        return trace
-
     def _lookup(self, addr: int) -> str | None:
         name = self.symbolize(addr) if self.symbolize is not None else None
         if name is None:
@@ -848,19 +697,3 @@ class Machine:
     def symbol_name(self, addr: int) -> str:
         """`hello_init+0x12/0x40 [hello]`, or the bare address."""
         return self._lookup(addr) or f"0x{addr:x}"
-
-    def _tainted(self) -> str:
-        taint_string = getattr(self.kernel, "taint_string", None)
-        taints = taint_string() if callable(taint_string) else ""
-        if not taints or not taints.strip():
-            return "Not tainted"
-        if taints.startswith(("Tainted", "Not tainted")):
-            return taints
-        return f"Tainted: {taints}"
-
-    def _release(self) -> str:
-        return getattr(self.kernel, "release", UTS_RELEASE)
-
-    def _modules(self) -> str:
-        linked = getattr(self.kernel, "modules_linked_in", None)
-        return linked() if callable(linked) else ""

@@ -20,7 +20,8 @@ import trio
 
 from .. import config
 from ..errors import KernelError
-from .cpu import Machine, Oops
+from .cpu import Machine
+from .oops import Oops
 from .fault_inject import Faults
 from .kallsyms import Kallsyms
 from .memory import AddressSpace, RegionAllocator

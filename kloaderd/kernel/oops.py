@@ -1,14 +1,26 @@
 """Oops reports, shaped like arch/x86/kernel/dumpstack.c and process_64.c print them.
 
-The CPU decides *what* went wrong (a page fault, an invalid opcode, a soft
-lockup...); this module only renders it the way a kernel developer expects to
-read it in dmesg, so tools and people that grep for Linux's lines find them.
+The CPU (cpu.py) runs the code and stops where it went wrong; `OopsReports`,
+the other half of its `Machine`, decides *which* report that is (a page
+fault, an invalid opcode, a soft lockup...) and gathers the dead task's
+frame; `render` prints it the way a kernel developer expects to read it in
+dmesg, so tools and people that grep for Linux's lines find them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from unicorn import Uc, UcError
+from unicorn import x86_const as X
+from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID
+
+from ..config import PAGE_SIZE, UTS_RELEASE
+from .memory import AddressSpace, GuestFault
+
+if TYPE_CHECKING:
+    from .sched import Scheduler, Task
 
 # Taint letters an oops leaves behind (kernel/panic.c taint_flags).
 TAINT_DIE = "D"
@@ -20,6 +32,31 @@ _REG_LABEL = {"r8": "R08", "r9": "R09"}
 X86_PF_PROT = 1 << 0
 X86_PF_WRITE = 1 << 1
 X86_PF_INSTR = 1 << 4
+
+_GPRS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")}
+
+
+_TRAPS = {0: "divide error", 3: "int3", 6: "invalid opcode", 13: "general protection fault"}
+_TRAP_KINDS = {0: "divide-error", 3: "int3", 6: "invalid-opcode", 13: "general-protection"}
+
+
+class SoftLockup(Exception):
+    """Raised by a kernel function whose work has run its task past the
+    watchdog (`CallContext.still_running`): reported as the soft lockup."""
+
+
+def _describe(exc: BaseException) -> str:
+    """`OverflowError: ...`, short enough for one log line."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _canonical(addr: int) -> bool:
+    """Bits 63..47 all equal: an address x86-64 paging can translate."""
+    top = addr >> 47
+    return top == 0 or top == 0x1FFFF
 
 
 class Oops(Exception):
@@ -139,3 +176,160 @@ class NotEmulated(Exception):
         super().__init__(f"kernel function {name} is not emulated")
         self.name = name
 
+
+class OopsReports:
+    """The half of `Machine` (cpu.py) that turns what went wrong on the CPU
+    into an `Oops`: which report (a page fault, a trap, a BUG() in a kernel
+    function, a soft lockup), its header lines, and the frame every report
+    shares (registers, Code:, the stack's return addresses, taint, modules).
+
+    It reads the machine's CPU and memory; `_precise()`, `not_emulated_at()`
+    and `symbol_name()` are the machine's own."""
+
+    kernel: Any
+    uc: Uc
+    mem: AddressSpace
+    sched: Scheduler
+    trap: int                  # the return address every task starts with
+    _die_counter: int
+
+    def _fault_oops(self, task: Task, err: UcError) -> Oops:
+        fault = self.mem.last_fault
+        if err.errno == UC_ERR_INSN_INVALID:
+            return self._trap_oops(task, 6)
+        if err.errno == UC_ERR_EXCEPTION and fault is not None:
+            guard = self.sched.stack_guard(fault.address)
+            if guard is not None:
+                self._die_counter += 1
+                header = [f"BUG: TASK stack guard page was hit at {fault.address:016x} "
+                          f"(stack is {guard.stack_base:016x}..{guard.stack_top - 1:016x})",
+                          f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+                return self._oops(task, "stack-overflow", header, address=fault.address)
+            fault = self._precise(fault)
+            missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
+            if missing is not None:
+                self._die_counter += 1
+                header = [f"kloader: kernel object {missing} is not emulated",
+                          *page_fault_header(fault.address, fault.access, True, self._die_counter)]
+                return self._oops(task, "not-emulated", header, address=fault.address)
+            if not _canonical(fault.address):
+                # No page table walk happens: the CPU raises #GP instead.
+                self._die_counter += 1
+                header = [f"general protection fault, probably for non-canonical address "
+                          f"0x{fault.address:x}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+                return self._oops(task, "general-protection", header)
+            return self._page_fault(task, fault)
+        self._die_counter += 1
+        header = [f"BUG: unhandled CPU exception ({err}): 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+        return self._oops(task, "exception", header)
+
+    def _page_fault(self, task: Task, fault: GuestFault, regs: dict[str, int] | None = None) -> Oops:
+        self._die_counter += 1
+        header = page_fault_header(fault.address, fault.access, fault.present, self._die_counter)
+        kind = "null-deref" if fault.address < PAGE_SIZE else "page-fault"
+        return self._oops(task, kind, header, address=fault.address, regs=regs)
+
+    def _trap_oops(self, task: Task, intno: int) -> Oops:
+        self._die_counter += 1
+        name = _TRAPS.get(intno, f"trap {intno}")
+        header = [f"{name}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+        return self._oops(task, _TRAP_KINDS.get(intno, "trap"), header)
+
+    def _api_oops(self, task: Task, exc: Exception, function: str) -> Oops:
+        """A kernel function failed on the task's behalf: a guest fault is
+        reported at the caller's RIP, as if the call instruction had faulted
+        after returning; anything else as a BUG() in the function itself.
+        Always an oops of the task: a failing kernel function never fails
+        the system call that ran the module's code (EIO) or strands it."""
+        if isinstance(exc, Oops):
+            return exc
+        if isinstance(exc, SoftLockup):
+            return self._soft_lockup(task)
+        regs = self._registers()
+        header: list[str] = []
+        if isinstance(exc, NotEmulated):
+            kind, header = "not-emulated", [f"kloader: kernel function {exc.name} is not emulated"]
+        elif isinstance(exc, KernelBug):
+            kind, header = "bug", [f"kernel BUG at {exc.where}!"]
+        elif not isinstance(exc, (GuestFault, Panic)):
+            # A bug in kloader's implementation, or a use it cannot serve.
+            kind, header = "kernel-bug", [
+                f"kloader: kernel function {function} failed: {_describe(exc)}",
+                f"kernel BUG at {function}!"]
+        if header:
+            # RIP is the function itself and its caller is on the stack, as
+            # a BUG() at the function's first instruction shows them.
+            self._die_counter += 1
+            header.append(f"invalid opcode: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI")
+            return self._oops(task, kind, header, regs=regs)
+        regs["rip"] = self.mem.read_u64(regs["rsp"])
+        regs["rsp"] += 8
+        if isinstance(exc, GuestFault):
+            return self._page_fault(task, exc, regs)
+        header = [f"Kernel panic - not syncing: {exc.message}"]
+        return self._oops(task, "panic", header, regs=regs,
+                          footer=f"---[ end Kernel panic - not syncing: {exc.message} ]---")
+
+    def _soft_lockup(self, task: Task) -> Oops:
+        header = [f"watchdog: BUG: soft lockup - CPU#0 stuck for {int(task.runtime)}s! "
+                  f"[{task.comm}:{task.pid}]"]
+        return self._oops(task, "soft-lockup", header, taint=TAINT_SOFTLOCKUP, footer="")
+
+    def _registers(self) -> dict[str, int]:
+        uc = self.uc
+        regs = {name: uc.reg_read(reg) for name, reg in _GPRS.items()}
+        regs["rip"] = uc.reg_read(X.UC_X86_REG_RIP)
+        regs["rflags"] = uc.reg_read(X.UC_X86_REG_RFLAGS)
+        regs["gs_base"] = uc.reg_read(X.UC_X86_REG_GS_BASE)
+        return regs
+
+    def _oops(self, task: Task, kind: str, header: list[str], *, taint: str = TAINT_DIE,
+              address: int | None = None, regs: dict[str, int] | None = None,
+              footer: str = "---[ end trace 0000000000000000 ]---") -> Oops:
+        regs = regs or self._registers()
+        regs["cr2"] = address if address is not None else 0
+        rip = regs["rip"]
+        code, code_offset = self._code_bytes(rip)
+        frame = Frame(pid=task.pid, comm=task.comm, tainted=self._tainted(), release=self._release(),
+                      regs=regs, code=code, code_offset=code_offset,
+                      trace=self._stack_trace(task, regs["rsp"]), modules=self._modules())
+        lines = render(header, frame, self.symbol_name, footer)
+        return Oops(kind, lines, taint=taint, rip=rip, address=address)
+
+    def _code_bytes(self, rip: int) -> tuple[bytes | None, int]:
+        """64 bytes around RIP (42 before), or from RIP's page start on if
+        the page before is unmapped: the Code: line of the oops."""
+        for start in (rip - 42, max(rip - 42, rip & ~(PAGE_SIZE - 1))):
+            try:
+                return self.mem.read(start, rip + 22 - start), rip - start
+            except GuestFault:
+                continue
+        return None, 0
+
+    def _stack_trace(self, task: Task, rsp: int) -> list[str]:
+        """Every word on the stack that points into executable code (kernel
+        or module text), as Linux's unreliable (`?`) entries."""
+        trace = []
+        slot = max(rsp, task.stack_base) & ~7
+        while slot < task.stack_top and len(trace) < 32:
+            value = self.mem.read_u64(slot)
+            slot += 8
+            if value != self.trap and (self.mem.perms(value) or "")[2:] == "x":
+                trace.append(self.symbol_name(value))
+        return trace
+
+    def _tainted(self) -> str:
+        taint_string = getattr(self.kernel, "taint_string", None)
+        taints = taint_string() if callable(taint_string) else ""
+        if not taints or not taints.strip():
+            return "Not tainted"
+        if taints.startswith(("Tainted", "Not tainted")):
+            return taints
+        return f"Tainted: {taints}"
+
+    def _release(self) -> str:
+        return getattr(self.kernel, "release", UTS_RELEASE)
+
+    def _modules(self) -> str:
+        linked = getattr(self.kernel, "modules_linked_in", None)
+        return linked() if callable(linked) else ""
