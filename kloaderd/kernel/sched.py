@@ -112,13 +112,55 @@ class BusyWait:
         self.seconds = seconds
 
 
+class CpuLock:
+    """The one CPU, handed to waiters first come, first served.
+
+    `trio.StrictFIFOLock`'s discipline (a release hands the CPU to the
+    oldest waiter, so a task that yields at the end of its slice queues
+    behind the others) without its per-call bookkeeping: a trio lock belongs
+    to a trio task and registers with the deadlock detector on every
+    acquire, which cost as much as the rest of entering guest code.  Who
+    holds the CPU is the kloader `Task`'s `holds_cpu`; the lock only orders.
+    """
+
+    __slots__ = ("_busy", "_lot")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._lot = trio.lowlevel.ParkingLot()
+
+    @property
+    def waiting(self) -> int:
+        """Tasks queued for the CPU."""
+        return len(self._lot)
+
+    def try_acquire(self) -> bool:
+        """Take the CPU if it is free and nobody queues for it."""
+        if self._busy or self._lot:
+            return False
+        self._busy = True
+        return True
+
+    async def wait(self) -> None:
+        """Queue for the CPU; return holding it.  Woken only by release(),
+        which hands the CPU over still busy: nobody can take it between the
+        wake-up and this task running."""
+        await self._lot.park()
+
+    def release(self) -> None:
+        if self._lot:
+            self._lot.unpark(count=1)     # handed over: still busy
+        else:
+            self._busy = False
+
+
 class Scheduler:
     """Owns the tasks, their kernel stacks and the CPU lock."""
 
     def __init__(self, kernel: Any, mem: AddressSpace) -> None:
         self.kernel = kernel
         self.mem = mem
-        self.cpu = trio.StrictFIFOLock()
+        self.cpu = CpuLock()
         self.waitqueue = WaitQueue()
         self.tasks: dict[int, Task] = {}
         self._stacks = RegionAllocator(VMALLOC_START, VMALLOC_END)
@@ -177,14 +219,12 @@ class Scheduler:
     # --- the CPU --------------------------------------------------------------
 
     async def acquire(self, task: Task) -> None:
-        """Take the CPU; when it is free and nobody queues for it, without a
-        trip through the scheduler (entering guest code costs what emu_start
-        costs), but still noticing a cancellation."""
+        """Take the CPU for `task`; when it is free and nobody queues for it
+        without a trip through the scheduler (entering guest code costs what
+        emu_start costs), but still noticing a cancellation."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self.cpu.acquire_nowait()
-        except trio.WouldBlock:
-            await self.cpu.acquire()
+        if not self.cpu.try_acquire():
+            await self.cpu.wait()
         task.holds_cpu = True
 
     def release(self, task: Task) -> None:
@@ -194,7 +234,7 @@ class Scheduler:
     async def yield_cpu(self, task: Task) -> None:
         """End of a time slice: let the event loop run, and other tasks if
         any wait for the CPU (they go first: the lock is FIFO)."""
-        if self.cpu.statistics().tasks_waiting:
+        if self.cpu.waiting:
             self.release(task)
             await self.acquire(task)
         else:
