@@ -22,7 +22,6 @@ used: entering guest code costs what `emu_start` itself costs.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import itertools
 import os
@@ -36,13 +35,14 @@ import trio
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
                      UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
-from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_TLB_VIRTUAL
-from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.unicorn_const import UC_TLB_VIRTUAL
 
 from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, MODULES_VADDR, PAGE_SIZE,
                       PER_CPU_BASE)
 from . import api
 from ..errors import KernelError
+from .entry import ARG_REGS as _ARG_REGS
+from .entry import EntryRegs
 from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
 from .oops import NotEmulated, OopsReports, SoftLockup
 from .preempt import TIMER
@@ -61,17 +61,7 @@ _RET, _INT3 = b"\xc3", b"\xcc"
 # are drawn from a per-machine random base, and are forgotten once the
 # emu_start that issued one returns: guest code never sees one.
 _STUB_RETURN = b"\x45\x31\xdb" + _RET
-_ARG_REGS = (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI, X.UC_X86_REG_RDX,
-             X.UC_X86_REG_RCX, X.UC_X86_REG_R8, X.UC_X86_REG_R9)
 _U64 = struct.Struct("<Q")
-# Written at every entry: the argument registers, the other GPRs (zero), %rsp,
-# %rip, %rflags and the GS base.
-_ENTRY_REGS = (*_ARG_REGS, X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RBP,
-               X.UC_X86_REG_R10, X.UC_X86_REG_R11, X.UC_X86_REG_R12, X.UC_X86_REG_R13,
-               X.UC_X86_REG_R14, X.UC_X86_REG_R15, X.UC_X86_REG_RSP, X.UC_X86_REG_RIP,
-               X.UC_X86_REG_RFLAGS, X.UC_X86_REG_GS_BASE)
-_ENTRY = struct.Struct(f"<{len(_ENTRY_REGS)}Q")
-_ZEROS = (0,) * 15                 # the argument registers not passed, then the other GPRs
 TOP_OF_STACK_RESERVE = 256        # where Linux keeps the thread's pt_regs
 STACK_CANARY_OFFSET = 40           # %gs:40, fixed by gcc's -mstack-protector-guard=tls
 
@@ -179,66 +169,6 @@ class CallContext:
             slot += 8
 
 
-def _batch(ids: tuple[int, ...]) -> tuple[Any, Any, Any]:
-    """The three arrays uc_reg_{read,write}_batch take for these registers."""
-    values = (ctypes.c_uint64 * len(ids))()
-    base = ctypes.addressof(values)
-    return ((ctypes.c_int * len(ids))(*ids), values,
-            (ctypes.c_void_p * len(ids))(*(base + 8 * i for i in range(len(ids)))))
-
-
-class _FastRegs:
-    """The argument registers, %rsp and %rax without the binding's per-call
-    type dispatch: one ctypes call per kernel call (the hot path: this
-    halves the cost of a round trip)."""
-
-    _IDS = (*_ARG_REGS, X.UC_X86_REG_RSP)
-
-    def __init__(self, uc: Uc) -> None:
-        self._uch = uc._uch
-        self._vals = (ctypes.c_uint64 * len(self._IDS))()
-        self._ids = (ctypes.c_int * len(self._IDS))(*self._IDS)
-        base = ctypes.addressof(self._vals)
-        self._ptrs = (ctypes.c_void_p * len(self._IDS))(*(base + 8 * i for i in range(len(self._IDS))))
-        self._rax = ctypes.c_uint64()
-        self._done = (ctypes.c_uint64 * 2)()
-        self._done_ids = (ctypes.c_int * 2)(X.UC_X86_REG_RAX, X.UC_X86_REG_R11)
-        base = ctypes.addressof(self._done)
-        self._done_ptrs = (ctypes.c_void_p * 2)(base, base + 8)
-
-        self._entry_ids, self._entry, self._entry_ptrs = _batch(_ENTRY_REGS)
-        self._stop_ids, self._stop, self._stop_ptrs = _batch(
-            (X.UC_X86_REG_RIP, X.UC_X86_REG_R11, X.UC_X86_REG_RAX))
-
-    def enter(self, args: tuple[int, ...], rsp: int, rip: int, gs_base: int) -> None:
-        """A function's entry, as a new kernel thread starts: its register
-        arguments, every other GPR zero, IF set, GS at the per-CPU area."""
-        regs = [a & _MASK64 for a in args[:6]]
-        _ENTRY.pack_into(self._entry, 0, *regs, *_ZEROS[len(regs):], rsp, rip & _MASK64,
-                         0x202, gs_base)
-        if uclib.uc_reg_write_batch(self._uch, self._entry_ids, self._entry_ptrs, len(_ENTRY_REGS)):
-            raise UcError(UC_ERR_EXCEPTION)
-
-    def stopped(self) -> tuple[int, int, int]:
-        """(%rip, %r11, %rax) where a slice ended."""
-        if uclib.uc_reg_read_batch(self._uch, self._stop_ids, self._stop_ptrs, 3):
-            raise UcError(UC_ERR_EXCEPTION)
-        stop = self._stop
-        return stop[0], stop[1], stop[2]
-
-    def read(self) -> tuple[int, ...]:
-        """(rdi, rsi, rdx, rcx, r8, r9, rsp)."""
-        if uclib.uc_reg_read_batch(self._uch, self._ids, self._ptrs, len(self._IDS)):
-            raise UcError(UC_ERR_EXCEPTION)
-        return tuple(self._vals)
-
-    def done(self, value: int, token: int) -> None:
-        """A kernel call's result in %rax, and its completion token in %r11."""
-        self._done[0], self._done[1] = value, token
-        if uclib.uc_reg_write_batch(self._uch, self._done_ids, self._done_ptrs, 2):
-            raise UcError(UC_ERR_EXCEPTION)
-
-
 class Machine(OopsReports):
     """One emulated x86-64 CPU with the kernel's text, data and per-CPU area."""
 
@@ -271,7 +201,7 @@ class Machine(OopsReports):
         self._pending: tuple[str, Any, str] | None = None   # (what, exception or wait, function)
         self._intno: int | None = None
         self._die_counter = 0
-        self._regs = _FastRegs(self.uc)
+        self._regs = EntryRegs(self.uc)
         self._dirty = True                      # the CPU state needs a context_restore
         self.slice_started = 0.0                # task_clock() when the running slice began
         self.per_cpu_base = per_cpu_base
@@ -483,7 +413,8 @@ class Machine(OopsReports):
         return (INITIAL_JIFFIES + int(self.uptime() * HZ)) & _MASK64
 
     def _update_jiffies(self) -> None:
-        j = self.jiffies()
+        # jiffies() inlined: this runs at every entry and every kernel call.
+        j = (INITIAL_JIFFIES + int((time.monotonic() - self._boot) * HZ)) & _MASK64
         if j != self._jiffies:
             self._jiffies = j
             self.uc.mem_write(self._jiffies_phys, _U64.pack(j))
@@ -525,7 +456,7 @@ class Machine(OopsReports):
         if on_stack:
             frame += b"".join(_U64.pack(a & _MASK64) for a in on_stack)
         if (rsp & (PAGE_SIZE - 1)) + len(frame) <= PAGE_SIZE:
-            self.uc.mem_write(self.mem.translate(rsp, "write"), frame)   # the usual: one page
+            self._regs.write(self.mem.translate(rsp, "write"), frame)   # the usual: one page
         else:
             self.mem.write(rsp, frame)
         self._regs.enter(args, rsp, addr, self.per_cpu_base)
@@ -533,7 +464,7 @@ class Machine(OopsReports):
         self._loaded = task
 
     async def _run(self, task: Task) -> int:
-        uc = self.uc
+        uc, regs, trap = self.uc, self._regs, self.trap
         while True:
             if task.runtime > self.watchdog:
                 raise self._soft_lockup(task)
@@ -547,15 +478,20 @@ class Machine(OopsReports):
             started = self.slice_started = task_clock()
             timer = TIMER.arm(uc, SLICE)
             try:
-                uc.emu_start(task.rip, self.trap)
+                regs.emu_start(task.rip, trap)
             except UcError as err:
                 self._dirty = True
+                task.runtime += task_clock() - started
                 raise self._fault_oops(task, err) from None
             finally:
                 TIMER.disarm(timer)
                 self._running = None
-                task.runtime += task_clock() - started
-            rip, r11, rax = self._regs.stopped()
+            rip, r11, rax = regs.stopped()
+            if rip == trap and self._intno is None and self._pending is None:
+                # The function returned: its task ends here, and with it the
+                # runtime the watchdog would have counted.
+                return rax
+            task.runtime += task_clock() - started
             task.rip = rip
             if self._intno is not None:
                 self._dirty = True
@@ -569,15 +505,13 @@ class Machine(OopsReports):
                     raise self._api_oops(task, obj, function)
                 await self._block(task, obj, function)
                 continue
-            if rip == self.trap:
-                return rax
             token, self._token = self._token, None
             if rip in self._stubs and r11 == token:
                 # Stopped between a completed call and its stub's jump:
                 # resuming at the stub would make the call a second time.
                 task.rip = self.stub_return
             # The slice ran out: let the event loop and other tasks in.
-            if self.sched.cpu.statistics().tasks_waiting:
+            if self.sched.cpu.waiting:
                 task.context = uc.context_save()
             await self.sched.yield_cpu(task)
 
