@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn.x86_const import UC_X86_REG_RAX as X86_REG_RAX
+from unicorn.x86_const import UC_X86_REG_RIP as X86_REG_RIP
 from unicorn.unicorn_const import UC_TLB_VIRTUAL
 
 from kloaderd.config import KERNEL_HEAP_BASE, MODULES_VADDR, PAGE_SIZE
@@ -120,6 +122,33 @@ def test_remapping_gives_fresh_zeroed_pages(mem):
     mem.unmap(HEAP, PAGE_SIZE)
     mem.map(HEAP, PAGE_SIZE)
     assert mem.read(HEAP, 6) == bytes(6)
+
+
+def _run_code(mem: AddressSpace, addr: int) -> int:
+    """Run the code at addr up to its `ret`'s address (it is not executed)."""
+    uc = mem.uc
+    uc.reg_write(X86_REG_RIP, addr)
+    uc.emu_start(addr, addr + 5)               # `mov $imm32, %eax` is 5 bytes
+    return uc.reg_read(X86_REG_RAX)
+
+
+@pytest.mark.parametrize("same_address", [True, False], ids=["same-address", "other-address"])
+def test_code_loaded_where_code_was_freed_runs_as_written(mem, same_address):
+    """Unicorn caches translated code by physical address: a module loaded
+    into pages another module's code had (after it was freed) must run its
+    own bytes, never the translation of the old ones."""
+    text = MODULES_VADDR
+    mem.map(text, PAGE_SIZE, "rw-")
+    mem.write(text, b"\xb8\x01\x00\x00\x00\xc3")     # mov $1, %eax; ret
+    mem.protect(text, PAGE_SIZE, "r-x")
+    assert _run_code(mem, text) == 1
+    mem.unmap(text, PAGE_SIZE)
+    again = text if same_address else text + 16 * PAGE_SIZE
+    mem.map(again, PAGE_SIZE, "rw-")                   # the same physical page again
+    assert mem.read(again, 6) == bytes(6)
+    mem.write(again, b"\xb8\x02\x00\x00\x00\xc3")    # mov $2, %eax; ret
+    mem.protect(again, PAGE_SIZE, "r-x")
+    assert _run_code(mem, again) == 2
 
 
 def test_mapping_twice_or_misaligned_is_refused(mem):

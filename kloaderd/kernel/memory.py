@@ -197,6 +197,8 @@ class AddressSpace:
                 self._arenas.add(arena)
         reused = min(size, self._phys_high - phys)
         if reused > 0:
+            # Through Unicorn (never around it): this also forgets code
+            # translated from the run (see unmap).
             self.uc.mem_write(phys, bytes(reused))
         self._phys_high = max(self._phys_high, phys + size)
 
@@ -218,10 +220,13 @@ class AddressSpace:
             if not self._chunk_pages[chunk]:
                 del self._chunk_pages[chunk]
                 self._phys.free(chunk)
-        self._flush_tlb()
         # Translated code is cached by physical address, which a later
-        # mapping may reuse for different bytes.
-        self.uc.ctl_flush_tb()
+        # mapping may reuse for different bytes: `_back` zeroes a reused run
+        # with uc_mem_write, which drops what was translated from it (QEMU
+        # tracks pages holding translated code).  Flushing every translation
+        # here made each load retranslate the kernel's stubs and every other
+        # module's code as well.
+        self._flush_tlb()
 
     def _ptes(self, addr: int, size: int) -> list[list[int]]:
         if addr % PAGE_SIZE:
