@@ -57,8 +57,13 @@ LANGUAGE_CFLAGS: tuple[str, ...] = (
 
 # How kbuild generates x86-64 kernel code: Linux's address model, no red
 # zone (interrupts use the stack), no FPU/SIMD, no stack protector, no
-# unwind tables.  Jump tables stay on (no -fno-jump-tables): fixtures rely
-# on them.
+# unwind tables; and, as arch/x86/Makefile does with CONFIG_RETPOLINE and
+# CONFIG_RETHUNK (every distribution kernel), indirect calls and jumps through
+# the `__x86_indirect_thunk_*` thunks, returns through `__x86_return_thunk`,
+# and no jump tables (they are indirect jumps).  The thunks are where the
+# sanitizer sees a module call through a function pointer (docs/sanitizer.md);
+# `--cflags '-mindirect-branch=keep -mfunction-return=keep -fjump-tables'`
+# builds as a kernel without them.
 KERNEL_CODEGEN_CFLAGS: tuple[str, ...] = (
     "-fno-PIE",
     "-fno-pic",
@@ -70,6 +75,9 @@ KERNEL_CODEGEN_CFLAGS: tuple[str, ...] = (
     "-fcf-protection=none",
     "-fno-stack-protector",
     "-fno-asynchronous-unwind-tables",
+    "-mindirect-branch=thunk-extern", "-mindirect-branch-register",
+    "-mfunction-return=thunk-extern",
+    "-fno-jump-tables",
 )
 
 # A host program (the native runs of tests/native.py), linked with -no-pie.

@@ -12,9 +12,6 @@ import trio
 from kloader_client import AsyncClient
 
 SRC = Path(__file__).parent / "src"
-# kbuild's CONFIG_RETPOLINE code generation: indirect calls go through the
-# __x86_indirect_thunk_* the sanitizer watches.
-RETPOLINE = ["-mindirect-branch=thunk-extern", "-mindirect-branch-register", "-fno-jump-tables"]
 
 
 def log(client) -> list[str]:
@@ -29,15 +26,14 @@ def problems(kloaderd) -> list[str]:
 @pytest.fixture
 def registry(kloader_build):
     def build(*defines: str):
-        return kloader_build(SRC / "registry.c", defines=list(defines), cflags=RETPOLINE)
+        return kloader_build(SRC / "registry.c", defines=list(defines))
     return build
 
 
 def _load_registry_users(kloader, kloader_build, registry_ko, cbmod_defines=()):
     kloader.finit_module(registry_ko)
-    cbmod = kloader_build(SRC / "cbmod.c", defines=list(cbmod_defines), extra_symbols=[registry_ko],
-                          cflags=RETPOLINE)
-    firer = kloader_build(SRC / "firer.c", extra_symbols=[registry_ko], cflags=RETPOLINE)
+    cbmod = kloader_build(SRC / "cbmod.c", defines=list(cbmod_defines), extra_symbols=[registry_ko])
+    firer = kloader_build(SRC / "firer.c", extra_symbols=[registry_ko])
     return cbmod, firer
 
 
