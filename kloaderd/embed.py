@@ -18,6 +18,8 @@ import os
 import queue
 import re
 import shutil
+import socket
+import stat
 import tempfile
 import threading
 import warnings
@@ -186,12 +188,60 @@ def _settle(daemon: Daemon, on_problems: str, body_failed: bool) -> None:
     warnings.warn(KernelProblemWarning(str(problems)), stacklevel=4)
 
 
+PRIVATE_DIR = re.compile(r"kl-(\d+)-[^/]+")     # kl-PID-RANDOM: the process that made it
+
+
 def _private_socket() -> tuple[str, str]:
     """A socket path in a fresh directory of its own: short (sun_path holds
     107 bytes, and pytest's tmp_path easily exceeds that), private (0700), and
-    never shared between daemons, processes or xdist workers."""
-    directory = tempfile.mkdtemp(prefix="kl-", dir="/tmp")
+    never shared between daemons, processes or xdist workers.
+
+    `serve` removes it when it ends; a process that never got there (killed,
+    or exiting with a daemon thread still running) cannot, so the directories
+    of this user's dead processes are removed here, on the next start."""
+    _reap_private_sockets()
+    directory = tempfile.mkdtemp(prefix=f"kl-{os.getpid()}-", dir="/tmp")
     return directory, os.path.join(directory, SOCKET_NAME)
+
+
+def _reap_private_sockets() -> None:
+    """Remove /tmp/kl-PID-* directories of ours whose process is gone."""
+    try:
+        names = os.listdir("/tmp")
+    except OSError:
+        return
+    for name in names:
+        match = PRIVATE_DIR.fullmatch(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path = os.path.join("/tmp", name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid == os.geteuid() and stat.S_ISDIR(st.st_mode) and not _serving(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _serving(directory: str) -> bool:
+    """Someone answers on the directory's socket (a process of another pid
+    namespace, say): not ours to remove."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(os.path.join(directory, SOCKET_NAME))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:            # EPERM: someone else's, alive
+        pass
+    return True
 
 
 @asynccontextmanager

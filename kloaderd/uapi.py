@@ -73,6 +73,19 @@ READ_FILE_MAX = 64 << 20
 # Records in one `dmesg` reply: a full log is several pages, so no single
 # reply (and its packing) is larger than a few hundred KiB.
 DMESG_PAGE = 512
+# Bytes of a Unix socket's path: sockaddr_un.sun_path (108) less its NUL.
+SUN_PATH_MAX = 107
+
+
+def socket_path_too_long(path: str) -> str | None:
+    """Why `path` cannot name a Unix socket, if it cannot.  Python refuses
+    such a path itself with "AF_UNIX path too long" and no errno; daemon and
+    clients say ENAMETOOLONG, and how long it may be."""
+    size = len(os.fsencode(path))
+    if size <= SUN_PATH_MAX:
+        return None
+    return (f"{os.strerror(_errno.ENAMETOOLONG)}: a Unix socket's path holds at most "
+            f"{SUN_PATH_MAX} bytes (sun_path), this one has {size}: choose a shorter one")
 
 
 def private_socket_dir() -> str:

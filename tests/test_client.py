@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from kloader_client import AsyncClient, Client, DaemonNotRunning, default_socket_path
-from test_server import FIXTURES, daemon_socket, image, shared_daemon  # noqa: F401 (fixtures)
+from test_server import FIXTURES, daemon, daemon_socket, image, shared_daemon  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -125,6 +125,29 @@ def test_dmesg_and_follow_dmesg(path):
         stream.close()
         # The connection is back in step after the stream ends.
         assert client.module("hello")["state"] == "live"
+
+
+def test_following_the_log_of_a_daemon_that_dies_ends_with_one_error_and_closes_quietly(daemon):
+    """The stream's end is the lost connection, said once: closing it sent a
+    `cancel` on the dead connection and raised a second ConnectionResetError
+    from inside the first."""
+    d = daemon()
+    with Client(d.path) as client:
+        client.init_module(image("hello"))      # a line to follow
+        stream = client.follow_dmesg()
+        next(stream)
+        d.kill()
+        with pytest.raises(ConnectionResetError) as info:
+            for _ in stream:
+                pass
+        assert info.value.__context__ is None
+    d = daemon(path=d.path + "2")
+    with Client(d.path) as client:
+        client.init_module(image("hello"))
+        stream = client.follow_dmesg()
+        next(stream)
+        d.kill()
+        stream.close()              # the client has not noticed yet: still quiet
 
 
 def test_a_missing_daemon_is_one_clear_error(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -231,6 +232,20 @@ def test_kloaderd_help_explains_every_option_and_refuses_nonsense(tmp_path):
     nowhere = str(tmp_path / "no" / "dir" / "k.sock")
     missing = kloaderd("--socket", nowhere)
     assert (missing.returncode, missing.stderr) == (1, f"kloaderd: cannot listen on {nowhere}: No such file or directory\n")
+
+
+def test_a_socket_path_longer_than_sun_path_is_enametoolong_in_daemon_and_commands(run, tmp_path):
+    """Python refuses such a path with "AF_UNIX path too long" and no errno:
+    kloaderd printed "cannot listen on PATH: None"."""
+    long = "/tmp/" + "k" * 100 + ".sock"               # 110 bytes; sun_path holds 107
+    why = "File name too long: a Unix socket's path holds at most 107 bytes (sun_path), this one has 110: choose a shorter one"
+    refused = subprocess.run([command("kloaderd"), "--socket", long], capture_output=True, text=True, timeout=60)
+    assert (refused.returncode, refused.stderr) == (1, f"kloaderd: cannot listen on {long}: {why}\n")
+    done = run("klsmod", socket=long)
+    assert (done.returncode, done.stderr) == (1, f"klsmod: ERROR: cannot connect to kloaderd at {long}: {why}\n")
+    with pytest.raises(OSError) as info:
+        Client(long)
+    assert info.value.errno == errno.ENAMETOOLONG
 
 
 @pytest.mark.parametrize("name", ["kinsmod", "krmmod", "klsmod", "kmodinfo", "kdmesg"])

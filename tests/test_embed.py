@@ -311,3 +311,30 @@ def test_the_api_is_importable_from_the_package_root():
     assert kloaderd.run_in_thread is kloaderd.embed.run_in_thread
     with pytest.raises(AttributeError):
         kloaderd.no_such_thing  # noqa: B018
+
+
+def test_a_killed_process_s_socket_directory_is_removed_by_the_next_daemon():
+    """A process killed while it serves never reaches `serve`'s cleanup: its
+    private /tmp/kl-PID-* directory (socket inside) would stay for ever.
+    The next daemon of the same user removes those of dead processes, and
+    leaves a live one's alone."""
+    import subprocess
+    import sys
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, kloaderd\n"
+                               "with kloaderd.run_in_thread() as d:\n"
+                               "    print(d.socket_path, flush=True); time.sleep(3600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        killed = os.path.dirname(child.stdout.readline().strip())
+        assert os.path.basename(killed).startswith(f"kl-{child.pid}-")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert os.path.exists(os.path.join(killed, "kloaderd.sock"))
+    with kloaderd.run_in_thread() as outer, kloaderd.run_in_thread() as inner:
+        assert not os.path.exists(killed)
+        assert os.path.exists(outer.socket_path)          # alive: kept
+        assert os.path.dirname(inner.socket_path) != os.path.dirname(outer.socket_path)
+    assert not os.path.exists(outer.socket_path)

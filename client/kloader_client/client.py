@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import collections
+import errno
 import os
 import socket
 import struct
@@ -51,6 +52,9 @@ def _result(message: dict[str, Any]) -> Any:
 
 
 def _connect_error(path: str, exc: OSError) -> OSError:
+    too_long = uapi.socket_path_too_long(path)
+    if too_long:
+        return OSError(errno.ENAMETOOLONG, f"cannot connect to kloaderd at {path}: {too_long}")
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
         return DaemonNotRunning(path, exc)
     return exc
@@ -222,6 +226,7 @@ class Client(_Api):
         self._decoder = uapi.unpacker(_REPLY_LIMIT)
         self._next_id = 0
         self._stash: dict[Any, collections.deque[dict[str, Any]]] = {}
+        self._lost: OSError | None = None       # why the daemon hung up, once it has
         self.server = self._call("hello", version=uapi.PROTOCOL_VERSION,
                                  client=client_name or _client_name())
 
@@ -278,13 +283,18 @@ class Client(_Api):
                     return
                 yield message["event"]
         finally:
-            if not ended:
+            if not ended and self._lost is None:
                 # Stop the stream and drain its end and the cancel's reply, so
-                # the connection is in step for the next call.
-                cancel = self._send("cancel", None, target=rid)
-                while "event" in self._receive(rid):
-                    pass
-                self._receive(cancel)
+                # the connection is in step for the next call.  A daemon gone
+                # meanwhile has no stream left to stop: closing is quiet.
+                try:
+                    cancel = self._send("cancel", None, target=rid)
+                    while "event" in self._receive(rid):
+                        pass
+                    self._receive(cancel)
+                except OSError:
+                    if self._lost is None:
+                        raise
 
     def _call(self, op: str, pass_fd: int | None = None, **args: Any) -> Any:
         """`pass_fd`: a descriptor of this process to send with SCM_RIGHTS."""
@@ -301,7 +311,8 @@ class Client(_Api):
                 sent = self._sock.sendmsg([data], _ancillary(pass_fd))
                 self._sock.sendall(memoryview(data)[sent:])
         except (BrokenPipeError, ConnectionResetError):
-            raise self._why_lost() from None
+            self._lost = self._why_lost()
+            raise self._lost from None
         return rid
 
     def _why_lost(self) -> OSError:
@@ -336,7 +347,8 @@ class Client(_Api):
             except ConnectionResetError:
                 data = b""
             if not data:
-                raise connection_lost()
+                self._lost = connection_lost()
+                raise self._lost
             self._decoder.feed(data)
 
 

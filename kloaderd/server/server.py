@@ -213,6 +213,9 @@ def make_private_dir(path: str) -> None:
 
 
 async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
+    too_long = uapi.socket_path_too_long(path)
+    if too_long:
+        raise KernelError(errno.ENAMETOOLONG, f"cannot listen on {path}: {too_long}")
     await _clear_stale(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
