@@ -15,7 +15,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
-from kloaderd.config import MODULES_VADDR, PAGE_SIZE
+from kloaderd.config import MODULES_VADDR, PAGE_SIZE, UTS_RELEASE
 
 CFLAGS = ["-c", "-O2", "-mcmodel=kernel", "-fno-pic", "-mno-red-zone", "-ffreestanding",
           "-fno-asynchronous-unwind-tables", "-fcf-protection=none", "-fno-stack-protector"]
@@ -93,7 +93,10 @@ class Log:
 
 
 class Kernel:
-    """The attributes of the kernel the machine and the API code use."""
+    """A kernel as small as the machine takes (cpu.MachineKernel), with what
+    the API code under test uses."""
+
+    release = UTS_RELEASE
 
     def __init__(self) -> None:
         self.log = Log()
@@ -101,3 +104,9 @@ class Kernel:
 
     def add_taint(self, flag: str) -> None:
         self.taints.add(flag)
+
+    def taint_string(self) -> str:
+        return "Tainted: " + "".join(sorted(self.taints)) if self.taints else "Not tainted"
+
+    def modules_linked_in(self) -> str:
+        return ""

@@ -202,7 +202,7 @@ async def _still_usable(machine):
 
 @pytest.mark.trio
 async def test_null_dereference_oopses_like_linux(machine, kernel):
-    kernel.taint_string = lambda: "G           O      "
+    kernel.taint_string = lambda: "Tainted: G           O      "
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["peek"], 0)
     assert oops.kind == "null-deref" and oops.taint == "D"

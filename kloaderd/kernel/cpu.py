@@ -29,7 +29,7 @@ import resource
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import trio
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
@@ -44,9 +44,9 @@ from ..errors import KernelError
 from .entry import ARG_REGS as _ARG_REGS
 from .entry import EntryRegs
 from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
-from .oops import NotEmulated, OopsReports, SoftLockup
+from .oops import NotEmulated, OopsKernel, OopsReports, SoftLockup
 from .preempt import TIMER
-from .sched import BusyWait, Scheduler, Task
+from .sched import BusyWait, Scheduler, SchedulerKernel, Task
 
 STUB_SIZE = 16
 SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
@@ -169,10 +169,16 @@ class CallContext:
             slot += 8
 
 
+class MachineKernel(SchedulerKernel, OopsKernel, Protocol):
+    """What the machine needs of the kernel it runs for: where its scheduler
+    and oops reports go.  `Kernel` is one; kernel functions see the whole
+    Kernel as `ctx.kernel`."""
+
+
 class Machine(OopsReports):
     """One emulated x86-64 CPU with the kernel's text, data and per-CPU area."""
 
-    def __init__(self, kernel: Any, *, watchdog: float = 5.0,
+    def __init__(self, kernel: MachineKernel, *, watchdog: float = 5.0,
                  symbolize: Callable[[int], str | None] | None = None,
                  per_cpu_base: int = PER_CPU_BASE) -> None:
         api.load_all()

@@ -10,13 +10,13 @@ dmesg, so tools and people that grep for Linux's lines find them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from unicorn import Uc, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID
 
-from ..config import PAGE_SIZE, UTS_RELEASE
+from ..config import PAGE_SIZE
 from .memory import AddressSpace, GuestFault
 
 if TYPE_CHECKING:
@@ -177,6 +177,18 @@ class NotEmulated(Exception):
         self.name = name
 
 
+class OopsKernel(Protocol):
+    """What an oops report reads of the kernel: print_tainted(), the
+    release for the CPU: line, and print_modules()."""
+
+    @property
+    def release(self) -> str: ...
+
+    def taint_string(self) -> str: ...
+
+    def modules_linked_in(self) -> str: ...
+
+
 class OopsReports:
     """The half of `Machine` (cpu.py) that turns what went wrong on the CPU
     into an `Oops`: which report (a page fault, a trap, a BUG() in a kernel
@@ -186,7 +198,7 @@ class OopsReports:
     It reads the machine's CPU and memory; `_precise()`, `not_emulated_at()`
     and `symbol_name()` are the machine's own."""
 
-    kernel: Any
+    kernel: OopsKernel
     uc: Uc
     mem: AddressSpace
     sched: Scheduler
@@ -319,17 +331,10 @@ class OopsReports:
         return trace
 
     def _tainted(self) -> str:
-        taint_string = getattr(self.kernel, "taint_string", None)
-        taints = taint_string() if callable(taint_string) else ""
-        if not taints or not taints.strip():
-            return "Not tainted"
-        if taints.startswith(("Tainted", "Not tainted")):
-            return taints
-        return f"Tainted: {taints}"
+        return self.kernel.taint_string()
 
     def _release(self) -> str:
-        return getattr(self.kernel, "release", UTS_RELEASE)
+        return self.kernel.release
 
     def _modules(self) -> str:
-        linked = getattr(self.kernel, "modules_linked_in", None)
-        return linked() if callable(linked) else ""
+        return self.kernel.modules_linked_in()

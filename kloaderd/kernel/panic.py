@@ -49,9 +49,7 @@ def warn(ctx: Any, message: str, where: str, function: str | None = None) -> Non
                  "Call Trace:", " <TASK>", f" {ctx.machine.symbol_name(ctx.caller)}", " </TASK>",
                  END_TRACE):
         log.emit(KERN_WARNING, line, module)
-    add_taint = getattr(ctx.kernel, "add_taint", None)
-    if add_taint is not None:
-        add_taint("W")
+    ctx.kernel.add_taint("W")
 
 
 class Once:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -154,10 +154,24 @@ class CpuLock:
             self._busy = False
 
 
+class KernelLog(Protocol):
+    def emit(self, level: int, text: str, module: str | None = None) -> Any: ...
+
+
+class SchedulerKernel(Protocol):
+    """What the scheduler tells the kernel: its log lines and the taint a
+    BUG leaves (Kernel is one; tests hand a smaller one)."""
+
+    @property
+    def log(self) -> KernelLog: ...
+
+    def add_taint(self, flag: str) -> None: ...
+
+
 class Scheduler:
     """Owns the tasks, their kernel stacks and the CPU lock."""
 
-    def __init__(self, kernel: Any, mem: AddressSpace) -> None:
+    def __init__(self, kernel: SchedulerKernel, mem: AddressSpace) -> None:
         self.kernel = kernel
         self.mem = mem
         self.cpu = CpuLock()
@@ -246,9 +260,7 @@ class Scheduler:
             # schedule_debug(): preempt_count() includes __schedule's own disable.
             self._log(KERN_ERR, f"BUG: scheduling while atomic: {task.comm}/{task.pid}/"
                                 f"0x{task.preempt_count + 1:08x}", task)
-            add_taint = getattr(self.kernel, "add_taint", None)
-            if add_taint is not None:
-                add_taint("W")
+            self.kernel.add_taint("W")
         task.runtime = 0.0
 
     def _log(self, level: int, text: str, task: Task) -> None:

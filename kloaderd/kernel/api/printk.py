@@ -60,8 +60,6 @@ def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
     if fmt:
         log.printk(format_guest(ctx, fmt, ctx.va())[0], caller)
     log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---", caller)
-    add_taint = getattr(ctx.kernel, "add_taint", None)
-    if add_taint is not None:
-        bit = taint & 0xFFFFFFFF
-        add_taint(TAINT_FLAGS[bit][0] if bit < len(TAINT_FLAGS) else "W")   # the bit WARN passes
+    bit = taint & 0xFFFFFFFF
+    ctx.kernel.add_taint(TAINT_FLAGS[bit][0] if bit < len(TAINT_FLAGS) else "W")   # the bit WARN passes
     return 0

@@ -165,8 +165,7 @@ def _recursive_locking(ctx: Any, lock: int) -> KernelBug:
         return (f"{which:016x} ({_lock_name(ctx, which)}){{+.+.}}-{{3:3}}, "
                 f"at: {machine.symbol_name(at)}")
 
-    tainted = getattr(ctx.kernel, "taint_string", lambda: "Not tainted")()
-    release = getattr(ctx.kernel, "release", "")
+    tainted, release = ctx.kernel.taint_string(), ctx.kernel.release
     lines = ["", "============================================",
              "WARNING: possible recursive locking detected",
              f"{release} #1 {tainted}".strip(),

@@ -19,9 +19,7 @@ def _owner(ctx) -> str | None:
 
 def _bad_free(ctx) -> None:
     """A SLUB report taints the kernel 'B' (TAINT_BAD_PAGE), as object_err() does."""
-    add_taint = getattr(ctx.kernel, "add_taint", None)
-    if add_taint is not None:
-        add_taint("B")
+    ctx.kernel.add_taint("B")
 
 
 @export("__kmalloc", "void *__kmalloc(size_t size, gfp_t flags)", nargs=2)
