@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import shutil
 import socket
 import stat
@@ -30,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from kloaderd.kernel.printk import KERN_ERR
+from kloaderd.kernel.printk import Problem
 
 T = TypeVar("T")
 OnProblems = Literal["warn", "raise", "ignore"]
@@ -38,15 +37,6 @@ ON_PROBLEMS = ("warn", "raise", "ignore")
 
 SOCKET_NAME = "kloaderd.sock"
 
-# The first line of every report the emulated CPU and scheduler log when a
-# task dies or misbehaves (arch/x86/kernel/dumpstack.c, traps.c, watchdog.c,
-# kernel/panic.c shapes): "BUG: ...", "watchdog: BUG: soft lockup ...",
-# "invalid opcode: 0000 [#1] ...", "Kernel panic - not syncing: ...".
-_OOPS_HEAD = re.compile(r"^(?:(?:watchdog: )?BUG: |Kernel panic - not syncing: "
-                        r"|[a-z][a-z ]*: [0-9a-f]{4} \[#\d+\])")
-# What a freed module left behind: heap (slab.py) or a registration (registry.py).
-_LEAK = re.compile(r"^\S+: leaked (?:\d+ bytes in \d+ allocations?|registration: .+)$")
-_WARNING = re.compile(r"^WARNING: ")
 # Taints that say something went wrong at run time (not P/O/E: how modules were built).
 _TROUBLE_TAINTS = "DLW"   # died (oops), soft lockup, warning
 
@@ -56,40 +46,37 @@ class Problems:
     """What went wrong in an embedded kernel, read back from its log."""
 
     leaks: tuple[str, ...] = ()        # "leaky: leaked 64 bytes in 2 allocations"
-    oopses: tuple[str, ...] = ()       # the first line of each oops or BUG report
+    oopses: tuple[str, ...] = ()       # the first line of each oops, BUG or panic report
     warnings: tuple[str, ...] = ()     # "WARNING: ..." lines
     tainted: str = "Not tainted"       # print_tainted() at the end
     taints: str = ""                   # the run-time taint letters among them
+    sanitizer: tuple[str, ...] = ()    # the summary line of each sanitizer report
 
     def __bool__(self) -> bool:
-        return bool(self.leaks or self.oopses or self.warnings or self.taints)
+        return bool(self.leaks or self.oopses or self.warnings or self.sanitizer or self.taints)
 
     def __str__(self) -> str:
         if not self:
             return "no leaks, oopses or warnings"
         parts = [f"{_count(len(lines), noun)}: " + "; ".join(lines)
-                 for noun, lines in (("oops", self.oopses), ("leak", self.leaks),
-                                     ("warning", self.warnings)) if lines]
+                 for noun, lines in (("oops", self.oopses), ("sanitizer report", self.sanitizer),
+                                     ("leak", self.leaks), ("warning", self.warnings)) if lines]
         return f"kloader kernel {self.tainted}: " + (" | ".join(parts) or
                                                      f"taints {self.taints} (log lines lost)")
 
     @classmethod
     def from_log(cls, records: Sequence[Any], taints: set[str] | str = "",
                  tainted: str = "Not tainted") -> Problems:
-        """Sort log records (`LogRecord`-shaped) into leaks, oopses and warnings."""
-        leaks, oopses, warns = [], [], []
+        """Gather the problems the kernel reported in its log records (each
+        report's summary line carries its `Problem`): nothing is read from
+        the text, so a module's own printk of "BUG:" is no problem."""
+        found: dict[Problem, list[str]] = {kind: [] for kind in Problem}
         for record in records:
-            if record.level > KERN_ERR and not record.text.startswith("WARNING"):
-                continue
-            first = record.text.split("\n", 1)[0]
-            if _LEAK.match(first):
-                leaks.append(first)
-            elif _OOPS_HEAD.match(first):
-                oopses.append(first)
-            elif _WARNING.match(first):
-                warns.append(first)
+            if record.problem is not None:
+                found[record.problem].append(record.text.split("\n", 1)[0])
         letters = "".join(flag for flag in _TROUBLE_TAINTS if flag in taints)
-        return cls(tuple(leaks), tuple(oopses), tuple(warns), tainted, letters)
+        return cls(tuple(found[Problem.LEAK]), tuple(found[Problem.OOPS]), tuple(found[Problem.WARNING]),
+                   tainted, letters, tuple(found[Problem.SANITIZER]))
 
 
 def _count(n: int, noun: str) -> str:

@@ -45,7 +45,6 @@ from kloaderd import __version__
 SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 _NOT_EMULATED = re.compile(r"kloader: kernel (?:function|object) (\S+) is not emulated")
 _INIT_ERROR = re.compile(r"init failed with error (-\d+)")
-_LEAK = re.compile(r": leaked ")
 _OOPS_START = ("BUG:", "Oops:", "general protection", "invalid opcode", "kernel BUG",
                "Kernel panic", "watchdog: BUG")
 
@@ -138,6 +137,7 @@ def survey_group(root: str, group: list[str], deps: dict[str, list[str]], kernel
 
     from kloaderd.errors import KernelError
     from kloaderd.kernel.kernel import Kernel, KernelOptions
+    from kloaderd.kernel.printk import Problem
 
     result: dict[str, dict[str, Any]] = {}
 
@@ -172,15 +172,17 @@ def survey_group(root: str, group: list[str], deps: dict[str, list[str]], kernel
                     result[rel] = {**classify_failure(exc.message, exc.errno), "phase": "exit"}
             if result[rel]["class"] != "clean":
                 continue
-            texts = [r.text for r in k.log.records(since)]
+            records = k.log.records(since)
+            texts = [r.text for r in records]
+            leak = next((r.text for r in records if r.problem is Problem.LEAK), None)
             missing = next((m.group(1) for t in texts if (m := _NOT_EMULATED.search(t))), None)
             if missing:
                 result[rel] = {"class": "not-emulated", "function": missing, "phase": "exit"}
             elif any(t.startswith(_OOPS_START) for t in texts):
                 result[rel] = {"class": "oops", "phase": "exit",
                                "where": next(t for t in texts if t.startswith(_OOPS_START))}
-            elif any(_LEAK.search(t) for t in texts):
-                result[rel] = {"class": "leaked", "what": next(t for t in texts if _LEAK.search(t))}
+            elif leak is not None:
+                result[rel] = {"class": "leaked", "what": leak}
         with trio.CancelScope(shield=True):
             await k.shutdown()
 

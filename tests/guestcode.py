@@ -85,7 +85,7 @@ class Log:
     def __init__(self) -> None:
         self.records: list[tuple[int, str, str | None]] = []
 
-    def emit(self, level: int, text: str, module: str | None = None) -> None:
+    def emit(self, level: int, text: str, module: str | None = None, *, problem: object = None) -> None:
         self.records.append((level, text, module))
 
     def text(self) -> str:

@@ -17,7 +17,7 @@ import kloaderd
 from kloader_client import AsyncClient, Client
 from kloaderd.embed import KernelProblems, KernelProblemWarning, Problems
 from kloaderd.errors import KernelError
-from kloaderd.kernel.printk import LogBuffer
+from kloaderd.kernel.printk import LogBuffer, Problem
 
 LEAKY_C = r"""
 #include <linux/module.h>
@@ -198,28 +198,30 @@ async def test_problems_never_hide_the_callers_own_error(built):
             raise LookupError("the test's own failure")
 
 
-def test_problems_are_read_from_the_log_shapes_linux_prints():
+def test_problems_are_the_reports_the_kernel_made_not_text_that_looks_like_one():
+    """Each report's summary line carries its Problem, set by the code that
+    reports it (report_oops, the slab, WARN(), the sanitizer): the embedder
+    collects those events; look-alike text (a module's own printk) is none."""
     log = LogBuffer()
     log.emit(6, "hello: loading out-of-tree module taints kernel.")
-    log.emit(1, "BUG: unable to handle page fault for address: ffffffffa0001000")
+    log.emit(1, "BUG: unable to handle page fault for address: ffffffffa0001000", problem=Problem.OOPS)
     log.emit(1, "#PF: supervisor write access in kernel mode")
     log.emit(1, "Oops: 0003 [#1] PREEMPT SMP NOPTI")
-    log.emit(1, "invalid opcode: 0000 [#2] PREEMPT SMP NOPTI")
-    log.emit(0, "watchdog: BUG: soft lockup - CPU#0 stuck for 5s! [insmod:7]")
-    log.emit(1, "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: f+0x1/0x2")
-    log.emit(3, "faults: leaked 64 bytes in 2 allocations")
-    log.emit(4, "WARNING: module_put: hello refcount underflow (put by module hello)")
-    log.emit(6, "BUG: only a joke at info level")
+    log.emit(0, "watchdog: BUG: soft lockup - CPU#0 stuck for 5s! [insmod:7]", problem=Problem.OOPS)
+    log.emit(3, "faults: leaked 64 bytes in 2 allocations", problem=Problem.LEAK)
+    log.emit(4, "WARNING: module_put: hello refcount underflow (put by module hello)", problem=Problem.WARNING)
+    log.emit(3, "BUG: golden rule: call into module a without a reference in b+0x1/0x2",
+             problem=Problem.SANITIZER)
+    log.printk(b"\x013BUG: hello's own words, not a report\n", "hello")
+    log.emit(3, "WARNING: a line of a report whose summary is elsewhere")
     problems = Problems.from_log(log.records(), {"D", "L", "W", "O"}, "Tainted: G  D W  O  L")
-    assert problems.oopses == (
-        "BUG: unable to handle page fault for address: ffffffffa0001000",
-        "invalid opcode: 0000 [#2] PREEMPT SMP NOPTI",
-        "watchdog: BUG: soft lockup - CPU#0 stuck for 5s! [insmod:7]",
-        "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: f+0x1/0x2")
+    assert problems.oopses == ("BUG: unable to handle page fault for address: ffffffffa0001000",
+                               "watchdog: BUG: soft lockup - CPU#0 stuck for 5s! [insmod:7]")
     assert problems.leaks == ("faults: leaked 64 bytes in 2 allocations",)
     assert problems.warnings == ("WARNING: module_put: hello refcount underflow (put by module hello)",)
+    assert problems.sanitizer == ("BUG: golden rule: call into module a without a reference in b+0x1/0x2",)
     assert problems.taints == "DLW"
-    assert "4 oopses" in str(problems) and "1 leak:" in str(problems)
+    assert "2 oopses" in str(problems) and "1 leak:" in str(problems) and "1 sanitizer report:" in str(problems)
     assert not Problems.from_log(LogBuffer().records())
 
 

@@ -20,7 +20,7 @@ def log(client) -> list[str]:
 
 def problems(kloaderd) -> list[str]:
     found = kloaderd.find_problems()
-    return [*found.oopses, *found.warnings, *found.leaks]
+    return [*found.oopses, *found.sanitizer, *found.warnings, *found.leaks]
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import trio
 
 from ..errors import KernelError
 from ..kernel.api import export
-from ..kernel.printk import KERN_ERR
+from ..kernel.printk import KERN_ERR, Problem
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -120,7 +120,8 @@ class Tasklets:
             if kernel.sanitizer.belongs_to(mod, t) or kernel.sanitizer.belongs_to(mod, fn):
                 kernel.log.emit(KERN_ERR, f"BUG: module {mod.name} freed with tasklet {t:#x} "
                                           f"({kernel.machine.symbol_name(fn)}) still scheduled; "
-                                          "it was dropped (tasklet_kill it in the module's exit)", None)
+                                          "it was dropped (tasklet_kill it in the module's exit)", None,
+                                problem=Problem.OOPS)
                 self.queue.remove(t)
 
 

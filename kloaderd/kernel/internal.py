@@ -28,7 +28,7 @@ from .memory import AddressSpace, RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, param_owner, taint_letters
 from .options import KernelOptions
 from .percpu import PerCpuArea
-from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer
+from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer, Problem
 from .profile import KernelProfile
 from .registry import Registrations
 from .slab import Slab
@@ -264,8 +264,8 @@ class KernelServices:
 
     def report_oops(self, oops: Oops) -> None:
         """Log an oops (saying whose freed memory it touched, if any) and taint."""
-        for line in self.sanitizer.annotate_oops(oops.lines, (oops.address, oops.rip)):
-            self.log.emit(KERN_ALERT, line, None)
+        for i, line in enumerate(self.sanitizer.annotate_oops(oops.lines, (oops.address, oops.rip))):
+            self.log.emit(KERN_ALERT, line, None, problem=None if i else Problem.OOPS)
         self.add_taint(oops.taint)
 
     @property
@@ -292,7 +292,7 @@ class KernelServices:
                          None)
             if other is None or not mod.put(other):
                 self.log.emit(KERN_WARNING, f"WARNING: module_put: {mod.name} refcount "
-                                            f"underflow (put by {owner})")
+                                            f"underflow (put by {owner})", problem=Problem.WARNING)
                 self.add_taint("W")
                 return
         self.notify()

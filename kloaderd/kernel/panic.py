@@ -25,7 +25,7 @@ from typing import Any
 from .api import export
 from .api.printk import CUT_HERE, format_guest
 from .oops import KernelBug
-from .printk import KERN_EMERG, KERN_WARNING
+from .printk import KERN_EMERG, KERN_WARNING, Problem
 
 END_TRACE = "---[ end trace 0000000000000000 ]---"
 
@@ -48,7 +48,8 @@ def warn(ctx: Any, message: str, where: str, function: str | None = None) -> Non
                  f"WARNING: CPU: 0 PID: {ctx.task.pid} at {location}",
                  "Call Trace:", " <TASK>", f" {ctx.machine.symbol_name(ctx.caller)}", " </TASK>",
                  END_TRACE):
-        log.emit(KERN_WARNING, line, module)
+        log.emit(KERN_WARNING, line, module,
+                 problem=Problem.WARNING if line.startswith("WARNING: CPU") else None)
     ctx.kernel.add_taint("W")
 
 

@@ -35,6 +35,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -496,6 +497,18 @@ def vsnprintf_bounded(fmt: bytes, args: Iterator[int], room: int, *,
 
 # -- the log ----------------------------------------------------------------
 
+class Problem(enum.Enum):
+    """What trouble a log record reports, said by the code that reports it,
+    so that kloaderd.embed and the pytest plugin collect problems as events
+    and never re-read the text (a module printing "BUG:" reports nothing).
+    The record that carries it is the report's summary line."""
+
+    OOPS = "oops"              # an oops, BUG or panic report
+    LEAK = "leak"              # what a freed module left behind (memory, a registration)
+    SANITIZER = "sanitizer"    # a sanitizer's report (golden rule, ODEBUG, put and return)
+    WARNING = "warning"        # a WARNING: (WARN(), lockdep, a refcount underflow)
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     seq: int
@@ -503,6 +516,7 @@ class LogRecord:
     timestamp: float          # seconds since the buffer's creation ("boot")
     module: str | None
     text: str                 # without the trailing newline; may hold inner newlines
+    problem: Problem | None = None   # the trouble this line reports, if it is a report's summary
 
 
 def printk_parse_prefix(raw: bytes) -> tuple[int, bool, bytes]:
@@ -583,12 +597,14 @@ class LogBuffer:
         self._waiters = trio.lowlevel.ParkingLot()
 
     # -- writing --
-    def emit(self, level: int, text: str, module: str | None = None) -> LogRecord:
-        """A complete record from the kernel itself (one trailing newline is dropped)."""
+    def emit(self, level: int, text: str, module: str | None = None, *,
+             problem: Problem | None = None) -> LogRecord:
+        """A complete record from the kernel itself (one trailing newline is
+        dropped); `problem` when it is the summary line of a report."""
         self.flush()
         if text.endswith("\n"):
             text = text[:-1]
-        record = LogRecord(self._take_seq(), level, self._now(), module, _clip(text))
+        record = LogRecord(self._take_seq(), level, self._now(), module, _clip(text), problem)
         self._append(record)
         return record
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .printk import KERN_ERR
+from .printk import KERN_ERR, Problem
 
 if TYPE_CHECKING:
     from .module import Module
@@ -144,7 +144,8 @@ class Registrations:
         left = self.of_module(mod)
         for entry in left:
             self._registries[entry.subsystem].remove(entry.key)
-            self.log.emit(KERN_ERR, f"{mod.name}: leaked registration: {entry.what}", mod.name)
+            self.log.emit(KERN_ERR, f"{mod.name}: leaked registration: {entry.what}", mod.name,
+                          problem=Problem.LEAK)
             if entry.on_leftover is not None:
                 entry.on_leftover(entry)
         return left

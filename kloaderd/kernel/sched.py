@@ -20,7 +20,7 @@ import trio
 
 from ..config import PAGE_SIZE, THREAD_SIZE, VMALLOC_END, VMALLOC_START
 from .memory import AddressSpace, RegionAllocator
-from .printk import KERN_ERR
+from .printk import KERN_ERR, Problem
 
 TASK_COMM_LEN = 16
 # Where task_structs would live: only their addresses are used (as `current`).
@@ -155,7 +155,8 @@ class CpuLock:
 
 
 class KernelLog(Protocol):
-    def emit(self, level: int, text: str, module: str | None = None) -> Any: ...
+    def emit(self, level: int, text: str, module: str | None = None, *,
+             problem: Problem | None = None) -> Any: ...
 
 
 class SchedulerKernel(Protocol):
@@ -259,10 +260,10 @@ class Scheduler:
         if task.preempt_count:
             # schedule_debug(): preempt_count() includes __schedule's own disable.
             self._log(KERN_ERR, f"BUG: scheduling while atomic: {task.comm}/{task.pid}/"
-                                f"0x{task.preempt_count + 1:08x}", task)
+                                f"0x{task.preempt_count + 1:08x}", task, Problem.OOPS)
             self.kernel.add_taint("W")
         task.runtime = 0.0
 
-    def _log(self, level: int, text: str, task: Task) -> None:
+    def _log(self, level: int, text: str, task: Task, problem: Problem | None = None) -> None:
         module = getattr(task.module, "name", None)
-        self.kernel.log.emit(level, text, module)
+        self.kernel.log.emit(level, text, module, problem=problem)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ..config import PAGE_SHIFT, PAGE_SIZE
-from .printk import KERN_ERR, KERN_WARNING
+from .printk import KERN_ERR, KERN_WARNING, Problem
 
 MAX_ORDER = 10                                  # largest buddy block: 4 MiB
 KMALLOC_MAX_SIZE = PAGE_SIZE << MAX_ORDER       # 4 MiB, as x86-64 SLUB
@@ -378,5 +378,6 @@ class Slab:
         """When a module is freed: take back what it leaked and say so."""
         leaked, count = self.release(name)
         if count:
-            self.log.emit(KERN_ERR, f"{name}: leaked {leaked} bytes in {count} allocations")
+            self.log.emit(KERN_ERR, f"{name}: leaked {leaked} bytes in {count} allocations",
+                          problem=Problem.LEAK)
         return leaked, count

@@ -27,7 +27,7 @@ from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.api.printk import format_guest
 from ..kernel.cpu import TaskExit
-from ..kernel.printk import KERN_ERR
+from ..kernel.printk import KERN_ERR, Problem
 from ..kernel.sched import TASK_COMM_LEN
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ class Kthreads:
             self.kernel.log.emit(KERN_ERR, f"BUG: kthread {task.comm}/{task.pid} still running "
                                            f"{self.kernel.machine.symbol_name(thread.threadfn)} "
                                            f"as module {mod.name} is freed; the thread was killed "
-                                           f"(kthread_stop it in the module's exit)", None)
+                                           f"(kthread_stop it in the module's exit)", None,
+                                 problem=Problem.OOPS)
             self.by_task.pop(task.current, None)
             if thread.scope is not None:
                 thread.scope.cancel()

@@ -32,7 +32,7 @@ from ..errors import KernelError
 from ..kernel.api.compiler import THUNK_REGS
 from ..kernel.module import ModuleState
 from ..kernel.oops import Oops
-from ..kernel.printk import KERN_ERR
+from ..kernel.printk import KERN_ERR, Problem
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -111,8 +111,8 @@ class GoldenRule:
         if task is not None:
             lines.append(f"CPU: 0 PID: {task.pid} Comm: {task.comm} {self.kernel.taint_string()}")
         lines.append("==================================================================")
-        for line in lines:
-            self.kernel.log.emit(KERN_ERR, line, None)
+        for i, line in enumerate(lines):
+            self.kernel.log.emit(KERN_ERR, line, None, problem=Problem.SANITIZER if i == 1 else None)
 
     # -- entries made by module code: the retpoline thunks ------------------------------
 

@@ -28,7 +28,7 @@ from ..errors import KernelError
 from ..kernel.memory import GuestFault
 from ..kernel.module import ModuleState
 from ..kernel.oops import Oops, page_fault_header
-from ..kernel.printk import KERN_ERR, KERN_WARNING
+from ..kernel.printk import KERN_ERR, KERN_WARNING, Problem
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -131,7 +131,8 @@ class Lifetime:
                      "WARNING: CPU: 0 PID: 1 at lib/debugobjects.c:514 debug_print_object+0x7d/0xb0",
                      f"Modules linked in: {self.kernel.modules_linked_in()}".rstrip(),
                      "---[ end trace 0000000000000000 ]---"):
-            log.emit(KERN_WARNING if line.startswith("WARNING") else KERN_ERR, line, None)
+            log.emit(KERN_WARNING if line.startswith("WARNING") else KERN_ERR, line, None,
+                     problem=Problem.SANITIZER if line.startswith("ODEBUG") else None)
         self.kernel.add_taint("W")
 
     # -- put and return ----------------------------------------------------------------
@@ -149,4 +150,5 @@ class Lifetime:
                      f"a removal of {mod.name} is waiting: it may free this code before it returns; "
                      "end a thread with module_put_and_kthread_exit()",
                      "=================================================================="):
-            self.kernel.log.emit(KERN_ERR, line, None)
+            self.kernel.log.emit(KERN_ERR, line, None,
+                                 problem=Problem.SANITIZER if line.startswith("BUG") else None)

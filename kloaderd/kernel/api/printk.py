@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from ..module import TAINT_FLAGS
-from ..printk import KERN_WARNING, PRINTKRB_RECORD_MAX, VaList, vsnprintf_bounded
+from ..printk import KERN_WARNING, PRINTKRB_RECORD_MAX, Problem, VaList, vsnprintf_bounded
 from . import export
 
 FORMAT_LIMIT = 1 << 16        # longest format string read from the guest
@@ -56,7 +56,7 @@ def warn_slowpath_fmt(ctx, file: int, line: int, taint: int, fmt: int) -> int:
     if file:
         where += f"{ctx.mem.read_cstr(file, 4096).decode('utf-8', 'replace')}:{line & 0xFFFFFFFF} "
     where += ctx.kernel.symbolize(ctx.caller, True) or f"{ctx.caller:#x}"
-    log.emit(KERN_WARNING, where, caller)
+    log.emit(KERN_WARNING, where, caller, problem=Problem.WARNING)
     if fmt:
         log.printk(format_guest(ctx, fmt, ctx.va())[0], caller)
     log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---", caller)

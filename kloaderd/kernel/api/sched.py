@@ -18,7 +18,7 @@ import trio
 
 from ...config import HZ
 from ..oops import KernelBug
-from ..printk import KERN_ERR, KERN_WARNING
+from ..printk import KERN_ERR, KERN_WARNING, Problem
 from ..sched import BusyWait
 from . import export, export_object
 
@@ -182,7 +182,8 @@ def _recursive_locking(ctx: Any, lock: int) -> KernelBug:
     lines += [f" #{i}: {held(other, at)}" for i, (other, at) in enumerate(task.held_locks.items())]
     module = getattr(ctx.module, "name", None)
     for line in lines:
-        ctx.kernel.log.emit(KERN_WARNING, line, module)
+        ctx.kernel.log.emit(KERN_WARNING, line, module,
+                            problem=Problem.WARNING if line.startswith("WARNING") else None)
     ctx.kernel.log.emit(KERN_ERR, f"kloader: {task.comm}/{task.pid} would sleep for ever on "
                                   f"mutex {name}, which it holds: the task dies instead", module)
     return KernelBug("mutex_lock")
