@@ -5,6 +5,8 @@ fails here rather than in a reviewer's head."""
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 from pathlib import Path
 
 import kloaderd
@@ -110,3 +112,38 @@ def test_the_pipelines_never_reach_the_served_kernel():
 
     for below in ("internal", "load", "unload", "version", "moduleparam", "kmod"):
         assert "kloaderd.kernel.kernel" not in reach(f"kloaderd.kernel.{below}"), below
+
+
+def unmapped(doc: str, root: Path) -> list[str]:
+    """Source files docs/architecture.md's package map does not name: a row
+    names a file by its path, or a directory row (`dir/`) names it by its
+    path inside the directory, or a pattern such as `commands/k*.py` (the
+    packages' `__init__.py` below it go with its row)."""
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    firsts = [(re.findall(r"`([^`]+)`", row.split("|")[1]), row) for row in rows]
+    missing = []
+    for path in sorted(root.glob("kloaderd/**/*.py")) + sorted(root.glob("client/**/*.py")):
+        name = path.relative_to(root).as_posix()
+        if "__pycache__" in name:
+            continue
+        found = False
+        for cells, row in firsts:
+            for cell in cells:
+                if name == cell or fnmatch.fnmatch(name, cell):
+                    found = True
+                elif cell.endswith("/") and name.startswith(cell):
+                    inner = name[len(cell):]
+                    named = re.findall(r"`([^`]+)`", row)
+                    found |= inner.endswith("__init__.py") or any(fnmatch.fnmatch(inner, n) for n in named)
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def test_the_package_map_names_every_file():
+    """Issue 15: a newcomer finds each file's concern in docs/architecture.md.
+    A new file needs its row there (or its name in its directory's row)."""
+    root = PACKAGE.parent
+    doc = (root / "docs" / "architecture.md").read_text()
+    assert unmapped(doc, root) == []
+    assert unmapped(doc.replace("`rwsem.py`", "rwsem"), root) == ["kloaderd/kernel/locking/rwsem.py"]
