@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import socket
 import stat
