@@ -143,6 +143,36 @@ def test_a_module_that_takes_everything_back_reports_nothing(kloader, kloader_bu
     assert log(kloader)[-1].startswith("deferred: exit, timer fired ")
 
 
+EMBEDDED = [
+    (1, "object type: timer_list hint: gadget_timer+0x0/"),
+    (2, "object type: work_struct hint: gadget_work+0x0/"),
+    (3, "object type: timer_list hint: gadget_timer+0x0/"),
+]
+
+
+@pytest.mark.kloader(on_problems="ignore")
+@pytest.mark.parametrize("mode, report", EMBEDDED, ids=["kfree-timer", "kfree-work", "leak-timer"])
+def test_an_active_object_inside_a_freed_struct_is_reported(kloader, kloaderd, kloader_build,
+                                                            mode, report):
+    """debugobjects checks the whole object kfree frees (or the module's
+    leaked heap), so a timer_list or work_struct embedded at offset 48 is
+    found as one at offset 0 would be, reported and deactivated."""
+    kloader.finit_module(kloader_build(SRC / "embedded.c"), f"mode={mode}")
+    kloader.delete_module("embedded")
+    odebug = [line for line in log(kloader) if line.startswith("ODEBUG: free active")]
+    assert len(odebug) == 1 and report in odebug[0], log(kloader)[-12:]
+    assert problems(kloaderd)
+    assert not any(line.startswith("embedded: timer fired") or line.startswith("embedded: work ran")
+                   for line in log(kloader))
+    assert "embedded: mode %d, timer at offset 48" % mode in log(kloader)
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_struct_freed_after_its_timer_and_work_reports_nothing(kloader, kloader_build):
+    kloader.finit_module(kloader_build(SRC / "embedded.c"), "mode=0")
+    kloader.delete_module("embedded")
+
+
 # -- 4. put and return -------------------------------------------------------------------
 
 def _remove_while_the_thread_holds_it(kloaderd, ko) -> None:

@@ -172,6 +172,9 @@ class Slab:
         self._total = 0
         # failslab: asked before every allocation, as slab_pre_alloc_hook() asks should_failslab().
         self.should_fail: Callable[[int, str | None], bool] | None = None
+        # debugobjects: told of every object freed, while its bytes are still
+        # there, as slab_free_hook() calls debug_check_no_obj_freed(x, size).
+        self.on_free: Callable[[int, int], None] | None = None
 
     # -- allocation ----------------------------------------------------------
     def alloc(self, size: int, owner: str | None = None, *, zero: bool = False) -> int:
@@ -287,6 +290,8 @@ class Slab:
         if alloc is None:
             self._report_bad_free(addr, owner)
             return False
+        if self.on_free is not None:
+            self.on_free(addr, alloc.capacity)
         self._account(alloc.owner, -alloc.size, -1)
         self._fill(addr, alloc.capacity, POISON_FREE)
         if alloc.cache is None:
@@ -355,8 +360,26 @@ class Slab:
         return alloc.capacity if alloc is not None else 0
 
     def owns(self, addr: int, owner: str | None) -> bool:
+        """`addr` is the start of a live allocation of `owner`."""
         alloc = self._live.get(addr)
         return alloc is not None and alloc.owner == owner
+
+    def containing(self, addr: int) -> int | None:
+        """The start of the live allocation `addr` lies in (anywhere in it), or None."""
+        slab = self._slab_of_page.get(addr & ~(PAGE_SIZE - 1))
+        if slab is not None:
+            size = slab.cache.size
+            start = slab.start + (addr - slab.start) // size * size
+            return start if start in self._live else None
+        for start, alloc in self._live.items():
+            if alloc.cache is None and start <= addr < start + alloc.capacity:
+                return start
+        return None
+
+    def holds(self, addr: int, owner: str | None) -> bool:
+        """`addr` lies inside a live allocation of `owner`."""
+        start = self.containing(addr)
+        return start is not None and self._live[start].owner == owner
 
     def usage(self, owner: str | None) -> tuple[int, int]:
         """(bytes requested, allocations) an owner holds now."""

@@ -53,6 +53,9 @@ class Lifetime:
         self.last_unloaded = ""               # "hello(O)", for the oops line
         # Per module going away: other subsystems' leftovers (timers, work, ...)
         self.leftover_checks: list[Callable[["Module"], None]] = []
+        # Per heap object freed: active objects inside it, (start, end) -> None
+        self.free_checks: list[Callable[[int, int], None]] = []
+        kernel.slab.on_free = self.debug_check_no_obj_freed
 
     # -- quarantine -----------------------------------------------------------
 
@@ -113,7 +116,7 @@ class Lifetime:
             return True
         if not mod.init_freed and mod.init_base <= address < mod.init_base + mod.layout.init.size:
             return True
-        return self.kernel.slab.owns(address, mod.name)
+        return self.kernel.slab.holds(address, mod.name)
 
     def module_freed(self, mod: "Module") -> None:
         """`mod` is about to be freed: report and disarm what still points into it."""
@@ -122,7 +125,14 @@ class Lifetime:
         flags = "".join(sorted(mod.taints & {"O", "P", "E", "C"}, key="PCOE".index))
         self.last_unloaded = f"{mod.name}({flags})" if flags else mod.name
 
-    def report_odebug(self, mod: "Module", obj: int, kind: str, hint: str, state: int = 0) -> None:
+    def debug_check_no_obj_freed(self, address: int, size: int) -> None:
+        """A heap object is being freed: an armed timer or queued work
+        anywhere inside it (a struct embedding a timer_list at any offset) is
+        reported and deactivated, as debugobjects' fixup_free does."""
+        for check in self.free_checks:
+            check(address, address + size)
+
+    def report_odebug(self, obj: int, kind: str, hint: str, state: int = 0) -> None:
         """debugobjects' report for an active object in freed memory."""
         log = self.kernel.log
         for line in ("------------[ cut here ]------------",

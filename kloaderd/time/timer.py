@@ -9,8 +9,9 @@ context: atomic, so sleeping there is "BUG: scheduling while atomic", and a
 Golden Rule entry is allowed (nothing sleeps in the module).
 
 `timer_delete_sync()` waits for a running callback to finish, as Linux's
-does.  A timer still pending when the memory holding it (or its function) is
-freed with a module is reported as debugobjects reports it —
+does.  A timer still pending when the memory holding it is kfreed (at any
+offset in the object: debugobjects' `debug_check_no_obj_freed`), or when it
+or its function is freed with a module, is reported as debugobjects reports it —
 `ODEBUG: free active (active state 0) object: ... object type: timer_list
 hint: fn+0x0/0x...` — and disarmed.
 
@@ -67,6 +68,7 @@ class Timers:
         self._changed = trio.Event()
         self._thread: trio.CancelScope | None = None
         kernel.sanitizer.leftover_checks.append(self._module_freed)
+        kernel.sanitizer.free_checks.append(self._memory_freed)
 
     # -- arming ------------------------------------------------------------------
 
@@ -140,16 +142,27 @@ class Timers:
     # -- a module going ---------------------------------------------------------------
 
     def _module_freed(self, mod: "Module") -> None:
-        kernel = self.kernel
+        sanitizer = self.kernel.sanitizer
         for timer in list(self.pending):
-            try:
-                function = kernel.mem.read_u64(timer + TIMER_FUNCTION)
-            except Exception:
-                function = 0
-            if kernel.sanitizer.belongs_to(mod, timer) or kernel.sanitizer.belongs_to(mod, function):
-                kernel.sanitizer.report_odebug(mod, timer, "timer_list",
-                                               kernel.machine.symbol_name(function))
-                self.disarm(timer)
+            if sanitizer.belongs_to(mod, timer) or sanitizer.belongs_to(mod, self._function(timer)):
+                self._free_active(timer)
+
+    def _memory_freed(self, start: int, end: int) -> None:
+        """kfree of [start, end): debug_check_no_obj_freed for timers."""
+        for timer in [t for t in self.pending if start <= t < end]:
+            self._free_active(timer)
+
+    def _function(self, timer: int) -> int:
+        try:
+            return self.kernel.mem.read_u64(timer + TIMER_FUNCTION)
+        except Exception:
+            return 0
+
+    def _free_active(self, timer: int) -> None:
+        """ODEBUG: free active, then timer_fixup_free: the timer is deactivated."""
+        kernel = self.kernel
+        kernel.sanitizer.report_odebug(timer, "timer_list", kernel.machine.symbol_name(self._function(timer)))
+        self.disarm(timer)
 
 
 def timers(kernel: "Kernel") -> Timers:

@@ -82,6 +82,7 @@ class Workqueues:
         self.system = self.create("events", None)
         kernel.mem.write_u64(kernel.machine.kernel_symbols()["system_wq"], self.system.address)
         kernel.sanitizer.leftover_checks.append(self._module_freed)
+        kernel.sanitizer.free_checks.append(self._memory_freed)
 
     def create(self, name: str, module: Any) -> Workqueue:
         address = WQ_HANDLE_BASE + self._handles * WQ_HANDLE_STEP
@@ -188,10 +189,20 @@ class Workqueues:
             for work in list(wq.queue):
                 func = _read(kernel, work + WORK_FUNC)
                 if sanitizer.belongs_to(mod, work) or sanitizer.belongs_to(mod, func):
-                    sanitizer.report_odebug(mod, work, "work_struct", kernel.machine.symbol_name(func))
-                    wq.queue.remove(work)
-                    self._clear_pending(work)
-                    wq.notify()
+                    self._free_active(wq, work, func)
+
+    def _memory_freed(self, start: int, end: int) -> None:
+        """kfree of [start, end): debug_check_no_obj_freed for queued work."""
+        for wq in list(self.by_address.values()):
+            for work in [w for w in wq.queue if start <= w < end]:
+                self._free_active(wq, work, _read(self.kernel, work + WORK_FUNC))
+
+    def _free_active(self, wq: Workqueue, work: int, func: int) -> None:
+        """ODEBUG: free active, then work_fixup_free: the work is cancelled."""
+        self.kernel.sanitizer.report_odebug(work, "work_struct", self.kernel.machine.symbol_name(func))
+        wq.queue.remove(work)
+        self._clear_pending(work)
+        wq.notify()
 
 
 def _read(kernel: "Kernel", address: int) -> int:
