@@ -22,6 +22,7 @@ used: entering guest code costs what `emu_start` itself costs.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import itertools
 import os
@@ -52,7 +53,7 @@ STUB_SIZE = 16
 SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
 SLICE = SLICE_US / 1e6
 _MASK64 = (1 << 64) - 1
-_RET, _INT3 = b"\xc3", b"\xcc"
+_RET, _INT3, _NOP = b"\xc3", b"\xcc", b"\x90"
 # The stubs' shared return path: `xor %r11d, %r11d; ret`.  A completed call
 # leaves a one-time token in %r11 (a scratch register the ABI lets callees
 # clobber) until this path clears it, so a slice that timed out between the
@@ -214,6 +215,7 @@ class Machine(OopsReports):
         self._build_kernel_image()
         self._setup_per_cpu()
         self._trap_frame = _U64.pack(self.trap)      # the return address every task starts with
+        self._entry_slots: dict[int, tuple[int, ctypes.c_uint64]] = {}   # stack -> (%rsp, its physical address)
         self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
         self._jiffies = -1
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
@@ -250,11 +252,16 @@ class Machine(OopsReports):
         for fn in native:
             if fn not in watched:
                 self._place_native(fn, text)
-        # Where every task returns when its function does (never executed:
-        # emu_start stops on reaching it).  Linux's threads start from here too.
+        # Where every task returns when its function does: one `nop`, after
+        # which emu_start stops (`_stop_at`; the int3s never run).  Stopping
+        # on the return address itself costs Unicorn a translation on every
+        # entry (about 1.4 µs, a quarter of emu_start): the block that starts
+        # at an emu_start's end is made afresh each time.  Linux's threads
+        # start from here too.
         self.trap = KERNEL_TEXT_BASE + len(text)
+        self._stop_at = self.trap + len(_NOP)
         self._kallsyms.append((self.trap, STUB_SIZE, "t", "ret_from_fork_asm"))
-        text += _INT3 * STUB_SIZE
+        text += _NOP.ljust(STUB_SIZE, _INT3)
         self.stub_return = KERNEL_TEXT_BASE + len(text)
         self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
         text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
@@ -418,9 +425,12 @@ class Machine(OopsReports):
     def jiffies(self) -> int:
         return (INITIAL_JIFFIES + int(self.uptime() * HZ)) & _MASK64
 
-    def _update_jiffies(self) -> None:
-        # jiffies() inlined: this runs at every entry and every kernel call.
-        j = (INITIAL_JIFFIES + int((time.monotonic() - self._boot) * HZ)) & _MASK64
+    def _update_jiffies(self, now: float | None = None) -> None:
+        """jiffies in guest memory, as of `now` (time.monotonic()): at every
+        entry and every kernel call, so jiffies() is inlined."""
+        if now is None:
+            now = time.monotonic()
+        j = (INITIAL_JIFFIES + int((now - self._boot) * HZ)) & _MASK64
         if j != self._jiffies:
             self._jiffies = j
             self.uc.mem_write(self._jiffies_phys, _U64.pack(j))
@@ -457,20 +467,25 @@ class Machine(OopsReports):
             self.uc.context_restore(self._clean_cpu)
             self._dirty = False
         on_stack = args[len(_ARG_REGS):]
-        rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
-        frame = self._trap_frame
         if on_stack:
-            frame += b"".join(_U64.pack(a & _MASK64) for a in on_stack)
-        if (rsp & (PAGE_SIZE - 1)) + len(frame) <= PAGE_SIZE:
-            self._regs.write(self.mem.translate(rsp, "write"), frame)   # the usual: one page
+            rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
+            self.mem.write(rsp, self._trap_frame + b"".join(_U64.pack(a & _MASK64) for a in on_stack))
+            self._regs.enter(args, rsp, addr, self.per_cpu_base)
         else:
-            self.mem.write(rsp, frame)
-        self._regs.enter(args, rsp, addr, self.per_cpu_base)
+            # The usual: the return address alone, where it always goes on
+            # this (recycled, never unmapped) stack.
+            slot = self._entry_slots.get(task.stack_base)
+            if slot is None:
+                rsp = ((task.stack_top - TOP_OF_STACK_RESERVE) & ~15) - 8
+                slot = self._entry_slots[task.stack_base] = (
+                    rsp, ctypes.c_uint64(self.mem.translate(rsp, "write")))
+            rsp, phys = slot
+            self._regs.enter(args, rsp, addr, self.per_cpu_base, self._trap_frame, phys)
         task.rip = addr & _MASK64
         self._loaded = task
 
     async def _run(self, task: Task) -> int:
-        uc, regs, trap = self.uc, self._regs, self.trap
+        uc, regs, stop_at = self.uc, self._regs, self._stop_at
         while True:
             if task.runtime > self.watchdog:
                 raise self._soft_lockup(task)
@@ -479,12 +494,13 @@ class Machine(OopsReports):
                 self._loaded = task
             self._pending = self._intno = None
             self.mem.last_fault = None
-            self._update_jiffies()
+            now = time.monotonic()
+            self._update_jiffies(now)
             self._running = task
             started = self.slice_started = task_clock()
-            timer = TIMER.arm(uc, SLICE)
+            timer = TIMER.arm(uc, now + SLICE)
             try:
-                regs.emu_start(task.rip, trap)
+                regs.emu_start(task.rip, stop_at)
             except UcError as err:
                 self._dirty = True
                 task.runtime += task_clock() - started
@@ -493,7 +509,7 @@ class Machine(OopsReports):
                 TIMER.disarm(timer)
                 self._running = None
             rip, r11, rax = regs.stopped()
-            if rip == trap and self._intno is None and self._pending is None:
+            if rip == stop_at and self._intno is None and self._pending is None:
                 # The function returned: its task ends here, and with it the
                 # runtime the watchdog would have counted.
                 return rax

@@ -80,25 +80,26 @@ class EntryRegs:
         self._done = _Batch((X.UC_X86_REG_RAX, X.UC_X86_REG_R11))
         self._no_limit = ctypes.c_uint64(0)      # emu_start's timeout and count: none
 
-    def enter(self, args: tuple[int, ...], rsp: int, rip: int, gs_base: int) -> None:
-        """A function's entry, as a new kernel thread starts: its register
+    def enter(self, args: tuple[int, ...], rsp: int, rip: int, gs_base: int,
+              frame: bytes = b"", frame_at: Any = None) -> None:
+        """A function's entry, as a new kernel thread starts: `frame` (its
+        return address) written at physical `frame_at` (a c_uint64, when
+        the caller has not written the stack itself), its register
         arguments, every other GPR zero, IF set, GS at the per-CPU area."""
+        uch = self._uch
+        if frame_at is not None:
+            err = _uc_mem_write(uch, frame_at, frame, ctypes.c_uint64(len(frame)))
+            if err:
+                raise UcError(err)
         entry = self._entry
-        n = len(args)
-        if n:
+        if args:
             regs = [a & _MASK64 for a in args[:6]]
             _ENTRY.pack_into(entry.values, 0, *regs, *_ZEROS[len(regs):], rsp, rip & _MASK64,
                              _RFLAGS_IF, gs_base)
         else:
             _ENTRY.pack_into(entry.values, 0, *_ZEROS, rsp, rip & _MASK64, _RFLAGS_IF, gs_base)
-        if _uc_reg_write_batch(self._uch, entry.ids, entry.ptrs, entry.count):
+        if _uc_reg_write_batch(uch, entry.ids, entry.ptrs, entry.count):
             raise UcError(UC_ERR_EXCEPTION)
-
-    def write(self, phys: int, data: bytes) -> None:
-        """Bytes into physical memory (the caller checked the range is RAM)."""
-        err = _uc_mem_write(self._uch, ctypes.c_uint64(phys), data, ctypes.c_uint64(len(data)))
-        if err:
-            raise UcError(err)
 
     def emu_start(self, begin: int, until: int) -> None:
         """`Uc.emu_start(begin, until)`, including its report of an

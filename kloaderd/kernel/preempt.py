@@ -43,13 +43,14 @@ class SliceTimer:
         self._active = False       # a run was armed since the thread last looked
         self._thread: threading.Thread | None = None
 
-    def arm(self, uc: Any, seconds: float) -> int:
-        """A run of `uc` begins now and must stop after `seconds`; returns
-        the key `disarm` takes when the run has returned."""
+    def arm(self, uc: Any, deadline: float) -> int:
+        """A run of `uc` begins now and must stop at `deadline` (on
+        time.monotonic()'s clock); returns the key `disarm` takes when the
+        run has returned."""
         key = next(self._keys)
         # No lock on this path: a dict insert is atomic under the GIL, and
         # the thread reads a snapshot.  Only a sleeping thread needs waking.
-        self._runs[key] = [uc, time.monotonic() + seconds]
+        self._runs[key] = [uc, deadline]
         self._active = True
         if self._idle or self._thread is None:
             with self._cond:

@@ -28,7 +28,7 @@ TASK_STRUCT_BASE = 0xFFFF888A00000000
 TASK_STRUCT_SIZE = 0x2000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Task:
     """A kernel thread running one `Machine.call`."""
     pid: int
@@ -238,8 +238,9 @@ class Scheduler:
         without a trip through the scheduler (entering guest code costs what
         emu_start costs), but still noticing a cancellation."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not self.cpu.try_acquire():
-            await self.cpu.wait()
+        cpu = self.cpu
+        if not cpu.try_acquire():
+            await cpu.wait()
         task.holds_cpu = True
 
     def release(self, task: Task) -> None:
