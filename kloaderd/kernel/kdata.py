@@ -40,6 +40,15 @@ class DataExport:
         return self.layouts is None or self.layouts == profile.version
 
 
+def export_data(name: str, spec: DataExport) -> None:
+    """A subsystem backs kernel data it owns (`init_net` is the network
+    namespaces'), as `api.export_object` but sized by the profile."""
+    old = DATA_EXPORTS.get(name)
+    if old is not None and old.size.__module__ != spec.size.__module__:   # (a re-import is not)
+        raise ValueError(f"kernel data {name} exported twice")
+    DATA_EXPORTS[name] = spec
+
+
 def _fixed(size: int) -> Callable[["KernelProfile"], int]:
     return lambda _profile: size
 

@@ -17,8 +17,7 @@ Errors are Linux's: registering a block twice is a WARN ("notifier callback
 Not emulated here: calling a chain (`*_notifier_call_chain`), which enters
 module code from a kernel function; the kernel's own chains are never
 called, as no event (reboot, suspend, address change) happens in kloader.
-`register_netdevice_notifier` is not emulated either: Linux replays
-NETDEV_REGISTER/NETDEV_UP for the loopback device into the new block.
+Netdevice notifiers are the network core's (`kloaderd/net/core/dev.py`).
 """
 
 from __future__ import annotations

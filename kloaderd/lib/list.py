@@ -32,11 +32,12 @@ def init_list_head(mem: Any, entry: int) -> None:
 
 class GuestList:
     """A list head in kernel memory (allocated on first use from the core
-    kernel's heap) and the entries linked on it."""
+    kernel's heap, or `head`: one inside a kernel object such as
+    `net_namespace_list`) and the entries linked on it."""
 
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Any, head: int = 0) -> None:
         self.kernel = kernel
-        self.head = kernel.slab.alloc(LIST_HEAD_SIZE, None)
+        self.head = head or kernel.slab.alloc(LIST_HEAD_SIZE, None)
         if not self.head:
             raise MemoryError("no memory for a kernel list head")
         init_list_head(kernel.mem, self.head)

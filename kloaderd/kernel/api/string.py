@@ -13,6 +13,7 @@ import errno
 from collections.abc import Iterator
 
 from ..memory import GuestFault
+from ..oops import KernelBug
 from ..params import ParamError, kstrto_bits, kstrtobool as _kstrtobool
 from ..printk import VaList
 from . import export
@@ -146,6 +147,27 @@ def strscpy(ctx, dest: int, src: int, count: int) -> int:
 def strcat(ctx, dest: int, src: int) -> int:
     ctx.mem.write(dest + len(_cstr(ctx, dest)), _cstr(ctx, src) + b"\0")
     return dest
+
+
+@export("strlcpy", "size_t strlcpy(char *dest, const char *src, size_t size)", nargs=3)
+def strlcpy(ctx, dest: int, src: int, size: int) -> int:
+    """Copy what fits (NUL-terminated when size > 0); the length of src."""
+    data = _cstr(ctx, src)
+    if size:
+        ctx.mem.write(dest, data[:size - 1] + b"\0")
+    return len(data)
+
+
+@export("strlcat", "size_t strlcat(char *dest, const char *src, size_t count)", nargs=3)
+def strlcat(ctx, dest: int, src: int, count: int) -> int:
+    """Append what fits; the length it tried to make.  A dest already
+    `count` long or longer is Linux's BUG_ON."""
+    dsize = len(_cstr(ctx, dest))
+    data = _cstr(ctx, src)
+    if dsize >= count:
+        raise KernelBug("lib/string.c:227")
+    ctx.mem.write(dest + dsize, data[:count - dsize - 1] + b"\0")
+    return dsize + len(data)
 
 
 @export("strchr", "char *strchr(const char *s, int c)", nargs=2)

@@ -33,7 +33,8 @@ class Rwsems:
         self.writers_waiting: dict[int, int] = {}
 
 
-def _init(mem: Any, sem: int) -> None:
+def init_rwsem(mem: Any, sem: int) -> None:
+    """An unlocked semaphore with an empty wait list (DECLARE_RWSEM, init_rwsem)."""
     mem.write(sem, bytes(WAIT_LIST))
     mem.write_u64(sem + WAIT_LIST, sem + WAIT_LIST)
     mem.write_u64(sem + WAIT_LIST + 8, sem + WAIT_LIST)
@@ -42,7 +43,7 @@ def _init(mem: Any, sem: int) -> None:
 @export("__init_rwsem", "void __init_rwsem(struct rw_semaphore *sem, const char *name, "
         "struct lock_class_key *key)", nargs=3)
 def __init_rwsem(ctx: Any, sem: int, name: int, key: int) -> None:
-    _init(ctx.mem, sem)
+    init_rwsem(ctx.mem, sem)
 
 
 def _try_read(ctx: Any, sem: int) -> bool:

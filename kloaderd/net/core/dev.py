@@ -1,5 +1,5 @@
-"""net/core/dev.c: packet handlers (`dev_add_pack`) and GRO/GSO offloads
-(`dev_add_offload`).
+"""net/core/dev.c: packet handlers (`dev_add_pack`), GRO/GSO offloads
+(`dev_add_offload`) and netdevice notifiers (`register_netdevice_notifier`).
 
 As Linux 6.1: a handler for ETH_P_ALL goes on `ptype_all`, any other on
 its `ptype_base` hash bucket (type & 15), at the head (list_add_rcu); an
@@ -10,8 +10,17 @@ a network RCU grace period (synchronize_net).  The lists are in guest
 memory, so a module following `list` finds Linux's neighbours; the kernel's
 own handlers (IPv4, ARP, IPv6) are not on them.
 
+A netdevice notifier goes on `netdev_chain` (a raw chain), or on a
+namespace's own `net->netdev_chain`, as any notifier block does
+(`kernel/notifier.py`: priority order, -EEXIST twice, -ENOENT absent),
+under `pernet_ops_rwsem` and the RTNL as Linux takes them.  Linux then
+replays NETDEV_REGISTER and NETDEV_UP for every device already in every
+namespace (and NETDEV_GOING_DOWN, NETDEV_DOWN and NETDEV_UNREGISTER when
+unregistering): kloader's init_net has no devices, so there is nothing to
+replay and no event is ever sent.
+
 Layouts (Linux 6.1 x86-64): packet_type {type@0 (__be16), list@56},
-packet_offload {type@0, priority@2 (u16), list@32}.
+packet_offload {type@0, priority@2 (u16), list@32}; net {netdev_chain@320}.
 """
 
 from __future__ import annotations
@@ -19,15 +28,19 @@ from __future__ import annotations
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.notifier import RAW_HEAD, KernelChains, chain_register, chain_unregister
 from ...kernel.printk import KERN_WARNING, vsnprintf
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
+from .net_namespace import pernet_ops_locked
+from .rtnetlink import rtnl_locked
 
 LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
 PT_TYPE, PT_LIST = 0, 56
 PO_TYPE, PO_PRIORITY, PO_LIST = 0, 2, 32
+NET_NETDEV_CHAIN = 320
 ETH_P_ALL = 0x0003
 PTYPE_HASH_SIZE = 16
 
@@ -98,3 +111,44 @@ def dev_add_offload(ctx: Any, po: int) -> None:
 @export("dev_remove_offload", "void dev_remove_offload(struct packet_offload *po)", nargs=1)
 def dev_remove_offload(ctx: Any, po: int) -> Any:
     return _remove(ctx, "packet_offload", "dev_remove_offload", po, PO_LIST)
+
+
+def _netdev_chain(ctx: Any) -> int:
+    return ctx.kernel.subsystem(KernelChains).head("netdev_chain") + RAW_HEAD
+
+
+@export("register_netdevice_notifier", "int register_netdevice_notifier(struct notifier_block *nb)",
+        nargs=1)
+def register_netdevice_notifier(ctx: Any, nb: int) -> Any:
+    async def registering() -> int:
+        async with pernet_ops_locked(ctx), rtnl_locked(ctx):
+            return chain_register(ctx, _netdev_chain(ctx), nb, chain="netdev_chain")
+    return registering()
+
+
+@export("unregister_netdevice_notifier",
+        "int unregister_netdevice_notifier(struct notifier_block *nb)", nargs=1)
+def unregister_netdevice_notifier(ctx: Any, nb: int) -> Any:
+    async def unregistering() -> int:
+        async with pernet_ops_locked(ctx), rtnl_locked(ctx):
+            return chain_unregister(ctx, _netdev_chain(ctx), nb)
+    return unregistering()
+
+
+@export("register_netdevice_notifier_net",
+        "int register_netdevice_notifier_net(struct net *net, struct notifier_block *nb)", nargs=2)
+def register_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
+    async def registering() -> int:
+        async with rtnl_locked(ctx):
+            return chain_register(ctx, net + NET_NETDEV_CHAIN, nb, chain="net->netdev_chain")
+    return registering()
+
+
+@export("unregister_netdevice_notifier_net",
+        "int unregister_netdevice_notifier_net(struct net *net, struct notifier_block *nb)",
+        nargs=2)
+def unregister_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
+    async def unregistering() -> int:
+        async with rtnl_locked(ctx):
+            return chain_unregister(ctx, net + NET_NETDEV_CHAIN, nb)
+    return unregistering()

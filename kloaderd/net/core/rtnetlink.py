@@ -12,7 +12,9 @@ alloc@32, setup@40, dellink@88}.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ...kernel.api import export
@@ -80,6 +82,18 @@ class RtnlMutex:
 
 def _rtnl(ctx: Any) -> int:
     return ctx.kernel.subsystem(RtnlMutex).address
+
+
+@contextlib.asynccontextmanager
+async def rtnl_locked(ctx: Any) -> AsyncIterator[None]:
+    """rtnl_lock() ... rtnl_unlock() around a kernel function's own work."""
+    taken = rtnl_lock(ctx)
+    if not isinstance(taken, int):
+        await taken
+    try:
+        yield
+    finally:
+        rtnl_unlock(ctx)
 
 
 @export("rtnl_lock", "void rtnl_lock(void)", nargs=0)
