@@ -124,7 +124,7 @@ def test_provide_defines_a_not_emulated_function_of_a_profile(tmp_path, kloader_
     from test_profile import NOT_EMULATED_SRC, RELEASE, write_tree
     tree = write_tree(tmp_path / "build")
     (missing,) = [name for name in __import__("test_profile").NOT_EMULATED
-                  if name not in ("ns_func", "init_net")]
+                  if name not in ("ns_func", "init_user_ns")]
     source = tmp_path / "ne.c"
     source.write_text(NOT_EMULATED_SRC)
     ko = kloader_build(source, name="ne", vermagic=f"{RELEASE} SMP preempt mod_unload modversions ")

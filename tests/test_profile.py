@@ -30,7 +30,7 @@ from lifecycle_helpers import footprint, texts
 RELEASE = "6.1.99-kloadertest"
 NOT_EMULATED = {"kloader_test_register": (0x11112222, "EXPORT_SYMBOL_GPL", ""),
                 "ns_func": (0x33334444, "EXPORT_SYMBOL", "TESTNS"),
-                "init_net": (0x55556666, "EXPORT_SYMBOL", "")}
+                "init_user_ns": (0x55556666, "EXPORT_SYMBOL", "")}
 # Kernel data and per-CPU exports a profile backs with memory (kdata.py, percpu.py).
 KERNEL_DATA = ("current_task", "__preempt_count", "cpu_number", "this_cpu_off", "fixed_percpu_data",
                "nr_cpu_ids", "__per_cpu_offset", "kmalloc_caches", "system_wq", "page_offset_base",
@@ -265,13 +265,17 @@ def test_a_real_module_loads_unforced_and_the_next_one_stops_at_what_is_missing(
     def find(name: str) -> bytes:
         return read_module(next(modules.rglob(f"{name}.ko*")))
 
+    # act_gact stops there under 6.12, whose struct layouts the tc code does not read
+    stopper, missing = {"6.1": ("tunnel4", "xfrm_input_register_afinfo"),
+                        "6.12": ("act_gact", "tcf_register_action")}["%d.%d" % KernelProfile(build).version]
+
     async def main() -> None:
         await kernel.init_module(find("cast_common"))
         before = footprint(kernel)
         with pytest.raises(KernelError) as failed:
-            await kernel.init_module(find("act_gact"))
+            await kernel.init_module(find(stopper))
         assert failed.value.errno == errno.EFAULT
-        assert "kernel function tcf_register_action is not emulated" in failed.value.message
+        assert f"kernel function {missing} is not emulated" in failed.value.message
         assert footprint(kernel) == before
         await kernel.delete_module("cast_common")
 
@@ -311,10 +315,10 @@ extern unsigned long __per_cpu_offset[];
 extern unsigned long page_offset_base;
 extern void *kmalloc_caches[];
 extern unsigned long __cpu_online_mask[];
-extern char init_net[];
+extern char init_user_ns[];
 static int counter __attribute__((section(".data..percpu"), used)) = 5;
-static int touch_init_net;
-module_param(touch_init_net, int, 0);
+static int touch_init_user_ns;
+module_param(touch_init_user_ns, int, 0);
 
 static int __init pc_init(void)
 {
@@ -332,8 +336,8 @@ static int __init pc_init(void)
 		*(int *)((unsigned long)&counter + __per_cpu_offset[0]));
 	pr_info("pc: nr_cpu_ids=%u online=%lx pob=%lx caches=%d\n", nr_cpu_ids,
 		__cpu_online_mask[0], page_offset_base, kmalloc_caches[0] == 0);
-	if (touch_init_net)
-		return init_net[8];
+	if (touch_init_user_ns)
+		return init_user_ns[8];
 	return 0;
 }
 static void __exit pc_exit(void) { }
@@ -372,11 +376,11 @@ def test_per_cpu_area_and_kernel_data_as_x86_64_linux(tree, pc_module):
 def test_reading_a_not_emulated_object_oopses_naming_it(tree, pc_module):
     kernel = Kernel(KernelOptions(kernel=str(tree)))
     with pytest.raises(KernelError) as failed:
-        trio.run(lambda: kernel.init_module(pc_module, "touch_init_net=1"))
+        trio.run(lambda: kernel.init_module(pc_module, "touch_init_user_ns=1"))
     assert failed.value.errno == errno.EFAULT
     log = texts(kernel)
-    assert "kloader: kernel object init_net is not emulated" in log
-    address = kernel.symbols.get("init_net").address + 8
+    assert "kloader: kernel object init_user_ns is not emulated" in log
+    address = kernel.symbols.get("init_user_ns").address + 8
     assert f"BUG: unable to handle page fault for address: {address:016x}" in log
     assert "#PF: supervisor read access in kernel mode" in log
 

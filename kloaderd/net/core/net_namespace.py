@@ -158,8 +158,11 @@ class NetNamespaces:
 
 @at_boot
 def _boot(kernel: Any) -> None:
-    """init_net exists before any module runs, where pernet ops are emulated."""
-    if api.emulated_for("register_pernet_subsys", getattr(kernel.profile, "version", None)):
+    """Under a profile whose layouts these are, init_net and the semaphores
+    are set up before any module reads them.  kloader's own kernel exports
+    none of them, so its namespace is made on first use."""
+    if kernel.profile is not None and api.emulated_for("register_pernet_subsys",
+                                                       kernel.profile.version):
         kernel.subsystem(NetNamespaces)
 
 
