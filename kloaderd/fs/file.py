@@ -158,9 +158,11 @@ class OpenFile:
     def pos(self, value: int) -> None:
         self.kernel.mem.write_u64(self.address + F_POS, value & _MASK64)
 
-    async def call(self, fn: int, *args: int, via: str) -> int:
-        """Module code through a function pointer, on behalf of this file."""
-        return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm)
+    async def call(self, fn: int, *args: int, via: str, check: bool = True) -> int:
+        """Module code through a function pointer, on behalf of this file;
+        `check=False` for a call the node's removal waits for (procfs,
+        kernfs): no reference is needed, so it is no Golden Rule entry."""
+        return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm, check=check)
 
     def fop(self, offset: int, where: str) -> int:
         """file->f_op->X.  The operations live in the driver's module: if it

@@ -49,10 +49,11 @@ class UserSpace:
     def buffer(self, data: bytes | int) -> Iterator[UserBuffer]:
         """A user buffer holding `data` (or that many zero bytes) for one call."""
         content = bytearray(data) if not isinstance(data, int) else bytearray(data)
-        address = self._next
-        self._next += (len(content) + USER_GAP) & ~0xFFF
-        if self._next >= TASK_SIZE_MAX // 2:
+        span = (len(content) + USER_GAP + 0xFFF) & ~0xFFF
+        if self._next + span >= TASK_SIZE_MAX:
             self._next = USER_BASE
+        address = self._next           # calls in flight at once never share an address
+        self._next += span
         buf = UserBuffer(address, content)
         self._buffers[address] = buf
         try:

@@ -129,6 +129,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.drivers.firmware", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.fs.char_dev", "kloaderd.fs.read_write",
+              "kloaderd.fs.seq_file", "kloaderd.fs.procfs",
               "kloaderd.kernel.module_procfs", "kloaderd.kernel.module_sysfs",
               "kloaderd.fs.filesystems", "kloaderd.fs.super", "kloaderd.fs.namespace", "kloaderd.fs.libfs",
               "kloaderd.fs.exec",
