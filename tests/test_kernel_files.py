@@ -205,3 +205,71 @@ async def test_async_client_has_the_file_calls(kloader_async, fixture_ko):
     assert (await kloader_async.read_file("/sys/module/hello/initstate")) == b"live\n"
     assert "hello" in await kloader_async.listdir("/sys/module")
     assert (await kloader_async.stat("/sys/module/hello"))["type"] == "dir"
+
+
+@pytest.mark.trio
+async def test_the_node_api_removal_waits_for_operations_then_releases():
+    """What sysfs/debugfs code builds on: a Content file whose show() is
+    inside when remove() starts makes the removal wait; a FileOps whose
+    file is still open gets its release at removal, and the file answers
+    ENODEV (kernfs) afterwards."""
+    import trio
+    import trio.testing
+
+    from kloaderd.fs.tree import KERNFS, Content, FileOps, file_tree
+
+    kernel = Kernel(KernelOptions())
+    tree = file_tree(kernel)
+    entered, leave = trio.Event(), trio.Event()
+    released: list[str] = []
+
+    async def show(file):
+        entered.set()
+        await leave.wait()
+        return "slow\n"
+
+    class Tracked(FileOps):
+        def can_read(self, file):
+            return True
+
+        async def read(self, file, size):
+            return b""
+
+        async def release(self, file):
+            released.append(file.path)
+
+    d = tree.mkdir("/sys/kernel/demo", mode=0o755)
+    slow = tree.add(d, "slow", Content(show), mode=0o444, removal=KERNFS)
+    tree.add(d, "held", Tracked(), mode=0o444)
+    with pytest.raises(KernelError) as taken:
+        tree.add(d, "slow", Content(show))
+    assert taken.value.errno == errno.EEXIST
+    table = FileTable(kernel, "test", "cat")
+    held = await table.open("/sys/kernel/demo/held", os.O_RDONLY)
+    order: list[str] = []
+    async with trio.open_nursery() as nursery:
+        async def read() -> None:
+            fd = await table.open("/sys/kernel/demo/slow", os.O_RDONLY)
+            order.append((await table.read(fd, 4096)).decode())
+            await table.close(fd)
+
+        async def remove() -> None:
+            await tree.remove(d)
+            order.append("removed")
+        nursery.start_soon(read)
+        await entered.wait()
+        nursery.start_soon(remove)
+        await trio.testing.wait_all_tasks_blocked()
+        assert slow.removed and order == []           # unlinked at once, waiting for the reader
+        with pytest.raises(KernelError) as gone:
+            tree.lookup("/sys/kernel/demo/slow")
+        assert gone.value.errno == errno.ENOENT
+        leave.set()
+    assert order == ["slow\n", "removed"]
+    assert released == ["/sys/kernel/demo/held"]       # released at removal, not at close
+    with pytest.raises(KernelError) as enodev:
+        await table.read(held, 10)
+    assert enodev.value.errno == errno.ENODEV
+    await table.close(held)
+    assert released == ["/sys/kernel/demo/held"]       # once
+    await kernel.shutdown()
