@@ -75,3 +75,42 @@ def test_sleeping_in_a_timer_is_scheduling_while_atomic(kloader, kloader_build):
     assert bugs and bugs[0].startswith("BUG: scheduling while atomic: swapper/0/")
     assert bugs[0].endswith("/0x00000101")                      # SOFTIRQ_OFFSET + __schedule's own
     kloader.delete_module("deferred")
+
+
+SHUTDOWN_C = r"""
+#include <linux/module.h>
+#include <linux/timer.h>
+#include <linux/jiffies.h>
+
+static struct timer_list t;
+static void fire(struct timer_list *unused) { pr_info("fired\n"); }
+
+static int __init sd_init(void)
+{
+	int pending;
+
+	timer_setup(&t, fire, 0);
+	mod_timer(&t, jiffies + 100000);
+	pending = timer_pending(&t);
+
+	pr_info("pending %d, shutdown %d\n", pending, timer_shutdown_sync(&t));
+	mod_timer(&t, jiffies + 1);            /* shut down: silently not armed again */
+	pr_info("pending after re-arm %d\n", timer_pending(&t));
+	return 0;
+}
+static void __exit sd_exit(void) { }
+module_init(sd_init);
+module_exit(sd_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_timer_shut_down_is_never_armed_again(kloader, kloader_build, tmp_path):
+    """timer_shutdown_sync (fscache's exit): deleted, and mod_timer after it does nothing."""
+    source = tmp_path / "shutdown.c"
+    source.write_text(SHUTDOWN_C)
+    kloader.finit_module(kloader_build(source))
+    texts = [r["text"] for r in kloader.dmesg()]
+    assert "pending 1, shutdown 1" in texts and "pending after re-arm 0" in texts
+    kloader.delete_module("shutdown")

@@ -34,6 +34,9 @@ def test_entries_are_read_and_written_by_clients(kloader, procseq_ko):
     assert stat.S_ISDIR(kloader.stat("/proc/procseq")["mode"])
     assert stat.S_IMODE(kloader.stat("/proc/procseq")["mode"]) == 0o555
     assert stat.S_IMODE(kloader.stat("/proc/procseq/value")["mode"]) == 0o644
+    value = kloader.stat("/proc/procseq/value")
+    assert (value["size"], value["uid"], value["gid"]) == (4, 1000, 100)     # proc_set_size/_user
+    assert kloader.stat("/proc/procseq/records")["size"] == 0                # procfs: no size
     assert kloader.read_file("/proc/procseq/records") == b"".join(b"record %d:\n" % i for i in range(4))
     assert kloader.read_file("/proc/procseq/single") == b"data=42 private=7\n"
     assert kloader.read_file("/proc/procseq/value") == b"7\n"

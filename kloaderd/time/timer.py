@@ -73,9 +73,12 @@ class Timers:
     # -- arming ------------------------------------------------------------------
 
     def arm(self, timer: int, expires: int) -> bool:
-        """__mod_timer: (re)arm; True if it was pending."""
+        """__mod_timer: (re)arm; True if it was pending.  A timer shut down
+        (its function NULL) is not armed again, silently."""
         mem = self.kernel.mem
         was = timer in self.pending
+        if not mem.read_u64(timer + TIMER_FUNCTION):
+            return was
         mem.write_u64(timer + TIMER_EXPIRES, expires & _MASK64)
         mem.write_u64(timer + TIMER_ENTRY_PPREV, _PENDING_MARK)
         self.pending[timer] = expires & _MASK64
@@ -197,6 +200,21 @@ def add_timer(ctx: Any, timer: int) -> None:
 @export("timer_delete", "int timer_delete(struct timer_list *timer)", nargs=1)
 def timer_delete(ctx: Any, timer: int) -> int:
     return int(timers(ctx.kernel).disarm(timer))
+
+
+@export("timer_shutdown", "int timer_shutdown(struct timer_list *timer)", nargs=1)
+def timer_shutdown(ctx: Any, timer: int) -> int:
+    """timer_delete, and the timer can never be armed again (function NULL)."""
+    was = timer_delete(ctx, timer)
+    ctx.mem.write_u64(timer + TIMER_FUNCTION, 0)
+    return was
+
+
+@export("timer_shutdown_sync", "int timer_shutdown_sync(struct timer_list *timer)", nargs=1)
+def timer_shutdown_sync(ctx: Any, timer: int) -> Any:
+    """timer_delete_sync, and the timer can never be armed again."""
+    ctx.mem.write_u64(timer + TIMER_FUNCTION, 0)   # a running callback has read it already
+    return timer_delete_sync(ctx, timer)
 
 
 @export("timer_delete_sync", "int timer_delete_sync(struct timer_list *timer)", nargs=1)

@@ -3,8 +3,9 @@
  * procseq: procfs entries of every kind, under /proc/procseq/:
  *   records  proc_create_seq: `nrec` records "record N: ..." of `width` bytes
  *   single   proc_create_single_data: one show() with the entry's data
- *   value    proc_create with its own proc_ops: single_open/seq_read to read
- *            the value, .proc_write to set it (EINVAL for a bad number)
+ *   value    proc_create_data with its own proc_ops: single_open/seq_read to
+ *            read the value, .proc_write to set it (EINVAL for a bad number);
+ *            proc_set_size 4, proc_set_user 1000:100
  *   slow     a .proc_read that waits until `gate` is written: a reader
  *            inside the entry's operations, for removal to wait for
  *   gate     written to let the slow reader go
@@ -137,12 +138,18 @@ static const struct proc_ops gate_ops = {
 
 static int __init procseq_init(void)
 {
+	struct proc_dir_entry *v;
+
 	dir = proc_mkdir("procseq", NULL);
 	if (!dir)
 		return -ENOMEM;
-	if (!proc_create_seq("records", 0444, dir, &rec_ops) ||
+	v = proc_create_data("value", 0644, dir, &value_ops, &single_data);
+	if (v) {
+		proc_set_size(v, 4);
+		proc_set_user(v, KUIDT_INIT(1000), KGIDT_INIT(100));
+	}
+	if (!v || !proc_create_seq("records", 0444, dir, &rec_ops) ||
 	    !proc_create_single_data("single", 0444, dir, single_show, &single_data) ||
-	    !proc_create_data("value", 0644, dir, &value_ops, &single_data) ||
 	    !proc_create("slow", 0444, dir, &slow_ops) ||
 	    !proc_create("gate", 0200, dir, &gate_ops)) {
 		proc_remove(dir);

@@ -33,7 +33,7 @@ ROOT_INODE = 1
 def make_parser() -> argparse.ArgumentParser:
     """`kloader-mount`'s options: main() parses with it, tools/command_docs.py documents it."""
     p = parser("kloader-mount", "Mount kloaderd's kernel files (/proc, /sys, /dev) with FUSE.")
-    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory to mount the tree on")
+    p.add_argument("mountpoint", metavar="DIR", help="an existing directory to mount the tree on")
     p.add_argument("--allow-other", action="store_true",
                    help="let other users see the mount (FUSE's allow_other; needs user_allow_other "
                         "in /etc/fuse.conf unless root)")

@@ -48,6 +48,8 @@ void add_timer(struct timer_list *timer);
 int mod_timer(struct timer_list *timer, unsigned long expires);
 int timer_delete(struct timer_list *timer);
 int timer_delete_sync(struct timer_list *timer);
+int timer_shutdown(struct timer_list *timer);
+int timer_shutdown_sync(struct timer_list *timer);
 
 static inline int del_timer(struct timer_list *timer)
 {
