@@ -47,7 +47,7 @@ OPS = (
     "modules", "module", "param_get", "param_set", "kallsyms", "dmesg", "modinfo", "status",
     "cancel", "open", "read", "write", "ioctl", "lseek", "close", "mknod", "devices",
     "read_file", "write_file", "listdir", "stat",
-    "mount", "umount", "mounts",
+    "mount", "umount", "mounts", "raise_irq",
 )
 
 # How much a frame may exceed the kernel's image limit: the parameter string

@@ -210,6 +210,14 @@ class _Api:
         """The mount table: [{"source", "target", "fstype", "dev"}], in mount order."""
         return self._call("mounts")
 
+    def raise_irq(self, irq: int, *, wait: bool = False) -> Any:
+        """Deliver interrupt `irq` as a device raising it: its handlers run
+        in hardirq context and the tasklets they scheduled after them before
+        this returns; with `wait`, its irq threads have run too.  Returns {"irq",
+        "delivered" (False: the line is disabled, the interrupt is pending),
+        "pending", "result" (the handlers' irqreturn_t bits, OR-ed)}."""
+        return self._call("raise_irq", irq=irq, wait=wait)
+
 
 class Client(_Api):
     """A blocking connection to kloaderd; one request at a time."""

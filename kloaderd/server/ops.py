@@ -350,6 +350,17 @@ def op_mounts(session: Session, rid: Any) -> list[dict[str, Any]]:
     return mount_table(session.kernel)
 
 
+async def op_raise_irq(session: Session, rid: Any, irq: int, wait: bool) -> dict[str, Any]:
+    """A device raises `irq`: its handlers run in hardirq context, then the
+    softirqs (tasklets) as irq_exit runs them; with `wait`, the reply comes
+    once its irq threads are done too."""
+    from kloaderd.irq.manage import irqs
+    result = await irqs(session.kernel).deliver(irq)
+    if wait:
+        await irqs(session.kernel).synchronize(irq)
+    return result
+
+
 def _op(handler: Callable[..., Any], privileged: bool = False, cancellable: bool = True, **args: Arg) -> Op:
     return Op(handler, args, privileged, inspect.iscoroutinefunction(handler), cancellable)
 
@@ -396,6 +407,7 @@ OPS: dict[str, Op] = {
                  data=Arg(str, "")),
     "umount": _op(op_umount, True, target=Arg(str)),
     "mounts": _op(op_mounts),
+    "raise_irq": _op(op_raise_irq, True, irq=Arg(int), wait=Arg(bool, False)),
 }
 
 # `dmesg` with `follow` streams: the one op whose mode picks sync or async.
