@@ -88,3 +88,16 @@ def test_raising_a_line_the_machine_lacks_is_einval(kloader):
     with pytest.raises(OSError) as exc:
         kloader.raise_irq(200)
     assert exc.value.errno == 22 and "does not exist" in str(exc.value)
+
+
+def test_proc_interrupts_counts_the_lines_with_handlers(kloader, kloader_build):
+    kloader.finit_module(kloader_build(SRC / "irqmod.c"))
+    kloader.raise_irq(5, wait=True)
+    kloader.raise_irq(5, wait=True)
+    assert kloader.read_file("/proc/interrupts").decode().splitlines() == [
+        "           CPU0       ",
+        "  0:          0   IO-APIC   2-edge      timer",
+        "  5:          2   IO-APIC   5-edge      irqmod",
+    ]
+    kloader.delete_module("irqmod")
+    assert "irqmod" not in kloader.read_file("/proc/interrupts").decode()

@@ -75,6 +75,7 @@ class CharDevices:
         self.kernel = kernel
         self.regions = kernel.registrations.registry("chrdev")
         self.cdevs = kernel.registrations.registry("cdev")
+        self.dynamic: set[int] = set()        # cdev_alloc's: freed by cdev_del
 
     # -- numbers ---------------------------------------------------------------
 
@@ -300,6 +301,17 @@ def cdev_init(ctx: Any, cdev: int, fops: int) -> None:
     ctx.mem.write_u64(cdev + CDEV_OPS, fops)
 
 
+@export("cdev_alloc", "struct cdev *cdev_alloc(void)", nargs=0)
+def cdev_alloc(ctx: Any) -> int:
+    """A cdev the kernel frees when it is deleted (ktype_cdev_dynamic)."""
+    cdev = ctx.kernel.slab.alloc(CDEV_SIZE, getattr(ctx.module, "name", None), zero=True)
+    if cdev:
+        ctx.mem.write_u64(cdev + CDEV_LIST, cdev + CDEV_LIST)
+        ctx.mem.write_u64(cdev + CDEV_LIST + 8, cdev + CDEV_LIST)
+        chardevs(ctx.kernel).dynamic.add(cdev)
+    return cdev
+
+
 @export("cdev_add", "int cdev_add(struct cdev *p, dev_t dev, unsigned count)", nargs=3)
 def cdev_add(ctx: Any, p: int, dev: int, count: int) -> int:
     dev &= 0xFFFFFFFF
@@ -314,9 +326,13 @@ def cdev_add(ctx: Any, p: int, dev: int, count: int) -> int:
 
 @export("cdev_del", "void cdev_del(struct cdev *p)", nargs=1)
 def cdev_del(ctx: Any, p: int) -> None:
-    if chardevs(ctx.kernel).cdevs.remove(p) is None:
+    devs = chardevs(ctx.kernel)
+    if devs.cdevs.remove(p) is None:
         ctx.kernel.log.emit(KERN_WARNING, f"cdev_del: {p:#x} was never added",
                             getattr(ctx.module, "name", None))
+    if p in devs.dynamic:                     # kobject_put: cdev_dynamic_release
+        devs.dynamic.discard(p)
+        ctx.kernel.slab.free(p, None)
 
 
 def register_kernel_device(kernel: "Kernel", major: int, name: str,

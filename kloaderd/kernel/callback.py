@@ -16,7 +16,7 @@ callback that compares `current` with its caller's sees a different task.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 
 def call_module_code(ctx: Any, fn: int, *args: int) -> Any:
@@ -25,3 +25,16 @@ def call_module_code(ctx: Any, fn: int, *args: int) -> Any:
     async def calling() -> int:
         return await ctx.machine.call(fn, *args, module=module, name=ctx.task.comm)
     return calling()
+
+
+def waiting(pending: Awaitable[Any] | None) -> Any:
+    """What a kernel function returns for work that may have to wait
+    (a drain, a release in module code): 0 when there is none, else a
+    coroutine that awaits it and returns 0."""
+    if pending is None:
+        return 0
+
+    async def wait() -> int:
+        await pending
+        return 0
+    return wait()

@@ -1,9 +1,11 @@
 """drivers/base/{driver,bus}.c and the bus front ends (PCI, platform, ACPI):
-registering drivers and buses **with no devices present**.
+registering drivers and buses.
 
-kloader's machine has no PCI, platform or ACPI devices, so registering a
-driver binds it to nothing and its probe never runs — exactly what Linux
-does on a machine without a matching device.  What registration does is
+kloader's machine has no PCI or ACPI devices, so registering such a driver
+binds it to nothing and its probe never runs — exactly what Linux does on a
+machine without a matching device.  Platform devices are the ones modules
+declare (platform.py): a platform driver binds to them, its probe runs,
+and unregistering it unbinds them first (remove runs; dd.py).  What registration does is
 real and visible: the `struct device_driver` inside the module's driver is
 filled in as Linux fills it (name, bus, owner, mod_name, and `p`, the
 driver-core private data, a kernel allocation), the driver is recorded per
@@ -17,8 +19,8 @@ get their `p` the same way and are recorded in the "bus" registry; a driver
 on a bus whose `p` is unset is refused with Linux's "was unable to register
 with bus_type" message and -EINVAL.
 
-Where kloader differs: no sysfs entries (/sys/bus/*/drivers/*) or uevents
-are made; driver_find() is answered from the registry.  Linux 6.1 x86-64
+Where kloader differs: no /sys/bus/*/drivers/* entries or uevents are
+made; driver_find() is answered from the registry.  Linux 6.1 x86-64
 layouts: device_driver {name@0, bus@8, owner@16, mod_name@24, p@136},
 bus_type {name@0, p@168}, pci_driver.driver@120 (.name@16),
 platform_driver.driver@48, acpi_driver {name@0, drv@200, owner@344}.
@@ -32,6 +34,7 @@ from typing import Any
 from ...kernel.api import export
 from ...kernel.panic import warn
 from ...kernel.printk import KERN_ERR
+from .dd import attach_driver, detach_driver, unbind_leftover
 
 LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
@@ -98,15 +101,30 @@ def driver_register(ctx: Any, drv: int) -> int:
     owner = ctx.kernel.module_by_struct(mem.read_u64(drv + DRV_OWNER)) or regs.module_at(drv)
     registry.add((bus, name), f"{bus_name} driver {name}", owner=owner, address=drv,
                  data=(ctx.kernel, private), on_leftover=_release_leftover)
-    return 0
+    return attach_driver(ctx, drv)
 
 
-def driver_unregister(ctx: Any, drv: int) -> None:
+def driver_unregister(ctx: Any, drv: int) -> Any:
+    """bus_remove_driver: its devices unbound (remove runs), then it goes."""
     mem = ctx.mem
     if not drv or not mem.read_u64(drv + DRV_P):
         warn(ctx, "Unexpected driver unregister!", "drivers/base/driver.c:273",
              "driver_unregister")
-        return
+        return 0
+    detaching = detach_driver(ctx.kernel, drv)
+    if detaching is None:
+        _forget(ctx, drv)
+        return 0
+
+    async def unregistering() -> int:
+        await detaching
+        _forget(ctx, drv)
+        return 0
+    return unregistering()
+
+
+def _forget(ctx: Any, drv: int) -> None:
+    mem = ctx.mem
     name, bus = _cstr(ctx, mem.read_u64(drv + DRV_NAME)), mem.read_u64(drv + DRV_BUS)
     entry = ctx.kernel.registrations.registry("driver").remove((bus, name))
     if entry is not None:
@@ -116,6 +134,7 @@ def driver_unregister(ctx: Any, drv: int) -> None:
 
 def _release_leftover(entry: Any) -> None:
     kernel, private = entry.data
+    unbind_leftover(kernel, entry.address)
     kernel.slab.free(private, None)
 
 
@@ -138,8 +157,8 @@ def _driver_register(ctx: Any, drv: int) -> int:
 
 @export("driver_unregister", "void driver_unregister(struct device_driver *drv)", nargs=1,
         gpl=True)
-def _driver_unregister(ctx: Any, drv: int) -> None:
-    driver_unregister(ctx, drv)
+def _driver_unregister(ctx: Any, drv: int) -> Any:
+    return driver_unregister(ctx, drv)
 
 
 @export("__pci_register_driver", "int __pci_register_driver(struct pci_driver *drv, "
@@ -151,8 +170,8 @@ def __pci_register_driver(ctx: Any, drv: int, owner: int, mod_name: int) -> int:
 
 
 @export("pci_unregister_driver", "void pci_unregister_driver(struct pci_driver *drv)", nargs=1)
-def pci_unregister_driver(ctx: Any, drv: int) -> None:
-    driver_unregister(ctx, drv + PCI_DRIVER)
+def pci_unregister_driver(ctx: Any, drv: int) -> Any:
+    return driver_unregister(ctx, drv + PCI_DRIVER)
 
 
 @export("__platform_driver_register", "int __platform_driver_register(struct platform_driver "
@@ -164,8 +183,8 @@ def __platform_driver_register(ctx: Any, drv: int, owner: int) -> int:
 
 @export("platform_driver_unregister", "void platform_driver_unregister(struct platform_driver "
         "*drv)", nargs=1, gpl=True)
-def platform_driver_unregister(ctx: Any, drv: int) -> None:
-    driver_unregister(ctx, drv + PLATFORM_DRIVER)
+def platform_driver_unregister(ctx: Any, drv: int) -> Any:
+    return driver_unregister(ctx, drv + PLATFORM_DRIVER)
 
 
 @export("acpi_bus_register_driver", "int acpi_bus_register_driver(struct acpi_driver *driver)",
@@ -179,8 +198,8 @@ def acpi_bus_register_driver(ctx: Any, driver: int) -> int:
 
 @export("acpi_bus_unregister_driver", "void acpi_bus_unregister_driver(struct acpi_driver "
         "*driver)", nargs=1)
-def acpi_bus_unregister_driver(ctx: Any, driver: int) -> None:
-    driver_unregister(ctx, driver + ACPI_DRV)
+def acpi_bus_unregister_driver(ctx: Any, driver: int) -> Any:
+    return driver_unregister(ctx, driver + ACPI_DRV)
 
 
 @export("bus_register", "int bus_register(struct bus_type *bus)", nargs=1, gpl=True)

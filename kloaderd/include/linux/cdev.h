@@ -6,19 +6,7 @@
 #include <linux/kdev_t.h>
 #include <linux/list.h>
 #include <linux/fs.h>
-
-struct kobject {
-	const char		*name;
-	struct list_head	entry;
-	void			*parent;
-	void			*kset;
-	const void		*ktype;
-	void			*sd;
-	unsigned int		kref;
-	unsigned int		state_flags;
-};
-
-_Static_assert(sizeof(struct kobject) == 64, "struct kobject is 64 bytes");
+#include <linux/kobject.h>
 
 struct cdev {
 	struct kobject kobj;
@@ -35,6 +23,7 @@ _Static_assert(__builtin_offsetof(struct cdev, dev) == 96, "cdev.dev @96");
 _Static_assert(sizeof(struct cdev) == 104, "struct cdev is 104 bytes");
 
 void cdev_init(struct cdev *cdev, const struct file_operations *fops);
+struct cdev *cdev_alloc(void);
 int cdev_add(struct cdev *p, dev_t dev, unsigned count);
 void cdev_del(struct cdev *p);
 

@@ -1,0 +1,194 @@
+"""Binding devices to drivers (Linux's drivers/base/dd.c and bus.c's attach
+and detach): `probe` and `remove` called as the driver core calls them.
+
+A device added to a bus is offered to the bus's drivers in registration
+order (`bus_probe_device`), a driver registered on a bus is offered every
+device of the bus without a driver (`driver_attach`); the bus's `match`
+decides, and `really_probe` sets `dev->driver`, calls the bus's probe (the
+platform bus: `platform_driver.probe(pdev)`), and on failure releases the
+device's managed resources and clears `dev->driver` and its drvdata:
+-ENODEV and -ENXIO quietly (the driver "rejects the match"),
+-EPROBE_DEFER as a deferral, anything else with Linux's "probe with driver
+NAME failed with error N".  `device_release_driver` — for
+`device_del`, and for every bound device when its driver is unregistered —
+calls `remove`, then releases the managed resources (devres.py).
+
+Probe and remove of one device are serialised by its device_lock.  The
+driver core takes no module reference for a binding, as Linux: unloading
+a driver's module unregisters the driver, which unbinds its devices first.
+Modules of other buses (PCI, USB, ...) have no devices here: registering
+their drivers binds nothing, as on a machine without that hardware.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...kernel.printk import KERN_ERR
+from .core import BUS, DRIVER, DEV_DRIVER_DATA, device_name, devices
+from .devres import devres
+
+if TYPE_CHECKING:
+    from ...kernel.kernel import Kernel
+
+EPROBE_DEFER = 517
+DRV_NAME, DRV_BUS, DRV_PROBE, DRV_REMOVE = 0, 8, 56, 72
+
+
+class BusOps:
+    """A bus's match, probe and remove; the default is the driver's own
+    (device_driver.probe(dev) / .remove(dev))."""
+
+    def match(self, kernel: "Kernel", dev: int, drv: int) -> bool:
+        return True
+
+    def probe(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
+        fn = kernel.mem.read_u64(drv + DRV_PROBE)
+        return (fn, dev) if fn else None
+
+    def remove(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
+        fn = kernel.mem.read_u64(drv + DRV_REMOVE)
+        return (fn, dev) if fn else None
+
+    def removed(self, kernel: "Kernel", dev: int, result: int) -> None:
+        """What the bus says of remove's result (platform: a non-zero one is ignored)."""
+
+
+BUS_OPS: dict[str, BusOps] = {}
+
+
+def bus_ops(kernel: "Kernel", bus: int) -> BusOps:
+    name = kernel.mem.read_cstr(kernel.mem.read_u64(bus), 64).decode() if bus else ""
+    return BUS_OPS.get(name, BusOps())
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value
+
+
+def _drivers_of(kernel: "Kernel", bus: int) -> list[int]:
+    return [e.address for e in kernel.registrations.registry("driver").entries() if e.key[0] == bus]
+
+
+def _comm(kernel: "Kernel") -> str:
+    return getattr(kernel.machine.current, "comm", "kworker/0:1")
+
+
+async def _call(kernel: "Kernel", call: tuple[int, int] | None, via: str, comm: str) -> int:
+    if call is None:
+        return 0
+    return await kernel.sanitizer.call_pointer(*call, via=via, comm=comm, check=False)
+
+
+async def really_probe(kernel: "Kernel", dev: int, drv: int, comm: str) -> int:
+    mem = kernel.mem
+    ops = bus_ops(kernel, mem.read_u64(dev + BUS))
+    mem.write_u64(dev + DRIVER, drv)
+    try:
+        ret = _signed32(await _call(kernel, ops.probe(kernel, dev, drv), "really_probe", comm))
+    except Exception:
+        ret = -errno.EFAULT            # it oopsed: logged; the binding fails
+    if ret == 0:
+        devices(kernel).of(dev).driver = drv
+        return 0
+    name = mem.read_cstr(mem.read_u64(drv + DRV_NAME), 64).decode("utf-8", "replace")
+    if ret not in (-errno.ENODEV, -errno.ENXIO, -EPROBE_DEFER):
+        kernel.log.emit(KERN_ERR, f"{name} {device_name(kernel, dev)}: probe with driver {name} failed with "
+                                  f"error {ret}", None)
+    await devres(kernel).release_all(dev)
+    mem.write_u64(dev + DRIVER, 0)
+    mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+    return ret
+
+
+def _sleeping(work: Callable[[], Any]) -> Any:
+    async def running() -> int:
+        await work()
+        return 0
+    return running()
+
+
+def probe_device(ctx: Any, dev: int) -> Any:
+    """bus_probe_device: 0 when no driver of its bus matches, else the probe to run."""
+    kernel, mem = ctx.kernel, ctx.mem
+    bus = mem.read_u64(dev + BUS)
+    if not bus:
+        return 0
+    ops = bus_ops(kernel, bus)
+    candidates = [drv for drv in _drivers_of(kernel, bus) if ops.match(kernel, dev, drv)]
+    if not candidates:
+        return 0
+    comm = ctx.task.comm
+
+    async def attach() -> None:
+        async with devices(kernel).of(dev).lock:
+            for drv in candidates:
+                if mem.read_u64(dev + DRIVER):
+                    break
+                if await really_probe(kernel, dev, drv, comm) == 0:
+                    break
+    return _sleeping(attach)
+
+
+def attach_driver(ctx: Any, drv: int) -> Any:
+    """driver_attach: the driver offered every device of its bus without one."""
+    kernel, mem = ctx.kernel, ctx.mem
+    bus = mem.read_u64(drv + DRV_BUS)
+    ops = bus_ops(kernel, bus)
+    table = devices(kernel)
+    candidates = [d for d, rec in table.known.items() if rec.added and mem.read_u64(d + BUS) == bus
+                  and not mem.read_u64(d + DRIVER) and ops.match(kernel, d, drv)]
+    if not candidates:
+        return 0
+    comm = ctx.task.comm
+
+    async def attach() -> None:
+        for dev in candidates:
+            async with table.of(dev).lock:
+                if not mem.read_u64(dev + DRIVER):
+                    await really_probe(kernel, dev, drv, comm)
+    return _sleeping(attach)
+
+
+async def release_driver(kernel: "Kernel", dev: int) -> None:
+    """device_release_driver: remove, then the managed resources."""
+    mem = kernel.mem
+    table = devices(kernel)
+    async with table.of(dev).lock:
+        drv = mem.read_u64(dev + DRIVER)
+        if not drv:
+            return
+        ops = bus_ops(kernel, mem.read_u64(dev + BUS))
+        try:
+            result = await _call(kernel, ops.remove(kernel, dev, drv), "device_remove", _comm(kernel))
+            ops.removed(kernel, dev, _signed32(result))
+        except Exception:
+            pass                        # an oops is logged; the unbinding goes on
+        await devres(kernel).release_all(dev)
+        mem.write_u64(dev + DRIVER, 0)
+        mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+        table.of(dev).driver = 0
+
+
+def detach_driver(kernel: "Kernel", drv: int) -> Any:
+    """driver_detach: None if no device is bound to it, else the unbinding to run."""
+    bound = [d for d in devices(kernel).known if kernel.mem.read_u64(d + DRIVER) == drv]
+    if not bound:
+        return None
+
+    async def detach() -> None:
+        for dev in reversed(bound):
+            await release_driver(kernel, dev)
+    return detach()
+
+
+def unbind_leftover(kernel: "Kernel", drv: int) -> None:
+    """A driver whose module is being freed is still registered: its
+    devices are unbound without calling its (gone) remove."""
+    for dev in list(devices(kernel).known):
+        if kernel.mem.read_u64(dev + DRIVER) == drv:
+            devres(kernel).release_now(dev)
+            kernel.mem.write_u64(dev + DRIVER, 0)
+            kernel.mem.write_u64(dev + DEV_DRIVER_DATA, 0)

@@ -1,0 +1,329 @@
+"""sysfs attributes (Linux's fs/sysfs/file.c, group.c): files in a
+kobject's directory whose reads and writes call the module's show/store.
+
+A read calls `show(kobj, attr, buf)` with a zeroed page (`sysfs_kf_seq_show`):
+a negative result is the read's errno, a count of PAGE_SIZE or more is
+"fill_read_buffer: SHOW returned bad count" and cut to PAGE_SIZE - 1.  A write
+calls `store(kobj, attr, buf, count)` with at most a page, NUL-terminated
+(`sysfs_kf_write`); its negative result is the write's errno (EINVAL from a
+store that rejects the value).  Which show/store: the kobject's
+`ktype->sysfs_ops` at the time the file is made — the kernel's own ktypes
+(kobject_create_and_add's, devices') and `kobj_sysfs_ops` call the
+attribute's own `show`/`store` (struct kobj_attribute, struct
+device_attribute: show@16, store@24); a module's sysfs_ops is called as it
+is.  The mode is the attribute's (`EACCES` by mode bits, tree.py).
+
+Module code runs on the reader's behalf with no module reference taken:
+kernfs's active reference protects it instead — removing the file waits
+for running reads and writes (tree.py drains), as Linux's removal does.
+A file a module made and did not remove when it is freed is a leaked
+registration: reported and removed.
+
+Layouts (6.1): attribute {name@0, mode@8 (u16)} 16 bytes; attribute_group
+{name@0, is_visible@8, is_bin_visible@16, attrs@24, bin_attrs@32} 40.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KernelError
+from ..kernel.api import export
+from ..kernel.api.printk import format_guest
+from ..kernel.callback import call_module_code
+from ..kernel.panic import warn
+from ..kernel.printk import KERN_WARNING
+from ..lib.kobject import KOBJ_KTYPE, KTYPE_SYSFS_OPS, kobjects
+from .file import signed64
+from .tree import Content, Directory, file_tree
+
+if TYPE_CHECKING:
+    from ..kernel.kernel import Kernel
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+
+PAGE_SIZE = 4096
+ATTR_NAME, ATTR_MODE = 0, 8
+ATTR_SHOW, ATTR_STORE = 16, 24          # kobj_attribute / device_attribute
+OPS_SHOW, OPS_STORE = 0, 8              # struct sysfs_ops
+GRP_NAME, GRP_IS_VISIBLE, GRP_ATTRS = 0, 8, 24
+MAX_GROUP_ATTRS = 4096                  # a NULL-terminated array is read at most this far
+_NAME_MAX = 256
+
+
+def _cstr(kernel: "Kernel", ptr: int) -> str:
+    return kernel.mem.read_cstr(ptr, _NAME_MAX).decode("utf-8", "replace") if ptr else ""
+
+
+def methods(kernel: "Kernel", kobj: int, attr: int) -> tuple[int, int] | None:
+    """(show, store) for an attribute of kobj, with the arguments the ktype's
+    sysfs_ops pass; None when the ktype has no sysfs_ops."""
+    mem = kernel.mem
+    objs = kobjects(kernel)
+    ktype = mem.read_u64(kobj + KOBJ_KTYPE)
+    ops = mem.read_u64(ktype + KTYPE_SYSFS_OPS) if ktype else 0
+    kobj_ops = kernel.machine.kernel_symbols().get("kobj_sysfs_ops")
+    if ktype in objs.kernel_ktypes or ops == kobj_ops:
+        return mem.read_u64(attr + ATTR_SHOW), mem.read_u64(attr + ATTR_STORE)
+    if not ops:
+        return None
+    return mem.read_u64(ops + OPS_SHOW), mem.read_u64(ops + OPS_STORE)
+
+
+class Attribute(Content):
+    """A sysfs attribute file: show/store in module code."""
+
+    def __init__(self, kernel: "Kernel", kobj: int, attr: int, show: int, store: int) -> None:
+        super().__init__(self._show, self._store)
+        self.kernel, self.kobj, self.attr = kernel, kobj, attr
+        self.show_fn, self.store_fn = show, store
+        self.path = ""
+
+    async def _show(self, file: Any) -> bytes:
+        kernel = self.kernel
+        if not self.show_fn:
+            raise KernelError(errno.EIO, f"read {self.path}: the attribute has no show (Input/output error)")
+        buf = kernel.slab.alloc(PAGE_SIZE, None, zero=True)
+        if not buf:
+            raise KernelError(errno.ENOMEM, f"read {self.path}: Cannot allocate memory")
+        try:
+            ret = signed64(await kernel.sanitizer.call_pointer(
+                self.show_fn, self.kobj, self.attr, buf, via="sysfs_kf_seq_show", comm=file.comm,
+                check=False))
+            if ret < 0:
+                raise KernelError(-ret, f"read {self.path}: show returned {ret} ({os.strerror(-ret)})")
+            if ret >= PAGE_SIZE:
+                kernel.log.emit(KERN_WARNING, f"fill_read_buffer: {kernel.machine.symbol_name(self.show_fn)} "
+                                              "returned bad count", None)
+                ret = PAGE_SIZE - 1
+            return kernel.mem.read(buf, ret)
+        finally:
+            kernel.slab.free(buf, None)
+
+    async def _store(self, file: Any, data: bytes) -> int:
+        kernel = self.kernel
+        if not data:
+            return 0
+        if not self.store_fn:
+            raise KernelError(errno.EIO, f"write {self.path}: the attribute has no store (Input/output error)")
+        data = data[:PAGE_SIZE]
+        buf = kernel.slab.alloc(len(data) + 1, None)
+        if not buf:
+            raise KernelError(errno.ENOMEM, f"write {self.path}: Cannot allocate memory")
+        try:
+            kernel.mem.write(buf, data + b"\0")
+            ret = signed64(await kernel.sanitizer.call_pointer(
+                self.store_fn, self.kobj, self.attr, buf, len(data), via="sysfs_kf_write", comm=file.comm,
+                check=False))
+        finally:
+            kernel.slab.free(buf, None)
+        if ret < 0:
+            raise KernelError(-ret, f"write {self.path}: store returned {ret} ({os.strerror(-ret)})")
+        return ret
+
+
+def add_file(ctx: Any, kobj: int, attr: int, where: Directory, mode: int | None = None) -> int:
+    """sysfs_add_file_mode_ns: 0 or a negative errno with sysfs's messages."""
+    kernel = ctx.kernel
+    objs = kobjects(kernel)
+    name = _cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME))
+    if mode is None:
+        mode = ctx.mem.read_u16(attr + ATTR_MODE)
+    found = methods(kernel, kobj, attr)
+    if found is None:
+        warn(ctx, f"missing sysfs attribute operations for kobject: {objs.name(kobj)}",
+             "fs/sysfs/file.c:278", "sysfs_add_file_mode_ns")
+        return -errno.EINVAL
+    ops = Attribute(kernel, kobj, attr, *found)
+    try:
+        node = file_tree(kernel).add(where, name, ops, mode=mode & 0o777, owner=ctx.module,
+                                     size=PAGE_SIZE, data=attr)
+    except KernelError as exc:
+        if exc.errno == errno.EEXIST:
+            kernel.log.emit(KERN_WARNING, f"sysfs: cannot create duplicate filename "
+                                          f"'{where.path[len('/sys'):]}/{name}'", getattr(ctx.module, "name", None))
+        return -exc.errno
+    ops.path = node.path
+    objs.track_file(kobj, node, ctx.module, attr, found)
+    return 0
+
+
+def _directory(ctx: Any, kobj: int, what: str) -> Directory | None:
+    directory = kobjects(ctx.kernel).directory(kobj) if kobj else None
+    if directory is None:
+        warn(ctx, None, "fs/sysfs/file.c:" + ("335" if what == "file" else "135"), f"sysfs_create_{what}")
+    return directory
+
+
+def remove_name(ctx: Any, where: Directory | None, name: str) -> Any:
+    """kernfs_remove_by_name: wait for the file's running operations, then remove it."""
+    node = where.children.get(name) if where is not None else None
+    if node is None:
+        return 0
+    kobjects(ctx.kernel).untrack(node)
+
+    async def removing() -> int:
+        await file_tree(ctx.kernel).remove(node)
+        return 0
+    return removing() if node.active else (file_tree(ctx.kernel).remove_now(node) or 0)
+
+
+@export("sysfs_create_file_ns", "int sysfs_create_file_ns(struct kobject *kobj, const struct attribute "
+        "*attr, const void *ns)", nargs=3, gpl=True)
+def sysfs_create_file_ns(ctx: Any, kobj: int, attr: int, ns: int) -> int:
+    where = _directory(ctx, kobj, "file")
+    if where is None or not attr:
+        return -errno.EINVAL
+    return add_file(ctx, kobj, attr, where)
+
+
+@export("sysfs_remove_file_ns", "void sysfs_remove_file_ns(struct kobject *kobj, const struct attribute "
+        "*attr, const void *ns)", nargs=3, gpl=True)
+def sysfs_remove_file_ns(ctx: Any, kobj: int, attr: int, ns: int) -> Any:
+    where = kobjects(ctx.kernel).directory(kobj)
+    return remove_name(ctx, where, _cstr(ctx.kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+
+
+def _pointers(ctx: Any, array: int) -> list[int]:
+    """A NULL-terminated array of pointers (attrs, groups), read at most MAX_GROUP_ATTRS far."""
+    found: list[int] = []
+    while array and len(found) < MAX_GROUP_ATTRS:
+        pointer = ctx.mem.read_u64(array + 8 * len(found))
+        if not pointer:
+            break
+        found.append(pointer)
+    return found
+
+
+def _group_attrs(ctx: Any, grp: int) -> list[int]:
+    return _pointers(ctx, ctx.mem.read_u64(grp + GRP_ATTRS))
+
+
+async def create_group(ctx: Any, kobj: int, grp: int) -> int:
+    """internal_create_group: the group's directory (if named) and its files,
+    each with the mode is_visible gives it (0: left out); all or nothing."""
+    kernel = ctx.kernel
+    where = _directory(ctx, kobj, "group")
+    if where is None or not grp:
+        return -errno.EINVAL
+    name = _cstr(kernel, ctx.mem.read_u64(grp + GRP_NAME))
+    tree = file_tree(kernel)
+    made: Directory | None = None
+    if name:
+        try:
+            made = tree.mkdir(where, name, mode=0o755, owner=ctx.module)
+        except KernelError as exc:
+            if exc.errno == errno.EEXIST:
+                kernel.log.emit(KERN_WARNING, f"sysfs: cannot create duplicate filename "
+                                              f"'{where.path[len('/sys'):]}/{name}'", getattr(ctx.module, "name", None))
+            return -exc.errno
+        kobjects(kernel).track_group(kobj, made, ctx.module, grp)
+    target = made or where
+    is_visible = ctx.mem.read_u64(grp + GRP_IS_VISIBLE)
+    done: list[str] = []
+    for i, attr in enumerate(_group_attrs(ctx, grp)):
+        mode = ctx.mem.read_u16(attr + ATTR_MODE)
+        if is_visible:
+            mode = await call_module_code(ctx, is_visible, kobj, attr, i) & 0xFFFF
+            if not mode:
+                continue
+        ret = add_file(ctx, kobj, attr, target, mode)
+        if ret:
+            if made is not None:
+                kobjects(kernel).untrack(made)
+                tree.remove_now(made)
+            else:
+                for done_name in done:
+                    node = target.children.get(done_name)
+                    if node is not None:
+                        kobjects(kernel).untrack(node)
+                        tree.remove_now(node)
+            return ret
+        done.append(_cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+    return 0
+
+
+def remove_group(ctx: Any, kobj: int, grp: int) -> Any:
+    kernel = ctx.kernel
+    where = kobjects(kernel).directory(kobj)
+    name = _cstr(kernel, ctx.mem.read_u64(grp + GRP_NAME))
+    if where is None:
+        return 0
+    if name:
+        node = where.children.get(name)
+        if node is None:
+            warn(ctx, f"sysfs group '{name}' not found for kobject '{kobjects(kernel).name(kobj)}'",
+                 "fs/sysfs/group.c:282", "sysfs_remove_group")
+            return 0
+        return remove_name(ctx, where, name)
+    for attr in _group_attrs(ctx, grp):
+        remove_name(ctx, where, _cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+    return 0
+
+
+@export("sysfs_create_group", "int sysfs_create_group(struct kobject *kobj, const struct attribute_group "
+        "*grp)", nargs=2, gpl=True)
+def sysfs_create_group(ctx: Any, kobj: int, grp: int) -> Any:
+    return create_group(ctx, kobj, grp)
+
+
+@export("sysfs_remove_group", "void sysfs_remove_group(struct kobject *kobj, const struct attribute_group "
+        "*grp)", nargs=2, gpl=True)
+def sysfs_remove_group(ctx: Any, kobj: int, grp: int) -> Any:
+    return remove_group(ctx, kobj, grp)
+
+
+async def create_groups(ctx: Any, kobj: int, groups: int) -> int:
+    """sysfs_create_groups: each group of a NULL-terminated array; on failure
+    the ones made are removed."""
+    made: list[int] = []
+    for grp in _pointers(ctx, groups):
+        ret = await create_group(ctx, kobj, grp)
+        if ret:
+            for done in made:
+                remove_group(ctx, kobj, done)
+            return ret
+        made.append(grp)
+    return 0
+
+
+@export("sysfs_create_groups", "int sysfs_create_groups(struct kobject *kobj, const struct attribute_group "
+        "**groups)", nargs=2, gpl=True)
+def sysfs_create_groups(ctx: Any, kobj: int, groups: int) -> Any:
+    return create_groups(ctx, kobj, groups)
+
+
+@export("sysfs_remove_groups", "void sysfs_remove_groups(struct kobject *kobj, const struct attribute_group "
+        "**groups)", nargs=2, gpl=True)
+def sysfs_remove_groups(ctx: Any, kobj: int, groups: int) -> None:
+    for grp in _pointers(ctx, groups):
+        remove_group(ctx, kobj, grp)
+
+
+def _emit(ctx: Any, buf: int, at: int | None, fmt: int) -> int:
+    """vscnprintf into the show buffer's page, from `at`."""
+    if not buf or buf & (PAGE_SIZE - 1) or at is not None and not 0 <= at < PAGE_SIZE:
+        if at is None:
+            warn(ctx, f"invalid sysfs_emit: buf:{buf:016x}", "fs/sysfs/file.c:741", "sysfs_emit")
+        else:
+            warn(ctx, f"invalid sysfs_emit_at: buf:{buf:016x} at:{at}", "fs/sysfs/file.c:769",
+                 "sysfs_emit_at")
+        return 0
+    at = at or 0
+    text, _ = format_guest(ctx, fmt, ctx.va(), room=PAGE_SIZE - at - 1)
+    ctx.mem.write(buf + at, text + b"\0")
+    return len(text)
+
+
+@export("sysfs_emit", "int sysfs_emit(char *buf, const char *fmt, ...)", nargs=2, variadic=True, gpl=True)
+def sysfs_emit(ctx: Any, buf: int, fmt: int) -> int:
+    return _emit(ctx, buf, None, fmt)
+
+
+@export("sysfs_emit_at", "int sysfs_emit_at(char *buf, int at, const char *fmt, ...)", nargs=3,
+        variadic=True, gpl=True)
+def sysfs_emit_at(ctx: Any, buf: int, at: int, fmt: int) -> int:
+    at &= 0xFFFFFFFF
+    return _emit(ctx, buf, at - (1 << 32) if at >> 31 else at, fmt)
