@@ -114,6 +114,18 @@ def test_the_pipelines_never_reach_the_served_kernel():
         assert "kloaderd.kernel.kernel" not in reach(f"kloaderd.kernel.{below}"), below
 
 
+
+def test_kloaderd_parses_its_options_without_loading_the_emulator():
+    """`kloaderd --help` and a refused option answer at once: the options
+    have their own module (kernel/options.py), the emulator is loaded after."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kloaderd.server.main import make_parser; make_parser().parse_args(['--watchdog', '2']); "
+            "print(' '.join(m for m in ('unicorn', 'kloaderd.kernel.kernel', 'kloaderd.kernel.cpu') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
+
 def unmapped(doc: str, root: Path) -> list[str]:
     """Source files docs/architecture.md's package map does not name: a row
     names a file by its path, or a directory row (`dir/`) names it by its

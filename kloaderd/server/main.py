@@ -86,8 +86,10 @@ def _checked(field: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """kloaderd's options, for tools/command_docs.py (main() builds the same)."""
-    from kloaderd.kernel.kernel import KernelOptions
+    """kloaderd's options, for main() and tools/command_docs.py.  From
+    kloaderd.kernel.options alone: `--help` and a refused option answer
+    without loading the emulator."""
+    from kloaderd.kernel.options import KernelOptions
 
     return parser(KernelOptions)
 
@@ -140,9 +142,10 @@ async def run(kernel: Any, socket_path: str, level: int, inherited: socket.socke
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    from kloaderd.kernel.options import KernelOptions
 
-    args = parser(KernelOptions).parse_args(argv)
+    args = make_parser().parse_args(argv)
+    from kloaderd.kernel.kernel import Kernel    # the emulator, once the options hold
     options = KernelOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(KernelOptions)})
     logging.basicConfig(level=_PYTHON_LEVELS[args.log_level], format="kloaderd: %(message)s")
     failures: list[str] = []
