@@ -5,6 +5,7 @@ wait on."""
 
 from __future__ import annotations
 
+import pytest
 
 from kloaderd.crypto.crc32c_generic import crc32c_le
 from kloaderd.embed import Problems
@@ -63,6 +64,7 @@ def test_crc32c_is_castagnoli():
     assert crc32c_le(0x12345678, b"") == 0x12345678
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_a_module_hashes_with_the_built_in_crc32c(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "shash_user", SHASH_USER)
     seeded = (~crc32c_le(0, b"123456789") & 0xFFFFFFFF).to_bytes(4, "little").hex()

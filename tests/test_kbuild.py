@@ -58,6 +58,7 @@ def kmodbuild(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_a_kbuild_hello_loads_unforced_takes_a_parameter_and_unloads(tmp_path, build_tree, hello_c):
     ko = tmp_path / "hello.ko"
     done = kmodbuild("--kernel", str(build_tree), str(hello_c), "-o", str(ko))
@@ -84,6 +85,7 @@ def under_profile(request, build_tree) -> Path:
     return build_tree
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_kloader_build_uses_kbuild_under_a_profile(under_profile, kloader_build, kloader, hello_c):
     try:
         ko = kloader_build(hello_c)

@@ -76,6 +76,7 @@ def test_boot_cpu_data_is_what_cpuid_answers():
     assert cpu_has(X86_FEATURE_XMM4_2) == bool(cpuid(1)[2] >> 20 & 1)
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_a_module_reads_the_machine_it_runs_on(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "identity", IDENTITY)
     family = boot_cpu_data()[0]

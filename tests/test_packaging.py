@@ -55,6 +55,7 @@ def test_client_types_reach_mypy(tmp_path):
     assert 'Argument "socket_path" to "Client" has incompatible type "int"' in done.stdout, done.stdout
 
 
+@pytest.mark.slow          # runs mypy
 def test_the_client_type_checks():
     """What py.typed promises: the client's own annotations hold (mypy on the package)."""
     pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")

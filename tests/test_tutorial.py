@@ -125,6 +125,7 @@ def test_the_output_matcher_knows_wildcards_and_timestamps():
 
 # -- docs/tutorial.md ----------------------------------------------------------------
 
+@pytest.mark.slow          # the whole tutorial, step by step
 def test_the_tutorial_runs_as_written(tmp_path):
     ran = run_page(TUTORIAL, tmp_path)
     assert len(ran) >= 7, "the tutorial's commands were not found"
