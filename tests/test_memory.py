@@ -217,3 +217,41 @@ def test_region_allocator_never_hands_out_overlapping_ranges(ops):
             assert end <= other or other + other_size <= addr
         live[addr] = -(-size // PAGE_SIZE) * PAGE_SIZE
     assert alloc.used == sum(live.values())
+
+
+@pytest.mark.trio
+async def test_a_module_image_is_written_in_pieces_with_other_tasks_let_in(monkeypatch, fixture_ko):
+    """Issue 13/14: a 56 MiB module was written into emulated memory in one
+    event-loop step, holding every other client up.  It goes in
+    MAP_WRITE_PIECE pieces, other tasks running between them (here a piece
+    is one page, so a small module shows it), and arrives whole."""
+    import trio
+
+    from kloaderd.kernel import internal
+    from kloaderd.kernel.kernel import Kernel
+    monkeypatch.setattr(internal, "MAP_WRITE_PIECE", PAGE_SIZE)
+    kernel = Kernel()
+    events: list[str] = []
+    write = kernel.mem.write
+
+    def recording(addr, data):
+        if MODULES_VADDR <= addr:
+            events.append("piece")
+        write(addr, data)
+
+    monkeypatch.setattr(kernel.mem, "write", recording)
+
+    async def other() -> None:
+        while True:
+            events.append("other")
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await kernel.init_module(fixture_ko("hello").read_bytes())
+        nursery.cancel_scope.cancel()
+    pieces = [i for i, e in enumerate(events) if e == "piece"]
+    assert len(pieces) >= 2
+    assert "other" in events[pieces[0]:pieces[-1]]
+    assert kernel.find_module("hello").state.value == "live"
+    assert any(r.text.endswith("Hello, world") for r in kernel.log.records())

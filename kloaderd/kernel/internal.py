@@ -37,6 +37,9 @@ from .symbols import SymbolTable
 if TYPE_CHECKING:
     from ..sanitizer import Sanitizer
 
+# Bytes of a module image written into emulated memory in one event-loop step.
+MAP_WRITE_PIECE = 4 << 20
+
 T = TypeVar("T")
 
 
@@ -186,16 +189,26 @@ class KernelServices:
         return self._by_struct.get(address)
 
     # -- memory of a module ----------------------------------------------------
-    def map_module(self, mod: Module) -> None:
-        """Write the linked images and apply STRICT_MODULE_RWX permissions."""
+    async def map_module(self, mod: Module) -> None:
+        """Write the linked images and apply STRICT_MODULE_RWX permissions.
+
+        A big image is written in `MAP_WRITE_PIECE` pieces with the event
+        loop let in between (a 56 MiB module in one write held every other
+        client up).  Both images are mapped before any piece is written, so
+        a load cancelled meanwhile is undone by `free_module` as any other."""
         linked = mod.linked
         assert linked is not None
-        for base, image, layout in ((mod.core_base, linked.core, mod.layout.core),
-                                    (mod.init_base, linked.init, mod.layout.init)):
-            if not layout.size:
-                continue
+        images = [(base, image, layout) for base, image, layout in (
+            (mod.core_base, linked.core, mod.layout.core),
+            (mod.init_base, linked.init, mod.layout.init)) if layout.size]
+        for base, _, layout in images:
             self.mem.map(base, layout.size, "rw-")
-            self.mem.write(base, image)
+        for base, image, layout in images:
+            view = memoryview(image)
+            for offset in range(0, len(image), MAP_WRITE_PIECE):
+                if offset:
+                    await trio.lowlevel.checkpoint()
+                self.mem.write(base + offset, view[offset:offset + MAP_WRITE_PIECE])
             for region in layout.regions:
                 self.mem.protect(base + region.offset, region.size, region.perms)
         self._by_struct[linked.this_module] = mod

@@ -81,7 +81,7 @@ async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: i
         externals = await simplify_symbols(kernel, mod, flags)
         mod.linked = await off_loop(len(data), link, image, layout, core_base, init_base, externals,
                                     percpu_base=percpu)
-        kernel.map_module(mod)
+        await kernel.map_module(mod)
         percpu_modcopy(kernel, mod, percpu)
         verify_exported_symbols(kernel, mod)
         complete_formation(kernel, mod)
