@@ -173,6 +173,22 @@ def test_a_struct_freed_after_its_timer_and_work_reports_nothing(kloader, kloade
     kloader.delete_module("embedded")
 
 
+@pytest.mark.kloader(on_problems="raise")
+@pytest.mark.parametrize("ordered, seen", [(False, "1"), (True, "0")], ids=["system_wq", "ordered"])
+def test_work_items_run_concurrently_unless_the_workqueue_is_ordered(kloader, kloader_build,
+                                                                      ordered, seen):
+    """Work A waits for work B, queued after it: system_wq starts B in a
+    kworker of its own while A sleeps; an ordered workqueue cannot."""
+    kloader.finit_module(kloader_build(SRC / "concurrent.c"), f"ordered={int(ordered)}")
+    for record in kloader.follow_dmesg():
+        if record["text"].startswith("concurrent: a waited"):
+            break
+    kloader.delete_module("concurrent")
+    lines = [line for line in log(kloader) if line.startswith(("concurrent: a", "concurrent: b"))]
+    order = ["concurrent: b runs", f"concurrent: a waited, b done: {seen}"]
+    assert lines == (order[::-1] if ordered else order)
+
+
 # -- 4. put and return -------------------------------------------------------------------
 
 def _remove_while_the_thread_holds_it(kloaderd, ko) -> None:

@@ -3,10 +3,15 @@ process context, where they may sleep.
 
 A queued `struct work_struct` is marked pending in guest memory as Linux
 marks it (bit 0 of `data`: the header's `work_pending()` reads it) and kept
-in its workqueue's queue in Python.  Each workqueue has one kworker (a
-kernel thread of this kernel) that runs its items in queue order; the
-pending bit is cleared just before the function runs, so the function may
-queue itself again.  `flush_work`, `cancel_work_sync`, `__flush_workqueue`
+in its workqueue's queue in Python.  Each workqueue's pool (a kernel thread
+of this kernel) starts its items in queue order, each in a kworker task of
+its own, up to `max_active` at once (`alloc_workqueue`'s argument; 0 is
+`WQ_DFL_ACTIVE`, 256, as for `system_wq`), so one item sleeping does not hold
+up the next; an ordered workqueue (`alloc_ordered_workqueue`, or
+`max_active` 1) runs one at a time.  As in Linux a work item never runs
+concurrently with itself: requeued while it runs, it starts again after.
+The pending bit is cleared just before the function runs, so the function
+may queue itself again.  `flush_work`, `cancel_work_sync`, `__flush_workqueue`
 and `destroy_workqueue` wait as Linux's do.  Delayed work is a timer whose
 function is `delayed_work_timer_fn`, a kernel function: the timer softirq
 calls it like any timer function, and it queues the work.
@@ -18,9 +23,10 @@ with a module is reported as debugobjects reports it —
 hint: fn+0x0/0x...` — and dropped; a workqueue the module allocated and
 never destroyed is a leaked registration.
 
-Differences from Linux: one kworker per workqueue, so items of one
-workqueue never run concurrently (Linux's system_wq may run them in
-parallel kworkers); `max_active` is not enforced beyond that.
+Differences from Linux: one CPU and no worker pools shared between
+workqueues, so `max_active` is the only limit (Linux also bounds a per-CPU
+workqueue by its CPU's concurrency management: a CPU-bound item holds the
+next back until it sleeps; here every item may run until it sleeps).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import trio
 from ..errors import KernelError
 from ..kernel.api import at_boot, export, export_object
 from ..kernel.api.printk import format_guest
+from ..kernel.printk import KERN_WARNING
 from ..time.timer import TIMER_FUNCTION, timers
 
 if TYPE_CHECKING:
@@ -54,6 +61,11 @@ DWORK_CPU = 80
 WQ_HANDLE_BASE = 0xFFFF888B00000000
 WQ_HANDLE_STEP = 0x200
 WQ_NAME_LEN = 24
+# include/linux/workqueue.h
+WQ_UNBOUND = 1 << 1
+__WQ_ORDERED = 1 << 17
+WQ_MAX_ACTIVE = 512
+WQ_DFL_ACTIVE = WQ_MAX_ACTIVE // 2
 
 export_object("system_wq", "extern struct workqueue_struct *system_wq", 8, writable=True)
 
@@ -63,8 +75,9 @@ class Workqueue:
     address: int
     name: str
     module: Any
+    max_active: int = WQ_DFL_ACTIVE                          # items run at once (1: ordered)
     queue: deque[int] = field(default_factory=deque)       # work_struct addresses, in order
-    running: int = 0                                         # the work being run, 0 if none
+    running: set[int] = field(default_factory=set)         # the works being run
     changed: trio.Event = field(default_factory=trio.Event)
     worker: Any = None
 
@@ -79,15 +92,15 @@ class Workqueues:
         self.by_address: dict[int, Workqueue] = {}
         self._handles = 0
         self.registry = kernel.registrations.registry("workqueue")
-        self.system = self.create("events", None)
+        self.system = self.create("events", None, WQ_DFL_ACTIVE)
         kernel.mem.write_u64(kernel.machine.kernel_symbols()["system_wq"], self.system.address)
         kernel.sanitizer.leftover_checks.append(self._module_freed)
         kernel.sanitizer.free_checks.append(self._memory_freed)
 
-    def create(self, name: str, module: Any) -> Workqueue:
+    def create(self, name: str, module: Any, max_active: int) -> Workqueue:
         address = WQ_HANDLE_BASE + self._handles * WQ_HANDLE_STEP
         self._handles += 1
-        wq = Workqueue(address, name, module)
+        wq = Workqueue(address, name, module, max_active)
         self.by_address[address] = wq
         if module is not None:
             self.registry.add(address, f'workqueue "{name}" (destroy_workqueue)', owner=module,
@@ -129,7 +142,7 @@ class Workqueues:
         return next((wq for wq in self.by_address.values() if work in wq.queue), None)
 
     def running_on(self, work: int) -> Workqueue | None:
-        return next((wq for wq in self.by_address.values() if wq.running == work), None)
+        return next((wq for wq in self.by_address.values() if work in wq.running), None)
 
     # -- queueing and running ---------------------------------------------------------
 
@@ -140,23 +153,36 @@ class Workqueues:
         if wq.worker is None:
             wq.worker = self.kernel.spawn(self._worker, wq, name=f"kworker {wq.name}")
 
+    def _next(self, wq: Workqueue) -> int | None:
+        """The first queued work that may start now: below max_active, and
+        not already running (a work item is non-reentrant)."""
+        if len(wq.running) >= wq.max_active:
+            return None
+        return next((w for w in wq.queue if w not in wq.running), None)
+
     async def _worker(self, wq: Workqueue) -> None:
+        """The workqueue's pool: each item in a kworker of its own."""
+        async with trio.open_nursery() as kworkers:
+            while True:
+                work = self._next(wq)
+                if work is None:
+                    await wq.changed.wait()
+                    continue
+                wq.queue.remove(work)
+                self._clear_pending(work)
+                wq.running.add(work)
+                kworkers.start_soon(self._process_one_work, wq, work, f"kworker/0:{len(wq.running)}")
+
+    async def _process_one_work(self, wq: Workqueue, work: int, comm: str) -> None:
         kernel = self.kernel
-        while True:
-            while not wq.queue:
-                await wq.changed.wait()
-            work = wq.queue.popleft()
-            self._clear_pending(work)
-            wq.running = work
-            try:
-                func = kernel.mem.read_u64(work + WORK_FUNC)
-                await kernel.sanitizer.call_pointer(func, work, via="process_one_work",
-                                                    comm="kworker/0:1", check=False)
-            except KernelError:
-                pass                         # an oops: logged; the worker goes on
-            finally:
-                wq.running = 0
-                wq.notify()
+        try:
+            func = kernel.mem.read_u64(work + WORK_FUNC)
+            await kernel.sanitizer.call_pointer(func, work, via="process_one_work", comm=comm, check=False)
+        except KernelError:
+            pass                         # an oops: logged; the pool goes on
+        finally:
+            wq.running.discard(work)
+            wq.notify()
 
     async def flush_work(self, work: int) -> bool:
         """Wait until `work` is neither queued nor running: True if it had to."""
@@ -226,7 +252,25 @@ def _wq(ctx: Any, address: int) -> Workqueue:
         nargs=3, variadic=True)
 def alloc_workqueue(ctx: Any, fmt: int, flags: int, max_active: int) -> int:
     name = format_guest(ctx, fmt, ctx.va(), room=WQ_NAME_LEN)[0].decode(errors="replace")
-    return workqueues(ctx.kernel).create(name, ctx.module).address
+    return workqueues(ctx.kernel).create(name, ctx.module,
+                                         _max_active(ctx, name, flags, max_active)).address
+
+
+def _max_active(ctx: Any, name: str, flags: int, max_active: int) -> int:
+    """wq_clamp_max_active: 0 is the default; out of range is clamped, with
+    Linux's warning.  An ordered workqueue runs one item at a time."""
+    max_active &= 0xFFFFFFFF
+    max_active = max_active - (1 << 32) if max_active >> 31 else max_active
+    if flags & __WQ_ORDERED:
+        return 1
+    if not max_active:
+        return WQ_DFL_ACTIVE
+    if not 1 <= max_active <= WQ_MAX_ACTIVE:
+        ctx.kernel.log.emit(KERN_WARNING, f"workqueue: max_active {max_active} requested for {name} "
+                                          f"is out of range, clamping between 1 and {WQ_MAX_ACTIVE}",
+                            getattr(ctx.module, "name", None))
+        return min(max(max_active, 1), WQ_MAX_ACTIVE)
+    return max_active
 
 
 @export("destroy_workqueue", "void destroy_workqueue(struct workqueue_struct *wq)", nargs=1)

@@ -44,6 +44,10 @@ _Static_assert(sizeof(struct delayed_work) == 88, "struct delayed_work is 88 byt
 #define WQ_MEM_RECLAIM		(1 << 3)
 #define WQ_HIGHPRI		(1 << 4)
 #define WQ_CPU_INTENSIVE	(1 << 5)
+#define __WQ_ORDERED		(1 << 17)
+#define __WQ_LEGACY		(1 << 18)
+#define WQ_MAX_ACTIVE		512
+#define WQ_DFL_ACTIVE		(WQ_MAX_ACTIVE / 2)
 
 static inline struct delayed_work *to_delayed_work(struct work_struct *work)
 {
@@ -74,7 +78,11 @@ extern struct workqueue_struct *system_wq;
 __printf(1, 4) struct workqueue_struct *
 alloc_workqueue(const char *fmt, unsigned int flags, int max_active, ...);
 void destroy_workqueue(struct workqueue_struct *wq);
-#define create_singlethread_workqueue(name) alloc_workqueue("%s", WQ_MEM_RECLAIM, 1, (name))
+/* One item at a time, in queue order (max_active 0 means WQ_DFL_ACTIVE). */
+#define alloc_ordered_workqueue(fmt, flags, args...)			\
+	alloc_workqueue(fmt, WQ_UNBOUND | __WQ_ORDERED | (flags), 1, ##args)
+#define create_singlethread_workqueue(name)				\
+	alloc_ordered_workqueue("%s", __WQ_LEGACY | WQ_MEM_RECLAIM, name)
 
 bool queue_work_on(int cpu, struct workqueue_struct *wq, struct work_struct *work);
 bool queue_delayed_work_on(int cpu, struct workqueue_struct *wq, struct delayed_work *work,
