@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from kloaderd.embed import Problems
 from kloaderd.errors import KernelError
 from kloaderd.uapi import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
 from lifecycle_helpers import footprint, ko, new_kernel, texts
@@ -472,6 +473,8 @@ async def test_double_free_is_reported_without_corrupting_the_heap():
     kernel = new_kernel()
     await kernel.init_module(ko("leaky"), "double_free=1")
     assert any("Object already free" in t for t in texts(kernel))
+    found = Problems.from_log(kernel.log.records()).sanitizer        # SLUB's report is a problem
+    assert len(found) == 1 and found[0].startswith("BUG kmalloc-") and found[0].endswith(": Object already free")
     await kernel.delete_module("leaky")
     await kernel.init_module(ko("hello"))       # the heap still works
 

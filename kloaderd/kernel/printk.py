@@ -505,7 +505,7 @@ class Problem(enum.Enum):
 
     OOPS = "oops"              # an oops, BUG or panic report
     LEAK = "leak"              # what a freed module left behind (memory, a registration)
-    SANITIZER = "sanitizer"    # a sanitizer's report (golden rule, ODEBUG, put and return)
+    SANITIZER = "sanitizer"    # a sanitizer's report (golden rule, ODEBUG, put and return, SLUB's)
     WARNING = "warning"        # a WARNING: (WARN(), lockdep, a refcount underflow)
 
 

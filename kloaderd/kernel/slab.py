@@ -315,7 +315,7 @@ class Slab:
             self._slab_bug("kmalloc-large", "Object already free", owner, addr, None)
         else:
             self.log.emit(KERN_ERR, f"kfree: invalid pointer {addr:#x} from {owner or 'kernel'}",
-                          owner)
+                          owner, problem=Problem.SANITIZER)
 
     def _slab_bug(self, cache: str, reason: str, owner: str | None, addr: int,
                   slab: _Slab | None) -> None:
@@ -325,8 +325,8 @@ class Slab:
             used = slab.objects - len(slab.free)
             lines.append(f"Slab {slab.start:#x} objects={slab.objects} used={used}")
         lines.append(f"Object {addr:#x} freed by {owner or 'kernel'}")
-        for line in lines:
-            self.log.emit(KERN_ERR, line, owner)
+        for i, line in enumerate(lines):
+            self.log.emit(KERN_ERR, line, owner, problem=Problem.SANITIZER if i == 1 else None)
 
     # -- the rest of the API ---------------------------------------------------
     def realloc(self, addr: int, size: int, owner: str | None = None, *,
