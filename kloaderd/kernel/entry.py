@@ -61,6 +61,9 @@ class _Batch:
 
     def __init__(self, ids: tuple[int, ...]) -> None:
         self.values = (ctypes.c_uint64 * len(ids))()
+        # Reading them back: one unpack instead of a ctypes item access each
+        # (tuple() of a 7-register array is 1.8 µs, this 0.2 µs).
+        self.unpack = struct.Struct(f"<{len(ids)}Q").unpack_from
         base = ctypes.addressof(self.values)
         self.ids = (ctypes.c_int * len(ids))(*ids)
         self.ptrs = (ctypes.c_void_p * len(ids))(*(base + 8 * i for i in range(len(ids))))
@@ -118,15 +121,14 @@ class EntryRegs:
         stop = self._stop
         if _uc_reg_read_batch(self._uch, stop.ids, stop.ptrs, stop.count):
             raise UcError(UC_ERR_EXCEPTION)
-        values = stop.values
-        return values[0], values[1], values[2]
+        return stop.unpack(stop.values)
 
     def read(self) -> tuple[int, ...]:
         """(rdi, rsi, rdx, rcx, r8, r9, rsp): a kernel call's arguments."""
         args = self._args
         if _uc_reg_read_batch(self._uch, args.ids, args.ptrs, args.count):
             raise UcError(UC_ERR_EXCEPTION)
-        return tuple(args.values)
+        return args.unpack(args.values)
 
     def done(self, value: int, token: int) -> None:
         """A kernel call's result in %rax, and its completion token in %r11."""
