@@ -254,3 +254,19 @@ def test_tc_actions_and_netdevice_notifiers(debian61):
         assert not [e for e in kernel.registrations.all() if e.owner is not None]
     texts = run(kernel, main)
     assert not any("leaked" in t for t in texts)
+
+
+def test_nfnetlink_opens_its_kernel_netlink_socket_and_releases_it(debian61):
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        for name in ("nfnetlink", "nfnetlink_acct"):
+            await kernel.init_module(module(modules, name))
+        assert registrations_of(kernel, "nfnetlink") == [
+            "netlink kernel socket NETLINK_NETFILTER",
+            "pernet operations nfnetlink_net_ops [nfnetlink]"]
+        for name in ("nfnetlink_acct", "nfnetlink"):
+            await kernel.delete_module(name)
+        assert not kernel.registrations.registry("netlink_kernel").entries()
+    run(kernel, main)

@@ -1,0 +1,1 @@
+"""net/netlink/: netlink sockets the kernel itself opens."""
