@@ -270,3 +270,21 @@ def test_nfnetlink_opens_its_kernel_netlink_socket_and_releases_it(debian61):
             await kernel.delete_module(name)
         assert not kernel.registrations.registry("netlink_kernel").entries()
     run(kernel, main)
+
+
+def test_ip_in_ip_tunnels_take_their_xfrm_input_slots_and_give_them_back(debian61):
+    """tunnel4 and tunnel6 own the IP-in-IP afinfo of their family (the
+    kernel's xfrm4/xfrm6 hold the IPsec ones); xfrm6_tunnel's exit flushes
+    no xfrm state (there are none: -ESRCH) and waits on synchronize_net."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        for name in ("tunnel4", "tunnel6", "xfrm6_tunnel"):
+            await kernel.init_module(module(modules, name))
+        assert "xfrm input afinfo AF_INET (IP-in-IP tunnel)" in registrations_of(kernel, "tunnel4")
+        assert "xfrm input afinfo AF_INET6 (IP-in-IP tunnel)" in registrations_of(kernel, "tunnel6")
+        for name in ("xfrm6_tunnel", "tunnel6", "tunnel4"):
+            await kernel.delete_module(name)
+        assert not kernel.registrations.registry("xfrm_input_afinfo").entries()
+    run(kernel, main)

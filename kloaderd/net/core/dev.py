@@ -1,5 +1,6 @@
 """net/core/dev.c: packet handlers (`dev_add_pack`), GRO/GSO offloads
-(`dev_add_offload`) and netdevice notifiers (`register_netdevice_notifier`).
+(`dev_add_offload`), netdevice notifiers (`register_netdevice_notifier`)
+and `synchronize_net`, the network's RCU grace period.
 
 As Linux 6.1: a handler for ETH_P_ALL goes on `ptype_all`, any other on
 its `ptype_base` hash bucket (type & 15), at the head (list_add_rcu); an
@@ -152,3 +153,9 @@ def unregister_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
         async with rtnl_locked(ctx):
             return chain_unregister(ctx, net + NET_NETDEV_CHAIN, nb)
     return unregistering()
+
+
+@export("synchronize_net", "void synchronize_net(void)", nargs=0)
+def synchronize_net(ctx: Any) -> Any:
+    """synchronize_rcu(), expedited under the RTNL (the same wait here)."""
+    return synchronize_rcu(ctx)

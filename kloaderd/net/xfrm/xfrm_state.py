@@ -62,3 +62,14 @@ def xfrm_unregister_type(ctx: Any, xtype: int, family: int) -> None:
     entry = ctx.kernel.registrations.registry("xfrm_type").remove((family, proto))
     if entry is None or entry.address != xtype:
         warn(ctx, "", "net/xfrm/xfrm_state.c:385", "xfrm_unregister_type")
+
+
+@export("xfrm_state_flush", "int xfrm_state_flush(struct net *net, u8 proto, bool task_valid, "
+        "bool sync)", nargs=4)
+def xfrm_state_flush(ctx: Any, net: int, proto: int, task_valid: int, sync: int) -> int:
+    return -errno.ESRCH
+
+
+@export("xfrm_flush_gc", "void xfrm_flush_gc(void)", nargs=0)
+def xfrm_flush_gc(ctx: Any) -> None:
+    return None

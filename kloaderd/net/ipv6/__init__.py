@@ -1,0 +1,1 @@
+"""net/ipv6/: the IPv6 core's exports."""
