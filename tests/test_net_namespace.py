@@ -288,3 +288,22 @@ def test_ip_in_ip_tunnels_take_their_xfrm_input_slots_and_give_them_back(debian6
             await kernel.delete_module(name)
         assert not kernel.registrations.registry("xfrm_input_afinfo").entries()
     run(kernel, main)
+
+
+def test_a_generic_netlink_family_gets_an_id_and_its_multicast_groups(debian61):
+    """psample's family (one multicast group) is registered with an id and a
+    group offset written into the module's struct; act_sample builds on it."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        for name in ("psample", "act_sample"):
+            await kernel.init_module(module(modules, name))
+        (entry,) = kernel.registrations.registry("genl_family").entries()
+        assert entry.what == "generic netlink family psample"
+        assert kernel.mem.read_u32(entry.address) == 0x13               # GENL_START_ALLOC
+        assert kernel.mem.read_u32(entry.address + 32) not in (0, 1)    # a free group id
+        for name in ("act_sample", "psample"):
+            await kernel.delete_module(name)
+        assert not kernel.registrations.registry("genl_family").entries()
+    run(kernel, main)
