@@ -307,3 +307,20 @@ def test_a_generic_netlink_family_gets_an_id_and_its_multicast_groups(debian61):
             await kernel.delete_module(name)
         assert not kernel.registrations.registry("genl_family").entries()
     run(kernel, main)
+
+
+def test_ebtables_serves_its_socket_options_and_x_tables_stays_whole(debian61):
+    """ebtables registers its target on x_tables' list and then its socket
+    options: both undone by its exit, so matches loaded after it find
+    x_tables' lists intact."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        for name in ("x_tables", "ebtables", "ebt_ip", "xt_AUDIT"):
+            await kernel.init_module(module(modules, name))
+        assert [w for w in registrations_of(kernel, "ebtables") if "sockopts" in w] == [
+            "netfilter sockopts pf 2 set 128-131 get 128-133"]   # PF_INET, EBT_BASE_CTL
+        for name in ("xt_AUDIT", "ebt_ip", "ebtables", "x_tables"):
+            await kernel.delete_module(name)
+    run(kernel, main)

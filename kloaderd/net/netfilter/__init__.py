@@ -1,0 +1,1 @@
+"""net/netfilter/: the netfilter core's registration points."""
