@@ -18,6 +18,7 @@ slub_debug.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -190,7 +191,9 @@ class Slab:
             return 0
         if self.should_fail is not None and self.should_fail(size, owner):
             return 0                                         # failslab (fault_inject.py)
-        cache = next((c for c in self._caches if c.size >= size), None)
+        # kmalloc_index(): the smallest size class that fits (KMALLOC_SIZES ascend).
+        i = bisect.bisect_left(KMALLOC_SIZES, size)
+        cache = self._caches[i] if i < len(self._caches) else None
         addr = self._alloc_object(cache) if cache else self._alloc_pages(_order_for(size))
         if addr is None:
             self.log.emit(KERN_WARNING, f"{who}: kmalloc({size}) failed: out of heap memory",
