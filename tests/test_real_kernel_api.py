@@ -150,3 +150,16 @@ def test_socket_families_and_protocols(debian61):
     texts = [r.text for r in kernel.log.records()]
     assert texts.count("NET: Registered PF_ALG protocol family") == 1
     assert "NET: Unregistered PF_VSOCK protocol family" in texts
+
+
+def test_hid_and_a_hid_driver(debian61):
+    """hid's hidraw class, char devices and debugfs directory; hid-generic's
+    driver registration walks the bus's drivers (bus_for_each_drv) and
+    rescans its devices: there are none, so nothing binds."""
+    load_and_remove(debian61, ["hid", "hid-generic"], {
+        "hid": [{"subsystem": "bus", "what": "bus hid"},
+                {"subsystem": "chrdev", "what": 'char device region 254:0-63 "hidraw"'},
+                {"subsystem": "cdev", "what": "cdev 254:0-63"},
+                {"subsystem": "class", "what": 'class "hidraw"'},
+                {"subsystem": "debugfs", "what": "debugfs directory /sys/kernel/debug/hid"}],
+        "hid_generic": [{"subsystem": "driver", "what": "hid driver hid-generic"}]})

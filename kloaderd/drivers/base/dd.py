@@ -18,6 +18,8 @@ driver core takes no module reference for a binding, as Linux: unloading
 a driver's module unregisters the driver, which unbinds its devices first.
 Modules of other buses (PCI, USB, ...) have no devices here: registering
 their drivers binds nothing, as on a machine without that hardware.
+`bus_for_each_drv`/`bus_for_each_dev` walk a bus's drivers/devices in
+registration order (hid's drivers rescan their bus as they register).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...kernel.api import export
 from ...kernel.printk import KERN_ERR
 from .core import BUS, DRIVER, DEV_DRIVER_DATA, device_name, devices
 from .devres import devres
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
+
+LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
 EPROBE_DEFER = 517
 DRV_NAME, DRV_BUS, DRV_PROBE, DRV_REMOVE = 0, 8, 56, 72
@@ -192,3 +197,58 @@ def unbind_leftover(kernel: "Kernel", drv: int) -> None:
             devres(kernel).release_now(dev)
             kernel.mem.write_u64(dev + DRIVER, 0)
             kernel.mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+
+
+def _devices_of(kernel: "Kernel", bus: int) -> list[int]:
+    mem = kernel.mem
+    return [d for d, rec in devices(kernel).known.items() if rec.added and mem.read_u64(d + BUS) == bus]
+
+
+def _for_each(ctx: Any, items: list[int], start: int, data: int, fn: int) -> Any:
+    """bus_for_each_drv / bus_for_each_dev: fn(item, data) for each item after
+    `start`, in registration order, until one returns non-zero (returned)."""
+    if start:
+        items = items[items.index(start) + 1:] if start in items else []
+    if not items:
+        return 0
+
+    async def walking() -> int:
+        from ...kernel.callback import call_module_code
+        for item in items:
+            ret = _signed32(await call_module_code(ctx, fn, item, data))
+            if ret:
+                return ret
+        return 0
+    return walking()
+
+
+@export("bus_for_each_drv", "int bus_for_each_drv(struct bus_type *bus, struct device_driver *start, "
+        "void *data, int (*fn)(struct device_driver *, void *))", nargs=4, gpl=True)
+def bus_for_each_drv(ctx: Any, bus: int, start: int, data: int, fn: int) -> Any:
+    if not bus:
+        return -errno.EINVAL
+    return _for_each(ctx, _drivers_of(ctx.kernel, bus), start, data, fn)
+
+
+@export("bus_for_each_dev", "int bus_for_each_dev(struct bus_type *bus, struct device *start, void *data, "
+        "int (*fn)(struct device *dev, void *data))", nargs=4, gpl=True)
+def bus_for_each_dev(ctx: Any, bus: int, start: int, data: int, fn: int) -> Any:
+    if not bus:
+        return -errno.EINVAL
+    return _for_each(ctx, _devices_of(ctx.kernel, bus), start, data, fn)
+
+
+@export("bus_rescan_devices", "int bus_rescan_devices(struct bus_type *bus)", nargs=1, gpl=True)
+def bus_rescan_devices(ctx: Any, bus: int) -> Any:
+    """Every device of the bus without a driver is offered to the drivers again."""
+    pending = [probe_device(ctx, dev) for dev in _devices_of(ctx.kernel, bus)
+               if not ctx.mem.read_u64(dev + DRIVER)]
+    pending = [p for p in pending if p != 0]
+    if not pending:
+        return 0
+
+    async def rescanning() -> int:
+        for probe in pending:
+            await probe
+        return 0
+    return rescanning()
