@@ -377,3 +377,16 @@ def crypto_register_templates(ctx: Any, tmpls: int, count: int) -> int:
 def crypto_unregister_templates(ctx: Any, tmpls: int, count: int) -> None:
     for i in reversed(range(_s32(count))):
         crypto_unregister_template(ctx, tmpls + i * TEMPLATE_SIZE)
+
+
+# --- request queues ------------------------------------------------------------------
+# struct crypto_queue: list@0, backlog@16, qlen@24, max_qlen@28
+
+@export("crypto_init_queue", "void crypto_init_queue(struct crypto_queue *queue, "
+        "unsigned int max_qlen)", nargs=2)
+def crypto_init_queue(ctx: Any, queue: int, max_qlen: int) -> None:
+    mem = ctx.mem
+    init_list_head(mem, queue)
+    mem.write_u64(queue + 16, queue)
+    mem.write_u32(queue + 24, 0)
+    mem.write_u32(queue + 28, max_qlen & 0xFFFFFFFF)

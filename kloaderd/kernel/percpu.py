@@ -13,7 +13,8 @@ kloader's one CPU has one area at `per_cpu_base`:
   placed from `KERNEL_STATIC_START`;
 * each module's `.data..percpu` (`percpu_modalloc()`): a chunk from
   `MODULE_START` on, its symbols resolved to the chunk's offset, its initial
-  contents copied in (`percpu_modcopy()`), freed with the module.
+  contents copied in (`percpu_modcopy()`), freed with the module;
+* `alloc_percpu()`'s chunks (kloaderd/mm/percpu.py), from the same room.
 
 What a per-CPU export holds is set where kloader knows its meaning (the CPU
 number, `this_cpu_off`, the preempt count); the others start zeroed, as
@@ -122,6 +123,19 @@ class PerCpuArea:
         """percpu_modcopy(): the section's initial contents into the chunk (its
         bss part zeroed: the chunk may have served a module before)."""
         self.mem.write(self.base + offset, data.ljust(size, b"\0")[:size])
+
+    def dynamic_alloc(self, size: int) -> int | None:
+        """pcpu_alloc(): a zeroed chunk from the same room as modules' (page
+        granular, so any align up to PAGE_SIZE holds); None when full."""
+        try:
+            offset = self._modules.alloc(size)
+        except MemoryError:
+            return None
+        self.kernel.mem.write(self.base + offset, bytes(size))
+        return offset
+
+    def dynamic_free(self, offset: int) -> None:
+        self._modules.free(offset)
 
     def module_free(self, mod: "Module") -> None:
         offset = self._chunks.pop(id(mod), None)
