@@ -1,6 +1,7 @@
 """What a module learns about the machine under the Debian 6.1 profile:
 the CPU (`boot_cpu_data`, `x86_match_cpu`), the platform (DMI quirk tables,
-no hypervisor, no Xen, no ACPI) and its RAM (`_totalram_pages`), through a
+no hypervisor, no Xen, no ACPI, no PCI devices), its RAM (`_totalram_pages`)
+and CPU latency QoS requests, through a
 kbuild-built module and corpus modules that ask."""
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ IDENTITY = r"""
 #include <asm/hypervisor.h>
 #include <xen/xen.h>
 #include <linux/acpi.h>
+#include <linux/pci.h>
+#include <linux/pm_qos.h>
 MODULE_LICENSE("GPL");
+static struct pm_qos_request qos;
 static int called;
 static int quirk(const struct dmi_system_id *id) { called++; return 0; }
 static const struct dmi_system_id ours[] = {
@@ -59,9 +63,20 @@ static int __init identity_init(void)
 		x86_match_cpu(p4) != NULL, x86_match_cpu(avx512) != NULL);
 	pr_info("identity: hyper %d xen %d acpi_disabled %d ram %lu\n", x86_hyper_type,
 		xen_domain(), acpi_disabled, totalram_pages());
+	pr_info("identity: pci %p %d\n", pci_get_device(PCI_ANY_ID, PCI_ANY_ID, NULL),
+		pci_dev_present((const struct pci_device_id[]){ { PCI_DEVICE(0x8086, 0x1234) }, {} }));
+	cpu_latency_qos_add_request(&qos, PM_QOS_DEFAULT_VALUE);
+	cpu_latency_qos_add_request(&qos, 20);
+	cpu_latency_qos_update_request(&qos, 10);
+	pr_info("identity: qos %d %d\n", cpu_latency_qos_request_active(&qos), qos.node.prio);
+	pci_dev_put(NULL);
 	return 0;
 }
-static void __exit identity_exit(void) { }
+static void __exit identity_exit(void)
+{
+	cpu_latency_qos_remove_request(&qos);
+	pr_info("identity: qos %d\n", cpu_latency_qos_request_active(&qos));
+}
 module_init(identity_init);
 module_exit(identity_exit);
 """
@@ -86,9 +101,13 @@ def test_a_module_reads_the_machine_it_runs_on(tmp_path):
         "identity: vendor kloader match 1",
         f"identity: cpu GenuineIntel family {family} model {boot_cpu_data()[2]} sse4.2 1",
         f"identity: match 1 {int(family == 15)} 0",
-        f"identity: hyper 0 xen 0 acpi_disabled 1 ram {ram}"]
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
-    assert not problems, problems
+        f"identity: hyper 0 xen 0 acpi_disabled 1 ram {ram}",
+        "identity: pci 0000000000000000 0",
+        "identity: qos 1 10",
+        "identity: qos 0"]
+    log = [r.text for r in kernel.log.records()]
+    assert "cpu_latency_qos_add_request called for already added request" in log
+    assert sum(line.startswith("WARNING: ") for line in log) == 1
 
 
 @pytest.mark.parametrize("names", [["xen-blkfront"], ["speedstep-lib", "p4-clockmod"],
@@ -113,5 +132,16 @@ def test_crc32c_intel_outranks_the_generic_crc32c_for_libcrc32c():
         await kernel.delete_module(intel)
         await kernel.shutdown()
     trio.run(main)
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("names", [["iosf_mbi"], ["cryptd"], ["cdrom"]])
+def test_base_modules_others_depend_on_load_and_unload_cleanly(names):
+    # iosf_mbi: a latency QoS request and a PCI driver with no device;
+    # cryptd: alloc_percpu and a request queue; cdrom: register_sysctl.
+    modules, build = corpus("6.1")
+    kernel, errors = load_then_remove(build, [find_module(modules, name) for name in names])
+    assert not errors
     problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
     assert not problems, problems

@@ -1,0 +1,1 @@
+"""drivers/pci: the PCI bus of a machine that has no PCI devices."""

@@ -1,0 +1,1 @@
+"""kernel/power: power-management QoS."""
