@@ -204,7 +204,37 @@ def summary(result: dict[str, dict[str, Any]], top: int) -> list[str]:
     if stopped:
         lines += ["", f"top not-emulated functions (modules stopped by each):"]
         lines += [f"{n:>7}  {name}" for name, n in stopped.most_common(top)]
+    blocking = blockers(result)
+    if blocking:
+        lines += ["", "modules that block most others (dependents stopped, transitively):"]
+        lines += [f"{n:>7}  {rel}  ({_why(result[rel])})" for rel, n in blocking.most_common(top)]
     return lines
+
+
+def blockers(result: dict[str, dict[str, Any]]) -> collections.Counter[str]:
+    """{failed module: how many `dependency` modules it stops, through any chain}."""
+    blame: collections.Counter[str] = collections.Counter()
+    for rel, verdict in result.items():
+        if verdict["class"] != "dependency":
+            continue
+        roots: set[str] = set()
+        stack, seen = list(verdict.get("needs", ())), set()
+        while stack:
+            dep = stack.pop()
+            if dep in seen or dep not in result:
+                continue
+            seen.add(dep)
+            if result[dep]["class"] == "dependency":
+                stack.extend(result[dep].get("needs", ()))
+            else:
+                roots.add(dep)
+        blame.update(roots)
+    return blame
+
+
+def _why(verdict: dict[str, Any]) -> str:
+    detail = verdict.get("function") or verdict.get("errno") or verdict.get("where") or ""
+    return f"{verdict['class']}: {detail}" if detail else verdict["class"]
 
 
 def run_survey(root: Path, kernel: str | None, jobs: int, timeout: float,

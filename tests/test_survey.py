@@ -44,6 +44,15 @@ def test_failures_are_classified_by_the_loaders_words():
     assert classify_failure("m: version magic 'x' should be 'y'", 8)["class"] == "refused"
     lines = summary({"a": {"class": "clean"}, "b": {"class": "not-emulated", "function": "foo"}}, 5)
     assert lines[1].split() == ["clean", "1", "50.0%"] and lines[-1].split() == ["1", "foo"]
+    # a base module is blamed for every module stopped behind it, however deep
+    lines = summary({"base": {"class": "not-emulated", "function": "foo"},
+                     "mid": {"class": "dependency", "needs": ["base"]},
+                     "top": {"class": "dependency", "needs": ["mid", "base"]},
+                     "other": {"class": "init-failed", "errno": 19},
+                     "user": {"class": "dependency", "needs": ["other", "mid"]}}, 5)
+    assert lines[-3:] == ["modules that block most others (dependents stopped, transitively):",
+                          "      3  base  (not-emulated: foo)",
+                          "      1  other  (init-failed: 19)"]
 
 
 def test_a_tree_of_modules_with_the_command(tmp_path):
