@@ -36,7 +36,7 @@ import trio
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE,
                      UC_MODE_64, Uc, UcError)
 from unicorn import x86_const as X
-from unicorn.unicorn_const import UC_TLB_VIRTUAL
+from unicorn.unicorn_const import UC_ERR_INSN_INVALID, UC_TLB_VIRTUAL
 
 from ..config import (HZ, INITIAL_JIFFIES, KERNEL_TEXT_BASE, MODULES_VADDR, PAGE_SIZE,
                       PER_CPU_BASE)
@@ -502,8 +502,10 @@ class Machine(OopsReports):
             try:
                 regs.emu_start(task.rip, stop_at)
             except UcError as err:
-                self._dirty = True
                 task.runtime += task_clock() - started
+                if err.errno == UC_ERR_INSN_INVALID and self._warned(task, uc.reg_read(X.UC_X86_REG_RIP)):
+                    continue
+                self._dirty = True
                 raise self._fault_oops(task, err) from None
             finally:
                 TIMER.disarm(timer)
@@ -516,6 +518,8 @@ class Machine(OopsReports):
             task.runtime += task_clock() - started
             task.rip = rip
             if self._intno is not None:
+                if self._intno == 6 and self._warned(task, rip):
+                    continue
                 self._dirty = True
                 raise self._trap_oops(task, self._intno)
             if self._pending is not None:

@@ -10,14 +10,17 @@ dmesg, so tools and people that grep for Linux's lines find them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from unicorn import Uc, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_const import UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID
 
 from ..config import PAGE_SIZE
+from .api.printk import CUT_HERE
+from .bug import find_bug, mark_done
 from .memory import AddressSpace, GuestFault
+from .printk import KERN_WARNING
 
 if TYPE_CHECKING:
     from .sched import Scheduler, Task
@@ -188,6 +191,10 @@ class OopsKernel(Protocol):
 
     def modules_linked_in(self) -> str: ...
 
+    log: Any                   # a module's WARN() is reported there (kernel/bug.py)
+
+    def add_taint(self, flag: str) -> None: ...
+
 
 class OopsReports:
     """The half of `Machine` (cpu.py) that turns what went wrong on the CPU
@@ -200,6 +207,7 @@ class OopsReports:
 
     kernel: OopsKernel
     uc: Uc
+    _clean_cpu: Any            # a CPU state with no exception pending
     mem: AddressSpace
     sched: Scheduler
     trap: int                  # the return address every task starts with
@@ -245,7 +253,41 @@ class OopsReports:
         self._die_counter += 1
         name = _TRAPS.get(intno, f"trap {intno}")
         header = [f"{name}: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
+        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        bug = find_bug(self.kernel, rip) if intno == 6 else None
+        if bug is not None:                     # BUG(): report_bug() spoke first
+            header[:0] = [*([CUT_HERE] if bug.cut_here else []), f"kernel BUG at {bug.file}:{bug.line}!"
+                          if bug.file else f"Kernel BUG at {self.symbol_name(rip)} "
+                          "[verbose debug info unavailable]"]
         return self._oops(task, _TRAP_KINDS.get(intno, "trap"), header)
+
+    def _warned(self, task: Task, rip: int) -> bool:
+        """report_bug() for a ud2 at `rip` (kernel/bug.py): a WARN is reported
+        as __warn() does and the task resumes after the ud2 (True); anything
+        else is an oops.  The trap's exception state is dropped (a fresh CPU
+        state with the task's registers), as for a task starting."""
+        bug = find_bug(self.kernel, rip)
+        if bug is None or not bug.warning:
+            return False
+        uc, regs = self.uc, self._registers()
+        task.rip = rip + 2
+        uc.context_restore(self._clean_cpu)
+        for name, reg in _GPRS.items():
+            uc.reg_write(reg, regs[name])
+        uc.reg_write(X.UC_X86_REG_RIP, task.rip)
+        uc.reg_write(X.UC_X86_REG_RFLAGS, regs["rflags"])
+        uc.reg_write(X.UC_X86_REG_GS_BASE, regs["gs_base"])
+        if mark_done(self.kernel, bug):
+            return True
+        where = f"{bug.file}:{bug.line} " if bug.file else ""
+        header = [*([CUT_HERE] if bug.cut_here else []),
+                  f"WARNING: CPU: 0 PID: {task.pid} at {where}{self.symbol_name(rip)}"]
+        warning = self._oops(task, "warning", header, regs=regs)
+        module = getattr(task.module, "name", None)
+        for line in warning.lines:
+            self.kernel.log.emit(KERN_WARNING, line, module)
+        self.kernel.add_taint(bug.taint)
+        return True
 
     def _api_oops(self, task: Task, exc: Exception, function: str) -> Oops:
         """A kernel function failed on the task's behalf: a guest fault is

@@ -15,7 +15,7 @@ and BUG(), the calling task's oops.
 `__warn_printk` is the first half of a real module's WARN(): on x86 the
 macro prints the message through it and then executes `ud2` with a
 `__bug_table` entry flagged BUGFLAG_WARNING, whose trap prints the WARNING
-line.
+line and resumes (kernel/bug.py).
 """
 
 from __future__ import annotations
