@@ -1,7 +1,7 @@
-"""Memory pools (kloaderd/mm/mempool.py) under the Debian 6.1 profile: the
-reserve is filled at creation through the pool's functions, kernel's or the
-module's own, used when the function fails, refilled on free, and given
-back on destroy."""
+"""Memory pools (kloaderd/mm/mempool.py) and shrinkers (vmscan.py) under the
+Debian 6.1 profile: a pool's reserve is filled at creation through its
+functions, kernel's or the module's own, used when the function fails,
+refilled on free and given back on destroy; shrinkers register and go."""
 
 from __future__ import annotations
 
@@ -76,4 +76,41 @@ def test_pools_fill_lend_refill_and_give_back(tmp_path):
                      "mempool_user: 1 1 0 left 0",
                      "mempool_user: refilled 2 freed 0",
                      "mempool_user: destroyed made 2 freed 2"]
+    assert not any("leaked" in r.text for r in kernel.log.records())
+
+
+SHRINKER_USER = r"""
+#include <linux/module.h>
+#include <linux/init.h>
+#include <linux/shrinker.h>
+MODULE_LICENSE("GPL");
+static unsigned long count(struct shrinker *s, struct shrink_control *sc) { return 0; }
+static unsigned long scan(struct shrinker *s, struct shrink_control *sc) { return SHRINK_STOP; }
+static struct shrinker plain = { .count_objects = count, .scan_objects = scan, .seeks = DEFAULT_SEEKS };
+static struct shrinker memcg = { .count_objects = count, .scan_objects = scan, .seeks = DEFAULT_SEEKS,
+				 .flags = SHRINKER_MEMCG_AWARE };
+static int __init shrinker_user_init(void)
+{
+	int err = register_shrinker(&plain, "shrinker_user-plain");
+
+	err |= register_shrinker(&memcg, "shrinker_user-memcg");
+	pr_info("shrinker_user: %d flags %x %x deferred %d\n", err, plain.flags, memcg.flags,
+		plain.nr_deferred != NULL);
+	return err;
+}
+static void __exit shrinker_user_exit(void)
+{
+	unregister_shrinker(&memcg);
+	unregister_shrinker(&plain);
+	unregister_shrinker(&plain);          /* a second time: ignored */
+	pr_info("shrinker_user: flags %x deferred %d\n", plain.flags, plain.nr_deferred != NULL);
+}
+module_init(shrinker_user_init);
+module_exit(shrinker_user_exit);
+"""
+
+
+def test_shrinkers_register_and_go(tmp_path):
+    kernel, lines = run_kbuilt(tmp_path, "shrinker_user", SHRINKER_USER)
+    assert lines == ["shrinker_user: 0 flags 1 5 deferred 1", "shrinker_user: flags 0 deferred 0"]
     assert not any("leaked" in r.text for r in kernel.log.records())

@@ -128,7 +128,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.drivers.base",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.drivers.firmware", "kloaderd.drivers.pci", "kloaderd.arch.x86",
-              "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.mempool", "kloaderd.fs.char_dev",
+              "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.mempool", "kloaderd.mm.vmscan", "kloaderd.fs.char_dev",
               "kloaderd.fs.read_write", "kloaderd.fs.proc_sysctl",
               "kloaderd.fs.seq_file", "kloaderd.fs.procfs",
               "kloaderd.fs.sysfs", "kloaderd.fs.debugfs",
