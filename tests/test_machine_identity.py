@@ -136,10 +136,12 @@ def test_crc32c_intel_outranks_the_generic_crc32c_for_libcrc32c():
     assert not problems, problems
 
 
-@pytest.mark.parametrize("names", [["iosf_mbi"], ["cryptd"], ["cdrom"]])
+@pytest.mark.parametrize("names", [["iosf_mbi"], ["cryptd"], ["cdrom"], ["pvpanic"],
+                                   ["ledtrig-heartbeat"]])
 def test_base_modules_others_depend_on_load_and_unload_cleanly(names):
     # iosf_mbi: a latency QoS request and a PCI driver with no device;
-    # cryptd: alloc_percpu and a request queue; cdrom: register_sysctl.
+    # cryptd: alloc_percpu and a request queue; cdrom: register_sysctl;
+    # pvpanic, ledtrig-heartbeat: a block on panic_notifier_list.
     modules, build = corpus("6.1")
     kernel, errors = load_then_remove(build, [find_module(modules, name) for name in names])
     assert not errors

@@ -116,6 +116,10 @@ DATA_EXPORTS: dict[str, DataExport] = {
     "x86_hyper_type": DataExport(_fixed(4), _u32(0)),
     "xen_domain_type": DataExport(_fixed(4), _u32(0)),
     "acpi_disabled": DataExport(_fixed(4), _u32(1)),
+    # struct atomic_notifier_head {spinlock; head}: an empty chain modules
+    # register on with atomic_notifier_chain_register (kernel/notifier.py);
+    # no panic happens, so it is never called.
+    "panic_notifier_list": DataExport(_fixed(16)),
     # atomic_long_t: what the machine has to give (the heap limit), set at boot (mm/page_alloc.py).
     "_totalram_pages": DataExport(_fixed(8)),
 }
