@@ -71,7 +71,7 @@ class Crypto:
         self.algs = GuestList(kernel)
         self.templates = GuestList(kernel)
         self.types: dict[str, int] = {}
-        self.builtins: dict[int, Any] = {}   # crypto_alg address -> api.Builtin
+        self.builtins: dict[int, Any] = {}   # crypto_alg address -> its api.Ops
         self.exits: dict[int, Any] = {}      # tfm->exit marker -> the frontend's exit
         from . import crc32c_generic
         crc32c_generic.register(kernel, self)

@@ -16,7 +16,7 @@ frontend's exit, drops the reference and frees it.
 Algorithms the core kernel builds in (`CONFIG_CRYPTO_CRC32C=y`:
 crc32c-generic) are on the list too, as Linux registers them at boot: a
 real `struct shash_alg` in kernel memory whose operations kloader runs in
-Python (`Builtin`).  Module algorithms' operations are module code, called
+Python (`Ops`).  Module algorithms' operations are module code, called
 through their function pointers (kernel/callback.py: on a task of their
 own).  Where kloader differs: no larvals, so two lookups racing for a name
 being registered are not merged, and the crypto manager never builds an
@@ -26,7 +26,7 @@ instance from a template (`hmac(sha256)`): such a name is -ENOENT.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..kernel.api.module import module_put, try_module_get
@@ -50,17 +50,12 @@ CRYPTO_TFM_NEED_KEY = 0x1
 MAX_LOOKUP_NAME = 128            # CRYPTO_MAX_ALG_NAME: longer names are never registered
 
 
-@dataclass
-class Builtin:
-    """An algorithm of the core kernel, its operations in Python.
-    Each operation takes (mem, desc_ctx or tfm_ctx address, ...)."""
-    name: str
-    driver: str
-    priority: int
-    ops: dict[str, Callable[..., int]] = field(default_factory=dict)
+# A built-in algorithm's operations, by name ("init", "update", "cra_init",
+# ...): each takes (mem, the desc's or the tfm's context address, ...).
+Ops = dict[str, Callable[..., int]]
 
 
-def builtins(ctx: Any) -> dict[int, Builtin]:
+def builtins(ctx: Any) -> dict[int, Ops]:
     """The core kernel's algorithms, by the address of their `struct crypto_alg`."""
     return _crypto(ctx).builtins
 
@@ -179,7 +174,7 @@ def _cra_call(ctx: Any, alg: int, slot: int, tfm: int) -> Any:
     """alg->cra_init / cra_exit: Python for a built-in algorithm, else module code."""
     builtin = builtins(ctx).get(alg)
     if builtin is not None:
-        op = builtin.ops.get({CRA_INIT: "cra_init", CRA_EXIT: "cra_exit"}[slot])
+        op = builtin.get({CRA_INIT: "cra_init", CRA_EXIT: "cra_exit"}[slot])
         return op(ctx.mem, tfm + TFM_CTX) if op else 0
     fn = ctx.mem.read_u64(alg + slot)
     return call_module_code(ctx, fn, tfm) if fn else 0

@@ -16,7 +16,7 @@ import errno
 from types import SimpleNamespace
 from typing import Any
 
-from .api import TFM_CTX, Builtin
+from .api import TFM_CTX
 from .algapi import CRA_BLOCKSIZE, CRA_DRIVER_NAME, CRA_FLAGS, CRA_NAME, CRA_PRIORITY
 
 POLY = 0x82F63B78
@@ -44,10 +44,6 @@ def crc32c_le(crc: int, data: bytes) -> int:
     for byte in data:
         crc = TABLE[(crc ^ byte) & 0xFF] ^ crc >> 8
     return crc
-
-
-def _u32(mem: Any, address: int) -> int:
-    return mem.read_u32(address)
 
 
 def _cra_init(mem: Any, tfm_ctx: int) -> int:
@@ -110,6 +106,6 @@ def register(kernel: Any, crypto: Any) -> None:
     mem.write_u64(base + 24, base + 16)
     boot = SimpleNamespace(kernel=kernel, mem=mem, module=None, task=None)
     crypto.algs.add_tail(boot, base)
-    crypto.builtins[base] = Builtin("crc32c", "crc32c-generic", 100, {
-        "cra_init": _cra_init, "setkey": _setkey, "init": _init, "update": _update,
-        "final": _final, "finup": _finup, "digest": _digest})
+    crypto.builtins[base] = {"cra_init": _cra_init, "setkey": _setkey, "init": _init,
+                             "update": _update, "final": _final, "finup": _finup,
+                             "digest": _digest}

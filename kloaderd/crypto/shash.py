@@ -34,7 +34,7 @@ SHASH_BASE = 96                   # struct shash_alg: base
 INIT, UPDATE, FINAL, FINUP, DIGEST, EXPORT, IMPORT, SETKEY, INIT_TFM, EXIT_TFM = range(0, 80, 8)
 DESCSIZE = 80
 CRYPTO_ALG_OPTIONAL_KEY = 0x4000
-CRYPTO_ALG_TYPE_SHASH, CRYPTO_ALG_TYPE_HASH_MASK = 0xE, 0xE
+CRYPTO_ALG_TYPE_SHASH = 0xE
 TFM_BASE = 8                      # struct crypto_shash: descsize@0, base@8
 DESC_TFM, DESC_CTX = 0, 8
 
@@ -52,7 +52,7 @@ def _op(ctx: Any, alg: int, slot: int, name: str, *args: int) -> Any:
     """Run one operation: an int (Python, or absent: None) or a coroutine (module code)."""
     builtin = builtins(ctx).get(alg + SHASH_BASE)
     if builtin is not None:
-        op = builtin.ops.get(name)
+        op = builtin.get(name)
         return None if op is None else op(ctx.mem, *args)
     fn = ctx.mem.read_u64(alg + slot)
     return call_module_code(ctx, fn, *args) if fn else None
@@ -99,7 +99,7 @@ def _call(ctx: Any, desc: int, slot: int, name: str, *args: int) -> Any:
 def _has(ctx: Any, desc: int, slot: int, name: str) -> bool:
     alg = _alg(ctx, ctx.mem.read_u64(desc + DESC_TFM))
     builtin = builtins(ctx).get(alg + SHASH_BASE)
-    return name in builtin.ops if builtin is not None else bool(ctx.mem.read_u64(alg + slot))
+    return name in builtin if builtin is not None else bool(ctx.mem.read_u64(alg + slot))
 
 
 def _finup(ctx: Any, desc: int, data: int, length: int, out: int) -> Any:
@@ -126,7 +126,7 @@ def _init_tfm(ctx: Any, tfm: int, base: int) -> Any:
     shash = tfm - TFM_BASE
     mem.write_u32(shash, mem.read_u32(alg + DESCSIZE))
     builtin = builtins(ctx).get(base)
-    has_setkey = "setkey" in builtin.ops if builtin is not None else bool(mem.read_u64(alg + SETKEY))
+    has_setkey = "setkey" in builtin if builtin is not None else bool(mem.read_u64(alg + SETKEY))
     if has_setkey and not mem.read_u32(base + 32) & CRYPTO_ALG_OPTIONAL_KEY:
         mem.write_u32(tfm + TFM_FLAGS, mem.read_u32(tfm + TFM_FLAGS) | CRYPTO_TFM_NEED_KEY)
     if builtin is not None:
@@ -187,7 +187,8 @@ def crypto_destroy_tfm(ctx: Any, mem: int, tfm: int) -> Any:
 def crypto_shash_setkey(ctx: Any, tfm: int, key: int, keylen: int) -> Any:
     mem, alg = ctx.mem, _alg(ctx, tfm)
     builtin = builtins(ctx).get(alg + SHASH_BASE)
-    args = (tfm + TFM_BASE + TFM_CTX, key, keylen & 0xFFFFFFFF) if builtin else (tfm, key, keylen)
+    args = (tfm + TFM_BASE + TFM_CTX, key, keylen & 0xFFFFFFFF) if builtin is not None \
+        else (tfm, key, keylen)
     result = _op(ctx, alg, SETKEY, "setkey", *args)
     if result is None:
         return -errno.ENOSYS                                  # shash_no_setkey

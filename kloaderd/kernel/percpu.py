@@ -131,7 +131,7 @@ class PerCpuArea:
             offset = self._modules.alloc(size)
         except MemoryError:
             return None
-        self.kernel.mem.write(self.base + offset, bytes(size))
+        self.mem.write(self.base + offset, bytes(size))
         return offset
 
     def dynamic_free(self, offset: int) -> None:

@@ -22,7 +22,6 @@ from ..panic import warn
 NODE_PRIO, PRIO_LIST, NODE_LIST, QOS = 0, 8, 24, 40
 REQUEST_SIZE = 48
 CONSTRAINTS_SIZE = 64          # struct pm_qos_constraints, which modules only point at
-PM_QOS_DEFAULT_VALUE = -1
 
 
 class CpuLatencyQos:
