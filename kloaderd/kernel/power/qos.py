@@ -19,6 +19,8 @@ from typing import Any
 from ..api import export
 from ..panic import warn
 
+# struct pm_qos_request, measured the same in Debian's 6.1 and 6.12 (tools/struct_probe.py)
+LAYOUTS = ((6, 1), (6, 12))
 NODE_PRIO, PRIO_LIST, NODE_LIST, QOS = 0, 8, 24, 40
 REQUEST_SIZE = 48
 CONSTRAINTS_SIZE = 64          # struct pm_qos_constraints, which modules only point at
