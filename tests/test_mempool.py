@@ -5,6 +5,8 @@ refilled on free and given back on destroy; shrinkers register and go."""
 
 from __future__ import annotations
 
+import pytest
+
 from realkernel import run_kbuilt
 
 MEMPOOL_USER = r"""
@@ -69,6 +71,7 @@ module_exit(mempool_user_exit);
 """
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_pools_fill_lend_refill_and_give_back(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "mempool_user", MEMPOOL_USER)
     assert lines == ["mempool_user: created 1 1 reserve 4 2",
@@ -110,6 +113,7 @@ module_exit(shrinker_user_exit);
 """
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_shrinkers_register_and_go(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "shrinker_user", SHRINKER_USER)
     assert lines == ["shrinker_user: 0 flags 1 5 deferred 1", "shrinker_user: flags 0 deferred 0"]

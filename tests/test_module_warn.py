@@ -63,6 +63,7 @@ def _load(build, image: bytes, params: str) -> tuple[Kernel, KernelError | None]
     return kernel, failure[0] if failure else None
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_warn_reports_taints_and_goes_on(warner):
     kernel, failure = _load(*warner, "")
     assert failure is None
@@ -81,6 +82,7 @@ def test_warn_reports_taints_and_goes_on(warner):
     assert not any(line.startswith(("invalid opcode", "BUG:")) for line in log)
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_bug_is_an_oops_naming_the_line(warner):
     kernel, failure = _load(*warner, "v=4")
     assert failure is not None and failure.errno == errno.EFAULT

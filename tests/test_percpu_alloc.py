@@ -4,6 +4,8 @@ a bad size refused with Linux's warning."""
 
 from __future__ import annotations
 
+import pytest
+
 from realkernel import run_kbuilt
 
 PERCPU_USER = r"""
@@ -37,6 +39,7 @@ module_exit(percpu_user_exit);
 """
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_per_cpu_memory_is_reached_through_gs_and_freed(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "percpu_user", PERCPU_USER)
     assert lines == ["percpu_user: 42 7 zeroed 1 bad 0000000000000000", "percpu_user: freed"]

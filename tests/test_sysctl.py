@@ -4,6 +4,8 @@ duplicates refused, the files recorded until unregistered."""
 
 from __future__ import annotations
 
+import pytest
+
 from realkernel import run_kbuilt
 
 SYSCTL_USER = r"""
@@ -52,6 +54,7 @@ module_exit(sysctl_user_exit);
 """
 
 
+@pytest.mark.slow          # builds with the real kernel's kbuild
 def test_sysctl_tables_are_checked_recorded_and_unregistered(tmp_path):
     kernel, lines = run_kbuilt(tmp_path, "sysctl_user", SYSCTL_USER)
     assert lines == ["sysctl_user: 1 0 0 1"]
