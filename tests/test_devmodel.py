@@ -123,7 +123,8 @@ def test_names_taken_twice_are_refused_as_linux_refuses_them(kloader, kloader_bu
 @pytest.mark.kloader(on_problems="ignore")
 def test_a_failed_probe_releases_what_it_managed_and_a_ktype_release_runs(kloader, kloader_build):
     kloader.finit_module(kloader_build(SRC / "devfail.c"))
-    assert kloader.stat("/sys/devfail-1")["type"] == "dir"
+    assert kloader.listdir("/sys/devfail-1") == ["one", "two"]            # sysfs_create_files
+    assert kloader.read_file("/sys/devfail-1/two") == b"two\n"
     lines = log(kloader)
     start = lines.index("devfail: platform_get_irq = -6")
     assert lines[start - 1] == "platform devfail.0.auto: error -ENXIO: IRQ index 0 not found"

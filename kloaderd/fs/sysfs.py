@@ -197,6 +197,28 @@ def _pointers(ctx: Any, array: int) -> list[int]:
     return found
 
 
+@export("sysfs_create_files", "int sysfs_create_files(struct kobject *kobj, const struct attribute * const "
+        "*attr)", nargs=2, gpl=True)
+def sysfs_create_files(ctx: Any, kobj: int, attrs: int) -> Any:
+    """Each attribute of a NULL-terminated array; on failure the ones made go."""
+    made: list[int] = []
+    for attr in _pointers(ctx, attrs):
+        ret = sysfs_create_file_ns(ctx, kobj, attr, 0)
+        if ret:
+            for done in made:
+                sysfs_remove_file_ns(ctx, kobj, done, 0)
+            return ret
+        made.append(attr)
+    return 0
+
+
+@export("sysfs_remove_files", "void sysfs_remove_files(struct kobject *kobj, const struct attribute * const "
+        "*attr)", nargs=2, gpl=True)
+def sysfs_remove_files(ctx: Any, kobj: int, attrs: int) -> None:
+    for attr in _pointers(ctx, attrs):
+        sysfs_remove_file_ns(ctx, kobj, attr, 0)
+
+
 def _group_attrs(ctx: Any, grp: int) -> list[int]:
     return _pointers(ctx, ctx.mem.read_u64(grp + GRP_ATTRS))
 

@@ -37,6 +37,15 @@ static struct platform_driver devfail_driver = {
 	.driver = { .name = "devfail" },
 };
 
+static ssize_t answer_show(struct kobject *k, struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", attr->attr.name);
+}
+
+static struct kobj_attribute one = __ATTR(one, 0444, answer_show, NULL);
+static struct kobj_attribute two = __ATTR(two, 0444, answer_show, NULL);
+static const struct attribute *answers[] = { &one.attr, &two.attr, NULL };
+
 static void devfail_release(struct kobject *k)
 {
 	pr_info("devfail: release %s\n", kobject_name(k));
@@ -51,6 +60,8 @@ static int __init devfail_init(void)
 {
 	int ret = kobject_init_and_add(&kobj, &devfail_ktype, NULL, "devfail-%d", 1);
 
+	if (!ret)
+		ret = sysfs_create_files(&kobj, answers);
 	if (ret) {
 		kobject_put(&kobj);
 		return ret;

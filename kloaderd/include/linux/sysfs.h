@@ -67,6 +67,8 @@ static const struct attribute_group *_name##_groups[] = {		\
 
 int sysfs_create_file_ns(struct kobject *kobj, const struct attribute *attr, const void *ns);
 void sysfs_remove_file_ns(struct kobject *kobj, const struct attribute *attr, const void *ns);
+int sysfs_create_files(struct kobject *kobj, const struct attribute * const *attr);
+void sysfs_remove_files(struct kobject *kobj, const struct attribute * const *attr);
 int sysfs_create_group(struct kobject *kobj, const struct attribute_group *grp);
 void sysfs_remove_group(struct kobject *kobj, const struct attribute_group *grp);
 int sysfs_create_groups(struct kobject *kobj, const struct attribute_group **groups);
