@@ -1,5 +1,7 @@
 """sysfs attributes (Linux's fs/sysfs/file.c, group.c): files in a
-kobject's directory whose reads and writes call the module's show/store.
+kobject's directory whose reads and writes call the module's show/store;
+and mount points (dir.c), the always-empty directories a filesystem is
+mounted on (configfs's /sys/kernel/config, mode 0555).
 
 A read calls `show(kobj, attr, buf)` with a zeroed page (`sysfs_kf_seq_show`):
 a negative result is the read's errno, a count of PAGE_SIZE or more is
@@ -142,12 +144,17 @@ def add_file(ctx: Any, kobj: int, attr: int, where: Directory, mode: int | None 
                                      size=PAGE_SIZE, data=attr)
     except KernelError as exc:
         if exc.errno == errno.EEXIST:
-            kernel.log.emit(KERN_WARNING, f"sysfs: cannot create duplicate filename "
-                                          f"'{where.path[len('/sys'):]}/{name}'", getattr(ctx.module, "name", None))
+            _warn_dup(ctx, where, name)
         return -exc.errno
     ops.path = node.path
     objs.track_file(kobj, node, ctx.module, attr, found)
     return 0
+
+
+def _warn_dup(ctx: Any, where: Directory, name: str) -> None:
+    """sysfs_warn_dup."""
+    ctx.kernel.log.emit(KERN_WARNING, f"sysfs: cannot create duplicate filename "
+                                      f"'{where.path[len('/sys'):]}/{name}'", getattr(ctx.module, "name", None))
 
 
 def _directory(ctx: Any, kobj: int, what: str) -> Directory | None:
@@ -238,10 +245,9 @@ async def create_group(ctx: Any, kobj: int, grp: int) -> int:
             made = tree.mkdir(where, name, mode=0o755, owner=ctx.module)
         except KernelError as exc:
             if exc.errno == errno.EEXIST:
-                kernel.log.emit(KERN_WARNING, f"sysfs: cannot create duplicate filename "
-                                              f"'{where.path[len('/sys'):]}/{name}'", getattr(ctx.module, "name", None))
+                _warn_dup(ctx, where, name)
             return -exc.errno
-        kobjects(kernel).track_group(kobj, made, ctx.module, grp)
+        kobjects(kernel).track_dir(made, ctx.module, grp, "group")
     target = made or where
     is_visible = ctx.mem.read_u64(grp + GRP_IS_VISIBLE)
     done: list[str] = []
@@ -322,6 +328,33 @@ def sysfs_create_groups(ctx: Any, kobj: int, groups: int) -> Any:
 def sysfs_remove_groups(ctx: Any, kobj: int, groups: int) -> None:
     for grp in _pointers(ctx, groups):
         remove_group(ctx, kobj, grp)
+
+
+@export("sysfs_create_mount_point", "int sysfs_create_mount_point(struct kobject *parent_kobj, "
+        "const char *name)", nargs=2, gpl=True)
+def sysfs_create_mount_point(ctx: Any, parent: int, name_ptr: int) -> int:
+    """kernfs_create_empty_dir under the kobject's directory: -EEXIST with
+    sysfs_warn_dup's message when the name is taken.  A mount point left
+    when its module is freed is a leaked registration."""
+    kernel = ctx.kernel
+    where = kobjects(kernel).directory(parent) if parent else None
+    if where is None or not name_ptr:
+        return -errno.ENOENT            # kernfs_add_one: the parent is not (or no longer) there
+    name = _cstr(kernel, name_ptr)
+    try:
+        made = file_tree(kernel).mkdir(where, name, mode=0o555, owner=ctx.module)
+    except KernelError as exc:
+        if exc.errno == errno.EEXIST:
+            _warn_dup(ctx, where, name)
+        return -exc.errno
+    kobjects(kernel).track_dir(made, ctx.module, parent, "mount point")
+    return 0
+
+
+@export("sysfs_remove_mount_point", "void sysfs_remove_mount_point(struct kobject *parent_kobj, "
+        "const char *name)", nargs=2, gpl=True)
+def sysfs_remove_mount_point(ctx: Any, parent: int, name_ptr: int) -> Any:
+    return remove_name(ctx, kobjects(ctx.kernel).directory(parent), _cstr(ctx.kernel, name_ptr))
 
 
 def _emit(ctx: Any, buf: int, at: int | None, fmt: int) -> int:

@@ -231,8 +231,9 @@ class KObjects:
         self.files.add(node, f"sysfs file {node.path}", owner=module, address=attr,
                        points_to=methods, data=node, on_leftover=self._file_left)
 
-    def track_group(self, kobj: int, node: Any, module: "Module | None", grp: int) -> None:
-        self.files.add(node, f"sysfs group {node.path}", owner=module, address=grp, data=node,
+    def track_dir(self, node: Any, module: "Module | None", address: int, kind: str) -> None:
+        """A directory sysfs made for a module (a named group, a mount point)."""
+        self.files.add(node, f"sysfs {kind} {node.path}", owner=module, address=address, data=node,
                        on_leftover=self._file_left)
 
     def untrack(self, node: Any) -> None:

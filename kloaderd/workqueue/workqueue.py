@@ -16,7 +16,8 @@ and `destroy_workqueue` wait as Linux's do.  Delayed work is a timer whose
 function is `delayed_work_timer_fn`, a kernel function: the timer softirq
 calls it like any timer function, and it queues the work.
 
-`system_wq` is allocated at boot.  Work still queued (or a delayed work's
+`system_wq` and the other system workqueues (`system_unbound_wq`,
+`system_power_efficient_wq`, ...) are allocated at boot.  Work still queued (or a delayed work's
 timer still pending) when the memory holding it or its function is freed
 with a module is reported as debugobjects reports it —
 `ODEBUG: free active (active state 0) object: ... object type: work_struct
@@ -67,7 +68,21 @@ __WQ_ORDERED = 1 << 17
 WQ_MAX_ACTIVE = 512
 WQ_DFL_ACTIVE = WQ_MAX_ACTIVE // 2
 
-export_object("system_wq", "extern struct workqueue_struct *system_wq", 8, writable=True)
+# workqueue_init_early's system workqueues: (variable, name, max_active).
+# One CPU and no freezer, so high priority, power efficiency and
+# freezability change nothing here but the name; WQ_UNBOUND_MAX_ACTIVE is
+# max(WQ_MAX_ACTIVE, 4 * possible CPUs).
+SYSTEM_WORKQUEUES = (("system_wq", "events", WQ_DFL_ACTIVE),
+                     ("system_highpri_wq", "events_highpri", WQ_DFL_ACTIVE),
+                     ("system_long_wq", "events_long", WQ_DFL_ACTIVE),
+                     ("system_unbound_wq", "events_unbound", WQ_MAX_ACTIVE),
+                     ("system_freezable_wq", "events_freezable", WQ_DFL_ACTIVE),
+                     ("system_power_efficient_wq", "events_power_efficient", WQ_DFL_ACTIVE),
+                     ("system_freezable_power_efficient_wq", "events_freezable_power_efficient",
+                      WQ_DFL_ACTIVE))
+for _variable, _name, _active in SYSTEM_WORKQUEUES:
+    export_object(_variable, f"extern struct workqueue_struct *{_variable}", 8, writable=True,
+                  gpl=_variable != "system_wq")
 
 
 @dataclass(eq=False)
@@ -92,8 +107,10 @@ class Workqueues:
         self.by_address: dict[int, Workqueue] = {}
         self._handles = 0
         self.registry = kernel.registrations.registry("workqueue")
-        self.system = self.create("events", None, WQ_DFL_ACTIVE)
-        kernel.mem.write_u64(kernel.machine.kernel_symbols()["system_wq"], self.system.address)
+        symbols = kernel.machine.kernel_symbols()
+        for variable, name, max_active in SYSTEM_WORKQUEUES:
+            wq = self.create(name, None, max_active)
+            kernel.mem.write_u64(symbols[variable], wq.address)
         kernel.sanitizer.leftover_checks.append(self._module_freed)
         kernel.sanitizer.free_checks.append(self._memory_freed)
 

@@ -73,6 +73,8 @@ int sysfs_create_group(struct kobject *kobj, const struct attribute_group *grp);
 void sysfs_remove_group(struct kobject *kobj, const struct attribute_group *grp);
 int sysfs_create_groups(struct kobject *kobj, const struct attribute_group **groups);
 void sysfs_remove_groups(struct kobject *kobj, const struct attribute_group **groups);
+int sysfs_create_mount_point(struct kobject *parent_kobj, const char *name);
+void sysfs_remove_mount_point(struct kobject *parent_kobj, const char *name);
 __printf(2, 3) int sysfs_emit(char *buf, const char *fmt, ...);
 __printf(3, 4) int sysfs_emit_at(char *buf, int at, const char *fmt, ...);
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import trio
+from unicorn.x86_const import UC_X86_REG_RAX
 
 from ...config import HZ
 from ..oops import KernelBug
@@ -111,6 +112,77 @@ def schedule_timeout(ctx: Any, timeout: int) -> Any:
                             getattr(ctx.module, "name", None))
         return 0
     return _wakeable(ctx, timeout)
+
+
+def _cond_resched(ctx: Any) -> Any:
+    """__cond_resched: give the CPU up when somebody waits for it
+    (should_resched: need_resched with preemption enabled) and say so (1);
+    0, staying on the CPU, in atomic context or when nobody waits."""
+    if ctx.task.preempt_count or not ctx.machine.sched.cpu.waiting:
+        return 0
+
+    async def rescheduled() -> int:
+        await trio.lowlevel.checkpoint()
+        return 1
+    return rescheduled()
+
+
+def preempt_model(ctx: Any) -> str:
+    """The preemption model dynamic preemption starts in (sched_dynamic_mode
+    of CONFIG_PREEMPT_NONE/_VOLUNTARY/_PREEMPT's default): "none",
+    "voluntary" or "full".  kloader's own kernel is "full" (its vermagic says
+    preempt, and its cond_resched() is a no-op)."""
+    profile = getattr(ctx.kernel, "profile", None)
+    if profile is None or profile.enabled("PREEMPT"):
+        return "full"
+    return "voluntary" if profile.enabled("PREEMPT_VOLUNTARY") else "none"
+
+
+@export("__cond_resched", "int __cond_resched(void)", nargs=0)
+def __cond_resched(ctx: Any) -> Any:
+    return _cond_resched(ctx)
+
+
+# CONFIG_PREEMPT_DYNAMIC: cond_resched(), might_resched() (might_sleep()'s
+# first half) and preempt_enable()'s slow path call through static call
+# trampolines that sched_dynamic_update() points at a function, at "return
+# 0" or at a bare "ret" (a NULL static call), by the model.  A module calls
+# the trampoline; it runs whatever the model made of it.
+@export("__SCT__cond_resched", "int __SCT__cond_resched(void)", nargs=0)
+def __SCT__cond_resched(ctx: Any) -> Any:
+    return 0 if preempt_model(ctx) == "full" else _cond_resched(ctx)
+
+
+@export("__SCT__might_resched", "int __SCT__might_resched(void)", nargs=0)
+def __SCT__might_resched(ctx: Any) -> Any:
+    return _cond_resched(ctx) if preempt_model(ctx) == "voluntary" else 0
+
+
+def _preempt_schedule(ctx: Any) -> Any:
+    """preempt_schedule_thunk where the model is full (elsewhere the
+    trampoline is a bare ret): preempt_enable() dropped the count to zero
+    with a reschedule pending, so the CPU goes to whoever waits for it.
+    The call is inline asm that declares no clobbers (the thunk saves every
+    register), so %rax comes back as the caller left it."""
+    rax = ctx.machine.uc.reg_read(UC_X86_REG_RAX)
+    rescheduling = _cond_resched(ctx) if preempt_model(ctx) == "full" else 0
+    if not rescheduling:
+        return rax
+
+    async def rescheduled() -> int:
+        await rescheduling
+        return rax
+    return rescheduled()
+
+
+@export("__SCT__preempt_schedule", "void __SCT__preempt_schedule(void)", nargs=0)
+def __SCT__preempt_schedule(ctx: Any) -> Any:
+    return _preempt_schedule(ctx)
+
+
+@export("__SCT__preempt_schedule_notrace", "void __SCT__preempt_schedule_notrace(void)", nargs=0)
+def __SCT__preempt_schedule_notrace(ctx: Any) -> Any:
+    return _preempt_schedule(ctx)
 
 
 @export("__udelay", "void __udelay(unsigned long usecs)", nargs=1)
