@@ -238,6 +238,15 @@ async def test_bad_msgpack_gets_an_error_then_the_connection_closes(server):
 
 
 @pytest.mark.trio
+async def test_a_map_key_that_cannot_be_a_key_is_a_bad_message(server):
+    # {[1]: 2}: valid msgpack, but no dict can hold a list as a key.
+    replies, closed = await _exchange(server, _req(op="hello", id=1) + b"\x81\x91\x01\x02", 2)
+    assert [r["id"] for r in replies] == [1, None]
+    assert replies[1]["error"]["errno"] == "EBADMSG" and "unhashable" in replies[1]["error"]["message"]
+    assert closed
+
+
+@pytest.mark.trio
 async def test_an_oversized_frame_is_refused_and_the_daemon_carries_on(server):
     huge = _req(op="init_module", id=1, image=bytes(1_000_000))
     replies, closed = await _exchange(server, huge, 1)
