@@ -35,7 +35,11 @@ class KbuildError(Exception):
 
 def _source_tree(build: Path) -> tuple[Path, bool]:
     """(where make runs, whether that is the build dir itself)."""
-    makefile = (build / "Makefile").read_text(errors="replace")
+    try:
+        makefile = (build / "Makefile").read_text(errors="replace")
+    except OSError as exc:
+        raise KbuildError(f"kmodbuild: {build}/Makefile: {exc.strerror}: not a build tree kbuild "
+                          "can run in (linux-headers, or a tree after `make modules_prepare`)") from None
     match = re.search(r"^include\s+(\S+)/Makefile\s*$", makefile, re.M)
     if match is None or Path(match.group(1)).is_dir():
         return build, True
@@ -53,8 +57,9 @@ def kernel_compiler(profile: KernelProfile) -> str:
     return text.split()[0] if text.split() else "gcc"
 
 
-def kbuild_command(profile: KernelProfile, work: Path, verbose: bool = False) -> list[str]:
-    """The make command line that builds the module in `work`, or KbuildError
+def kbuild_command(profile: KernelProfile, work: Path, verbose: bool = False,
+                   target: str = "modules") -> list[str]:
+    """The make command line that builds `target` (the module) in `work`, or KbuildError
     naming what is missing (make, the kernel's compiler, the -common tree)."""
     if shutil.which("make") is None:
         raise KbuildError("kmodbuild: make is not on PATH: install make (kbuild is a set of "
@@ -81,7 +86,7 @@ def kbuild_command(profile: KernelProfile, work: Path, verbose: bool = False) ->
               "(install dwarves to get the .BTF section CONFIG_DEBUG_INFO_BTF_MODULES adds)",
               file=sys.stderr)
         argv.append("CONFIG_DEBUG_INFO_BTF_MODULES=")
-    argv += [f"M={work}", f"V={1 if verbose else 0}", "modules"]
+    argv += [f"M={work}", f"V={1 if verbose else 0}", target]
     return argv
 
 

@@ -24,19 +24,16 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.printk import KERN_ERR, KERN_WARNING
-from .file import (F_OP, signed32, FOP_OPEN, FOP_OWNER, MAJOR, MINOR, MINORMASK, MKDEV, DeviceNodes,
+from ..kernel.layouts import struct
+from .file import (FILE, FOPS, INODE, signed32, MAJOR, MINOR, MINORMASK, MKDEV, DeviceNodes,
                    Fops, OpenFile, check_return)
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-# struct cdev (include/linux/cdev.h): a 64-byte kobject, then these
-CDEV_SIZE = 104
-CDEV_OWNER = 64
-CDEV_OPS = 72
-CDEV_LIST = 80
-CDEV_DEV = 96
-CDEV_COUNT = 100
+# struct cdev (include/linux/cdev.h): a kobject, then these
+CDEV = struct("struct cdev", "linux/cdev.h", "owner", "ops", "list", "dev", "count")
+STRUCTS = (CDEV, FILE, INODE, FOPS)
 
 CHRDEV_MAJOR_MAX = 512
 CHRDEV_MAJOR_DYN_END = 234
@@ -176,8 +173,8 @@ def get_owner(kernel: "Kernel", file: OpenFile, owner: int, what: str, err: int)
 async def call_open(kernel: "Kernel", file: OpenFile, fops: int, comm: str) -> None:
     """replace_fops(file, fops), then the driver's .open(inode, file)."""
     mem = kernel.mem
-    mem.write_u64(file.address + F_OP, fops)
-    open_fn = mem.read_u64(fops + FOP_OPEN)
+    mem.write_u64(file.field("f_op"), fops)
+    open_fn = mem.read_u64(fops + kernel.layouts[FOPS].open)
     if open_fn:
         ret = await kernel.sanitizer.call_pointer(open_fn, file.node.inode, file.address,
                                                   via="chrdev_open", comm=comm)
@@ -193,10 +190,10 @@ async def chrdev_open(kernel: "Kernel", file: OpenFile, comm: str) -> None:
     if mapping.kernel_open is not None:
         await mapping.kernel_open(kernel, file, comm)
         return
-    mem = kernel.mem
-    get_owner(kernel, file, mem.read_u64(mapping.cdev + CDEV_OWNER), "cdev_get", errno.ENXIO)
-    fops = mem.read_u64(mapping.cdev + CDEV_OPS)
-    get_owner(kernel, file, mem.read_u64(fops + FOP_OWNER), "fops_get", errno.ENXIO)
+    mem, cdev = kernel.mem, kernel.layouts[CDEV]
+    get_owner(kernel, file, mem.read_u64(mapping.cdev + cdev.owner), "cdev_get", errno.ENXIO)
+    fops = mem.read_u64(mapping.cdev + cdev.ops)
+    get_owner(kernel, file, mem.read_u64(fops + kernel.layouts[FOPS].owner), "fops_get", errno.ENXIO)
     await call_open(kernel, file, fops, comm)
 
 
@@ -269,15 +266,16 @@ def __register_chrdev(ctx: Any, major: int, baseminor: int, count: int, name: in
                                   _name(ctx, name), ctx.module)
     if isinstance(region, int):
         return region
-    cdev = kernel.slab.alloc(CDEV_SIZE, None, zero=True)       # cdev_alloc()
+    c = kernel.layouts[CDEV]
+    cdev = kernel.slab.alloc(c.size, None, zero=True)       # cdev_alloc()
     if not cdev:
         devs.regions.remove((region.major, region.baseminor, region.count))
         return -errno.ENOMEM
-    ctx.mem.write_u64(cdev + CDEV_OWNER, ctx.mem.read_u64(fops + FOP_OWNER))
-    ctx.mem.write_u64(cdev + CDEV_OPS, fops)
+    ctx.mem.write_u64(cdev + c.owner, ctx.mem.read_u64(fops + kernel.layouts[FOPS].owner))
+    ctx.mem.write_u64(cdev + c.ops, fops)
     dev = MKDEV(region.major, region.baseminor)
-    ctx.mem.write_u32(cdev + CDEV_DEV, dev)
-    ctx.mem.write_u32(cdev + CDEV_COUNT, region.count)
+    ctx.mem.write_u32(cdev + c.dev, dev)
+    ctx.mem.write_u32(cdev + c.count, region.count)
     region.cdev = cdev
     devs.add(CdevMapping(dev, region.count, cdev, ctx.module), ops=fops)
     return region.major if (major & 0xFFFFFFFF) == 0 else 0
@@ -295,19 +293,21 @@ def __unregister_chrdev(ctx: Any, major: int, baseminor: int, count: int, name: 
 
 @export("cdev_init", "void cdev_init(struct cdev *cdev, const struct file_operations *fops)", nargs=2)
 def cdev_init(ctx: Any, cdev: int, fops: int) -> None:
-    ctx.mem.write(cdev, bytes(CDEV_SIZE))
-    ctx.mem.write_u64(cdev + CDEV_LIST, cdev + CDEV_LIST)          # INIT_LIST_HEAD
-    ctx.mem.write_u64(cdev + CDEV_LIST + 8, cdev + CDEV_LIST)
-    ctx.mem.write_u64(cdev + CDEV_OPS, fops)
+    c = ctx.kernel.layouts[CDEV]
+    ctx.mem.write(cdev, bytes(c.size))
+    ctx.mem.write_u64(cdev + c.list, cdev + c.list)          # INIT_LIST_HEAD
+    ctx.mem.write_u64(cdev + c.list + 8, cdev + c.list)
+    ctx.mem.write_u64(cdev + c.ops, fops)
 
 
 @export("cdev_alloc", "struct cdev *cdev_alloc(void)", nargs=0)
 def cdev_alloc(ctx: Any) -> int:
     """A cdev the kernel frees when it is deleted (ktype_cdev_dynamic)."""
-    cdev = ctx.kernel.slab.alloc(CDEV_SIZE, getattr(ctx.module, "name", None), zero=True)
+    c = ctx.kernel.layouts[CDEV]
+    cdev = ctx.kernel.slab.alloc(c.size, getattr(ctx.module, "name", None), zero=True)
     if cdev:
-        ctx.mem.write_u64(cdev + CDEV_LIST, cdev + CDEV_LIST)
-        ctx.mem.write_u64(cdev + CDEV_LIST + 8, cdev + CDEV_LIST)
+        ctx.mem.write_u64(cdev + c.list, cdev + c.list)
+        ctx.mem.write_u64(cdev + c.list + 8, cdev + c.list)
         chardevs(ctx.kernel).dynamic.add(cdev)
     return cdev
 
@@ -315,12 +315,13 @@ def cdev_alloc(ctx: Any) -> int:
 @export("cdev_add", "int cdev_add(struct cdev *p, dev_t dev, unsigned count)", nargs=3)
 def cdev_add(ctx: Any, p: int, dev: int, count: int) -> int:
     dev &= 0xFFFFFFFF
-    ctx.mem.write_u32(p + CDEV_DEV, dev)
-    ctx.mem.write_u32(p + CDEV_COUNT, count & 0xFFFFFFFF)
+    c = ctx.kernel.layouts[CDEV]
+    ctx.mem.write_u32(p + c.dev, dev)
+    ctx.mem.write_u32(p + c.count, count & 0xFFFFFFFF)
     devs = chardevs(ctx.kernel)
     if devs.cdevs.find(p) is not None:
         return -errno.EBUSY            # kobj_map of a cdev already mapped: its kobject is in use
-    devs.add(CdevMapping(dev, count & 0xFFFFFFFF, p, ctx.module), ops=ctx.mem.read_u64(p + CDEV_OPS))
+    devs.add(CdevMapping(dev, count & 0xFFFFFFFF, p, ctx.module), ops=ctx.mem.read_u64(p + c.ops))
     return 0
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import KernelError
+from ..kernel.layouts import struct
 from ..kernel.memory import GuestFault
 from ..kernel.module import OwnerKind, RefOwner
 from ..mm.usercopy import MAX_RW_COUNT, user_space
@@ -41,31 +42,15 @@ from .tree import DEVTMPFS, Directory, FileOps, Node, file_tree
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-# struct file (include/linux/fs.h, Linux 6.6 order; kloader's header asserts these)
-FILE_SIZE = 232
-F_MODE = 20
-F_POS = 64
-F_FLAGS = 72
-F_INODE = 168
-F_OP = 176
-F_PRIVATE_DATA = 200
-# struct inode: the fields modules read (i_rdev for iminor/imajor, i_private)
-INODE_SIZE = 600
-I_MODE = 0
-I_SB = 40
-I_INO = 64
-I_RDEV = 76
-I_SIZE = 80
-I_CDEV = 576
-I_PRIVATE = 584
-# struct file_operations (Linux 6.6)
-FOP_OWNER = 0
-FOP_LLSEEK = 8
-FOP_READ = 16
-FOP_WRITE = 24
-FOP_UNLOCKED_IOCTL = 72
-FOP_OPEN = 104
-FOP_RELEASE = 120
+# What the VFS reads of the structures a driver sees (kloaderd/kernel/layouts.py:
+# each kernel's own offsets).  kloader's header declares them in Linux 6.6's order.
+FILE = struct("struct file", "linux/fs.h", "f_mode", "f_pos", "f_flags", "f_inode", "f_op",
+              "private_data")
+INODE = struct("struct inode", "linux/fs.h", "i_mode", "i_op", "i_sb", "i_ino", "i_nlink", "i_rdev",
+               "i_size", "i_fop", "i_cdev", "i_private")
+FOPS = struct("struct file_operations", "linux/fs.h", "owner", "llseek", "read", "write",
+              "unlocked_ioctl", "open", "release")
+STRUCTS = (FILE, INODE, FOPS)
 
 FMODE_READ = 0x1
 FMODE_WRITE = 0x2
@@ -82,6 +67,11 @@ MINORMASK = (1 << MINORBITS) - 1
 READ_CHUNK = 1 << 16          # what read_file asks for at a time, as cat's buffer
 FIRST_FD = 3                  # 0-2 are a process's standard streams
 _MASK64 = (1 << 64) - 1
+
+
+def file_field(kernel: "Kernel", file: int, member: str) -> int:
+    """The address of `file->member` in the struct file at `file`."""
+    return file + getattr(kernel.layouts[FILE], member)
 
 
 def MKDEV(major: int, minor: int) -> int:
@@ -150,13 +140,25 @@ class OpenFile:
     def path(self) -> str:
         return self.node.path
 
+    def field(self, member: str) -> int:
+        """The address of `file->member`, at this kernel's offset."""
+        return file_field(self.kernel, self.address, member)
+
     @property
     def pos(self) -> int:
-        return self.kernel.mem.read_s64(self.address + F_POS)
+        return self.kernel.mem.read_s64(self.field("f_pos"))
 
     @pos.setter
     def pos(self, value: int) -> None:
-        self.kernel.mem.write_u64(self.address + F_POS, value & _MASK64)
+        self.kernel.mem.write_u64(self.field("f_pos"), value & _MASK64)
+
+    @property
+    def mode(self) -> int:
+        return self.kernel.mem.read_u32(self.field("f_mode"))
+
+    @mode.setter
+    def mode(self, value: int) -> None:
+        self.kernel.mem.write_u32(self.field("f_mode"), value)
 
     async def call(self, fn: int, *args: int, via: str, check: bool = True) -> int:
         """Module code through a function pointer, on behalf of this file;
@@ -164,15 +166,15 @@ class OpenFile:
         kernfs): no reference is needed, so it is no Golden Rule entry."""
         return await self.kernel.sanitizer.call_pointer(fn, *args, via=via, comm=self.comm, check=check)
 
-    def fop(self, offset: int, where: str) -> int:
-        """file->f_op->X.  The operations live in the driver's module: if it
-        was freed under the open file, this read is the oops."""
+    def fop(self, member: str, where: str) -> int:
+        """file->f_op->member.  The operations live in the driver's module: if
+        it was freed under the open file, this read is the oops."""
         mem = self.kernel.mem
-        fops = mem.read_u64(self.address + F_OP)
+        fops = mem.read_u64(self.field("f_op"))
         if not fops:
             return 0
         try:
-            return mem.read_u64(fops + offset)
+            return mem.read_u64(fops + getattr(self.kernel.layouts[FOPS], member))
         except GuestFault as fault:
             raise self.kernel.sanitizer.kernel_fault(fault, where, self.comm) from None
 
@@ -273,16 +275,17 @@ class FileTable:
                 os.O_RDWR: FMODE_READ | FMODE_WRITE}.get(accmode, 0)
         tree.may_open(node, bool(mode & FMODE_READ), bool(mode & FMODE_WRITE), self.privileged, path)
         inode = tree.ensure_inode(node)
-        address = kernel.slab.alloc(FILE_SIZE, None, zero=True)
+        layout = kernel.layouts[FILE]
+        address = kernel.slab.alloc(layout.size, None, zero=True)
         if not address:
             raise KernelError(errno.ENOMEM, f"open: {path}: Cannot allocate memory")
         mem = kernel.mem
-        # "normally all 3 are set; ->open() can clear them if needed"
-        mem.write_u32(address + F_MODE, mode | FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE)
-        mem.write_u32(address + F_FLAGS, (flags | O_LARGEFILE) & 0xFFFFFFFF)
-        mem.write_u64(address + F_INODE, inode)
         owner = RefOwner(OwnerKind.FILE, f"open file {node.path} ({self.label})")
         file = OpenFile(node, address, owner, self)
+        # "normally all 3 are set; ->open() can clear them if needed"
+        file.mode = mode | FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE
+        mem.write_u32(address + layout.f_flags, (flags | O_LARGEFILE) & 0xFFFFFFFF)
+        mem.write_u64(address + layout.f_inode, inode)
         node.files.add(file)          # before the driver runs: a removal meanwhile sees it
         try:
             await self._op(file, "open", node.ops.open(file))
@@ -291,12 +294,12 @@ class FileTable:
             self._drop(file)
             raise
         # do_dentry_open: what the final file operations can do
-        mode = mem.read_u32(address + F_MODE)
+        mode = file.mode
         if mode & FMODE_READ and node.ops.can_read(file):
             mode |= FMODE_CAN_READ
         if mode & FMODE_WRITE and node.ops.can_write(file):
             mode |= FMODE_CAN_WRITE
-        mem.write_u32(address + F_MODE, mode)
+        file.mode = mode
         return file
 
     async def _op(self, file: OpenFile, verb: str, call: Any) -> Any:
@@ -326,7 +329,7 @@ class FileTable:
 
     def _check_mode(self, file: OpenFile, fd: int | str, wanted: int, able: int, verb: str, doing: str,
                     done: str) -> OpenFile:
-        mode = self.kernel.mem.read_u32(file.address + F_MODE)
+        mode = file.mode
         if not mode & wanted:
             raise KernelError(errno.EBADF, f"{verb}: fd {fd} is not open for {doing}")
         if isinstance(file.node, Directory):
@@ -412,10 +415,12 @@ class FileTable:
 
     async def fput(self, file: OpenFile) -> None:
         """__fput: .release, then the references go (cdev_put, fops_put)."""
+        async def release() -> None:
+            file.released = True       # under the node's active reference: a removal now waits
+            await file.node.ops.release(file)
         try:
             if not file.released:
-                file.released = True
-                await self._op(file, "close", file.node.ops.release(file))
+                await self._op(file, "close", release())
         except KernelError:
             pass                       # an oopsing .release was logged; the file goes anyway
         finally:
@@ -442,31 +447,32 @@ class Fops(FileOps):
     async def open(self, file: OpenFile) -> None:
         from .char_dev import call_open, get_owner
         kernel = file.kernel
-        get_owner(kernel, file, kernel.mem.read_u64(self.fops + FOP_OWNER), "fops_get", errno.ENODEV)
+        get_owner(kernel, file, kernel.mem.read_u64(self.fops + kernel.layouts[FOPS].owner), "fops_get",
+                  errno.ENODEV)
         await call_open(kernel, file, self.fops, file.comm)
 
     def can_read(self, file: OpenFile) -> bool:
-        return bool(file.fop(FOP_READ, "do_dentry_open"))
+        return bool(file.fop("read", "do_dentry_open"))
 
     def can_write(self, file: OpenFile) -> bool:
-        return bool(file.fop(FOP_WRITE, "do_dentry_open"))
+        return bool(file.fop("write", "do_dentry_open"))
 
     async def read(self, file: OpenFile, size: int) -> bytes:
         kernel = file.kernel
         with user_space(kernel).buffer(size) as buf:
-            got = check_return(await file.call(file.fop(FOP_READ, "vfs_read"), file.address, buf.address,
-                                               size, file.address + F_POS, via="vfs_read"),
+            got = check_return(await file.call(file.fop("read", "vfs_read"), file.address, buf.address,
+                                               size, file.field("f_pos"), via="vfs_read"),
                                f"read {file.path}")
             return bytes(buf.data[:min(got, size)])
 
     async def write(self, file: OpenFile, data: bytes) -> int:
         with user_space(file.kernel).buffer(data) as buf:
-            return check_return(await file.call(file.fop(FOP_WRITE, "vfs_write"), file.address, buf.address,
-                                                len(data), file.address + F_POS, via="vfs_write"),
+            return check_return(await file.call(file.fop("write", "vfs_write"), file.address, buf.address,
+                                                len(data), file.field("f_pos"), via="vfs_write"),
                                 f"write {file.path}")
 
     async def ioctl(self, file: OpenFile, request: int, arg: int | bytes) -> tuple[int, bytes | None]:
-        fn = file.fop(FOP_UNLOCKED_IOCTL, "do_vfs_ioctl")
+        fn = file.fop("unlocked_ioctl", "do_vfs_ioctl")
         if not fn:
             raise KernelError(errno.ENOTTY, f"ioctl {file.path}: Inappropriate ioctl for device")
         if isinstance(arg, bytes):
@@ -477,14 +483,14 @@ class Fops(FileOps):
         return check_return(ret, f"ioctl {file.path}"), None
 
     async def llseek(self, file: OpenFile, offset: int, whence: int) -> int:
-        llseek = file.fop(FOP_LLSEEK, "vfs_llseek")
-        if not llseek or not file.kernel.mem.read_u32(file.address + F_MODE) & FMODE_LSEEK:
+        llseek = file.fop("llseek", "vfs_llseek")
+        if not llseek or not file.mode & FMODE_LSEEK:
             raise KernelError(errno.ESPIPE, f"lseek {file.path}: Illegal seek")
         ret = await file.call(llseek, file.address, offset & _MASK64, whence, via="vfs_llseek")
         return check_return(ret, f"lseek {file.path}")
 
     async def release(self, file: OpenFile) -> None:
-        release = file.fop(FOP_RELEASE, "__fput")
+        release = file.fop("release", "__fput")
         if release:
             await file.call(release, file.node.inode, file.address, via="__fput")
 

@@ -39,10 +39,12 @@ from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.panic import warn
 from ..mm.usercopy import user_space
-from .file import F_MODE, F_POS, F_PRIVATE_DATA, FMODE_LSEEK, OpenFile, check_return, signed32, signed64
+from .file import FILE, FMODE_LSEEK, OpenFile, check_return, signed32, signed64
 from .seq_file import (M_PRIVATE, open_seq, release_seq, seq_of_file, seq_read_file, single_open_file,
                        single_release_file)
 from .tree import PROCFS, Directory, FileOps, FileTree, Node, Symlink, file_tree, populate
+
+STRUCTS = (FILE,)            # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -230,7 +232,7 @@ class ProcRegOps(FileOps):
         if not fn:
             raise KernelError(errno.EIO, f"read {file.path}: Input/output error (no .proc_read)")
         with user_space(kernel).buffer(size) as buf:
-            got = check_return(await file.call(fn, file.address, buf.address, size, file.address + F_POS,
+            got = check_return(await file.call(fn, file.address, buf.address, size, file.field("f_pos"),
                                                via="proc_reg_read", check=False), f"read {file.path}")
             return bytes(buf.data[:min(got, size)])
 
@@ -240,12 +242,12 @@ class ProcRegOps(FileOps):
             raise KernelError(errno.EIO, f"write {file.path}: Input/output error (no .proc_write)")
         with user_space(file.kernel).buffer(data) as buf:
             return check_return(await file.call(fn, file.address, buf.address, len(data),
-                                                file.address + F_POS, via="proc_reg_write", check=False),
+                                                file.field("f_pos"), via="proc_reg_write", check=False),
                                 f"write {file.path}")
 
     async def llseek(self, file: OpenFile, offset: int, whence: int) -> int:
         kernel = file.kernel
-        if not kernel.mem.read_u32(file.address + F_MODE) & FMODE_LSEEK:
+        if not file.mode & FMODE_LSEEK:
             raise KernelError(errno.ESPIPE, f"lseek {file.path}: Illegal seek")
         fn = self._op(file, PO_LSEEK)
         if fn == _kernel_fn(kernel, "seq_lseek"):
@@ -311,7 +313,7 @@ class SeqOps(FileOps):
                     release_seq(kernel, file.address)
                     ret = -errno.ENOMEM
                 else:
-                    m = kernel.mem.read_u64(file.address + F_PRIVATE_DATA)
+                    m = kernel.mem.read_u64(file.field("private_data"))
                     kernel.mem.write_u64(m + M_PRIVATE, private)
                     file.state = private
         check_return(ret, f"open {file.path}")

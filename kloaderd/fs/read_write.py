@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 from ..kernel.api import export
 from ..mm.usercopy import _copy_from_user, _copy_to_user
-from .file import F_MODE, F_POS, FMODE_LSEEK, FMODE_PREAD, FMODE_PWRITE, signed64
+from .file import FILE, FMODE_LSEEK, FMODE_PREAD, FMODE_PWRITE, file_field, signed64
+
+STRUCTS = (FILE,)            # what these functions read at the kernel's offsets
 
 FMODE_STREAM = 1 << 21
 MAX_LFS_FILESIZE = (1 << 63) - 1
@@ -23,7 +25,7 @@ def no_llseek(ctx: Any, file: int, offset: int, whence: int) -> int:
 
 @export("noop_llseek", "loff_t noop_llseek(struct file *file, loff_t offset, int whence)", nargs=3)
 def noop_llseek(ctx: Any, file: int, offset: int, whence: int) -> int:
-    return ctx.mem.read_s64(file + F_POS)
+    return ctx.mem.read_s64(file_field(ctx.kernel, file, "f_pos"))
 
 
 @export("fixed_size_llseek",
@@ -34,28 +36,29 @@ def fixed_size_llseek(ctx: Any, file: int, offset: int, whence: int, size: int) 
     if whence == SEEK_SET:
         new = offset
     elif whence == SEEK_CUR:
-        new = ctx.mem.read_s64(file + F_POS) + offset
+        new = ctx.mem.read_s64(file_field(ctx.kernel, file, "f_pos")) + offset
     elif whence == SEEK_END:
         new = size + offset
     else:
         return -errno.EINVAL
     if new < 0 or new > size:
         return -errno.EINVAL
-    ctx.mem.write_u64(file + F_POS, new)
+    ctx.mem.write_u64(file_field(ctx.kernel, file, "f_pos"), new)
     return new
 
 
 @export("nonseekable_open", "int nonseekable_open(struct inode *inode, struct file *filp)", nargs=2)
 def nonseekable_open(ctx: Any, inode: int, filp: int) -> int:
-    mode = ctx.mem.read_u32(filp + F_MODE)
-    ctx.mem.write_u32(filp + F_MODE, mode & ~(FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE))
+    f_mode = file_field(ctx.kernel, filp, "f_mode")
+    ctx.mem.write_u32(f_mode, ctx.mem.read_u32(f_mode) & ~(FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE))
     return 0
 
 
 @export("stream_open", "int stream_open(struct inode *inode, struct file *filp)", nargs=2)
 def stream_open(ctx: Any, inode: int, filp: int) -> int:
-    mode = ctx.mem.read_u32(filp + F_MODE)
-    ctx.mem.write_u32(filp + F_MODE, (mode & ~(FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE)) | FMODE_STREAM)
+    f_mode = file_field(ctx.kernel, filp, "f_mode")
+    mode = ctx.mem.read_u32(f_mode)
+    ctx.mem.write_u32(f_mode, (mode & ~(FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE)) | FMODE_STREAM)
     return 0
 
 

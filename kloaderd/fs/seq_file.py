@@ -33,7 +33,9 @@ from ..kernel.api.printk import format_guest
 from ..kernel.oops import NotEmulated
 from ..kernel.printk import KERN_INFO, VaList
 from ..mm.usercopy import MAX_RW_COUNT, user_space
-from .file import F_MODE, F_POS, F_PRIVATE_DATA, signed64
+from .file import FILE, file_field, signed64
+
+STRUCTS = (FILE,)            # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -242,22 +244,22 @@ class SeqFile:
         async with self.kernel.subsystem(SeqFiles).lock(self.m):
             offset = signed64(offset)
             if whence == 1:
-                offset += self.mem.read_s64(file + F_POS)
+                offset += self.mem.read_s64(file_field(self.kernel, file, "f_pos"))
             elif whence != 0:
                 return -errno.EINVAL
             if offset < 0:
                 return -errno.EINVAL
             if offset == signed64(self.get(M_READ_POS)):
-                self.mem.write_u64(file + F_POS, offset)
+                self.mem.write_u64(file_field(self.kernel, file, "f_pos"), offset)
                 return offset
             while (ret := await self.traverse(offset)) == -errno.EAGAIN:
                 pass
             if ret:
-                self.mem.write_u64(file + F_POS, 0)
+                self.mem.write_u64(file_field(self.kernel, file, "f_pos"), 0)
                 self.set(M_READ_POS, 0)
                 return ret
             self.set(M_READ_POS, offset)
-            self.mem.write_u64(file + F_POS, offset)
+            self.mem.write_u64(file_field(self.kernel, file, "f_pos"), offset)
             return offset
 
 
@@ -278,15 +280,15 @@ def guest_caller(ctx: Any) -> Call:
 
 
 def seq_of_file(kernel: "Kernel", file: int, call: Call) -> SeqFile:
-    return SeqFile(kernel, kernel.mem.read_u64(file + F_PRIVATE_DATA), call)
+    return SeqFile(kernel, kernel.mem.read_u64(file_field(kernel, file, "private_data")), call)
 
 
 async def seq_read_file(kernel: "Kernel", file: int, size: int, call: Call) -> tuple[bytes, int]:
     """seq_read on a struct file, from Python: (bytes, -errno or 0), f_pos advanced."""
-    pos = kernel.mem.read_s64(file + F_POS)
+    pos = kernel.mem.read_s64(file_field(kernel, file, "f_pos"))
     data, err = await seq_of_file(kernel, file, call).read(size, pos)
     if data:
-        kernel.mem.write_u64(file + F_POS, pos + len(data))
+        kernel.mem.write_u64(file_field(kernel, file, "f_pos"), pos + len(data))
     return data, err
 
 
@@ -294,7 +296,7 @@ def release_seq(kernel: "Kernel", file: int) -> int:
     """seq_release's work: the buffer, the structure and its lock; the
     seq_operations pointer it held (for single_release to free)."""
     mem = kernel.mem
-    m = mem.read_u64(file + F_PRIVATE_DATA)
+    m = mem.read_u64(file_field(kernel, file, "private_data"))
     if not m:
         return 0
     op = mem.read_u64(m + M_OP)
@@ -312,10 +314,11 @@ def open_seq(kernel: "Kernel", file: int, op: int) -> int:
     if not m:
         return -errno.ENOMEM
     mem = kernel.mem
-    mem.write_u64(file + F_PRIVATE_DATA, m)
+    mem.write_u64(file_field(kernel, file, "private_data"), m)
     mem.write_u64(m + M_OP, op)
     mem.write_u64(m + M_FILE, file)
-    mem.write_u32(file + F_MODE, mem.read_u32(file + F_MODE) & ~FMODE_PWRITE)
+    f_mode = file_field(kernel, file, "f_mode")
+    mem.write_u32(f_mode, mem.read_u32(f_mode) & ~FMODE_PWRITE)
     return 0
 
 
@@ -341,7 +344,7 @@ def single_open_file(kernel: "Kernel", file: int, show: int, data: int) -> int:
     if ret:
         kernel.slab.free(op, None)
         return ret
-    m = kernel.mem.read_u64(file + F_PRIVATE_DATA)
+    m = kernel.mem.read_u64(file_field(kernel, file, "private_data"))
     kernel.mem.write_u64(m + M_PRIVATE, data)
     return 0
 
@@ -405,7 +408,8 @@ def single_open(ctx: Any, file: int, show: int, data: int) -> int:
 def single_open_size(ctx: Any, file: int, show: int, data: int, size: int) -> int:
     ret = single_open_file(ctx.kernel, file, show, data)
     if not ret:
-        m = SeqFile(ctx.kernel, ctx.mem.read_u64(file + F_PRIVATE_DATA), guest_caller(ctx))
+        m = SeqFile(ctx.kernel, ctx.mem.read_u64(file_field(ctx.kernel, file, "private_data")),
+                    guest_caller(ctx))
         if not m.alloc_buf(size):
             single_release_file(ctx.kernel, file)
             return -errno.ENOMEM
@@ -444,7 +448,7 @@ def __seq_open_private(ctx: Any, file: int, op: int, psize: int) -> int:
     if open_seq(kernel, file, op):
         kernel.slab.free(private, None)
         return 0
-    ctx.mem.write_u64(ctx.mem.read_u64(file + F_PRIVATE_DATA) + M_PRIVATE, private)
+    ctx.mem.write_u64(ctx.mem.read_u64(file_field(ctx.kernel, file, "private_data")) + M_PRIVATE, private)
     return private
 
 
@@ -456,7 +460,7 @@ def seq_open_private(ctx: Any, file: int, op: int, psize: int) -> int:
 
 @export("seq_release_private", "int seq_release_private(struct inode *inode, struct file *file)", nargs=2)
 def seq_release_private(ctx: Any, inode: int, file: int) -> int:
-    m = ctx.mem.read_u64(file + F_PRIVATE_DATA)
+    m = ctx.mem.read_u64(file_field(ctx.kernel, file, "private_data"))
     if m:
         private = ctx.mem.read_u64(m + M_PRIVATE)
         if private:

@@ -462,17 +462,18 @@ class FileTree:
         i_private), made the first time a file of it is opened."""
         if node.inode:
             return node.inode
-        from .file import INODE_SIZE, I_INO, I_MODE, I_PRIVATE, I_RDEV, I_SIZE
+        from .file import INODE
         kernel = self.kernel
-        inode = kernel.slab.alloc(INODE_SIZE, None, zero=True)
+        i = kernel.layouts[INODE]
+        inode = kernel.slab.alloc(i.size, None, zero=True)
         if not inode:
             raise KernelError(errno.ENOMEM, f"{node.path}: Cannot allocate memory")
         mem = kernel.mem
-        mem.write_u16(inode + I_MODE, node.st_mode & 0xFFFF)
-        mem.write_u64(inode + I_INO, node.ino)
-        mem.write_u32(inode + I_RDEV, node.rdev)
-        mem.write_u64(inode + I_SIZE, node.size)
-        mem.write_u64(inode + I_PRIVATE, node.i_private)
+        mem.write_u16(inode + i.i_mode, node.st_mode & 0xFFFF)
+        mem.write_u64(inode + i.i_ino, node.ino)
+        mem.write_u32(inode + i.i_rdev, node.rdev)
+        mem.write_u64(inode + i.i_size, node.size)
+        mem.write_u64(inode + i.i_private, node.i_private)
         node.inode = inode
         return inode
 

@@ -139,5 +139,5 @@ class Faults:
 
         self.machine.provide(api.KernelFunction(name, injected, original.nargs, original.gpl,
                                                   original.proto, original.variadic,
-                                                  original.layouts))
+                                                  original.layouts, original.structs))
         return fault

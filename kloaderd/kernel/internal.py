@@ -24,6 +24,7 @@ from .cpu import Machine
 from .oops import Oops
 from .fault_inject import Faults
 from .kallsyms import Kallsyms
+from .layouts import Layouts, kloader_layouts, profile_layouts
 from .memory import AddressSpace, RegionAllocator
 from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, param_owner, taint_letters
 from .options import KernelOptions
@@ -70,6 +71,9 @@ class KernelServices:
         self.profile = KernelProfile(self.options.kernel) if self.options.kernel else None
         self.boot_time = time.monotonic()
         self.log = LogBuffer(capacity=self.options.log_capacity)
+        # Where the structures modules hand over have their members: once per kernel.
+        self.layouts: Layouts = (kloader_layouts() if self.profile is None else
+                                 profile_layouts(self.profile, lambda text: self.log.emit(KERN_WARNING, text)))
         self.taints: set[str] = set()
         self.loaded: dict[str, Module] = {}
         self.formed = 0                   # modules in `loaded` past UNFORMED: status() in O(1)

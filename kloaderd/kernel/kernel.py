@@ -59,11 +59,12 @@ class Kernel(KernelServices):
         if self.profile is None:
             for name, address in exported.items():
                 entry = api.FUNCTIONS.get(name) or api.OBJECTS[name]
-                self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
+                if api.emulated_for(name, None, self.layouts):
+                    self.symbols.add(KernelSymbol(name, address, entry.gpl, None, api.symbol_crc(name)))
         else:
             version = self.profile.version
             self._export_profile({name: address for name, address in exported.items()
-                                  if api.emulated_for(name, version)})
+                                  if api.emulated_for(name, version, self.layouts)})
         self.param_ops = {exported[obj]: kind for obj, kind in PARAM_OPS.items()}
         self.ksyms = Kallsyms(self.machine.kallsyms())
         self.sanitizer = Sanitizer(self)

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import KernelError
 from ...fs.char_dev import call_open, device_nodes, get_owner, register_kernel_device
-from ...fs.file import F_PRIVATE_DATA, FOP_OWNER, MINOR, MKDEV, OpenFile
+from ...fs.file import FILE, FOPS, MINOR, MKDEV, OpenFile
 from ...kernel.api import export
 from ...kernel.api.sched import _warn
+
+STRUCTS = (FILE, FOPS)       # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
@@ -88,8 +90,8 @@ async def misc_open(kernel: "Kernel", file: OpenFile, comm: str) -> None:
     if dev is None:
         raise KernelError(errno.ENODEV, f"open {file.node.path}: no misc device with minor "
                                         f"{MINOR(file.node.dev)} (No such device)")
-    get_owner(kernel, file, kernel.mem.read_u64(dev.fops + FOP_OWNER), "fops_get", errno.ENODEV)
-    kernel.mem.write_u64(file.address + F_PRIVATE_DATA, dev.address)
+    get_owner(kernel, file, kernel.mem.read_u64(dev.fops + kernel.layouts[FOPS].owner), "fops_get", errno.ENODEV)
+    kernel.mem.write_u64(file.field("private_data"), dev.address)
     await call_open(kernel, file, dev.fops, comm)
 
 

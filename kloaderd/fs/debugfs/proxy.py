@@ -10,9 +10,8 @@ gone, its code is not called.  `debugfs_create_file_unsafe` files have the
 same protection here (Linux leaves it to the module's own
 `debugfs_file_get`).
 
-The operations are read with kloader's `struct file_operations` (Linux
-6.6's member order, kloaderd/fs/file.py): under a profile of another
-release these two functions are not emulated.
+The operations are read at the running kernel's offsets of `struct
+file_operations` (kloaderd/kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -22,17 +21,17 @@ from typing import Any
 
 from ...kernel.api import export
 from ..char_dev import call_open, get_owner
-from ..file import FOP_OWNER, Fops, OpenFile
+from ..file import FILE, FOPS, INODE, Fops, OpenFile
 from ..tree import FileOps
 from .inode import create_file
 
-LAYOUTS = (6, 6)       # the file_operations order kloaderd/fs/file.py reads
+STRUCTS = (FILE, FOPS, INODE)
 
 
 class ProxyFops(Fops):
     async def open(self, file: OpenFile) -> None:
         kernel = file.kernel
-        get_owner(kernel, file, kernel.mem.read_u64(self.fops + FOP_OWNER), "fops_get", errno.ENXIO)
+        get_owner(kernel, file, kernel.mem.read_u64(self.fops + kernel.layouts[FOPS].owner), "fops_get", errno.ENXIO)
         await call_open(kernel, file, self.fops, file.comm)
 
 

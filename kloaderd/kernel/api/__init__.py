@@ -52,6 +52,9 @@ class KernelFunction:
     # (tools/struct_probe.py measures them).  None: it reads no kernel
     # structure, any release will do.
     layouts: tuple[tuple[int, int], ...] | None = None
+    # The structures it reads at the running kernel's offsets
+    # (kloaderd/kernel/layouts.py): emulated for a kernel that has them all.
+    structs: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,25 +76,34 @@ def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
     """Register a kernel function; `proto` is its C prototype.  A module that
     defines `LAYOUTS = (major, minor)` before its exports declares that its
     functions read that Linux release's structure layouts; `LAYOUTS =
-    ((6, 1), (6, 12))` that they hold for each release named."""
+    ((6, 1), (6, 12))` that they hold for each release named.  `STRUCTS =
+    (FILE, ...)` instead: they read those structures through the running
+    kernel's layouts (kloaderd/kernel/layouts.py), any release that has them."""
     def register(impl: Impl) -> Impl:
         old = FUNCTIONS.get(name)
         if name in OBJECTS or old is not None and _origin(old.impl) != _origin(impl):
             raise ValueError(f"kernel symbol {name} exported twice")
-        layouts = getattr(sys.modules.get(impl.__module__), "LAYOUTS", None)
+        module = sys.modules.get(impl.__module__)
+        layouts = getattr(module, "LAYOUTS", None)
         if layouts is not None and isinstance(layouts[0], int):
             layouts = (layouts,)
-        FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic, layouts)
+        FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic, layouts,
+                                         tuple(getattr(module, "STRUCTS", ())))
         return impl
     return register
 
 
-def emulated_for(name: str, version: tuple[int, int] | None) -> bool:
+def emulated_for(name: str, version: tuple[int, int] | None, layouts: Any = None) -> bool:
     """Whether kloader's implementation of `name` holds for a kernel of
     `version` (None: kloader's own kernel, whose headers use the layouts
-    the implementations read)."""
+    the implementations read) whose structure layouts are `layouts` (a
+    kernel.layouts.Layouts; None: not consulted)."""
     entry = FUNCTIONS.get(name)
-    return entry is None or entry.layouts is None or version is None or version in entry.layouts
+    if entry is None:
+        return True
+    if layouts is not None and not all(layouts.has(s) for s in entry.structs):
+        return False
+    return entry.layouts is None or version is None or version in entry.layouts
 
 
 def _origin(impl: Impl) -> tuple[str, str]:
