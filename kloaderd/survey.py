@@ -130,61 +130,216 @@ def classify_failure(message: str, errno_: int | None) -> dict[str, Any]:
     return {"class": "refused", "errno": errno_, "message": message}
 
 
-def survey_group(root: str, group: list[str], deps: dict[str, list[str]], kernel: str | None,
-                 timeout: float) -> dict[str, dict[str, Any]]:
-    """One kernel: load `group` in order, then remove it in reverse (a worker process)."""
-    import trio
+# A chunk: groups handed to one worker call, packed up to this many modules
+# (a group is never split), so a kernel is built once per chunk and not per
+# singleton group, while chunks stay small enough to balance the workers.
+CHUNK_MODULES = 32
 
-    from kloaderd.errors import KernelError
-    from kloaderd.kernel.kernel import Kernel, KernelOptions
+
+def chunks(work: list[list[str]], size: int = CHUNK_MODULES) -> list[list[list[str]]]:
+    """`work` (largest group first) packed in order into chunks of about `size` modules."""
+    packed: list[list[list[str]]] = []
+    filled = size
+    for group in work:
+        if filled + len(group) > size:
+            packed.append([])
+            filled = 0
+        packed[-1].append(group)
+        filled += len(group)
+    return packed
+
+
+# After a module poisoned the kernel, the loads go on only to find the other
+# modules that poison it (their verdicts are confirmed in a kernel of their
+# own): there a sleeping init is given up after this many seconds.
+PROVISIONAL_TIMEOUT = 1.0
+
+
+class SurveyKernel:
+    """A worker's kernel, reused from group to group while it is healthy.
+
+    A failure *poisons* the kernel when later modules could pay for it:
+
+    * a task died (or returned) holding a sleeping lock, which as in Linux
+      stays held for ever (`Scheduler.orphaned_locks`);
+    * a module that uses other modules failed (its init, or its exit) and
+      left memory or registrations behind: kloader frees them where Linux
+      would leave them in place, so the modules it used may keep pointers
+      into freed memory (a module using only the kernel cannot: what it
+      registered with the kernel, kloader's registries drop);
+    * a task was given up asleep (`timeout`).
+
+    A verdict reached after the kernel was poisoned is never kept: those
+    modules run again in a fresh kernel without the module that poisoned
+    it, so each verdict is the module's own, never the echo of an earlier
+    failure (see `survey_group`).  Any other trouble (an oops, a warning,
+    a leak) retires the kernel after its group.
+    """
+
+    def __init__(self, kernel: str | None, timeout: float) -> None:
+        from kloaderd.kernel.kernel import Kernel, KernelOptions
+        # exit_grace 0: what is still asleep when the kernel is dropped was
+        # already given up (a `timeout` verdict); it is interrupted at once.
+        self.k = Kernel(KernelOptions(kernel=kernel or "", watchdog=min(5.0, timeout),
+                                      exit_grace=0.0))
+        self.timeout = timeout
+
+    def poisoned(self, verdict: dict[str, Any], needs: list[str], since: int) -> bool:
+        """Whether the failure `verdict` of a module using `needs`, logged
+        after record `since`, leaves the kernel unfit for the modules after it."""
+        from kloaderd.kernel.printk import Problem
+        if verdict["class"] == "timeout" or self.k.machine.sched.orphaned_locks:
+            return True
+        return bool(needs) and any(r.problem is Problem.LEAK for r in self.k.log.records(since))
+
+    def healthy(self, since: int) -> bool:
+        """Nothing left behind since log record `since`: fit for the next group."""
+        k = self.k
+        return not (k.loaded or k.machine.sched.orphaned_locks
+                    or any(r.problem is not None for r in k.log.records(since)))
+
+    async def run(self, root: Path, modules: list[str], deps: dict[str, list[str]]
+                  ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Load `modules` in order, then remove them in reverse.
+
+        Returns the verdicts and the modules that poisoned the kernel.  If
+        a load poisoned it, the loads go on (with `PROVISIONAL_TIMEOUT`) to
+        find every module that does, no exit runs, and only the verdicts
+        reached before the first poisoning (and its own) are returned.  If
+        an exit poisoned it, the modules still loaded have no verdict.
+        """
+        import trio
+
+        from kloaderd.errors import KernelError
+
+        k = self.k
+        result: dict[str, dict[str, Any]] = {}
+        poisoners: list[str] = []
+        names: dict[str, str] = {}
+        for rel in modules:
+            missing = [d for d in deps[rel] if d not in names]
+            if missing:
+                result[rel] = {"class": "dependency", "needs": missing}
+                continue
+            since = k.log.last_seq
+            verdict: dict[str, Any] = {"class": "timeout", "phase": "init"}
+            with trio.move_on_after(PROVISIONAL_TIMEOUT if poisoners else self.timeout):
+                try:
+                    names[rel] = await k.init_module(read_image(root / rel))
+                    continue
+                except KernelError as exc:
+                    verdict = classify_failure(exc.message, exc.errno)
+                except OSError as exc:
+                    verdict = {"class": "refused", "errno": exc.errno, "message": str(exc)}
+            result[rel] = verdict
+            if self.poisoned(verdict, deps[rel], since):
+                poisoners.append(rel)
+        if poisoners:
+            first = modules.index(poisoners[0])
+            return {rel: v for rel, v in result.items() if modules.index(rel) <= first}, poisoners
+        for rel in reversed(list(names)):
+            since = k.log.last_seq
+            verdict = {"class": "timeout", "phase": "exit"}
+            with trio.move_on_after(self.timeout):
+                try:
+                    await k.delete_module(names[rel])
+                    verdict = exit_verdict(k.log.records(since))
+                except KernelError as exc:
+                    verdict = {**classify_failure(exc.message, exc.errno), "phase": "exit"}
+            result[rel] = verdict
+            del names[rel]
+            if names and self.poisoned(verdict, deps[rel], since):
+                return result, [rel]
+        return result, []
+
+    async def close(self) -> None:
+        import trio
+        with trio.CancelScope(shield=True):
+            await self.k.shutdown()
+
+
+def exit_verdict(records: Sequence[Any]) -> dict[str, Any]:
+    """A removal that returned: what its exit left in the log decides."""
     from kloaderd.kernel.printk import Problem
+    texts = [r.text for r in records]
+    missing = next((m.group(1) for t in texts if (m := _NOT_EMULATED.search(t))), None)
+    if missing:
+        return {"class": "not-emulated", "function": missing, "phase": "exit"}
+    oops = next((t for t in texts if t.startswith(_OOPS_START)), None)
+    if oops is not None:
+        return {"class": "oops", "phase": "exit", "where": oops}
+    leak = next((r.text for r in records if r.problem is Problem.LEAK), None)
+    if leak is not None:
+        return {"class": "leaked", "what": leak}
+    return {"class": "clean"}
+
+
+def needed(rel: str, deps: dict[str, list[str]]) -> set[str]:
+    """Every module `rel` needs, through any chain."""
+    seen: set[str] = set()
+    stack = list(deps[rel])
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(deps[dep])
+    return seen
+
+
+async def survey_group(root: Path, group: list[str], deps: dict[str, list[str]],
+                       kernel: str | None, timeout: float,
+                       survey: SurveyKernel | None) -> tuple[dict[str, dict[str, Any]],
+                                                             SurveyKernel | None]:
+    """Every module of `group` (in dependency order) loaded, run and removed,
+    on `survey` (or a fresh kernel); returns the verdicts and the kernel if
+    it is fit for the next group.
+
+    When a module poisons the kernel, its verdict stands (the kernel was
+    healthy until then) and the modules not finished run again in a fresh
+    kernel without it.  The other modules that poisoned that run are
+    confirmed first, each in a kernel of its own with only what it needs,
+    so that the next run goes without them too: a group costs a few runs,
+    not one per module that poisons it.
+    """
+    final: dict[str, dict[str, Any]] = {}
+    pending = list(group)
+    while pending:
+        if survey is None:
+            survey = SurveyKernel(kernel, timeout)
+        since = survey.k.log.last_seq
+        verdicts, poisoners = await survey.run(root, pending, deps)
+        final.update(verdicts)
+        for rel in poisoners[1:]:
+            alone = SurveyKernel(kernel, timeout)
+            support = needed(rel, deps)
+            verdicts, first = await alone.run(root, [m for m in pending if m in support] + [rel], deps)
+            await alone.close()
+            if first[:1] == [rel]:
+                final[rel] = verdicts[rel]
+        pending = [rel for rel in pending if rel not in final]
+        if poisoners or not survey.healthy(since):
+            await survey.close()
+            survey = None
+    return final, survey
+
+
+def survey_chunk(root: str, chunk: list[list[str]], deps: dict[str, list[str]],
+                 kernel: str | None, timeout: float) -> dict[str, dict[str, Any]]:
+    """One worker call: the groups of `chunk`, on a kernel reused while healthy."""
+    import trio
 
     result: dict[str, dict[str, Any]] = {}
 
     async def main() -> None:
-        k = Kernel(KernelOptions(kernel=kernel or "", watchdog=min(5.0, timeout)))
-        names: dict[str, str] = {}
-        for rel in group:
-            if any(result.get(d, {}).get("class") != "loaded" for d in deps[rel]):
-                result[rel] = {"class": "dependency",
-                               "needs": [d for d in deps[rel] if result.get(d, {}).get("class") != "loaded"]}
-                continue
-            result[rel] = {"class": "timeout", "phase": "init"}
-            with trio.move_on_after(timeout):
-                try:
-                    names[rel] = await k.init_module(read_image(Path(root) / rel))
-                    result[rel] = {"class": "loaded"}
-                except KernelError as exc:
-                    result[rel] = classify_failure(exc.message, exc.errno)
-                except OSError as exc:
-                    result[rel] = {"class": "refused", "errno": exc.errno, "message": str(exc)}
-        for rel in reversed(group):
-            if result[rel]["class"] != "loaded":
-                continue
-            records = k.log.records()
-            since = records[-1].seq if records else 0
-            result[rel] = {"class": "timeout", "phase": "exit"}
-            with trio.move_on_after(timeout):
-                try:
-                    await k.delete_module(names[rel])
-                    result[rel] = {"class": "clean"}
-                except KernelError as exc:
-                    result[rel] = {**classify_failure(exc.message, exc.errno), "phase": "exit"}
-            if result[rel]["class"] != "clean":
-                continue
-            records = k.log.records(since)
-            texts = [r.text for r in records]
-            leak = next((r.text for r in records if r.problem is Problem.LEAK), None)
-            missing = next((m.group(1) for t in texts if (m := _NOT_EMULATED.search(t))), None)
-            if missing:
-                result[rel] = {"class": "not-emulated", "function": missing, "phase": "exit"}
-            elif any(t.startswith(_OOPS_START) for t in texts):
-                result[rel] = {"class": "oops", "phase": "exit",
-                               "where": next(t for t in texts if t.startswith(_OOPS_START))}
-            elif leak is not None:
-                result[rel] = {"class": "leaked", "what": leak}
-        with trio.CancelScope(shield=True):
-            await k.shutdown()
+        survey: SurveyKernel | None = None
+        try:
+            for group in chunk:
+                verdicts, survey = await survey_group(Path(root), group, deps, kernel, timeout,
+                                                      survey)
+                result.update(verdicts)
+        finally:
+            if survey is not None:
+                await survey.close()
 
     trio.run(main)
     return result
@@ -243,11 +398,11 @@ def run_survey(root: Path, kernel: str | None, jobs: int, timeout: float,
     deps, unreadable = dependencies(root, files)
     result: dict[str, dict[str, Any]] = {rel: {"class": "refused", "errno": 8, "message": why}
                                          for rel, why in unreadable.items()}
-    work = [g for g in groups({r: d for r, d in deps.items() if r not in unreadable})]
+    work = chunks(groups({r: d for r, d in deps.items() if r not in unreadable}))
     done, total, started = len(result), len(deps), time.monotonic()
     context = multiprocessing.get_context("spawn")     # no forked copy of a parent's threads
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(survey_group, str(root), g, deps, kernel, timeout) for g in work]
+        futures = [pool.submit(survey_chunk, str(root), c, deps, kernel, timeout) for c in work]
         for future in concurrent.futures.as_completed(futures):
             part = future.result()
             result.update(part)

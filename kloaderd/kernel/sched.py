@@ -181,6 +181,10 @@ class Scheduler:
         self._stacks = RegionAllocator(VMALLOC_START, VMALLOC_END)
         self._spare_stacks: list[int] = []
         self.lock_names: dict[int, str] = {}        # lock address -> __mutex_init's class name
+        # Sleeping locks whose holder is gone (died in an oops, or returned
+        # still holding them): as in Linux nobody will ever unlock them, so
+        # whoever takes one next sleeps for ever.  lock -> "comm/pid".
+        self.orphaned_locks: dict[int, str] = {}
         self._next_pid = 100
 
     # --- tasks ----------------------------------------------------------------
@@ -206,7 +210,9 @@ class Scheduler:
         return True
 
     def exit_task(self, task: Task) -> None:
-        """The task is gone: give the CPU back if it held it, recycle its stack."""
+        """The task is gone: give the CPU back if it held it, recycle its stack.
+        The sleeping locks it still holds stay held (`orphaned_locks`)."""
+        self.orphaned_locks.update(dict.fromkeys(task.held_locks, f"{task.comm}/{task.pid}"))
         if task.holds_cpu:
             self.release(task)
         if self.tasks.pop(task.pid, None) is not None:
