@@ -162,11 +162,13 @@ class SurveyKernel:
 
     * a task died (or returned) holding a sleeping lock, which as in Linux
       stays held for ever (`Scheduler.orphaned_locks`);
-    * a module that uses other modules failed (its init, or its exit) and
-      left memory or registrations behind: kloader frees them where Linux
-      would leave them in place, so the modules it used may keep pointers
-      into freed memory (a module using only the kernel cannot: what it
-      registered with the kernel, kloader's registries drop);
+    * a module that uses other modules died (an oops, a not-emulated
+      call, in its init or its exit) or failed leaving memory or
+      registrations behind: kloader frees the module and its leftovers
+      where Linux would leave them in place, so the modules it used may
+      keep pointers into freed memory (comedi's driver list, llc's SAP
+      list); a module using only the kernel cannot: what it registered
+      with the kernel, kloader's registries drop;
     * a task was given up asleep (`timeout`).
 
     A verdict reached after the kernel was poisoned is never kept: those
@@ -190,7 +192,8 @@ class SurveyKernel:
         from kloaderd.kernel.printk import Problem
         if verdict["class"] == "timeout" or self.k.machine.sched.orphaned_locks:
             return True
-        return bool(needs) and any(r.problem is Problem.LEAK for r in self.k.log.records(since))
+        return bool(needs) and (verdict["class"] in ("oops", "not-emulated") or any(
+            r.problem is Problem.LEAK for r in self.k.log.records(since)))
 
     def healthy(self, since: int) -> bool:
         """Nothing left behind since log record `since`: fit for the next group."""

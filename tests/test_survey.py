@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kloaderd.survey import classify_failure, groups, summary
+from kloaderd.survey import chunks, classify_failure, groups, summary
 from test_profile import corpus
 from test_server import FIXTURES, command
 
@@ -99,3 +99,32 @@ def test_real_modules_are_classified_under_their_profile(tmp_path):
     result = json.loads(out.read_text())
     assert set(result) == {"cast_common.ko.xz", "cast5_generic.ko.xz", "cast6_generic.ko.xz"}
     assert all(v["class"] != "refused" for v in result.values()), result    # unforced, all linked
+
+
+def test_a_module_that_poisons_the_kernel_does_not_judge_the_modules_after_it(tmp_path):
+    """halfdead dies in init with its widget on exporter's list; kloader
+    frees it, so the next widget registration would write into freed
+    memory.  The modules after it run again in a fresh kernel without it:
+    user is clean, not the echo of halfdead's oops.  The groups after a
+    poisoned one start on a fresh kernel too; healthy groups share one."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("exporter", "halfdead", "user", "hello", "initfail", "leaky"):
+        shutil.copy(FIXTURES / f"{name}.ko", tree)
+    out = tmp_path / "survey.json"
+    done = subprocess.run([command("kloader-survey"), str(tree), "--jobs", "1", "--json", str(out),
+                           "--timeout", "5"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result.pop("halfdead.ko") == {"class": "oops", "where": "BUG: kernel NULL pointer "
+                                                                   "dereference, address: 0000000000000000"}
+    assert result == {"exporter.ko": {"class": "clean"}, "user.ko": {"class": "clean"},
+                      "hello.ko": {"class": "clean"}, "initfail.ko": EXPECTED["initfail.ko"],
+                      "leaky.ko": EXPECTED["leaky.ko"]}
+
+
+def test_chunks_pack_groups_whole_and_in_order():
+    work = [["a1", "a2", "a3"], ["b1", "b2"], ["c"], ["d"], ["e"]]
+    assert chunks(work, 3) == [[["a1", "a2", "a3"]], [["b1", "b2"], ["c"]], [["d"], ["e"]]]
+    assert chunks(work, 2) == [[["a1", "a2", "a3"]], [["b1", "b2"]], [["c"], ["d"]], [["e"]]]
+    assert [g for c in chunks(work) for g in c] == work
