@@ -6,7 +6,8 @@ Each area has its own module with `run(quick) -> rows` (made with
 docs/performance.md): `bench_link` (parse
 and link), `bench_cpu` (guest code and kernel calls), `bench_server` (the
 socket and the client), `bench_scale` (costs as modules accumulate, memory),
-`bench_kmod` (kdepmod against kmod's depmod on the real-kernel corpus).
+`bench_kmod` (kdepmod against kmod's depmod on the real-kernel corpus),
+`bench_survey` (kloader-survey over the whole real-kernel corpus).
 A module that is absent or fails costs its own rows, which say so — never
 the whole report.  `--quick` (CI) runs small counts: the table and the JSON
 are complete, but its figures are too few to judge, so the exit status says
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bench.common import NO_FLOOR, REPO, Row, machine, table, unmeasured
 
-BENCHMARKS = ("link", "cpu", "server", "scale", "kmod")
+BENCHMARKS = ("link", "cpu", "server", "scale", "kmod", "survey")
 DEFAULT_JSON = REPO / "bench" / "results.json"
 
 

@@ -30,7 +30,7 @@ def test_quick_run_prints_the_table_and_writes_the_json(tmp_path):
     assert report["quick"] is True
     assert report["machine"]["cpus"] >= 1 and report["machine"]["python"]
     rows = report["rows"]
-    assert {r["bench"] for r in rows} == {"link", "cpu", "server", "scale", "kmod"}
+    assert {r["bench"] for r in rows} == {"link", "cpu", "server", "scale", "kmod", "survey"}
     for r in rows:
         assert KEYS <= r.keys(), r
         # A figure is measured, or the row says why it is not.
