@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import mmap
 import struct
 
-from unicorn import UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc
+from unicorn import (UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ,
+                     UC_PROT_WRITE, Uc)
 from unicorn.unicorn_const import UC_CTL_IO_WRITE as _UC_CTL_IO_WRITE
 from unicorn.unicorn_const import UC_CTL_TLB_FLUSH as _UC_CTL_TLB_FLUSH
 from unicorn.unicorn_const import UC_HOOK_TLB_FILL
@@ -121,7 +123,8 @@ class AddressSpace:
         # vpn -> [physical address of the page, protection, physical chunk base]
         self._pt: dict[int, list[int]] = {}
         self._phys = RegionAllocator(PHYS_BASE, PHYS_END)
-        self._arenas: set[int] = set()               # indexes of mapped physical arenas
+        # Mapped physical arenas: index -> the host memory behind it (see _back).
+        self._arenas: dict[int, memoryview] = {}
         self._phys_high = PHYS_BASE                  # above this, memory was never used
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
@@ -193,8 +196,12 @@ class AddressSpace:
         last = (phys + size - 1 - PHYS_BASE) // ARENA_SIZE
         for arena in range(first, last + 1):
             if arena not in self._arenas:
-                self.uc.mem_map(PHYS_BASE + arena * ARENA_SIZE, ARENA_SIZE)
-                self._arenas.add(arena)
+                # Host memory of our own (private and anonymous, as Unicorn's
+                # own would be), so that `write_data` can reach it directly.
+                ram = mmap.mmap(-1, ARENA_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+                host = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+                self.uc.mem_map_ptr(PHYS_BASE + arena * ARENA_SIZE, ARENA_SIZE, UC_PROT_ALL, host)
+                self._arenas[arena] = memoryview(ram)
         reused = min(size, self._phys_high - phys)
         if reused > 0:
             # Through Unicorn (never around it): this also forgets code
@@ -303,6 +310,21 @@ class AddressSpace:
         if patched_code:
             # text_poke: code already translated must not run in its old form.
             self.uc.ctl_flush_tb()
+
+    def write_data(self, addr: int, data: bytes) -> None:
+        """Write `data` at `addr`, within one page that never holds code (the
+        heap's), straight into the host memory behind it: a fifth of a
+        `uc_mem_write`, for kfree's poisoning and kzalloc's zeroing.  Going
+        around Unicorn skips its check for translated code in the page, which
+        memory that is never executable does not need: a physical run reused
+        after holding code is zeroed through Unicorn when it is mapped again
+        (`_back`), which drops those translations."""
+        pte = self._pt.get((addr & _MASK64) >> PAGE_SHIFT)
+        if pte is None:
+            raise GuestFault(addr, "write")
+        arena, offset = divmod(pte[0] - PHYS_BASE, ARENA_SIZE)
+        offset += addr & (PAGE_SIZE - 1)
+        self._arenas[arena][offset:offset + len(data)] = data
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string (without the NUL), at most `limit` bytes."""

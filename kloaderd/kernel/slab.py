@@ -34,6 +34,8 @@ KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 ZERO_SIZE_PTR = 16                              # kmalloc(0): not NULL, faults on use
 POISON_FREE = 0x6B
 MAP_CHUNK = 256 << 10                           # granularity of lazy mapping
+_PAGE_MASK = ~(PAGE_SIZE - 1)
+_NO_USAGE = (0, 0)
 
 
 _FILLS: dict[tuple[int, int], bytes] = {}     # (byte, size) -> the bytes: kfree poisons the same sizes again and again
@@ -41,6 +43,7 @@ _FILLS: dict[tuple[int, int], bytes] = {}     # (byte, size) -> the bytes: kfree
 class HeapMemory(Protocol):
     def map(self, addr: int, size: int, perms: str = "rw-") -> None: ...
     def write(self, addr: int, data: bytes) -> None: ...
+    def write_data(self, addr: int, data: bytes) -> None: ...
     def read(self, addr: int, n: int) -> bytes: ...
 
 
@@ -138,7 +141,7 @@ class _Cache:
         return min(3, _order_for(self.size * 8)), _order_for(self.size)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Allocation:
     size: int                       # what was asked for
     capacity: int                   # ksize()
@@ -166,6 +169,10 @@ class Slab:
         self._pages = BuddyAllocator(base, base + size)
         self._mapped: set[int] = set()                      # MAP_CHUNK indexes
         self._caches = [_Cache(s) for s in KMALLOC_SIZES]
+        # kmalloc_index() as a table: the cache for every size up to
+        # KMALLOC_MAX_CACHE_SIZE, indexed by (size + 7) >> 3 (classes are multiples of 8).
+        self._cache_of = [self._caches[bisect.bisect_left(KMALLOC_SIZES, 8 * i)]
+                          for i in range((KMALLOC_MAX_CACHE_SIZE >> 3) + 1)]
         self._slab_of_page: dict[int, _Slab] = {}
         self._live: dict[int, _Allocation] = {}
         self._freed_large: set[int] = set()
@@ -180,27 +187,31 @@ class Slab:
     # -- allocation ----------------------------------------------------------
     def alloc(self, size: int, owner: str | None = None, *, zero: bool = False) -> int:
         """kmalloc: an address, ZERO_SIZE_PTR for size 0, or 0 if refused."""
-        if size == 0:
-            return ZERO_SIZE_PTR
-        who = owner or "kernel"
-        if size > KMALLOC_MAX_SIZE:
-            self.log.emit(KERN_WARNING, f"{who}: kmalloc({size}) refused: larger than "
-                                        f"KMALLOC_MAX_SIZE ({KMALLOC_MAX_SIZE})", owner)
+        if size <= KMALLOC_MAX_CACHE_SIZE:
+            if size <= 0:
+                return ZERO_SIZE_PTR
+            # kmalloc_index(): the smallest size class that fits, from a table.
+            cache: _Cache | None = self._cache_of[(size + 7) >> 3]
+        elif size > KMALLOC_MAX_SIZE:
+            self.log.emit(KERN_WARNING, f"{owner or 'kernel'}: kmalloc({size}) refused: larger "
+                                        f"than KMALLOC_MAX_SIZE ({KMALLOC_MAX_SIZE})", owner)
             return 0
+        else:
+            cache = None
         if not self._within_limits(size, owner):
             return 0
         if self.should_fail is not None and self.should_fail(size, owner):
             return 0                                         # failslab (fault_inject.py)
-        # kmalloc_index(): the smallest size class that fits (KMALLOC_SIZES ascend).
-        i = bisect.bisect_left(KMALLOC_SIZES, size)
-        cache = self._caches[i] if i < len(self._caches) else None
-        addr = self._alloc_object(cache) if cache else self._alloc_pages(_order_for(size))
+        if cache is not None:
+            addr = self._alloc_object(cache)
+            capacity = cache.size
+        else:
+            capacity = PAGE_SIZE << _order_for(size)
+            addr = self._alloc_pages(_order_for(size))
         if addr is None:
-            self.log.emit(KERN_WARNING, f"{who}: kmalloc({size}) failed: out of heap memory",
-                          owner)
+            self.log.emit(KERN_WARNING, f"{owner or 'kernel'}: kmalloc({size}) failed: out of "
+                                        "heap memory", owner)
             return 0
-        capacity = cache.size if cache else PAGE_SIZE << _order_for(size)
-        self._freed_large.discard(addr)
         self._live[addr] = _Allocation(size, capacity, owner, cache)
         self._account(owner, size, 1)
         if zero:
@@ -217,13 +228,13 @@ class Slab:
             if size <= PAGE_SIZE:
                 _FILLS[byte, size] = data
         if (addr & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:
-            self.mem.uc.mem_write(self.mem.translate(addr, "write"), data)
+            self.mem.write_data(addr, data)
         else:
             self.mem.write(addr, data)
 
     def _within_limits(self, size: int, owner: str | None, already: int = 0) -> bool:
         """Would `size` more bytes (replacing `already`) stay within the limits?"""
-        used = self._usage.get(owner, [0, 0])[0] - already
+        used = self._usage.get(owner, _NO_USAGE)[0] - already
         problem = None
         if self.max_owner_bytes is not None and used + size > self.max_owner_bytes:
             problem = f"the per-owner limit of {self.max_owner_bytes} bytes"
@@ -239,6 +250,7 @@ class Slab:
         addr = self._pages.alloc(order)
         if addr is not None:
             self._ensure_mapped(addr, PAGE_SIZE << order)
+            self._freed_large.discard(addr)
         return addr
 
     def _alloc_object(self, cache: _Cache) -> int | None:
@@ -274,12 +286,14 @@ class Slab:
                 run = None
 
     def _account(self, owner: str | None, size: int, count: int) -> None:
-        usage = self._usage.setdefault(owner, [0, 0])
+        # An owner's entry stays, at zero, until `release`: a loop of
+        # kmalloc+kfree does not make and drop it every time.
+        usage = self._usage.get(owner)
+        if usage is None:
+            usage = self._usage[owner] = [0, 0]
         usage[0] += size
         usage[1] += count
         self._total += size
-        if not usage[1]:
-            del self._usage[owner]
 
     # -- freeing -------------------------------------------------------------
     def free(self, addr: int, owner: str | None = None) -> bool:
@@ -301,14 +315,14 @@ class Slab:
             self._pages.free(addr, _order_for(alloc.capacity))
             self._freed_large.add(addr)
         else:
-            slab = self._slab_of_page[addr & ~(PAGE_SIZE - 1)]
+            slab = self._slab_of_page[addr & _PAGE_MASK]
             if not slab.free:
                 alloc.cache.partial.append(slab)
             slab.free.append(addr)
         return True
 
     def _report_bad_free(self, addr: int, owner: str | None) -> None:
-        slab = self._slab_of_page.get(addr & ~(PAGE_SIZE - 1))
+        slab = self._slab_of_page.get(addr & _PAGE_MASK)
         if slab is not None:
             offset = addr - slab.start
             valid = offset % slab.cache.size == 0
@@ -369,7 +383,7 @@ class Slab:
 
     def containing(self, addr: int) -> int | None:
         """The start of the live allocation `addr` lies in (anywhere in it), or None."""
-        slab = self._slab_of_page.get(addr & ~(PAGE_SIZE - 1))
+        slab = self._slab_of_page.get(addr & _PAGE_MASK)
         if slab is not None:
             size = slab.cache.size
             start = slab.start + (addr - slab.start) // size * size
@@ -398,6 +412,7 @@ class Slab:
         held = self.usage(owner)
         for addr in [a for a, alloc in self._live.items() if alloc.owner == owner]:
             self.free(addr, owner)
+        self._usage.pop(owner, None)        # kept at zero until now: see _account
         return held
 
     def reclaim_module(self, name: str) -> tuple[int, int]:
