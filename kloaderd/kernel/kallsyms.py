@@ -10,8 +10,9 @@ O(log n).
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from .module import Module
@@ -64,15 +65,37 @@ def module_symbols(module: "Module") -> list[KallSym]:
     return out
 
 
+def _in_region(module: "Module", start: int, end: int) -> list[KallSym]:
+    return [s for s in module_symbols(module) if start <= s.address < end]
+
+
 class _Table:
     """Symbols sorted by address (stably: symtab order within an address),
-    with their start addresses for bisection."""
+    with their start addresses for bisection.  Sorted when first needed: a
+    module's table is made at every load, and most are never looked into."""
 
-    __slots__ = ("syms", "starts")
+    __slots__ = ("_source", "_syms", "_starts")
 
-    def __init__(self, syms: Iterable[KallSym]) -> None:
-        self.syms = sorted(syms, key=lambda s: s.address)
-        self.starts = [s.address for s in self.syms]
+    def __init__(self, syms: Callable[[], Iterable[KallSym]]) -> None:
+        self._source: Callable[[], Iterable[KallSym]] | None = syms
+        self._syms: list[KallSym] = []
+        self._starts: list[int] = []
+
+    def _sort(self) -> None:
+        if self._source is not None:
+            self._syms = sorted(self._source(), key=lambda s: s.address)
+            self._starts = [s.address for s in self._syms]
+            self._source = None
+
+    @property
+    def syms(self) -> list[KallSym]:
+        self._sort()
+        return self._syms
+
+    @property
+    def starts(self) -> list[int]:
+        self._sort()
+        return self._starts
 
     def lookup(self, address: int, end: int | None) -> tuple[KallSym, int, int] | None:
         """(symbol, offset, size) of the symbol containing `address`; a
@@ -106,8 +129,9 @@ class Kallsyms:
 
     def __init__(self, core: Iterable[tuple[int, int, str, str]]) -> None:
         """`core`: (address, size, type letter, name) of the core kernel."""
-        self._core = _Table(KallSym(addr, size, name, letter, None)
-                            for addr, size, letter, name in core)
+        core = list(core)
+        self._core = _Table(lambda: (KallSym(addr, size, name, letter, None)
+                                     for addr, size, letter, name in core))
         self._regions: list[tuple[int, int, str, _Table]] = []    # (start, end, module, symbols)
         self._region_starts: list[int] = []
         self._all: list[KallSym] | None = None
@@ -115,14 +139,13 @@ class Kallsyms:
     def add_module(self, module: "Module") -> None:
         """The module's symbols, replacing any it had (its init ones go when init is freed)."""
         self.remove_module(module)
-        syms = module_symbols(module)
         regions = [(module.core_base, module.layout.core.size)]
         if not module.init_freed:
             regions.append((module.init_base, module.layout.init.size))
         for base, size in regions:
             if not size:
                 continue
-            table = _Table(s for s in syms if base <= s.address < base + size)
+            table = _Table(functools.partial(_in_region, module, base, base + size))
             i = bisect.bisect_left(self._region_starts, base)
             self._regions.insert(i, (base, base + size, module.name, table))
             self._region_starts.insert(i, base)

@@ -81,7 +81,8 @@ async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: i
         externals = await simplify_symbols(kernel, mod, flags)
         mod.linked = await off_loop(len(data), link, image, layout, core_base, init_base, externals,
                                     percpu_base=percpu)
-        await kernel.map_module(mod)
+        with kernel.mem.batch():          # fresh images: one TLB flush for all their mappings
+            await kernel.map_module(mod)
         percpu_modcopy(kernel, mod, percpu)
         verify_exported_symbols(kernel, mod)
         complete_formation(kernel, mod)
@@ -218,23 +219,38 @@ async def simplify_symbols(kernel: "KernelServices", mod: Module, flags: int) ->
 
 async def resolve_symbol_wait(kernel: "KernelServices", mod: Module, name: str, gplok: bool,
                               versions: dict[str, int] | None) -> KernelSymbol:
+    """resolve_symbol(), waiting (bounded) while the exporter is in its init.
+    The usual case resolves at once, without a cancel scope (two per
+    symbol were a tenth of a small module's insmod)."""
+    sym = resolve_symbol(kernel, mod, name, gplok, versions)
+    if not isinstance(sym, Module):
+        return sym
     with trio.move_on_after(kernel.options.exporter_wait):
-        while True:
-            sym = kernel.symbols.find(name, gplok=gplok)
-            if sym is None:
-                raise KernelError(errno.ENOENT, name)
-            if not check_version(kernel, mod, name, sym.crc, versions):
-                raise KernelError(errno.EINVAL, name)
-            verify_namespace_is_imported(kernel, mod, sym)
-            owner = sym.owner
-            if owner is None or owner.state is ModuleState.LIVE:
-                ref_module(mod, owner)
-                return sym
-            if owner.state is not ModuleState.COMING:
-                raise KernelError(errno.ENOENT, name)
+        while isinstance(sym, Module):
             await kernel.wait_for_change()
-    kernel.warn(f"{mod.name}: gave up waiting for init of module {sym.owner_name}.")
+            sym = resolve_symbol(kernel, mod, name, gplok, versions)
+        return sym
+    kernel.warn(f"{mod.name}: gave up waiting for init of module {sym.name}.")
     raise KernelError(errno.EBUSY, name)
+
+
+def resolve_symbol(kernel: "KernelServices", mod: Module, name: str, gplok: bool,
+                   versions: dict[str, int] | None) -> KernelSymbol | Module:
+    """The symbol `name` resolves to (a reference taken on its owner), or the
+    owner to wait for while it is COMING; KernelError when it cannot resolve."""
+    sym = kernel.symbols.find(name, gplok=gplok)
+    if sym is None:
+        raise KernelError(errno.ENOENT, name)
+    if not check_version(kernel, mod, name, sym.crc, versions):
+        raise KernelError(errno.EINVAL, name)
+    verify_namespace_is_imported(kernel, mod, sym)
+    owner = sym.owner
+    if owner is None or owner.state is ModuleState.LIVE:
+        ref_module(mod, owner)
+        return sym
+    if owner.state is not ModuleState.COMING:
+        raise KernelError(errno.ENOENT, name)
+    return owner
 
 
 def verify_namespace_is_imported(kernel: "KernelServices", mod: Module, sym: KernelSymbol) -> None:
@@ -303,4 +319,5 @@ async def do_init_module(kernel: "KernelServices", mod: Module) -> None:
                             "it should follow 0/-E convention")
             kernel.log.emit(KERN_WARNING, "do_init_module: loading module anyway...")
     kernel.set_state(mod, ModuleState.LIVE)
-    kernel.free_module_init(mod)
+    with kernel.mem.batch():
+        kernel.free_module_init(mod)

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import mmap
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from unicorn import (UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ,
                      UC_PROT_WRITE, Uc)
@@ -46,6 +49,7 @@ class GuestFault(Exception):
         self.present = present        # a permissions violation rather than a missing page
 
 
+@functools.cache
 def parse_perms(perms: str) -> int:
     """`"r-x"` → Unicorn protection bits; the notation of /proc/*/maps."""
     if len(perms) != 3 or any(c not in allowed for c, allowed in zip(perms, ("r-", "w-", "x-"))):
@@ -129,6 +133,8 @@ class AddressSpace:
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
         self.last_fault: GuestFault | None = None
+        self._batching = False                       # see batch()
+        self._flush_pending = False
         self._uch = uc._uch
         self._buf = ctypes.create_string_buffer(8)
         # A scratch page the CPU may borrow to replay a faulting access (see probe).
@@ -161,7 +167,30 @@ class AddressSpace:
         self._flush_tlb()
 
     def _flush_tlb(self) -> None:
-        self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)
+        if self._batching:
+            self._flush_pending = True
+        else:
+            self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Map, protect and unmap several ranges with one TLB flush, at the
+        end: each flush also costs the next guest run a TLB fill per page it
+        touches, and a module load changed its mappings seven times before
+        its init ran.  Guest code that runs before the batch ends (another
+        task, at an `await` inside it) may still find a changed page's old
+        permissions in the TLB: fine for pages no guest code has touched
+        since they were mapped, as a module's fresh images (a TLB never
+        holds a page that was not mapped)."""
+        outer = self._batching
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = outer
+            if not outer and self._flush_pending:
+                self._flush_pending = False
+                self._flush_tlb()
 
     # --- mappings ------------------------------------------------------------
 
