@@ -128,7 +128,7 @@ class AddressSpace:
         self._pt: dict[int, list[int]] = {}
         self._phys = RegionAllocator(PHYS_BASE, PHYS_END)
         # Mapped physical arenas: index -> the host memory behind it (see _back).
-        self._arenas: dict[int, memoryview] = {}
+        self._arenas: dict[int, mmap.mmap] = {}
         self._phys_high = PHYS_BASE                  # above this, memory was never used
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
@@ -230,7 +230,7 @@ class AddressSpace:
                 ram = mmap.mmap(-1, ARENA_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
                 host = ctypes.addressof(ctypes.c_char.from_buffer(ram))
                 self.uc.mem_map_ptr(PHYS_BASE + arena * ARENA_SIZE, ARENA_SIZE, UC_PROT_ALL, host)
-                self._arenas[arena] = memoryview(ram)
+                self._arenas[arena] = ram
         reused = min(size, self._phys_high - phys)
         if reused > 0:
             # Through Unicorn (never around it): this also forgets code
@@ -348,24 +348,31 @@ class AddressSpace:
         memory that is never executable does not need: a physical run reused
         after holding code is zeroed through Unicorn when it is mapped again
         (`_back`), which drops those translations."""
+        ram, offset = self._host(addr, "write")
+        ram[offset:offset + len(data)] = data
+
+    def _host(self, addr: int, access: str) -> tuple[mmap.mmap, int]:
+        """The host memory behind `addr`'s page and the offset of `addr` in it."""
         pte = self._pt.get((addr & _MASK64) >> PAGE_SHIFT)
         if pte is None:
-            raise GuestFault(addr, "write")
+            raise GuestFault(addr, access)
         arena, offset = divmod(pte[0] - PHYS_BASE, ARENA_SIZE)
-        offset += addr & (PAGE_SIZE - 1)
-        self._arenas[arena][offset:offset + len(data)] = data
+        return self._arenas[arena], offset + (addr & (PAGE_SIZE - 1))
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string (without the NUL), at most `limit` bytes."""
         out = bytearray()
         while len(out) < limit:
             chunk = min(limit - len(out), PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
-            data = self.read(addr, chunk)
-            nul = data.find(0)
+            # Searched in the host memory behind the page: reading around
+            # Unicorn sees what guest code stored (it stores there too), and
+            # copies only the string, not the rest of its page.
+            ram, offset = self._host(addr, "read")
+            nul = ram.find(b"\0", offset, offset + chunk)
             if nul >= 0:
-                out += data[:nul]
+                out += ram[offset:nul]
                 return bytes(out)
-            out += data
+            out += ram[offset:offset + chunk]
             addr += chunk
         return bytes(out)
 
