@@ -69,6 +69,7 @@ def page_align(size: int) -> int:
 
 
 ARENA_SIZE = 64 << 20     # physical memory is mapped into Unicorn this much at a time
+_DEVICE = -1              # the "chunk" of a page table entry pointing at a device page (map_io)
 
 
 class RegionAllocator:
@@ -212,6 +213,18 @@ class AddressSpace:
             self._pt[first + i] = [phys + (i << PAGE_SHIFT), prot, phys]
         self._flush_tlb()
 
+    def map_io(self, addr: int, size: int, phys: int) -> None:
+        """Point [addr, addr+size) at the device page `phys` (a region of
+        `uc.mmio_map`, whose callbacks answer every access), as ioremap
+        maps a device's registers: every page of the range is that one page."""
+        first = addr >> PAGE_SHIFT
+        npages = page_align(size) >> PAGE_SHIFT
+        if addr % PAGE_SIZE or any(vpn in self._pt for vpn in range(first, first + npages)):
+            raise ValueError(f"map_io: [{addr:#x}, +{size:#x}) is misaligned or mapped")
+        for vpn in range(first, first + npages):
+            self._pt[vpn] = [phys, UC_PROT_READ | UC_PROT_WRITE, _DEVICE]
+        self._flush_tlb()
+
     def _back(self, phys: int, size: int) -> None:
         """Make [phys, phys+size) zeroed RAM.
 
@@ -252,6 +265,8 @@ class AddressSpace:
         for i, pte in enumerate(ptes):
             del self._pt[first + i]
             chunk = pte[2]
+            if chunk == _DEVICE:
+                continue
             self._chunk_pages[chunk] -= 1
             if not self._chunk_pages[chunk]:
                 del self._chunk_pages[chunk]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...irq.manage import free, request_threaded
 from ...kernel.api import export
@@ -37,10 +37,11 @@ _STRING_MAX = 1 << 16
 @dataclass(eq=False)
 class Devres:
     """One managed resource: `kind`, and what releasing it calls."""
-    kind: str                         # "kmalloc", "action", "irq"
+    kind: str                         # "kmalloc", "action", "irq", "kernel"
     address: int = 0                  # the memory (kmalloc), the action's function
     data: int = 0                     # its argument (action), dev_id (irq)
     irq: int = 0
+    free: Callable[[], Any] | None = None   # "kernel": what releases it, in Python (a region, a mapping)
 
 
 class DevresTable:
@@ -70,6 +71,8 @@ class DevresTable:
         kernel = self.kernel
         if res.kind == "kmalloc":
             kernel.slab.free(res.address, None)
+        elif res.kind == "kernel":
+            res.free()
         elif res.kind == "irq":
             from ...irq.manage import irqs
             subsystem = irqs(kernel)
@@ -91,6 +94,8 @@ class DevresTable:
         for res in reversed(self.lists.pop(dev, [])):
             if res.kind == "kmalloc":
                 self.kernel.slab.free(res.address, None)
+            elif res.kind == "kernel":
+                res.free()
             elif res.kind == "irq":
                 from ...irq.manage import irqs
                 action = irqs(self.kernel).find(res.irq, res.data)

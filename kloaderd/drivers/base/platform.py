@@ -54,7 +54,7 @@ ID_SIZE, ID_NAME_SIZE = 32, 20
 INFO_PARENT, INFO_NAME, INFO_ID, INFO_RES, INFO_NUM_RES, INFO_DATA, INFO_SIZE_DATA = 0, 24, 32, 40, 48, 56, 64
 RES_START, RES_END, RES_NAME, RES_FLAGS = 0, 8, 16, 24
 RESOURCE_SIZE = 64
-IORESOURCE_TYPE_BITS, IORESOURCE_IRQ = 0x1F00, 0x400
+IORESOURCE_TYPE_BITS, IORESOURCE_MEM, IORESOURCE_IRQ = 0x1F00, 0x200, 0x400
 PLATFORM_DEVID_NONE, PLATFORM_DEVID_AUTO = -1, -2
 MAX_ERRNO = 4095
 MAX_ID_ENTRIES = 1024
@@ -319,3 +319,19 @@ def platform_get_irq(ctx: Any, pdev: int, num: int) -> int:
         ctx.kernel.log.emit(KERN_ERR, f"platform {device_name(ctx.kernel, pdev + PDEV_DEV)}: error -ENXIO: IRQ "
                                       f"index {num & 0xFFFFFFFF} not found", getattr(ctx.module, "name", None))
     return ret
+
+
+@export("devm_platform_get_and_ioremap_resource", "void __iomem *devm_platform_get_and_ioremap_resource("
+        "struct platform_device *pdev, unsigned int index, struct resource **res)", nargs=3, gpl=True)
+def devm_platform_get_and_ioremap_resource(ctx: Any, pdev: int, index: int, res: int) -> Any:
+    from ...arch.x86.ioremap import ioremap_resource
+    found = _resource(ctx, pdev, IORESOURCE_MEM, index & 0xFFFFFFFF)
+    if res:
+        ctx.mem.write_u64(res, found)
+    return ioremap_resource(ctx, pdev + PDEV_DEV, found)
+
+
+@export("devm_platform_ioremap_resource", "void __iomem *devm_platform_ioremap_resource("
+        "struct platform_device *pdev, unsigned int index)", nargs=2, gpl=True)
+def devm_platform_ioremap_resource(ctx: Any, pdev: int, index: int) -> Any:
+    return devm_platform_get_and_ioremap_resource(ctx, pdev, index, 0)

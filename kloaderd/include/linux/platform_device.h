@@ -100,6 +100,9 @@ int platform_device_add_resources(struct platform_device *pdev, const struct res
 int platform_device_add_data(struct platform_device *pdev, const void *data, size_t size);
 struct platform_device *platform_device_register_full(const struct platform_device_info *pdevinfo);
 struct resource *platform_get_resource(struct platform_device *dev, unsigned int type, unsigned int num);
+void __iomem *devm_platform_get_and_ioremap_resource(struct platform_device *pdev, unsigned int index,
+						     struct resource **res);
+void __iomem *devm_platform_ioremap_resource(struct platform_device *pdev, unsigned int index);
 int platform_get_irq(struct platform_device *dev, unsigned int num);
 int platform_get_irq_optional(struct platform_device *dev, unsigned int num);
 

@@ -133,11 +133,11 @@ def symbol_crc(name: str) -> int:
 # functions: each subsystem in its own place, as Linux's tree has it.
 # A package stands for every module in it.
 SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.notifier",
-              "kloaderd.kernel.user_namespace",
+              "kloaderd.kernel.user_namespace", "kloaderd.kernel.resource",
               "kloaderd.kernel.wait", "kloaderd.kernel.locking", "kloaderd.kernel.power", "kloaderd.lib",
               "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.crypto",
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net", "kloaderd.block",
-              "kloaderd.drivers.base",
+              "kloaderd.drivers.base", "kloaderd.drivers.gpio",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.drivers.firmware", "kloaderd.drivers.pci", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.mempool", "kloaderd.mm.vmscan", "kloaderd.fs.char_dev",

@@ -1,0 +1,1 @@
+"""GPIO: gpiolib on a machine without GPIO chips."""
