@@ -142,3 +142,29 @@ def test_under_a_profile_regions_and_mappings_are_the_same_and_gpio_is_compiled_
     assert "0300-031f : hwmod" in lines(kloader, "/proc/ioports")
     kloader.delete_module("hwmod")
     assert not any("leaked" in line for line in log(kloader))
+
+
+@pytest.mark.kloader(on_problems="ignore")          # hwmod's ioremap of RAM
+def test_sys_bus_lists_devices_drivers_and_the_module_s_drivers(kloader, kloader_build):
+    assert {"platform", "pci", "acpi"} <= set(kloader.listdir("/sys/bus"))
+    assert kloader.listdir("/sys/bus/platform") == ["devices", "drivers"]
+    kloader.finit_module(kloader_build(SRC / "hwmod.c"))
+    assert kloader.listdir("/sys/bus/platform/devices") == ["hwmod.0"]
+    link = kloader.stat("/sys/bus/platform/devices/hwmod.0", follow=False)
+    assert link["type"] == "link" and link["target"] == "../../../devices/platform/hwmod.0"
+    assert kloader.stat("/sys/bus/platform/devices/hwmod.0")["type"] == "dir"
+    assert kloader.listdir("/sys/bus/platform/drivers") == ["hwmod"]
+    assert kloader.listdir("/sys/bus/platform/drivers/hwmod") == ["hwmod.0", "module"]
+    assert kloader.stat("/sys/bus/platform/drivers/hwmod/module", follow=False)["target"] == \
+        "../../../../module/hwmod"
+    assert "refcnt" in kloader.listdir("/sys/bus/platform/drivers/hwmod/module")
+    assert kloader.listdir("/sys/module/hwmod/drivers") == ["platform:hwmod"]
+    assert kloader.stat("/sys/module/hwmod/drivers/platform:hwmod", follow=False)["target"] == \
+        "../../../bus/platform/drivers/hwmod"
+    assert kloader.listdir("/sys/module/hwmod/drivers/platform:hwmod") == ["hwmod.0", "module"]
+    device = "/sys/devices/platform/hwmod.0"
+    assert kloader.stat(device + "/driver", follow=False)["target"] == "../../../bus/platform/drivers/hwmod"
+    assert kloader.stat(device + "/subsystem", follow=False)["target"] == "../../../bus/platform"
+    kloader.delete_module("hwmod")
+    assert kloader.listdir("/sys/bus/platform/devices") == []
+    assert kloader.listdir("/sys/bus/platform/drivers") == []

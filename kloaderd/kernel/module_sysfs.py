@@ -16,13 +16,14 @@ Each line ends in a newline, as the show functions' sysfs_emit("%s\\n").
 The directory exists from the moment the module is formed until it is
 freed; a file open across the module's end answers ENODEV (kernfs).
 
-Where kloader differs: no `notes/`, `uevent` or `drivers/`; built-in
+`drivers/` (`BUS:DRIVER` links) is the driver core's (drivers/base/bus.py).
+Where kloader differs: no `notes/` or `uevent`; built-in
 modules (kernel parameters of vmlinux) have no directory.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..fs.tree import PAGE_SIZE, Content, Directory, FileTree, Node, Symlink, populate
 from .moduleparam import CUSTOM, get_param, set_param
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from .module import Module
 
 SHF_ALLOC = 0x2
+
+# What other subsystems show in a module's directory, made on each lookup:
+# fn(kernel, mod) -> {name: Node} (the driver core's `drivers/`).
+MODULE_ENTRIES: list[Callable[["Kernel", "Module"], dict[str, Node]]] = []
 
 
 class ModuleSysfs:
@@ -71,7 +76,8 @@ class ModuleSysfs:
 
     def _make(self, mod: "Module") -> Directory:
         kernel, tree = self.kernel, self.tree
-        top = Directory(mod.name, mode=0o755)
+        top = Directory(mod.name, mode=0o755, generate=lambda: {
+            name: node for fn in MODULE_ENTRIES for name, node in fn(kernel, mod).items()})
         top.parent = self.root
 
         def attr(parent: Directory, name: str, show: Any, mode: int = 0o444, **kw: Any) -> None:

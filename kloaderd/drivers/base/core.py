@@ -239,6 +239,9 @@ def add_device(ctx: Any, dev: int, parent_kobj: int = 0) -> Any:
         tree.add(directory, "dev", Content(lambda file: f"{MAJOR(devt)}:{MINOR(devt)}\n"), mode=0o444)
     tree.add(directory, "uevent", Content(lambda file: _uevent_text(kernel, dev), lambda file, data: len(data)),
              mode=0o644)
+    if mem.read_u64(dev + BUS):
+        from .bus import device_links
+        directory.generate = lambda: device_links(kernel, dev)
     if cls:
         from .classes import classes
         cdir = classes(kernel).directory(cls)
