@@ -6,7 +6,9 @@ of it is used, so malformed input can only ever produce
 `KernelError(ENOEXEC)` (or EFBIG / EBADMSG where Linux returns those).  The
 result, an `Image`, is plain immutable data: the linker, the kernel and
 `kmodinfo` all read the same decoded tables and nobody touches the raw ELF
-again.
+again.  A section's bytes are a read-only view of the image, not a copy:
+the module file is held once, however large (a 56 MiB image used to be held
+twice more by its sections and the linker's copies).
 
 Section flags in the `Image` are the ones Linux works with after its own
 edits: `.modinfo`, `__versions` and `.data..percpu` lose SHF_ALLOC (they are
@@ -76,7 +78,7 @@ class Section(NamedTuple):
     entsize: int
     link: int
     info: int
-    data: bytes         # b"" for SHT_NOBITS
+    data: memoryview    # a read-only view of the image; empty for SHT_NOBITS
 
 
 class Symbol(NamedTuple):
@@ -99,7 +101,7 @@ class RelaSection(NamedTuple):
     """A relocation section: raw `Elf64_Rela` (or `Elf64_Rel`) entries, decoded in bulk by the relocator."""
     index: int          # the relocation section itself
     target: int         # sh_info: the section the entries patch
-    data: bytes
+    data: memoryview
     count: int
     rela: bool          # False for SHT_REL, which x86-64 modules may not use
 
@@ -256,6 +258,7 @@ class _Parser:
         self.sections: list[Section]
         self.symbols: tuple[Symbol, ...]
         self.rela_by_target: dict[int, list[RelaSection]] = {}
+        self._bytes: dict[int, bytes] = {}     # section_bytes()
 
     # -- messages -----------------------------------------------------------
     def modname(self) -> str:
@@ -451,8 +454,9 @@ class _Parser:
             if ro in find:
                 flags[find[ro]] |= SHF_RO_AFTER_INIT
         alloc_total = 0
-        sections = self.sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, b"")]
-        data, append = self.data, sections.append
+        view = memoryview(self.data)
+        sections = self.sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, view[0:0])]
+        append = sections.append
         for i, (_name, sh_type, _flags, addr, offset, size, link, info, align, entsize) \
                 in enumerate(self.sechdrs[1:], 1):
             fl = flags[i]
@@ -462,7 +466,7 @@ class _Parser:
                 if align & (align - 1) or align > MAX_ALIGN:
                     raise enoexec(f"{mod}: section {names[i]} (index {i}) has invalid alignment {align}")
                 alloc_total += size + align
-            body = b"" if sh_type == SHT_NOBITS or sh_type == SHT_NULL else data[offset:offset + size]
+            body = view[0:0] if sh_type == SHT_NOBITS or sh_type == SHT_NULL else view[offset:offset + size]
             append(_new_section((i, names[i], sh_type, fl, addr, offset, size, align, entsize, link, info, body)))
         if alloc_total > MAX_ALLOC:
             raise KernelError(errno.EFBIG, f"{mod}: sections claim {alloc_total} bytes of module memory, "
@@ -505,7 +509,7 @@ class _Parser:
         """Every symbol, its name offset and section index checked (the table's
         shape and its string table were checked by elf_validity_cache_strtab)."""
         mod = self.name
-        strtab = self.sections[symtab.link].data
+        strtab = self.section_bytes(symtab.link)
         nstr = len(strtab)
         rows = list(_SYM.iter_unpack(symtab.data))
         if not rows:
@@ -558,6 +562,13 @@ class _Parser:
         return out
 
     # -- the module's tables, decoded statically ----------------------------------
+    def section_bytes(self, index: int) -> bytes:
+        """A section's bytes as `bytes` (to search and decode), copied once per parse."""
+        got = self._bytes.get(index)
+        if got is None:
+            got = self._bytes[index] = bytes(self.sections[index].data)
+        return got
+
     def _reloc_at(self, section: int) -> dict[int, tuple[int, int, int]]:
         """offset -> (type, symbol, addend) for the RELA entries patching `section`."""
         out: dict[int, tuple[int, int, int]] = {}
@@ -574,7 +585,8 @@ class _Parser:
             raise enoexec(f"{self.name}: {what} does not point into the module")
         sec = self.sections[sym.shndx]
         start = sym.value + addend
-        s = _cstr(sec.data, start, len(sec.data)) if 0 <= start < len(sec.data) else None
+        data = self.section_bytes(sym.shndx)
+        s = _cstr(data, start, len(data)) if 0 <= start < len(data) else None
         if s is None:
             raise enoexec(f"{self.name}: {what} does not point at a string inside {sec.name or 'its section'}")
         return s
@@ -630,7 +642,7 @@ class _Parser:
     def _versions(self, idx: int | None) -> tuple[tuple[str, int], ...]:
         if idx is None:
             return ()
-        raw = self.sections[idx].data
+        raw = self.section_bytes(idx)
         out = []
         for off in range(0, len(raw) - MODVERSION_INFO_SIZE + 1, MODVERSION_INFO_SIZE):
             crc = int.from_bytes(raw[off:off + 8], "little")

@@ -38,8 +38,10 @@ from .symbols import SymbolTable
 if TYPE_CHECKING:
     from ..sanitizer import Sanitizer
 
-# Bytes of a module image written into emulated memory in one event-loop step.
-MAP_WRITE_PIECE = 4 << 20
+# Bytes of a module image written into emulated memory in one event-loop
+# step (each is copied once on its way, so this is also what a write adds to
+# the daemon's peak memory).
+MAP_WRITE_PIECE = 1 << 20
 
 T = TypeVar("T")
 
@@ -198,27 +200,33 @@ class KernelServices:
 
         A big image is written in `MAP_WRITE_PIECE` pieces with the event
         loop let in between (a 56 MiB module in one write held every other
-        client up).  Both images are mapped before any piece is written, so
+        client up); a piece the linker shared with the module file goes
+        from there (`Linked.core_pieces`).  Both images are mapped before any piece is written, so
         a load cancelled meanwhile is undone by `free_module` as any other."""
         linked = mod.linked
         assert linked is not None
-        images = [(base, image, layout) for base, image, layout in (
-            (mod.core_base, linked.core, mod.layout.core),
-            (mod.init_base, linked.init, mod.layout.init)) if layout.size]
+        images = [(base, pieces, layout) for base, pieces, layout in (
+            (mod.core_base, linked.core_pieces, mod.layout.core),
+            (mod.init_base, linked.init_pieces, mod.layout.init)) if layout.size]
         for base, _, layout in images:
             self.mem.map(base, layout.size, "rw-")
-        for base, image, layout in images:
-            view = memoryview(image)
-            for offset in range(0, len(image), MAP_WRITE_PIECE):
-                if offset:
-                    await trio.lowlevel.checkpoint()
-                self.mem.write(base + offset, view[offset:offset + MAP_WRITE_PIECE])
+        written = 0
+        for base, pieces, layout in images:
+            for start, data in pieces:
+                view = memoryview(data)
+                for offset in range(0, len(view), MAP_WRITE_PIECE):
+                    if written >= MAP_WRITE_PIECE:
+                        await trio.lowlevel.checkpoint()
+                        written = 0
+                    chunk = view[offset:offset + MAP_WRITE_PIECE]
+                    self.mem.write(base + start + offset, chunk)
+                    written += len(chunk)
             for region in layout.regions:
                 self.mem.protect(base + region.offset, region.size, region.perms)
         self._by_struct[linked.this_module] = mod
         # The images live in emulated memory now: a second copy would double
         # what a big module costs for as long as it is loaded.
-        mod.linked = replace(linked, core=b"", init=b"")
+        mod.linked = replace(linked, core_pieces=(), init_pieces=())
 
     def free_module_init(self, mod: Module) -> None:
         """After a successful init: unmap init, seal ro_after_init."""

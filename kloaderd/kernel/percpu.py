@@ -119,10 +119,10 @@ class PerCpuArea:
         self._chunks[id(mod)] = offset
         return offset
 
-    def module_copy(self, mod: "Module", offset: int, data: bytes, size: int) -> None:
+    def module_copy(self, mod: "Module", offset: int, data: bytes | memoryview, size: int) -> None:
         """percpu_modcopy(): the section's initial contents into the chunk (its
         bss part zeroed: the chunk may have served a module before)."""
-        self.mem.write(self.base + offset, data.ljust(size, b"\0")[:size])
+        self.mem.write(self.base + offset, bytes(data).ljust(size, b"\0")[:size])
 
     def dynamic_alloc(self, size: int) -> int | None:
         """pcpu_alloc(): a zeroed chunk from the same room as modules' (page

@@ -5,6 +5,12 @@ resolves every symbol (the caller supplies the addresses of the external
 symbols this module may see), applies the relocations, and reads back what
 the kernel needs from the *relocated* bytes, as Linux does after the fact:
 the module's exports, `__this_module`, init/exit and each `__param` entry.
+
+An image is a list of pieces, not one buffer: a large section that no
+relocation patches is not copied at all, its piece is the section's view of
+the module file, and the kernel writes it into emulated memory from there.
+So a module that is mostly one big table (firmware, a lookup table) is held
+once while it loads, not once per copy.
 """
 
 from __future__ import annotations
@@ -12,22 +18,33 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import add, and_, attrgetter
+from operator import add, and_, attrgetter, itemgetter
 from typing import Mapping, NamedTuple
 
 from kloaderd.arch import ignore_undef_symbol
 from kloaderd.arch.x86_64 import apply_relocate_add, as_signed64
 from kloaderd.elf.defs import SHF_ALLOC, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF, STB_WEAK
-from kloaderd.elf.image import Image
+from kloaderd.elf.image import Image, Section
 from kloaderd.errors import KernelError, enoexec
 from kloaderd.link.layout import Layout, layout_sections
 
-__all__ = ["Layout", "Linked", "LinkedExport", "layout_sections", "link"]
+__all__ = ["Layout", "Linked", "LinkedExport", "Piece", "layout_sections", "link"]
 
 M64 = (1 << 64) - 1
+# Sections at least this large that no relocation patches are shared with
+# the module file instead of copied (smaller ones are cheaper to copy than
+# to keep as pieces of their own).
+SHARE_MIN = 1 << 16
 _SHNDX = attrgetter("shndx")
 _VALUE = attrgetter("value")
 _UNRESOLVED = frozenset({SHN_UNDEF, SHN_COMMON})
+
+
+class Piece(NamedTuple):
+    """Part of a memory image: bytes the linker made (relocated), or a
+    section's bytes shared with the module file.  What no piece covers is zero."""
+    offset: int
+    data: bytearray | memoryview
 
 
 class LinkedExport(NamedTuple):
@@ -42,8 +59,8 @@ class Linked:
     layout: Layout
     core_base: int
     init_base: int
-    core: bytes
-    init: bytes
+    core_pieces: tuple[Piece, ...]      # in address order; the kernel maps them, then drops them
+    init_pieces: tuple[Piece, ...]
     section_addr: dict[int, int]        # laid-out sections only
     symbol_values: tuple[int, ...]      # resolved st_value per symbol index
     exports: tuple[LinkedExport, ...]   # parallel to image.exports
@@ -55,6 +72,15 @@ class Linked:
 
     def symbol_value(self, index: int) -> int:
         return self.symbol_values[index]
+
+    @property
+    def core(self) -> bytes:
+        """The whole core image as one `bytes` (a copy: for readers and tests)."""
+        return _assemble(self.core_pieces, self.layout.core.size)
+
+    @property
+    def init(self) -> bytes:
+        return _assemble(self.init_pieces, self.layout.init.size)
 
 
 def link(image: Image, layout: Layout, core_base: int, init_base: int,
@@ -75,12 +101,9 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
 
     values = _simplify_symbols(image, section_addr, externals, percpu_base)
 
-    mem = {"core": bytearray(layout.core.size), "init": bytearray(layout.init.size)}
-    for s in image.sections:
-        where = layout.place(s.index)
-        if where is not None and s.data:
-            buf, off = mem[where[0]], where[1]
-            buf[off:off + len(s.data)] = s.data
+    patched = {r.target for r in image.rela if r.count}
+    pieces = {which: _pieces(image, layout, which, size, patched)
+              for which, size in (("core", layout.core.size), ("init", layout.init.size))}
 
     applied = 0
     signed = as_signed64(values)
@@ -91,15 +114,16 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
             continue
         if not r.rela:
             raise enoexec(f"module {mod}: REL relocation unsupported")
-        applied += apply_relocate_add(mem[where[0]], where[1], section_addr[r.target], target.size,
-                                      r.data, signed, mod)
+        buf, off = _locate(pieces[where[0]], where[1])
+        applied += apply_relocate_add(buf, off, section_addr[r.target], target.size, r.data, signed, mod)
 
-    core, init = bytes(mem["core"]), bytes(mem["init"])
+    core, init = tuple(pieces["core"]), tuple(pieces["init"])
     reader = _Memory(core_base, core, init_base, init, mod)
     exports = tuple(_read_export(reader, e.name, e.gpl, section_addr[e.section] + e.offset, e.entry_size)
                     for e in image.exports)
     return Linked(
-        image=image, layout=layout, core_base=core_base, init_base=init_base, core=core, init=init,
+        image=image, layout=layout, core_base=core_base, init_base=init_base, core_pieces=core,
+        init_pieces=init,
         section_addr=section_addr, symbol_values=values, exports=exports,
         this_module=section_addr[image.this_module_index],
         init_addr=values[image.init.index] if image.init else None,
@@ -107,6 +131,54 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
         param_addrs=tuple(section_addr[p.section] + p.offset for p in image.params),
         relocations=applied,
     )
+
+
+def _pieces(image: Image, layout: Layout, which: str, size: int, patched: set[int]) -> list[Piece]:
+    """One image's pieces: the shared sections, and between them buffers
+    holding every other section's bytes (zeros where there are none)."""
+    placed: list[tuple[int, Section]] = []
+    for s in image.sections:
+        where = layout.place(s.index)
+        if where is not None and where[0] == which and s.data:
+            placed.append((where[1], s))
+    placed.sort(key=itemgetter(0))
+    pieces: list[Piece] = []
+    start = 0                                   # of the buffer being filled
+    own: list[tuple[int, memoryview]] = []      # its sections: (offset in the image, bytes)
+
+    def flush(end: int) -> None:
+        if end > start:
+            buf = bytearray(end - start)
+            for off, data in own:
+                buf[off - start:off - start + len(data)] = data
+            pieces.append(Piece(start, buf))
+        own.clear()
+
+    for off, s in placed:
+        if len(s.data) >= SHARE_MIN and s.index not in patched:
+            flush(off)
+            pieces.append(Piece(off, s.data))
+            start = off + len(s.data)
+        else:
+            own.append((off, s.data))
+    flush(size)
+    return pieces
+
+
+def _locate(pieces: list[Piece], offset: int) -> tuple[bytearray, int]:
+    """The buffer holding image offset `offset`, and the offset in it (a
+    section that relocations patch is never shared, so it is one of ours)."""
+    for piece in pieces:
+        if piece.offset <= offset < piece.offset + len(piece.data) and isinstance(piece.data, bytearray):
+            return piece.data, offset - piece.offset
+    raise AssertionError(f"no buffer holds image offset {offset:#x}")
+
+
+def _assemble(pieces: tuple[Piece, ...], size: int) -> bytes:
+    out = bytearray(size)
+    for off, data in pieces:
+        out[off:off + len(data)] = data
+    return bytes(out)
 
 
 def _simplify_symbols(image: Image, section_addr: dict[int, int], externals: Mapping[str, int],
@@ -157,28 +229,32 @@ def _simplify_symbols(image: Image, section_addr: dict[int, int], externals: Map
 class _Memory:
     """Reads from the relocated images by kernel address."""
 
-    def __init__(self, core_base: int, core: bytes, init_base: int, init: bytes, mod: str) -> None:
-        self.spans = ((core_base, core), (init_base, init))
+    def __init__(self, core_base: int, core: tuple[Piece, ...], init_base: int, init: tuple[Piece, ...],
+                 mod: str) -> None:
+        self.spans = [(base + off, data) for base, pieces in ((core_base, core), (init_base, init))
+                      for off, data in pieces]
         self.mod = mod
 
-    def locate(self, addr: int, what: str) -> tuple[bytes, int]:
-        for base, buf in self.spans:
-            if base <= addr < base + len(buf):
-                return buf, addr - base
+    def locate(self, addr: int, what: str) -> tuple[bytearray | memoryview, int]:
+        for start, buf in self.spans:
+            if start <= addr < start + len(buf):
+                return buf, addr - start
         raise enoexec(f"{self.mod}: {what} points outside the module ({addr:#x})")
 
     def read(self, addr: int, n: int, what: str) -> bytes:
         buf, off = self.locate(addr, what)
         if off + n > len(buf):
             raise enoexec(f"{self.mod}: {what} runs past the end of the module")
-        return buf[off:off + n]
+        return bytes(buf[off:off + n])
 
-    def string(self, addr: int, what: str) -> str:
+    def string(self, addr: int, what: str, limit: int = 4096) -> str:
+        """The NUL-terminated string at addr (a symbol name: at most `limit` bytes looked at)."""
         buf, off = self.locate(addr, what)
-        end = buf.find(b"\0", off)
+        window = bytes(buf[off:off + limit])
+        end = window.find(b"\0")
         if end < 0:
             raise enoexec(f"{self.mod}: {what} is not NUL-terminated")
-        return buf[off:end].decode("utf-8", "replace")
+        return window[:end].decode("utf-8", "replace")
 
 
 def _read_export(memory: _Memory, name: str, gpl: bool, entry: int, entry_size: int) -> LinkedExport:
