@@ -201,8 +201,9 @@ class KernelServices:
         A big image is written in `MAP_WRITE_PIECE` pieces with the event
         loop let in between (a 56 MiB module in one write held every other
         client up); a piece the linker shared with the module file goes
-        from there (`Linked.core_pieces`).  Both images are mapped before any piece is written, so
-        a load cancelled meanwhile is undone by `free_module` as any other."""
+        from there (`Linked.core_pieces`).  Both images are mapped before
+        any piece is written, so a load cancelled meanwhile is undone by
+        `free_module` as any other."""
         linked = mod.linked
         assert linked is not None
         images = [(base, pieces, layout) for base, pieces, layout in (
