@@ -1,10 +1,11 @@
 """Core kernel services that real modules lean on, through a module's eyes
 and a client's (tests/src/coreapi.c): a sysfs mount point, the system
-workqueues — each taken back by the module's exit, and reported when it
-is left behind."""
+workqueues, IDRs, IDAs and XArrays — each taken back by the module's exit,
+and reported when it is left behind."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,36 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     what = [r["what"] for r in kloader.module("coreapi")["registrations"]]
     assert "sysfs mount point /sys/kernel/coreapi" in what
     assert "coreapi: 7 works ran" in lines                            # one per system workqueue
+    at = lines.index("coreapi: 7 works ran")
+    # idr_alloc's negative start: WARN_ON_ONCE and -EINVAL, before the line that prints it
+    assert lines[at + 2].startswith("WARNING: CPU: 0 PID: ") and " idr_alloc+" in lines[at + 2]
+    ours = [line for line in lines[at:] if line.startswith("coreapi: ")]
+    assert ours[1:] == [
+        "coreapi: idr ids 1 2 3, full -28, neg -22",          # the third holds NULL; [1, 4) is full
+        "coreapi: idr find 2 1 1",
+        "coreapi: idr for_each 303",                          # 1 and 2; the NULL entry is skipped
+        "coreapi: idr remove 1, again 1, empty 0",
+        "coreapi: idr realloc 1, replace -2",                 # the lowest free ID; -ENOENT
+        "coreapi: idr entry 1 = 3",
+        "coreapi: idr entry 2 = 2",
+        "coreapi: idr cyclic 4 5",                            # from idr_next, not the freed 1
+        "coreapi: idr destroyed, empty 1",
+        "coreapi: ida 0 10 1, full -28",
+        "coreapi: ida again 0, empty 0",
+        "coreapi: xa insert 0, busy -16",
+        "coreapi: xa load 1 70, marked 1 0",                  # a value entry; the root's mark bit
+        "coreapi: xa entry 5",
+        "coreapi: xa entry 7",
+        "coreapi: xa marked 7",
+        "coreapi: xa cmpxchg 1",
+        "coreapi: xa erase 3, empty 0",
+        "coreapi: xa erase all, empty 1, marked 0",
+        "coreapi: xa alloc 0 id 0, reserved 0 id 1, load 1",  # NULL reserves: loads as NULL
+        "coreapi: xa alloc full -16",
+        "coreapi: xa cyclic 0 id 2, 0 id 3, next 4",
+        "coreapi: xa destroyed, empty 1",
+    ]
+    assert "ida_free called for id=7 which is not allocated." in lines
     kloader.delete_module("coreapi")
     with pytest.raises(FileNotFoundError):
         kloader.stat("/sys/kernel/coreapi")
@@ -38,12 +69,15 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
 
 @pytest.mark.kloader(on_problems="ignore")
 @pytest.mark.parametrize("bug, leaked, path", [
-    ("BUG_LEAVE_MOUNT_POINT", "sysfs mount point /sys/kernel/coreapi", "/sys/kernel/coreapi"),
+    ("BUG_LEAVE_MOUNT_POINT", r"leaked registration: sysfs mount point /sys/kernel/coreapi",
+     "/sys/kernel/coreapi"),
+    ("BUG_LEAVE_IDS", r"leaked 3 ids of the ida at 0x[0-9a-f]+ \(ida_destroy\)", None),
+    ("BUG_LEAVE_ENTRIES", r"leaked 1 entries of the xarray at 0x[0-9a-f]+ \(xa_destroy\)", None),
 ])
 def test_what_a_module_leaves_behind_is_reported_and_removed(kloader, kloader_build, bug, leaked, path):
     kloader.finit_module(kloader_build(SRC / "coreapi.c", defines=[bug]))
     kloader.delete_module("coreapi")
-    assert f"coreapi: leaked registration: {leaked}" in log(kloader)
+    assert [line for line in log(kloader) if re.fullmatch(f"coreapi: {leaked}", line)]
     if path:
         with pytest.raises(FileNotFoundError):
             kloader.stat(path)

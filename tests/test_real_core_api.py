@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import trio
+
+from kloaderd.embed import Problems
+from kloaderd.fs.tree import file_tree
+from kloaderd.kernel.kernel import Kernel, KernelOptions
 from test_real_kernel_api import load_and_remove
-from realkernel import corpus
+from realkernel import corpus, find_module
 
 
 @pytest.fixture(scope="module")
@@ -24,3 +29,53 @@ def test_configfs_makes_its_mount_point_and_registers_its_filesystem(debian61):
         "configfs": [{"subsystem": "sysfs", "what": "sysfs mount point /sys/kernel/config"},
                      {"subsystem": "slab_cache", "what": "kmem_cache configfs_dir_cache"},
                      {"subsystem": "filesystem", "what": 'filesystem type "configfs"'}]})
+
+
+def test_id_allocators_system_workqueues_and_clocks_in_real_modules(debian61):
+    """scsi_mod numbers hosts with an IDA and destroys it at exit, uio keeps
+    its devices in an IDR, sunrpc cleans its caches from
+    system_power_efficient_wq with the boot time and frees an IDA: loaded
+    and removed, every registration undone, no leak, no oops."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    names = ["scsi_common", "scsi_mod", "uio", "sunrpc"]
+
+    async def main() -> None:
+        for name in names:
+            await kernel.init_module(find_module(modules, name))
+        assert "sunrpc" in file_tree(kernel).listdir("/sys/kernel")
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        assert not [e for e in kernel.registrations.all() if e.owner is not None]
+    trio.run(main)
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
+    lines = [r.text for r in kernel.log.records()]
+    assert "RPC: Registered tcp transport module." in lines
+    assert "RPC: Unregistered tcp transport module." in lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_xarray_and_idr_constants_are_the_kernels(flavour):
+    """The offsets and flag bits lib/xarray.py and lib/idr.py read and
+    write, measured with each release's own kbuild."""
+    from kloaderd.lib import idr, xarray
+    from tools.struct_probe import Unavailable, probe
+    _, build = corpus(flavour)
+    version = tuple(int(p) for p in flavour.split("."))
+    kernel = type("K", (), {"profile": type("P", (), {"version": version})()})()
+    expected = {"xa_flags": xarray.XA_FLAGS, "xa_head": xarray.XA_HEAD,
+                "idr_base": idr.IDR_BASE, "idr_next": idr.IDR_NEXT,
+                "track_free": xarray.XA_FLAGS_TRACK_FREE, "wrapped": xarray.XA_FLAGS_ALLOC_WRAPPED,
+                **{f"mark{m}": xarray.mark_flag(kernel, m) for m in range(xarray.XA_MAX_MARKS)}}
+    values = {"xa_flags": "offsetof(struct xarray, xa_flags)", "xa_head": "offsetof(struct xarray, xa_head)",
+              "idr_base": "offsetof(struct idr, idr_base)", "idr_next": "offsetof(struct idr, idr_next)",
+              "track_free": "(unsigned long)XA_FLAGS_TRACK_FREE",
+              "wrapped": "(unsigned long)XA_FLAGS_ALLOC_WRAPPED",
+              **{f"mark{m}": f"(unsigned long)XA_FLAGS_MARK(XA_MARK_{m})" for m in range(xarray.XA_MAX_MARKS)}}
+    try:
+        measured = probe(build, ["linux/xarray.h", "linux/idr.h"], values)
+    except Unavailable as exc:
+        pytest.skip(f"cannot build against the {flavour} tree: {exc}")
+    assert measured == expected

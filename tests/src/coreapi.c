@@ -2,19 +2,113 @@
 /*
  * coreapi: the core kernel services real modules lean on, used as they use
  * them — a sysfs mount point (configfs's /sys/kernel/config), work on each
- * system workqueue — and taken back in its exit.
+ * system workqueue, an IDR, an IDA and an XArray (each step prints its
+ * results) — and taken back in its exit.
  *
  * Each -DBUG_LEAVE_* leaves one of them behind, as the sanitizer reports:
  *   BUG_LEAVE_MOUNT_POINT   the mount point
+ *   BUG_LEAVE_IDS           the IDA's IDs (no ida_destroy)
+ *   BUG_LEAVE_ENTRIES       a kmalloc'd XArray's entries, freed with it
  */
+#include <linux/errno.h>
+#include <linux/idr.h>
 #include <linux/init.h>
 #include <linux/kobject.h>
 #include <linux/module.h>
 #include <linux/printk.h>
+#include <linux/slab.h>
 #include <linux/sysfs.h>
 #include <linux/workqueue.h>
 
 static int ran;
+static DEFINE_IDR(idr);
+static DEFINE_IDA(ida);
+static DEFINE_XARRAY_ALLOC(xa);
+static int a = 1, b = 2, c = 3;
+
+static int sum_ids(int id, void *p, void *data)
+{
+	*(int *)data += id * 100 + *(int *)p;
+	return 0;
+}
+
+static void use_idr(void)
+{
+	int i1 = idr_alloc(&idr, &a, 1, 0, GFP_KERNEL);
+	int i2 = idr_alloc(&idr, &b, 1, 0, GFP_KERNEL);
+	int i3 = idr_alloc(&idr, NULL, 1, 0, GFP_KERNEL);	/* reserved */
+	int full = idr_alloc(&idr, &c, 1, 4, GFP_KERNEL);
+	int neg = idr_alloc(&idr, &c, -1, 0, GFP_KERNEL);
+	int total = 0, id, cyc, cyc2, again;
+	void *p;
+
+	pr_info("coreapi: idr ids %d %d %d, full %d, neg %d\n", i1, i2, i3, full, neg);
+	pr_info("coreapi: idr find %d %d %d\n", *(int *)idr_find(&idr, i2), idr_find(&idr, i3) == NULL,
+		idr_find(&idr, 99) == NULL);
+	idr_for_each(&idr, sum_ids, &total);
+	pr_info("coreapi: idr for_each %d\n", total);
+	p = idr_remove(&idr, i1);
+	pr_info("coreapi: idr remove %d, again %d, empty %d\n", *(int *)p, idr_remove(&idr, i1) == NULL,
+		idr_is_empty(&idr));
+	again = idr_alloc(&idr, &c, 1, 0, GFP_KERNEL);
+	pr_info("coreapi: idr realloc %d, replace %ld\n", again, PTR_ERR(idr_replace(&idr, &a, 42)));
+	idr_for_each_entry(&idr, p, id)
+		pr_info("coreapi: idr entry %d = %d\n", id, *(int *)p);
+	cyc = idr_alloc_cyclic(&idr, &a, 1, 0, GFP_KERNEL);
+	idr_remove(&idr, 1);
+	cyc2 = idr_alloc_cyclic(&idr, &a, 1, 0, GFP_KERNEL);
+	pr_info("coreapi: idr cyclic %d %d\n", cyc, cyc2);
+	idr_destroy(&idr);
+	pr_info("coreapi: idr destroyed, empty %d\n", idr_is_empty(&idr));
+}
+
+static void use_ida(void)
+{
+	int x = ida_alloc(&ida, GFP_KERNEL), y = ida_alloc_min(&ida, 10, GFP_KERNEL);
+	int z = ida_alloc(&ida, GFP_KERNEL), again;
+
+	pr_info("coreapi: ida %d %d %d, full %d\n", x, y, z, ida_alloc_range(&ida, 10, 10, GFP_KERNEL));
+	ida_free(&ida, x);
+	again = ida_alloc(&ida, GFP_KERNEL);
+	pr_info("coreapi: ida again %d, empty %d\n", again, ida_is_empty(&ida));
+	ida_free(&ida, 7);			/* never allocated: a WARNING */
+}
+
+static void use_xarray(struct xarray *heap)
+{
+	unsigned long index;
+	void *entry;
+	u32 id, id2, next = 0;
+	int r1, r2;
+
+	r1 = xa_insert(heap, 5, &a, GFP_KERNEL);
+	r2 = xa_insert(heap, 5, &b, GFP_KERNEL);
+	pr_info("coreapi: xa insert %d, busy %d\n", r1, r2);
+	xa_store(heap, 7, xa_mk_value(70), GFP_KERNEL);
+	xa_set_mark(heap, 7, XA_MARK_1);
+	pr_info("coreapi: xa load %d %lu, marked %d %d\n", *(int *)xa_load(heap, 5),
+		xa_to_value(xa_load(heap, 7)), xa_marked(heap, XA_MARK_1), xa_get_mark(heap, 5, XA_MARK_1));
+	xa_for_each(heap, index, entry)
+		pr_info("coreapi: xa entry %lu\n", index);
+	xa_for_each_marked(heap, index, entry, XA_MARK_1)
+		pr_info("coreapi: xa marked %lu\n", index);
+	pr_info("coreapi: xa cmpxchg %d\n", xa_cmpxchg(heap, 5, &a, &c, GFP_KERNEL) == &a);
+	entry = xa_erase(heap, 5);
+	pr_info("coreapi: xa erase %d, empty %d\n", *(int *)entry, xa_empty(heap));
+	xa_erase(heap, 7);
+	pr_info("coreapi: xa erase all, empty %d, marked %d\n", xa_empty(heap), xa_marked(heap, XA_MARK_1));
+
+	r1 = xa_alloc(&xa, &id, &a, xa_limit_32b, GFP_KERNEL);
+	r2 = xa_alloc(&xa, &id2, NULL, XA_LIMIT(0, 1), GFP_KERNEL);
+	pr_info("coreapi: xa alloc %d id %u, reserved %d id %u, load %d\n", r1, id, r2, id2,
+		xa_load(&xa, id2) == NULL);
+	pr_info("coreapi: xa alloc full %d\n", xa_alloc(&xa, &id, &b, XA_LIMIT(0, 1), GFP_KERNEL));
+	r1 = xa_alloc_cyclic(&xa, &id, &b, XA_LIMIT(0, 3), &next, GFP_KERNEL);
+	r2 = xa_alloc_cyclic(&xa, &id2, &b, XA_LIMIT(0, 3), &next, GFP_KERNEL);
+	pr_info("coreapi: xa cyclic %d id %u, %d id %u, next %u\n", r1, id, r2, id2, next);
+	xa_destroy(&xa);
+	pr_info("coreapi: xa destroyed, empty %d\n", xa_empty(&xa));
+}
 
 static void count_work(struct work_struct *w)
 {
@@ -28,6 +122,7 @@ static int __init coreapi_init(void)
 	struct workqueue_struct *wqs[] = { system_wq, system_highpri_wq, system_long_wq,
 		system_unbound_wq, system_freezable_wq, system_power_efficient_wq,
 		system_freezable_power_efficient_wq };
+	struct xarray *heap;
 	int i, ret;
 
 	INIT_WORK(&work, count_work);
@@ -43,6 +138,18 @@ static int __init coreapi_init(void)
 		flush_work(&work);
 	}
 	pr_info("coreapi: %d works ran\n", ran);
+
+	use_idr();
+	use_ida();
+	heap = kmalloc(sizeof(*heap), GFP_KERNEL);
+	if (!heap)
+		return -ENOMEM;
+	xa_init(heap);
+	use_xarray(heap);
+#ifdef BUG_LEAVE_ENTRIES
+	xa_store(heap, 1, &a, GFP_KERNEL);
+#endif
+	kfree(heap);
 	return 0;
 }
 
@@ -50,6 +157,9 @@ static void __exit coreapi_exit(void)
 {
 #ifndef BUG_LEAVE_MOUNT_POINT
 	sysfs_remove_mount_point(kernel_kobj, "coreapi");
+#endif
+#ifndef BUG_LEAVE_IDS
+	ida_destroy(&ida);
 #endif
 	pr_info("coreapi: exit\n");
 }
