@@ -1,6 +1,6 @@
 """Core kernel services that real modules lean on, through a module's eyes
 and a client's (tests/src/coreapi.c): a sysfs mount point, the system
-workqueues, IDRs, IDAs and XArrays — each taken back by the module's exit,
+workqueues, CPU hotplug states, IDRs, IDAs and XArrays — each taken back by the module's exit,
 and reported when it is left behind."""
 
 from __future__ import annotations
@@ -30,12 +30,19 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     assert kloader.listdir("/sys/kernel/coreapi") == []
     what = [r["what"] for r in kloader.module("coreapi")["registrations"]]
     assert "sysfs mount point /sys/kernel/coreapi" in what
+    assert {"cpuhp state 201 coreapi:online", "cpuhp state 202 coreapi:multi",
+            "cpuhp instance of state 202 coreapi:multi"} <= set(what)
     assert "coreapi: 7 works ran" in lines                            # one per system workqueue
     at = lines.index("coreapi: 7 works ran")
     # idr_alloc's negative start: WARN_ON_ONCE and -EINVAL, before the line that prints it
-    assert lines[at + 2].startswith("WARNING: CPU: 0 PID: ") and " idr_alloc+" in lines[at + 2]
+    warning = next(line for line in lines[at:] if line.startswith("WARNING: CPU: 0 PID: "))
+    assert " idr_alloc+" in warning
     ours = [line for line in lines[at:] if line.startswith("coreapi: ")]
     assert ours[1:] == [
+        "coreapi: cpu 0 up",                                  # the one CPU is online: startup runs
+        # dynamic states from CPUHP_AP_ONLINE_DYN; the refused one's 202 was given back
+        "coreapi: cpuhp states 201 202, refused -5, busy -16, unnamed -22",
+        "coreapi: instance up on cpu 0, ours 1",
         "coreapi: idr ids 1 2 3, full -28, neg -22",          # the third holds NULL; [1, 4) is full
         "coreapi: idr find 2 1 1",
         "coreapi: idr for_each 303",                          # 1 and 2; the NULL entry is skipped
@@ -64,7 +71,9 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     kloader.delete_module("coreapi")
     with pytest.raises(FileNotFoundError):
         kloader.stat("/sys/kernel/coreapi")
-    assert not any("leaked" in line for line in log(kloader))
+    after = log(kloader)[len(lines):]
+    assert after[after.index("coreapi: instance down on cpu 0") + 1] == "coreapi: cpu 0 down"
+    assert not any("leaked" in line for line in after)
 
 
 @pytest.mark.kloader(on_problems="ignore")
@@ -72,6 +81,7 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     ("BUG_LEAVE_MOUNT_POINT", r"leaked registration: sysfs mount point /sys/kernel/coreapi",
      "/sys/kernel/coreapi"),
     ("BUG_LEAVE_IDS", r"leaked 3 ids of the ida at 0x[0-9a-f]+ \(ida_destroy\)", None),
+    ("BUG_LEAVE_CPUHP", r"leaked registration: cpuhp instance of state 202 coreapi:multi", None),
     ("BUG_LEAVE_ENTRIES", r"leaked 1 entries of the xarray at 0x[0-9a-f]+ \(xa_destroy\)", None),
 ])
 def test_what_a_module_leaves_behind_is_reported_and_removed(kloader, kloader_build, bug, leaked, path):

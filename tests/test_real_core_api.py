@@ -55,6 +55,30 @@ def test_id_allocators_system_workqueues_and_clocks_in_real_modules(debian61):
     assert "RPC: Unregistered tcp transport module." in lines
 
 
+def test_cpu_hotplug_callbacks_make_per_cpu_devices_one_module_after_another(debian61):
+    """cpuid and msr each install a dynamic hotplug state whose startup makes
+    /dev/cpu/0/{cpuid,msr} for the one CPU and whose teardown removes it;
+    one after the other, each class's /sys/devices/virtual directory comes
+    and goes without taking /sys/devices/virtual with it."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    seen: dict[str, list[str]] = {}
+
+    async def main() -> None:
+        for name in ["cpuid", "msr", "cpuid"]:
+            await kernel.init_module(find_module(modules, name))
+            seen.setdefault(name, [r["what"] for r in kernel.module_info(name)["registrations"]])
+            assert name in file_tree(kernel).listdir("/sys/devices/virtual")
+            await kernel.delete_module(name)
+            assert name not in file_tree(kernel).listdir("/sys/devices/virtual")
+    trio.run(main)
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
+    assert "cpuhp state 201 x86/cpuid:online" in seen["cpuid"]      # the first dynamic state
+    assert "cpuhp state 201 x86/msr:online" in seen["msr"]          # given back by cpuid's exit
+    assert "device /sys/devices/virtual/msr/msr0" in seen["msr"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["6.1", "6.12"])
 def test_xarray_and_idr_constants_are_the_kernels(flavour):
@@ -79,3 +103,18 @@ def test_xarray_and_idr_constants_are_the_kernels(flavour):
     except Unavailable as exc:
         pytest.skip(f"cannot build against the {flavour} tree: {exc}")
     assert measured == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_cpu_hotplug_state_numbers_are_the_kernels(flavour):
+    from kloaderd.kernel.cpuhp import STATES
+    from tools.struct_probe import Unavailable, probe
+    _, build = corpus(flavour)
+    names = ["CPUHP_BP_PREPARE_DYN", "CPUHP_BP_PREPARE_DYN_END", "CPUHP_AP_ONLINE_DYN",
+             "CPUHP_AP_ONLINE_DYN_END", "CPUHP_ONLINE"]
+    try:
+        measured = probe(build, ["linux/cpuhotplug.h"], {name: name for name in names})
+    except Unavailable as exc:
+        pytest.skip(f"cannot build against the {flavour} tree: {exc}")
+    assert tuple(measured[name] for name in names) == STATES[tuple(int(p) for p in flavour.split("."))]

@@ -348,6 +348,8 @@ class KObjects:
         self.init(kobj, self.kernel_ktype)
         self.set_name(kobj, name.encode(), None)
         self.kernel.mem.write_u64(kobj + KOBJ_PARENT, parent)
+        if parent:
+            self.get(parent)                     # as kobject_add_internal: dropped by its delete
         record = self.known[kobj]
         path = (self.directory(parent).path if parent else "/sys") + "/" + name
         tree = file_tree(self.kernel)

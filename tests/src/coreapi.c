@@ -9,7 +9,9 @@
  *   BUG_LEAVE_MOUNT_POINT   the mount point
  *   BUG_LEAVE_IDS           the IDA's IDs (no ida_destroy)
  *   BUG_LEAVE_ENTRIES       a kmalloc'd XArray's entries, freed with it
+ *   BUG_LEAVE_CPUHP         the dynamic CPU hotplug state and the multi-instance one's instance
  */
+#include <linux/cpuhotplug.h>
 #include <linux/errno.h>
 #include <linux/idr.h>
 #include <linux/init.h>
@@ -21,6 +23,52 @@
 #include <linux/workqueue.h>
 
 static int ran;
+static int online_state, multi_state;
+static struct hlist_node instance;
+
+static int cpu_up(unsigned int cpu)
+{
+	pr_info("coreapi: cpu %u up\n", cpu);
+	return 0;
+}
+
+static int cpu_down(unsigned int cpu)
+{
+	pr_info("coreapi: cpu %u down\n", cpu);
+	return 0;
+}
+
+static int cpu_refuses(unsigned int cpu)
+{
+	return -EIO;
+}
+
+static int instance_up(unsigned int cpu, struct hlist_node *node)
+{
+	pr_info("coreapi: instance up on cpu %u, ours %d\n", cpu, node == &instance);
+	return 0;
+}
+
+static int instance_down(unsigned int cpu, struct hlist_node *node)
+{
+	pr_info("coreapi: instance down on cpu %u\n", cpu);
+	return 0;
+}
+
+static int use_cpuhp(void)
+{
+	int refused, busy;
+
+	online_state = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "coreapi:online", cpu_up, cpu_down);
+	refused = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "coreapi:refused", cpu_refuses, NULL);
+	multi_state = cpuhp_setup_state_multi(CPUHP_AP_ONLINE_DYN, "coreapi:multi", instance_up, instance_down);
+	busy = cpuhp_setup_state_nocalls(multi_state, "coreapi:again", NULL, NULL);
+	pr_info("coreapi: cpuhp states %d %d, refused %d, busy %d, unnamed %d\n", online_state, multi_state,
+		refused, busy, __cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, NULL, false, NULL, NULL, false));
+	if (online_state < 0 || multi_state < 0)
+		return -EINVAL;
+	return cpuhp_state_add_instance(multi_state, &instance);
+}
 static DEFINE_IDR(idr);
 static DEFINE_IDA(ida);
 static DEFINE_XARRAY_ALLOC(xa);
@@ -139,6 +187,9 @@ static int __init coreapi_init(void)
 	}
 	pr_info("coreapi: %d works ran\n", ran);
 
+	ret = use_cpuhp();
+	if (ret)
+		return ret;
 	use_idr();
 	use_ida();
 	heap = kmalloc(sizeof(*heap), GFP_KERNEL);
@@ -157,6 +208,11 @@ static void __exit coreapi_exit(void)
 {
 #ifndef BUG_LEAVE_MOUNT_POINT
 	sysfs_remove_mount_point(kernel_kobj, "coreapi");
+#endif
+#ifndef BUG_LEAVE_CPUHP
+	cpuhp_state_remove_instance(multi_state, &instance);
+	cpuhp_remove_multi_state(multi_state);
+	cpuhp_remove_state(online_state);
 #endif
 #ifndef BUG_LEAVE_IDS
 	ida_destroy(&ida);
