@@ -49,6 +49,7 @@ def test_hardware_that_is_not_there_answers_as_linux(kloader, kloader_build):
     assert answers["ioremap"] == "ok"
     assert answers["readl"] == "0xffffffff readb = 0xff readq = 0xffffffffffffffff"   # the write went nowhere
     assert answers["ioread32"] == "0xffffffff"
+    assert answers["memcpy_fromio"] == "0xffffffff 0xffffffff"        # memset_io went nowhere too
     assert answers["ioremap ram"] == "NULL"
     assert "ioremap on RAM at 0x0000000001000000 - 0x0000000001000fff" in log(kloader)
     assert answers["gpio_request"] == "-517"                  # -EPROBE_DEFER: no chip has GPIO 17
@@ -112,6 +113,20 @@ def test_addresses_in_proc_iomem_are_zeros_for_the_unprivileged():
             "00000000-00000000 : System RAM"
         await kernel.shutdown()
     trio.run(main)
+
+
+def test_the_kernel_s_own_reads_of_device_memory_are_all_ones():
+    """A kernel function reading an ioremap'd address (a string for
+    printk's %s, an integer) reads what the CPU would: all ones."""
+    from kloaderd.arch.x86.ioremap import ioremaps
+    kernel = Kernel(KernelOptions())
+    addr = ioremaps(kernel).map(0xFED40000, 0x100, None)
+    assert kernel.mem.read_cstr(addr + 8, 6) == b"\xff" * 6
+    assert kernel.mem.read_u32(addr) == 0xFFFFFFFF
+    kernel.mem.write_u32(addr, 0)                       # goes nowhere
+    assert kernel.mem.read(addr, 4) == b"\xff" * 4
+    assert ioremaps(kernel).unmap(addr) and not kernel.mem.is_mapped(addr)
+    trio.run(kernel.shutdown)
 
 
 @pytest.fixture

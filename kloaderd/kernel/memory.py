@@ -366,11 +366,13 @@ class AddressSpace:
         ram, offset = self._host(addr, "write")
         ram[offset:offset + len(data)] = data
 
-    def _host(self, addr: int, access: str) -> tuple[mmap.mmap, int]:
+    def _host(self, addr: int, access: str) -> tuple[mmap.mmap | bytearray, int]:
         """The host memory behind `addr`'s page and the offset of `addr` in it."""
         pte = self._pt.get((addr & _MASK64) >> PAGE_SHIFT)
         if pte is None:
             raise GuestFault(addr, access)
+        if pte[2] == _DEVICE:          # no host memory: what the device page answers (map_io)
+            return bytearray(b"\xff" * PAGE_SIZE), addr & (PAGE_SIZE - 1)
         arena, offset = divmod(pte[0] - PHYS_BASE, ARENA_SIZE)
         return self._arenas[arena], offset + (addr & (PAGE_SIZE - 1))
 

@@ -79,6 +79,7 @@ static int __init hwmod_init(void)
 	struct resource res[] = { DEFINE_RES_MEM(0, 0x100) };
 	struct gpio_desc *desc;
 	void __iomem *ram;
+	u32 copy[4] = { 0 };
 	int ret;
 
 	ports = request_region(io_base, 32, "hwmod");
@@ -99,6 +100,9 @@ static int __init hwmod_init(void)
 		pr_info("hwmod: readl = 0x%08x readb = 0x%02x readq = 0x%016llx\n",
 			readl(regs + 4), readb(regs), (unsigned long long)readq(regs + 8));
 		pr_info("hwmod: ioread32 = 0x%08x\n", ioread32(regs + 12));
+		memset_io(regs, 0, 16);
+		memcpy_fromio(copy, regs, sizeof(copy));
+		pr_info("hwmod: memcpy_fromio = 0x%08x 0x%08x\n", copy[0], copy[3]);
 	}
 	ram = ioremap(0x1000000, 0x1000);	/* the kernel's own RAM */
 	pr_info("hwmod: ioremap ram = %s\n", said(ram));

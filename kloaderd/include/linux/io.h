@@ -29,6 +29,11 @@ void __iomem *devm_ioremap_wc(struct device *dev, resource_size_t offset, resour
 void devm_iounmap(struct device *dev, void __iomem *addr);
 void __iomem *devm_ioremap_resource(struct device *dev, const struct resource *res);
 
+/* arch/x86/lib/iomem.c */
+void memcpy_fromio(void *to, const volatile void __iomem *from, size_t n);
+void memcpy_toio(volatile void __iomem *to, const void *from, size_t n);
+void memset_io(volatile void __iomem *a, int b, size_t c);
+
 /* MMIO: plain moves, as x86's build_mmio_read/build_mmio_write. */
 #define __KLOADER_MMIO(bwlq, type)						\
 static inline type read##bwlq(const volatile void __iomem *addr)		\
