@@ -1,6 +1,7 @@
 """Core kernel services that real modules lean on, through a module's eyes
 and a client's (tests/src/coreapi.c): a sysfs mount point, the system
-workqueues, CPU hotplug states, IDRs, IDAs and XArrays — each taken back by the module's exit,
+workqueues, a kthread worker, CPU hotplug states, IDRs, IDAs and XArrays,
+sort, UUIDs and hex — each taken back by the module's exit,
 and reported when it is left behind."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     assert kloader.listdir("/sys/kernel/coreapi") == []
     what = [r["what"] for r in kloader.module("coreapi")["registrations"]]
     assert "sysfs mount point /sys/kernel/coreapi" in what
+    assert "kthread_worker coreapi-7" in what
     assert {"cpuhp state 201 coreapi:online", "cpuhp state 202 coreapi:multi",
             "cpuhp instance of state 202 coreapi:multi"} <= set(what)
     assert "coreapi: 7 works ran" in lines                            # one per system workqueue
@@ -39,6 +41,12 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     assert " idr_alloc+" in warning
     ours = [line for line in lines[at:] if line.startswith("coreapi: ")]
     assert ours[1:] == [
+        "coreapi: sorted 1 2 3 3 5 7 8 9 in 21 compares",     # Linux's bottom-up heapsort
+        "coreapi: sorted 1 3 4 with 2 swaps; one element, 0 compares",
+        "coreapi: uuid version 4 variant 2, guid version 4 variant 2, null 0 1",
+        "coreapi: parse 0 0 -22: guid 33221100-5544, uuid 00112233, valid 1 0",   # a GUID's fields LE
+        "coreapi: hex 01abff (6), back 0 0abc7f, bad -22",
+        "coreapi: kthread work queued 1, again only if it had run 1, ran 1, cancelled 0, worker 1",
         "coreapi: cpu 0 up",                                  # the one CPU is online: startup runs
         # dynamic states from CPUHP_AP_ONLINE_DYN; the refused one's 202 was given back
         "coreapi: cpuhp states 201 202, refused -5, busy -16, unnamed -22",
@@ -81,6 +89,7 @@ def test_core_services_are_used_and_taken_back(kloader, kloader_build):
     ("BUG_LEAVE_MOUNT_POINT", r"leaked registration: sysfs mount point /sys/kernel/coreapi",
      "/sys/kernel/coreapi"),
     ("BUG_LEAVE_IDS", r"leaked 3 ids of the ida at 0x[0-9a-f]+ \(ida_destroy\)", None),
+    ("BUG_LEAVE_WORKER", r"leaked registration: kthread_worker coreapi-7", None),
     ("BUG_LEAVE_CPUHP", r"leaked registration: cpuhp instance of state 202 coreapi:multi", None),
     ("BUG_LEAVE_ENTRIES", r"leaked 1 entries of the xarray at 0x[0-9a-f]+ \(xa_destroy\)", None),
 ])

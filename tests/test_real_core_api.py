@@ -24,6 +24,26 @@ def debian61() -> tuple[Path, Path]:
     return corpus("6.1")
 
 
+def load_then_remove_clean(debian61, names: list[str]) -> tuple[Kernel, dict[str, list[str]]]:
+    """Load `names` in order, remove them in reverse: nothing left, no
+    problem reported.  The kernel and each module's registrations."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    seen: dict[str, list[str]] = {}
+
+    async def main() -> None:
+        for name in names:
+            await kernel.init_module(find_module(modules, name))
+            seen[name] = [r["what"] for r in kernel.module_info(name)["registrations"]]
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        assert not [e for e in kernel.registrations.all() if e.owner is not None]
+    trio.run(main)
+    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not problems, problems
+    return kernel, seen
+
+
 def test_configfs_makes_its_mount_point_and_registers_its_filesystem(debian61):
     load_and_remove(debian61, ["configfs"], {
         "configfs": [{"subsystem": "sysfs", "what": "sysfs mount point /sys/kernel/config"},
@@ -36,20 +56,8 @@ def test_id_allocators_system_workqueues_and_clocks_in_real_modules(debian61):
     its devices in an IDR, sunrpc cleans its caches from
     system_power_efficient_wq with the boot time and frees an IDA: loaded
     and removed, every registration undone, no leak, no oops."""
-    modules, build = debian61
-    kernel = Kernel(KernelOptions(kernel=str(build)))
-    names = ["scsi_common", "scsi_mod", "uio", "sunrpc"]
-
-    async def main() -> None:
-        for name in names:
-            await kernel.init_module(find_module(modules, name))
-        assert "sunrpc" in file_tree(kernel).listdir("/sys/kernel")
-        for name in reversed(names):
-            await kernel.delete_module(name)
-        assert not [e for e in kernel.registrations.all() if e.owner is not None]
-    trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
-    assert not problems, problems
+    kernel, seen = load_then_remove_clean(debian61, ["scsi_common", "scsi_mod", "uio", "sunrpc"])
+    assert "kobject /sys/kernel/sunrpc" in seen["sunrpc"]
     lines = [r.text for r in kernel.log.records()]
     assert "RPC: Registered tcp transport module." in lines
     assert "RPC: Unregistered tcp transport module." in lines
@@ -77,6 +85,18 @@ def test_cpu_hotplug_callbacks_make_per_cpu_devices_one_module_after_another(deb
     assert "cpuhp state 201 x86/cpuid:online" in seen["cpuid"]      # the first dynamic state
     assert "cpuhp state 201 x86/msr:online" in seen["msr"]          # given back by cpuid's exit
     assert "device /sys/devices/virtual/msr/msr0" in seen["msr"]
+
+
+def test_fpu_users_a_kthread_worker_and_guid_parsing_in_real_modules(debian61):
+    """raid6_pq and xor time their SSE routines inside kernel_fpu_begin/end,
+    zsmalloc installs a hotplug state, the watchdog core runs "watchdogd"
+    as a real-time kthread worker, libnvdimm parses its GUIDs: each loads
+    and goes clean."""
+    kernel, seen = load_then_remove_clean(debian61, ["raid6_pq", "xor", "zsmalloc", "watchdog", "libnvdimm"])
+    assert "kthread_worker watchdogd" in seen["watchdog"]
+    assert "cpuhp state 63 mm/zsmalloc:prepare" in seen["zsmalloc"]           # its own fixed state
+    lines = [r.text for r in kernel.log.records()]
+    assert any(line.startswith("raid6: using algorithm sse2") for line in lines)   # timed in the section
 
 
 @pytest.mark.slow

@@ -10,16 +10,21 @@
  *   BUG_LEAVE_IDS           the IDA's IDs (no ida_destroy)
  *   BUG_LEAVE_ENTRIES       a kmalloc'd XArray's entries, freed with it
  *   BUG_LEAVE_CPUHP         the dynamic CPU hotplug state and the multi-instance one's instance
+ *   BUG_LEAVE_WORKER        the kthread worker (no kthread_destroy_worker)
  */
 #include <linux/cpuhotplug.h>
 #include <linux/errno.h>
+#include <linux/hex.h>
 #include <linux/idr.h>
 #include <linux/init.h>
 #include <linux/kobject.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/sysfs.h>
+#include <linux/uuid.h>
 #include <linux/workqueue.h>
 
 static int ran;
@@ -158,6 +163,95 @@ static void use_xarray(struct xarray *heap)
 	pr_info("coreapi: xa destroyed, empty %d\n", xa_empty(&xa));
 }
 
+static int compares, swaps;
+
+static int cmp_int(const void *a, const void *b)
+{
+	compares++;
+	return *(const int *)a - *(const int *)b;
+}
+
+static void swap_int(void *a, void *b, int size)
+{
+	int t = *(int *)a;
+
+	*(int *)a = *(int *)b;
+	*(int *)b = t;
+	swaps++;
+}
+
+static void use_sort(void)
+{
+	int v[] = { 5, 3, 9, 1, 7, 3, 8, 2 };
+	int w[] = { 4, 1, 3 };
+	int one[] = { 42 };
+
+	sort(v, ARRAY_SIZE(v), sizeof(int), cmp_int, NULL);
+	pr_info("coreapi: sorted %d %d %d %d %d %d %d %d in %d compares\n", v[0], v[1], v[2], v[3], v[4],
+		v[5], v[6], v[7], compares);
+	sort(w, ARRAY_SIZE(w), sizeof(int), cmp_int, swap_int);
+	compares = 0;
+	sort(one, 1, sizeof(int), cmp_int, swap_int);
+	pr_info("coreapi: sorted %d %d %d with %d swaps; one element, %d compares\n", w[0], w[1], w[2], swaps,
+		compares);
+}
+
+static void use_uuid(void)
+{
+	static const char text[] = "00112233-4455-6677-8899-aabbccddeeff";
+	uuid_t u;
+	guid_t g;
+	char hex[8];
+	u8 back[3];
+	char *end;
+	int r1, r2, r3;
+
+	uuid_gen(&u);
+	guid_gen(&g);
+	pr_info("coreapi: uuid version %d variant %d, guid version %d variant %d, null %d %d\n",
+		u.b[6] >> 4, u.b[8] >> 6, g.b[7] >> 4, g.b[8] >> 6, uuid_is_null(&u), uuid_is_null(&uuid_null));
+	r1 = guid_parse(text, &g);
+	r2 = uuid_parse(text, &u);
+	r3 = uuid_parse("00112233-4455-6677-8899-aabbccddeeg0", &u);
+	pr_info("coreapi: parse %d %d %d: guid %02x%02x%02x%02x-%02x%02x, uuid %02x%02x%02x%02x, valid %d %d\n",
+		r1, r2, r3, g.b[0], g.b[1], g.b[2], g.b[3], g.b[4], g.b[5], u.b[0], u.b[1], u.b[2], u.b[3],
+		uuid_is_valid(text), uuid_is_valid("0011"));
+	end = bin2hex(hex, "\x01\xab\xff", 3);
+	*end = 0;
+	r1 = hex2bin(back, "0aBc7F", 3);
+	r2 = hex2bin(back, "zz", 1);
+	pr_info("coreapi: hex %s (%d), back %d %02x%02x%02x, bad %d\n", hex, (int)(end - hex), r1, back[0],
+		back[1], back[2], r2);
+}
+
+static struct kthread_worker *kworker;
+static struct kthread_work kwork;
+static int kwork_runs;
+
+static void kwork_fn(struct kthread_work *w)
+{
+	kwork_runs++;
+}
+
+static int use_worker(void)
+{
+	bool queued, still, again, cancelled;
+
+	kworker = kthread_create_worker(0, "coreapi-%d", 7);
+	if (IS_ERR(kworker))
+		return PTR_ERR(kworker);
+	sched_set_fifo(kworker->task);
+	kthread_init_work(&kwork, kwork_fn);
+	queued = kthread_queue_work(kworker, &kwork);
+	still = !list_empty(&kwork.node);
+	again = kthread_queue_work(kworker, &kwork);	/* refused while still queued */
+	kthread_flush_work(&kwork);
+	cancelled = kthread_cancel_work_sync(&kwork);
+	pr_info("coreapi: kthread work queued %d, again only if it had run %d, ran %d, cancelled %d, worker %d\n",
+		queued, again != still, kwork_runs == queued + again, cancelled, kwork.worker == kworker);
+	return 0;
+}
+
 static void count_work(struct work_struct *w)
 {
 	ran++;
@@ -187,6 +281,11 @@ static int __init coreapi_init(void)
 	}
 	pr_info("coreapi: %d works ran\n", ran);
 
+	use_sort();
+	use_uuid();
+	ret = use_worker();
+	if (ret)
+		return ret;
 	ret = use_cpuhp();
 	if (ret)
 		return ret;
@@ -208,6 +307,9 @@ static void __exit coreapi_exit(void)
 {
 #ifndef BUG_LEAVE_MOUNT_POINT
 	sysfs_remove_mount_point(kernel_kobj, "coreapi");
+#endif
+#ifndef BUG_LEAVE_WORKER
+	kthread_destroy_worker(kworker);
 #endif
 #ifndef BUG_LEAVE_CPUHP
 	cpuhp_state_remove_instance(multi_state, &instance);

@@ -43,4 +43,45 @@ void __noreturn __module_put_and_kthread_exit(struct module *mod, long code);
 
 #define module_put_and_kthread_exit(code) __module_put_and_kthread_exit(THIS_MODULE, code)
 
+/* kthread workers: a thread running queued kthread_works one at a time. */
+#include <linux/list.h>
+#include <linux/spinlock.h>
+
+struct kthread_work;
+typedef void (*kthread_work_func_t)(struct kthread_work *work);
+
+struct kthread_worker {
+	unsigned int		flags;
+	raw_spinlock_t		lock;
+	struct list_head	work_list;
+	struct list_head	delayed_work_list;
+	struct task_struct	*task;
+	struct kthread_work	*current_work;
+};
+
+struct kthread_work {
+	struct list_head	node;
+	kthread_work_func_t	func;
+	struct kthread_worker	*worker;
+	int			canceling;
+};
+
+static inline void kthread_init_work(struct kthread_work *work, kthread_work_func_t fn)
+{
+	__builtin_memset(work, 0, sizeof(*work));
+	INIT_LIST_HEAD(&work->node);
+	work->func = fn;
+}
+
+int kthread_worker_fn(void *worker_ptr);
+__printf(2, 3)
+struct kthread_worker *kthread_create_worker(unsigned int flags, const char namefmt[], ...);
+bool kthread_queue_work(struct kthread_worker *worker, struct kthread_work *work);
+void kthread_flush_work(struct kthread_work *work);
+void kthread_flush_worker(struct kthread_worker *worker);
+bool kthread_cancel_work_sync(struct kthread_work *work);
+void kthread_destroy_worker(struct kthread_worker *worker);
+void sched_set_fifo(struct task_struct *p);
+void sched_set_fifo_low(struct task_struct *p);
+
 #endif /* _LINUX_KTHREAD_H */

@@ -185,6 +185,24 @@ def __SCT__preempt_schedule_notrace(ctx: Any) -> Any:
     return _preempt_schedule(ctx)
 
 
+def _set_policy(ctx: Any, task_struct: int) -> None:
+    """The CPU goes to tasks in the order they ask for it, with no
+    scheduling classes or priorities (docs/semantics.md): a real-time
+    policy changes nothing here.  The task must be one (Linux would fault)."""
+    if ctx.machine.sched.task_at(task_struct) is None:
+        raise KernelBug("kernel/sched/core.c:7466")
+
+
+@export("sched_set_fifo", "void sched_set_fifo(struct task_struct *p)", nargs=1, gpl=True)
+def sched_set_fifo(ctx: Any, p: int) -> None:
+    _set_policy(ctx, p)
+
+
+@export("sched_set_fifo_low", "void sched_set_fifo_low(struct task_struct *p)", nargs=1, gpl=True)
+def sched_set_fifo_low(ctx: Any, p: int) -> None:
+    _set_policy(ctx, p)
+
+
 @export("__udelay", "void __udelay(unsigned long usecs)", nargs=1)
 def __udelay(ctx: Any, usecs: int) -> Any:
     return _busy_wait(usecs / 1_000_000)
