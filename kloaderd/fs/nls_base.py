@@ -2,7 +2,7 @@
 which every fs/nls/nls_*.ko module's init and exit are about.
 
 As Linux: `tables` is a singly linked list threaded through
-`struct nls_table.next` (Linux 6.1: charset@0, owner@48, next@56), headed
+`struct nls_table.next` (at the kernel's offsets, kernel/layouts.py), headed
 by the built-in "default" table (a kernel object here, so the first
 registered table's `next` points at it as in Linux).  `__register_nls` sets
 `owner` and pushes the table on the front; a table whose `next` is already
@@ -21,12 +21,11 @@ import errno
 from typing import Any
 
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.memory import GuestFault
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-CHARSET, ALIAS, OWNER, NEXT = 0, 8, 48, 56
-NLS_TABLE_SIZE = 64
+NLS = struct("struct nls_table", "linux/nls.h", "charset", "alias", "owner", "next")
+STRUCTS = (NLS,)             # what these functions read at the kernel's offsets
 DEFAULT_CHARSET = b"default\0"
 
 
@@ -35,11 +34,12 @@ class NlsTables:
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
-        default = kernel.slab.alloc(NLS_TABLE_SIZE + len(DEFAULT_CHARSET), None, zero=True)
+        self.nls = nls = kernel.layouts[NLS]
+        default = kernel.slab.alloc(nls.size + len(DEFAULT_CHARSET), None, zero=True)
         if not default:
             raise MemoryError("no memory for the default nls table")
-        kernel.mem.write(default + NLS_TABLE_SIZE, DEFAULT_CHARSET)
-        kernel.mem.write_u64(default + CHARSET, default + NLS_TABLE_SIZE)
+        kernel.mem.write(default + nls.size, DEFAULT_CHARSET)
+        kernel.mem.write_u64(default + nls.charset, default + nls.size)
         self.first = self.default = default
 
     def links(self) -> Any:
@@ -47,8 +47,8 @@ class NlsTables:
         yield None                                   # `tables` itself, kept in Python
         table = self.first
         while table:
-            yield table + NEXT
-            table = self.kernel.mem.read_u64(table + NEXT)
+            yield table + self.nls.next
+            table = self.kernel.mem.read_u64(table + self.nls.next)
 
     def read(self, link: int | None) -> int:
         return self.first if link is None else self.kernel.mem.read_u64(link)
@@ -62,7 +62,7 @@ class NlsTables:
     def unlink(self, nls: int) -> bool:
         for link in self.links():
             if self.read(link) == nls:
-                self.write(link, self.kernel.mem.read_u64(nls + NEXT))
+                self.write(link, self.kernel.mem.read_u64(nls + self.nls.next))
                 return True
             if self.read(link) == 0:
                 break
@@ -70,24 +70,24 @@ class NlsTables:
 
 
 def _charset(ctx: Any, nls: int) -> str:
-    name = ctx.mem.read_u64(nls + CHARSET)
+    name = ctx.mem.read_u64(nls + ctx.kernel.layouts[NLS].charset)
     return ctx.mem.read_cstr(name, 64).decode("utf-8", "replace") if name else "?"
 
 
 @export("__register_nls", "int __register_nls(struct nls_table *nls, struct module *owner)",
         nargs=2)
 def __register_nls(ctx: Any, nls: int, owner: int) -> int:
-    mem = ctx.mem
-    if mem.read_u64(nls + NEXT):
+    mem, layout = ctx.mem, ctx.kernel.layouts[NLS]
+    if mem.read_u64(nls + layout.next):
         return -errno.EBUSY
-    mem.write_u64(nls + OWNER, owner)
+    mem.write_u64(nls + layout.owner, owner)
     tables = ctx.kernel.subsystem(NlsTables)
     table = tables.first
     while table:
         if table == nls:
             return -errno.EBUSY
-        table = mem.read_u64(table + NEXT)
-    mem.write_u64(nls + NEXT, tables.first)
+        table = mem.read_u64(table + layout.next)
+    mem.write_u64(nls + layout.next, tables.first)
     tables.first = nls
     regs = ctx.kernel.registrations
     module = ctx.kernel.module_by_struct(owner) or regs.module_at(nls)
@@ -116,18 +116,19 @@ def _find(ctx: Any, charset: str) -> int:
     """find_nls(): a registered table by charset or alias, whose module can be
     entered (try_module_get on its owner)."""
     mem, tables = ctx.mem, ctx.kernel.subsystem(NlsTables)
+    layout = tables.nls
     table = tables.first
     while table:
         names = [_charset(ctx, table)]
-        alias = mem.read_u64(table + ALIAS)
+        alias = mem.read_u64(table + layout.alias)
         if alias:
             names.append(mem.read_cstr(alias, 64).decode("utf-8", "replace"))
         if charset in names:
-            owner = ctx.kernel.module_by_struct(mem.read_u64(table + OWNER))
+            owner = ctx.kernel.module_by_struct(mem.read_u64(table + layout.owner))
             if owner is not None and not ctx.kernel.module_get(owner, owner_ref(ctx)):
                 return 0
             return table
-        table = mem.read_u64(table + NEXT)
+        table = mem.read_u64(table + layout.next)
     return 0
 
 
@@ -146,7 +147,7 @@ def load_nls(ctx: Any, charset: int) -> int:
 @export("unload_nls", "void unload_nls(struct nls_table *nls)", nargs=1)
 def unload_nls(ctx: Any, nls: int) -> None:
     if nls:
-        owner = ctx.kernel.module_by_struct(ctx.mem.read_u64(nls + OWNER))
+        owner = ctx.kernel.module_by_struct(ctx.mem.read_u64(nls + ctx.kernel.layouts[NLS].owner))
         if owner is not None:
             ctx.kernel.module_put_from_code(owner, owner_ref(ctx))
 

@@ -12,7 +12,7 @@ store that rejects the value).  Which show/store: the kobject's
 `ktype->sysfs_ops` at the time the file is made — the kernel's own ktypes
 (kobject_create_and_add's, devices') and `kobj_sysfs_ops` call the
 attribute's own `show`/`store` (struct kobj_attribute, struct
-device_attribute: show@16, store@24); a module's sysfs_ops is called as it
+device_attribute: the attribute, then show and store); a module's sysfs_ops is called as it
 is.  The mode is the attribute's (`EACCES` by mode bits, tree.py).
 
 Module code runs on the reader's behalf with no module reference taken:
@@ -21,8 +21,7 @@ for running reads and writes (tree.py drains), as Linux's removal does.
 A file a module made and did not remove when it is freed is a leaked
 registration: reported and removed.
 
-Layouts (6.1): attribute {name@0, mode@8 (u16)} 16 bytes; attribute_group
-{name@0, is_visible@8, is_bin_visible@16, attrs@24, bin_attrs@32} 40.
+Layouts: each kernel's own (kloaderd/kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -37,20 +36,22 @@ from ..kernel.api.printk import format_guest
 from ..kernel.callback import call_module_code
 from ..kernel.panic import warn
 from ..kernel.printk import KERN_WARNING
-from ..lib.kobject import KOBJ_KTYPE, KTYPE_SYSFS_OPS, kobjects
+from ..kernel.layouts import struct
+from ..lib.kobject import KOBJECT, KSET, KTYPE, kobjects
 from .file import signed64
 from .tree import Content, Directory, file_tree
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+ATTR = struct("struct attribute", "linux/sysfs.h", "name", "mode")
+# kobj_attribute and device_attribute: the attribute, then show and store
+KOBJ_ATTR = struct("struct kobj_attribute", "linux/kobject.h", "attr", "show", "store")
+OPS = struct("struct sysfs_ops", "linux/sysfs.h", "show", "store")
+GROUP = struct("struct attribute_group", "linux/sysfs.h", "name", "is_visible", "attrs")
+STRUCTS = (ATTR, KOBJ_ATTR, OPS, GROUP, KOBJECT, KTYPE, KSET)   # read at the kernel's offsets
 
 PAGE_SIZE = 4096
-ATTR_NAME, ATTR_MODE = 0, 8
-ATTR_SHOW, ATTR_STORE = 16, 24          # kobj_attribute / device_attribute
-OPS_SHOW, OPS_STORE = 0, 8              # struct sysfs_ops
-GRP_NAME, GRP_IS_VISIBLE, GRP_ATTRS = 0, 8, 24
 MAX_GROUP_ATTRS = 4096                  # a NULL-terminated array is read at most this far
 _NAME_MAX = 256
 
@@ -64,14 +65,16 @@ def methods(kernel: "Kernel", kobj: int, attr: int) -> tuple[int, int] | None:
     sysfs_ops pass; None when the ktype has no sysfs_ops."""
     mem = kernel.mem
     objs = kobjects(kernel)
-    ktype = mem.read_u64(kobj + KOBJ_KTYPE)
-    ops = mem.read_u64(ktype + KTYPE_SYSFS_OPS) if ktype else 0
+    ktype = mem.read_u64(kobj + kernel.layouts[KOBJECT].ktype)
+    ops = mem.read_u64(ktype + kernel.layouts[KTYPE].sysfs_ops) if ktype else 0
     kobj_ops = kernel.machine.kernel_symbols().get("kobj_sysfs_ops")
     if ktype in objs.kernel_ktypes or ops == kobj_ops:
-        return mem.read_u64(attr + ATTR_SHOW), mem.read_u64(attr + ATTR_STORE)
+        kattr = kernel.layouts[KOBJ_ATTR]
+        return mem.read_u64(attr + kattr.show), mem.read_u64(attr + kattr.store)
     if not ops:
         return None
-    return mem.read_u64(ops + OPS_SHOW), mem.read_u64(ops + OPS_STORE)
+    sysfs_ops = kernel.layouts[OPS]
+    return mem.read_u64(ops + sysfs_ops.show), mem.read_u64(ops + sysfs_ops.store)
 
 
 class Attribute(Content):
@@ -130,9 +133,9 @@ def add_file(ctx: Any, kobj: int, attr: int, where: Directory, mode: int | None 
     """sysfs_add_file_mode_ns: 0 or a negative errno with sysfs's messages."""
     kernel = ctx.kernel
     objs = kobjects(kernel)
-    name = _cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME))
+    name = _cstr(kernel, ctx.mem.read_u64(attr + ctx.kernel.layouts[ATTR].name))
     if mode is None:
-        mode = ctx.mem.read_u16(attr + ATTR_MODE)
+        mode = ctx.mem.read_u16(attr + ctx.kernel.layouts[ATTR].mode)
     found = methods(kernel, kobj, attr)
     if found is None:
         warn(ctx, f"missing sysfs attribute operations for kobject: {objs.name(kobj)}",
@@ -190,7 +193,7 @@ def sysfs_create_file_ns(ctx: Any, kobj: int, attr: int, ns: int) -> int:
         "*attr, const void *ns)", nargs=3, gpl=True)
 def sysfs_remove_file_ns(ctx: Any, kobj: int, attr: int, ns: int) -> Any:
     where = kobjects(ctx.kernel).directory(kobj)
-    return remove_name(ctx, where, _cstr(ctx.kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+    return remove_name(ctx, where, _cstr(ctx.kernel, ctx.mem.read_u64(attr + ctx.kernel.layouts[ATTR].name)))
 
 
 def _pointers(ctx: Any, array: int) -> list[int]:
@@ -227,7 +230,7 @@ def sysfs_remove_files(ctx: Any, kobj: int, attrs: int) -> None:
 
 
 def _group_attrs(ctx: Any, grp: int) -> list[int]:
-    return _pointers(ctx, ctx.mem.read_u64(grp + GRP_ATTRS))
+    return _pointers(ctx, ctx.mem.read_u64(grp + ctx.kernel.layouts[GROUP].attrs))
 
 
 async def create_group(ctx: Any, kobj: int, grp: int) -> int:
@@ -237,7 +240,7 @@ async def create_group(ctx: Any, kobj: int, grp: int) -> int:
     where = _directory(ctx, kobj, "group")
     if where is None or not grp:
         return -errno.EINVAL
-    name = _cstr(kernel, ctx.mem.read_u64(grp + GRP_NAME))
+    name = _cstr(kernel, ctx.mem.read_u64(grp + ctx.kernel.layouts[GROUP].name))
     tree = file_tree(kernel)
     made: Directory | None = None
     if name:
@@ -249,10 +252,10 @@ async def create_group(ctx: Any, kobj: int, grp: int) -> int:
             return -exc.errno
         kobjects(kernel).track_dir(made, ctx.module, grp, "group")
     target = made or where
-    is_visible = ctx.mem.read_u64(grp + GRP_IS_VISIBLE)
+    is_visible = ctx.mem.read_u64(grp + ctx.kernel.layouts[GROUP].is_visible)
     done: list[str] = []
     for i, attr in enumerate(_group_attrs(ctx, grp)):
-        mode = ctx.mem.read_u16(attr + ATTR_MODE)
+        mode = ctx.mem.read_u16(attr + ctx.kernel.layouts[ATTR].mode)
         if is_visible:
             mode = await call_module_code(ctx, is_visible, kobj, attr, i) & 0xFFFF
             if not mode:
@@ -269,14 +272,14 @@ async def create_group(ctx: Any, kobj: int, grp: int) -> int:
                         kobjects(kernel).untrack(node)
                         tree.remove_now(node)
             return ret
-        done.append(_cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+        done.append(_cstr(kernel, ctx.mem.read_u64(attr + ctx.kernel.layouts[ATTR].name)))
     return 0
 
 
 def remove_group(ctx: Any, kobj: int, grp: int) -> Any:
     kernel = ctx.kernel
     where = kobjects(kernel).directory(kobj)
-    name = _cstr(kernel, ctx.mem.read_u64(grp + GRP_NAME))
+    name = _cstr(kernel, ctx.mem.read_u64(grp + ctx.kernel.layouts[GROUP].name))
     if where is None:
         return 0
     if name:
@@ -287,7 +290,7 @@ def remove_group(ctx: Any, kobj: int, grp: int) -> Any:
             return 0
         return remove_name(ctx, where, name)
     for attr in _group_attrs(ctx, grp):
-        remove_name(ctx, where, _cstr(kernel, ctx.mem.read_u64(attr + ATTR_NAME)))
+        remove_name(ctx, where, _cstr(kernel, ctx.mem.read_u64(attr + ctx.kernel.layouts[ATTR].name)))
     return 0
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import os
 import re
 import subprocess
@@ -49,26 +50,31 @@ SIZEOF = "sizeof"
 @dataclass(frozen=True)
 class Struct:
     """A C structure the emulation reads: its name, the header declaring
-    it, and the members whose offsets it needs ("d_name.name" for a member
-    of a member)."""
+    it, the members whose offsets it needs ("d_name.name" for a member of a
+    member), and those some releases do not have (`optional`: None in a
+    kernel without them, and the code does without)."""
     name: str
     header: str
     members: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
     def expressions(self) -> dict[str, str]:
         """{key in a table: the C constant expression that measures it}."""
         exprs = {SIZEOF: f"sizeof({self.name})"}
-        exprs.update({m: f"__builtin_offsetof({self.name}, {m})" for m in self.members})
+        exprs.update({m: f"__builtin_offsetof({self.name}, {m})" for m in self.members + self.optional})
         return exprs
+
+    def required(self) -> tuple[str, ...]:
+        return (SIZEOF, *self.members)
 
 
 # Every structure some file of the emulation reads, by name.
 STRUCTS: dict[str, Struct] = {}
 
 
-def struct(name: str, header: str, *members: str) -> Struct:
+def struct(name: str, header: str, *members: str, optional: tuple[str, ...] = ()) -> Struct:
     """Declare that the emulation reads `members` of `name` (and its size)."""
-    declared = Struct(name, header, tuple(members))
+    declared = Struct(name, header, tuple(members), tuple(optional))
     old = STRUCTS.setdefault(name, declared)
     if old != declared:
         raise ValueError(f"{name} declared twice, differently: {old.members} and {declared.members}")
@@ -76,7 +82,9 @@ def struct(name: str, header: str, *members: str) -> Struct:
 
 
 def _attribute(member: str) -> str:
-    return "size" if member == SIZEOF else member.replace(".", "_")
+    """The view's attribute for a member: `class` is `class_`, as a keyword."""
+    name = "size" if member == SIZEOF else member.replace(".", "_")
+    return f"{name}_" if keyword.iskeyword(name) else name
 
 
 class Layouts:
@@ -91,7 +99,7 @@ class Layouts:
     def has(self, struct: Struct) -> bool:
         """Whether every member `struct` declares is known for this kernel."""
         measured = self._table.get(struct.name)
-        return measured is not None and all(k in measured for k in struct.expressions())
+        return measured is not None and all(k in measured for k in struct.required())
 
     def __getitem__(self, struct: Struct) -> SimpleNamespace:
         view = self._views.get(struct)
@@ -99,7 +107,7 @@ class Layouts:
             if not self.has(struct):
                 raise KeyError(f"{struct.name}: no layout for this kernel ({self.source})")
             measured = self._table[struct.name]
-            view = SimpleNamespace(**{_attribute(k): measured[k] for k in struct.expressions()})
+            view = SimpleNamespace(**{_attribute(k): measured.get(k) for k in struct.expressions()})
             self._views[struct] = view
         return view
 
@@ -136,9 +144,10 @@ def cache_dir() -> Path:
     return Path(base) / "kloader" / "layouts"
 
 
-def _complete(structs: dict[str, dict[str, int]], wanted: Iterable[Struct]) -> bool:
-    """Every declared member was tried: measured, or known not to exist."""
-    return all(s.name in structs for s in wanted)
+def _declared_digest(wanted: Iterable[Struct]) -> str:
+    """What was asked of a measurement: a cached one of fewer members is stale."""
+    text = json.dumps(sorted((s.name, sorted(s.expressions().items())) for s in wanted))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def kloader_layouts() -> Layouts:
@@ -164,9 +173,9 @@ def profile_layouts(profile: "KernelProfile", log: Callable[[str], None],
         table = read_table(path)
         if table and table.get("release") == release and table.get("config") == digest:
             return Layouts(table["structs"], f"kloader's table {path.name}")
-    cached = cache_dir() / f"{release}-{digest}.json"
+    cached = cache_dir() / f"{release}-{digest}-{_declared_digest(wanted)}.json"
     table = read_table(cached)
-    if table and _complete(table["structs"], wanted):
+    if table:
         return Layouts(table["structs"], f"measured, cached in {cached}")
     try:
         structs = (measure or measure_with_kbuild)(profile, wanted)
@@ -232,7 +241,7 @@ def measure_values(headers: Iterable[str], values: dict[str, str], compile: Comp
             done = compile(work)
             if done.returncode == 0:
                 return read_probe(work / "probe.o", keys)
-            bad = {keys[int(n) - 1] for n in re.findall(r"probe\.c:(\d+):\d+: error", done.stderr)
+            bad = {keys[int(n) - 1] for n in re.findall(r"probe\.c:(\d+):\d+: (?:fatal )?error", done.stderr)
                    if int(n) - 1 < len(keys)} - {""}
             if not bad:
                 raise Unmeasurable(f"the probe does not compile: {done.stderr.strip()[-600:]}")

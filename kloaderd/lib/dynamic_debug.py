@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..drivers.base.core import dev_name, driver_string
+from ..drivers.base.core import DEVICE, dev_name, driver_string
+from .kobject import KOBJECT
 from ..kernel.api import export
 from ..kernel.api.printk import format_guest
 
 LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+STRUCTS = (DEVICE, KOBJECT)   # dev_name(), at the kernel's offsets
 
 MODNAME, FUNCTION, BITS = 0, 8, 32
 INCL_MODNAME, INCL_FUNCNAME, INCL_LINENO, INCL_TID = 2, 4, 8, 16

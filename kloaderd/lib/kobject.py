@@ -26,10 +26,10 @@ reports; "kobject_add_internal failed for NAME with -EEXIST, don't try to
 register things with the same name in the same directory." after sysfs's
 "cannot create duplicate filename '/PATH'".
 
-Layouts (Linux 6.1 x86-64, also kloader's headers): kobject {name@0,
-entry@8, parent@24, kset@32, ktype@40, sd@48, kref@56, state bits@60} 64
-bytes; kobj_type {release@0, sysfs_ops@8, default_groups@16} 48; kset
-{list@0, list_lock@16, kobj@24, uevent_ops@88} 96.
+Layouts: each kernel's own (kloaderd/kernel/layouts.py; Debian's 6.1 and
+6.12 have the same kobject, kobj_type and kset); the state bits follow
+`kref`.  Under a kernel whose layouts are unknown the kernel's directories
+are plain directories and these functions are not emulated.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..fs.tree import Content, Directory, file_tree
 from ..kernel.api import at_boot, export, export_object
 from ..kernel.api.printk import format_guest
 from ..kernel.callback import waiting
+from ..kernel.layouts import struct
 from ..kernel.panic import warn
 from ..kernel.printk import KERN_ERR, KERN_WARNING
 
@@ -50,16 +51,13 @@ if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
     from ..kernel.module import Module
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-KOBJ_NAME, KOBJ_ENTRY, KOBJ_PARENT, KOBJ_KSET, KOBJ_KTYPE, KOBJ_SD, KOBJ_KREF, KOBJ_STATE = \
-    0, 8, 24, 32, 40, 48, 56, 60
-KOBJECT_SIZE = 64
+KOBJECT = struct("struct kobject", "linux/kobject.h", "name", "entry", "parent", "kset", "ktype", "sd",
+                 "kref")
+KTYPE = struct("struct kobj_type", "linux/kobject.h", "release", "sysfs_ops", "default_groups")
+KSET = struct("struct kset", "linux/kobject.h", "list", "list_lock", "kobj", "uevent_ops")
+STRUCTS = (KOBJECT, KTYPE, KSET)   # what these functions read at the kernel's offsets
+KREF_SIZE = 4                      # struct kref is a refcount_t: the state bits follow it
 STATE_INITIALIZED, STATE_IN_SYSFS, STATE_ADD_UEVENT_SENT, STATE_REMOVE_UEVENT_SENT = 1, 2, 4, 8
-KTYPE_RELEASE, KTYPE_SYSFS_OPS, KTYPE_DEFAULT_GROUPS = 0, 8, 16
-KTYPE_SIZE = 48
-KSET_LIST, KSET_KOBJ, KSET_UEVENT_OPS = 0, 24, 88
-KSET_SIZE = 96
 SYSFS_OPS_SIZE = 16
 
 KOBJ_ACTIONS = ("add", "remove", "change", "move", "online", "offline", "bind", "unbind")
@@ -109,10 +107,13 @@ class KObjects:
     kernel_ktypes: dict[int, Callable[[int], tuple[int, int] | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        layouts = self.kernel.layouts
+        self.k, self.kt, self.ks = layouts[KOBJECT], layouts[KTYPE], layouts[KSET]
+        self.state_offset = self.k.kref + KREF_SIZE     # state_initialized:1 and the rest
         self.registry = self.kernel.registrations.registry("kobject")
         self.files = self.kernel.registrations.registry("sysfs")
         self.dynamic_ktype = self.new_ktype(self.freeing(0))          # dynamic_kobj_release
-        self.kset_ktype = self.new_ktype(self.freeing(KSET_KOBJ))     # kset_release
+        self.kset_ktype = self.new_ktype(self.freeing(self.ks.kobj))     # kset_release
         self.kernel_ktype = self.new_ktype(lambda kobj: None)         # never released
 
     def freeing(self, offset: int) -> Callable[[int], None]:
@@ -123,8 +124,8 @@ class KObjects:
 
     def new_ktype(self, release: Callable[[int], tuple[int, int] | None]) -> int:
         """A kobj_type of the kernel's, in kernel memory, released by `release`."""
-        ktype = self.kernel.slab.alloc(KTYPE_SIZE, None, zero=True)
-        self.kernel.mem.write_u64(ktype + KTYPE_SYSFS_OPS,
+        ktype = self.kernel.slab.alloc(self.kt.size, None, zero=True)
+        self.kernel.mem.write_u64(ktype + self.kt.sysfs_ops,
                                   self.kernel.machine.kernel_symbols().get("kobj_sysfs_ops", 0))
         self.kernel_ktypes[ktype] = release
         return ktype
@@ -132,15 +133,15 @@ class KObjects:
     # -- bytes ---------------------------------------------------------------
 
     def name(self, kobj: int) -> str:
-        ptr = self.kernel.mem.read_u64(kobj + KOBJ_NAME)
+        ptr = self.kernel.mem.read_u64(kobj + self.k.name)
         return self.kernel.mem.read_cstr(ptr, NAME_MAX).decode("utf-8", "replace") if ptr else ""
 
     def state(self, kobj: int) -> int:
-        return self.kernel.mem.read_u8(kobj + KOBJ_STATE)
+        return self.kernel.mem.read_u8(kobj + self.state_offset)
 
     def set_state(self, kobj: int, set_: int = 0, clear: int = 0) -> None:
         mem = self.kernel.mem
-        mem.write_u8(kobj + KOBJ_STATE, (mem.read_u8(kobj + KOBJ_STATE) | set_) & ~clear & 0xFF)
+        mem.write_u8(kobj + self.state_offset, (mem.read_u8(kobj + self.state_offset) | set_) & ~clear & 0xFF)
 
     def set_name(self, kobj: int, text: bytes, owner: str | None) -> int:
         """kobject_set_name_vargs: a kernel copy, '/' made '!' as sysfs needs."""
@@ -149,8 +150,8 @@ class KObjects:
         if not copy:
             return -errno.ENOMEM
         mem.write(copy, text.replace(b"/", b"!") + b"\0")
-        old = mem.read_u64(kobj + KOBJ_NAME)
-        mem.write_u64(kobj + KOBJ_NAME, copy)
+        old = mem.read_u64(kobj + self.k.name)
+        mem.write_u64(kobj + self.k.name, copy)
         if old and old in self._names:
             slab.free(old, None)
             self._names.discard(old)
@@ -162,17 +163,17 @@ class KObjects:
     def init(self, kobj: int, ktype: int) -> None:
         """kobject_init_internal, with its ktype."""
         mem = self.kernel.mem
-        mem.write_u32(kobj + KOBJ_KREF, 1)
-        mem.write_u64(kobj + KOBJ_ENTRY, kobj + KOBJ_ENTRY)
-        mem.write_u64(kobj + KOBJ_ENTRY + 8, kobj + KOBJ_ENTRY)
+        mem.write_u32(kobj + self.k.kref, 1)
+        mem.write_u64(kobj + self.k.entry, kobj + self.k.entry)
+        mem.write_u64(kobj + self.k.entry + 8, kobj + self.k.entry)
         self.set_state(kobj, STATE_INITIALIZED,
                        STATE_IN_SYSFS | STATE_ADD_UEVENT_SENT | STATE_REMOVE_UEVENT_SENT)
-        mem.write_u64(kobj + KOBJ_KTYPE, ktype)
+        mem.write_u64(kobj + self.k.ktype, ktype)
         self.known.setdefault(kobj, KObj(kobj))
 
     def get(self, kobj: int) -> None:
         mem = self.kernel.mem
-        mem.write_u32(kobj + KOBJ_KREF, (mem.read_u32(kobj + KOBJ_KREF) + 1) & 0xFFFFFFFF)
+        mem.write_u32(kobj + self.k.kref, (mem.read_u32(kobj + self.k.kref) + 1) & 0xFFFFFFFF)
 
     def add_internal(self, kobj: int, adder: "Module | None") -> int:
         """kobject_add_internal: its directory under the parent (or the kset's
@@ -182,11 +183,11 @@ class KObjects:
         who = getattr(adder, "name", None)
         if not name:
             return -errno.EINVAL
-        parent = mem.read_u64(kobj + KOBJ_PARENT)
-        kset = mem.read_u64(kobj + KOBJ_KSET)
+        parent = mem.read_u64(kobj + self.k.parent)
+        kset = mem.read_u64(kobj + self.k.kset)
         if not parent and kset:
-            parent = kset + KSET_KOBJ
-            mem.write_u64(kobj + KOBJ_PARENT, parent)
+            parent = kset + self.ks.kobj
+            mem.write_u64(kobj + self.k.parent, parent)
         if parent:
             self.get(parent)
         where = self.directory(parent) if parent else file_tree(self.kernel).lookup("/sys")
@@ -258,7 +259,7 @@ class KObjects:
         directory, record.dir = record.dir, None
         self.untrack(directory)
         self.set_state(kobj, 0, STATE_IN_SYSFS)
-        parent = self.kernel.mem.read_u64(kobj + KOBJ_PARENT)
+        parent = self.kernel.mem.read_u64(kobj + self.k.parent)
         tree = file_tree(self.kernel)
         if not wait or not any(node.active for node in tree.walk(directory)):
             tree.remove_now(directory)
@@ -276,8 +277,8 @@ class KObjects:
         """kref_put: at zero, kobject_cleanup.  None when done, else an
         awaitable that finishes it (a release in module code, a drain)."""
         mem = self.kernel.mem
-        count = (mem.read_u32(kobj + KOBJ_KREF) - 1) & 0xFFFFFFFF
-        mem.write_u32(kobj + KOBJ_KREF, count)
+        count = (mem.read_u32(kobj + self.k.kref) - 1) & 0xFFFFFFFF
+        mem.write_u32(kobj + self.k.kref, count)
         return None if count else self.cleanup(kobj)
 
     async def put(self, kobj: int) -> None:
@@ -292,11 +293,11 @@ class KObjects:
         if self.state(kobj) & STATE_ADD_UEVENT_SENT and not self.state(kobj) & STATE_REMOVE_UEVENT_SENT:
             self.uevent(kobj, "remove")
         removing = self.delete(kobj)
-        ktype = mem.read_u64(kobj + KOBJ_KTYPE)
-        name_ptr = mem.read_u64(kobj + KOBJ_NAME)
+        ktype = mem.read_u64(kobj + self.k.ktype)
+        name_ptr = mem.read_u64(kobj + self.k.name)
         self.known.pop(kobj, None)
         own = self.kernel_ktypes.get(ktype)
-        release = mem.read_u64(ktype + KTYPE_RELEASE) if ktype and own is None else 0
+        release = mem.read_u64(ktype + self.kt.release) if ktype and own is None else 0
         # Linux runs release on the putting task's stack: same name here.
         comm = getattr(self.kernel.machine.current, "comm", "kworker/0:1")
 
@@ -344,10 +345,10 @@ class KObjects:
 
     def kernel_kobject(self, name: str, parent: int) -> int:
         """A directory of the kernel's (/sys/kernel, ...): a kobject in kernel memory."""
-        kobj = self.kernel.slab.alloc(KOBJECT_SIZE, None, zero=True)
+        kobj = self.kernel.slab.alloc(self.k.size, None, zero=True)
         self.init(kobj, self.kernel_ktype)
         self.set_name(kobj, name.encode(), None)
-        self.kernel.mem.write_u64(kobj + KOBJ_PARENT, parent)
+        self.kernel.mem.write_u64(kobj + self.k.parent, parent)
         if parent:
             self.get(parent)                     # as kobject_add_internal: dropped by its delete
         record = self.known[kobj]
@@ -369,6 +370,8 @@ def kobjects(kernel: "Kernel") -> KObjects:
 def _kernel_directories(kernel: "Kernel") -> None:
     """The kobjects of /sys/kernel, /sys/kernel/mm, /sys/fs and /sys/firmware,
     and the exported pointers to them."""
+    if not all(kernel.layouts.has(s) for s in STRUCTS):
+        return                          # no kobjects: the tree's own directories stand
     objs = kobjects(kernel)
     symbols = kernel.machine.kernel_symbols()
     made: dict[str, int] = {}
@@ -423,7 +426,7 @@ def add_kobject(ctx: Any, kobj: int, parent: int, fmt: int) -> int:
         ret = objs.set_name(kobj, text, None)
         if ret:
             return ret
-    ctx.mem.write_u64(kobj + KOBJ_PARENT, parent)
+    ctx.mem.write_u64(kobj + objs.k.parent, parent)
     return objs.add_internal(kobj, ctx.module)
 
 
@@ -461,13 +464,13 @@ def kobject_init_and_add(ctx: Any, kobj: int, ktype: int, parent: int, fmt: int)
         "struct kobject *parent)", nargs=2, gpl=True)
 def kobject_create_and_add(ctx: Any, name: int, parent: int) -> int:
     objs = kobjects(ctx.kernel)
-    kobj = ctx.kernel.slab.alloc(KOBJECT_SIZE, _who(ctx), zero=True)
+    kobj = ctx.kernel.slab.alloc(objs.k.size, _who(ctx), zero=True)
     if not kobj:
         return 0
     objs.init(kobj, objs.dynamic_ktype)
     text = ctx.mem.read_cstr(name, NAME_MAX) if name else b""
     ret = objs.set_name(kobj, text, None) if name else -errno.EINVAL
-    ctx.mem.write_u64(kobj + KOBJ_PARENT, parent)
+    ctx.mem.write_u64(kobj + objs.k.parent, parent)
     if ret == 0:
         ret = objs.add_internal(kobj, ctx.module)
     if ret:
@@ -539,10 +542,10 @@ def kobject_uevent_env(ctx: Any, kobj: int, action: int, envp: int) -> int:
 
 def _register_kset(ctx: Any, kset: int) -> int:
     objs = kobjects(ctx.kernel)
-    kobj = kset + KSET_KOBJ
-    ctx.mem.write_u64(kset + KSET_LIST, kset + KSET_LIST)
-    ctx.mem.write_u64(kset + KSET_LIST + 8, kset + KSET_LIST)
-    ktype = ctx.mem.read_u64(kobj + KOBJ_KTYPE)
+    kobj = kset + objs.ks.kobj
+    ctx.mem.write_u64(kset + objs.ks.list, kset + objs.ks.list)
+    ctx.mem.write_u64(kset + objs.ks.list + 8, kset + objs.ks.list)
+    ktype = ctx.mem.read_u64(kobj + objs.k.ktype)
     if not ktype:
         _report(ctx, f"kobject ({kobj:016x}): must have a ktype to be initialized properly!")
         return -errno.EINVAL
@@ -564,30 +567,30 @@ def kset_unregister(ctx: Any, kset: int) -> Any:
     if not kset:
         return 0
     objs = kobjects(ctx.kernel)
-    removing = objs.delete(kset + KSET_KOBJ)
+    removing = objs.delete(kset + objs.ks.kobj)
 
     async def unregistering() -> int:
         if removing is not None:
             await removing
-        await objs.put(kset + KSET_KOBJ)
+        await objs.put(kset + objs.ks.kobj)
         return 0
-    return unregistering() if removing is not None else put_kobject(ctx, kset + KSET_KOBJ)
+    return unregistering() if removing is not None else put_kobject(ctx, kset + objs.ks.kobj)
 
 
 @export("kset_create_and_add", "struct kset *kset_create_and_add(const char *name, "
         "const struct kset_uevent_ops *uevent_ops, struct kobject *parent_kobj)", nargs=3, gpl=True)
 def kset_create_and_add(ctx: Any, name: int, uevent_ops: int, parent: int) -> int:
     objs = kobjects(ctx.kernel)
-    kset = ctx.kernel.slab.alloc(KSET_SIZE, _who(ctx), zero=True)
+    kset = ctx.kernel.slab.alloc(objs.ks.size, _who(ctx), zero=True)
     if not kset:
         return 0
-    kobj = kset + KSET_KOBJ
+    kobj = kset + objs.ks.kobj
     if objs.set_name(kobj, ctx.mem.read_cstr(name, NAME_MAX) if name else b"", None):
         ctx.kernel.slab.free(kset, None)
         return 0
-    ctx.mem.write_u64(kset + KSET_UEVENT_OPS, uevent_ops)
-    ctx.mem.write_u64(kobj + KOBJ_PARENT, parent)
-    ctx.mem.write_u64(kobj + KOBJ_KTYPE, objs.kset_ktype)
+    ctx.mem.write_u64(kset + objs.ks.uevent_ops, uevent_ops)
+    ctx.mem.write_u64(kobj + objs.k.parent, parent)
+    ctx.mem.write_u64(kobj + objs.k.ktype, objs.kset_ktype)
     objs.init(kobj, objs.kset_ktype)
     if _register_kset(ctx, kset):
         objs.drop(kobj)

@@ -29,8 +29,8 @@ from ...fs.tree import Directory, Node, Symlink, file_tree
 from ...kernel.api import at_boot
 from ...kernel.module_sysfs import MODULE_ENTRIES
 from ...lib.kobject import kobjects
-from .core import BUS, DRIVER, devices
-from .driver import BUS_NAME, DRV_BUS, DRV_NAME, DRV_OWNER, Buses
+from .core import BUS, DEVICE, DRIVER, STRUCTS, devices
+from .driver import Buses
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
@@ -50,12 +50,12 @@ def buses(kernel: "Kernel") -> dict[str, int]:
     """Every bus by name: its struct bus_type (0 for a core bus nothing used yet)."""
     found = {name: kernel.subsystem(Buses).core.get(name, 0) for name in Buses.CORE}
     for entry in kernel.registrations.registry("bus").entries():
-        found[_cstr(kernel, kernel.mem.read_u64(entry.key + BUS_NAME))] = entry.key
+        found[_cstr(kernel, kernel.mem.read_u64(entry.key + kernel.layouts[BUS].name))] = entry.key
     return found
 
 
 def bus_name(kernel: "Kernel", bus: int) -> str:
-    return _cstr(kernel, kernel.mem.read_u64(bus + BUS_NAME)) if bus else ""
+    return _cstr(kernel, kernel.mem.read_u64(bus + kernel.layouts[BUS].name)) if bus else ""
 
 
 def drivers_on(kernel: "Kernel", bus: int) -> dict[str, tuple[int, Any]]:
@@ -71,9 +71,9 @@ def device_dirs(kernel: "Kernel", bus: int, driver: int | None = None) -> dict[s
     mem, objs = kernel.mem, kobjects(kernel)
     out = {}
     for dev, record in devices(kernel).known.items():
-        if not record.added or not bus or mem.read_u64(dev + BUS) != bus:
+        if not record.added or not bus or mem.read_u64(dev + kernel.layouts[DEVICE].bus) != bus:
             continue
-        if driver is not None and mem.read_u64(dev + DRIVER) != driver:
+        if driver is not None and mem.read_u64(dev + kernel.layouts[DEVICE].driver) != driver:
             continue
         directory = objs.directory(dev)
         if directory is not None:
@@ -82,7 +82,7 @@ def device_dirs(kernel: "Kernel", bus: int, driver: int | None = None) -> dict[s
 
 
 def _owner(kernel: "Kernel", drv: int, entry: Any) -> "Module | None":
-    owner = kernel.module_by_struct(kernel.mem.read_u64(drv + DRV_OWNER))
+    owner = kernel.module_by_struct(kernel.mem.read_u64(drv + kernel.layouts[DRIVER].owner))
     return owner if owner is not None else entry.owner
 
 
@@ -123,7 +123,7 @@ class BusSysfs:
         top = "../../../../"                           # from /sys/bus/BUS/drivers/DRV to /sys
 
         def links() -> dict[str, Node]:
-            bus = kernel.mem.read_u64(drv + DRV_BUS)
+            bus = kernel.mem.read_u64(drv + kernel.layouts[DRIVER].bus)
             out: dict[str, Node] = {dev: Symlink(dev, top + path[len("/sys/"):])
                                     for dev, path in device_dirs(kernel, bus, drv).items()}
             owner = _owner(kernel, drv, entry)
@@ -140,7 +140,7 @@ def module_drivers(kernel: "Kernel", mod: "Module") -> dict[str, Node]:
         drv = entry.address
         if _owner(kernel, drv, entry) is mod:
             bus = bus_name(kernel, entry.key[0])
-            name = _cstr(kernel, kernel.mem.read_u64(drv + DRV_NAME))
+            name = _cstr(kernel, kernel.mem.read_u64(drv + kernel.layouts[DRIVER].name))
             links[f"{bus}:{name}"] = Symlink(f"{bus}:{name}", f"../../../bus/{bus}/drivers/{name}")
     if not links:
         return {}
@@ -151,20 +151,22 @@ def device_links(kernel: "Kernel", dev: int) -> dict[str, Node]:
     """A bus device's `subsystem` and, while bound, `driver` links."""
     mem = kernel.mem
     directory = kobjects(kernel).directory(dev)
-    bus = bus_name(kernel, mem.read_u64(dev + BUS))
+    bus = bus_name(kernel, mem.read_u64(dev + kernel.layouts[DEVICE].bus))
     if directory is None or not bus:
         return {}
     top = up_to_sys(directory.path)
     out: dict[str, Node] = {"subsystem": Symlink("subsystem", f"{top}bus/{bus}")}
-    drv = mem.read_u64(dev + DRIVER)
+    drv = mem.read_u64(dev + kernel.layouts[DEVICE].driver)
     if drv:
-        out["driver"] = Symlink("driver", f"{top}bus/{bus}/drivers/{_cstr(kernel, mem.read_u64(drv + DRV_NAME))}")
+        name = _cstr(kernel, mem.read_u64(drv + kernel.layouts[DRIVER].name))
+        out["driver"] = Symlink("driver", f"{top}bus/{bus}/drivers/{name}")
     return out
 
 
 @at_boot
 def _sys_bus(kernel: "Kernel") -> None:
-    kernel.subsystem(BusSysfs)
+    if all(kernel.layouts.has(s) for s in STRUCTS):    # else no devices: /sys/bus stays empty
+        kernel.subsystem(BusSysfs)
 
 
 if all(fn.__qualname__ != module_drivers.__qualname__ for fn in MODULE_ENTRIES):   # once, re-imports too

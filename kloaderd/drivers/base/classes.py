@@ -14,9 +14,8 @@ The driver core takes no module reference for a class or its devices (as
 Linux): what pins a driver's module is an open of its /dev node
 (`cdev->owner`, `fops->owner`, fs/char_dev.py).
 
-Layouts (6.1): class {name@0, owner@8, class_groups@16, dev_groups@24,
-dev_kobj@32, dev_uevent@40, devnode@48, class_release@56, dev_release@64,
-p@112} 120 bytes.
+Layouts: each kernel's own (kloaderd/kernel/layouts.py); since 6.4 a class has no
+`owner` (the module calling `class_create(name)` owns it) and no `p`.
 """
 
 from __future__ import annotations
@@ -30,16 +29,15 @@ from ...kernel.api import export
 from ...kernel.api.printk import format_guest
 from ...kernel.printk import KERN_ERR, KERN_WARNING
 from ...lib.kobject import kobjects
-from .core import (_unpublish, CLASS, DEV_DEVT, DEV_DRIVER_DATA, DEV_PARENT, DEVICE_SIZE, add_device,
-                   del_device, devices, put_device, _then_put)
+from .core import (CLASS, DEVICE, STRUCTS as CORE_STRUCTS, _then_put, _unpublish, add_device, del_device, devices,
+                   put_device)
+
+STRUCTS = CORE_STRUCTS          # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
-CLS_NAME, CLS_OWNER, CLS_RELEASE, CLS_P = 0, 8, 56, 112
-CLASS_SIZE = 120
 PRIVATE_SIZE = 64                       # stands for struct subsys_private
 MAX_ERRNO = 4095
 
@@ -73,8 +71,9 @@ class Classes:
         return found.virtual
 
     def register(self, ctx: Any, cls: int, allocated: bool) -> int:
+        class_off = ctx.kernel.layouts[CLASS]
         kernel, mem = self.kernel, self.kernel.mem
-        name_ptr = mem.read_u64(cls + CLS_NAME)
+        name_ptr = mem.read_u64(cls + class_off.name)
         name = mem.read_cstr(name_ptr, 256).decode("utf-8", "replace") if name_ptr else ""
         who = getattr(ctx.module, "name", None)
         if not name:
@@ -85,26 +84,31 @@ class Classes:
             kernel.log.emit(KERN_ERR, f"kobject_add_internal failed for {name} with -EEXIST, don't try "
                                       "to register things with the same name in the same directory.", who)
             return -errno.EEXIST
-        private = kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
-        if not private:
-            return -errno.ENOMEM
-        mem.write_u64(cls + CLS_P, private)
+        if class_off.p is not None:            # before 6.4: the class's subsys_private
+            private = kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
+            if not private:
+                return -errno.ENOMEM
+            mem.write_u64(cls + class_off.p, private)
         directory = tree.mkdir("/sys/class/" + name, mode=0o755, owner=ctx.module, data=cls)
         found = self.by_address[cls] = Class(cls, name, ctx.module, directory, allocated=allocated)
-        owner = kernel.module_by_struct(mem.read_u64(cls + CLS_OWNER)) or ctx.module
+        owner = ctx.module                     # 6.4 took class->owner away
+        if class_off.owner is not None:
+            owner = kernel.module_by_struct(mem.read_u64(cls + class_off.owner)) or owner
         found.module = owner
         self.registry.add(cls, f'class "{name}"', owner=owner, address=cls, data=found,
                           on_leftover=self._leftover)
         return 0
 
     def unregister(self, cls: int) -> Class | None:
+        class_off = self.kernel.layouts[CLASS]
         found = self.by_address.pop(cls, None)
         if found is None:
             return None
         self.registry.remove(cls)
         self._remove_dirs(found)
-        self.kernel.slab.free(self.kernel.mem.read_u64(cls + CLS_P), None)
-        self.kernel.mem.write_u64(cls + CLS_P, 0)
+        if class_off.p is not None:
+            self.kernel.slab.free(self.kernel.mem.read_u64(cls + class_off.p), None)
+            self.kernel.mem.write_u64(cls + class_off.p, 0)
         return found
 
     def _remove_dirs(self, found: Class) -> None:
@@ -141,17 +145,31 @@ def __class_register(ctx: Any, cls: int, key: int) -> int:
 @export("__class_create", "struct class *__class_create(struct module *owner, const char *name, "
         "struct lock_class_key *key)", nargs=3, gpl=True)
 def __class_create(ctx: Any, owner: int, name: int, key: int) -> int:
+    class_off = ctx.kernel.layouts[CLASS]
     kernel = ctx.kernel
-    cls = kernel.slab.alloc(CLASS_SIZE, getattr(ctx.module, "name", None), zero=True)
+    cls = kernel.slab.alloc(class_off.size, getattr(ctx.module, "name", None), zero=True)
     if not cls:
         return _err_ptr(errno.ENOMEM)
-    ctx.mem.write_u64(cls + CLS_NAME, name)
-    ctx.mem.write_u64(cls + CLS_OWNER, owner)
+    ctx.mem.write_u64(cls + class_off.name, name)
+    if class_off.owner is not None:
+        ctx.mem.write_u64(cls + class_off.owner, owner)
     ret = classes(kernel).register(ctx, cls, True)
     if ret:
         kernel.slab.free(cls, None)
         return _err_ptr(-ret)
     return cls
+
+
+@export("class_create", "struct class *class_create(const char *name)", nargs=1, gpl=True)
+def class_create(ctx: Any, name: int) -> int:
+    """6.4's class_create: no owner (the class has none), no lock key."""
+    return __class_create(ctx, 0, name, 0)
+
+
+@export("class_register", "int class_register(const struct class *cls)", nargs=1, gpl=True)
+def class_register(ctx: Any, cls: int) -> int:
+    """6.4's class_register (was the __class_register macro's target)."""
+    return classes(ctx.kernel).register(ctx, cls, False)
 
 
 def _unregister(ctx: Any, cls: int) -> None:
@@ -183,21 +201,22 @@ def _kernel_free(kernel: "Kernel") -> Any:
         "dev_t devt, void *drvdata, const char *fmt, ...)", nargs=5, variadic=True, gpl=True)
 def device_create(ctx: Any, cls: int, parent: int, devt: int, drvdata: int, fmt: int) -> Any:
     """device_create_groups_vargs: a device of the class over `devt`."""
+    device_off = ctx.kernel.layouts[DEVICE]
     kernel, mem = ctx.kernel, ctx.mem
     found = classes(kernel).by_address.get(cls)
     if found is None:
         return _err_ptr(errno.ENODEV)                 # IS_ERR_OR_NULL(class): a class never registered
     name = format_guest(ctx, fmt, ctx.va(), room=256)[0]
-    dev = kernel.slab.alloc(DEVICE_SIZE, getattr(ctx.module, "name", None), zero=True)
+    dev = kernel.slab.alloc(device_off.size, getattr(ctx.module, "name", None), zero=True)
     if not dev:
         return _err_ptr(errno.ENOMEM)
     table = devices(kernel)
     table.initialize(dev)
     table.of(dev).kernel_release = _kernel_free(kernel)
-    mem.write_u32(dev + DEV_DEVT, devt & 0xFFFFFFFF)
-    mem.write_u64(dev + CLASS, cls)
-    mem.write_u64(dev + DEV_PARENT, parent)
-    mem.write_u64(dev + DEV_DRIVER_DATA, drvdata)
+    mem.write_u32(dev + device_off.devt, devt & 0xFFFFFFFF)
+    mem.write_u64(dev + device_off.class_, cls)
+    mem.write_u64(dev + device_off.parent, parent)
+    mem.write_u64(dev + device_off.driver_data, drvdata)
     kobjects(kernel).set_name(dev, name, None)
     ret = add_device(ctx, dev)
 
@@ -219,9 +238,10 @@ def _created(ctx: Any, found: Class, dev: int, ret: int) -> int:
 
 @export("device_destroy", "void device_destroy(struct class *cls, dev_t devt)", nargs=2, gpl=True)
 def device_destroy(ctx: Any, cls: int, devt: int) -> Any:
+    device_off = ctx.kernel.layouts[DEVICE]
     found = classes(ctx.kernel).by_address.get(cls)
     devt &= 0xFFFFFFFF
-    dev = next((d for d in (found.devices if found else ()) if ctx.mem.read_u32(d + DEV_DEVT) == devt), 0)
+    dev = next((d for d in (found.devices if found else ()) if ctx.mem.read_u32(d + device_off.devt) == devt), 0)
     if not dev:
         return 0
     found.devices.remove(dev)

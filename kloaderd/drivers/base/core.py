@@ -19,9 +19,10 @@ function's level, DRIVER being the bound driver's name, else the bus's, else
 the class's, else empty (dev_driver_string), and DEVNAME the device's
 init_name, else its kobject's name (dev_name); about a NULL device it is
 "(NULL device *): message".  Linux also attaches SUBSYSTEM/DEVICE
-dictionary fields to the record; kloader's log has no dictionaries.  Layout:
-device {kobj.name@0, init_name@80, bus@96, driver@104, class@680};
-device_driver.name@0, bus_type.name@0, class.name@0.
+dictionary fields to the record; kloader's log has no dictionaries.
+Layouts: each kernel's own (kloaderd/kernel/layouts.py): Debian's 6.12 moved
+`devt`, `class` and what follows by 16 bytes, and took `p` out of bus_type
+and class (6.4).
 """
 
 from __future__ import annotations
@@ -39,11 +40,22 @@ from ...fs.tree import Content, file_tree
 from ...kernel.api import at_boot, export
 from ...kernel.api.printk import format_guest
 from ...kernel.printk import KERN_ERR
-from ...lib.kobject import KOBJ_KSET, KOBJ_NAME, KOBJ_PARENT, kobjects
+from ...kernel.layouts import struct
+from ...lib.kobject import KOBJECT, KSET, KTYPE, kobjects
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+# The driver core's structures (include/linux/device.h, device/class.h,
+# device/driver.h, device/bus.h), at each kernel's offsets.  6.4 took the
+# private pointer out of bus_type and class (and class's owner): optional.
+DEVICE = struct("struct device", "linux/device.h", "parent", "p", "init_name", "type", "bus", "driver",
+                "platform_data", "driver_data", "devt", "id", "devres_head", "class", "groups", "release")
+DEVICE_TYPE = struct("struct device_type", "linux/device.h", "release")
+CLASS = struct("struct class", "linux/device.h", "name", "dev_groups", "devnode", "dev_release",
+               "class_release", optional=("owner", "p"))
+DRIVER = struct("struct device_driver", "linux/device.h", "name", "bus", "owner", "mod_name", "probe",
+                "remove", "p")
+BUS = struct("struct bus_type", "linux/device.h", "name", optional=("p",))
+STRUCTS = (DEVICE, DEVICE_TYPE, CLASS, DRIVER, BUS, KOBJECT, KTYPE, KSET)
 
-INIT_NAME, BUS, DRIVER, CLASS = 80, 96, 104, 680
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6}
 
 
@@ -52,8 +64,9 @@ def _string(ctx: Any, ptr: int) -> str:
 
 
 def driver_string(ctx: Any, dev: int) -> str:
+    device_off = ctx.kernel.layouts[DEVICE]
     mem = ctx.mem
-    for field in (DRIVER, BUS, CLASS):
+    for field in (device_off.driver, device_off.bus, device_off.class_):
         obj = mem.read_u64(dev + field)
         if obj:
             return _string(ctx, mem.read_u64(obj))     # ->name is the first member
@@ -66,8 +79,10 @@ def dev_name(ctx: Any, dev: int) -> str:
 
 def device_name(kernel: Any, dev: int) -> str:
     """dev_name(): init_name until device_add, then the kobject's name."""
+    device_off = kernel.layouts[DEVICE]
+    kobj_off = kernel.layouts[KOBJECT]
     mem = kernel.mem
-    ptr = mem.read_u64(dev + INIT_NAME) or mem.read_u64(dev + KOBJ_NAME)
+    ptr = mem.read_u64(dev + device_off.init_name) or mem.read_u64(dev + kobj_off.name)
     return mem.read_cstr(ptr, 256).decode("utf-8", "replace") if ptr else ""
 
 
@@ -95,8 +110,9 @@ for _name, _level in LEVELS.items():
 @export("dev_driver_string", "const char *dev_driver_string(const struct device *dev)", nargs=1)
 def dev_driver_string(ctx: Any, dev: int) -> int:
     """The pointer dev_printk prints from: the driver's, bus's or class's name."""
+    device_off = ctx.kernel.layouts[DEVICE]
     mem = ctx.mem
-    for field in (DRIVER, BUS, CLASS):
+    for field in (device_off.driver, device_off.bus, device_off.class_):
         obj = mem.read_u64(dev + field)
         if obj:
             return mem.read_u64(obj)
@@ -112,11 +128,6 @@ class EmptyString:
 
 # -- devices: their lifecycle (device_initialize, device_add, device_del, put_device) ----------
 
-DEV_PARENT, DEV_P, DEV_TYPE, DEV_PLATFORM_DATA, DEV_DRIVER_DATA = 64, 72, 88, 112, 120
-DEV_DEVT, DEV_ID, DEV_DEVRES_HEAD, DEV_GROUPS, DEV_RELEASE = 652, 656, 664, 688, 696
-DEVICE_SIZE = 744
-TYPE_RELEASE = 32                       # struct device_type.release (name, groups, uevent, devnode, release)
-CLASS_NAME, CLASS_DEV_GROUPS, CLASS_DEVNODE, CLASS_DEV_RELEASE = 0, 24, 48, 64
 
 
 @dataclass(eq=False)
@@ -156,15 +167,19 @@ class Devices:
 
     def initialize(self, dev: int) -> None:
         """device_initialize: its kobject (device_ktype), an empty devres list."""
+        device_off = self.kernel.layouts[DEVICE]
         mem = self.kernel.mem
         kobjects(self.kernel).init(dev, self.ktype)
-        mem.write_u64(dev + DEV_DEVRES_HEAD, dev + DEV_DEVRES_HEAD)
-        mem.write_u64(dev + DEV_DEVRES_HEAD + 8, dev + DEV_DEVRES_HEAD)
+        mem.write_u64(dev + device_off.devres_head, dev + device_off.devres_head)
+        mem.write_u64(dev + device_off.devres_head + 8, dev + device_off.devres_head)
         self.of(dev)
 
     def _release(self, kobj: int) -> tuple[int, int] | None:
         """device_release: devres, then dev->release, type->release or
         class->dev_release, else Linux's complaint."""
+        class_off = self.kernel.layouts[CLASS]
+        device_off = self.kernel.layouts[DEVICE]
+        device_type_off = self.kernel.layouts[DEVICE_TYPE]
         kernel, mem = self.kernel, self.kernel.mem
         dev = kobj
         record = self.known.pop(dev, None)
@@ -173,13 +188,13 @@ class Devices:
         if record is not None and record.kernel_release is not None:
             record.kernel_release(dev)
             return None
-        release = mem.read_u64(dev + DEV_RELEASE)
+        release = mem.read_u64(dev + device_off.release)
         if not release:
-            dtype = mem.read_u64(dev + DEV_TYPE)
-            release = mem.read_u64(dtype + TYPE_RELEASE) if dtype else 0
+            dtype = mem.read_u64(dev + device_off.type)
+            release = mem.read_u64(dtype + device_type_off.release) if dtype else 0
         if not release:
-            cls = mem.read_u64(dev + CLASS)
-            release = mem.read_u64(cls + CLASS_DEV_RELEASE) if cls else 0
+            cls = mem.read_u64(dev + device_off.class_)
+            release = mem.read_u64(cls + class_off.dev_release) if cls else 0
         if release:
             return release, dev
         kernel.log.emit(KERN_ERR, f"Device '{device_name(kernel, dev)}' does not "
@@ -190,11 +205,12 @@ class Devices:
 
     def parent_kobject(self, dev: int) -> int:
         """get_device_parent: the parent device, else /sys/devices/virtual for a class device."""
+        device_off = self.kernel.layouts[DEVICE]
         mem = self.kernel.mem
-        parent = mem.read_u64(dev + DEV_PARENT)
+        parent = mem.read_u64(dev + device_off.parent)
         if parent:
             return parent
-        return self.virtual if mem.read_u64(dev + CLASS) else self.root
+        return self.virtual if mem.read_u64(dev + device_off.class_) else self.root
 
 
 def devices(kernel: Any) -> Devices:
@@ -203,43 +219,50 @@ def devices(kernel: Any) -> Devices:
 
 @at_boot
 def _sys_devices(kernel: Any) -> None:
-    """/sys/devices, /sys/class and /sys/bus exist from boot."""
-    devices(kernel)
+    """/sys/devices, /sys/class and /sys/bus exist from boot (a kernel
+    whose device layouts are unknown has no devices: plain directories)."""
+    if all(kernel.layouts.has(s) for s in STRUCTS):
+        devices(kernel)
+    else:
+        for path in ("/sys/devices", "/sys/class", "/sys/bus"):
+            file_tree(kernel).mkdir(path, mode=0o755)
 
 
 def add_device(ctx: Any, dev: int, parent_kobj: int = 0) -> Any:
     """device_add: its name (init_name, else the kobject's), its directory
     under the parent, the class link and devtmpfs node, the bus's driver
     probed.  0, a negative errno, or a coroutine (a probe runs)."""
+    device_off = ctx.kernel.layouts[DEVICE]
+    kobj_off = ctx.kernel.layouts[KOBJECT]
     kernel, mem = ctx.kernel, ctx.mem
     table, objs = devices(kernel), kobjects(kernel)
     record = table.of(dev)
-    init_name = mem.read_u64(dev + INIT_NAME)
+    init_name = mem.read_u64(dev + device_off.init_name)
     if init_name:
         objs.set_name(dev, mem.read_cstr(init_name, 256), None)
-        mem.write_u64(dev + INIT_NAME, 0)
+        mem.write_u64(dev + device_off.init_name, 0)
     name = objs.name(dev)
     if not name:
         kernel.log.emit(KERN_ERR, "device: '(null)': device_add: name missing", getattr(ctx.module, "name", None))
         return -errno.EINVAL
     parent_kobj = parent_kobj or table.parent_kobject(dev)
-    cls = mem.read_u64(dev + CLASS)
-    if cls and not mem.read_u64(dev + DEV_PARENT):
+    cls = mem.read_u64(dev + device_off.class_)
+    if cls and not mem.read_u64(dev + device_off.parent):
         from .classes import classes
         parent_kobj = classes(kernel).virtual_dir(cls)
-    mem.write_u64(dev + KOBJ_PARENT, parent_kobj)
-    mem.write_u64(dev + KOBJ_KSET, 0)
+    mem.write_u64(dev + kobj_off.parent, parent_kobj)
+    mem.write_u64(dev + kobj_off.kset, 0)
     ret = objs.add_internal(dev, ctx.module)
     if ret:
         return ret
     directory = objs.directory(dev)
     tree = file_tree(kernel)
-    devt = mem.read_u32(dev + DEV_DEVT)
+    devt = mem.read_u32(dev + device_off.devt)
     if devt:
         tree.add(directory, "dev", Content(lambda file: f"{MAJOR(devt)}:{MINOR(devt)}\n"), mode=0o444)
     tree.add(directory, "uevent", Content(lambda file: _uevent_text(kernel, dev), lambda file, data: len(data)),
              mode=0o644)
-    if mem.read_u64(dev + BUS):
+    if mem.read_u64(dev + device_off.bus):
         from .bus import device_links
         directory.generate = lambda: device_links(kernel, dev)
     if cls:
@@ -266,13 +289,14 @@ def add_device(ctx: Any, dev: int, parent_kobj: int = 0) -> Any:
 
 
 def _uevent_text(kernel: Any, dev: int) -> str:
+    device_off = kernel.layouts[DEVICE]
     mem = kernel.mem
     lines = []
-    devt = mem.read_u32(dev + DEV_DEVT)
+    devt = mem.read_u32(dev + device_off.devt)
     if devt:
         lines += [f"MAJOR={MAJOR(devt)}", f"MINOR={MINOR(devt)}",
                   f"DEVNAME={kobjects(kernel).name(dev)}"]
-    drv = mem.read_u64(dev + DRIVER)
+    drv = mem.read_u64(dev + device_off.driver)
     if drv:
         lines.append(f"DRIVER={mem.read_cstr(mem.read_u64(drv), 256).decode('utf-8', 'replace')}")
     return "".join(line + "\n" for line in lines)
@@ -281,6 +305,7 @@ def _uevent_text(kernel: Any, dev: int) -> str:
 def del_device(ctx: Any, dev: int) -> Any:
     """device_del: its driver unbound (remove runs), its node, links and
     directory gone.  None-ish 0 or a coroutine."""
+    device_off = ctx.kernel.layouts[DEVICE]
     kernel = ctx.kernel
     record = devices(kernel).known.get(dev)
     from .dd import release_driver
@@ -293,7 +318,7 @@ def del_device(ctx: Any, dev: int) -> Any:
         return 0
     if record is None or not record.added:
         return 0
-    if kernel.mem.read_u64(dev + DRIVER) or any(n.active for n in _files_of(kernel, dev)):
+    if kernel.mem.read_u64(dev + device_off.driver) or any(n.active for n in _files_of(kernel, dev)):
         return deleting()
     _unpublish(kernel, dev)
     return 0

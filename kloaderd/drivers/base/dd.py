@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...kernel.api import export
 from ...kernel.printk import KERN_ERR
-from .core import BUS, DRIVER, DEV_DRIVER_DATA, device_name, devices
+from .core import DEVICE, DRIVER, STRUCTS as CORE_STRUCTS, device_name, devices
 from .devres import devres
+
+STRUCTS = CORE_STRUCTS          # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
 EPROBE_DEFER = 517
-DRV_NAME, DRV_BUS, DRV_PROBE, DRV_REMOVE = 0, 8, 56, 72
 
 
 class BusOps:
@@ -49,11 +49,13 @@ class BusOps:
         return True
 
     def probe(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
-        fn = kernel.mem.read_u64(drv + DRV_PROBE)
+        driver_off = kernel.layouts[DRIVER]
+        fn = kernel.mem.read_u64(drv + driver_off.probe)
         return (fn, dev) if fn else None
 
     def remove(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
-        fn = kernel.mem.read_u64(drv + DRV_REMOVE)
+        driver_off = kernel.layouts[DRIVER]
+        fn = kernel.mem.read_u64(drv + driver_off.remove)
         return (fn, dev) if fn else None
 
     def removed(self, kernel: "Kernel", dev: int, result: int) -> None:
@@ -88,9 +90,11 @@ async def _call(kernel: "Kernel", call: tuple[int, int] | None, via: str, comm: 
 
 
 async def really_probe(kernel: "Kernel", dev: int, drv: int, comm: str) -> int:
+    device_off = kernel.layouts[DEVICE]
+    driver_off = kernel.layouts[DRIVER]
     mem = kernel.mem
-    ops = bus_ops(kernel, mem.read_u64(dev + BUS))
-    mem.write_u64(dev + DRIVER, drv)
+    ops = bus_ops(kernel, mem.read_u64(dev + device_off.bus))
+    mem.write_u64(dev + device_off.driver, drv)
     try:
         ret = _signed32(await _call(kernel, ops.probe(kernel, dev, drv), "really_probe", comm))
     except Exception:
@@ -98,13 +102,13 @@ async def really_probe(kernel: "Kernel", dev: int, drv: int, comm: str) -> int:
     if ret == 0:
         devices(kernel).of(dev).driver = drv
         return 0
-    name = mem.read_cstr(mem.read_u64(drv + DRV_NAME), 64).decode("utf-8", "replace")
+    name = mem.read_cstr(mem.read_u64(drv + driver_off.name), 64).decode("utf-8", "replace")
     if ret not in (-errno.ENODEV, -errno.ENXIO, -EPROBE_DEFER):
         kernel.log.emit(KERN_ERR, f"{name} {device_name(kernel, dev)}: probe with driver {name} failed with "
                                   f"error {ret}", None)
     await devres(kernel).release_all(dev)
-    mem.write_u64(dev + DRIVER, 0)
-    mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+    mem.write_u64(dev + device_off.driver, 0)
+    mem.write_u64(dev + device_off.driver_data, 0)
     return ret
 
 
@@ -117,8 +121,9 @@ def _sleeping(work: Callable[[], Any]) -> Any:
 
 def probe_device(ctx: Any, dev: int) -> Any:
     """bus_probe_device: 0 when no driver of its bus matches, else the probe to run."""
+    device_off = ctx.kernel.layouts[DEVICE]
     kernel, mem = ctx.kernel, ctx.mem
-    bus = mem.read_u64(dev + BUS)
+    bus = mem.read_u64(dev + device_off.bus)
     if not bus:
         return 0
     ops = bus_ops(kernel, bus)
@@ -130,7 +135,7 @@ def probe_device(ctx: Any, dev: int) -> Any:
     async def attach() -> None:
         async with devices(kernel).of(dev).lock:
             for drv in candidates:
-                if mem.read_u64(dev + DRIVER):
+                if mem.read_u64(dev + device_off.driver):
                     break
                 if await really_probe(kernel, dev, drv, comm) == 0:
                     break
@@ -139,12 +144,14 @@ def probe_device(ctx: Any, dev: int) -> Any:
 
 def attach_driver(ctx: Any, drv: int) -> Any:
     """driver_attach: the driver offered every device of its bus without one."""
+    device_off = ctx.kernel.layouts[DEVICE]
+    driver_off = ctx.kernel.layouts[DRIVER]
     kernel, mem = ctx.kernel, ctx.mem
-    bus = mem.read_u64(drv + DRV_BUS)
+    bus = mem.read_u64(drv + driver_off.bus)
     ops = bus_ops(kernel, bus)
     table = devices(kernel)
-    candidates = [d for d, rec in table.known.items() if rec.added and mem.read_u64(d + BUS) == bus
-                  and not mem.read_u64(d + DRIVER) and ops.match(kernel, d, drv)]
+    candidates = [d for d, rec in table.known.items() if rec.added and mem.read_u64(d + device_off.bus) == bus
+                  and not mem.read_u64(d + device_off.driver) and ops.match(kernel, d, drv)]
     if not candidates:
         return 0
     comm = ctx.task.comm
@@ -152,34 +159,36 @@ def attach_driver(ctx: Any, drv: int) -> Any:
     async def attach() -> None:
         for dev in candidates:
             async with table.of(dev).lock:
-                if not mem.read_u64(dev + DRIVER):
+                if not mem.read_u64(dev + device_off.driver):
                     await really_probe(kernel, dev, drv, comm)
     return _sleeping(attach)
 
 
 async def release_driver(kernel: "Kernel", dev: int) -> None:
     """device_release_driver: remove, then the managed resources."""
+    device_off = kernel.layouts[DEVICE]
     mem = kernel.mem
     table = devices(kernel)
     async with table.of(dev).lock:
-        drv = mem.read_u64(dev + DRIVER)
+        drv = mem.read_u64(dev + device_off.driver)
         if not drv:
             return
-        ops = bus_ops(kernel, mem.read_u64(dev + BUS))
+        ops = bus_ops(kernel, mem.read_u64(dev + device_off.bus))
         try:
             result = await _call(kernel, ops.remove(kernel, dev, drv), "device_remove", _comm(kernel))
             ops.removed(kernel, dev, _signed32(result))
         except Exception:
             pass                        # an oops is logged; the unbinding goes on
         await devres(kernel).release_all(dev)
-        mem.write_u64(dev + DRIVER, 0)
-        mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+        mem.write_u64(dev + device_off.driver, 0)
+        mem.write_u64(dev + device_off.driver_data, 0)
         table.of(dev).driver = 0
 
 
 def detach_driver(kernel: "Kernel", drv: int) -> Any:
     """driver_detach: None if no device is bound to it, else the unbinding to run."""
-    bound = [d for d in devices(kernel).known if kernel.mem.read_u64(d + DRIVER) == drv]
+    device_off = kernel.layouts[DEVICE]
+    bound = [d for d in devices(kernel).known if kernel.mem.read_u64(d + device_off.driver) == drv]
     if not bound:
         return None
 
@@ -192,16 +201,18 @@ def detach_driver(kernel: "Kernel", drv: int) -> Any:
 def unbind_leftover(kernel: "Kernel", drv: int) -> None:
     """A driver whose module is being freed is still registered: its
     devices are unbound without calling its (gone) remove."""
+    device_off = kernel.layouts[DEVICE]
     for dev in list(devices(kernel).known):
-        if kernel.mem.read_u64(dev + DRIVER) == drv:
+        if kernel.mem.read_u64(dev + device_off.driver) == drv:
             devres(kernel).release_now(dev)
-            kernel.mem.write_u64(dev + DRIVER, 0)
-            kernel.mem.write_u64(dev + DEV_DRIVER_DATA, 0)
+            kernel.mem.write_u64(dev + device_off.driver, 0)
+            kernel.mem.write_u64(dev + device_off.driver_data, 0)
 
 
 def _devices_of(kernel: "Kernel", bus: int) -> list[int]:
+    device_off = kernel.layouts[DEVICE]
     mem = kernel.mem
-    return [d for d, rec in devices(kernel).known.items() if rec.added and mem.read_u64(d + BUS) == bus]
+    return [d for d, rec in devices(kernel).known.items() if rec.added and mem.read_u64(d + device_off.bus) == bus]
 
 
 def _for_each(ctx: Any, items: list[int], start: int, data: int, fn: int) -> Any:
@@ -241,8 +252,9 @@ def bus_for_each_dev(ctx: Any, bus: int, start: int, data: int, fn: int) -> Any:
 @export("bus_rescan_devices", "int bus_rescan_devices(struct bus_type *bus)", nargs=1, gpl=True)
 def bus_rescan_devices(ctx: Any, bus: int) -> Any:
     """Every device of the bus without a driver is offered to the drivers again."""
+    device_off = ctx.kernel.layouts[DEVICE]
     pending = [probe_device(ctx, dev) for dev in _devices_of(ctx.kernel, bus)
-               if not ctx.mem.read_u64(dev + DRIVER)]
+               if not ctx.mem.read_u64(dev + device_off.driver)]
     pending = [p for p in pending if p != 0]
     if not pending:
         return 0

@@ -20,10 +20,9 @@ on a bus whose `p` is unset is refused with Linux's "was unable to register
 with bus_type" message and -EINVAL.
 
 /sys/bus/BUS/drivers/ lists them (bus.py).  Where kloader differs: no
-uevents are made; driver_find() is answered from the registry.  Linux 6.1 x86-64
-layouts: device_driver {name@0, bus@8, owner@16, mod_name@24, p@136},
-bus_type {name@0, p@168}, pci_driver.driver@120 (.name@16),
-platform_driver.driver@48, acpi_driver {name@0, drv@200, owner@344}.
+uevents are made; driver_find() is answered from the registry.  Layouts:
+each kernel's own (kloaderd/kernel/layouts.py); a bus is registered when
+its `p` is set, or (6.4 on, no `p`) when the registry has it.
 """
 
 from __future__ import annotations
@@ -34,17 +33,18 @@ from typing import Any
 from ...kernel.api import export
 from ...kernel.panic import warn
 from ...kernel.printk import KERN_ERR
+from ...kernel.layouts import struct
+from .core import BUS, DRIVER, STRUCTS as CORE_STRUCTS
 from .dd import attach_driver, detach_driver, unbind_leftover
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+# The drivers of buses kloader has no devices on: where the device_driver is.
+PCI_DRV = struct("struct pci_driver", "linux/pci.h", "name", "driver")
+PDRV = struct("struct platform_driver", "linux/platform_device.h", "probe", "remove", "remove_new", "driver",
+              "id_table")
+ACPI_DRV = struct("struct acpi_driver", "linux/acpi.h", "name", "drv", optional=("owner",))
+STRUCTS = (*CORE_STRUCTS, PCI_DRV, PDRV, ACPI_DRV)
 
-DRV_NAME, DRV_BUS, DRV_OWNER, DRV_MOD_NAME, DRV_P = 0, 8, 16, 24, 136
-BUS_NAME, BUS_P = 0, 168
-BUS_TYPE_SIZE = 184
 PRIVATE_SIZE = 64                 # stands for struct driver_private / subsys_private
-PCI_DRIVER, PCI_NAME = 120, 16
-PLATFORM_DRIVER = 48
-ACPI_NAME, ACPI_DRV, ACPI_OWNER = 0, 200, 344
 
 
 def _cstr(ctx: Any, address: int) -> str:
@@ -66,26 +66,42 @@ class Buses:
         self.core: dict[str, int] = {}
 
     def bus(self, ctx: Any, name: str) -> int:
+        bus_off = ctx.kernel.layouts[BUS]
         address = self.core.get(name)
         if address is None:
             slab = self.kernel.slab
             address = ctx.machine.kernel_symbols().get(f"{name}_bus_type") or \
-                slab.alloc(BUS_TYPE_SIZE, None, zero=True)
+                slab.alloc(bus_off.size, None, zero=True)
             text = slab.alloc(len(name) + 1, None)
             if not address or not text:
                 raise MemoryError(f"no memory for the {name} bus")
             ctx.mem.write(text, name.encode() + b"\0")
-            ctx.mem.write_u64(address + BUS_NAME, text)
-            ctx.mem.write_u64(address + BUS_P, slab.alloc(PRIVATE_SIZE, None, zero=True))
+            ctx.mem.write_u64(address + bus_off.name, text)
+            if bus_off.p is not None:          # before 6.4: the bus's subsys_private
+                ctx.mem.write_u64(address + bus_off.p, slab.alloc(PRIVATE_SIZE, None, zero=True))
             self.core[name] = address
         return address
 
 
+def bus_initialized(ctx: Any, bus: int) -> bool:
+    """bus_to_subsys(bus) finds it: a core bus, or registered (before 6.4
+    the bus's own `p` said so)."""
+    if not bus:
+        return False
+    p = ctx.kernel.layouts[BUS].p
+    if p is not None:
+        return bool(ctx.mem.read_u64(bus + p))
+    return bus in ctx.kernel.subsystem(Buses).core.values() or \
+        ctx.kernel.registrations.registry("bus").find(bus) is not None
+
+
 def driver_register(ctx: Any, drv: int) -> int:
+    bus_off = ctx.kernel.layouts[BUS]
+    driver_off = ctx.kernel.layouts[DRIVER]
     mem = ctx.mem
-    name, bus = _cstr(ctx, mem.read_u64(drv + DRV_NAME)), mem.read_u64(drv + DRV_BUS)
-    bus_name = _cstr(ctx, mem.read_u64(bus + BUS_NAME)) if bus else ""
-    if not bus or not mem.read_u64(bus + BUS_P):
+    name, bus = _cstr(ctx, mem.read_u64(drv + driver_off.name)), mem.read_u64(drv + driver_off.bus)
+    bus_name = _cstr(ctx, mem.read_u64(bus + bus_off.name)) if bus else ""
+    if not bus_initialized(ctx, bus):
         _log(ctx, KERN_ERR, f"Driver '{name}' was unable to register with bus_type "
                             f"'{bus_name}' because the bus was not initialized.")
         return -errno.EINVAL
@@ -96,9 +112,9 @@ def driver_register(ctx: Any, drv: int) -> int:
     private = ctx.kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
     if not private:
         return -errno.ENOMEM
-    mem.write_u64(drv + DRV_P, private)
+    mem.write_u64(drv + driver_off.p, private)
     regs = ctx.kernel.registrations
-    owner = ctx.kernel.module_by_struct(mem.read_u64(drv + DRV_OWNER)) or regs.module_at(drv)
+    owner = ctx.kernel.module_by_struct(mem.read_u64(drv + driver_off.owner)) or regs.module_at(drv)
     registry.add((bus, name), f"{bus_name} driver {name}", owner=owner, address=drv,
                  data=(ctx.kernel, private), on_leftover=_release_leftover)
     return attach_driver(ctx, drv)
@@ -106,8 +122,9 @@ def driver_register(ctx: Any, drv: int) -> int:
 
 def driver_unregister(ctx: Any, drv: int) -> Any:
     """bus_remove_driver: its devices unbound (remove runs), then it goes."""
+    driver_off = ctx.kernel.layouts[DRIVER]
     mem = ctx.mem
-    if not drv or not mem.read_u64(drv + DRV_P):
+    if not drv or not mem.read_u64(drv + driver_off.p):
         warn(ctx, "Unexpected driver unregister!", "drivers/base/driver.c:273",
              "driver_unregister")
         return 0
@@ -124,12 +141,13 @@ def driver_unregister(ctx: Any, drv: int) -> Any:
 
 
 def _forget(ctx: Any, drv: int) -> None:
+    driver_off = ctx.kernel.layouts[DRIVER]
     mem = ctx.mem
-    name, bus = _cstr(ctx, mem.read_u64(drv + DRV_NAME)), mem.read_u64(drv + DRV_BUS)
+    name, bus = _cstr(ctx, mem.read_u64(drv + driver_off.name)), mem.read_u64(drv + driver_off.bus)
     entry = ctx.kernel.registrations.registry("driver").remove((bus, name))
     if entry is not None:
         ctx.kernel.slab.free(entry.data[1], None)
-    mem.write_u64(drv + DRV_P, 0)
+    mem.write_u64(drv + driver_off.p, 0)
 
 
 def _release_leftover(entry: Any) -> None:
@@ -140,14 +158,15 @@ def _release_leftover(entry: Any) -> None:
 
 def _fill(ctx: Any, drv: int, *, bus: str, owner: int | None = None, name: int | None = None,
           mod_name: int | None = None) -> None:
+    driver_off = ctx.kernel.layouts[DRIVER]
     mem = ctx.mem
     if name is not None:
-        mem.write_u64(drv + DRV_NAME, name)
-    mem.write_u64(drv + DRV_BUS, ctx.kernel.subsystem(Buses).bus(ctx, bus))
+        mem.write_u64(drv + driver_off.name, name)
+    mem.write_u64(drv + driver_off.bus, ctx.kernel.subsystem(Buses).bus(ctx, bus))
     if owner is not None:
-        mem.write_u64(drv + DRV_OWNER, owner)
+        mem.write_u64(drv + driver_off.owner, owner)
     if mod_name is not None:
-        mem.write_u64(drv + DRV_MOD_NAME, mod_name)
+        mem.write_u64(drv + driver_off.mod_name, mod_name)
 
 
 @export("driver_register", "int driver_register(struct device_driver *drv)", nargs=1, gpl=True)
@@ -164,47 +183,63 @@ def _driver_unregister(ctx: Any, drv: int) -> Any:
 @export("__pci_register_driver", "int __pci_register_driver(struct pci_driver *drv, "
         "struct module *owner, const char *mod_name)", nargs=3)
 def __pci_register_driver(ctx: Any, drv: int, owner: int, mod_name: int) -> int:
-    _fill(ctx, drv + PCI_DRIVER, bus="pci", owner=owner, mod_name=mod_name,
-          name=ctx.mem.read_u64(drv + PCI_NAME))
-    return driver_register(ctx, drv + PCI_DRIVER)
+    pci_off = ctx.kernel.layouts[PCI_DRV]
+    _fill(ctx, drv + pci_off.driver, bus="pci", owner=owner, mod_name=mod_name,
+          name=ctx.mem.read_u64(drv + pci_off.name))
+    return driver_register(ctx, drv + pci_off.driver)
 
 
 @export("pci_unregister_driver", "void pci_unregister_driver(struct pci_driver *drv)", nargs=1)
 def pci_unregister_driver(ctx: Any, drv: int) -> Any:
-    return driver_unregister(ctx, drv + PCI_DRIVER)
+    pci_off = ctx.kernel.layouts[PCI_DRV]
+    return driver_unregister(ctx, drv + pci_off.driver)
 
 
 @export("__platform_driver_register", "int __platform_driver_register(struct platform_driver "
         "*drv, struct module *owner)", nargs=2, gpl=True)
 def __platform_driver_register(ctx: Any, drv: int, owner: int) -> int:
-    _fill(ctx, drv + PLATFORM_DRIVER, bus="platform", owner=owner)
-    return driver_register(ctx, drv + PLATFORM_DRIVER)
+    pdrv_off = ctx.kernel.layouts[PDRV]
+    _fill(ctx, drv + pdrv_off.driver, bus="platform", owner=owner)
+    return driver_register(ctx, drv + pdrv_off.driver)
 
 
 @export("platform_driver_unregister", "void platform_driver_unregister(struct platform_driver "
         "*drv)", nargs=1, gpl=True)
 def platform_driver_unregister(ctx: Any, drv: int) -> Any:
-    return driver_unregister(ctx, drv + PLATFORM_DRIVER)
+    pdrv_off = ctx.kernel.layouts[PDRV]
+    return driver_unregister(ctx, drv + pdrv_off.driver)
 
 
 @export("acpi_bus_register_driver", "int acpi_bus_register_driver(struct acpi_driver *driver)",
         nargs=1)
 def acpi_bus_register_driver(ctx: Any, driver: int) -> int:
+    acpi_off = ctx.kernel.layouts[ACPI_DRV]
     mem = ctx.mem
-    _fill(ctx, driver + ACPI_DRV, bus="acpi", name=driver + ACPI_NAME,
-          owner=mem.read_u64(driver + ACPI_OWNER))
-    return driver_register(ctx, driver + ACPI_DRV)
+    _fill(ctx, driver + acpi_off.drv, bus="acpi", name=driver + acpi_off.name,
+          owner=mem.read_u64(driver + acpi_off.owner) if acpi_off.owner is not None else 0)
+    return driver_register(ctx, driver + acpi_off.drv)
+
+
+@export("__acpi_bus_register_driver", "int __acpi_bus_register_driver(struct acpi_driver *driver, "
+        "struct module *owner)", nargs=2)
+def __acpi_bus_register_driver(ctx: Any, driver: int, owner: int) -> int:
+    """6.12's: the owner is THIS_MODULE of the caller, acpi_driver has none."""
+    acpi_off = ctx.kernel.layouts[ACPI_DRV]
+    _fill(ctx, driver + acpi_off.drv, bus="acpi", name=driver + acpi_off.name, owner=owner)
+    return driver_register(ctx, driver + acpi_off.drv)
 
 
 @export("acpi_bus_unregister_driver", "void acpi_bus_unregister_driver(struct acpi_driver "
         "*driver)", nargs=1)
 def acpi_bus_unregister_driver(ctx: Any, driver: int) -> Any:
-    return driver_unregister(ctx, driver + ACPI_DRV)
+    acpi_off = ctx.kernel.layouts[ACPI_DRV]
+    return driver_unregister(ctx, driver + acpi_off.drv)
 
 
 @export("bus_register", "int bus_register(struct bus_type *bus)", nargs=1, gpl=True)
 def bus_register(ctx: Any, bus: int) -> int:
-    name = _cstr(ctx, ctx.mem.read_u64(bus + BUS_NAME))
+    bus_off = ctx.kernel.layouts[BUS]
+    name = _cstr(ctx, ctx.mem.read_u64(bus + bus_off.name))
     registry = ctx.kernel.registrations.registry("bus")
     if any(e.data[1] == name for e in registry.entries()) or name in Buses.CORE:
         _log(ctx, KERN_ERR, f"sysfs: cannot create duplicate filename '/bus/{name}'")
@@ -212,7 +247,8 @@ def bus_register(ctx: Any, bus: int) -> int:
     private = ctx.kernel.slab.alloc(PRIVATE_SIZE, None, zero=True)
     if not private:
         return -errno.ENOMEM
-    ctx.mem.write_u64(bus + BUS_P, private)
+    if bus_off.p is not None:
+        ctx.mem.write_u64(bus + bus_off.p, private)
     registry.add(bus, f"bus {name}", owner=ctx.kernel.registrations.module_at(bus),
                  address=bus, data=(ctx.kernel, name, private), on_leftover=_release_bus)
     return 0

@@ -19,12 +19,9 @@ release() function" otherwise).
 is NULL.  Devices a module added and did not delete when it is freed are
 leaked registrations.
 
-Layouts (6.1): platform_device {name@0, id@8, id_auto@12, dev@16,
-num_resources@784, resource@792, id_entry@800, driver_override@808} 824
-bytes; platform_driver {probe@0, remove@8, remove_new@16, driver@48,
-id_table@192}; platform_device_id {name[20]@0, driver_data@24} 32;
-platform_device_info {parent@0, name@24, id@32, res@40, num_res@48,
-data@56, size_data@64} 88; resource {start@0, end@8, name@16, flags@24} 64.
+Layouts: each kernel's own (kloaderd/kernel/layouts.py); 6.11 made `remove`
+void (one member with `remove_new`), 6.12 moved `driver_override` into
+struct device (not matched on there yet).
 """
 
 from __future__ import annotations
@@ -34,26 +31,25 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from ...kernel.api import at_boot, export
+from ...kernel.layouts import struct
 from ...kernel.printk import KERN_ERR, KERN_WARNING
 from ...lib.kobject import kobjects
-from .core import (BUS, device_name, DEV_PARENT, DEV_PLATFORM_DATA, INIT_NAME, add_device,
-                   del_device, devices, put_device, _then_put)
+from .core import DEVICE, _then_put, add_device, del_device, device_name, devices, put_device
 from .dd import BUS_OPS, BusOps
-from .driver import Buses
+from .driver import PDRV, STRUCTS as DRIVER_STRUCTS, Buses
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+PDEV = struct("struct platform_device", "linux/platform_device.h", "name", "id", "id_auto", "dev",
+              "num_resources", "resource", "id_entry", optional=("driver_override",))
+PDEV_INFO = struct("struct platform_device_info", "linux/platform_device.h", "parent", "name", "id", "res",
+                   "num_res", "data", "size_data")
+RESOURCE = struct("struct resource", "linux/ioport.h", "start", "end", "name", "flags")
+PDEV_ID = struct("struct platform_device_id", "linux/mod_devicetable.h", "name")
+STRUCTS = (*DRIVER_STRUCTS, PDEV, PDEV_INFO, RESOURCE, PDEV_ID)
 
-PDEV_NAME, PDEV_ID, PDEV_ID_AUTO, PDEV_DEV = 0, 8, 12, 16
-PDEV_NUM_RESOURCES, PDEV_RESOURCE, PDEV_ID_ENTRY, PDEV_DRIVER_OVERRIDE = 784, 792, 800, 808
-PDEV_SIZE = 824
-PDRV_PROBE, PDRV_REMOVE, PDRV_REMOVE_NEW, PDRV_DRIVER, PDRV_ID_TABLE = 0, 8, 16, 48, 192
-ID_SIZE, ID_NAME_SIZE = 32, 20
-INFO_PARENT, INFO_NAME, INFO_ID, INFO_RES, INFO_NUM_RES, INFO_DATA, INFO_SIZE_DATA = 0, 24, 32, 40, 48, 56, 64
-RES_START, RES_END, RES_NAME, RES_FLAGS = 0, 8, 16, 24
-RESOURCE_SIZE = 64
+ID_NAME_SIZE = 20                       # PLATFORM_NAME_SIZE
 IORESOURCE_TYPE_BITS, IORESOURCE_MEM, IORESOURCE_IRQ = 0x1F00, 0x200, 0x400
 PLATFORM_DEVID_NONE, PLATFORM_DEVID_AUTO = -1, -2
 MAX_ERRNO = 4095
@@ -73,37 +69,49 @@ def _signed32(value: int) -> int:
 class PlatformBus(BusOps):
     def match(self, kernel: "Kernel", dev: int, drv: int) -> bool:
         """platform_match: driver_override, then the id_table, then the name."""
+        pdev_off = kernel.layouts[PDEV]
+        id_off = kernel.layouts[PDEV_ID]
+        pdrv_off = kernel.layouts[PDRV]
         mem = kernel.mem
-        pdev, pdrv = dev - PDEV_DEV, drv - PDRV_DRIVER
-        name = _cstr(kernel, mem.read_u64(pdev + PDEV_NAME))
-        override = mem.read_u64(pdev + PDEV_DRIVER_OVERRIDE)
+        pdev, pdrv = dev - pdev_off.dev, drv - pdrv_off.driver
+        name = _cstr(kernel, mem.read_u64(pdev + pdev_off.name))
+        # 6.12 keeps driver_override in struct device: not matched on there (yet)
+        override = mem.read_u64(pdev + pdev_off.driver_override) if pdev_off.driver_override is not None else 0
         drv_name = _cstr(kernel, mem.read_u64(drv))
         if override:
             return _cstr(kernel, override) == drv_name
-        table = mem.read_u64(pdrv + PDRV_ID_TABLE)
+        table = mem.read_u64(pdrv + pdrv_off.id_table)
         if table:
             for i in range(MAX_ID_ENTRIES):
-                entry = table + i * ID_SIZE
+                entry = table + i * id_off.size
                 id_name = mem.read_cstr(entry, ID_NAME_SIZE).decode("utf-8", "replace")
                 if not id_name:
                     return False
                 if id_name == name:
-                    mem.write_u64(pdev + PDEV_ID_ENTRY, entry)
+                    mem.write_u64(pdev + pdev_off.id_entry, entry)
                     return True
             return False
         return name == drv_name
 
     def probe(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
-        fn = kernel.mem.read_u64(drv - PDRV_DRIVER + PDRV_PROBE)
-        return (fn, dev - PDEV_DEV) if fn else None
+        pdev_off = kernel.layouts[PDEV]
+        pdrv_off = kernel.layouts[PDRV]
+        fn = kernel.mem.read_u64(drv - pdrv_off.driver + pdrv_off.probe)
+        return (fn, dev - pdev_off.dev) if fn else None
 
     def remove(self, kernel: "Kernel", dev: int, drv: int) -> tuple[int, int] | None:
-        pdrv = drv - PDRV_DRIVER
-        fn = kernel.mem.read_u64(pdrv + PDRV_REMOVE_NEW) or kernel.mem.read_u64(pdrv + PDRV_REMOVE)
-        return (fn, dev - PDEV_DEV) if fn else None
+        pdev_off = kernel.layouts[PDEV]
+        pdrv_off = kernel.layouts[PDRV]
+        pdrv = drv - pdrv_off.driver
+        fn = kernel.mem.read_u64(pdrv + pdrv_off.remove_new) or kernel.mem.read_u64(pdrv + pdrv_off.remove)
+        return (fn, dev - pdev_off.dev) if fn else None
 
     def removed(self, kernel: "Kernel", dev: int, result: int) -> None:
-        if result and not kernel.mem.read_u64(kernel.mem.read_u64(dev + 104) - PDRV_DRIVER + PDRV_REMOVE_NEW):
+        pdrv_off = kernel.layouts[PDRV]
+        drv = kernel.mem.read_u64(dev + kernel.layouts[DEVICE].driver)
+        # 6.11 made .remove return void: the same member as .remove_new
+        if pdrv_off.remove_new != pdrv_off.remove and result and \
+                not kernel.mem.read_u64(drv - pdrv_off.driver + pdrv_off.remove_new):
             kernel.log.emit(KERN_WARNING, f"platform {device_name(kernel, dev)}: remove callback returned a "
                                           "non-zero value. This will be ignored.", None)
 
@@ -127,16 +135,20 @@ def platform(kernel: "Kernel") -> Platform:
 
 @at_boot
 def _sys_devices_platform(kernel: "Kernel") -> None:
-    platform(kernel)
+    if all(kernel.layouts.has(s) for s in STRUCTS):      # else not emulated: no devices
+        platform(kernel)
 
 
 def _release_allocated(kernel: "Kernel") -> Any:
+    device_off = kernel.layouts[DEVICE]
+    pdev_off = kernel.layouts[PDEV]
     def release(dev: int) -> None:                      # platform_device_release
-        pdev = dev - PDEV_DEV
+        pdev = dev - pdev_off.dev
         mem = kernel.mem
-        kernel.slab.free(mem.read_u64(dev + DEV_PLATFORM_DATA), None)
-        kernel.slab.free(mem.read_u64(pdev + PDEV_RESOURCE), None)
-        kernel.slab.free(mem.read_u64(pdev + PDEV_DRIVER_OVERRIDE), None)
+        kernel.slab.free(mem.read_u64(dev + device_off.platform_data), None)
+        kernel.slab.free(mem.read_u64(pdev + pdev_off.resource), None)
+        if pdev_off.driver_override is not None:
+            kernel.slab.free(mem.read_u64(pdev + pdev_off.driver_override), None)
         platform(kernel).allocated.discard(pdev)
         kernel.slab.free(pdev, None)
     return release
@@ -144,44 +156,47 @@ def _release_allocated(kernel: "Kernel") -> Any:
 
 def alloc_device(ctx: Any, name: int, pid: int) -> int:
     """platform_device_alloc: the device and a copy of its name, in one allocation."""
+    pdev_off = ctx.kernel.layouts[PDEV]
     kernel = ctx.kernel
     text = ctx.mem.read_cstr(name, 256) if name else b""
-    pdev = kernel.slab.alloc(PDEV_SIZE + len(text) + 1, getattr(ctx.module, "name", None), zero=True)
+    pdev = kernel.slab.alloc(pdev_off.size + len(text) + 1, getattr(ctx.module, "name", None), zero=True)
     if not pdev:
         return 0
-    ctx.mem.write(pdev + PDEV_SIZE, text + b"\0")
-    ctx.mem.write_u64(pdev + PDEV_NAME, pdev + PDEV_SIZE)
-    ctx.mem.write_u32(pdev + PDEV_ID, pid & 0xFFFFFFFF)
+    ctx.mem.write(pdev + pdev_off.size, text + b"\0")
+    ctx.mem.write_u64(pdev + pdev_off.name, pdev + pdev_off.size)
+    ctx.mem.write_u32(pdev + pdev_off.id, pid & 0xFFFFFFFF)
     table = devices(kernel)
-    table.initialize(pdev + PDEV_DEV)
-    table.of(pdev + PDEV_DEV).kernel_release = _release_allocated(kernel)
+    table.initialize(pdev + pdev_off.dev)
+    table.of(pdev + pdev_off.dev).kernel_release = _release_allocated(kernel)
     platform(kernel).allocated.add(pdev)
     return pdev
 
 
 def add_platform_device(ctx: Any, pdev: int) -> Any:
     """platform_device_add: its name, parent and bus, then device_add."""
+    device_off = ctx.kernel.layouts[DEVICE]
+    pdev_off = ctx.kernel.layouts[PDEV]
     kernel, mem = ctx.kernel, ctx.mem
     if not pdev:
         return -errno.EINVAL
-    dev = pdev + PDEV_DEV
-    if not mem.read_u64(dev + DEV_PARENT):
-        mem.write_u64(dev + DEV_PARENT, 0)
-    mem.write_u64(dev + BUS, kernel.subsystem(Buses).bus(ctx, "platform"))
-    name = _cstr(kernel, mem.read_u64(pdev + PDEV_NAME))
-    pid = _signed32(mem.read_u32(pdev + PDEV_ID))
+    dev = pdev + pdev_off.dev
+    if not mem.read_u64(dev + device_off.parent):
+        mem.write_u64(dev + device_off.parent, 0)
+    mem.write_u64(dev + device_off.bus, kernel.subsystem(Buses).bus(ctx, "platform"))
+    name = _cstr(kernel, mem.read_u64(pdev + pdev_off.name))
+    pid = _signed32(mem.read_u32(pdev + pdev_off.id))
     if pid == PLATFORM_DEVID_AUTO:
         pid = next(platform(kernel).auto_ids)
-        mem.write_u32(pdev + PDEV_ID, pid)
-        mem.write_u8(pdev + PDEV_ID_AUTO, 1)
+        mem.write_u32(pdev + pdev_off.id, pid)
+        mem.write_u8(pdev + pdev_off.id_auto, 1)
         full = f"{name}.{pid}.auto"
     elif pid == PLATFORM_DEVID_NONE:
         full = name
     else:
         full = f"{name}.{pid}"
     kobjects(kernel).set_name(dev, full.encode(), None)
-    mem.write_u64(dev + INIT_NAME, 0)
-    return add_device(ctx, dev, parent_kobj=mem.read_u64(dev + DEV_PARENT) or platform(kernel).root)
+    mem.write_u64(dev + device_off.init_name, 0)
+    return add_device(ctx, dev, parent_kobj=mem.read_u64(dev + device_off.parent) or platform(kernel).root)
 
 
 def _err_ptr(code: int) -> int:
@@ -202,26 +217,30 @@ def platform_device_add(ctx: Any, pdev: int) -> Any:
 @export("platform_device_register", "int platform_device_register(struct platform_device *pdev)", nargs=1,
         gpl=True)
 def platform_device_register(ctx: Any, pdev: int) -> Any:
-    devices(ctx.kernel).initialize(pdev + PDEV_DEV)
+    pdev_off = ctx.kernel.layouts[PDEV]
+    devices(ctx.kernel).initialize(pdev + pdev_off.dev)
     return add_platform_device(ctx, pdev)
 
 
 @export("platform_device_del", "void platform_device_del(struct platform_device *pdev)", nargs=1, gpl=True)
 def platform_device_del(ctx: Any, pdev: int) -> Any:
-    return del_device(ctx, pdev + PDEV_DEV) if pdev and pdev < _err_ptr(MAX_ERRNO) else 0
+    pdev_off = ctx.kernel.layouts[PDEV]
+    return del_device(ctx, pdev + pdev_off.dev) if pdev and pdev < _err_ptr(MAX_ERRNO) else 0
 
 
 @export("platform_device_put", "void platform_device_put(struct platform_device *pdev)", nargs=1)
 def platform_device_put(ctx: Any, pdev: int) -> Any:
-    return put_device(ctx, pdev + PDEV_DEV) if pdev and pdev < _err_ptr(MAX_ERRNO) else 0
+    pdev_off = ctx.kernel.layouts[PDEV]
+    return put_device(ctx, pdev + pdev_off.dev) if pdev and pdev < _err_ptr(MAX_ERRNO) else 0
 
 
 @export("platform_device_unregister", "void platform_device_unregister(struct platform_device *pdev)",
         nargs=1)
 def platform_device_unregister(ctx: Any, pdev: int) -> Any:
+    pdev_off = ctx.kernel.layouts[PDEV]
     if not pdev or pdev >= _err_ptr(MAX_ERRNO):
         return 0
-    return _then_put(ctx, pdev + PDEV_DEV, del_device(ctx, pdev + PDEV_DEV))
+    return _then_put(ctx, pdev + pdev_off.dev, del_device(ctx, pdev + pdev_off.dev))
 
 
 def _copy(ctx: Any, src: int, size: int) -> int:
@@ -234,49 +253,56 @@ def _copy(ctx: Any, src: int, size: int) -> int:
 @export("platform_device_add_resources", "int platform_device_add_resources(struct platform_device *pdev, "
         "const struct resource *res, unsigned int num)", nargs=3)
 def platform_device_add_resources(ctx: Any, pdev: int, res: int, num: int) -> int:
+    pdev_off = ctx.kernel.layouts[PDEV]
+    res_off = ctx.kernel.layouts[RESOURCE]
     num &= 0xFFFFFFFF
-    copy = _copy(ctx, res, num * RESOURCE_SIZE) if res and num else 0
+    copy = _copy(ctx, res, num * res_off.size) if res and num else 0
     if res and num and not copy:
         return -errno.ENOMEM
-    ctx.kernel.slab.free(ctx.mem.read_u64(pdev + PDEV_RESOURCE), None)
-    ctx.mem.write_u64(pdev + PDEV_RESOURCE, copy)
-    ctx.mem.write_u32(pdev + PDEV_NUM_RESOURCES, num if copy else 0)
+    ctx.kernel.slab.free(ctx.mem.read_u64(pdev + pdev_off.resource), None)
+    ctx.mem.write_u64(pdev + pdev_off.resource, copy)
+    ctx.mem.write_u32(pdev + pdev_off.num_resources, num if copy else 0)
     return 0
 
 
 @export("platform_device_add_data", "int platform_device_add_data(struct platform_device *pdev, "
         "const void *data, size_t size)", nargs=3)
 def platform_device_add_data(ctx: Any, pdev: int, data: int, size: int) -> int:
+    device_off = ctx.kernel.layouts[DEVICE]
+    pdev_off = ctx.kernel.layouts[PDEV]
     copy = _copy(ctx, data, size) if data and size else 0
     if data and size and not copy:
         return -errno.ENOMEM
-    dev = pdev + PDEV_DEV
-    ctx.kernel.slab.free(ctx.mem.read_u64(dev + DEV_PLATFORM_DATA), None)
-    ctx.mem.write_u64(dev + DEV_PLATFORM_DATA, copy)
+    dev = pdev + pdev_off.dev
+    ctx.kernel.slab.free(ctx.mem.read_u64(dev + device_off.platform_data), None)
+    ctx.mem.write_u64(dev + device_off.platform_data, copy)
     return 0
 
 
 @export("platform_device_register_full", "struct platform_device *platform_device_register_full("
         "const struct platform_device_info *pdevinfo)", nargs=1, gpl=True)
 def platform_device_register_full(ctx: Any, info: int) -> Any:
+    device_off = ctx.kernel.layouts[DEVICE]
+    pdev_off = ctx.kernel.layouts[PDEV]
+    info_off = ctx.kernel.layouts[PDEV_INFO]
     mem = ctx.mem
-    pdev = alloc_device(ctx, mem.read_u64(info + INFO_NAME), mem.read_u32(info + INFO_ID))
+    pdev = alloc_device(ctx, mem.read_u64(info + info_off.name), mem.read_u32(info + info_off.id))
     if not pdev:
         return _err_ptr(errno.ENOMEM)
-    mem.write_u64(pdev + PDEV_DEV + DEV_PARENT, mem.read_u64(info + INFO_PARENT))
-    ret = platform_device_add_resources(ctx, pdev, mem.read_u64(info + INFO_RES),
-                                        mem.read_u32(info + INFO_NUM_RES))
+    mem.write_u64(pdev + pdev_off.dev + device_off.parent, mem.read_u64(info + info_off.parent))
+    ret = platform_device_add_resources(ctx, pdev, mem.read_u64(info + info_off.res),
+                                        mem.read_u32(info + info_off.num_res))
     if not ret:
-        ret = platform_device_add_data(ctx, pdev, mem.read_u64(info + INFO_DATA),
-                                       mem.read_u64(info + INFO_SIZE_DATA))
+        ret = platform_device_add_data(ctx, pdev, mem.read_u64(info + info_off.data),
+                                       mem.read_u64(info + info_off.size_data))
     if ret:
-        put_device(ctx, pdev + PDEV_DEV)
+        put_device(ctx, pdev + pdev_off.dev)
         return _err_ptr(-ret)
     added = add_platform_device(ctx, pdev)
 
     def finish(result: int) -> int:
         if result:
-            put_device(ctx, pdev + PDEV_DEV)
+            put_device(ctx, pdev + pdev_off.dev)
             return _err_ptr(-result)
         return pdev
     if hasattr(added, "__await__"):
@@ -287,11 +313,13 @@ def platform_device_register_full(ctx: Any, info: int) -> Any:
 
 
 def _resource(ctx: Any, pdev: int, kind: int, num: int) -> int:
+    pdev_off = ctx.kernel.layouts[PDEV]
+    res_off = ctx.kernel.layouts[RESOURCE]
     mem = ctx.mem
-    base = mem.read_u64(pdev + PDEV_RESOURCE)
-    for i in range(mem.read_u32(pdev + PDEV_NUM_RESOURCES)):
-        res = base + i * RESOURCE_SIZE
-        if mem.read_u64(res + RES_FLAGS) & IORESOURCE_TYPE_BITS == kind:
+    base = mem.read_u64(pdev + pdev_off.resource)
+    for i in range(mem.read_u32(pdev + pdev_off.num_resources)):
+        res = base + i * res_off.size
+        if mem.read_u64(res + res_off.flags) & IORESOURCE_TYPE_BITS == kind:
             if num == 0:
                 return res
             num -= 1
@@ -307,16 +335,18 @@ def platform_get_resource(ctx: Any, pdev: int, kind: int, num: int) -> int:
 @export("platform_get_irq_optional", "int platform_get_irq_optional(struct platform_device *dev, "
         "unsigned int num)", nargs=2, gpl=True)
 def platform_get_irq_optional(ctx: Any, pdev: int, num: int) -> int:
+    res_off = ctx.kernel.layouts[RESOURCE]
     res = _resource(ctx, pdev, IORESOURCE_IRQ, num & 0xFFFFFFFF)
-    return ctx.mem.read_u64(res + RES_START) & 0x7FFFFFFF if res else -errno.ENXIO
+    return ctx.mem.read_u64(res + res_off.start) & 0x7FFFFFFF if res else -errno.ENXIO
 
 
 @export("platform_get_irq", "int platform_get_irq(struct platform_device *dev, unsigned int num)", nargs=2,
         gpl=True)
 def platform_get_irq(ctx: Any, pdev: int, num: int) -> int:
+    pdev_off = ctx.kernel.layouts[PDEV]
     ret = platform_get_irq_optional(ctx, pdev, num)
     if ret < 0:
-        ctx.kernel.log.emit(KERN_ERR, f"platform {device_name(ctx.kernel, pdev + PDEV_DEV)}: error -ENXIO: IRQ "
+        ctx.kernel.log.emit(KERN_ERR, f"platform {device_name(ctx.kernel, pdev + pdev_off.dev)}: error -ENXIO: IRQ "
                                       f"index {num & 0xFFFFFFFF} not found", getattr(ctx.module, "name", None))
     return ret
 
@@ -328,7 +358,7 @@ def devm_platform_get_and_ioremap_resource(ctx: Any, pdev: int, index: int, res:
     found = _resource(ctx, pdev, IORESOURCE_MEM, index & 0xFFFFFFFF)
     if res:
         ctx.mem.write_u64(res, found)
-    return ioremap_resource(ctx, pdev + PDEV_DEV, found)
+    return ioremap_resource(ctx, pdev + ctx.kernel.layouts[PDEV].dev, found)
 
 
 @export("devm_platform_ioremap_resource", "void __iomem *devm_platform_ioremap_resource("

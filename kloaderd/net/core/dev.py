@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...kernel.api import export
-from ...kernel.notifier import RAW_HEAD, KernelChains, chain_register, chain_unregister
+from ...kernel.notifier import NB, RAW_HEAD, KernelChains, chain_register, chain_unregister
 from ...kernel.printk import KERN_WARNING, vsnprintf
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import record_listed
@@ -38,6 +38,7 @@ from .net_namespace import pernet_ops_locked
 from .rtnetlink import rtnl_locked
 
 LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+STRUCTS = (NB,)        # and the notifier blocks it chains, at the kernel's offsets
 
 PT_TYPE, PT_LIST = 0, 56
 PO_TYPE, PO_PRIORITY, PO_LIST = 0, 2, 32
