@@ -262,6 +262,22 @@ async def test_write_to_module_text_is_a_permissions_violation(machine):
 
 
 @pytest.mark.trio
+async def test_permissions_changed_in_a_batch_hold_once_it_ends(machine):
+    """A batch of mapping changes flushes the TLB once, at its end: a page
+    guest code wrote while writable (its TLB entry cached) is read-only for
+    the next run, as set_memory_ro makes it."""
+    g = build(machine, FAULTS)
+    page = g["data_word"] & ~0xFFF
+    await machine.call(g["poke"], g["data_word"], 7)
+    with machine.mem.batch():
+        machine.mem.protect(page, 0x1000, "r--")
+        machine.mem.protect(page, 0x1000, "r--")
+    oops = await _oops(machine, g["poke"], g["data_word"], 8)
+    assert "#PF: error_code(0x0003) - permissions violation" in oops.lines
+    assert machine.mem.read_u64(g["data_word"]) == 7
+
+
+@pytest.mark.trio
 async def test_executing_data_is_refused_by_nx(machine):
     g = build(machine, FAULTS)
     oops = await _oops(machine, g["call_ptr"], g["data_word"])

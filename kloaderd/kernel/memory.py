@@ -20,8 +20,6 @@ import ctypes
 import functools
 import mmap
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from unicorn import (UC_MEM_FETCH, UC_MEM_WRITE, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ,
                      UC_PROT_WRITE, Uc)
@@ -119,6 +117,26 @@ class RegionAllocator:
         self._free.insert(i, (addr, size))
 
 
+class _Batch:
+    """The context manager `AddressSpace.batch` returns (a class: entering a
+    generator-based one costs more than the flushes it saves)."""
+
+    __slots__ = ("_mem",)
+
+    def __init__(self, mem: "AddressSpace") -> None:
+        self._mem = mem
+
+    def __enter__(self) -> None:
+        self._mem._batching += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        mem = self._mem
+        mem._batching -= 1
+        if not mem._batching and mem._flush_pending:
+            mem._flush_pending = False
+            mem._flush_tlb()
+
+
 class AddressSpace:
     """Virtual memory of the emulated kernel: a page table over Unicorn's
     physical regions, shared by the guest CPU and the Python kernel."""
@@ -134,8 +152,9 @@ class AddressSpace:
         self._chunk_pages: dict[int, int] = {}      # physical chunk -> pages still mapped
         # The last access the TLB refused: what the CPU reports as a fault.
         self.last_fault: GuestFault | None = None
-        self._batching = False                       # see batch()
+        self._batching = 0                           # batches open (see batch())
         self._flush_pending = False
+        self._batch = _Batch(self)
         self._uch = uc._uch
         self._buf = ctypes.create_string_buffer(8)
         # A scratch page the CPU may borrow to replay a faulting access (see probe).
@@ -173,25 +192,16 @@ class AddressSpace:
         else:
             self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Map, protect and unmap several ranges with one TLB flush, at the
-        end: each flush also costs the next guest run a TLB fill per page it
-        touches, and a module load changed its mappings seven times before
-        its init ran.  Guest code that runs before the batch ends (another
-        task, at an `await` inside it) may still find a changed page's old
-        permissions in the TLB: fine for pages no guest code has touched
-        since they were mapped, as a module's fresh images (a TLB never
-        holds a page that was not mapped)."""
-        outer = self._batching
-        self._batching = True
-        try:
-            yield
-        finally:
-            self._batching = outer
-            if not outer and self._flush_pending:
-                self._flush_pending = False
-                self._flush_tlb()
+    def batch(self) -> "_Batch":
+        """`with mem.batch():` maps, protects and unmaps several ranges with
+        one TLB flush, at the end: each flush also costs the next guest run
+        a TLB fill per page it touches, and a module load changed its
+        mappings seven times before its init ran.  Guest code that runs
+        before the batch ends (another task, at an `await` inside it) may
+        still find a changed page's old permissions in the TLB: fine for
+        pages no guest code has touched since they were mapped, as a
+        module's fresh images (a TLB never holds a page that was not mapped)."""
+        return self._batch
 
     # --- mappings ------------------------------------------------------------
 

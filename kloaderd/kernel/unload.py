@@ -59,6 +59,8 @@ async def try_stop_module(kernel: "KernelServices", mod: Module, *, wait: bool, 
     if mod.refcount and not wait:
         raise KernelError(errno.EWOULDBLOCK, f"Module {mod.name} is in use")
     kernel.set_state(mod, ModuleState.GOING)
+    if not mod.refcount:
+        return                  # the usual case: nothing to wait for, no cancel scope
     stopped = False
     try:
         with trio.move_on_after(float("inf") if timeout is None else timeout):
