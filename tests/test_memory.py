@@ -10,7 +10,7 @@ from unicorn.x86_const import UC_X86_REG_RAX as X86_REG_RAX
 from unicorn.x86_const import UC_X86_REG_RIP as X86_REG_RIP
 from unicorn.unicorn_const import UC_TLB_VIRTUAL
 
-from kloaderd.config import KERNEL_HEAP_BASE, MODULES_VADDR, PAGE_SIZE
+from kloaderd.config import KERNEL_HEAP_BASE, MODULES_VADDR, PAGE_SIZE, PHYS_END
 from kloaderd.kernel.memory import AddressSpace, GuestFault, RegionAllocator, parse_perms
 
 HEAP = KERNEL_HEAP_BASE
@@ -58,6 +58,33 @@ def test_read_cstr_stops_at_nul_or_limit(mem):
     mem.write(HEAP + PAGE_SIZE - 2, b"hello\0world")
     assert mem.read_cstr(HEAP + PAGE_SIZE - 2) == b"hello"
     assert mem.read_cstr(HEAP + PAGE_SIZE - 2, limit=3) == b"hel"
+
+
+def test_read_cstr_and_heap_writes_reach_what_guest_code_sees(mem):
+    """read_cstr and write_data use the host memory behind a page: guest
+    stores are in it, and what they write is what guest loads read."""
+    mem.map(HEAP, PAGE_SIZE, "rw-")
+    mem.map(MODULES_VADDR, PAGE_SIZE, "r-x")
+    # movabs %rax, HEAP; movabs HEAP+8, %rax
+    mem.write(MODULES_VADDR, bytes.fromhex("48a3") + HEAP.to_bytes(8, "little")
+              + bytes.fromhex("48a1") + (HEAP + 8).to_bytes(8, "little"))
+    mem.write_data(HEAP + 8, b"loaded\0\0")
+    mem.uc.reg_write(X86_REG_RAX, int.from_bytes(b"stored\0\0", "little"))
+    mem.uc.emu_start(MODULES_VADDR, MODULES_VADDR + 20)
+    assert mem.read_cstr(HEAP) == b"stored"
+    assert mem.uc.reg_read(X86_REG_RAX).to_bytes(8, "little") == b"loaded\0\0"
+
+
+def test_read_cstr_of_a_device_page_asks_the_device(mem):
+    """An ioremap'd page has no host memory of ours: its string is what the
+    device's callbacks answer (here three 'A's, then zero)."""
+    device = PHYS_END
+    def read(_uc, offset: int, size: int, _data) -> int:
+        return int.from_bytes(bytes(0x41 if offset + i < 3 else 0 for i in range(size)), "little")
+
+    mem.uc.mmio_map(device, PAGE_SIZE, read, None, lambda *_args: None, None)
+    mem.map_io(MODULES_VADDR, PAGE_SIZE, device)
+    assert mem.read_cstr(MODULES_VADDR) == b"AAA"
 
 
 def test_read_cstr_running_off_the_mapping_faults(mem):

@@ -374,15 +374,20 @@ class AddressSpace:
         after holding code is zeroed through Unicorn when it is mapped again
         (`_back`), which drops those translations."""
         ram, offset = self._host(addr, "write")
-        ram[offset:offset + len(data)] = data
+        if ram is None:
+            self.write(addr, data)
+        else:
+            ram[offset:offset + len(data)] = data
 
-    def _host(self, addr: int, access: str) -> tuple[mmap.mmap | bytearray, int]:
-        """The host memory behind `addr`'s page and the offset of `addr` in it."""
+    def _host(self, addr: int, access: str) -> tuple[mmap.mmap | None, int]:
+        """The host memory behind `addr`'s page and the offset of `addr` in
+        it; None for a device page (map_io), which only Unicorn's callbacks
+        answer."""
         pte = self._pt.get((addr & _MASK64) >> PAGE_SHIFT)
         if pte is None:
             raise GuestFault(addr, access)
-        if pte[2] == _DEVICE:          # no host memory: what the device page answers (map_io)
-            return bytearray(b"\xff" * PAGE_SIZE), addr & (PAGE_SIZE - 1)
+        if pte[2] == _DEVICE:
+            return None, 0
         arena, offset = divmod(pte[0] - PHYS_BASE, ARENA_SIZE)
         return self._arenas[arena], offset + (addr & (PAGE_SIZE - 1))
 
@@ -395,11 +400,14 @@ class AddressSpace:
             # Unicorn sees what guest code stored (it stores there too), and
             # copies only the string, not the rest of its page.
             ram, offset = self._host(addr, "read")
-            nul = ram.find(b"\0", offset, offset + chunk)
+            data: bytes | mmap.mmap = ram if ram is not None else self.read(addr, chunk)
+            if ram is None:             # a device page: what its callbacks answer
+                offset = 0
+            nul = data.find(b"\0", offset, offset + chunk)
             if nul >= 0:
-                out += ram[offset:nul]
+                out += data[offset:nul]
                 return bytes(out)
-            out += ram[offset:offset + chunk]
+            out += data[offset:offset + chunk]
             addr += chunk
         return bytes(out)
 
