@@ -99,6 +99,19 @@ def test_fpu_users_a_kthread_worker_and_guid_parsing_in_real_modules(debian61):
     assert any(line.startswith("raid6: using algorithm sse2") for line in lines)   # timed in the section
 
 
+def test_transport_classes_and_attribute_containers_of_scsi_and_ata(debian61):
+    """The SCSI transports and libata register their transport classes and
+    attribute containers at init (no host or port is ever added: no
+    hardware) and take them back at exit."""
+    _, seen = load_then_remove_clean(debian61, ["scsi_common", "scsi_mod", "scsi_transport_spi",
+                                                "scsi_transport_sas", "libata"])
+    assert {'class "spi_transport"', 'class "spi_host"',
+            "attribute container matching with spi_device_match"} <= set(seen["scsi_transport_spi"])
+    assert {'class "sas_host"', 'class "sas_phy"'} <= set(seen["scsi_transport_sas"])
+    assert {'class "ata_port"', "attribute container for class \"ata_port\"",
+            "attribute container for class \"ata_device\""} <= set(seen["libata"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["6.1", "6.12"])
 def test_xarray_and_idr_constants_are_the_kernels(flavour):

@@ -175,6 +175,8 @@ for _reg, _unreg, _chain, _kind, _gpl in (
         ("register_reboot_notifier", "unregister_reboot_notifier", "reboot_notifier_list",
          BLOCKING, False),
         ("register_pm_notifier", "unregister_pm_notifier", "pm_chain_head", BLOCKING, True),
+        ("register_blocking_lsm_notifier", "unregister_blocking_lsm_notifier",
+         "blocking_lsm_notifier_chain", BLOCKING, False),
         ("register_inetaddr_notifier", "unregister_inetaddr_notifier", "inetaddr_chain",
          BLOCKING, False),
         ("register_inet6addr_notifier", "unregister_inet6addr_notifier", "inet6addr_chain",

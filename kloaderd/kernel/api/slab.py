@@ -53,15 +53,25 @@ def kmemdup(ctx, src: int, length: int, gfp: int) -> int:
     return addr
 
 
-@export("kstrdup", "char *kstrdup(const char *s, gfp_t gfp)", nargs=2)
-def kstrdup(ctx, s: int, gfp: int) -> int:
+def _dup_cstr(ctx, s: int, limit: int) -> int:
+    """At most `limit` bytes of the string at `s`, NUL-terminated, in a new allocation."""
     if not s:
         return 0
-    data = ctx.mem.read_cstr(s, STRDUP_LIMIT) + b"\0"
+    data = ctx.mem.read_cstr(s, limit) + b"\0"
     addr = ctx.kernel.slab.alloc(len(data), _owner(ctx))
     if addr:
         ctx.mem.write(addr, data)
     return addr
+
+
+@export("kstrdup", "char *kstrdup(const char *s, gfp_t gfp)", nargs=2)
+def kstrdup(ctx, s: int, gfp: int) -> int:
+    return _dup_cstr(ctx, s, STRDUP_LIMIT)
+
+
+@export("kstrndup", "char *kstrndup(const char *s, size_t max, gfp_t gfp)", nargs=3)
+def kstrndup(ctx, s: int, max_len: int, gfp: int) -> int:
+    return _dup_cstr(ctx, s, min(max_len, STRDUP_LIMIT))
 
 
 @export("ksize", "size_t ksize(const void *objp)", nargs=1)
