@@ -19,15 +19,18 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
-def test_one_version_from_pyproject():
-    assert kloaderd.__version__ == kloader_client.__version__ == PROJECT["version"]
-    assert importlib.metadata.version("kloader") == PROJECT["version"]
+def test_one_version_everywhere():
+    """kloaderd.__version__ is the one home; pyproject.toml reads it from there."""
+    assert PROJECT["dynamic"] == ["version"]
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"] == {
+        "version": {"attr": "kloaderd.__version__"}}
+    assert kloaderd.__version__ == kloader_client.__version__ == importlib.metadata.version("kloader")
 
 
 @pytest.mark.parametrize("name", sorted(PROJECT["scripts"]))
 def test_every_command_says_its_version(name):
     done = subprocess.run([command(name), "--version"], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"{name} (kloader) {PROJECT['version']}\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{name} (kloader) {kloaderd.__version__}\n", "")
 
 
 def test_licence_is_the_gpl2_text_pyproject_declares():

@@ -168,7 +168,7 @@ def bash_function(name: str, p: argparse.ArgumentParser) -> str:
 def outputs(root: Path) -> dict[Path, str]:
     """Every file, by where under `root` it goes."""
     sys.path.insert(0, str(REPO))
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    from kloaderd import __version__ as version
     files = {}
     for name, p in commands().items():
         files[root / "man" / "man1" / f"{name}.1"] = man_page(name, p, version)
