@@ -218,3 +218,92 @@ def test_put_and_return_while_a_removal_waits_is_reported(kloader, kloaderd, klo
 def test_module_put_and_kthread_exit_is_the_cure(kloader, kloaderd, kloader_build):
     _remove_while_the_thread_holds_it(kloaderd, kloader_build(SRC / "selfref.c"))
     assert log(kloader)[-2:] == ["selfref: thread done", "selfref: exit"]
+
+
+# -- 3b. deferred calls that come due while the exit waits for the CPU ---------------------
+
+LATE_C = r"""
+#include <linux/jiffies.h>
+#include <linux/module.h>
+#include <linux/timer.h>
+#include <linux/workqueue.h>
+
+static struct timer_list timer;
+static struct delayed_work dwork;
+
+static void late_timer(struct timer_list *t) { pr_info("late: timer ran\n"); }
+static void late_work(struct work_struct *w) { pr_info("late: delayed work ran\n"); }
+
+/* The test's: the exit sleeps in it, and comes back to wait for the CPU. */
+extern void late_gate(struct timer_list *timer, struct timer_list *dwork_timer);
+
+static int __init late_init(void)
+{
+	timer_setup(&timer, late_timer, 0);
+	INIT_DELAYED_WORK(&dwork, late_work);
+	mod_timer(&timer, jiffies + 3600 * HZ);          /* the bug: neither is taken back */
+	schedule_delayed_work(&dwork, 3600 * HZ);
+	return 0;
+}
+
+static void __exit late_exit(void)
+{
+	late_gate(&timer, &dwork.timer);
+}
+
+module_init(late_init);
+module_exit(late_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+def test_timers_due_while_the_exit_waits_for_the_cpu_are_reported_and_never_run(kloader_build, tmp_path):
+    """The flake of BUG_LEAVE_TIMER and BUG_LEAVE_DWORK under load, forced:
+    a module's timers come due while its exit, back from a sleep, waits for
+    the CPU; the timer softirq then queues for the CPU behind it.  The exit
+    returns and the module is freed before the softirq runs — so the timers
+    must still be pending then (reported by debugobjects, disarmed), not
+    taken off already and run afterwards into freed code."""
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    from kloaderd.time.timer import timers
+
+    source = tmp_path / "late.c"
+    source.write_text(LATE_C)
+    image = kloader_build(source).read_bytes()
+    kernel = Kernel(KernelOptions())
+    sched = kernel.machine.sched
+    armed: list[int] = []
+    holder = sched.new_task("test")
+
+    def late_gate(ctx, timer, dwork_timer):
+        armed.extend((timer, dwork_timer))
+
+        async def hold_the_cpu() -> int:
+            await sched.acquire(holder)       # the exit gave the CPU up to sleep: the test takes it
+            return 0
+        return hold_the_cpu()
+    kernel.provide("late_gate", late_gate, nargs=2)
+
+    async def main() -> None:
+        await kernel.init_module(image)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel.delete_module, "late")
+            await trio.testing.wait_all_tasks_blocked()
+            assert armed and sched.cpu.waiting == 1          # the exit, back from late_gate
+            for timer in armed:                              # the clock: both come due now
+                timers(kernel).arm(timer, kernel.machine.jiffies() - 1)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sched.cpu.waiting == 2                    # the timer softirq, behind the exit
+            sched.exit_task(holder)                          # the exit runs, returns: the module is freed
+        assert "late" not in kernel.loaded
+        await kernel.shutdown()
+
+    import trio.testing
+    trio.run(main)
+    lines = [r.text for r in kernel.log.records()]
+    odebug = [line for line in lines if line.startswith("ODEBUG: free active")]
+    assert len(odebug) == 2, lines[-20:]
+    assert "hint: late_timer+0x0/" in odebug[0] + odebug[1]
+    assert "hint: delayed_work_timer_fn+0x0/" in odebug[0] + odebug[1]
+    assert not any(line.startswith("late: ") and line.endswith(" ran") for line in lines)
+    assert not any("unable to handle page fault" in line for line in lines), lines[-20:]

@@ -345,3 +345,34 @@ long wait_on(struct completion *x) { wait_for_completion(x); return 1; }
         machine.sched.waitqueue.wake(heap + 8)
     assert outcome[0].kind == "page-fault" and outcome[0].address == heap + 8
     assert g["wait_on"] < outcome[0].rip < g["wait_on"] + 0x20
+
+
+def test_an_atomic_task_keeps_the_cpu_at_the_end_of_its_slice():
+    """A softirq (or a spinlock holder) is not preempted by a task waiting
+    for the CPU, as in Linux: a timer's callback runs to its end before the
+    module exit it interrupted goes on to free the module.  A task in
+    process context hands the CPU over at the end of its slice."""
+    import trio.testing
+
+    from kloaderd.irq.softirq import SOFTIRQ_OFFSET
+
+    sched = Machine(Kernel()).sched
+    running, waiting = sched.new_task("ksoftirqd/0"), sched.new_task("rmmod")
+
+    async def main() -> None:
+        await sched.acquire(running)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sched.acquire, waiting)
+            await trio.testing.wait_all_tasks_blocked()
+            running.preempt_count = SOFTIRQ_OFFSET
+            nursery.start_soon(sched.yield_cpu, running)        # the end of a slice, atomic
+            await trio.testing.wait_all_tasks_blocked()
+            assert running.holds_cpu and not waiting.holds_cpu and sched.cpu.waiting == 1
+            running.preempt_count = 0
+            nursery.start_soon(sched.yield_cpu, running)        # the end of a slice, preemptible
+            await trio.testing.wait_all_tasks_blocked()
+            assert waiting.holds_cpu and not running.holds_cpu
+            sched.release(waiting)
+        assert running.holds_cpu
+
+    trio.run(main)

@@ -86,24 +86,34 @@ class Tasklets:
         async with self._running:
             for _ in range(len(self.queue)):
                 if self.queue:           # a freed module's are dropped meanwhile
-                    await self._run(self.queue.popleft())
+                    await self._run_next()
 
-    async def _run(self, t: int) -> None:
+    async def _run_next(self) -> None:
+        """The first scheduled tasklet, taken off the queue once the softirq
+        holds the CPU (`call_deferred`): one dropped meanwhile with its
+        freed module (reported) does not run."""
         kernel = self.kernel
-        try:
+        taken: list[int] = []
+
+        def claim() -> tuple[int, int] | None:
+            if not self.queue:
+                return None
+            t = self.queue.popleft()
+            taken.append(t)
             self._state(t, set_=TASKLET_STATE_RUN, clear=TASKLET_STATE_SCHED)
             mem = kernel.mem
-            fn = mem.read_u64(t + T_FUNC)
-            arg = t if mem.read_u8(t + T_USE_CALLBACK) else mem.read_u64(t + T_DATA)
-            await kernel.sanitizer.call_pointer(fn, arg, via="tasklet_action", comm="ksoftirqd/0",
-                                                preempt_count=SOFTIRQ_OFFSET)
+            return mem.read_u64(t + T_FUNC), t if mem.read_u8(t + T_USE_CALLBACK) else mem.read_u64(t + T_DATA)
+        try:
+            await kernel.sanitizer.call_deferred(claim, via="tasklet_action", comm="ksoftirqd/0",
+                                                 preempt_count=SOFTIRQ_OFFSET)
         except (KernelError, Exception):
             pass                  # an oops is logged; the softirq goes on
         finally:
-            try:
-                self._state(t, clear=TASKLET_STATE_RUN)
-            except Exception:
-                pass
+            for t in taken:
+                try:
+                    self._state(t, clear=TASKLET_STATE_RUN)
+                except Exception:
+                    pass
             self._notify()
 
     async def kill(self, t: int) -> None:

@@ -440,7 +440,8 @@ class Machine(OopsReports):
     async def call(self, addr: int, *args: int, module: Any = None, name: str = "",
                    task: Task | None = None, preempt_count: int = 0) -> int:
         """Run the function at addr as a new task on its own stack (or on
-        `task`, made beforehand with `sched.new_task`); return %rax.
+        `task`, made beforehand with `sched.new_task`, and entered at once
+        if it holds the CPU already: `GoldenRule.call_deferred`); return %rax.
         `preempt_count`: the context it runs in (SOFTIRQ_OFFSET for a
         softirq: atomic, sleeping there is a bug).
 
@@ -450,7 +451,8 @@ class Machine(OopsReports):
             task = self.sched.new_task(name or "kworker/0:1", module)
         task.preempt_count = preempt_count
         try:
-            await self.sched.acquire(task)
+            if not task.holds_cpu:
+                await self.sched.acquire(task)
             self._start(task, addr, args)
             return await self._run(task)
         finally:

@@ -255,8 +255,13 @@ class Scheduler:
 
     async def yield_cpu(self, task: Task) -> None:
         """End of a time slice: let the event loop run, and other tasks if
-        any wait for the CPU (they go first: the lock is FIFO)."""
-        if self.cpu.waiting:
+        any wait for the CPU (they go first: the lock is FIFO) — unless the
+        task is atomic (a softirq, a hardirq, a spinlock held): Linux never
+        preempts that, so a timer's callback runs to its end before the
+        process it interrupted (a module's exit, about to free the module)
+        goes on, as the Golden Rule's "removal waits for the CPU" assumes.
+        The watchdog still ends one that spins for ever."""
+        if self.cpu.waiting and not task.preempt_count:
             self.release(task)
             await self.acquire(task)
         else:

@@ -23,7 +23,7 @@ reported once per (caller, callee) pair, and the call goes on.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from unicorn import x86_const as X
 
@@ -137,6 +137,33 @@ class GoldenRule:
         self.check_entry(target, site, self.kernel.machine.current)
 
     # -- entries made by the kernel's subsystems --------------------------------------------
+
+    async def call_deferred(self, claim: Callable[[], tuple[int, int] | None], *, via: str, comm: str,
+                            preempt_count: int = 0, check: bool = False) -> int | None:
+        """Run a deferred call (a timer's function, a tasklet, a work item):
+        take the CPU first, then `claim()` takes the call off its queue and
+        gives (function, argument) — or None if it was cancelled, or freed
+        with its module, while this waited for the CPU: then nothing runs.
+
+        From taking the CPU to the function's first instruction nothing else
+        runs, so what `claim` saw is what runs: as Linux takes a timer off
+        its wheel (`expire_timers`) or a work item off its pool's list
+        (`process_one_work`) in the step that calls it.  A module freed
+        before then (its exit returned while this waited) still finds the
+        call queued, reports it and cancels it: it never runs into freed code."""
+        sched = self.kernel.machine.sched
+        task = sched.new_task(comm)
+        try:
+            await sched.acquire(task)
+            claimed = claim()
+            if claimed is None:
+                return None
+            function, argument = claimed
+            task.module = self.module_at(function)
+            return await self.call_pointer(function, argument, via=via, comm=comm,
+                                           preempt_count=preempt_count, task=task, check=check)
+        finally:
+            sched.exit_task(task)
 
     async def call_pointer(self, address: int, *args: int, via: str, comm: str = "kworker/0:1",
                            preempt_count: int = 0, task: "Task | None" = None,

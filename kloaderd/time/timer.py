@@ -123,17 +123,26 @@ class Timers:
                 await changed.wait()
 
     async def _expire(self, timer: int) -> None:
-        kernel = self.kernel
-        self.disarm(timer)
-        function = kernel.mem.read_u64(timer + TIMER_FUNCTION)
-        running = self.running[timer] = Running()
+        """Run one expired timer.  It stays pending until the softirq holds
+        the CPU and its callback starts (`call_deferred`): deleted, re-armed
+        for later, or freed with its module (reported) meanwhile, it does not run."""
+        running = Running()
+
+        def claim() -> tuple[int, int] | None:
+            expires = self.pending.get(timer)
+            if expires is None or _signed(expires - self.kernel.machine.jiffies()) > 0:
+                return None
+            self.disarm(timer)
+            self.running[timer] = running
+            return self.kernel.mem.read_u64(timer + TIMER_FUNCTION), timer
         try:
-            await kernel.sanitizer.call_pointer(function, timer, via="call_timer_fn", comm="swapper/0",
-                                                preempt_count=SOFTIRQ_OFFSET)
+            await self.kernel.sanitizer.call_deferred(claim, via="call_timer_fn", comm="swapper/0",
+                                                      preempt_count=SOFTIRQ_OFFSET)
         except KernelError:
             pass                       # the oops is logged; the softirq goes on
         finally:
-            del self.running[timer]
+            if self.running.get(timer) is running:
+                del self.running[timer]
             running.done.set()
 
     async def wait_running(self, timer: int, task: Any) -> None:
@@ -226,6 +235,11 @@ def timer_delete_sync(ctx: Any, timer: int) -> Any:
     if timer not in base.running or ctx.task.preempt_count:
         return was                     # from its own callback (softirq) it cannot wait
     async def waiting() -> int:
-        await base.wait_running(timer, ctx.task)
+        # __timer_delete_sync's loop: wait for the callback, then detach
+        # again — a callback that re-armed its timer leaves it not pending.
+        nonlocal was
+        while timer in base.running:
+            await base.wait_running(timer, ctx.task)
+            was = int(base.disarm(timer))
         return was
     return waiting()

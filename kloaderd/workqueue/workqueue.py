@@ -178,23 +178,33 @@ class Workqueues:
         return next((w for w in wq.queue if w not in wq.running), None)
 
     async def _worker(self, wq: Workqueue) -> None:
-        """The workqueue's pool: each item in a kworker of its own."""
+        """The workqueue's pool: each item in a kworker of its own.  An item
+        handed to a kworker counts as running (max_active, non-reentrancy)
+        but stays queued and pending until its kworker holds the CPU."""
         async with trio.open_nursery() as kworkers:
             while True:
                 work = self._next(wq)
                 if work is None:
                     await wq.changed.wait()
                     continue
-                wq.queue.remove(work)
-                self._clear_pending(work)
                 wq.running.add(work)
                 kworkers.start_soon(self._process_one_work, wq, work, f"kworker/0:{len(wq.running)}")
 
     async def _process_one_work(self, wq: Workqueue, work: int, comm: str) -> None:
+        """process_one_work: the item comes off the queue, its pending bit
+        cleared, in the step that calls it (`call_deferred`): cancelled, or
+        freed with its module (reported), while the kworker waited for the
+        CPU, it does not run."""
         kernel = self.kernel
+
+        def claim() -> tuple[int, int] | None:
+            if work not in wq.queue:
+                return None
+            wq.queue.remove(work)
+            self._clear_pending(work)
+            return kernel.mem.read_u64(work + WORK_FUNC), work
         try:
-            func = kernel.mem.read_u64(work + WORK_FUNC)
-            await kernel.sanitizer.call_pointer(func, work, via="process_one_work", comm=comm, check=False)
+            await kernel.sanitizer.call_deferred(claim, via="process_one_work", comm=comm)
         except KernelError:
             pass                         # an oops: logged; the pool goes on
         finally:
