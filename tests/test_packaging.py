@@ -33,6 +33,12 @@ def test_every_command_says_its_version(name):
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{name} (kloader) {kloaderd.__version__}\n", "")
 
 
+def test_the_changelog_has_unreleased_changes_and_a_section_for_this_version():
+    sections = [line for line in (REPO / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Unreleased"
+    assert any(line.startswith(f"## {kloaderd.__version__} ") for line in sections), sections
+
+
 def test_licence_is_the_gpl2_text_pyproject_declares():
     assert PROJECT["license"] == {"text": "GPL-2.0-only"}
     text = (REPO / "LICENSE").read_text()
