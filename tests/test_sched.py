@@ -133,17 +133,24 @@ async def test_a_sleeping_task_lets_another_run(machine, g):
 
 @pytest.mark.trio
 async def test_the_event_loop_answers_while_a_task_sleeps(machine, g):
+    """Once the task sleeps in msleep, the loop runs other tasks (this one);
+    the nap is an hour long, so a loaded host cannot end it first, and the
+    test cancels it (it once was 50 ms against the test's 10 ms sleep, and
+    failed under load)."""
+    import trio.testing
+
     order = []
 
     async def sleeper():
-        await machine.call(g["nap"], 1, 50)
+        await machine.call(g["nap"], 1, 3_600_000)
         order.append("slept")
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sleeper)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         order.append("answered")
-    assert order == ["answered", "slept"]
+        nursery.cancel_scope.cancel()
+    assert order == ["answered"]
 
 
 @pytest.mark.trio
