@@ -50,3 +50,18 @@ def jhash(key: bytes, initval: int) -> int:
     b = (b + int.from_bytes(tail[4:8], "little")) & _M
     c = (c + int.from_bytes(tail[8:12], "little")) & _M
     return _final(a, b, c)
+
+
+def jhash2(words: list[int], initval: int) -> int:
+    """jhash2(k, length, initval): the same hash over u32 words."""
+    length = len(words)
+    a = b = c = (JHASH_INITVAL + (length << 2) + initval) & _M
+    k = words
+    while len(k) > 3:
+        a, b, c = (a + k[0]) & _M, (b + k[1]) & _M, (c + k[2]) & _M
+        a, b, c = _mix(a, b, c)
+        k = k[3:]
+    if not k:
+        return c
+    k = [*k, 0, 0][:3]
+    return _final((a + k[0]) & _M, (b + k[1]) & _M, (c + k[2]) & _M)

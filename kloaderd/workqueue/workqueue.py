@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 # struct work_struct / struct delayed_work (include/linux/workqueue.h)
 WORK_DATA = 0
+WORK_ENTRY = 8
 WORK_FUNC = 24
 WORK_SIZE = 32
 DWORK_TIMER = 32
@@ -67,6 +68,8 @@ WQ_UNBOUND = 1 << 1
 __WQ_ORDERED = 1 << 17
 WQ_MAX_ACTIVE = 512
 WQ_DFL_ACTIVE = WQ_MAX_ACTIVE // 2
+# WORK_DATA_INIT(): WORK_OFFQ_POOL_NONE << WORK_OFFQ_POOL_SHIFT (no debugobjects)
+WORK_STRUCT_NO_POOL = ((1 << 31) - 1) << 5
 
 # workqueue_init_early's system workqueues: (variable, name, max_active).
 # One CPU and no freezer, so high priority, power efficiency and
@@ -257,6 +260,21 @@ class Workqueues:
         wq.queue.remove(work)
         self._clear_pending(work)
         wq.notify()
+
+
+def init_work(mem: Any, work: int, func: int) -> None:
+    """INIT_WORK(work, func), as the header's inline does it: the kernel's
+    own work items (an rhashtable's resize) are set up the same way."""
+    mem.write_u64(work + WORK_DATA, WORK_STRUCT_NO_POOL)
+    mem.write_u64(work + WORK_ENTRY, work + WORK_ENTRY)
+    mem.write_u64(work + WORK_ENTRY + 8, work + WORK_ENTRY)
+    mem.write_u64(work + WORK_FUNC, func)
+
+
+def schedule_work(ctx: Any, work: int) -> int:
+    """schedule_work(): queue_work(system_wq, work) (on the one CPU)."""
+    system_wq = ctx.mem.read_u64(ctx.kernel.machine.kernel_symbols()["system_wq"])
+    return queue_work_on(ctx, 0, system_wq, work)
 
 
 def _read(kernel: "Kernel", address: int) -> int:
