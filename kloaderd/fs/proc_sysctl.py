@@ -27,7 +27,8 @@ from ..kernel.printk import KERN_ERR
 
 LAYOUTS = (6, 1)
 ENTRY_SIZE, PROCNAME, DATA, MAXLEN, MODE, CHILD, PROC_HANDLER = 64, 0, 8, 16, 20, 24, 32
-HEADER_SIZE = 80                  # struct ctl_table_header, which modules only hold
+HEADER_SIZE = 80                  # struct ctl_table_header: what modules read of it
+HEADER_CTL_TABLE, HEADER_CTL_TABLE_ARG = 0, 32
 MAX_ENTRIES = 4096                # a table without its terminator stops here
 MAX_DEPTH = 8
 STANDARD_HANDLERS = ("proc_dostring", "proc_dobool", "proc_dointvec", "proc_douintvec",
@@ -37,10 +38,12 @@ STANDARD_HANDLERS = ("proc_dostring", "proc_dobool", "proc_dointvec", "proc_doui
 
 
 class SysctlTable:
-    """The registered sysctl files: full path -> header."""
+    """The registered sysctl files: (set, full path) -> header.  The set is
+    0 for the global root, a namespace's address for its own (`net->sysctls`,
+    register_net_sysctl): the same path may be in each."""
 
     def __init__(self, kernel: Any) -> None:
-        self.files: dict[str, int] = {}
+        self.files: dict[tuple[int, str], int] = {}
 
 
 def _entries(ctx: Any, table: int):
@@ -97,7 +100,9 @@ def _collect(ctx: Any, path: str, table: int, depth: int, files: list[str],
             files.append(_join(path, name))
 
 
-def _register(ctx: Any, path: str, table: int, nested: bool) -> int:
+def register(ctx: Any, path: str, table: int, nested: bool, sysctl_set: int = 0) -> int:
+    """__register_sysctl_table() into the root (0) or a namespace's set: the
+    header, or 0 with the reason logged."""
     files: list[str] = []
     if nested:
         errors: list[str] = []
@@ -112,18 +117,22 @@ def _register(ctx: Any, path: str, table: int, nested: bool) -> int:
         return 0
     state = ctx.kernel.subsystem(SysctlTable)
     for name in files:
-        if name in state.files or files.count(name) > 1:
+        if (sysctl_set, name) in state.files or files.count(name) > 1:
             log.emit(KERN_ERR, f"sysctl duplicate entry: /{name}")
             return 0
     header = ctx.kernel.slab.alloc(HEADER_SIZE, None, zero=True)
     if not header:
         return 0
+    # init_header(): the table, and ctl_table_arg, which callers read back to
+    # free a table they kmemdup'ed (nf_conntrack's per-namespace copy)
+    ctx.mem.write_u64(header + HEADER_CTL_TABLE, table)
+    ctx.mem.write_u64(header + HEADER_CTL_TABLE_ARG, table)
     for name in files:
-        state.files[name] = header
+        state.files[sysctl_set, name] = header
     shown = ", ".join(f"/proc/sys/{name}" for name in files[:4]) + (" ..." if len(files) > 4 else "")
     ctx.kernel.registrations.registry("sysctl").add(
         header, f"sysctl table {shown}", owner=ctx.module, address=header,
-        data=(state, files, ctx.kernel.slab), on_leftover=_drop)
+        data=(state, [(sysctl_set, name) for name in files], ctx.kernel.slab), on_leftover=_drop)
     return header
 
 
@@ -138,13 +147,13 @@ def _drop(entry: Any) -> None:
         "struct ctl_table *table)", nargs=2)
 def register_sysctl(ctx: Any, path: int, table: int) -> int:
     name = ctx.mem.read_cstr(path, 256).decode("utf-8", "replace").strip("/")
-    return _register(ctx, name, table, nested=False)
+    return register(ctx, name, table, nested=False)
 
 
 @export("register_sysctl_table", "struct ctl_table_header *register_sysctl_table("
         "struct ctl_table *table)", nargs=1)
 def register_sysctl_table(ctx: Any, table: int) -> int:
-    return _register(ctx, "", table, nested=True)
+    return register(ctx, "", table, nested=True)
 
 
 @export("unregister_sysctl_table", "void unregister_sysctl_table(struct ctl_table_header *header)",
