@@ -71,6 +71,7 @@ class ProcEntry:
     show: int = 0                 # proc_create_single: the module's show()
     seq_ops: int = 0              # proc_create_seq: the module's seq_operations
     state_size: int = 0
+    net: int = 0                  # proc_create_net_*: the namespace its opens see (proc_net.py)
 
 
 class ProcEntries:
@@ -303,8 +304,8 @@ class SeqOps(FileOps):
 
     async def open(self, file: OpenFile) -> None:
         kernel, entry = file.kernel, file.node.data
-        if entry.show:
-            ret = single_open_file(kernel, file.address, entry.show, entry.data)
+        if entry.show:        # single_open_net() hands show() the namespace instead of the data
+            ret = single_open_file(kernel, file.address, entry.show, entry.net or entry.data)
         else:
             ret = open_seq(kernel, file.address, entry.seq_ops)
             if not ret and entry.state_size:
@@ -315,6 +316,8 @@ class SeqOps(FileOps):
                 else:
                     m = kernel.mem.read_u64(file.field("private_data"))
                     kernel.mem.write_u64(m + M_PRIVATE, private)
+                    if entry.net:     # seq_open_net(): struct seq_net_private { struct net *net; }
+                        kernel.mem.write_u64(private, entry.net)
                     file.state = private
         check_return(ret, f"open {file.path}")
 

@@ -1,5 +1,6 @@
 """kernel/notifier.c: notifier chains, and the kernel's named chains
-modules register on (reboot, PM, IPv4/IPv6 address, netevent).
+modules register on (reboot, PM, IPv4/IPv6 address, netevent, and
+netlink's, which hears of user netlink sockets released).
 
 A chain is what it is in Linux: a singly linked list in guest memory, the
 head pointer inside the chain's head structure (`raw_notifier_head.head`
@@ -182,5 +183,7 @@ for _reg, _unreg, _chain, _kind, _gpl in (
         ("register_inet6addr_notifier", "unregister_inet6addr_notifier", "inet6addr_chain",
          ATOMIC, False),
         ("register_netevent_notifier", "unregister_netevent_notifier", "netevent_notif_chain",
-         ATOMIC, False)):
+         ATOMIC, False),
+        ("netlink_register_notifier", "netlink_unregister_notifier", "netlink_chain",
+         BLOCKING, False)):
     _export_named(_reg, _unreg, _chain, _kind, _gpl)

@@ -20,6 +20,12 @@ namespace (and NETDEV_GOING_DOWN, NETDEV_DOWN and NETDEV_UNREGISTER when
 unregistering): kloader's init_net has no devices, so there is nothing to
 replay and no event is ever sent.
 
+`udp_tunnel_nic_ops` (`const struct udp_tunnel_nic_ops *`, NULL) is a
+plain kernel variable: `udp_tunnel`'s init points it at its own table and
+its exit sets it back to NULL, each under the RTNL; drivers and the
+`udp_tunnel_nic_*` inlines read it (with no devices, nothing calls
+through it here).
+
 Layouts (Linux 6.1 x86-64): packet_type {type@0 (__be16), list@56},
 packet_offload {type@0, priority@2 (u16), list@32}; net {netdev_chain@320}.
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.kdata import DataExport, export_data
 from ...kernel.notifier import NB, RAW_HEAD, KernelChains, chain_register, chain_unregister
 from ...kernel.printk import KERN_WARNING, vsnprintf
 from ...kernel.rcu import synchronize_rcu
@@ -45,6 +52,9 @@ PO_TYPE, PO_PRIORITY, PO_LIST = 0, 2, 32
 NET_NETDEV_CHAIN = 320
 ETH_P_ALL = 0x0003
 PTYPE_HASH_SIZE = 16
+
+
+export_data("udp_tunnel_nic_ops", DataExport(lambda _profile: 8))     # a pointer, any release
 
 
 class Packets:

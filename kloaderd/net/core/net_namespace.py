@@ -19,7 +19,8 @@ before the first device (`first_device`), devices at the end of
 `pernet_list`.  Unregistering takes the ops off the list, then runs
 `pre_exit(net)`, a grace period, `exit(net)`, `exit_batch(net_exit_list)`
 and frees the data and the id.  Unregistering ops not registered is
-Linux's `list_del corruption` BUG.
+Linux's `list_del corruption` BUG.  `net_ns_barrier` takes and gives back
+`pernet_ops_rwsem`, waiting for any registration under way.
 
 Where kloader differs: `init_net` is the only namespace; kloader's own
 subsystems register no pernet ops, so a module's id starts at 3 where
@@ -203,26 +204,31 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
     mem = ctx.mem
     for net in nets:
         ns.exit_list.add_tail(ctx, net + NET_EXIT_LIST)
-    for net in nets:
-        if ops.pre_exit:
-            await call_module_code(ctx, ops.pre_exit, net)
-    await _finish(synchronize_rcu(ctx))
-    if ops.exit_batch_rtnl:
-        async with rtnl_locked(ctx):    # dev_kill_list stays empty: kloader has no devices
-            await call_module_code(ctx, ops.exit_batch_rtnl, ns.exit_list.head,
-                                   ns.dev_kill_list.head)
-    for net in nets:
-        if ops.exit:
-            await call_module_code(ctx, ops.exit, net)
-    if ops.exit_batch:
-        await call_module_code(ctx, ops.exit_batch, ns.exit_list.head)
-    if ops.id and ops.size:
-        for _net in nets:
-            ctx.kernel.slab.free(ns.generic(pernet_id), getattr(ctx.module, "name", None))
-            ns.assign_generic(pernet_id, 0)     # (Linux leaves the freed pointer)
-    for net in nets:
-        init_list_head(mem, net + NET_EXIT_LIST)
-    init_list_head(mem, ns.exit_list.head)
+    try:
+        for net in nets:
+            if ops.pre_exit:
+                await call_module_code(ctx, ops.pre_exit, net)
+        await _finish(synchronize_rcu(ctx))
+        if ops.exit_batch_rtnl:
+            async with rtnl_locked(ctx):    # dev_kill_list stays empty: kloader has no devices
+                await call_module_code(ctx, ops.exit_batch_rtnl, ns.exit_list.head,
+                                       ns.dev_kill_list.head)
+        for net in nets:
+            if ops.exit:
+                await call_module_code(ctx, ops.exit, net)
+        if ops.exit_batch:
+            await call_module_code(ctx, ops.exit_batch, ns.exit_list.head)
+        if ops.id and ops.size:
+            for _net in nets:
+                ctx.kernel.slab.free(ns.generic(pernet_id), getattr(ctx.module, "name", None))
+                ns.assign_generic(pernet_id, 0)     # (Linux leaves the freed pointer)
+    finally:
+        # Also when an exit oopsed: the oops ends the removal, and the
+        # next unregister must find net_exit_list empty (Linux would keep
+        # pernet_ops_rwsem for ever instead).
+        for net in nets:
+            init_list_head(mem, net + NET_EXIT_LIST)
+        init_list_head(mem, ns.exit_list.head)
 
 
 async def _finish(result: Any) -> None:
@@ -329,3 +335,15 @@ def register_pernet_device(ctx: Any, ops: int) -> Any:
         "void unregister_pernet_device(struct pernet_operations *ops)", nargs=1, gpl=True)
 def unregister_pernet_device(ctx: Any, ops: int) -> Any:
     return _unregister(ctx, ops, device=True)
+
+
+async def _barrier(ctx: Any) -> int:
+    async with pernet_ops_locked(ctx):
+        return 0
+
+
+@export("net_ns_barrier", "void net_ns_barrier(void)", nargs=0)
+def net_ns_barrier(ctx: Any) -> Any:
+    """Wait for any namespace being set up or torn down (and any pernet ops
+    being registered) to finish: pernet_ops_rwsem taken and given back."""
+    return _barrier(ctx)

@@ -1,0 +1,1 @@
+"""kernel/bpf/: what BPF offers modules (kloader runs no BPF programs)."""
