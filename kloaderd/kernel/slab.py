@@ -38,7 +38,8 @@ _PAGE_MASK = ~(PAGE_SIZE - 1)
 _NO_USAGE = (0, 0)
 
 
-_FILLS: dict[tuple[int, int], bytes] = {}     # (byte, size) -> the bytes: kfree poisons the same sizes again and again
+# byte -> size -> the bytes: kfree poisons the same sizes again and again.
+_FILLS: dict[int, dict[int, bytes]] = {0: {}, POISON_FREE: {}}
 
 class HeapMemory(Protocol):
     def map(self, addr: int, size: int, perms: str = "rw-") -> None: ...
@@ -222,11 +223,11 @@ class Slab:
         """memset of an object: a small one (within a page, the common case)
         in one write to its physical page; heap pages are never executable,
         so no translated code needs flushing."""
-        data = _FILLS.get((byte, size))
+        data = _FILLS[byte].get(size)
         if data is None:
             data = bytes([byte]) * size
             if size <= PAGE_SIZE:
-                _FILLS[byte, size] = data
+                _FILLS[byte][size] = data
         if (addr & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:
             self.mem.write_data(addr, data)
         else:

@@ -249,8 +249,9 @@ class Workqueues:
 
     def _memory_freed(self, start: int, end: int) -> None:
         """kfree of [start, end): debug_check_no_obj_freed for queued work."""
-        # Every kfree asks: only queues holding work are looked into.
-        for wq in [wq for wq in self.by_address.values() if wq.queue]:
+        for wq in self.by_address.values():     # every kfree asks: no list made
+            if not wq.queue:
+                continue
             for work in [w for w in wq.queue if start <= w < end]:
                 self._free_active(wq, work, _read(self.kernel, work + WORK_FUNC))
 
