@@ -27,6 +27,12 @@ def call_module_code(ctx: Any, fn: int, *args: int) -> Any:
     return calling()
 
 
+async def finished(result: Any) -> Any:
+    """What a kernel function returned, awaited when it had to sleep (a
+    coroutine): for kernel code that calls another kernel function."""
+    return result if isinstance(result, int) or result is None else await result
+
+
 def waiting(pending: Awaitable[Any] | None) -> Any:
     """What a kernel function returns for work that may have to wait
     (a drain, a release in module code): 0 when there is none, else a

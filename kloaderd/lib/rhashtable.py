@@ -57,7 +57,7 @@ from typing import Any
 
 from ..kernel.api import export
 from ..kernel.api.sched import mutex_lock, mutex_unlock
-from ..kernel.callback import call_module_code
+from ..kernel.callback import call_module_code, finished
 from ..kernel.rcu import synchronize_rcu
 from ..workqueue.workqueue import cancel_work_sync, init_work, schedule_work
 from .jhash import jhash, jhash2
@@ -325,8 +325,8 @@ def rhltable_init(ctx: Any, hlt: int, params: int) -> int:
 
 
 async def _free_and_destroy(ctx: Any, ht: int, free_fn: int, arg: int) -> int:
-    await _waited(cancel_work_sync(ctx, ht + HT_RUN_WORK))
-    await _waited(mutex_lock(ctx, ht + HT_MUTEX))
+    await finished(cancel_work_sync(ctx, ht + HT_RUN_WORK))
+    await finished(mutex_lock(ctx, ht + HT_MUTEX))
     table = Table(ctx, ht)
     mem = ctx.mem
     tbl = table.tbl
@@ -356,11 +356,6 @@ async def _free_one(ctx: Any, table: Table, head: int, free_fn: int, arg: int) -
         after = ctx.mem.read_u64(member + RHLIST_NEXT)
         await call_module_code(ctx, free_fn, member - table.head_offset, arg)
         member = after
-
-
-async def _waited(result: Any) -> Any:
-    """A kernel function's result, awaited when it had to sleep."""
-    return result if isinstance(result, int) or result is None else await result
 
 
 @export("rhashtable_free_and_destroy", "void rhashtable_free_and_destroy(struct rhashtable *ht, "
@@ -539,7 +534,7 @@ async def _rehash_table(ctx: Any, table: Table) -> int:
     for index in range(table.size(old_tbl)):
         await _rehash_chain(table, old_tbl, new_tbl, index)
     ctx.mem.write_u64(table.ht + HT_TBL, new_tbl)
-    await _waited(synchronize_rcu(ctx))              # call_rcu(bucket_table_free_rcu)
+    await finished(synchronize_rcu(ctx))              # call_rcu(bucket_table_free_rcu)
     table.free_table(old_tbl)
     return -errno.EAGAIN if table.future(new_tbl) else 0
 
@@ -568,7 +563,7 @@ def _shrink(table: Table) -> int:
 
 async def _deferred_worker(ctx: Any, work: int) -> int:
     ht = work - HT_RUN_WORK
-    await _waited(mutex_lock(ctx, ht + HT_MUTEX))
+    await finished(mutex_lock(ctx, ht + HT_MUTEX))
     table = Table(ctx, ht)
     tbl = table.last_table(table.tbl)
     err = 0

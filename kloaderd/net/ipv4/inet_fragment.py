@@ -38,6 +38,7 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.api.sched import complete, wait_for_completion
+from ...kernel.callback import finished
 from ...kernel.printk import KERN_ERR
 from ...kernel.rcu import rcu_barrier
 from ...lib.rhashtable import HT_NELEMS, rhashtable_destroy, rhashtable_init
@@ -86,9 +87,7 @@ def _put(ctx: Any, f: int) -> None:
 
 async def _fini(ctx: Any, f: int) -> int:
     _put(ctx, f)
-    waited = wait_for_completion(ctx, f + F_COMPLETION)
-    if not isinstance(waited, int):
-        await waited
+    await finished(wait_for_completion(ctx, f + F_COMPLETION))
     kmem_cache_destroy(ctx, ctx.mem.read_u64(f + F_FRAGS_CACHEP))
     ctx.mem.write_u64(f + F_FRAGS_CACHEP, 0)
     return 0
@@ -131,9 +130,7 @@ async def _destroy(ctx: Any, fqdir: int) -> int:
         ctx.kernel.log.emit(KERN_ERR, "kloader: kernel function inet_frags_free_cb is not "
                                       "emulated: fragment queues left in the table", None)
     await rhashtable_destroy(ctx, table)
-    waited = rcu_barrier(ctx)
-    if not isinstance(waited, int):
-        await waited
+    await finished(rcu_barrier(ctx))
     _put(ctx, mem.read_u64(fqdir + FQDIR_F))
     ctx.kernel.slab.free(fqdir, None)
     return 0

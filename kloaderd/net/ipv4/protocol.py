@@ -23,7 +23,7 @@ BUILTIN = {"inet": {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 136: "udplite"},
                      44: "fragment", 59: "nonext", 60: "dstopts"}}
 
 
-def _add(ctx: Any, family: str, prot: int, protocol: int) -> int:
+def add_protocol(ctx: Any, family: str, prot: int, protocol: int) -> int:
     protocol &= 0xFF
     registry = ctx.kernel.registrations.registry(f"{family}_protocol")
     if protocol in BUILTIN[family] or registry.find(protocol) is not None:
@@ -33,7 +33,7 @@ def _add(ctx: Any, family: str, prot: int, protocol: int) -> int:
     return 0
 
 
-def _del(ctx: Any, family: str, prot: int, protocol: int) -> Any:
+def del_protocol(ctx: Any, family: str, prot: int, protocol: int) -> Any:
     registry = ctx.kernel.registrations.registry(f"{family}_protocol")
     entry = registry.find(protocol & 0xFF)
     ok = entry is not None and entry.data == prot
@@ -52,22 +52,22 @@ def _del(ctx: Any, family: str, prot: int, protocol: int) -> Any:
 @export("inet_add_protocol", "int inet_add_protocol(const struct net_protocol *prot, "
         "unsigned char protocol)", nargs=2)
 def inet_add_protocol(ctx: Any, prot: int, protocol: int) -> int:
-    return _add(ctx, "inet", prot, protocol)
+    return add_protocol(ctx, "inet", prot, protocol)
 
 
 @export("inet_del_protocol", "int inet_del_protocol(const struct net_protocol *prot, "
         "unsigned char protocol)", nargs=2)
 def inet_del_protocol(ctx: Any, prot: int, protocol: int) -> Any:
-    return _del(ctx, "inet", prot, protocol)
+    return del_protocol(ctx, "inet", prot, protocol)
 
 
 @export("inet6_add_protocol", "int inet6_add_protocol(const struct inet6_protocol *prot, "
         "unsigned char protocol)", nargs=2)
 def inet6_add_protocol(ctx: Any, prot: int, protocol: int) -> int:
-    return _add(ctx, "inet6", prot, protocol)
+    return add_protocol(ctx, "inet6", prot, protocol)
 
 
 @export("inet6_del_protocol", "int inet6_del_protocol(const struct inet6_protocol *prot, "
         "unsigned char protocol)", nargs=2)
 def inet6_del_protocol(ctx: Any, prot: int, protocol: int) -> Any:
-    return _del(ctx, "inet6", prot, protocol)
+    return del_protocol(ctx, "inet6", prot, protocol)
