@@ -155,6 +155,6 @@ def unload_nls(ctx: Any, nls: int) -> None:
 @export("load_nls_default", "struct nls_table *load_nls_default(void)", nargs=0)
 def load_nls_default(ctx: Any) -> int:
     """CONFIG_NLS_DEFAULT's table if registered, else the built-in default."""
-    profile = getattr(ctx.kernel, "profile", None)
+    profile = ctx.kernel.profile
     wanted = profile.config.get("CONFIG_NLS_DEFAULT", "utf8") if profile is not None else "utf8"
     return _find(ctx, wanted) or ctx.kernel.subsystem(NlsTables).default

@@ -148,6 +148,11 @@ class KernelServices:
     def warn(self, text: str) -> None:
         self.log.emit(KERN_WARNING, text)
 
+    def builds_in(self, option: str) -> bool:
+        """CONFIG_<option>=y: as a real kernel's .config says; kloader's
+        own kernel builds everything in."""
+        return self.profile is None or self.profile.enabled(option)
+
     def add_taint(self, flag: str) -> None:
         self.taints.add(flag)
 

@@ -32,9 +32,8 @@ BUILTIN = {1: "UNIX", 2: None, 10: "IPV6", 16: None, 17: "PACKET", 44: "XDP_SOCK
 
 
 def _builtin(ctx: Any) -> set[int]:
-    profile = getattr(ctx.kernel, "profile", None)
     return {family for family, option in BUILTIN.items()
-            if option is None or profile is None or profile.enabled(option)}
+            if option is None or ctx.kernel.builds_in(option)}
 
 
 def _log(ctx: Any, level: int, text: str) -> None:

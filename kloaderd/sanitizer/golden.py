@@ -35,7 +35,7 @@ from ..kernel.oops import Oops
 from ..kernel.printk import KERN_ERR, Problem
 
 if TYPE_CHECKING:
-    from ..kernel.kernel import Kernel
+    from ..kernel.internal import KernelServices
     from ..kernel.module import Module
     from ..kernel.sched import Task
 
@@ -45,9 +45,9 @@ _MASK64 = (1 << 64) - 1
 
 
 class GoldenRule:
-    kernel: "Kernel"
+    kernel: "KernelServices"
 
-    def __init__(self, kernel: "Kernel") -> None:
+    def __init__(self, kernel: "KernelServices") -> None:
         self.kernel = kernel
         self.golden_reports = 0
         self._reported: set[tuple[Any, int]] = set()

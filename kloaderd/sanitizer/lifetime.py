@@ -31,7 +31,7 @@ from ..kernel.oops import Oops, page_fault_header
 from ..kernel.printk import KERN_ERR, KERN_WARNING, Problem
 
 if TYPE_CHECKING:
-    from ..kernel.kernel import Kernel
+    from ..kernel.internal import KernelServices
     from ..kernel.module import Module
 
 
@@ -43,9 +43,9 @@ class Freed:
 
 
 class Lifetime:
-    kernel: "Kernel"
+    kernel: "KernelServices"
 
-    def __init__(self, kernel: "Kernel") -> None:
+    def __init__(self, kernel: "KernelServices") -> None:
         self.kernel = kernel
         self._quarantine: deque[Freed] = deque()
         self.quarantined = 0                  # bytes of module space held back

@@ -49,7 +49,7 @@ class TcpCongestion:
 
     def __init__(self, kernel: Any) -> None:
         self.list = GuestList(kernel)
-        profile = getattr(kernel, "profile", None)
+        profile = kernel.profile
         builtin = [name for name, option in BUILTIN if option is None or (
             profile.enabled(option) if profile is not None else name == "cubic")]
         self.builtin_keys = {ca_key(name.encode()): name for name in builtin}

@@ -14,5 +14,4 @@ from ...kernel.api import export
 
 @export("ipv6_mod_enabled", "bool ipv6_mod_enabled(void)", nargs=0)
 def ipv6_mod_enabled(ctx: Any) -> int:
-    profile = getattr(ctx.kernel, "profile", None)
-    return int(profile is None or profile.enabled("IPV6"))
+    return int(ctx.kernel.builds_in("IPV6"))

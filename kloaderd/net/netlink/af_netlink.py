@@ -46,9 +46,8 @@ class KernelSockets:
     """The kernel netlink sockets of one kernel, by (net, protocol)."""
 
     def __init__(self, kernel: Any) -> None:
-        profile = getattr(kernel, "profile", None)
         self.builtin = set(BUILTIN) | {unit for unit, option in BUILTIN_IF.items()
-                                       if profile is None or profile.enabled(option)}
+                                       if kernel.builds_in(option)}
         self.handles = 0
 
 

@@ -36,9 +36,8 @@ class Qdiscs:
     """qdisc_base of one kernel: built-in ids, then module ops in order."""
 
     def __init__(self, kernel: Any) -> None:
-        profile = getattr(kernel, "profile", None)
         self.builtin = set(BUILTIN)
-        if profile is None or profile.enabled("NET_SCH_FQ_CODEL"):
+        if kernel.builds_in("NET_SCH_FQ_CODEL"):
             self.builtin.add("fq_codel")
         self.ops: list[int] = []
 

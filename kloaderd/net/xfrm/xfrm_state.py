@@ -26,8 +26,7 @@ SLOTS = {108: "comp", 51: "ah", 50: "esp", 4: "ipip", 41: "ipip6", 60: "dstopts"
 
 
 def _families(ctx: Any) -> set[int]:
-    profile = getattr(ctx.kernel, "profile", None)
-    return {AF_INET} | ({AF_INET6} if profile is None or profile.enabled("IPV6") else set())
+    return {AF_INET} | ({AF_INET6} if ctx.kernel.builds_in("IPV6") else set())
 
 
 @export("xfrm_register_type", "int xfrm_register_type(const struct xfrm_type *type, "
