@@ -23,8 +23,8 @@ from kloaderd.errors import KernelError
 from realkernel import corpus, read_module
 from kloaderd.kernel import api
 from kloaderd.kernel.kernel import Kernel, KernelOptions
-from kloaderd.kernel.profile import (KernelProfile, find_build_tree, parse_config, parse_symvers,
-                                     vermagic_string)
+from kloaderd.kernel.profile import (KernelProfile, find_build_tree, load_profile, parse_config,
+                                     parse_symvers, vermagic_string)
 from lifecycle_helpers import footprint, texts
 
 RELEASE = "6.1.99-kloadertest"
@@ -119,6 +119,19 @@ def test_files_are_read_on_first_use(tree: Path):
     assert "exports" not in vars(profile)
     assert "cast_s1" not in profile.exports and "cast_s1" in profile.symvers
     assert profile.system_map is None
+
+
+def test_kernels_of_one_tree_share_its_profile_until_the_tree_changes(tree: Path):
+    """A process building many kernels (kloader-survey's workers) parses a
+    tree once; a tree edited in place is read again."""
+    first = Kernel(KernelOptions(kernel=str(tree)))
+    assert Kernel(KernelOptions(kernel=str(tree))).profile is first.profile is load_profile(tree)
+    symvers = tree / "Module.symvers"
+    symvers.write_text(symvers.read_text() + "0x00000001\tkloader_new_export\tvmlinux\tEXPORT_SYMBOL\t\n")
+    again = Kernel(KernelOptions(kernel=str(tree)))
+    assert again.profile is not first.profile
+    assert again.symbols.get("kloader_new_export") is not None
+    assert first.symbols.get("kloader_new_export") is None
 
 
 # -- the kernel under a profile ------------------------------------------------------

@@ -30,7 +30,7 @@ from .module import Module, ModuleState, OwnerKind, RefOwner, TAINT_FLAGS, param
 from .options import KernelOptions
 from .percpu import PerCpuArea
 from .printk import KERN_ALERT, KERN_ERR, KERN_WARNING, LogBuffer, Problem
-from .profile import KernelProfile
+from .profile import load_profile
 from .registry import Registrations
 from .slab import Slab
 from .symbols import SymbolTable
@@ -70,7 +70,7 @@ class KernelServices:
     def __init__(self, options: KernelOptions) -> None:
         self.options = options
         # The identity: a real kernel's build tree, or kloader's own (DESIGN.md §9).
-        self.profile = KernelProfile(self.options.kernel) if self.options.kernel else None
+        self.profile = load_profile(self.options.kernel) if self.options.kernel else None
         self.boot_time = time.monotonic()
         self.log = LogBuffer(capacity=self.options.log_capacity)
         # Where the structures modules hand over have their members: once per kernel.

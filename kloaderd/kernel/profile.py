@@ -123,6 +123,36 @@ def _check_tree(path: Path) -> Path:
     return path.resolve()
 
 
+# What a kernel is built from, so a tree edited in place is read again.
+_SOURCES = ("Module.symvers", ".config", "include/generated/utsrelease.h",
+            "include/config/kernel.release", "System.map")
+_LOADED: dict[tuple[Path, tuple[tuple[int, int] | None, ...]], "KernelProfile"] = {}
+_LOADED_MAX = 4                 # trees kept parsed; the oldest goes first
+
+
+def load_profile(spec: str | Path) -> "KernelProfile":
+    """The profile of `spec`, parsed once per process while its files stay
+    unchanged: Module.symvers alone takes ~0.1 s to read, and a process
+    that builds many kernels of one tree (kloader-survey's workers, a test
+    session) would pay it for each.  A profile is never written after it
+    is read, so kernels may share one."""
+    tree = find_build_tree(spec)
+    stamps = []
+    for name in _SOURCES:
+        try:
+            st = (tree / name).stat()
+            stamps.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append(None)
+    key = (tree, tuple(stamps))
+    profile = _LOADED.get(key)
+    if profile is None:
+        while len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+        profile = _LOADED[key] = KernelProfile(tree)
+    return profile
+
+
 class KernelProfile:
     """A real kernel's identity, read lazily from its build tree."""
 
