@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kloaderd import survey
 from kloaderd.survey import chunks, classify_failure, groups, summary
 from test_profile import corpus
 from test_server import FIXTURES, command
@@ -128,3 +129,36 @@ def test_chunks_pack_groups_whole_and_in_order():
     assert chunks(work, 3) == [[["a1", "a2", "a3"]], [["b1", "b2"], ["c"]], [["d"], ["e"]]]
     assert chunks(work, 2) == [[["a1", "a2", "a3"]], [["b1", "b2"]], [["c"], ["d"]], [["e"]]]
     assert [g for c in chunks(work) for g in c] == work
+
+
+def test_a_worker_keeps_its_kernel_while_healthy_and_replaces_a_poisoned_one(monkeypatch):
+    """One chunk, four groups.  halfdead's oops poisons the first kernel, in
+    which user's init then oopses on halfdead's freed widget: user is
+    confirmed in a kernel of its own (exporter and user: clean, so that oops
+    was not its own), and the group runs again without halfdead on a third
+    kernel.  That healthy kernel then serves hello and initfail (an init
+    that fails cleanly leaves it healthy) and leaky, whose leak retires it."""
+    built = []
+    real_init = survey.SurveyKernel.__init__
+
+    def counting_init(self, *args):
+        real_init(self, *args)
+        built.append(self)
+    monkeypatch.setattr(survey.SurveyKernel, "__init__", counting_init)
+    deps = {"exporter.ko": [], "halfdead.ko": ["exporter.ko"], "user.ko": ["exporter.ko"],
+            "hello.ko": [], "initfail.ko": [], "leaky.ko": []}
+    chunk = [["exporter.ko", "halfdead.ko", "user.ko"], ["hello.ko"], ["initfail.ko"], ["leaky.ko"]]
+    result = survey.survey_chunk(str(FIXTURES), chunk, deps, None, 5.0)
+    assert {rel: v["class"] for rel, v in result.items()} == {
+        "exporter.ko": "clean", "halfdead.ko": "oops", "user.ko": "clean", "hello.ko": "clean",
+        "initfail.ko": "init-failed", "leaky.ko": "leaked"}
+
+    def said(kernel: survey.SurveyKernel) -> str:
+        return "\n".join(r.text for r in kernel.k.log.records())
+    poisoned, alone, fresh = built
+    assert all(b.k.shutting_down for b in built)                 # every kernel closed
+    assert "halfdead_init" in said(poisoned) and "user_init+" in said(poisoned)   # both oopsed
+    assert "halfdead" not in said(alone) and "Hello, world" not in said(alone)
+    assert "halfdead" not in said(fresh)
+    assert all(line in said(fresh) for line in ("user: unloaded", "Hello, world",
+                                                "initfail: init returning -19", "leaky: leaked"))
