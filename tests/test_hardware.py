@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from kloaderd.errors import KernelError
 from kloaderd.fs.file import FileTable
 from kloaderd.kernel.kernel import Kernel, KernelOptions
-from realkernel import corpus
+from realkernel import corpus, find_module
 
 SRC = Path(__file__).parent / "src"
 
@@ -127,6 +128,28 @@ def test_the_kernel_s_own_reads_of_device_memory_are_all_ones():
     assert kernel.mem.read(addr, 4) == b"\xff" * 4
     assert ioremaps(kernel).unmap(addr) and not kernel.mem.is_mapped(addr)
     trio.run(kernel.shutdown)
+
+
+def test_debian_nvram_reads_a_cmos_that_is_not_there():
+    """6.1's nvram.ko reads the CMOS through rtc_cmos_read (ports 0x70/0x71):
+    all ones, so its checksum is invalid — /proc/driver/nvram says so and
+    /dev/nvram answers EIO, as x86's pc_nvram_read does."""
+    modules, build = corpus("6.1")
+
+    async def main() -> None:
+        kernel = Kernel(KernelOptions(kernel=str(build)))
+        name = await kernel.init_module(find_module(modules, "nvram"))
+        files = FileTable(kernel, "test", "cat", privileged=True)
+        shown = (await files.read_file("/proc/driver/nvram", 1 << 16)).decode().splitlines()
+        assert shown[0] == "Checksum status: not valid"
+        assert "HD 0 type      : ff" in shown and "DOS base memory: 65535 kB" in shown
+        with pytest.raises(KernelError) as failed:
+            await files.read_file("/dev/nvram", 128)
+        assert failed.value.errno == errno.EIO
+        await kernel.delete_module(name)
+        assert not [line for line in (r.text for r in kernel.log.records()) if "leaked" in line or "Oops" in line]
+        await kernel.shutdown()
+    trio.run(main)
 
 
 @pytest.fixture
