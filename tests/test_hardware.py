@@ -206,3 +206,14 @@ def test_sys_bus_lists_devices_drivers_and_the_module_s_drivers(kloader, kloader
     kloader.delete_module("hwmod")
     assert kloader.listdir("/sys/bus/platform/devices") == []
     assert kloader.listdir("/sys/bus/platform/drivers") == []
+
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_a_gpio_number_gpio_is_valid_rejects_is_6_1_s_quiet_success(kloader, kloader_build):
+    """6.1's gpio_request of an invalid number: gpio_to_desc warns, then
+    gpiod_request(NULL) is 0; the value calls on it do nothing and read 0."""
+    kloader.finit_module(kloader_build(SRC / "hwmod.c"), "gpio=2000")
+    answers = said(kloader)
+    assert answers["gpio_request"] == "0" and answers["gpio_get_value"] == "0"
+    assert "invalid GPIO 2000" in log(kloader)
+    kloader.delete_module("hwmod")
