@@ -50,7 +50,13 @@ static void mark(long v) { trace[ntrace++] = v; }
 
 long nap(long id, long ms) { msleep(ms); mark(id); return id; }
 long quick(long id) { mark(id); return id; }
-long spin_delay(long id, long us) { __udelay(us); mark(id); return id; }
+/* udelay under a spinlock, as drivers do: atomic, so the end of a slice cannot
+   preempt it between the spin and its marks. */
+long spin_delay(long id, long us)
+{
+    _raw_spin_lock(&sl); mark(id); __udelay(us); mark(id + 1); _raw_spin_unlock(&sl);
+    return id;
+}
 /* The spin lets the other task start and queue for the CPU before schedule(). */
 long yielder(long id) { mark(id); __udelay(2000); schedule(); mark(id + 1); return 0; }
 
@@ -155,8 +161,15 @@ async def test_the_event_loop_answers_while_a_task_sleeps(machine, g):
 
 @pytest.mark.trio
 async def test_busy_waiting_keeps_the_cpu(machine, g):
-    await _call_all(machine, (g["spin_delay"], 1, 20000), (g["quick"], 2))
-    assert _trace(machine, g) == [1, 2]
+    """A task spinning in udelay holds the CPU: one that wakes while it
+    spins runs only after it.  The second task starts once the first is
+    seen spinning, so the start order is not left to trio's scheduler."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(machine.call, g["spin_delay"], 10, 20000)
+        while machine.mem.read_u64(g["ntrace"]) == 0:
+            await trio.sleep(0)
+        nursery.start_soon(machine.call, g["quick"], 2)
+    assert _trace(machine, g) == [10, 11, 2]
 
 
 @pytest.mark.trio
