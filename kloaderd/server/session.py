@@ -213,6 +213,11 @@ class Session:
                         pending = 0
                     if started is not None:
                         await self._nursery.start(self._run_blocking, *started)
+                    else:
+                        # send() takes no scheduling point when the socket
+                        # buffer takes the frame: a peer pipelining costly
+                        # requests (dmesg pages) must still let others run.
+                        await trio.lowlevel.checkpoint()
             except protocol.FRAME_ERRORS as exc:
                 # The stream is out of step: say why, then hang up.
                 out.append(_frame_error(exc, self.server.max_frame))
