@@ -31,7 +31,7 @@ TUTORIAL = REPO / "docs" / "tutorial.md"
 README = REPO / "README.md"
 
 TEST_COMMAND = ("python3 -m venv .venv && . .venv/bin/activate && "
-                "pip install -q -e '.[test]' && python -m pytest -q -n 4")
+                "pip install -q -e '.[test]' && python -m pytest -q -n 2")
 
 _FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d{6}\]", re.M)
