@@ -451,11 +451,6 @@ def devm_request_resource(ctx: Any, dev: int, root: int, new: int) -> int:
 @export("devm_release_resource", "void devm_release_resource(struct device *dev, struct resource *new)",
         nargs=2)
 def devm_release_resource(ctx: Any, dev: int, new: int) -> None:
-    from ..drivers.base.devres import devres
-    table = devres(ctx.kernel)
-    res = table.find(dev, "kernel", new)
-    if res is None:
-        warn(ctx, None, "kernel/resource.c:1481", "devm_release_resource")
-        return
-    table.remove(dev, res)
-    resources(ctx.kernel).release(new)
+    from ..drivers.base.devres import take
+    if take(ctx, dev, "kernel", new, None, "kernel/resource.c:1481", "devm_release_resource") is not None:
+        resources(ctx.kernel).release(new)

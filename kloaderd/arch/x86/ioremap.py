@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ...config import PAGE_SIZE, PHYS_END, VMALLOC_END
 from ...kernel.api import export
 from ...kernel.memory import RegionAllocator
-from ...kernel.panic import warn, warn_once
+from ...kernel.panic import warn_once
 from ...kernel.printk import KERN_ERR, KERN_WARNING
 from ...kernel.resource import (IORESOURCE_MEM, IORESOURCE_SYSTEM_RAM, IORESOURCE_TYPE_BITS, RES_END,
                                 RES_FLAGS, RES_NAME, RES_START, __devm_release_region, devm_region,
@@ -190,13 +190,8 @@ _export_devm("devm_ioremap_uc", gpl=True)
 
 @export("devm_iounmap", "void devm_iounmap(struct device *dev, void __iomem *addr)", nargs=2)
 def devm_iounmap(ctx: Any, dev: int, addr: int) -> None:
-    from ...drivers.base.devres import devres
-    table = devres(ctx.kernel)
-    res = table.find(dev, "kernel", addr)
-    if res is None:
-        warn(ctx, None, "lib/devres.c:104", "devm_iounmap")
-    else:
-        table.remove(dev, res)
+    from ...drivers.base.devres import take
+    take(ctx, dev, "kernel", addr, None, "lib/devres.c:104", "devm_iounmap")
     iounmap(ctx, addr)
 
 

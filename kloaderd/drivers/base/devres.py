@@ -138,13 +138,8 @@ def devm_kmalloc(ctx: Any, dev: int, size: int, gfp: int) -> int:
 def devm_kfree(ctx: Any, dev: int, p: int) -> None:
     if p <= 16:
         return                                       # ZERO_OR_NULL_PTR
-    table = devres(ctx.kernel)
-    res = table.find(dev, "kmalloc", p)
-    if res is None:
-        warn(ctx, None, "drivers/base/devres.c:1054", "devm_kfree")
-        return
-    table.remove(dev, res)
-    ctx.kernel.slab.free(p, _who(ctx))
+    if take(ctx, dev, "kmalloc", p, None, "drivers/base/devres.c:1054", "devm_kfree") is not None:
+        ctx.kernel.slab.free(p, _who(ctx))
 
 
 @export("devm_kstrdup", "char *devm_kstrdup(struct device *dev, const char *s, gfp_t gfp)", nargs=3, gpl=True)
@@ -182,15 +177,23 @@ def devm_remove_action(ctx: Any, dev: int, action: int, data: int) -> None:
     _take_action(ctx, dev, action, data, "drivers/base/devres.c:758", "devm_remove_action")
 
 
-def _take_action(ctx: Any, dev: int, action: int, data: int, where: str, function: str) -> Devres | None:
-    """The device's managed action (action, data), taken off its list; WARN_ON if none."""
+def take(ctx: Any, dev: int, kind: str, address: int, data: int | None, where: str,
+         function: str) -> Devres | None:
+    """The device's managed resource, taken off its list without releasing
+    it; the WARN_ON at `where` (in `function`) every devm_ remover has when
+    there is none."""
     table = devres(ctx.kernel)
-    res = table.find(dev, "action", action, data)
+    res = table.find(dev, kind, address, data)
     if res is None:
         warn(ctx, None, where, function)
         return None
     table.remove(dev, res)
     return res
+
+
+def _take_action(ctx: Any, dev: int, action: int, data: int, where: str, function: str) -> Devres | None:
+    """The device's managed action (action, data), taken off its list; WARN_ON if none."""
+    return take(ctx, dev, "action", action, data, where, function)
 
 
 @export("devm_release_action", "void devm_release_action(struct device *dev, void (*action)(void *), "
