@@ -27,6 +27,8 @@ from kloaderd.kernel.profile import KernelProfile
 from test_profile import corpus, write_tree
 from test_kbuild import kmodbuild
 
+SRC = Path(__file__).parent / "src"
+
 api.load_all()
 FILE = layouts.STRUCTS["struct file"]
 FOPS = layouts.STRUCTS["struct file_operations"]
@@ -272,176 +274,30 @@ def test_a_real_kernels_char_device_and_debugfs_file_work_through_the_client(tmp
     assert not [line for line in log if "not emulated" in line or "BUG" in line or "Oops" in line]
 
 
-DEVMODEL_C = r"""
-#include <linux/module.h>
-#include <linux/version.h>
-#include <linux/cdev.h>
-#include <linux/device.h>
-#include <linux/fs.h>
-#include <linux/kobject.h>
-#include <linux/platform_device.h>
-#include <linux/sysfs.h>
-MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("kobject, sysfs group, class device and platform driver, built with the kernel's own kbuild");
-
-static int value = 7;
-static struct kobject *kobj;
-static dev_t devt;
-static struct cdev cdev;
-static struct class *cls;
-static struct device *node;
-static struct platform_device *pdev;
-static int probes;
-
-static ssize_t value_show(struct kobject *k, struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%d\n", value);
-}
-
-static ssize_t value_store(struct kobject *k, struct kobj_attribute *attr, const char *buf, size_t count)
-{
-	int ret = kstrtoint(buf, 10, &value);
-
-	return ret ? ret : count;
-}
-
-static struct kobj_attribute value_attribute = __ATTR(value, 0644, value_show, value_store);
-static struct attribute *dm_attrs[] = { &value_attribute.attr, NULL };
-static const struct attribute_group dm_group = { .attrs = dm_attrs };
-
-static ssize_t dm_read(struct file *f, char __user *buf, size_t len, loff_t *pos)
-{
-	char text[32];
-	int n = snprintf(text, sizeof(text), "value=%d\n", value);
-
-	return simple_read_from_buffer(buf, len, pos, text, n);
-}
-
-static const struct file_operations dm_fops = { .owner = THIS_MODULE, .read = dm_read };
-
-static int dm_probe(struct platform_device *p)
-{
-	platform_set_drvdata(p, &value);
-	dev_info(&p->dev, "probe %d\n", ++probes);
-	return 0;
-}
-
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
-static void dm_remove(struct platform_device *p)
-{
-	dev_info(&p->dev, "remove (drvdata %s)\n", platform_get_drvdata(p) == &value ? "mine" : "lost");
-}
-#else
-static int dm_remove(struct platform_device *p)
-{
-	dev_info(&p->dev, "remove (drvdata %s)\n", platform_get_drvdata(p) == &value ? "mine" : "lost");
-	return 0;
-}
-#endif
-
-static struct platform_driver dm_driver = {
-	.probe = dm_probe,
-	.remove = dm_remove,
-	.driver = { .name = "laydm" },
-};
-
-static int __init dm_init(void)
-{
-	int ret;
-
-	kobj = kobject_create_and_add("laydm", kernel_kobj);
-	if (!kobj)
-		return -ENOMEM;
-	ret = sysfs_create_group(kobj, &dm_group);
-	if (ret)
-		goto put_kobj;
-	ret = alloc_chrdev_region(&devt, 0, 1, "laydm");
-	if (ret)
-		goto remove_group;
-	cdev_init(&cdev, &dm_fops);
-	cdev.owner = THIS_MODULE;
-	ret = cdev_add(&cdev, devt, 1);
-	if (ret)
-		goto unregister_region;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
-	cls = class_create("laydm");
-#else
-	cls = class_create(THIS_MODULE, "laydm");
-#endif
-	if (IS_ERR(cls)) {
-		ret = PTR_ERR(cls);
-		goto del_cdev;
-	}
-	node = device_create(cls, NULL, devt, NULL, "laydm%d", 0);
-	if (IS_ERR(node)) {
-		ret = PTR_ERR(node);
-		goto destroy_class;
-	}
-	ret = platform_driver_register(&dm_driver);
-	if (ret)
-		goto destroy_device;
-	pdev = platform_device_register_simple("laydm", 0, NULL, 0);
-	if (IS_ERR(pdev)) {
-		ret = PTR_ERR(pdev);
-		goto unregister_driver;
-	}
-	pr_info("laydm: loaded, %d probe(s)\n", probes);
-	return 0;
-
-unregister_driver:
-	platform_driver_unregister(&dm_driver);
-destroy_device:
-	device_destroy(cls, devt);
-destroy_class:
-	class_destroy(cls);
-del_cdev:
-	cdev_del(&cdev);
-unregister_region:
-	unregister_chrdev_region(devt, 1);
-remove_group:
-	sysfs_remove_group(kobj, &dm_group);
-put_kobj:
-	kobject_put(kobj);
-	return ret;
-}
-
-static void __exit dm_exit(void)
-{
-	platform_device_unregister(pdev);
-	platform_driver_unregister(&dm_driver);
-	device_destroy(cls, devt);
-	class_destroy(cls);
-	cdev_del(&cdev);
-	unregister_chrdev_region(devt, 1);
-	sysfs_remove_group(kobj, &dm_group);
-	kobject_put(kobj);
-}
-module_init(dm_init);
-module_exit(dm_exit);
-"""
-
-
 @pytest.mark.slow          # builds with the real kernel's kbuild
 @pytest.mark.parametrize("flavour", ["6.1", "6.12"])
 def test_a_real_kernels_device_model_works_through_the_client(tmp_path, flavour):
-    """A kobject with a sysfs group, a class device over a char device and a
-    platform driver bound to a platform device: under 6.12 these were not
-    emulated (6.1's offsets only), and 6.12's class_create has no owner."""
-    build, ko = _built(tmp_path, flavour, "laydm", DEVMODEL_C)
+    """tests/src/devmodel.c — a kobject with a sysfs group, a debugfs u32, a
+    class device over a char device and a platform driver bound to a
+    platform device — built with the real kbuild: under 6.12 these were
+    not emulated (6.1's offsets only), and 6.12's class_create has no owner."""
+    build, ko = _built(tmp_path, flavour, "devmodel", (SRC / "devmodel.c").read_text())
     with embed.run_in_thread(kernel=str(build)) as daemon, Client(daemon.socket_path) as client:
         client.finit_module(ko)
-        assert client.read_file("/sys/kernel/laydm/value") == b"7\n"
-        assert client.write_file("/sys/kernel/laydm/value", b"42\n") == 3
-        assert client.read_file("/sys/kernel/laydm/value") == b"42\n"
-        major, minor = client.read_file("/sys/class/laydm/laydm0/dev").decode().strip().split(":")
-        assert [d for d in client.devices() if d["path"] == "/dev/laydm0"] == [
-            {"path": "/dev/laydm0", "major": int(major), "minor": int(minor), "made_by": "devtmpfs"}]
-        assert client.read_file("/dev/laydm0") == b"value=42\n"
-        assert "laydm.0" in client.listdir("/sys/devices/platform")
-        client.delete_module("laydm")
+        assert client.read_file("/sys/kernel/devmodel/value") == b"7\n"
+        assert client.write_file("/sys/kernel/devmodel/value", b"42\n") == 3
+        assert client.read_file("/sys/kernel/devmodel/value") == b"42\n"
+        assert client.read_file("/sys/kernel/debug/devmodel/counter") == b"1\n"
+        major, minor = client.read_file("/sys/class/devmodel/devmodel0/dev").decode().strip().split(":")
+        assert [d for d in client.devices() if d["path"] == "/dev/devmodel0"] == [
+            {"path": "/dev/devmodel0", "major": int(major), "minor": int(minor), "made_by": "devtmpfs"}]
+        assert client.read_file("/dev/devmodel0") == b"value=42\n"
+        assert "devmodel.0" in client.listdir("/sys/devices/platform")
+        client.delete_module("devmodel")
         log = [r["text"] for r in client.dmesg()]
-        assert not client.listdir("/sys/class").count("laydm")
-    assert "laydm laydm.0: probe 1" in log
-    assert "laydm: loaded, 1 probe(s)" in log
-    assert "laydm laydm.0: remove (drvdata mine)" in log
+        assert not client.listdir("/sys/class").count("devmodel")
+    assert "devmodel devmodel.0: probe 1" in log
+    assert "devmodel: loaded, 1 probe(s)" in log
+    assert "devmodel devmodel.0: remove 1 (bound)" in log        # remove saw probe's devm memory
+    assert log[-1] == "devmodel: exit after 1 probe(s), 1 remove(s), value 42, counter 1"
     assert not [line for line in log if "not emulated" in line or "BUG" in line or "leaked" in line]

@@ -34,7 +34,6 @@ import trio
 
 from ..fs.tree import Content, FileTree, populate
 from .api import at_boot, export, export_object
-from .panic import warn
 from .printk import KERN_ERR, KERN_WARNING
 
 if TYPE_CHECKING:
@@ -393,7 +392,7 @@ def devm_region(ctx: Any, dev: int, parent: int, start: int, n: int, name: int) 
 
     def managed(res: int) -> int:
         if res:
-            devres(ctx.kernel).add(dev, Devres("kernel", parent, start, n,
+            devres(ctx.kernel).add(dev, Devres("region", (parent, start, n),
                                                free=lambda: release_region(kernel, parent, start, n, who)))
         return res
     return then(request_region(ctx, parent, start, n, name, 0), managed)
@@ -419,14 +418,10 @@ def __devm_request_region(ctx: Any, dev: int, parent: int, start: int, n: int, n
 @export("__devm_release_region", "void __devm_release_region(struct device *dev, struct resource *parent, "
         "resource_size_t start, resource_size_t n)", nargs=4)
 def __devm_release_region(ctx: Any, dev: int, parent: int, start: int, n: int) -> None:
-    from ..drivers.base.devres import devres
+    """__release_region, then WARN_ON if the device did not manage the region."""
+    from ..drivers.base.devres import take
     release_region(ctx.kernel, parent, start, n, _who(ctx))
-    table = devres(ctx.kernel)
-    res = table.find(dev, "kernel", parent, start)
-    if res is None or res.irq != n:
-        warn(ctx, None, "kernel/resource.c:1550", "__devm_release_region")
-        return
-    table.remove(dev, res)
+    take(ctx, dev, "region", (parent, start, n), "kernel/resource.c:1550", "__devm_release_region")
 
 
 @export("devm_request_resource", "int devm_request_resource(struct device *dev, struct resource *root, "
@@ -444,7 +439,7 @@ def devm_request_resource(ctx: Any, dev: int, root: int, new: int) -> int:
                                   f"{format_resource(kernel, conflict)}", _who(ctx))
         return -errno.EBUSY
     table.track(new, ctx.module, ours=False)
-    devres(ctx.kernel).add(dev, Devres("kernel", new, free=lambda: table.release(new)))
+    devres(ctx.kernel).add(dev, Devres("resource", (new,), free=lambda: table.release(new)))
     return 0
 
 
@@ -452,5 +447,5 @@ def devm_request_resource(ctx: Any, dev: int, root: int, new: int) -> int:
         nargs=2)
 def devm_release_resource(ctx: Any, dev: int, new: int) -> None:
     from ..drivers.base.devres import take
-    if take(ctx, dev, "kernel", new, None, "kernel/resource.c:1481", "devm_release_resource") is not None:
+    if take(ctx, dev, "resource", (new,), "kernel/resource.c:1481", "devm_release_resource") is not None:
         resources(ctx.kernel).release(new)

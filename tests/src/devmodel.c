@@ -7,6 +7,11 @@
  * platform driver bound to a platform device (probe and remove log, probe
  * allocates with devm_kzalloc) — and takes all of it back in its exit.
  *
+ * It builds with kloader's headers (kmodbuild) and with a real kernel's
+ * kbuild (tests/test_layouts.py, 6.1 and 6.12), so it follows the API
+ * changes between them: 6.4's class_create without an owner, 6.11's remove
+ * returning void.
+ *
  * Each -DBUG_LEAVE_* leaves one of them behind, as the sanitizer reports:
  *   BUG_LEAVE_KOBJECT   the sysfs directory (kobject_put forgotten)
  *   BUG_LEAVE_DEBUGFS   the debugfs directory
@@ -26,6 +31,7 @@
 #include <linux/string.h>
 #include <linux/sysfs.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 
 static int value = 7;
 static u32 counter;
@@ -89,14 +95,26 @@ static int devmodel_probe(struct platform_device *p)
 	return 0;
 }
 
-static int devmodel_remove(struct platform_device *p)
+static void devmodel_unbind(struct platform_device *p)
 {
 	struct devmodel_priv *priv = platform_get_drvdata(p);
 
 	removes++;
 	dev_info(&p->dev, "remove %d (%s)\n", priv->id, priv->tag);
+}
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+static void devmodel_remove(struct platform_device *p)
+{
+	devmodel_unbind(p);
+}
+#else
+static int devmodel_remove(struct platform_device *p)
+{
+	devmodel_unbind(p);
 	return 0;
 }
+#endif
 
 static struct platform_driver devmodel_driver = {
 	.probe = devmodel_probe,
@@ -126,7 +144,11 @@ static int __init devmodel_init(void)
 	ret = cdev_add(&cdev, devt, 1);
 	if (ret)
 		goto unregister_region;
+#ifdef class_create		/* 6.1's macro, with the owner (kloader's headers too) */
 	cls = class_create(THIS_MODULE, "devmodel");
+#else
+	cls = class_create("devmodel");
+#endif
 	if (IS_ERR(cls)) {
 		ret = PTR_ERR(cls);
 		goto del_cdev;

@@ -171,7 +171,7 @@ def devm_map(ctx: Any, dev: int, phys: int, size: int) -> int:
     addr = ioremap_caller(ctx, phys, size)
     if addr:
         table = ioremaps(ctx.kernel)
-        devres(ctx.kernel).add(dev, Devres("kernel", addr, free=lambda: table.unmap(addr)))
+        devres(ctx.kernel).add(dev, Devres("ioremap", (addr,), free=lambda: table.unmap(addr)))
     return addr
 
 
@@ -191,7 +191,7 @@ _export_devm("devm_ioremap_uc", gpl=True)
 @export("devm_iounmap", "void devm_iounmap(struct device *dev, void __iomem *addr)", nargs=2)
 def devm_iounmap(ctx: Any, dev: int, addr: int) -> None:
     from ...drivers.base.devres import take
-    take(ctx, dev, "kernel", addr, None, "lib/devres.c:104", "devm_iounmap")
+    take(ctx, dev, "ioremap", (addr,), "lib/devres.c:104", "devm_iounmap")
     iounmap(ctx, addr)
 
 
@@ -220,7 +220,7 @@ def ioremap_resource(ctx: Any, dev: int, res: int) -> Any:
             return _err_ptr(errno.ENOMEM)
         mem.write(name, dev_name(ctx, dev).encode() + b"\0")
         from ...drivers.base.devres import Devres, devres
-        devres(kernel).add(dev, Devres("kmalloc", name))
+        devres(kernel).add(dev, Devres("kmalloc", (name,)))
 
     def mapped(region: int) -> int:
         if not region:

@@ -10,9 +10,15 @@ fails — and when the device is released.
 is accounted to the module that asked for it, so a device that outlives
 its driver's module leaves a slab leak the module's unload reports.
 
-Linux's complaints: `devm_kfree` of memory the device does not manage is
-`WARN_ON(rc)` (drivers/base/devres.c), `devm_free_irq` of an irq it did not
-request likewise, `devm_remove_action` of an action it has none of too.
+Each resource has a kind (Linux's release function) and a key (what its
+match function compares: the pointer, the action and its data, the irq and
+its dev_id, a region's parent, start and size).  A `devm_` remover takes
+its resource off the device's list (`take`), so the device's unbinding
+does not release it again; one the device does not manage is Linux's
+`WARN_ON` at the remover's line, and then what Linux does after it:
+`devm_kfree`, `devm_remove_action` and `devm_release_resource` nothing
+more, `devm_iounmap`, `devm_free_irq` and `__devm_release_region` the
+unmanaged release all the same (and its own complaint).
 """
 
 from __future__ import annotations
@@ -36,12 +42,11 @@ _STRING_MAX = 1 << 16
 
 @dataclass(eq=False)
 class Devres:
-    """One managed resource: `kind`, and what releasing it calls."""
-    kind: str                         # "kmalloc", "action", "irq", "kernel"
-    address: int = 0                  # the memory (kmalloc), the action's function
-    data: int = 0                     # its argument (action), dev_id (irq)
-    irq: int = 0
-    free: Callable[[], Any] | None = None   # "kernel": what releases it, in Python (a region, a mapping)
+    """One managed resource: its `kind`, the `key` a remover matches, and
+    what releasing it calls."""
+    kind: str                         # "kmalloc", "action", "irq", or a kernel one: "ioremap", "region", ...
+    key: tuple[int, ...]              # (ptr), (action, data), (irq, dev_id), (parent, start, n), ...
+    free: Callable[[], Any] | None = None   # a kernel kind's release, in Python (a region, a mapping)
 
 
 class DevresTable:
@@ -52,9 +57,10 @@ class DevresTable:
     def add(self, dev: int, res: Devres) -> None:
         self.lists.setdefault(dev, []).append(res)
 
-    def find(self, dev: int, kind: str, address: int, data: int | None = None) -> Devres | None:
+    def find(self, dev: int, kind: str, key: tuple[int, ...]) -> Devres | None:
+        """devres_find: the newest resource of `kind` whose key is `key`."""
         for res in reversed(self.lists.get(dev, [])):
-            if res.kind == kind and res.address == address and (data is None or res.data == data):
+            if res.kind == kind and res.key == key:
                 return res
         return None
 
@@ -70,19 +76,19 @@ class DevresTable:
     async def release(self, res: Devres, dev: int) -> None:
         kernel = self.kernel
         if res.kind == "kmalloc":
-            kernel.slab.free(res.address, None)
-        elif res.kind == "kernel":
+            kernel.slab.free(res.key[0], None)
+        elif res.free is not None:
             res.free()
         elif res.kind == "irq":
             from ...irq.manage import irqs
             subsystem = irqs(kernel)
-            action = subsystem.find(res.irq, res.data)
+            action = subsystem.find(*res.key)
             if action is not None:
                 subsystem.detach(action)
-                await subsystem.synchronize(res.irq)
+                await subsystem.synchronize(res.key[0])
         elif res.kind == "action":
             try:
-                await kernel.sanitizer.call_pointer(res.address, res.data, via="devm_action_release",
+                await kernel.sanitizer.call_pointer(*res.key, via="devm_action_release",
                                                     comm=getattr(kernel.machine.current, "comm", "kworker/0:1"),
                                                     check=False)
             except Exception:
@@ -93,16 +99,16 @@ class DevresTable:
         an action in module code cannot run here and is reported."""
         for res in reversed(self.lists.pop(dev, [])):
             if res.kind == "kmalloc":
-                self.kernel.slab.free(res.address, None)
-            elif res.kind == "kernel":
+                self.kernel.slab.free(res.key[0], None)
+            elif res.free is not None:
                 res.free()
             elif res.kind == "irq":
                 from ...irq.manage import irqs
-                action = irqs(self.kernel).find(res.irq, res.data)
+                action = irqs(self.kernel).find(*res.key)
                 if action is not None:
                     irqs(self.kernel).detach(action)
             else:
-                self.kernel.log.emit(KERN_ERR, f"devres: action {self.kernel.machine.symbol_name(res.address)} "
+                self.kernel.log.emit(KERN_ERR, f"devres: action {self.kernel.machine.symbol_name(res.key[0])} "
                                                "of a released device not run", None)
 
 
@@ -123,7 +129,7 @@ def _alloc(ctx: Any, dev: int, size: int, zero: bool) -> int:
         return 0
     ptr = ctx.kernel.slab.alloc(size, _who(ctx), zero=zero)
     if ptr:
-        devres(ctx.kernel).add(dev, Devres("kmalloc", ptr))
+        devres(ctx.kernel).add(dev, Devres("kmalloc", (ptr,)))
     return ptr
 
 
@@ -138,7 +144,7 @@ def devm_kmalloc(ctx: Any, dev: int, size: int, gfp: int) -> int:
 def devm_kfree(ctx: Any, dev: int, p: int) -> None:
     if p <= 16:
         return                                       # ZERO_OR_NULL_PTR
-    if take(ctx, dev, "kmalloc", p, None, "drivers/base/devres.c:1054", "devm_kfree") is not None:
+    if take(ctx, dev, "kmalloc", (p,), "drivers/base/devres.c:1054", "devm_kfree") is not None:
         ctx.kernel.slab.free(p, _who(ctx))
 
 
@@ -167,23 +173,22 @@ def devm_kmemdup(ctx: Any, dev: int, src: int, length: int, gfp: int) -> int:
 def devm_add_action(ctx: Any, dev: int, action: int, data: int) -> int:
     if not dev:
         return -errno.EINVAL
-    devres(ctx.kernel).add(dev, Devres("action", action, data))
+    devres(ctx.kernel).add(dev, Devres("action", (action, data)))
     return 0
 
 
 @export("devm_remove_action", "void devm_remove_action(struct device *dev, void (*action)(void *), "
         "void *data)", nargs=3, gpl=True)
 def devm_remove_action(ctx: Any, dev: int, action: int, data: int) -> None:
-    _take_action(ctx, dev, action, data, "drivers/base/devres.c:758", "devm_remove_action")
+    take(ctx, dev, "action", (action, data), "drivers/base/devres.c:758", "devm_remove_action")
 
 
-def take(ctx: Any, dev: int, kind: str, address: int, data: int | None, where: str,
-         function: str) -> Devres | None:
-    """The device's managed resource, taken off its list without releasing
-    it; the WARN_ON at `where` (in `function`) every devm_ remover has when
-    there is none."""
+def take(ctx: Any, dev: int, kind: str, key: tuple[int, ...], where: str, function: str) -> Devres | None:
+    """devres_remove: the device's managed resource (`kind`, `key`), taken
+    off its list without releasing it; the WARN_ON at `where` (in
+    `function`) every devm_ remover has when there is none."""
     table = devres(ctx.kernel)
-    res = table.find(dev, kind, address, data)
+    res = table.find(dev, kind, key)
     if res is None:
         warn(ctx, None, where, function)
         return None
@@ -191,15 +196,10 @@ def take(ctx: Any, dev: int, kind: str, address: int, data: int | None, where: s
     return res
 
 
-def _take_action(ctx: Any, dev: int, action: int, data: int, where: str, function: str) -> Devres | None:
-    """The device's managed action (action, data), taken off its list; WARN_ON if none."""
-    return take(ctx, dev, "action", action, data, where, function)
-
-
 @export("devm_release_action", "void devm_release_action(struct device *dev, void (*action)(void *), "
         "void *data)", nargs=3, gpl=True)
 def devm_release_action(ctx: Any, dev: int, action: int, data: int) -> Any:
-    res = _take_action(ctx, dev, action, data, "drivers/base/devres.c:777", "devm_release_action")
+    res = take(ctx, dev, "action", (action, data), "drivers/base/devres.c:777", "devm_release_action")
     return waiting(devres(ctx.kernel).release(res, dev)) if res is not None else 0
 
 
@@ -211,18 +211,13 @@ def devm_request_threaded_irq(ctx: Any, dev: int, irq: int, handler: int, thread
     result = request_threaded(ctx, irq, handler, thread_fn, flags, devname, dev_id)
     if isinstance(result, int):
         return result
-    devres(ctx.kernel).add(dev, Devres("irq", 0, dev_id, irq & 0xFFFFFFFF))
+    devres(ctx.kernel).add(dev, Devres("irq", (irq & 0xFFFFFFFF, dev_id)))
     return 0
 
 
 @export("devm_free_irq", "void devm_free_irq(struct device *dev, unsigned int irq, void *dev_id)", nargs=3)
 def devm_free_irq(ctx: Any, dev: int, irq: int, dev_id: int) -> Any:
-    table = devres(ctx.kernel)
+    """WARN_ON if the device did not request it, and free_irq all the same."""
     irq &= 0xFFFFFFFF
-    res = next((r for r in reversed(table.lists.get(dev, [])) if r.kind == "irq" and r.irq == irq
-                and r.data == dev_id), None)
-    if res is None:
-        warn(ctx, None, "kernel/irq/devres.c:144", "devm_free_irq")
-        return 0
-    table.remove(dev, res)
+    take(ctx, dev, "irq", (irq, dev_id), "kernel/irq/devres.c:144", "devm_free_irq")
     return free(ctx, irq, dev_id)

@@ -143,6 +143,10 @@ def strscpy(ctx, dest: int, src: int, count: int) -> int:
     return len(data)
 
 
+export("sized_strscpy", "ssize_t sized_strscpy(char *dest, const char *src, size_t count)",
+       nargs=3)(strscpy)           # 6.9's name for it: strscpy() became a macro that calls it
+
+
 @export("strcat", "char *strcat(char *dest, const char *src)", nargs=2)
 def strcat(ctx, dest: int, src: int) -> int:
     ctx.mem.write(dest + len(_cstr(ctx, dest)), _cstr(ctx, src) + b"\0")
