@@ -132,6 +132,25 @@ def test_accounting_and_release():
     assert log_texts(slab)[-1] == "leaky: leaked 5030 bytes in 3 allocations"
 
 
+def test_release_frees_only_the_owners_objects_in_allocation_order():
+    """Release walks the owner's own index: its objects, oldest first (what
+    the debugobjects hook sees, and the order they return to their slabs),
+    an object kreallocated in place still among them, nobody else's touched."""
+    slab = new_slab()
+    freed: list[int] = []
+    slab.on_free = lambda addr, _size: freed.append(addr)
+    mine = [slab.alloc(size, "m") for size in (64, 5000, 10)]
+    theirs = [slab.alloc(64, "other"), slab.alloc(32, None)]
+    assert slab.realloc(mine[2], 16, "m") == mine[2]          # grown within its size class
+    slab.free(mine[0], "m")
+    again = slab.alloc(64, "m")
+    assert slab.release("m") == (5000 + 16 + 64, 3)
+    assert freed == [mine[0], mine[1], mine[2], again]
+    assert slab.usage("m") == (0, 0)
+    assert all(slab.ksize(a) for a in theirs) and slab.total == 64 + 32
+    assert slab.alloc(8, "m") and slab.usage("m") == (8, 1)  # a new account after release
+
+
 def test_limits():
     slab = new_slab(max_owner_bytes=100, max_total_bytes=150)
     assert slab.alloc(60, "a") and slab.alloc(40, "a")

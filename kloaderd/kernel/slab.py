@@ -10,7 +10,9 @@ and everything is at least 8-byte aligned.
 Memory is mapped into the guest lazily, a chunk at a time, as the buddy
 allocator first touches it.  Each allocation is accounted to an owner (a
 module name, or None for the core kernel) so a module's leaks can be
-reported and reclaimed when it is freed.  Mistakes in `kfree` are reported
+reported and reclaimed when it is freed; each owner's allocations are
+indexed, so reclaiming them costs what that owner holds, not what the
+whole heap holds.  Mistakes in `kfree` are reported
 in SLUB's words and never corrupt the heap; freed objects are poisoned
 with 0x6b (POISON_FREE) so a use after free reads garbage, as with
 slub_debug.
@@ -35,7 +37,6 @@ ZERO_SIZE_PTR = 16                              # kmalloc(0): not NULL, faults o
 POISON_FREE = 0x6B
 MAP_CHUNK = 256 << 10                           # granularity of lazy mapping
 _PAGE_MASK = ~(PAGE_SIZE - 1)
-_NO_USAGE = (0, 0)
 
 
 # byte -> size -> the bytes: kfree poisons the same sizes again and again.
@@ -143,11 +144,22 @@ class _Cache:
 
 
 @dataclass(slots=True)
+class _Held:
+    """What one owner holds: the bytes it asked for, and its live
+    allocations in allocation order (a dict as an ordered set), so that
+    `release` frees them as the heap handed them out without looking at
+    anyone else's."""
+    bytes: int = 0
+    live: dict[int, None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _Allocation:
     size: int                       # what was asked for
     capacity: int                   # ksize()
     owner: str | None
     cache: _Cache | None            # None: a page allocation ("kmalloc_large")
+    held: _Held                     # its owner's account, where it is listed
 
 
 class Slab:
@@ -177,7 +189,9 @@ class Slab:
         self._slab_of_page: dict[int, _Slab] = {}
         self._live: dict[int, _Allocation] = {}
         self._freed_large: set[int] = set()
-        self._usage: dict[str | None, list[int]] = {}       # owner -> [bytes, count]
+        # owner -> what it holds.  An owner's entry stays, at zero, until
+        # `release`: a loop of kmalloc+kfree does not make and drop it every time.
+        self._held: dict[str | None, _Held] = {}
         self._total = 0
         # failslab: asked before every allocation, as slab_pre_alloc_hook() asks should_failslab().
         self.should_fail: Callable[[int, str | None], bool] | None = None
@@ -199,7 +213,8 @@ class Slab:
             return 0
         else:
             cache = None
-        if not self._within_limits(size, owner):
+        held = self._held.get(owner)
+        if not self._within_limits(size, owner, held.bytes if held is not None else 0):
             return 0
         if self.should_fail is not None and self.should_fail(size, owner):
             return 0                                         # failslab (fault_inject.py)
@@ -213,8 +228,12 @@ class Slab:
             self.log.emit(KERN_WARNING, f"{owner or 'kernel'}: kmalloc({size}) failed: out of "
                                         "heap memory", owner)
             return 0
-        self._live[addr] = _Allocation(size, capacity, owner, cache)
-        self._account(owner, size, 1)
+        if held is None:
+            held = self._held[owner] = _Held()
+        self._live[addr] = _Allocation(size, capacity, owner, cache, held)
+        held.bytes += size
+        held.live[addr] = None
+        self._total += size
         if zero:
             self._fill(addr, capacity, 0)
         return addr
@@ -233,9 +252,10 @@ class Slab:
         else:
             self.mem.write(addr, data)
 
-    def _within_limits(self, size: int, owner: str | None, already: int = 0) -> bool:
-        """Would `size` more bytes (replacing `already`) stay within the limits?"""
-        used = self._usage.get(owner, _NO_USAGE)[0] - already
+    def _within_limits(self, size: int, owner: str | None, used: int, already: int = 0) -> bool:
+        """Would `size` more bytes (replacing `already`) stay within the
+        limits, `owner` holding `used` bytes now?"""
+        used -= already
         problem = None
         if self.max_owner_bytes is not None and used + size > self.max_owner_bytes:
             problem = f"the per-owner limit of {self.max_owner_bytes} bytes"
@@ -286,16 +306,6 @@ class Slab:
                 self._mapped.update(range(run, chunk))
                 run = None
 
-    def _account(self, owner: str | None, size: int, count: int) -> None:
-        # An owner's entry stays, at zero, until `release`: a loop of
-        # kmalloc+kfree does not make and drop it every time.
-        usage = self._usage.get(owner)
-        if usage is None:
-            usage = self._usage[owner] = [0, 0]
-        usage[0] += size
-        usage[1] += count
-        self._total += size
-
     # -- freeing -------------------------------------------------------------
     def free(self, addr: int, owner: str | None = None) -> bool:
         """kfree: False (and a SLUB-style report) for a pointer kmalloc did
@@ -310,7 +320,10 @@ class Slab:
             return False
         if self.on_free is not None:
             self.on_free(addr, alloc.capacity)
-        self._account(alloc.owner, -alloc.size, -1)
+        held = alloc.held
+        held.bytes -= alloc.size
+        del held.live[addr]
+        self._total -= alloc.size
         self._fill(addr, alloc.capacity, POISON_FREE)
         if alloc.cache is None:
             self._pages.free(addr, _order_for(alloc.capacity))
@@ -361,9 +374,11 @@ class Slab:
             self._report_bad_free(addr, owner)
             return 0
         if size <= alloc.capacity:
-            if size > alloc.size and not self._within_limits(size, alloc.owner, alloc.size):
+            if size > alloc.size and \
+                    not self._within_limits(size, alloc.owner, alloc.held.bytes, alloc.size):
                 return 0
-            self._account(alloc.owner, size - alloc.size, 0)
+            alloc.held.bytes += size - alloc.size
+            self._total += size - alloc.size
             alloc.size = size
             return addr
         new = self.alloc(size, owner, zero=zero)
@@ -401,20 +416,24 @@ class Slab:
 
     def usage(self, owner: str | None) -> tuple[int, int]:
         """(bytes requested, allocations) an owner holds now."""
-        size, count = self._usage.get(owner, (0, 0))
-        return size, count
+        held = self._held.get(owner)
+        return (held.bytes, len(held.live)) if held is not None else (0, 0)
 
     @property
     def total(self) -> int:
         return self._total
 
     def release(self, owner: str | None) -> tuple[int, int]:
-        """Free everything `owner` still holds; returns (bytes, allocations)."""
-        held = self.usage(owner)
-        for addr in [a for a, alloc in self._live.items() if alloc.owner == owner]:
+        """Free everything `owner` still holds, oldest first; returns (bytes,
+        allocations)."""
+        held = self._held.get(owner)
+        if held is None:
+            return 0, 0
+        usage = held.bytes, len(held.live)
+        for addr in list(held.live):
             self.free(addr, owner)
-        self._usage.pop(owner, None)        # kept at zero until now: see _account
-        return held
+        self._held.pop(owner, None)         # kept at zero until now: see __init__
+        return usage
 
     def reclaim_module(self, name: str) -> tuple[int, int]:
         """When a module is freed: take back what it leaked and say so."""
