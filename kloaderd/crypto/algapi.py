@@ -16,7 +16,7 @@ Each algorithm and template is in the "crypto" registry: shown in
 module_info, and reported and unlinked if its module goes without
 unregistering it.
 
-Where kloader differs from Linux 6.1:
+Where kloader differs from Linux:
 * the crypto manager's self-tests are not run: a registered algorithm is
   flagged CRYPTO_ALG_TESTED at once, as if its test had passed (and no
   "alg: self-tests ... passed" line);
@@ -25,8 +25,10 @@ Where kloader differs from Linux 6.1:
 * the default operations Linux fills in (shash's finup/digest/export/
   import/setkey, ...) are left as the module set them; `cra_type` points at
   a kloader object standing for the type.
-Layouts are Linux 6.1 x86-64's (tests/test_crypto.py checks them against
-the real headers with the kernel's own kbuild when the corpus is present).
+Structures are read at the running kernel's offsets
+(kloaderd/kernel/layouts.py), and the constants that changed between
+releases (CRYPTO_ALG_TYPE_AKCIPHER, MAX_ALGAPI_ALIGNMASK, HASH_MAX_STATESIZE)
+are the kernel's own, measured the same way (`constant`).
 """
 
 from __future__ import annotations
@@ -37,25 +39,61 @@ from typing import Any
 from ..config import PAGE_SIZE
 from ..kernel.api import export
 from ..kernel.callback import call_module_code
+from ..kernel.layouts import Struct, struct
 from ..kernel.panic import warn
 from ..lib.list import GuestList, init_list_head
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
 
-# struct crypto_alg
-CRA_LIST, CRA_USERS, CRA_FLAGS, CRA_BLOCKSIZE, CRA_ALIGNMASK = 0, 16, 32, 36, 44
-CRA_PRIORITY, CRA_REFCNT, CRA_NAME, CRA_DRIVER_NAME, CRA_TYPE = 48, 52, 56, 184, 312
-CRA_DESTROY, CRA_MODULE = 368, 376
+def constant(name: str, header: str) -> Struct:
+    """A macro of the kernel's headers, measured with the structures as
+    `sizeof(char[NAME])` (so it must be positive): `kernel.layouts[C].size`."""
+    return struct(f"char[{name}]", header)
+
+
+def constant_of(kernel: Any, const: Struct) -> int | None:
+    """The kernel's value of `const`; None where its headers do not define it."""
+    return kernel.layouts[const].size if kernel.layouts.has(const) else None
+
+
+ALG = struct("struct crypto_alg", "linux/crypto.h", "cra_list", "cra_users", "cra_flags",
+             "cra_blocksize", "cra_ctxsize", "cra_alignmask", "cra_priority", "cra_refcnt",
+             "cra_name", "cra_driver_name", "cra_type", "cra_init", "cra_exit", "cra_destroy",
+             "cra_module")
+TMPL = struct("struct crypto_template", "crypto/algapi.h", "list", "module", "name")
+QUEUE = struct("struct crypto_queue", "crypto/algapi.h", "list", "backlog", "qlen", "max_qlen")
+# Each type's algorithm: its `base` and what its registration checks.
+SHASH_ALG = struct("struct shash_alg", "crypto/hash.h", "init", "update", "final", "finup",
+                   "digest", "export", "import", "setkey", "init_tfm", "exit_tfm", "descsize",
+                   "digestsize", "statesize", "base")
+AHASH_ALG = struct("struct ahash_alg", "crypto/hash.h", "halg.digestsize", "halg.statesize",
+                   "halg.base")
+SKCIPHER_ALG = struct("struct skcipher_alg", "crypto/skcipher.h", "ivsize", "chunksize", "walksize",
+                      "base")
+AEAD_ALG = struct("struct aead_alg", "crypto/aead.h", "ivsize", "maxauthsize", "base")
+AKCIPHER_ALG = struct("struct akcipher_alg", "crypto/akcipher.h", "base")
+KPP_ALG = struct("struct kpp_alg", "crypto/kpp.h", "base")
+RNG_ALG = struct("struct rng_alg", "crypto/rng.h", "seedsize", "base")
+SCOMP_ALG = struct("struct scomp_alg", "crypto/internal/scompress.h", "base")
+# Transforms (crypto/api.py, shash.py), and what the built-in crc32c writes.
+TFM = struct("struct crypto_tfm", "linux/crypto.h", "refcnt", "crt_flags", "node", "exit",
+             "__crt_alg", "__crt_ctx")
+CRYPTO_SHASH = struct("struct crypto_shash", "crypto/hash.h", "descsize", "base")
+SHASH_DESC = struct("struct shash_desc", "crypto/hash.h", "tfm", "__ctx")
+MAX_ALGAPI_ALIGNMASK = constant("MAX_ALGAPI_ALIGNMASK", "crypto/algapi.h")     # 63, 127 in 6.12
+STRUCTS = (ALG, TMPL, QUEUE, SHASH_ALG, AHASH_ALG, SKCIPHER_ALG, AEAD_ALG, AKCIPHER_ALG, KPP_ALG,
+           RNG_ALG, SCOMP_ALG, TFM, CRYPTO_SHASH, SHASH_DESC,
+           MAX_ALGAPI_ALIGNMASK)      # what these functions read: the kernel's offsets and values
+# Constants some releases lack: where the kernel has none, neither does its check.
+HASH_MAX_STATESIZE = constant("HASH_MAX_STATESIZE", "crypto/hash.h")          # 512; gone in 6.12
+TYPE_AKCIPHER = constant("CRYPTO_ALG_TYPE_AKCIPHER", "linux/crypto.h")       # 0xd; 0x6 from 6.5
+
 CRYPTO_MAX_ALG_NAME = 128
-# struct crypto_template
-TMPL_LIST, TMPL_MODULE, TMPL_NAME = 0, 24, 40
-
 CRYPTO_ALG_TYPE_MASK = 0xF
 CRYPTO_ALG_TYPE_CIPHER = 0x1
 CRYPTO_ALG_LARVAL, CRYPTO_ALG_DEAD, CRYPTO_ALG_TESTED = 0x10, 0x20, 0x400
-MAX_ALGAPI_ALIGNMASK, MAX_ALGAPI_BLOCKSIZE = 63, 160
+MAX_ALGAPI_BLOCKSIZE = 160
 MAX_CIPHER_ALIGNMASK, MAX_CIPHER_BLOCKSIZE = 15, 16
-HASH_MAX_DIGESTSIZE, HASH_MAX_DESCSIZE, HASH_MAX_STATESIZE = 64, 8 + 360, 512
+HASH_MAX_DIGESTSIZE, HASH_MAX_DESCSIZE = 64, 8 + 360
 
 
 def _s32(value: int) -> int:
@@ -88,6 +126,11 @@ def _crypto(ctx: Any) -> Crypto:
     return ctx.kernel.subsystem(Crypto)
 
 
+def alg_layout(ctx: Any) -> Any:
+    """struct crypto_alg's offsets in the running kernel."""
+    return ctx.kernel.layouts[ALG]
+
+
 def _name(ctx: Any, address: int) -> str:
     return ctx.mem.read_cstr(address, CRYPTO_MAX_ALG_NAME).decode("utf-8", "replace")
 
@@ -97,21 +140,21 @@ def _owner(ctx: Any, module_struct: int, address: int) -> Any:
 
 
 def crypto_check_alg(ctx: Any, alg: int) -> int:
-    mem = ctx.mem
-    if not mem.read(alg + CRA_NAME, 1)[0] or not mem.read(alg + CRA_DRIVER_NAME, 1)[0]:
+    mem, off = ctx.mem, alg_layout(ctx)
+    if not mem.read(alg + off.cra_name, 1)[0] or not mem.read(alg + off.cra_driver_name, 1)[0]:
         return -errno.EINVAL
-    alignmask = mem.read_u32(alg + CRA_ALIGNMASK)
-    blocksize = mem.read_u32(alg + CRA_BLOCKSIZE)
-    if alignmask & (alignmask + 1) or alignmask > MAX_ALGAPI_ALIGNMASK \
+    alignmask = mem.read_u32(alg + off.cra_alignmask)
+    blocksize = mem.read_u32(alg + off.cra_blocksize)
+    if alignmask & (alignmask + 1) or alignmask > ctx.kernel.layouts[MAX_ALGAPI_ALIGNMASK].size \
             or blocksize > MAX_ALGAPI_BLOCKSIZE:
         return -errno.EINVAL
-    flags = mem.read_u32(alg + CRA_FLAGS)
-    if not mem.read_u64(alg + CRA_TYPE) and flags & CRYPTO_ALG_TYPE_MASK == CRYPTO_ALG_TYPE_CIPHER:
+    flags = mem.read_u32(alg + off.cra_flags)
+    if not mem.read_u64(alg + off.cra_type) and flags & CRYPTO_ALG_TYPE_MASK == CRYPTO_ALG_TYPE_CIPHER:
         if alignmask > MAX_CIPHER_ALIGNMASK or blocksize > MAX_CIPHER_BLOCKSIZE:
             return -errno.EINVAL
-    if _s32(mem.read_u32(alg + CRA_PRIORITY)) < 0:
+    if _s32(mem.read_u32(alg + off.cra_priority)) < 0:
         return -errno.EINVAL
-    mem.write_u32(alg + CRA_REFCNT, 1)
+    mem.write_u32(alg + off.cra_refcnt, 1)
     return 0
 
 
@@ -120,115 +163,132 @@ def register_alg(ctx: Any, alg: int) -> int:
     err = crypto_check_alg(ctx, alg)
     if err:
         return err
-    mem, crypto = ctx.mem, _crypto(ctx)
-    name, driver = _name(ctx, alg + CRA_NAME), _name(ctx, alg + CRA_DRIVER_NAME)
+    mem, crypto, off = ctx.mem, _crypto(ctx), alg_layout(ctx)
+    name, driver = _name(ctx, alg + off.cra_name), _name(ctx, alg + off.cra_driver_name)
     for node in crypto.algs:
-        q = node - CRA_LIST
+        q = node - off.cra_list
         if q == alg:
             return -errno.EEXIST
-        q_flags = mem.read_u32(q + CRA_FLAGS)
+        q_flags = mem.read_u32(q + off.cra_flags)
         if q_flags & CRYPTO_ALG_DEAD:
             continue
-        q_name, q_driver = _name(ctx, q + CRA_NAME), _name(ctx, q + CRA_DRIVER_NAME)
+        q_name, q_driver = _name(ctx, q + off.cra_name), _name(ctx, q + off.cra_driver_name)
         if q_flags & CRYPTO_ALG_LARVAL:
             if driver == q_driver:
                 return -errno.EEXIST
             continue
         if q_driver in (name, driver) or q_name == driver:
             return -errno.EEXIST
-    init_list_head(mem, alg + CRA_USERS)
+    init_list_head(mem, alg + off.cra_users)
     # No self-test runs (kloader has no test vectors): the algorithm is
     # flagged as one whose test passed, so lookups that want tested ones find it.
-    mem.write_u32(alg + CRA_FLAGS, mem.read_u32(alg + CRA_FLAGS) | CRYPTO_ALG_TESTED)
-    crypto.algs.add(ctx, alg + CRA_LIST)
+    mem.write_u32(alg + off.cra_flags, mem.read_u32(alg + off.cra_flags) | CRYPTO_ALG_TESTED)
+    crypto.algs.add(ctx, alg + off.cra_list)
     ctx.kernel.registrations.registry("crypto").add(
         ("alg", alg), f'crypto algorithm "{name}" ({driver})',
-        owner=_owner(ctx, mem.read_u64(alg + CRA_MODULE), alg), address=alg,
-        data=crypto, on_leftover=_unlink_leftover)
+        owner=_owner(ctx, mem.read_u64(alg + off.cra_module), alg), address=alg,
+        data=(crypto, off.cra_list), on_leftover=_unlink_leftover)
     return 0
 
 
 def unregister_alg(ctx: Any, alg: int) -> Any:
     """crypto_unregister_alg()."""
-    mem, crypto = ctx.mem, _crypto(ctx)
+    mem, crypto, off = ctx.mem, _crypto(ctx), alg_layout(ctx)
     if ctx.kernel.registrations.registry("crypto").remove(("alg", alg)) is None:
-        warn(ctx, f"Algorithm {_name(ctx, alg + CRA_DRIVER_NAME)} is not registered",
+        warn(ctx, f"Algorithm {_name(ctx, alg + off.cra_driver_name)} is not registered",
              "crypto/algapi.c:459", "crypto_unregister_alg")
         return 0
-    mem.write_u32(alg + CRA_FLAGS, mem.read_u32(alg + CRA_FLAGS) | CRYPTO_ALG_DEAD)
-    crypto.algs.delete(ctx, alg + CRA_LIST, init=True)
-    if mem.read_u32(alg + CRA_REFCNT) != 1:
+    mem.write_u32(alg + off.cra_flags, mem.read_u32(alg + off.cra_flags) | CRYPTO_ALG_DEAD)
+    crypto.algs.delete(ctx, alg + off.cra_list, init=True)
+    if mem.read_u32(alg + off.cra_refcnt) != 1:
         warn(ctx, "", "crypto/algapi.c:462", "crypto_unregister_alg")
         return 0
-    destroy = mem.read_u64(alg + CRA_DESTROY)
+    destroy = mem.read_u64(alg + off.cra_destroy)
     if destroy:
         return call_module_code(ctx, destroy, alg)
     return 0
 
 
 def _unlink_leftover(entry: Any) -> None:
-    entry.data.algs.unlink_quietly(entry.address + CRA_LIST)
+    crypto, cra_list = entry.data
+    crypto.algs.unlink_quietly(entry.address + cra_list)
 
 
 # --- algorithm types: each prepares its alg, then registers its base ----------
 
 def _prepare(ctx: Any, base: int, kind: str, type_flag: int) -> None:
-    mem = ctx.mem
-    mem.write_u64(base + CRA_TYPE, _crypto(ctx).type_object(kind))
-    flags = mem.read_u32(base + CRA_FLAGS) & ~CRYPTO_ALG_TYPE_MASK
-    mem.write_u32(base + CRA_FLAGS, flags | type_flag)
+    mem, off = ctx.mem, alg_layout(ctx)
+    mem.write_u64(base + off.cra_type, _crypto(ctx).type_object(kind))
+    flags = mem.read_u32(base + off.cra_flags) & ~CRYPTO_ALG_TYPE_MASK
+    mem.write_u32(base + off.cra_flags, flags | type_flag)
 
 
 def _shash_check(ctx: Any, alg: int) -> bool:
-    digest, desc, state = (ctx.mem.read_u32(alg + off) for off in (88, 80, 92))
-    return digest <= HASH_MAX_DIGESTSIZE and desc <= HASH_MAX_DESCSIZE \
-        and state <= HASH_MAX_STATESIZE
+    mem, off = ctx.mem, ctx.kernel.layouts[SHASH_ALG]
+    state_max = constant_of(ctx.kernel, HASH_MAX_STATESIZE)
+    return mem.read_u32(alg + off.digestsize) <= HASH_MAX_DIGESTSIZE \
+        and mem.read_u32(alg + off.descsize) <= HASH_MAX_DESCSIZE \
+        and (state_max is None or mem.read_u32(alg + off.statesize) <= state_max)
 
 
 def _ahash_check(ctx: Any, alg: int) -> bool:
-    digest, state = ctx.mem.read_u32(alg + 80), ctx.mem.read_u32(alg + 84)
-    return digest <= HASH_MAX_DIGESTSIZE and 0 < state <= HASH_MAX_STATESIZE
+    mem, off = ctx.mem, ctx.kernel.layouts[AHASH_ALG]
+    state, state_max = mem.read_u32(alg + off.halg_statesize), constant_of(ctx.kernel, HASH_MAX_STATESIZE)
+    return mem.read_u32(alg + off.halg_digestsize) <= HASH_MAX_DIGESTSIZE \
+        and 0 < state and (state_max is None or state <= state_max)
 
 
 def _skcipher_check(ctx: Any, alg: int) -> bool:
-    mem = ctx.mem
-    iv, chunk, walk = (mem.read_u32(alg + off) for off in (48, 52, 56))
+    mem, off = ctx.mem, ctx.kernel.layouts[SKCIPHER_ALG]
+    iv, chunk, walk = (mem.read_u32(alg + o) for o in (off.ivsize, off.chunksize, off.walksize))
     if max(iv, chunk, walk) > PAGE_SIZE // 8:
         return False
     if not chunk:
-        chunk = mem.read_u32(alg + 64 + CRA_BLOCKSIZE)
-        mem.write_u32(alg + 52, chunk)
+        chunk = mem.read_u32(alg + off.base + alg_layout(ctx).cra_blocksize)
+        mem.write_u32(alg + off.chunksize, chunk)
     if not walk:
-        mem.write_u32(alg + 56, chunk)
+        mem.write_u32(alg + off.walksize, chunk)
     return True
 
 
 def _aead_check(ctx: Any, alg: int) -> bool:
-    return max(ctx.mem.read_u32(alg + 52), ctx.mem.read_u32(alg + 48)) <= PAGE_SIZE // 8
+    off = ctx.kernel.layouts[AEAD_ALG]
+    return max(ctx.mem.read_u32(alg + off.maxauthsize), ctx.mem.read_u32(alg + off.ivsize)) <= PAGE_SIZE // 8
 
 
 def _rng_check(ctx: Any, alg: int) -> bool:
-    return ctx.mem.read_u32(alg + 24) <= PAGE_SIZE // 8
+    return ctx.mem.read_u32(alg + ctx.kernel.layouts[RNG_ALG].seedsize) <= PAGE_SIZE // 8
 
 
-# kind: (offset of `base`, sizeof the alg struct, CRYPTO_ALG_TYPE_*, validation)
-TYPES: dict[str, tuple[int, int, int, Any]] = {
-    "shash": (96, 480, 0xE, _shash_check),
-    "ahash": (88, 472, 0xF, _ahash_check),
-    "skcipher": (64, 448, 0x5, _skcipher_check),
-    "aead": (64, 448, 0x3, _aead_check),
-    "akcipher": (80, 464, 0xD, None),
-    "kpp": (56, 440, 0x8, None),
-    "rng": (32, 416, 0xC, _rng_check),
-    "scomp": (32, 416, 0xB, None),
+def _akcipher_type(kernel: Any) -> int:
+    return constant_of(kernel, TYPE_AKCIPHER) or 0
+
+
+# kind: (struct <kind>_alg, its CRYPTO_ALG_TYPE_* (of the kernel), its validation)
+TYPES: dict[str, tuple[Struct, Any, Any]] = {
+    "shash": (SHASH_ALG, 0xE, _shash_check),
+    "ahash": (AHASH_ALG, 0xF, _ahash_check),
+    "skcipher": (SKCIPHER_ALG, 0x5, _skcipher_check),
+    "aead": (AEAD_ALG, 0x3, _aead_check),
+    "akcipher": (AKCIPHER_ALG, _akcipher_type, None),
+    "kpp": (KPP_ALG, 0x8, None),
+    "rng": (RNG_ALG, 0xC, _rng_check),
+    "scomp": (SCOMP_ALG, 0xB, None),
 }
 
 
+def type_layout(ctx: Any, kind: str) -> tuple[int, int]:
+    """(offset of `base` in struct <kind>_alg, its size) in the running kernel."""
+    off = ctx.kernel.layouts[TYPES[kind][0]]
+    return off.halg_base if kind == "ahash" else off.base, off.size
+
+
 def _register_typed(ctx: Any, kind: str, alg: int) -> int:
-    base, _, flag, check = TYPES[kind]
+    _, flag, check = TYPES[kind]
+    base, _ = type_layout(ctx, kind)
     if check is not None and not check(ctx, alg):
         return -errno.EINVAL
-    _prepare(ctx, alg + base, kind, flag)
+    _prepare(ctx, alg + base, kind, flag(ctx.kernel) if callable(flag) else flag)
     return register_alg(ctx, alg + base)
 
 
@@ -250,8 +310,7 @@ def _unregister_many(ctx: Any, addresses: list[int]) -> Any:
 
 def _register_many(ctx: Any, kind: str | None, algs: int, count: int) -> Any:
     """crypto_register_algs()/..._shashes()/...: all or none."""
-    size = 384 if kind is None else TYPES[kind][1]
-    base = 0 if kind is None else TYPES[kind][0]
+    base, size = (0, alg_layout(ctx).size) if kind is None else type_layout(ctx, kind)
     done: list[int] = []
     for i in range(_s32(count)):
         alg = algs + i * size
@@ -289,31 +348,32 @@ def crypto_register_algs(ctx: Any, algs: int, count: int) -> Any:
 @export("crypto_unregister_algs", "void crypto_unregister_algs(struct crypto_alg *algs, "
         "int count)", nargs=2, gpl=True)
 def crypto_unregister_algs(ctx: Any, algs: int, count: int) -> Any:
-    return _unregister_many(ctx, [algs + i * 384 for i in range(_s32(count))])
+    size = alg_layout(ctx).size
+    return _unregister_many(ctx, [algs + i * size for i in range(_s32(count))])
 
 
 def _export_type(kind: str, plural: str | None) -> None:
-    base, size, _, _ = TYPES[kind]
-    struct = f"struct {kind}_alg"
+    c_type = f"struct {kind}_alg"
 
     def register(ctx: Any, alg: int) -> int:
         return _register_typed(ctx, kind, alg)
 
     def unregister(ctx: Any, alg: int) -> Any:
-        return unregister_alg(ctx, alg + base)
+        return unregister_alg(ctx, alg + type_layout(ctx, kind)[0])
 
     def register_many(ctx: Any, algs: int, count: int) -> Any:
         return _register_many(ctx, kind, algs, count)
 
     def unregister_many(ctx: Any, algs: int, count: int) -> Any:
+        base, size = type_layout(ctx, kind)
         return _unregister_many(ctx, [algs + i * size + base for i in range(_s32(count))])
 
-    fns = [(register, f"crypto_register_{kind}", f"int %s({struct} *alg)", 1),
-           (unregister, f"crypto_unregister_{kind}", f"void %s({struct} *alg)", 1)]
+    fns = [(register, f"crypto_register_{kind}", f"int %s({c_type} *alg)", 1),
+           (unregister, f"crypto_unregister_{kind}", f"void %s({c_type} *alg)", 1)]
     if plural:
-        fns += [(register_many, f"crypto_register_{plural}", f"int %s({struct} *algs, int count)", 2),
+        fns += [(register_many, f"crypto_register_{plural}", f"int %s({c_type} *algs, int count)", 2),
                 (unregister_many, f"crypto_unregister_{plural}",
-                 f"void %s({struct} *algs, int count)", 2)]
+                 f"void %s({c_type} *algs, int count)", 2)]
     for fn, name, proto, nargs in fns:
         fn.__name__ = fn.__qualname__ = name
         export(name, proto % name, nargs=nargs, gpl=True)(fn)
@@ -330,15 +390,15 @@ for _kind, _plural in (("shash", "shashes"), ("ahash", "ahashes"), ("skcipher", 
 @export("crypto_register_template", "int crypto_register_template(struct crypto_template *tmpl)",
         nargs=1, gpl=True)
 def crypto_register_template(ctx: Any, tmpl: int) -> int:
-    crypto = _crypto(ctx)
-    if any(node == tmpl + TMPL_LIST for node in crypto.templates):
+    crypto, off = _crypto(ctx), ctx.kernel.layouts[TMPL]
+    if any(node == tmpl + off.list for node in crypto.templates):
         return -errno.EEXIST
-    crypto.templates.add(ctx, tmpl + TMPL_LIST)
-    name = _name(ctx, tmpl + TMPL_NAME)
+    crypto.templates.add(ctx, tmpl + off.list)
+    name = _name(ctx, tmpl + off.name)
     ctx.kernel.registrations.registry("crypto").add(
         ("template", tmpl), f'crypto template "{name}"',
-        owner=_owner(ctx, ctx.mem.read_u64(tmpl + TMPL_MODULE), tmpl), address=tmpl,
-        data=crypto, on_leftover=_unlink_template)
+        owner=_owner(ctx, ctx.mem.read_u64(tmpl + off.module), tmpl), address=tmpl,
+        data=(crypto, off.list), on_leftover=_unlink_template)
     return 0
 
 
@@ -348,25 +408,24 @@ def crypto_unregister_template(ctx: Any, tmpl: int) -> None:
     """BUG_ON(list_empty(&tmpl->list)) as Linux; instances are never made here."""
     crypto = _crypto(ctx)
     ctx.kernel.registrations.registry("crypto").remove(("template", tmpl))
-    crypto.templates.delete(ctx, tmpl + TMPL_LIST, init=True)
+    crypto.templates.delete(ctx, tmpl + ctx.kernel.layouts[TMPL].list, init=True)
 
 
 def _unlink_template(entry: Any) -> None:
-    entry.data.templates.unlink_quietly(entry.address + TMPL_LIST)
-
-
-TEMPLATE_SIZE = 168
+    crypto, list_ = entry.data
+    crypto.templates.unlink_quietly(entry.address + list_)
 
 
 @export("crypto_register_templates",
         "int crypto_register_templates(struct crypto_template *tmpls, int count)", nargs=2,
         gpl=True)
 def crypto_register_templates(ctx: Any, tmpls: int, count: int) -> int:
+    size = ctx.kernel.layouts[TMPL].size
     for i in range(_s32(count)):
-        err = crypto_register_template(ctx, tmpls + i * TEMPLATE_SIZE)
+        err = crypto_register_template(ctx, tmpls + i * size)
         if err:
             for j in reversed(range(i)):
-                crypto_unregister_template(ctx, tmpls + j * TEMPLATE_SIZE)
+                crypto_unregister_template(ctx, tmpls + j * size)
             return err
     return 0
 
@@ -375,18 +434,18 @@ def crypto_register_templates(ctx: Any, tmpls: int, count: int) -> int:
         "void crypto_unregister_templates(struct crypto_template *tmpls, int count)", nargs=2,
         gpl=True)
 def crypto_unregister_templates(ctx: Any, tmpls: int, count: int) -> None:
+    size = ctx.kernel.layouts[TMPL].size
     for i in reversed(range(_s32(count))):
-        crypto_unregister_template(ctx, tmpls + i * TEMPLATE_SIZE)
+        crypto_unregister_template(ctx, tmpls + i * size)
 
 
 # --- request queues ------------------------------------------------------------------
-# struct crypto_queue: list@0, backlog@16, qlen@24, max_qlen@28
 
 @export("crypto_init_queue", "void crypto_init_queue(struct crypto_queue *queue, "
         "unsigned int max_qlen)", nargs=2)
 def crypto_init_queue(ctx: Any, queue: int, max_qlen: int) -> None:
-    mem = ctx.mem
-    init_list_head(mem, queue)
-    mem.write_u64(queue + 16, queue)
-    mem.write_u32(queue + 24, 0)
-    mem.write_u32(queue + 28, max_qlen & 0xFFFFFFFF)
+    mem, off = ctx.mem, ctx.kernel.layouts[QUEUE]
+    init_list_head(mem, queue + off.list)
+    mem.write_u64(queue + off.backlog, queue + off.list)
+    mem.write_u32(queue + off.qlen, 0)
+    mem.write_u32(queue + off.max_qlen, max_qlen & 0xFFFFFFFF)

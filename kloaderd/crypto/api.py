@@ -32,20 +32,13 @@ from typing import Any, Callable
 from ..kernel.api.module import module_put, try_module_get
 from ..kernel.api.slab import kfree_sensitive
 from ..kernel.callback import call_module_code
-from .algapi import (CRA_FLAGS, CRA_LIST, CRA_MODULE, CRA_NAME, CRA_DRIVER_NAME, CRA_PRIORITY,
-                     CRA_REFCNT, CRA_DESTROY, CRYPTO_ALG_DEAD, CRYPTO_ALG_LARVAL, _crypto, _name,
-                     _s32)
+from .algapi import CRYPTO_ALG_DEAD, CRYPTO_ALG_LARVAL, TFM, _crypto, _name, _s32, alg_layout
+from .algapi import STRUCTS  # noqa: F401  what these functions read (crc32c-generic's too)
 
-LAYOUTS = (6, 1)
-
-CRA_CTXSIZE, CRA_ALIGNMASK, CRA_INIT, CRA_EXIT = 40, 44, 352, 360
 CRYPTO_ALG_DYING = 0x40
 CRYPTO_ALG_INTERNAL = 0x2000
 CRYPTO_NOLOAD = 0x8000
 CRYPTO_ALG_NEED_FALLBACK = 0x100
-# struct crypto_tfm (tools/struct_probe.py on Debian's 6.1): refcnt@0, crt_flags@4,
-# node@8, exit@16, __crt_alg@24, __crt_ctx[]@32
-TFM_REFCNT, TFM_FLAGS, TFM_NODE, TFM_EXIT, TFM_ALG, TFM_CTX = 0, 4, 8, 16, 24, 32
 CRYPTO_TFM_NEED_KEY = 0x1
 MAX_LOOKUP_NAME = 128            # CRYPTO_MAX_ALG_NAME: longer names are never registered
 
@@ -66,20 +59,20 @@ def _moribund(flags: int) -> bool:
 
 def crypto_mod_get(ctx: Any, alg: int) -> bool:
     """try_module_get(alg->cra_module), then the algorithm's own count."""
-    mem = ctx.mem
-    if not try_module_get(ctx, mem.read_u64(alg + CRA_MODULE)):
+    mem, off = ctx.mem, alg_layout(ctx)
+    if not try_module_get(ctx, mem.read_u64(alg + off.cra_module)):
         return False
-    mem.write_u32(alg + CRA_REFCNT, mem.read_u32(alg + CRA_REFCNT) + 1)
+    mem.write_u32(alg + off.cra_refcnt, mem.read_u32(alg + off.cra_refcnt) + 1)
     return True
 
 
 def crypto_mod_put(ctx: Any, alg: int) -> Any:
     """Drop both; the last reference of an unregistered algorithm runs cra_destroy."""
-    mem = ctx.mem
-    module = mem.read_u64(alg + CRA_MODULE)
-    count = mem.read_u32(alg + CRA_REFCNT) - 1
-    mem.write_u32(alg + CRA_REFCNT, count)
-    destroy = mem.read_u64(alg + CRA_DESTROY) if count == 0 else 0
+    mem, off = ctx.mem, alg_layout(ctx)
+    module = mem.read_u64(alg + off.cra_module)
+    count = mem.read_u32(alg + off.cra_refcnt) - 1
+    mem.write_u32(alg + off.cra_refcnt, count)
+    destroy = mem.read_u64(alg + off.cra_destroy) if count == 0 else 0
     result = call_module_code(ctx, destroy, alg) if destroy else 0
     module_put(ctx, module)
     return result
@@ -87,16 +80,16 @@ def crypto_mod_put(ctx: Any, alg: int) -> Any:
 
 def _lookup(ctx: Any, name: str, type_: int, mask: int) -> int:
     """__crypto_alg_lookup(): the best live match, referenced; 0 if none."""
-    mem = ctx.mem
+    mem, off = ctx.mem, alg_layout(ctx)
     best, found = -1, 0
     for node in _crypto(ctx).algs:
-        q = node - CRA_LIST
-        flags = mem.read_u32(q + CRA_FLAGS)
+        q = node - off.cra_list
+        flags = mem.read_u32(q + off.cra_flags)
         if _moribund(flags) or (flags ^ type_) & mask or flags & CRYPTO_ALG_LARVAL:
             continue
-        exact = _name(ctx, q + CRA_DRIVER_NAME) == name
-        priority = _s32(mem.read_u32(q + CRA_PRIORITY))
-        if not exact and not (_name(ctx, q + CRA_NAME) == name and priority > best):
+        exact = _name(ctx, q + off.cra_driver_name) == name
+        priority = _s32(mem.read_u32(q + off.cra_priority))
+        if not exact and not (_name(ctx, q + off.cra_name) == name and priority > best):
             continue
         if not crypto_mod_get(ctx, q):
             continue
@@ -125,7 +118,7 @@ async def crypto_alg_mod_lookup(ctx: Any, name: str, type_: int, mask: int) -> i
 @dataclass(frozen=True)
 class Frontend:
     """struct crypto_type: how a kind of transform is laid out and set up."""
-    tfmsize: int                                   # offset of `base` in crypto_<kind>
+    tfmsize: Callable[[Any], int]                  # (kernel) -> offset of `base` in crypto_<kind>
     type: int
     maskclear: int
     maskset: int
@@ -146,20 +139,21 @@ async def crypto_alloc_tfm(ctx: Any, name_ptr: int, frontend: Frontend, type_: i
     alg = await crypto_alg_mod_lookup(ctx, name, type_, mask)
     if alg < 0:
         return alg
-    mem, slab = ctx.mem, ctx.kernel.slab
+    mem, slab, off, tfm_off = ctx.mem, ctx.kernel.slab, alg_layout(ctx), ctx.kernel.layouts[TFM]
     owner = ctx.module.name if ctx.module is not None else None
-    ctxsize = mem.read_u32(alg + CRA_CTXSIZE) + (mem.read_u32(alg + CRA_ALIGNMASK) & ~7)
-    obj = slab.alloc(frontend.tfmsize + TFM_CTX + ctxsize, owner, zero=True)
+    ctxsize = mem.read_u32(alg + off.cra_ctxsize) + (mem.read_u32(alg + off.cra_alignmask) & ~7)
+    tfmsize = frontend.tfmsize(ctx.kernel)
+    obj = slab.alloc(tfmsize + tfm_off.__crt_ctx + ctxsize, owner, zero=True)
     if not obj:
         await _run(crypto_mod_put(ctx, alg))
         return -errno.ENOMEM
-    tfm = obj + frontend.tfmsize
-    mem.write_u32(tfm + TFM_REFCNT, 1)
-    mem.write_u64(tfm + TFM_ALG, alg)
-    mem.write_u32(tfm + TFM_NODE, 0xFFFFFFFF)                 # NUMA_NO_NODE
+    tfm = obj + tfmsize
+    mem.write_u32(tfm + tfm_off.refcnt, 1)
+    mem.write_u64(tfm + tfm_off.__crt_alg, alg)
+    mem.write_u32(tfm + tfm_off.node, 0xFFFFFFFF)             # NUMA_NO_NODE
     err = await _run(frontend.init_tfm(ctx, tfm, alg))
-    if not err and not mem.read_u64(tfm + TFM_EXIT):
-        err = _s32(await _run(_cra_call(ctx, alg, CRA_INIT, tfm)))
+    if not err and not mem.read_u64(tfm + tfm_off.exit):
+        err = _s32(await _run(_cra_call(ctx, alg, "cra_init", tfm)))
         if err:
             await _destroy(ctx, obj, tfm)
             return err
@@ -170,27 +164,27 @@ async def crypto_alloc_tfm(ctx: Any, name_ptr: int, frontend: Frontend, type_: i
     return obj
 
 
-def _cra_call(ctx: Any, alg: int, slot: int, tfm: int) -> Any:
+def _cra_call(ctx: Any, alg: int, op_name: str, tfm: int) -> Any:
     """alg->cra_init / cra_exit: Python for a built-in algorithm, else module code."""
     builtin = builtins(ctx).get(alg)
     if builtin is not None:
-        op = builtin.get({CRA_INIT: "cra_init", CRA_EXIT: "cra_exit"}[slot])
-        return op(ctx.mem, tfm + TFM_CTX) if op else 0
-    fn = ctx.mem.read_u64(alg + slot)
+        op = builtin.get(op_name)
+        return op(ctx.mem, tfm + ctx.kernel.layouts[TFM].__crt_ctx) if op else 0
+    fn = ctx.mem.read_u64(alg + getattr(alg_layout(ctx), op_name))
     return call_module_code(ctx, fn, tfm) if fn else 0
 
 
 async def _destroy(ctx: Any, mem_: int, tfm: int) -> int:
     """crypto_destroy_tfm(): exit, drop the algorithm, free (zeroed, as kfree_sensitive)."""
-    mem = ctx.mem
-    count = mem.read_u32(tfm + TFM_REFCNT) - 1
-    mem.write_u32(tfm + TFM_REFCNT, count)
+    mem, off = ctx.mem, ctx.kernel.layouts[TFM]
+    count = mem.read_u32(tfm + off.refcnt) - 1
+    mem.write_u32(tfm + off.refcnt, count)
     if count:
         return 0                                  # crypto_clone_tfm's copies share it
-    alg = mem.read_u64(tfm + TFM_ALG)
-    exit_ = mem.read_u64(tfm + TFM_EXIT)
+    alg = mem.read_u64(tfm + off.__crt_alg)
+    exit_ = mem.read_u64(tfm + off.exit)
     if not exit_:
-        await _run(_cra_call(ctx, alg, CRA_EXIT, tfm))
+        await _run(_cra_call(ctx, alg, "cra_exit", tfm))
     else:
         await _run(_crypto(ctx).exits[exit_](ctx, tfm, alg))
     await _run(crypto_mod_put(ctx, alg))

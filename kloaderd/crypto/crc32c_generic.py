@@ -16,14 +16,11 @@ import errno
 from types import SimpleNamespace
 from typing import Any
 
-from .api import TFM_CTX
-from .algapi import CRA_BLOCKSIZE, CRA_DRIVER_NAME, CRA_FLAGS, CRA_NAME, CRA_PRIORITY
+from .algapi import ALG, CRYPTO_SHASH, SHASH_ALG, SHASH_DESC, TFM
 
 POLY = 0x82F63B78
 CHKSUM_DIGEST_SIZE, CHKSUM_BLOCK_SIZE = 4, 1
 CRYPTO_ALG_OPTIONAL_KEY = 0x4000
-SHASH_ALG_SIZE, SHASH_BASE = 480, 96
-CRA_CTXSIZE = 40
 
 
 def _table() -> list[int]:
@@ -58,9 +55,8 @@ def _setkey(mem: Any, tfm_ctx: int, key: int, keylen: int) -> int:
     return 0
 
 
-def _init(mem: Any, desc_ctx: int) -> int:
-    tfm = mem.read_u64(desc_ctx - 8)                        # desc->tfm: a crypto_shash
-    mem.write_u32(desc_ctx, mem.read_u32(tfm + 8 + TFM_CTX))   # ctx->crc = mctx->key
+def _init(mem: Any, desc_ctx: int, key: int) -> int:
+    mem.write_u32(desc_ctx, mem.read_u32(key))              # ctx->crc = mctx->key
     return 0
 
 
@@ -79,8 +75,8 @@ def _finup(mem: Any, desc_ctx: int, data: int, length: int, out: int) -> int:
     return _final(mem, desc_ctx, out)
 
 
-def _digest(mem: Any, desc_ctx: int, data: int, length: int, out: int) -> int:
-    _init(mem, desc_ctx)
+def _digest(mem: Any, desc_ctx: int, key: int, data: int, length: int, out: int) -> int:
+    _init(mem, desc_ctx, key)
     return _finup(mem, desc_ctx, data, length, out)
 
 
@@ -89,23 +85,30 @@ def register(kernel: Any, crypto: Any) -> None:
     profile = kernel.profile
     if profile is not None and not profile.enabled("CRYPTO_CRC32C"):
         return
-    mem = kernel.mem
-    alg = kernel.slab.alloc(SHASH_ALG_SIZE, None, zero=True)
-    base = alg + SHASH_BASE
-    mem.write_u32(alg + 80, 4)                              # descsize: struct chksum_desc_ctx
-    mem.write_u32(alg + 88, CHKSUM_DIGEST_SIZE)
-    mem.write_u32(base + CRA_FLAGS, 0xE | CRYPTO_ALG_OPTIONAL_KEY | 0x400)   # shash, tested
-    mem.write_u32(base + CRA_BLOCKSIZE, CHKSUM_BLOCK_SIZE)
-    mem.write_u32(base + CRA_CTXSIZE, 4)                    # struct chksum_ctx
-    mem.write_u32(base + CRA_PRIORITY, 100)
-    mem.write_u32(base + 52, 1)                             # cra_refcnt
-    mem.write(base + CRA_NAME, b"crc32c\0")
-    mem.write(base + CRA_DRIVER_NAME, b"crc32c-generic\0")
-    mem.write_u64(base + 312, crypto.type_object("shash"))
-    mem.write_u64(base + 16, base + 16)                     # cra_users: empty
-    mem.write_u64(base + 24, base + 16)
+    mem, shash, cra = kernel.mem, kernel.layouts[SHASH_ALG], kernel.layouts[ALG]
+    alg = kernel.slab.alloc(shash.size, None, zero=True)
+    base = alg + shash.base
+    mem.write_u32(alg + shash.descsize, 4)                  # struct chksum_desc_ctx
+    mem.write_u32(alg + shash.digestsize, CHKSUM_DIGEST_SIZE)
+    mem.write_u32(base + cra.cra_flags, 0xE | CRYPTO_ALG_OPTIONAL_KEY | 0x400)   # shash, tested
+    mem.write_u32(base + cra.cra_blocksize, CHKSUM_BLOCK_SIZE)
+    mem.write_u32(base + cra.cra_ctxsize, 4)                # struct chksum_ctx
+    mem.write_u32(base + cra.cra_priority, 100)
+    mem.write_u32(base + cra.cra_refcnt, 1)
+    mem.write(base + cra.cra_name, b"crc32c\0")
+    mem.write(base + cra.cra_driver_name, b"crc32c-generic\0")
+    mem.write_u64(base + cra.cra_type, crypto.type_object("shash"))
+    mem.write_u64(base + cra.cra_users, base + cra.cra_users)        # empty
+    mem.write_u64(base + cra.cra_users + 8, base + cra.cra_users)
     boot = SimpleNamespace(kernel=kernel, mem=mem, module=None, task=None)
     crypto.algs.add_tail(boot, base)
-    crypto.builtins[base] = {"cra_init": _cra_init, "setkey": _setkey, "init": _init,
-                             "update": _update, "final": _final, "finup": _finup,
-                             "digest": _digest}
+    # mctx->key of a desc's context: in desc->tfm's context
+    desc = kernel.layouts[SHASH_DESC]
+    back, key_at = desc.__ctx - desc.tfm, kernel.layouts[CRYPTO_SHASH].base + kernel.layouts[TFM].__crt_ctx
+
+    def key(mem: Any, desc_ctx: int) -> int:
+        return mem.read_u64(desc_ctx - back) + key_at
+    crypto.builtins[base] = {
+        "cra_init": _cra_init, "setkey": _setkey, "update": _update, "final": _final, "finup": _finup,
+        "init": lambda mem, ctx_: _init(mem, ctx_, key(mem, ctx_)),
+        "digest": lambda mem, ctx_, *args: _digest(mem, ctx_, key(mem, ctx_), *args)}

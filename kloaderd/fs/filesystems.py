@@ -21,8 +21,9 @@ References, as Linux takes them:
 * `unregister_filesystem` does not look at mounts (Linux does not either):
   the mounts keep the module pinned, so its exit cannot run before they go.
 
-`struct file_system_type`'s members up to `next` are at the same offsets in
-Linux 6.1 and 6.12 (and kloader's header): the registry holds for both.
+`struct file_system_type` is read at the running kernel's offsets
+(kloaderd/kernel/layouts.py); `->mount`, the legacy way to make a
+superblock, is optional: a release without it has only `->init_fs_context`.
 """
 
 from __future__ import annotations
@@ -32,24 +33,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.module import Module, RefOwner
 from ..kernel.oops import KernelBug
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = ((6, 1), (6, 12))   # struct file_system_type, measured by tools/struct_probe.py
-
-# struct file_system_type (include/linux/fs.h)
-FST_NAME = 0
-FST_FS_FLAGS = 8
-FST_INIT_FS_CONTEXT = 16
-FST_PARAMETERS = 24
-FST_MOUNT = 32
-FST_KILL_SB = 40
-FST_OWNER = 48
-FST_NEXT = 56
-FST_FS_SUPERS = 64
+FST = struct("struct file_system_type", "linux/fs.h", "name", "fs_flags", "init_fs_context",
+             "kill_sb", "owner", "next", optional=("mount",))
+STRUCTS = (FST,)            # what these functions read at the kernel's offsets
 # fs_flags
 FS_REQUIRES_DEV = 1
 FS_BINARY_MOUNTDATA = 2
@@ -88,7 +81,8 @@ class FileSystems:
     def _relink(self, before: FileSystemType | None, after: FileSystemType | None) -> None:
         """`before->next = after` (the list head when `before` is None)."""
         if before is not None:
-            self.kernel.mem.write_u64(before.address + FST_NEXT, after.address if after else 0)
+            self.kernel.mem.write_u64(before.address + self.kernel.layouts[FST].next,
+                                      after.address if after else 0)
 
     def register(self, fst: FileSystemType) -> None:
         types = self.types()
@@ -102,7 +96,7 @@ class FileSystems:
         at = types.index(fst)
         self.registry.remove(fst.name)
         self._relink(types[at - 1] if at else None, types[at + 1] if at + 1 < len(types) else None)
-        self.kernel.mem.write_u64(fst.address + FST_NEXT, 0)
+        self.kernel.mem.write_u64(fst.address + self.kernel.layouts[FST].next, 0)
 
     def _left(self, entry: Any) -> None:
         """A type freed with its module (the registry already dropped it):
@@ -117,7 +111,7 @@ def filesystems(kernel: "Kernel") -> FileSystems:
 
 
 def owner_module(kernel: "Kernel", fst_address: int) -> Module | None:
-    return kernel.module_by_struct(kernel.mem.read_u64(fst_address + FST_OWNER))
+    return kernel.module_by_struct(kernel.mem.read_u64(fst_address + kernel.layouts[FST].owner))
 
 
 def get_filesystem(kernel: "Kernel", fst: FileSystemType, owner: RefOwner) -> None:
@@ -146,7 +140,8 @@ async def get_fs_type(kernel: "Kernel", name: str, owner: RefOwner) -> FileSyste
 
 
 def _read_name(kernel: "Kernel", fst: int) -> str:
-    return kernel.mem.read_cstr(kernel.mem.read_u64(fst + FST_NAME), _NAME_MAX).decode(errors="replace")
+    name = kernel.mem.read_u64(fst + kernel.layouts[FST].name)
+    return kernel.mem.read_cstr(name, _NAME_MAX).decode(errors="replace")
 
 
 @export("register_filesystem", "int register_filesystem(struct file_system_type *fs)", nargs=1)
@@ -155,10 +150,10 @@ def register_filesystem(ctx: Any, fs: int) -> int:
     name = _read_name(kernel, fs)
     if "." in name:
         raise KernelBug("fs/filesystems.c:77")          # BUG_ON(strchr(fs->name, '.'))
-    systems = filesystems(kernel)
-    if mem.read_u64(fs + FST_NEXT) or systems.find(name) is not None:
+    systems, off = filesystems(kernel), kernel.layouts[FST]
+    if mem.read_u64(fs + off.next) or systems.find(name) is not None:
         return -errno.EBUSY
-    systems.register(FileSystemType(fs, name, mem.read_u32(fs + FST_FS_FLAGS),
+    systems.register(FileSystemType(fs, name, mem.read_u32(fs + off.fs_flags),
                                     owner_module(kernel, fs)))
     return 0
 

@@ -3,7 +3,7 @@
 `simple_fill_super`, `simple_pin_fs`/`simple_release_fs`, `new_inode`,
 `get_next_ino`, `d_make_root`.
 
-Inodes and dentries are kernel memory of Linux 6.1's sizes, recorded with
+Inodes and dentries are kernel memory of the running kernel's sizes, recorded with
 their superblock and freed when it is killed (kloaderd/fs/super.py).
 `simple_pin_fs` is Al Viro's answer in the seed thread made a library: the
 first user mounts the filesystem internally, the last one's
@@ -24,35 +24,24 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.printk import KERN_WARNING
-from .namespace import kern_mount_type, mounts
-from .super import (D_ICNAME, D_INODE, D_NAME, D_PARENT, D_SB, DENTRY_SIZE, S_BLOCKSIZE,
-                    S_BLOCKSIZE_BITS, S_MAGIC, S_ROOT, S_TIME_GRAN, SuperBlock, caller_call, supers)
+from .file import INODE
+from .namespace import STRUCTS as MOUNT_STRUCTS, kern_mount_type, mounts
+from .super import DENTRY, SB, SuperBlock, caller_call, supers
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # struct inode, dentry, super_block, tree_descr: Linux 6.1's
-
-# struct inode (Linux 6.1; kloader's header has these at the same offsets)
-INODE_ALLOC = 632
-I_MODE = 0
-I_OP = 32
-I_SB = 40
-I_INO = 64
-I_NLINK = 72
-I_FOP = 360
-# struct tree_descr
-TD_SIZE = 24
-TD_NAME = 0
-TD_OPS = 8
-TD_MODE = 16
+TREE_DESCR = struct("struct tree_descr", "linux/fs.h", "name", "ops", "mode")
+STRUCTS = (*MOUNT_STRUCTS, INODE, TREE_DESCR)   # what these functions read at the kernel's offsets
 
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
 PAGE_SHIFT = 12
 MAX_FILES = 1 << 12
 _NAME_MAX = 255
+_SHORT_NAME = 32                # DNAME_INLINE_LEN of Linux 6.1: 6.12's is 40
 
 
 class Inodes:
@@ -74,27 +63,33 @@ def _sb(ctx: Any, address: int, who: str) -> SuperBlock:
 
 
 def alloc_inode(kernel: "Kernel", sb: SuperBlock) -> int:
-    address = kernel.slab.alloc(INODE_ALLOC, None, zero=True)
+    off = kernel.layouts[INODE]
+    address = kernel.slab.alloc(off.size, None, zero=True)
     if address:
         mem = kernel.mem
-        mem.write_u64(address + I_SB, sb.address)
-        mem.write_u64(address + I_INO, kernel.subsystem(Inodes).next_ino())
-        mem.write_u32(address + I_NLINK, 1)
+        mem.write_u64(address + off.i_sb, sb.address)
+        mem.write_u64(address + off.i_ino, kernel.subsystem(Inodes).next_ino())
+        mem.write_u32(address + off.i_nlink, 1)
         sb.objects.append(address)
     return address
 
 
 def alloc_dentry(kernel: "Kernel", sb: SuperBlock, parent: int, name: bytes, inode: int) -> int:
-    address = kernel.slab.alloc(DENTRY_SIZE, None, zero=True)
+    """A dentry whose name (at most 31 bytes: every release's inline
+    length) is inline; after the dentry where a release names it otherwise."""
+    off = kernel.layouts[DENTRY]
+    inline = off.d_iname if off.d_iname is not None else off.d_shortname
+    address = kernel.slab.alloc(off.size + (_SHORT_NAME if inline is None else 0), None, zero=True)
     if address:
         mem = kernel.mem
-        mem.write_u64(address + D_PARENT, parent or address)
-        name = name[:31]
-        mem.write(address + D_ICNAME, name + b"\0")
-        mem.write_u64(address + D_NAME, len(name) << 32)          # hash_len: hash unused
-        mem.write_u64(address + D_NAME + 8, address + D_ICNAME)
-        mem.write_u64(address + D_INODE, inode)
-        mem.write_u64(address + D_SB, sb.address)
+        name_at = address + (off.size if inline is None else inline)
+        mem.write_u64(address + off.d_parent, parent or address)
+        name = name[:_SHORT_NAME - 1]
+        mem.write(name_at, name + b"\0")
+        mem.write_u64(address + off.d_name, len(name) << 32)          # hash_len: hash unused
+        mem.write_u64(address + off.d_name + 8, name_at)
+        mem.write_u64(address + off.d_inode, inode)
+        mem.write_u64(address + off.d_sb, sb.address)
         sb.objects.append(address)
     return address
 
@@ -113,7 +108,7 @@ def new_inode(ctx: Any, sb: int) -> int:
 def d_make_root(ctx: Any, inode: int) -> int:
     if not inode:
         return 0
-    sb = _sb(ctx, ctx.mem.read_u64(inode + I_SB), "d_make_root")
+    sb = _sb(ctx, ctx.mem.read_u64(inode + ctx.kernel.layouts[INODE].i_sb), "d_make_root")
     return alloc_dentry(ctx.kernel, sb, 0, b"/", inode)
 
 
@@ -121,23 +116,24 @@ def d_make_root(ctx: Any, inode: int) -> int:
         "const struct tree_descr *files)", nargs=3)
 def simple_fill_super(ctx: Any, s: int, magic: int, files: int) -> int:
     kernel, mem = ctx.kernel, ctx.mem
+    sb_off, i_off, td_off = kernel.layouts[SB], kernel.layouts[INODE], kernel.layouts[TREE_DESCR]
     sb = _sb(ctx, s, "simple_fill_super")
-    mem.write_u64(s + S_BLOCKSIZE, 1 << PAGE_SHIFT)
-    mem.write_u8(s + S_BLOCKSIZE_BITS, PAGE_SHIFT)
-    mem.write_u64(s + S_MAGIC, magic)
-    mem.write_u32(s + S_TIME_GRAN, 1)
+    mem.write_u64(s + sb_off.s_blocksize, 1 << PAGE_SHIFT)
+    mem.write_u8(s + sb_off.s_blocksize_bits, PAGE_SHIFT)
+    mem.write_u64(s + sb_off.s_magic, magic)
+    mem.write_u32(s + sb_off.s_time_gran, 1)
     inode = alloc_inode(kernel, sb)
     if not inode:
         return -errno.ENOMEM
-    mem.write_u64(inode + I_INO, 1)
-    mem.write_u16(inode + I_MODE, S_IFDIR | 0o755)
-    mem.write_u32(inode + I_NLINK, 2)
+    mem.write_u64(inode + i_off.i_ino, 1)
+    mem.write_u16(inode + i_off.i_mode, S_IFDIR | 0o755)
+    mem.write_u32(inode + i_off.i_nlink, 2)
     root = alloc_dentry(kernel, sb, 0, b"/", inode)
     if not root:
         return -errno.ENOMEM
     for i in range(MAX_FILES):
-        entry = files + i * TD_SIZE
-        name = mem.read_u64(entry + TD_NAME)
+        entry = files + i * td_off.size
+        name = mem.read_u64(entry + td_off.name)
         text = mem.read_cstr(name, _NAME_MAX) if name else None
         if text == b"":
             break
@@ -150,13 +146,13 @@ def simple_fill_super(ctx: Any, s: int, magic: int, files: int) -> int:
         dentry = alloc_dentry(kernel, sb, root, text, inode) if inode else 0
         if not dentry:
             return -errno.ENOMEM
-        mem.write_u16(inode + I_MODE, S_IFREG | (mem.read_u32(entry + TD_MODE) & 0o7777))
-        mem.write_u64(inode + I_FOP, mem.read_u64(entry + TD_OPS))
-        mem.write_u64(inode + I_INO, i)
+        mem.write_u16(inode + i_off.i_mode, S_IFREG | (mem.read_u32(entry + td_off.mode) & 0o7777))
+        mem.write_u64(inode + i_off.i_fop, mem.read_u64(entry + td_off.ops))
+        mem.write_u64(inode + i_off.i_ino, i)
     else:
         raise KernelError(errno.E2BIG, f"simple_fill_super: {sb.fstype.name}'s files table has no "
                                        f'terminating {{""}} entry in its first {MAX_FILES}')
-    mem.write_u64(s + S_ROOT, root)
+    mem.write_u64(s + sb_off.s_root, root)
     return 0
 
 

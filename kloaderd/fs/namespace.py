@@ -37,24 +37,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.module import OwnerKind, RefOwner
 from ..kernel.printk import KERN_WARNING
-from .filesystems import (FS_REQUIRES_DEV, FST_INIT_FS_CONTEXT, FST_MOUNT, FileSystemType,
-                          filesystems, get_filesystem, get_fs_type, put_filesystem)
-from .super import (D_SB, FC_FS_TYPE, FC_OPS, FC_ROOT, FC_SB_FLAGS, FC_SIZE, FC_SOURCE, FCOP_FREE,
-                    FCOP_GET_TREE, FCOP_PARSE_MONOLITHIC, SB_KERNMOUNT, Call, SuperBlock, caller_call,
-                    err_ptr, ptr_err, supers)
+from .filesystems import (FS_REQUIRES_DEV, FST, FileSystemType, filesystems, get_filesystem,
+                          get_fs_type, put_filesystem)
+from .super import (DENTRY, FC, FCOPS, SB_KERNMOUNT, STRUCTS as SUPER_STRUCTS, Call, SuperBlock,
+                    caller_call, err_ptr, ptr_err, supers)
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # struct vfsmount, fs_context, dentry: Linux 6.1's (kloader's headers too)
-
-# struct vfsmount
-MNT_SIZE = 32
-MNT_ROOT = 0
-MNT_SB = 8
-MNT_FLAGS = 16
+MNT = struct("struct vfsmount", "linux/mount.h", "mnt_root", "mnt_sb", "mnt_flags")
+STRUCTS = (*SUPER_STRUCTS, MNT)  # what these functions read at the kernel's offsets
 MNT_INTERNAL = 0x4000
 PATH_MAX = 4096
 DATA_MAX = 4096               # mount(2) copies at most a page of options
@@ -92,13 +87,13 @@ class Mounts:
         return on[-1] if on else None
 
     def add(self, sb: SuperBlock, root: int, target: str | None, source: str, internal: bool) -> Mount | int:
-        mem = self.kernel.mem
-        address = self.kernel.slab.alloc(MNT_SIZE, None, zero=True)
+        mem, off = self.kernel.mem, self.kernel.layouts[MNT]
+        address = self.kernel.slab.alloc(off.size, None, zero=True)
         if not address:
             return -errno.ENOMEM
-        mem.write_u64(address + MNT_ROOT, root)
-        mem.write_u64(address + MNT_SB, sb.address)
-        mem.write_u32(address + MNT_FLAGS, MNT_INTERNAL if internal else 0)
+        mem.write_u64(address + off.mnt_root, root)
+        mem.write_u64(address + off.mnt_sb, sb.address)
+        mem.write_u32(address + off.mnt_flags, MNT_INTERNAL if internal else 0)
         mnt = Mount(address, sb, target, source)
         self.mounts[address] = mnt
         self.registry.add(address, mnt.describe(), owner=sb.fstype.module, address=address,
@@ -152,6 +147,7 @@ async def vfs_get_tree(kernel: "Kernel", fst: FileSystemType, flags: int, source
     """fs_context_for_mount + parse + vfs_get_tree (or legacy_get_tree):
     the superblock and root dentry, one active reference held; KernelError else."""
     mem, slab = kernel.mem, kernel.slab
+    fst_off, fc_off, ops_off = kernel.layouts[FST], kernel.layouts[FC], kernel.layouts[FCOPS]
     fc_ref = RefOwner(OwnerKind.FILE, f"fs_context {fst.name}")
     get_filesystem(kernel, fst, fc_ref)
     source_ptr = _kstrdup(kernel, source)
@@ -161,30 +157,30 @@ async def vfs_get_tree(kernel: "Kernel", fst: FileSystemType, flags: int, source
     try:
         if not source_ptr or (data and not data_ptr):
             raise KernelError(errno.ENOMEM, f"mount {fst.name}: out of memory")
-        init_fs_context = mem.read_u64(fst.address + FST_INIT_FS_CONTEXT)
+        init_fs_context = mem.read_u64(fst.address + fst_off.init_fs_context)
         if init_fs_context:
-            fc = slab.alloc(FC_SIZE, None, zero=True)
+            fc = slab.alloc(fc_off.size, None, zero=True)
             if not fc:
                 raise KernelError(errno.ENOMEM, f"mount {fst.name}: out of memory")
-            mem.write_u64(fc + FC_FS_TYPE, fst.address)
-            mem.write_u32(fc + FC_SB_FLAGS, flags)
+            mem.write_u64(fc + fc_off.fs_type, fst.address)
+            mem.write_u32(fc + fc_off.sb_flags, flags)
             _fail(fst, "init_fs_context", _check(await call(init_fs_context, fc)))
-            mem.write_u64(fc + FC_SOURCE, source_ptr)
+            mem.write_u64(fc + fc_off.source, source_ptr)
             strings.remove(source_ptr)                 # the context owns it now
-            ops = mem.read_u64(fc + FC_OPS)
+            ops = mem.read_u64(fc + fc_off.ops)
             if data:
-                parse = mem.read_u64(ops + FCOP_PARSE_MONOLITHIC) if ops else 0
+                parse = mem.read_u64(ops + ops_off.parse_monolithic) if ops else 0
                 if not parse:
                     raise KernelError(errno.EINVAL, f"mount {fst.name}: options need the type's "
                                       "->parse_monolithic; kloader does not emulate ->parse_param")
                 _fail(fst, "parse_monolithic", _check(await call(parse, fc, data_ptr)))
-            get_tree = mem.read_u64(ops + FCOP_GET_TREE) if ops else 0
+            get_tree = mem.read_u64(ops + ops_off.get_tree) if ops else 0
             if not get_tree:
                 raise KernelError(errno.EINVAL, f"mount {fst.name}: its fs_context has no ->get_tree")
             _fail(fst, "get_tree", _check(await call(get_tree, fc)))
-            root = mem.read_u64(fc + FC_ROOT)
+            root = mem.read_u64(fc + fc_off.root)
         else:
-            mount = mem.read_u64(fst.address + FST_MOUNT)
+            mount = mem.read_u64(fst.address + fst_off.mount) if fst_off.mount is not None else 0
             if not mount:
                 raise KernelError(errno.ENODEV, f"mount {fst.name}: the type has neither "
                                   "->init_fs_context nor ->mount")
@@ -192,7 +188,7 @@ async def vfs_get_tree(kernel: "Kernel", fst: FileSystemType, flags: int, source
             err = ptr_err(root)
             if err is not None:
                 _fail(fst, "mount", err)
-        sb = supers(kernel).of(mem.read_u64(root + D_SB)) if root else None
+        sb = supers(kernel).of(mem.read_u64(root + kernel.layouts[DENTRY].d_sb)) if root else None
         if sb is None:
             raise KernelError(errno.EINVAL, f"mount {fst.name}: the type returned no root dentry "
                               "of one of its superblocks")
@@ -206,14 +202,14 @@ async def vfs_get_tree(kernel: "Kernel", fst: FileSystemType, flags: int, source
 
 
 async def _put_fs_context(kernel: "Kernel", fc: int, call: Call) -> None:
-    mem = kernel.mem
-    ops = mem.read_u64(fc + FC_OPS)
-    free = mem.read_u64(ops + FCOP_FREE) if ops else 0
+    mem, fc_off = kernel.mem, kernel.layouts[FC]
+    ops = mem.read_u64(fc + fc_off.ops)
+    free = mem.read_u64(ops + kernel.layouts[FCOPS].free) if ops else 0
     try:
         if free:
             await call(free, fc)
     finally:
-        source = mem.read_u64(fc + FC_SOURCE)
+        source = mem.read_u64(fc + fc_off.source)
         if source:
             kernel.slab.free(source, None)
         kernel.slab.free(fc, None)

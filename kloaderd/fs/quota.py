@@ -2,8 +2,8 @@
 
 As Linux 6.1: the format is pushed on the front of `quota_formats` through
 `qf_next` (in guest memory) and registration cannot fail; unregistering
-unlinks it if present.  Layout: quota_format_type {qf_fmt_id@0,
-qf_owner@16, qf_next@24}.
+unlinks it if present.  `struct quota_format_type` is read at the running
+kernel's offsets.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.registry import owner_of
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-FMT_ID, OWNER, NEXT = 0, 16, 24
+QFMT = struct("struct quota_format_type", "linux/quota.h", "qf_fmt_id", "qf_owner", "qf_next")
+STRUCTS = (QFMT,)           # what these functions read at the kernel's offsets
 
 
 class QuotaFormats:
@@ -25,27 +25,28 @@ class QuotaFormats:
 
     def unlink(self, fmt: int) -> None:
         mem, prev, node = self.kernel.mem, 0, self.first
+        next_ = self.kernel.layouts[QFMT].qf_next
         while node:
             if node == fmt:
-                after = mem.read_u64(fmt + NEXT)
+                after = mem.read_u64(fmt + next_)
                 if prev:
-                    mem.write_u64(prev + NEXT, after)
+                    mem.write_u64(prev + next_, after)
                 else:
                     self.first = after
                 return
-            prev, node = node, mem.read_u64(node + NEXT)
+            prev, node = node, mem.read_u64(node + next_)
 
 
 @export("register_quota_format", "int register_quota_format(struct quota_format_type *fmt)",
         nargs=1)
 def register_quota_format(ctx: Any, fmt: int) -> int:
-    state = ctx.kernel.subsystem(QuotaFormats)
-    ctx.mem.write_u64(fmt + NEXT, state.first)
+    state, off = ctx.kernel.subsystem(QuotaFormats), ctx.kernel.layouts[QFMT]
+    ctx.mem.write_u64(fmt + off.qf_next, state.first)
     state.first = fmt
     registry = ctx.kernel.registrations.registry("quota_format")
     registry.remove(fmt)
-    registry.add(fmt, f"quota format {ctx.mem.read_u32(fmt + FMT_ID)}",
-                 owner=owner_of(ctx.kernel, fmt, ctx.mem.read_u64(fmt + OWNER)), address=fmt,
+    registry.add(fmt, f"quota format {ctx.mem.read_u32(fmt + off.qf_fmt_id)}",
+                 owner=owner_of(ctx.kernel, fmt, ctx.mem.read_u64(fmt + off.qf_owner)), address=fmt,
                  data=state, on_leftover=lambda entry: entry.data.unlink(entry.address))
     return 0
 

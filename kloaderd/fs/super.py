@@ -3,7 +3,8 @@ and fs/fs_context.c): `mount_nodev`, `mount_single`, `get_tree_nodev`,
 `get_tree_single`, `kill_anon_super`, `kill_litter_super`,
 `deactivate_super`.
 
-A superblock is kernel memory (`struct super_block`, Linux 6.1's layout)
+A superblock is kernel memory (`struct super_block`, at the running kernel's
+offsets: kloaderd/kernel/layouts.py)
 with an anonymous device number (`0:N`, N from 1 up as `get_anon_bdev`
 hands them out) and, as in Linux, a reference on its type's module
 (`get_filesystem`, kloaderd/fs/filesystems.py) held until the type's
@@ -36,54 +37,27 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.callback import call_module_code
+from ..kernel.layouts import struct
 from ..kernel.module import OwnerKind, RefOwner
-from .filesystems import FST_KILL_SB, FileSystemType, filesystems, get_filesystem, put_filesystem
+from .filesystems import FST, FileSystemType, filesystems, get_filesystem, put_filesystem
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = (6, 1)       # struct super_block, dentry, fs_context: Linux 6.1's (kloader's headers too)
-
-# struct super_block
-SB_SIZE = 1472
-S_LIST = 0
-S_DEV = 16
-S_BLOCKSIZE_BITS = 20
-S_BLOCKSIZE = 24
-S_MAXBYTES = 32
-S_TYPE = 40
-S_OP = 48
-S_FLAGS = 80
-S_IFLAGS = 88
-S_MAGIC = 96
-S_ROOT = 104
-S_COUNT = 152
-S_ACTIVE = 156
-S_FS_INFO = 920
-S_TIME_GRAN = 928
-S_ID = 968
-S_ID_LEN = 32
-# struct super_operations
-SOP_PUT_SUPER = 56
-# struct dentry
-DENTRY_SIZE = 192
-D_PARENT = 24
-D_NAME = 32
-D_INODE = 48
-D_ICNAME = 56
-D_SB = 104
-# struct fs_context
-FC_SIZE = 152
-FC_OPS = 0
-FC_FS_TYPE = 40
-FC_ROOT = 64
-FC_SOURCE = 112
-FC_S_FS_INFO = 128
-FC_SB_FLAGS = 136
-# struct fs_context_operations
-FCOP_FREE = 0
-FCOP_PARSE_MONOLITHIC = 24
-FCOP_GET_TREE = 32
+# What the VFS reads and writes of these structures, at each kernel's offsets.
+SB = struct("struct super_block", "linux/fs.h", "s_list", "s_dev", "s_blocksize_bits", "s_blocksize",
+            "s_maxbytes", "s_type", "s_op", "s_flags", "s_magic", "s_root", "s_count", "s_active",
+            "s_fs_info", "s_time_gran", "s_id")
+SOPS = struct("struct super_operations", "linux/fs.h", "put_super")
+# The short name is inline in `d_iname` (Linux 6.1 to 6.13) or `d_shortname` (6.14 on).
+DENTRY = struct("struct dentry", "linux/dcache.h", "d_parent", "d_name", "d_inode", "d_sb",
+                optional=("d_iname", "d_shortname"))
+FC = struct("struct fs_context", "linux/fs_context.h", "ops", "fs_type", "root", "source",
+            "s_fs_info", "sb_flags")
+FCOPS = struct("struct fs_context_operations", "linux/fs_context.h", "free", "parse_monolithic",
+               "get_tree")
+STRUCTS = (FST, SB, SOPS, DENTRY, FC, FCOPS)   # what these functions read at the kernel's offsets
+S_ID_LEN = 32                   # char s_id[32]
 
 SB_SILENT = 1 << 15
 SB_KERNMOUNT = 1 << 22
@@ -134,49 +108,49 @@ class SuperBlocks:
 
     def alloc(self, fst: FileSystemType, flags: int, fs_info: int = 0) -> SuperBlock | int:
         """alloc_super + set_anon_super: a superblock pinning fst's module, or -ENOMEM."""
-        kernel, mem = self.kernel, self.kernel.mem
-        address = kernel.slab.alloc(SB_SIZE, None, zero=True)
+        kernel, mem, off = self.kernel, self.kernel.mem, self.kernel.layouts[SB]
+        address = kernel.slab.alloc(off.size, None, zero=True)
         if not address:
             return -errno.ENOMEM
         anon = next(n for n in range(1, 1 << 20) if n not in self._anon)
         self._anon.add(anon)
         sb = SuperBlock(address, fst, anon, RefOwner(OwnerKind.FILE, f"superblock {fst.name} 0:{anon}"))
-        mem.write_u64(address + S_LIST, address + S_LIST)
-        mem.write_u64(address + S_LIST + 8, address + S_LIST)
-        mem.write_u32(address + S_DEV, anon)
-        mem.write_u64(address + S_MAXBYTES, MAX_NON_LFS)
-        mem.write_u64(address + S_TYPE, fst.address)
-        mem.write_u64(address + S_FLAGS, flags & _MASK64)
-        mem.write_u32(address + S_COUNT, 1)
-        mem.write_u32(address + S_ACTIVE, 1)
-        mem.write_u64(address + S_FS_INFO, fs_info)
-        mem.write_u32(address + S_TIME_GRAN, 1_000_000_000)
-        mem.write(address + S_ID, fst.name.encode()[:S_ID_LEN - 1] + b"\0")
+        mem.write_u64(address + off.s_list, address + off.s_list)
+        mem.write_u64(address + off.s_list + 8, address + off.s_list)
+        mem.write_u32(address + off.s_dev, anon)
+        mem.write_u64(address + off.s_maxbytes, MAX_NON_LFS)
+        mem.write_u64(address + off.s_type, fst.address)
+        mem.write_u64(address + off.s_flags, flags & _MASK64)
+        mem.write_u32(address + off.s_count, 1)
+        mem.write_u32(address + off.s_active, 1)
+        mem.write_u64(address + off.s_fs_info, fs_info)
+        mem.write_u32(address + off.s_time_gran, 1_000_000_000)
+        mem.write(address + off.s_id, fst.name.encode()[:S_ID_LEN - 1] + b"\0")
         get_filesystem(kernel, fst, sb.ref)
         self.supers[address] = sb
         return sb
 
     def root(self, sb: SuperBlock) -> int:
-        return self.kernel.mem.read_u64(sb.address + S_ROOT)
+        return self.kernel.mem.read_u64(sb.address + self.kernel.layouts[SB].s_root)
 
     def activate(self, sb: SuperBlock) -> int:
         """s_flags |= SB_ACTIVE; the root dentry the mount will hold."""
-        mem = self.kernel.mem
-        mem.write_u64(sb.address + S_FLAGS, mem.read_u64(sb.address + S_FLAGS) | SB_ACTIVE)
+        mem, flags = self.kernel.mem, sb.address + self.kernel.layouts[SB].s_flags
+        mem.write_u64(flags, mem.read_u64(flags) | SB_ACTIVE)
         return self.root(sb)
 
     def grab(self, sb: SuperBlock) -> None:
         sb.active += 1
-        self.kernel.mem.write_u32(sb.address + S_ACTIVE, sb.active)
+        self.kernel.mem.write_u32(sb.address + self.kernel.layouts[SB].s_active, sb.active)
 
     async def deactivate(self, sb: SuperBlock, call: Call) -> None:
         """deactivate_super: the last active reference runs ->kill_sb, then
         drops the module reference and frees the superblock."""
         sb.active -= 1
         if sb.active > 0:
-            self.kernel.mem.write_u32(sb.address + S_ACTIVE, sb.active)
+            self.kernel.mem.write_u32(sb.address + self.kernel.layouts[SB].s_active, sb.active)
             return
-        kill_sb = self.kernel.mem.read_u64(sb.fstype.address + FST_KILL_SB)
+        kill_sb = self.kernel.mem.read_u64(sb.fstype.address + self.kernel.layouts[FST].kill_sb)
         try:
             if kill_sb:
                 await call(kill_sb, sb.address)
@@ -197,12 +171,12 @@ class SuperBlocks:
 
     async def generic_shutdown_super(self, sb: SuperBlock, call: Call) -> None:
         """->put_super, then the inodes and dentries go (in forget())."""
-        mem = self.kernel.mem
-        s_op = mem.read_u64(sb.address + S_OP)
-        put_super = mem.read_u64(s_op + SOP_PUT_SUPER) if s_op else 0
+        mem, off = self.kernel.mem, self.kernel.layouts[SB]
+        s_op = mem.read_u64(sb.address + off.s_op)
+        put_super = mem.read_u64(s_op + self.kernel.layouts[SOPS].put_super) if s_op else 0
         if self.root(sb) and put_super:
             await call(put_super, sb.address)
-        mem.write_u64(sb.address + S_ROOT, 0)
+        mem.write_u64(sb.address + off.s_root, 0)
 
 
 def supers(kernel: "Kernel") -> SuperBlocks:
@@ -266,22 +240,22 @@ async def mount_single(ctx: Any, fs_type: int, flags: int, data: int, fill_super
 
 
 async def _get_tree(ctx: Any, fc: int, fill_super: int, single: bool) -> int:
-    mem, all_supers = ctx.mem, supers(ctx.kernel)
-    fst = _type(ctx, mem.read_u64(fc + FC_FS_TYPE))
+    mem, all_supers, off = ctx.mem, supers(ctx.kernel), ctx.kernel.layouts[FC]
+    fst = _type(ctx, mem.read_u64(fc + off.fs_type))
     if single:
         existing = next((sb for sb in all_supers.of_type(fst) if all_supers.root(sb)), None)
         if existing is not None:
             all_supers.grab(existing)
-            mem.write_u64(fc + FC_ROOT, all_supers.root(existing))
+            mem.write_u64(fc + off.root, all_supers.root(existing))
             return 0
-    sb = all_supers.alloc(fst, mem.read_u32(fc + FC_SB_FLAGS), mem.read_u64(fc + FC_S_FS_INFO))
+    sb = all_supers.alloc(fst, mem.read_u32(fc + off.sb_flags), mem.read_u64(fc + off.s_fs_info))
     if isinstance(sb, int):
         return sb
-    mem.write_u64(fc + FC_S_FS_INFO, 0)                 # sget_fc: the superblock owns it now
+    mem.write_u64(fc + off.s_fs_info, 0)                # sget_fc: the superblock owns it now
     err = await fill(ctx, sb, fill_super, fc)
     if err < 0:
         return err
-    mem.write_u64(fc + FC_ROOT, all_supers.activate(sb))
+    mem.write_u64(fc + off.root, all_supers.activate(sb))
     return 0
 
 

@@ -193,7 +193,8 @@ class Unmeasurable(Exception):
     """No compiler or kbuild to measure with; the message says what is missing."""
 
 
-_MAX_ROUNDS = 8          # compiles before giving up on members that do not exist
+_MAX_ROUNDS = 8          # compiles before giving up on members that do not exist,
+                         # plus one per header (a missing one is a fatal error of its own)
 
 
 def probe_source(headers: Iterable[str], values: dict[str, str]) -> tuple[str, list[str]]:
@@ -235,7 +236,8 @@ def measure_values(headers: Iterable[str], values: dict[str, str], compile: Comp
     values, headers = dict(values), set(headers)
     with tempfile.TemporaryDirectory(prefix="kloader-layouts-") as tmp:
         work = Path(tmp)
-        for _ in range(_MAX_ROUNDS):
+        rounds = _MAX_ROUNDS + len(headers)
+        for _ in range(rounds):
             source, keys = probe_source(headers, values)
             (work / "probe.c").write_text(source)
             done = compile(work)
@@ -250,7 +252,7 @@ def measure_values(headers: Iterable[str], values: dict[str, str], compile: Comp
                     headers.discard(key.removeprefix("#include "))
                 else:
                     del values[key]
-    raise Unmeasurable(f"the probe still does not compile after {_MAX_ROUNDS} rounds")
+    raise Unmeasurable(f"the probe still does not compile after {rounds} rounds")
 
 
 def measure(structs: Iterable[Struct], compile: Compile) -> dict[str, dict[str, int]]:
