@@ -20,7 +20,7 @@ trusts the ELF checks to prevent.  `_apply_one_by_one` is that loop, line
 for line: the reference, and what reports every refusal.
 
 A distribution module carries ~80,000 relocations, and one by one in Python
-they would cost ~2 µs each.  `_apply_fast` gets the same bytes with a
+they would cost ~0.7 µs each.  `_apply_fast` gets the same bytes with a
 constant number of passes over whole lists, each done in C (`map` over
 operator functions and bound `struct` methods, `bytes.translate`/`count`):
 
@@ -87,6 +87,11 @@ _PCREL: dict[int, int] = {t: int(pcrel) for t, (_size, pcrel) in RELOC_TYPES.ite
 # bytes.translate table for `_places_are_free`: zero -> 1, anything else -> 2.
 _MARK = bytes([1] + [2] * 255)
 _DECLINED = (struct.error, IndexError, OverflowError, KeyError)
+# Below this many entries the reference loop is quicker: the fast path's
+# passes cost ~6 µs however few entries they carry (measured: 1 entry 6.3 µs
+# against 0.9, 8 entries 9.9 against 5.5, 16 about even), and a small module's
+# relocation sections hold a handful each.
+FAST_MIN_ENTRIES = 16
 
 
 def as_signed64(values: Sequence[int]) -> list[int]:
@@ -109,7 +114,10 @@ def apply_relocate_add(mem: bytearray, mem_offset: int, section_addr: int, secti
     discards a module whose relocation failed (so does Linux).
     """
     n = len(rela) // RELA_SIZE
-    if n and not _apply_fast(mem, mem_offset, section_addr, section_size, rela, symbol_values):
+    if n >= FAST_MIN_ENTRIES and \
+            _apply_fast(mem, mem_offset, section_addr, section_size, rela, symbol_values):
+        return n
+    if n:
         _apply_one_by_one(mem, mem_offset, section_addr, section_size, rela, symbol_values, modname)
     return n
 

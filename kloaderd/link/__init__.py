@@ -22,11 +22,11 @@ from operator import add, and_, attrgetter, itemgetter
 from typing import Mapping, NamedTuple
 
 from kloaderd.arch import ignore_undef_symbol
-from kloaderd.arch.x86_64 import apply_relocate_add, as_signed64
+from kloaderd.arch.x86_64 import FAST_MIN_ENTRIES, apply_relocate_add, as_signed64
 from kloaderd.elf.defs import SHF_ALLOC, SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF, STB_WEAK
 from kloaderd.elf.image import Image, Section
 from kloaderd.errors import KernelError, enoexec
-from kloaderd.link.layout import Layout, layout_sections
+from kloaderd.link.layout import Layout, ModLayout, layout_sections
 
 __all__ = ["Layout", "Linked", "LinkedExport", "Piece", "layout_sections", "link"]
 
@@ -102,11 +102,12 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
     values = _simplify_symbols(image, section_addr, externals, percpu_base)
 
     patched = {r.target for r in image.rela if r.count}
-    pieces = {which: _pieces(image, layout, which, size, patched)
-              for which, size in (("core", layout.core.size), ("init", layout.init.size))}
+    pieces = {"core": _pieces(image, layout.core, patched), "init": _pieces(image, layout.init, patched)}
 
     applied = 0
-    signed = as_signed64(values)
+    # The fast path wants the values signed, a pass over every symbol: made
+    # only when some section has entries enough to take that path.
+    signed = as_signed64(values) if any(r.count >= FAST_MIN_ENTRIES for r in image.rela) else values
     for r in image.rela:
         target = image.sections[r.target]
         where = layout.place(r.target)
@@ -133,15 +134,13 @@ def link(image: Image, layout: Layout, core_base: int, init_base: int,
     )
 
 
-def _pieces(image: Image, layout: Layout, which: str, size: int, patched: set[int]) -> list[Piece]:
+def _pieces(image: Image, layout: ModLayout, patched: set[int]) -> list[Piece]:
     """One image's pieces: the shared sections, and between them buffers
     holding every other section's bytes (zeros where there are none)."""
-    placed: list[tuple[int, Section]] = []
-    for s in image.sections:
-        where = layout.place(s.index)
-        if where is not None and where[0] == which and s.data:
-            placed.append((where[1], s))
-    placed.sort(key=itemgetter(0))
+    sections = image.sections
+    placed = sorted(((off, sections[i]) for i, off in layout.offsets.items() if sections[i].data),
+                    key=itemgetter(0))
+    size = layout.size
     pieces: list[Piece] = []
     start = 0                                   # of the buffer being filled
     own: list[tuple[int, memoryview]] = []      # its sections: (offset in the image, bytes)
