@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from operator import and_, rshift
+from operator import add, and_, attrgetter, rshift
 from typing import NamedTuple
 
 from kloaderd.arch import ignore_undef_symbol
@@ -233,6 +233,8 @@ class Shdr(NamedTuple):
 
 
 _new_shdr = partial(tuple.__new__, Shdr)
+_SH_OFFSET = attrgetter("sh_offset")
+_SH_SIZE = attrgetter("sh_size")
 
 
 class _Parser:
@@ -322,6 +324,8 @@ class _Parser:
         s0 = sechdrs[0]
         if s0.sh_type != SHT_NULL or s0.sh_size != 0 or s0.sh_addr != 0:
             raise enoexec(f"ELF Spec violation: section 0 type({s0.sh_type})!=SH_NULL or non-zero len or addr")
+        if max(map(add, map(_SH_OFFSET, sechdrs), map(_SH_SIZE, sechdrs))) <= n:
+            return                          # the usual: every section's bytes inside, whatever its type
         for i, (_name, sh_type, _flags, _addr, offset, size, *_rest) in enumerate(sechdrs[1:], 1):
             if offset + size > n and sh_type != SHT_NULL and sh_type != SHT_NOBITS:
                 raise enoexec(f"Invalid ELF section in module (section {i} type {sh_type})")
@@ -348,12 +352,15 @@ class _Parser:
             raise enoexec(f"Invalid ELF section name in module (section {i} type {self.sechdrs[i].sh_type})")
         # The table ends with NUL, so each name's end is found.
         ends = map(secstrings.find, repeat(b"\0"), offsets)
-        names = self.names = [name.decode("utf-8", "replace")
-                              for name in map(secstrings.__getitem__, map(slice, offsets, ends))]
+        raw = list(map(secstrings.__getitem__, map(slice, offsets, ends)))
+        try:
+            names = list(map(bytes.decode, raw))
+        except UnicodeDecodeError:
+            names = [name.decode("utf-8", "replace") for name in raw]
         names[0] = ""
-        self.find = {}
-        for i in range(shnum - 1, 0, -1):
-            self.find[names[i]] = i
+        self.names = names
+        # The first section of each name: later ones are overwritten by earlier.
+        self.find = dict(zip(reversed(names[1:]), range(shnum - 1, 0, -1)))
 
     def elf_validity_cache_index(self) -> None:
         """.modinfo (and the name it gives), .gnu.linkonce.this_module, the
@@ -365,8 +372,11 @@ class _Parser:
 
     def _unique(self, name: str) -> list[int]:
         """find_any_unique_sec(): every section called `name` (usually one)."""
-        if name not in self.find:
+        first = self.find.get(name)
+        if first is None:
             return []
+        if self.names.count(name) == 1:     # the usual: no need to look for others
+            return [first] if self.sechdrs[first].sh_type != SHT_NULL else []
         return [i for i, n in enumerate(self.names) if n == name and self.sechdrs[i].sh_type != SHT_NULL]
 
     def elf_validity_cache_index_info(self) -> None:

@@ -12,11 +12,12 @@ on.  The init layout has no ro-after-init region: Linux gives it the ro size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from kloaderd.config import PAGE_SIZE
 from kloaderd.elf.defs import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE
-from kloaderd.elf.image import Image
+from kloaderd.elf.image import Image, Section
 
 # (required flags, forbidden flags) per pass; ARCH_SHF_SMALL is 0 on x86, so
 # Linux's fifth pass places nothing new and is left out.
@@ -44,9 +45,10 @@ class ModLayout:
     ro_after_init_size: int
     offsets: dict[int, int]     # section index -> offset in this layout
 
-    @property
+    @cached_property
     def regions(self) -> tuple[Region, ...]:
-        """Non-empty permission regions [(kind, offset, size, perms, final_perms)]."""
+        """Non-empty permission regions [(kind, offset, size, perms, final_perms)];
+        made once (a load asks for them three times)."""
         spans = (
             ("text", 0, self.text_size, "r-x", "r-x"),
             ("ro", self.text_size, self.ro_size, "r--", "r--"),
@@ -80,14 +82,18 @@ def module_init_layout_section(name: str) -> bool:
 
 def layout_sections(image: Image) -> Layout:
     """Lay out every SHF_ALLOC section of `image` as Linux does on x86-64."""
-    return Layout(_layout(image, init=False), _layout(image, init=True))
+    core: list[Section] = []
+    init: list[Section] = []
+    for s in image.sections[1:]:
+        if s.flags & SHF_ALLOC:
+            (init if module_init_layout_section(s.name) else core).append(s)
+    return Layout(_layout(core, init=False), _layout(init, init=True))
 
 
-def _layout(image: Image, *, init: bool) -> ModLayout:
+def _layout(candidates: list[Section], *, init: bool) -> ModLayout:
+    """One layout of `candidates` (its SHF_ALLOC sections, in index order)."""
     offsets: dict[int, int] = {}
     size = text = ro = ro_after_init = 0
-    candidates = [s for s in image.sections[1:]
-                  if s.flags & SHF_ALLOC and module_init_layout_section(s.name) == init]
     for m, (need, forbid) in enumerate(MASKS):
         for s in candidates:
             if (s.flags & need) != need or s.flags & forbid or s.index in offsets:
