@@ -81,7 +81,7 @@ class KernelServices:
         self.formed = 0                   # modules in `loaded` past UNFORMED: status() in O(1)
         self.symbols = SymbolTable()
         self.kernel_owner = RefOwner(OwnerKind.KERNEL, "kernel")
-        self._changed = trio.Event()
+        self._changed = trio.lowlevel.ParkingLot()     # who waits for notify()
         self._by_struct: dict[int, Module] = {}
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
         self.exit_scopes: dict[str, trio.CancelScope] = {}   # exits running now, by module
@@ -131,12 +131,14 @@ class KernelServices:
 
     # -- notification -------------------------------------------------------
     def notify(self) -> None:
-        """Wake every waiter: something changed that it may be waiting for."""
-        self._changed.set()
-        self._changed = trio.Event()
+        """Wake every waiter: something changed that it may be waiting for.
+        A load and an unload notify six times and usually nobody waits:
+        then this is a length check, not a new Event."""
+        if self._changed:
+            self._changed.unpark_all()
 
     async def wait_for_change(self) -> None:
-        await self._changed.wait()
+        await self._changed.park()
 
     def set_state(self, mod: Module, state: ModuleState) -> None:
         if mod.state is ModuleState.UNFORMED and state is not ModuleState.UNFORMED:

@@ -650,7 +650,8 @@ class LogBuffer:
         self._bytes += _cost(record)
         while self._bytes > self.capacity and len(self._records) > 1:
             self._bytes -= _cost(self._records.popleft())
-        self._waiters.unpark_all()
+        if self._waiters:                 # followers (dmesg -w); usually none
+            self._waiters.unpark_all()
 
     # -- reading --
     @property

@@ -212,7 +212,8 @@ class Scheduler:
     def exit_task(self, task: Task) -> None:
         """The task is gone: give the CPU back if it held it, recycle its stack.
         The sleeping locks it still holds stay held (`orphaned_locks`)."""
-        self.orphaned_locks.update(dict.fromkeys(task.held_locks, f"{task.comm}/{task.pid}"))
+        if task.held_locks:
+            self.orphaned_locks.update(dict.fromkeys(task.held_locks, f"{task.comm}/{task.pid}"))
         if task.holds_cpu:
             self.release(task)
         if self.tasks.pop(task.pid, None) is not None:

@@ -95,7 +95,11 @@ async def finish_removal(kernel: "KernelServices", mod: Module, *, deadline: flo
     scope = kernel.exit_scopes[mod.name] = trio.CancelScope()
     trio.lowlevel.spawn_system_task(_run_exit, kernel, mod, linked.exit_addr, scope, done,
                                     name=f"exit of {mod.name}")
-    with trio.move_on_at(min(deadline, abandon_at)):
+    until = min(deadline, abandon_at)
+    if until == math.inf:
+        await done.wait()                   # the usual rmmod: no cancel scope to make
+        return
+    with trio.move_on_at(until):
         await done.wait()
     if done.is_set():
         return
