@@ -322,6 +322,7 @@ PER_CPU_SRC = r"""
 #include <linux/init.h>
 #include <linux/printk.h>
 #include <linux/moduleparam.h>
+#include <linux/string.h>
 MODULE_LICENSE("GPL");
 extern unsigned int nr_cpu_ids;
 extern unsigned long __per_cpu_offset[];
@@ -349,8 +350,12 @@ static int __init pc_init(void)
 		*(int *)((unsigned long)&counter + __per_cpu_offset[0]));
 	pr_info("pc: nr_cpu_ids=%u online=%lx pob=%lx caches=%d\n", nr_cpu_ids,
 		__cpu_online_mask[0], page_offset_base, kmalloc_caches[0] == 0);
-	if (touch_init_user_ns)
+	if (touch_init_user_ns == 1)
 		return init_user_ns[8];
+	if (touch_init_user_ns == 2)		/* read by a kernel function */
+		return strnlen(init_user_ns + 8, nr_cpu_ids + 15);
+	if (touch_init_user_ns == 3)		/* and written */
+		memset(init_user_ns + 8, 0, nr_cpu_ids + 15);
 	return 0;
 }
 static void __exit pc_exit(void) { }
@@ -396,6 +401,25 @@ def test_reading_a_not_emulated_object_oopses_naming_it(tree, pc_module):
     address = kernel.symbols.get("init_user_ns").address + 8
     assert f"BUG: unable to handle page fault for address: {address:016x}" in log
     assert "#PF: supervisor read access in kernel mode" in log
+
+
+@pytest.mark.parametrize("touch, function, access", [(2, "strnlen", "read"), (3, "memset", "write")])
+def test_a_kernel_function_reading_a_not_emulated_object_oopses_naming_it(tree, pc_module, touch,
+                                                                          function, access):
+    """Not the stub's bytes handed to the function as the object's: the
+    oops (and so a survey's verdict) names the object, at the call."""
+    kernel = Kernel(KernelOptions(kernel=str(tree)))
+    with pytest.raises(KernelError) as failed:
+        trio.run(lambda: kernel.init_module(pc_module, f"touch_init_user_ns={touch}"))
+    assert failed.value.errno == errno.EFAULT
+    log = texts(kernel)
+    start = log.index("kloader: kernel object init_user_ns is not emulated")
+    address = kernel.symbols.get("init_user_ns").address + 8
+    assert log[start + 1:start + 3] == [f"BUG: unable to handle page fault for address: {address:016x}",
+                                        f"#PF: supervisor {access} access in kernel mode"]
+    assert any(line.startswith("RIP: 0010:pc_init+") for line in log)     # at the call, in the module
+    assert not any(f"kernel function {function}" in line for line in log)
+    assert not any("Unable to access opcode bytes" in line for line in log)
 
 
 def test_a_module_for_another_struct_module_is_refused_as_linux_does():

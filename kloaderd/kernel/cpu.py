@@ -388,8 +388,10 @@ class Machine(OopsReports):
             # The kernel image's 512 MiB: far beyond any profile's exports.
             raise KernelError(errno.ENOMEM, "kloader: the kernel image would reach the module area")
         if data:
-            self.mem.map(base, len(data), perms)
+            self.mem.map(base, len(data), "rw-")
             self.mem.write(base, data)
+            if perms != "rw-":
+                self.mem.protect(base, len(data), perms)
         return base + page_align(len(data))
 
     def _setup_per_cpu(self) -> None:

@@ -7,10 +7,13 @@ and its permissions, exactly as the MMU walks Linux's page tables.  Physical
 memory is Unicorn `mem_map`ped regions that we allocate and free; a virtual
 mapping points at pages inside one of them.
 
-Python reads and writes go through the same page table but ignore page
-permissions, as the kernel's own accesses to module text do (text_poke); an
-access to an unmapped address raises `GuestFault`, which the CPU turns into
-an oops of the task whose kernel call made it.
+Python reads and writes go through the same page table and ignore the
+write and execute permissions, as the kernel's own accesses to module text
+do (text_poke); an access to an unmapped address, or to a page that is not
+readable at all (the execute-only stubs of a real kernel's exports kloader
+does not emulate: data there would be placeholder bytes), raises
+`GuestFault`, which the CPU turns into an oops of the task whose kernel
+call made it.
 """
 
 from __future__ import annotations
@@ -314,9 +317,12 @@ class AddressSpace:
                ("x" if p & UC_PROT_EXEC else "-")
 
     def translate(self, addr: int, access: str = "read") -> int:
+        """The physical address behind `addr`, for the kernel's own access:
+        a page that is not readable (execute-only: a not-emulated export's
+        stub) faults as an unmapped one, present."""
         pte = self._pt.get(addr >> PAGE_SHIFT)
-        if pte is None:
-            raise GuestFault(addr, access)
+        if pte is None or not pte[1] & UC_PROT_READ:
+            raise GuestFault(addr, access, present=pte is not None)
         return pte[0] | (addr & (PAGE_SIZE - 1))
 
     # --- data access from Python --------------------------------------------
@@ -336,13 +342,27 @@ class AddressSpace:
             n -= chunk
         return bytes(out)
 
+    def read_code(self, addr: int, n: int) -> bytes:
+        """`read` that an execute-only page does not stop: the bytes of a
+        not-emulated export's stub for an oops's Code: line."""
+        out = bytearray()
+        while n > 0:
+            pte = self._pt.get(addr >> PAGE_SHIFT)
+            if pte is None:
+                raise GuestFault(addr, "read")
+            chunk = min(n, PAGE_SIZE - (addr & (PAGE_SIZE - 1)))
+            out += self.uc.mem_read(pte[0] | (addr & (PAGE_SIZE - 1)), chunk)
+            addr, n = (addr + chunk) & _MASK64, n - chunk
+        return bytes(out)
+
     def write(self, addr: int, data: bytes) -> None:
         addr &= _MASK64
         data = bytes(data)
         # Check the whole range first: a fault must not leave a partial write.
         for page in range(addr & PAGE_MASK, addr + len(data), PAGE_SIZE):
-            if (page >> PAGE_SHIFT) not in self._pt:
-                raise GuestFault(max(page, addr), "write")
+            pte = self._pt.get(page >> PAGE_SHIFT)
+            if pte is None or not pte[1] & UC_PROT_READ:
+                raise GuestFault(max(page, addr), "write", present=pte is not None)
         # Pages mapped together are physically contiguous: one uc_mem_write
         # per run of them, not per page (a 56 MiB module was 14,000 writes
         # and as many slices, on the event loop).
@@ -384,8 +404,8 @@ class AddressSpace:
         it; None for a device page (map_io), which only Unicorn's callbacks
         answer."""
         pte = self._pt.get((addr & _MASK64) >> PAGE_SHIFT)
-        if pte is None:
-            raise GuestFault(addr, access)
+        if pte is None or not pte[1] & UC_PROT_READ:
+            raise GuestFault(addr, access, present=pte is not None)
         if pte[2] == _DEVICE:
             return None, 0
         arena, offset = divmod(pte[0] - PHYS_BASE, ARENA_SIZE)
@@ -416,7 +436,7 @@ class AddressSpace:
         # reused buffer when the value sits in one page.
         addr &= _MASK64
         pte = self._pt.get(addr >> PAGE_SHIFT)
-        if pte is not None and (addr & (PAGE_SIZE - 1)) + fmt.size <= PAGE_SIZE:
+        if pte is not None and pte[1] & UC_PROT_READ and (addr & (PAGE_SIZE - 1)) + fmt.size <= PAGE_SIZE:
             uclib.uc_mem_read(self._uch, pte[0] | (addr & (PAGE_SIZE - 1)), self._buf, fmt.size)
             return fmt.unpack_from(self._buf)[0]
         return fmt.unpack(self.read(addr, fmt.size))[0]

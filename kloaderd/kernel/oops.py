@@ -226,12 +226,8 @@ class OopsReports:
                           f"stack guard page: 0000 [#{self._die_counter}] PREEMPT SMP NOPTI"]
                 return self._oops(task, "stack-overflow", header, address=fault.address)
             fault = self._precise(fault)
-            missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
-            if missing is not None:
-                self._die_counter += 1
-                header = [f"kloader: kernel object {missing} is not emulated",
-                          *page_fault_header(fault.address, fault.access, True, self._die_counter)]
-                return self._oops(task, "not-emulated", header, address=fault.address)
+            if fault.access != "exec" and self.not_emulated_at(fault.address) is not None:
+                return self._page_fault(task, fault)
             if not _canonical(fault.address):
                 # No page table walk happens: the CPU raises #GP instead.
                 self._die_counter += 1
@@ -244,9 +240,15 @@ class OopsReports:
         return self._oops(task, "exception", header)
 
     def _page_fault(self, task: Task, fault: GuestFault, regs: dict[str, int] | None = None) -> Oops:
+        """A page fault of module code or of a kernel function on its behalf;
+        data read or written in a not-emulated export's stub names the
+        object, as a call to a not-emulated function names the function."""
         self._die_counter += 1
         header = page_fault_header(fault.address, fault.access, fault.present, self._die_counter)
         kind = "null-deref" if fault.address < PAGE_SIZE else "page-fault"
+        missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
+        if missing is not None:
+            kind, header = "not-emulated", [f"kloader: kernel object {missing} is not emulated", *header]
         return self._oops(task, kind, header, address=fault.address, regs=regs)
 
     def _trap_oops(self, task: Task, intno: int) -> Oops:
@@ -355,7 +357,7 @@ class OopsReports:
         the page before is unmapped: the Code: line of the oops."""
         for start in (rip - 42, max(rip - 42, rip & ~(PAGE_SIZE - 1))):
             try:
-                return self.mem.read(start, rip + 22 - start), rip - start
+                return self.mem.read_code(start, rip + 22 - start), rip - start
             except GuestFault:
                 continue
         return None, 0
