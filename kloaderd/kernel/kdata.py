@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from ..config import PAGE_OFFSET
 
 if TYPE_CHECKING:
+    from .layouts import Layouts, Struct
     from .profile import KernelProfile
 
 VMEMMAP_START = 0xFFFFEA0000000000     # Documentation/arch/x86/x86_64/mm.rst (4-level paging)
@@ -30,21 +31,34 @@ KMALLOC_SHIFT_HIGH = 13                # SLUB: PAGE_SHIFT + 1
 
 @dataclass(frozen=True)
 class DataExport:
-    size: Callable[["KernelProfile"], int]
+    size: Callable[["KernelProfile"], int] | None = None
     value: Callable[["KernelProfile", int], bytes] | None = None   # (profile, per_cpu_base); None: zeroed
     writable: bool = True
     # The Linux (major, minor) whose layout `value` writes (a struct); None: any release.
     layouts: tuple[int, int] | None = None
+    # Instead of `size`: a structure the running kernel's layouts size (zeroed,
+    # filled by its subsystem); not backed where its layout is not known.
+    struct: "Struct | None" = None
 
     def holds_for(self, profile: "KernelProfile") -> bool:
         return self.layouts is None or self.layouts == profile.version
+
+    def sized(self, profile: "KernelProfile", layouts: "Layouts") -> int | None:
+        """Its size in this kernel, or None where it cannot be backed."""
+        if self.struct is None:
+            return self.size(profile) if self.size is not None else None
+        return layouts[self.struct].size if layouts.has(self.struct) else None
+
+
+def _home(spec: DataExport) -> object:
+    return getattr(spec.size, "__module__", spec.struct)
 
 
 def export_data(name: str, spec: DataExport) -> None:
     """A subsystem backs kernel data it owns (`init_net` is the network
     namespaces'), as `api.export_object` but sized by the profile."""
     old = DATA_EXPORTS.get(name)
-    if old is not None and old.size.__module__ != spec.size.__module__:   # (a re-import is not)
+    if old is not None and _home(old) != _home(spec):   # (a re-import is not)
         raise ValueError(f"kernel data {name} exported twice")
     DATA_EXPORTS[name] = spec
 

@@ -94,8 +94,10 @@ class Kernel(KernelServices):
                 addresses[name] = offset          # per-CPU: an offset from the GS base
             elif name in DATA_EXPORTS and DATA_EXPORTS[name].holds_for(self.profile):
                 spec = DATA_EXPORTS[name]
-                init = spec.value(self.profile, self.machine.per_cpu_base) if spec.value else b""
-                data.append((name, spec.size(self.profile), init))
+                size = spec.sized(self.profile, self.layouts)
+                if size is not None:
+                    init = spec.value(self.profile, self.machine.per_cpu_base) if spec.value else b""
+                    data.append((name, size, init))
         addresses.update(self.machine.add_objects(data))
         addresses.update(self.machine.add_not_emulated([n for n in exports if n not in addresses]))
         for name, entry in exports.items():

@@ -31,6 +31,7 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.kdata import DataExport, export_data
 from ...kernel.panic import warn
 from ...kernel.printk import KERN_ERR
 from ...kernel.layouts import struct
@@ -81,6 +82,10 @@ class Buses:
                 ctx.mem.write_u64(address + bus_off.p, slab.alloc(PRIVATE_SIZE, None, zero=True))
             self.core[name] = address
         return address
+
+
+for _bus in Buses.CORE:            # a profile's exports of them: memory of its struct bus_type
+    export_data(f"{_bus}_bus_type", DataExport(struct=BUS))
 
 
 def bus_initialized(ctx: Any, bus: int) -> bool:
