@@ -73,7 +73,7 @@ class Step:
 class CpuHotplug:
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
-        profile = getattr(kernel, "profile", None)
+        profile = kernel.profile
         self.bp_dyn, self.bp_dyn_end, self.ap_dyn, self.ap_dyn_end, self.online = \
             STATES[profile.version if profile is not None else (6, 1)]
         self.steps: dict[int, Step] = {}

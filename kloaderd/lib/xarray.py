@@ -71,7 +71,7 @@ MAX_ENTRIES = 1 << 20
 
 def mark_flag(kernel: Any, mark: int) -> int:
     """XA_FLAGS_MARK(mark) in the emulated release's xa_flags."""
-    profile = getattr(kernel, "profile", None)
+    profile = kernel.profile
     return 1 << (GFP_BITS_SHIFT[profile.version if profile is not None else (6, 1)] + mark)
 
 

@@ -27,15 +27,15 @@ CPUFREQ_NAME_LEN = 16
 BUILTIN = {"performance": "CPU_FREQ_GOV_PERFORMANCE", "powersave": "CPU_FREQ_GOV_POWERSAVE",
            "userspace": "CPU_FREQ_GOV_USERSPACE", "ondemand": "CPU_FREQ_GOV_ONDEMAND",
            "conservative": "CPU_FREQ_GOV_CONSERVATIVE", "schedutil": "CPU_FREQ_GOV_SCHEDUTIL"}
+OWN_BUILTIN = ("performance", "schedutil")
 
 
 class Governors:
     def __init__(self, kernel: Any) -> None:
         self.list = GuestList(kernel)
-        profile = getattr(kernel, "profile", None)
+        # kloader's own kernel has x86's usual two, not every governor built in
         self.builtin = {name for name, option in BUILTIN.items()
-                        if (profile.enabled(option) if profile is not None
-                            else name in ("performance", "schedutil"))}
+                        if kernel.builds_in(option) and (kernel.profile is not None or name in OWN_BUILTIN)}
 
 
 def _name(mem: Any, gov: int) -> str:

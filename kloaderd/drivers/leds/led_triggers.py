@@ -31,9 +31,7 @@ BUILTIN = {"disk-activity": "LEDS_TRIGGER_DISK", "disk-read": "LEDS_TRIGGER_DISK
 class Triggers:
     def __init__(self, kernel: Any) -> None:
         self.list = GuestList(kernel)
-        profile = getattr(kernel, "profile", None)
-        self.builtin = {name for name, option in BUILTIN.items()
-                        if profile is None or profile.enabled(option)}
+        self.builtin = {name for name, option in BUILTIN.items() if kernel.builds_in(option)}
 
 
 def _name(ctx: Any, trig: int) -> str:

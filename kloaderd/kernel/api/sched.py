@@ -132,10 +132,10 @@ def preempt_model(ctx: Any) -> str:
     of CONFIG_PREEMPT_NONE/_VOLUNTARY/_PREEMPT's default): "none",
     "voluntary" or "full".  kloader's own kernel is "full" (its vermagic says
     preempt, and its cond_resched() is a no-op)."""
-    profile = getattr(ctx.kernel, "profile", None)
-    if profile is None or profile.enabled("PREEMPT"):
+    kernel = ctx.kernel
+    if kernel.builds_in("PREEMPT"):
         return "full"
-    return "voluntary" if profile.enabled("PREEMPT_VOLUNTARY") else "none"
+    return "voluntary" if kernel.builds_in("PREEMPT_VOLUNTARY") else "none"
 
 
 @export("__cond_resched", "int __cond_resched(void)", nargs=0)
