@@ -16,6 +16,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from kloaderd.config import MODULES_VADDR, PAGE_SIZE, UTS_RELEASE
+from kloaderd.kernel.internal import KernelServices
 
 CFLAGS = ["-c", "-O2", "-mcmodel=kernel", "-fno-pic", "-mno-red-zone", "-ffreestanding",
           "-fno-asynchronous-unwind-tables", "-fcf-protection=none", "-fno-stack-protector"]
@@ -97,6 +98,8 @@ class Kernel:
     the API code under test uses."""
 
     release = UTS_RELEASE
+    profile = None                     # kloader's own kernel, unless a test gives it one
+    builds_in = KernelServices.builds_in
 
     def __init__(self) -> None:
         self.log = Log()
