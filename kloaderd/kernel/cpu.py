@@ -46,7 +46,7 @@ from .entry import ARG_REGS as _ARG_REGS
 from .entry import EntryRegs
 from .memory import ARENA_SIZE, AddressSpace, GuestFault, page_align
 from .oops import NotEmulated, OopsKernel, OopsReports, SoftLockup
-from .preempt import TIMER
+from .preempt import TIMER, alone_until
 from .sched import BusyWait, Scheduler, SchedulerKernel, Task
 
 STUB_SIZE = 16
@@ -490,6 +490,7 @@ class Machine(OopsReports):
 
     async def _run(self, task: Task) -> int:
         uc, regs, stop_at = self.uc, self._regs, self._stop_at
+        alone: tuple[float, int] | None = None      # run on past the slice: `preempt.alone_until`
         while True:
             if task.runtime > self.watchdog:
                 raise self._soft_lockup(task)
@@ -502,7 +503,11 @@ class Machine(OopsReports):
             self._update_jiffies(now)
             self._running = task
             started = self.slice_started = task_clock()
-            timer = TIMER.arm(uc, now + SLICE)
+            if alone is None:
+                timer = TIMER.arm(uc, now + SLICE)
+            else:
+                timer = TIMER.arm(uc, now + SLICE, *alone, SLICE)
+                alone = None
             try:
                 regs.emu_start(task.rip, stop_at)
             except UcError as err:
@@ -544,6 +549,10 @@ class Machine(OopsReports):
             if self.sched.cpu.waiting:
                 task.context = uc.context_save()
             await self.sched.yield_cpu(task)
+            if not self.sched.cpu.waiting:
+                # Nothing else wants the CPU: the next slice goes on until
+                # something does (preempt.py says why that matters).
+                alone = alone_until(self.watchdog - task.runtime)
 
     def _on_stub(self, uc: Uc, addr: int, _size: int, _data: Any) -> None:
         """A kernel function was called: run its implementation."""
