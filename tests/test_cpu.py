@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 
 import pytest
 import trio
+import trio.testing
 
 from guestcode import Kernel, build, unmap
 from kloaderd.config import INITIAL_JIFFIES, KERNEL_TEXT_BASE, MODULES_VADDR, PER_CPU_BASE
-from kloaderd.kernel import api
+from kloaderd.kernel import api, cpu, preempt
 from kloaderd.kernel.cpu import Machine
 from kloaderd.kernel.memory import GuestFault
 from kloaderd.kernel.oops import Oops
@@ -408,6 +412,67 @@ async def test_the_event_loop_runs_while_guest_code_spins(kernel):
         await trio.sleep(0.05)
         answered.append("answered")
     assert answered == ["answered", "spin ended"]
+
+
+@pytest.mark.trio
+async def test_io_ends_a_slice_that_runs_on_alone(monkeypatch):
+    """Guest code with the event loop to itself runs on past its slice
+    (`preempt.alone_until`), but I/O for another task — a client's request
+    — still ends it at the next tick: the request is answered while the
+    code spins, and not at the watchdog's soft lockup."""
+    alone = threading.Event()
+
+    def watched(budget):
+        until = preempt.alone_until(budget)
+        if until is not None:
+            alone.set()
+        return until
+
+    monkeypatch.setattr(cpu, "alone_until", watched)
+    machine = Machine(Kernel(), watchdog=3600.0)
+    g = build(machine, ARITH)
+    ours, theirs = socket.socketpair()
+    client = threading.Thread(target=lambda: (alone.wait(), theirs.send(b"request")))
+    client.start()
+    try:
+        with trio.socket.from_stdlib_socket(ours) as server:
+            # Not a timing: the bound a run alone would reach without the
+            # I/O check (its limit is the loop's next deadline, this one).
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(machine.call, g["spin"])
+                    assert await server.recv(16) == b"request"
+                    nursery.cancel_scope.cancel()
+    finally:
+        alone.set()
+        client.join()
+        theirs.close()
+    assert machine.sched.tasks == {}
+
+
+@pytest.mark.trio
+async def test_guest_code_runs_on_alone_only_if_no_other_task_is_runnable():
+    """Tasks woken together run one after the other in one batch: the first
+    sees the other still to run (trio's statistics count only the run queue,
+    not the rest of the batch), so its guest code would not run on alone."""
+    go = trio.Event()
+    seen = []
+
+    async def woken():
+        await go.wait()
+        seen.append(preempt.alone_until(1.0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(woken)
+        nursery.start_soon(woken)
+        await trio.testing.wait_all_tasks_blocked()
+        go.set()
+    assert seen[0] is None
+    with trio.CancelScope(deadline=trio.current_time() + 100):
+        until, io = preempt.alone_until(1000.0)        # alone: the scope's deadline is the limit
+    assert until - time.monotonic() <= 100 and io >= 0
+    nursery_less = preempt.alone_until(0.5)
+    assert nursery_less is not None and nursery_less[0] - time.monotonic() <= 0.5
 
 
 @pytest.mark.trio

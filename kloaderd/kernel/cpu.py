@@ -15,7 +15,10 @@ says why there is exactly one hook, and what its range holds).
 Guest code runs in slices of `SLICE_US`, ended by `preempt.TIMER` (one
 long-lived thread calling `emu_stop`, as the local APIC timer interrupts a
 CPU), and the event loop runs between slices, so the daemon keeps answering
-while a module's init spins.  Neither `emu_start(timeout=...)` (a thread
+while a module's init spins.  A slice that ran out while nothing else
+wanted the CPU is followed by one that runs on until something does (the
+loop's I/O, its next deadline, the watchdog: `preempt.alone_until`), since
+each stop slowed the guest far more than its own cost.  Neither `emu_start(timeout=...)` (a thread
 created and joined per call) nor `count=` (a hook on every instruction) is
 used: entering guest code costs what `emu_start` itself costs.
 """
@@ -506,7 +509,8 @@ class Machine(OopsReports):
             if alone is None:
                 timer = TIMER.arm(uc, now + SLICE)
             else:
-                timer = TIMER.arm(uc, now + SLICE, *alone, SLICE)
+                until, io = alone
+                timer = TIMER.arm(uc, min(now + SLICE, until), until, io, SLICE)
                 alone = None
             try:
                 regs.emu_start(task.rip, stop_at)
