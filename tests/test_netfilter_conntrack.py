@@ -20,7 +20,7 @@ from kloader_client import Client
 from kloaderd import embed
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from kloaderd.lib.rhashtable import Rhashtables
-from kloaderd.net.ipv4.inet_fragment import F_COMPLETION, F_FRAGS_CACHEP, F_REFCNT, FQDIR_F, FQDIR_RHASHTABLE
+from kloaderd.net.ipv4.inet_fragment import FQDIR, FRAGS
 from realkernel import corpus, find_module as module
 
 CONNTRACK = ("libcrc32c", "nf_defrag_ipv6", "nf_defrag_ipv4", "nf_conntrack")
@@ -62,13 +62,14 @@ def test_nf_defrag_ipv6_sets_up_inet_frags_and_an_fqdir_and_gives_them_back(debi
         assert list(tables.values()) == ["nf_defrag_ipv6"]          # the fqdir's table
         (ht,) = tables
         owned = {a: o.size for a, o in kernel.slab._live.items() if o.owner == "nf_defrag_ipv6"}
-        fqdir = ht - FQDIR_RHASHTABLE
+        fq, f = kernel.layouts[FQDIR], kernel.layouts[FRAGS]
+        fqdir = ht - fq.rhashtable
         assert owned[fqdir] == 320                                # struct fqdir
-        frags = kernel.mem.read_u64(fqdir + FQDIR_F)
+        frags = kernel.mem.read_u64(fqdir + fq.f)
         assert kernel.symbolize(frags, False) == "nf_frags [nf_defrag_ipv6]"
-        assert kernel.mem.read_u32(frags + F_REFCNT) == 2         # inet_frags_init's + the fqdir's
-        assert kernel.mem.read_u32(frags + F_COMPLETION) == 0      # not done
-        cache = kernel.mem.read_u64(frags + F_FRAGS_CACHEP)
+        assert kernel.mem.read_u32(frags + f.refcnt) == 2         # inet_frags_init's + the fqdir's
+        assert kernel.mem.read_u32(frags + f.completion) == 0      # not done
+        cache = kernel.mem.read_u64(frags + f.frags_cachep)
         assert kernel.registrations.registry("slab_cache").find(cache) is not None
         tbl = kernel.mem.read_u64(ht)
         assert owned[tbl] == 64 + 8 * 64                          # 64 buckets by default

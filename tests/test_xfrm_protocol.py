@@ -12,7 +12,7 @@ import dataclasses
 import trio
 
 from kloaderd.kernel.kernel import Kernel, KernelOptions
-from kloaderd.net.ipv4.xfrm4_protocol import NEXT, XfrmProtocols
+from kloaderd.net.ipv4.xfrm4_protocol import XFRM4, XfrmProtocols
 from realkernel import corpus, find_module as module
 
 IPSEC = ("xfrm_algo", "esp4", "ah4", "xfrm_ipcomp", "ipcomp", "esp6", "ah6")
@@ -33,7 +33,7 @@ def test_esp_ah_and_ipcomp_take_their_protocols_and_give_them_back():
         assert {50, 51, 108} <= {e.key for e in inet.entries()}       # the kernel's handlers
         assert {e.key for e in kernel.registrations.registry("inet6_protocol").entries()} >= {50, 51}
         esp4 = kernel.subsystem(XfrmProtocols).handlers["xfrm4", 50][0]
-        assert kernel.mem.read_u64(esp4 + NEXT) == 0                  # the only one: next is NULL
+        assert kernel.mem.read_u64(esp4 + kernel.layouts[XFRM4].next) == 0                  # the only one: next is NULL
         for name in reversed(IPSEC):
             await kernel.delete_module(name)
         assert not {50, 51, 108} & {e.key for e in inet.entries()}

@@ -21,9 +21,10 @@ The entries are procfs entries like any other (fs/procfs.py): removed by
 Where kloader differs: only init_net exists, so /proc/net is that
 namespace's, not a link to /proc/self/net; the `_write` variants
 (`proc_create_net_data_write`, `proc_create_net_single_write`) are not
-emulated; a `state_size` below 8 is given 8 (Linux warns at open and
-writes past it).  Layouts (Linux 6.1 x86-64): net {proc_net@168,
-proc_net_stat@176}; seq_net_private {net@0}.
+emulated; a `state_size` below sizeof(struct seq_net_private) is given that (Linux warns at open and
+writes past it).  net {proc_net, proc_net_stat} and sizeof(struct
+seq_net_private) are the running kernel's (its `net` is the first member
+in every release, where fs/procfs.py writes it).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from typing import Any
 
 from ..kernel import api
 from ..kernel.api import at_boot, export
-from ..net.core.net_namespace import NetNamespaces
+from ..kernel.layouts import struct
+from ..net.core.net_namespace import NET, NetNamespaces
 from .procfs import PDE_SIZE, SEQ_OPS, ProcEntry, _create, procfs
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-NET_PROC_NET, NET_PROC_NET_STAT = 168, 176
-SEQ_NET_PRIVATE_SIZE = 8
+SEQ_NET_PRIVATE = struct("struct seq_net_private", "linux/seq_file_net.h", "net")
+STRUCTS = (NET, SEQ_NET_PRIVATE)     # what these functions read at the kernel's offsets
 
 
 class ProcNet:
@@ -49,7 +49,8 @@ class ProcNet:
         entries = procfs(kernel)
         mem = kernel.mem
         parent = entries.root
-        for field, name in ((NET_PROC_NET, "net"), (NET_PROC_NET_STAT, "stat")):
+        layout = kernel.layouts[NET]
+        for field, name in ((layout.proc_net, "net"), (layout.proc_net_stat, "stat")):
             node = entries.tree.mkdir(parent, name, mode=0o555)
             address = kernel.slab.alloc(PDE_SIZE, None, zero=True)
             if not address:
@@ -66,7 +67,7 @@ class ProcNet:
 def _boot(kernel: Any) -> None:
     """Under a profile whose layouts these are, before any pernet init reads them."""
     if kernel.profile is not None and api.emulated_for("proc_create_net_data",
-                                                       kernel.profile.version):
+                                                       kernel.profile.version, kernel.layouts):
         kernel.subsystem(ProcNet)
 
 
@@ -82,7 +83,7 @@ def _net_of(ctx: Any, parent: int) -> int:
         "unsigned int state_size, void *data)", nargs=6, gpl=True)
 def proc_create_net_data(ctx: Any, name: int, mode: int, parent: int, ops: int, state_size: int,
                          data: int) -> int:
-    state_size = max(state_size & 0xFFFFFFFF, SEQ_NET_PRIVATE_SIZE)   # room for p->net
+    state_size = max(state_size & 0xFFFFFFFF, ctx.kernel.layouts[SEQ_NET_PRIVATE].size)   # room for p->net
     return _create(ctx, name, mode, parent, SEQ_OPS, seq_ops=ops, state_size=state_size,
                    data=data, net=_net_of(ctx, parent))
 

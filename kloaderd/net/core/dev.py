@@ -26,8 +26,8 @@ its exit sets it back to NULL, each under the RTNL; drivers and the
 `udp_tunnel_nic_*` inlines read it (with no devices, nothing calls
 through it here).
 
-Layouts (Linux 6.1 x86-64): packet_type {type@0 (__be16), list@56},
-packet_offload {type@0, priority@2 (u16), list@32}; net {netdev_chain@320}.
+packet_type {type (__be16), list}, packet_offload {type, priority (u16),
+list} and net {netdev_chain} are read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.kdata import DataExport, export_data
+from ...kernel.layouts import struct
 from ...kernel.notifier import NB, RAW_HEAD, KernelChains, chain_register, chain_unregister
 from ...kernel.printk import KERN_WARNING, vsnprintf
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
-from .net_namespace import pernet_ops_locked
+from . import net_namespace
+from .net_namespace import NET, pernet_ops_locked
 from .rtnetlink import rtnl_locked
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-STRUCTS = (NB,)        # and the notifier blocks it chains, at the kernel's offsets
-
-PT_TYPE, PT_LIST = 0, 56
-PO_TYPE, PO_PRIORITY, PO_LIST = 0, 2, 32
-NET_NETDEV_CHAIN = 320
+PACKET_TYPE = struct("struct packet_type", "linux/netdevice.h", "type", "list")
+PACKET_OFFLOAD = struct("struct packet_offload", "linux/netdevice.h", "type", "priority", "list")
+# what these functions read at the kernel's offsets, and the namespaces' they lock
+STRUCTS = (PACKET_TYPE, PACKET_OFFLOAD, NB, *net_namespace.STRUCTS)
 ETH_P_ALL = 0x0003
 PTYPE_HASH_SIZE = 16
 
@@ -75,7 +75,7 @@ def _u16(mem: Any, address: int) -> int:
 
 def _bucket(ctx: Any, pt: int) -> GuestList:
     state = ctx.kernel.subsystem(Packets)
-    kind = _type(ctx.mem, pt + PT_TYPE)
+    kind = _type(ctx.mem, pt + ctx.kernel.layouts[PACKET_TYPE].type)
     # ptype_head(): the hash is of the raw __be16, ntohs(type) & PTYPE_HASH_MASK
     return state.all if kind == ETH_P_ALL else state.base[kind & (PTYPE_HASH_SIZE - 1)]
 
@@ -87,16 +87,16 @@ def _not_found(ctx: Any, function: str, obj: int) -> None:
 
 @export("dev_add_pack", "void dev_add_pack(struct packet_type *pt)", nargs=1)
 def dev_add_pack(ctx: Any, pt: int) -> None:
-    bucket = _bucket(ctx, pt)
-    bucket.add(ctx, pt + PT_LIST)
+    layout, bucket = ctx.kernel.layouts[PACKET_TYPE], _bucket(ctx, pt)
+    bucket.add(ctx, pt + layout.list)
     record_listed(ctx.kernel, "packet_type", pt,
-                  f"packet handler for ethertype {_type(ctx.mem, pt + PT_TYPE):#06x}", bucket,
-                  PT_LIST)
+                  f"packet handler for ethertype {_type(ctx.mem, pt + layout.type):#06x}", bucket,
+                  layout.list)
 
 
 @export("dev_remove_pack", "void dev_remove_pack(struct packet_type *pt)", nargs=1)
 def dev_remove_pack(ctx: Any, pt: int) -> Any:
-    return _remove(ctx, "packet_type", "dev_remove_pack", pt, PT_LIST)
+    return _remove(ctx, "packet_type", "dev_remove_pack", pt, ctx.kernel.layouts[PACKET_TYPE].list)
 
 
 def _remove(ctx: Any, subsystem: str, function: str, obj: int, offset: int) -> Any:
@@ -112,17 +112,20 @@ def _remove(ctx: Any, subsystem: str, function: str, obj: int, offset: int) -> A
 @export("dev_add_offload", "void dev_add_offload(struct packet_offload *po)", nargs=1)
 def dev_add_offload(ctx: Any, po: int) -> None:
     mem, offloads = ctx.mem, ctx.kernel.subsystem(Packets).offloads
-    priority = _u16(mem, po + PO_PRIORITY)
+    layout = ctx.kernel.layouts[PACKET_OFFLOAD]
+    priority = _u16(mem, po + layout.priority)
     before = next((node for node in offloads
-                   if _u16(mem, node - PO_LIST + PO_PRIORITY) > priority), offloads.head)
-    offloads.insert_before(ctx, po + PO_LIST, before)
+                   if _u16(mem, node - layout.list + layout.priority) > priority), offloads.head)
+    offloads.insert_before(ctx, po + layout.list, before)
     record_listed(ctx.kernel, "packet_offload", po,
-                  f"packet offload for ethertype {_type(mem, po + PO_TYPE):#06x}", offloads, PO_LIST)
+                  f"packet offload for ethertype {_type(mem, po + layout.type):#06x}", offloads,
+                  layout.list)
 
 
 @export("dev_remove_offload", "void dev_remove_offload(struct packet_offload *po)", nargs=1)
 def dev_remove_offload(ctx: Any, po: int) -> Any:
-    return _remove(ctx, "packet_offload", "dev_remove_offload", po, PO_LIST)
+    return _remove(ctx, "packet_offload", "dev_remove_offload", po,
+                   ctx.kernel.layouts[PACKET_OFFLOAD].list)
 
 
 def _netdev_chain(ctx: Any) -> int:
@@ -152,7 +155,8 @@ def unregister_netdevice_notifier(ctx: Any, nb: int) -> Any:
 def register_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
     async def registering() -> int:
         async with rtnl_locked(ctx):
-            return chain_register(ctx, net + NET_NETDEV_CHAIN, nb, chain="net->netdev_chain")
+            return chain_register(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb,
+                                  chain="net->netdev_chain")
     return registering()
 
 
@@ -162,7 +166,7 @@ def register_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
 def unregister_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
     async def unregistering() -> int:
         async with rtnl_locked(ctx):
-            return chain_unregister(ctx, net + NET_NETDEV_CHAIN, nb)
+            return chain_unregister(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb)
     return unregistering()
 
 

@@ -23,15 +23,12 @@ Linux's `list_del corruption` BUG.  `net_ns_barrier` takes and gives back
 `pernet_ops_rwsem`, waiting for any registration under way.
 
 Where kloader differs: `init_net` is the only namespace; kloader's own
-subsystems register no pernet ops, so a module's id starts at 3 where
-Linux's built-in ones took the first ids; struct net is sized for the
-largest 6.1 release measured (4,288 bytes on 6.1.0-57; 4,224 on 6.1.0-50),
-at least Linux's.  Layouts (Linux 6.1 x86-64, `tools/struct_probe.py`):
-net {passive@0, list@32, exit_list@48, user_ns@88, ns.count@148,
-dev_base_head@152, rules_ops@344, gen@3104}; pernet_operations {list@0,
-init@16, pre_exit@24, exit@32, exit_batch@40, exit_batch_rtnl@48 (backported
-to Debian's 6.1), id@56, size@64};
-net_generic {s.len@0, ptr[]@0}; rw_semaphore 40 bytes.
+subsystems register no pernet ops, so a module's id starts at
+MIN_PERNET_OPS_ID where Linux's built-in ones took the first ids.  The
+structures are read at the running kernel's offsets (`kernel.layouts`):
+struct net is 4,224 bytes on 6.1.0-50, 4,288 on 6.1.0-57 and its members
+move between releases; `exit_batch_rtnl`, backported to Debian's 6.1, is
+done without where a release lacks it.
 """
 
 from __future__ import annotations
@@ -45,33 +42,33 @@ from ...kernel import api
 from ...kernel.api import at_boot, export
 from ...kernel.callback import call_module_code
 from ...kernel.kdata import DataExport, export_data
+from ...kernel.layouts import struct
 from ...kernel.locking.rwsem import down_write, init_rwsem, up_write
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import owner_of
 from ...lib.list import LIST_HEAD_SIZE, GuestList, init_list_head
 from .rtnetlink import rtnl_locked
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
+NET = struct("struct net", "net/net_namespace.h", "passive", "list", "exit_list", "user_ns", "ns.count",
+             "dev_base_head", "rules_ops", "gen", "netdev_chain", "proc_net", "proc_net_stat")
+PERNET_OPS = struct("struct pernet_operations", "net/net_namespace.h", "list", "init", "pre_exit", "exit",
+                    "exit_batch", "id", "size", optional=("exit_batch_rtnl",))
+NET_GENERIC = struct("struct net_generic", "net/netns/generic.h", "s.len")
+STRUCTS = (NET, PERNET_OPS, NET_GENERIC)    # what these functions read at the kernel's offsets
 
-NET_SIZE = 4288
-NET_PASSIVE, NET_LIST, NET_EXIT_LIST, NET_USER_NS, NET_NS_COUNT = 0, 32, 48, 88, 148
-NET_DEV_BASE_HEAD, NET_RULES_OPS, NET_GEN = 152, 344, 3104
-PO_LIST, PO_INIT, PO_PRE_EXIT, PO_EXIT, PO_EXIT_BATCH = 0, 16, 24, 32, 40
-PO_EXIT_BATCH_RTNL, PO_ID, PO_SIZE = 48, 56, 64
-MIN_PERNET_OPS_ID = 3          # (sizeof(struct net_generic) + 7) / 8: ptr[] overlays s
 RWSEM_SIZE = 40
 MAX_PERNET_SIZE = 1 << 22      # a larger ops->size is a corrupted structure, not a request
 
+export_data("init_net", DataExport(struct=NET))
+for _name, _size in (("net_namespace_list", LIST_HEAD_SIZE), ("pernet_ops_rwsem", RWSEM_SIZE),
+                     ("net_rwsem", RWSEM_SIZE)):
+    export_data(_name, DataExport(lambda _profile, size=_size: size))
 
-def _sized(size: int) -> Any:
-    def sizing(_profile: Any) -> int:
-        return size
-    return sizing
 
-
-for _name, _size in (("init_net", NET_SIZE), ("net_namespace_list", LIST_HEAD_SIZE),
-                     ("pernet_ops_rwsem", RWSEM_SIZE), ("net_rwsem", RWSEM_SIZE)):
-    export_data(_name, DataExport(_sized(_size), layouts=LAYOUTS))
+def min_pernet_ops_id(kernel: Any) -> int:
+    """MIN_PERNET_OPS_ID: (sizeof(struct net_generic) + 7) / 8, the slots of
+    ng->ptr[] that its header `s` overlays."""
+    return (kernel.layouts[NET_GENERIC].size + 7) // 8
 
 
 def _int(rax: int) -> int:
@@ -90,24 +87,27 @@ class NetNamespaces:
         def data(name: str, size: int) -> int:
             found = symbols.get(name)      # a profile's export; kloader's own kernel has none
             return found.address if found is not None else kernel.slab.alloc(size, None, zero=True)
-        self.net = data("init_net", NET_SIZE)
+        self.layout = layout = kernel.layouts[NET]
+        self.len = kernel.layouts[NET_GENERIC].s_len      # of ng->s.len
+        self.min_id = min_pernet_ops_id(kernel)
+        self.net = data("init_net", layout.size)
         self.rwsem = data("pernet_ops_rwsem", RWSEM_SIZE)
         init_rwsem(mem, self.rwsem)
         init_rwsem(mem, data("net_rwsem", RWSEM_SIZE))
         net = self.net
-        mem.write_u32(net + NET_PASSIVE, 1)
-        mem.write_u32(net + NET_NS_COUNT, 1)
+        mem.write_u32(net + layout.passive, 1)
+        mem.write_u32(net + layout.ns_count, 1)
         user_ns = symbols.get("init_user_ns")
-        mem.write_u64(net + NET_USER_NS, user_ns.address if user_ns is not None else 0)
-        for head in (NET_EXIT_LIST, NET_DEV_BASE_HEAD, NET_RULES_OPS):
+        mem.write_u64(net + layout.user_ns, user_ns.address if user_ns is not None else 0)
+        for head in (layout.exit_list, layout.dev_base_head, layout.rules_ops):
             init_list_head(mem, net + head)
         namespaces = data("net_namespace_list", LIST_HEAD_SIZE)
         init_list_head(mem, namespaces)
-        for entry, other in ((net + NET_LIST, namespaces), (namespaces, net + NET_LIST)):
+        for entry, other in ((net + layout.list, namespaces), (namespaces, net + layout.list)):
             mem.write_u64(entry, other)
             mem.write_u64(entry + 8, other)
         self.gen = 0
-        self.max_gen_ptrs = MIN_PERNET_OPS_ID
+        self.max_gen_ptrs = self.min_id
         if not self._alloc_generic():
             raise MemoryError("no memory for init_net's net_generic")
         self.pernet_list = GuestList(kernel)
@@ -127,18 +127,18 @@ class NetNamespaces:
             return False
         old = self.gen
         if old:
-            length = mem.read_u32(old)
-            first = MIN_PERNET_OPS_ID * 8
-            mem.write(new + first, mem.read(old + first, (length - MIN_PERNET_OPS_ID) * 8))
+            length = mem.read_u32(old + self.len)
+            first = self.min_id * 8
+            mem.write(new + first, mem.read(old + first, (length - self.min_id) * 8))
             slab.free(old, None)
-        mem.write_u32(new, self.max_gen_ptrs)
-        mem.write_u64(self.net + NET_GEN, new)
+        mem.write_u32(new + self.len, self.max_gen_ptrs)
+        mem.write_u64(self.net + self.layout.gen, new)
         self.gen = new
         return True
 
     def assign_generic(self, pernet_id: int, data: int) -> bool:
         """net_assign_generic(): ng->ptr[id] = data, growing the array."""
-        if self.kernel.mem.read_u32(self.gen) <= pernet_id and not self._alloc_generic():
+        if self.kernel.mem.read_u32(self.gen + self.len) <= pernet_id and not self._alloc_generic():
             return False
         self.kernel.mem.write_u64(self.gen + pernet_id * 8, data)
         return True
@@ -149,7 +149,7 @@ class NetNamespaces:
     # -- ids ---------------------------------------------------------------------
     def alloc_id(self) -> int:
         """ida_alloc_min(&net_generic_ids, MIN_PERNET_OPS_ID)."""
-        pernet_id = MIN_PERNET_OPS_ID
+        pernet_id = self.min_id
         while pernet_id in self.ids:
             pernet_id += 1
         self.ids.add(pernet_id)
@@ -163,18 +163,22 @@ def _boot(kernel: Any) -> None:
     are set up before any module reads them.  kloader's own kernel exports
     none of them, so its namespace is made on first use."""
     if kernel.profile is not None and api.emulated_for("register_pernet_subsys",
-                                                       kernel.profile.version):
+                                                       kernel.profile.version, kernel.layouts):
         kernel.subsystem(NetNamespaces)
 
 
 class _Ops:
     """A struct pernet_operations as the kernel reads it."""
 
-    def __init__(self, mem: Any, ops: int) -> None:
+    def __init__(self, kernel: Any, ops: int) -> None:
+        mem, layout = kernel.mem, kernel.layouts[PERNET_OPS]
         self.address = ops
-        (self.init, self.pre_exit, self.exit, self.exit_batch, self.exit_batch_rtnl, self.id,
-         self.size) = (mem.read_u64(ops + off) for off in (
-            PO_INIT, PO_PRE_EXIT, PO_EXIT, PO_EXIT_BATCH, PO_EXIT_BATCH_RTNL, PO_ID, PO_SIZE))
+        self.list = ops + layout.list
+        (self.init, self.pre_exit, self.exit, self.exit_batch, self.id, self.size) = (
+            mem.read_u64(ops + off) for off in (
+                layout.init, layout.pre_exit, layout.exit, layout.exit_batch, layout.id, layout.size))
+        rtnl = layout.exit_batch_rtnl
+        self.exit_batch_rtnl = mem.read_u64(ops + rtnl) if rtnl is not None else 0
 
 
 async def _ops_init(ctx: Any, ns: NetNamespaces, ops: _Ops, pernet_id: int) -> int:
@@ -203,7 +207,7 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
     for `nets` (init_net, or none when an init failed)."""
     mem = ctx.mem
     for net in nets:
-        ns.exit_list.add_tail(ctx, net + NET_EXIT_LIST)
+        ns.exit_list.add_tail(ctx, net + ns.layout.exit_list)
     try:
         for net in nets:
             if ops.pre_exit:
@@ -227,7 +231,7 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
         # next unregister must find net_exit_list empty (Linux would keep
         # pernet_ops_rwsem for ever instead).
         for net in nets:
-            init_list_head(mem, net + NET_EXIT_LIST)
+            init_list_head(mem, net + ns.layout.exit_list)
         init_list_head(mem, ns.exit_list.head)
 
 
@@ -258,11 +262,12 @@ def _forget(entry: Any) -> None:
 def _forget_ops(ns: NetNamespaces, ops: int, pernet_id: int | None, owner: str | None) -> None:
     """Take ops whose module is going off pernet_list, with their id and
     init_net's data for them, without calling into the module."""
-    ns.pernet_list.unlink_quietly(ops + PO_LIST)
-    if ns.first_device == ops + PO_LIST:
-        ns.first_device = ns.kernel.mem.read_u64(ops + PO_LIST)
+    entry = ops + ns.kernel.layouts[PERNET_OPS].list
+    ns.pernet_list.unlink_quietly(entry)
+    if ns.first_device == entry:
+        ns.first_device = ns.kernel.mem.read_u64(entry)
     if pernet_id is not None:
-        if ns.kernel.mem.read_u32(ns.gen) > pernet_id and ns.generic(pernet_id):
+        if ns.kernel.mem.read_u32(ns.gen + ns.len) > pernet_id and ns.generic(pernet_id):
             ns.kernel.slab.free(ns.generic(pernet_id), owner)
             ns.assign_generic(pernet_id, 0)
         ns.ids.discard(pernet_id)
@@ -270,13 +275,13 @@ def _forget_ops(ns: NetNamespaces, ops: int, pernet_id: int | None, owner: str |
 
 async def _register(ctx: Any, address: int, device: bool) -> int:
     async with pernet_ops_locked(ctx) as ns:
-        ops = _Ops(ctx.mem, address)
+        ops = _Ops(ctx.kernel, address)
         pernet_id = None
         if ops.id:
             pernet_id = ns.alloc_id()
             ctx.mem.write_u32(ops.id, pernet_id)
         before = ns.pernet_list.head if device else ns.first_device
-        ns.pernet_list.insert_before(ctx, address + PO_LIST, before)
+        ns.pernet_list.insert_before(ctx, ops.list, before)
         err = 0
         try:
             if ops.init or ops.id and ops.size:
@@ -285,12 +290,12 @@ async def _register(ctx: Any, address: int, device: bool) -> int:
             _forget_ops(ns, address, pernet_id, getattr(ctx.module, "name", None))
             raise
         if err:
-            ns.pernet_list.delete(ctx, address + PO_LIST)
+            ns.pernet_list.delete(ctx, ops.list)
             await _exit_nets(ctx, ns, ops, [], pernet_id or 0)
             ns.ids.discard(pernet_id)
             return err
         if device and ns.first_device == ns.pernet_list.head:
-            ns.first_device = address + PO_LIST
+            ns.first_device = ops.list
         name = ctx.kernel.symbolize(address, False) or f"{address:#x}"
         ctx.kernel.registrations.registry("pernet").add(
             address, f"pernet operations {name}", owner=owner_of(ctx.kernel, address),
@@ -301,10 +306,10 @@ async def _register(ctx: Any, address: int, device: bool) -> int:
 
 async def _unregister(ctx: Any, address: int, device: bool) -> int:
     async with pernet_ops_locked(ctx) as ns:
-        if device and ns.first_device == address + PO_LIST:
-            ns.first_device = ctx.mem.read_u64(address + PO_LIST)
-        ops = _Ops(ctx.mem, address)
-        ns.pernet_list.delete(ctx, address + PO_LIST)     # not registered: list_del corruption
+        ops = _Ops(ctx.kernel, address)
+        if device and ns.first_device == ops.list:
+            ns.first_device = ctx.mem.read_u64(ops.list)
+        ns.pernet_list.delete(ctx, ops.list)     # not registered: list_del corruption
         pernet_id = ctx.mem.read_u32(ops.id) if ops.id else None
         ctx.kernel.registrations.registry("pernet").remove(address)
         await _finish(synchronize_rcu(ctx))

@@ -6,8 +6,8 @@ devices (alloc or setup) but have no dellink get unregister_netdevice_queue
 as their dellink; the ops are appended to `link_ops` through their `list`
 (in guest memory).  Unregistering destroys the kind's devices in every
 namespace (there are none) and unlinks.  No link kind is built into
-Debian's kernel.  Layout: rtnl_link_ops {list@0, kind@16 (char *),
-alloc@32, setup@40, dellink@88}.
+Debian's kernel.  rtnl_link_ops {list, kind (char *), alloc, setup,
+dellink} is read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.api.sched import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
+from ...kernel.layouts import struct
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-LIST, KIND, ALLOC, SETUP, DELLINK = 0, 16, 32, 40, 88
+LINK_OPS = struct("struct rtnl_link_ops", "net/rtnetlink.h", "list", "kind", "alloc", "setup", "dellink")
+STRUCTS = (LINK_OPS,)      # what these functions read at the kernel's offsets
 
 
 class LinkOps:
@@ -32,8 +32,9 @@ class LinkOps:
         self.list = GuestList(kernel)
 
 
-def _kind(mem: Any, ops: int) -> str:
-    return mem.read_cstr(mem.read_u64(ops + KIND), 64).decode("utf-8", "replace")
+def _kind(ctx: Any, ops: int) -> str:
+    mem = ctx.mem
+    return mem.read_cstr(mem.read_u64(ops + ctx.kernel.layouts[LINK_OPS].kind), 64).decode("utf-8", "replace")
 
 
 @export("rtnl_link_register", "int rtnl_link_register(struct rtnl_link_ops *ops)", nargs=1)
@@ -45,16 +46,17 @@ def rtnl_link_register(ctx: Any, ops: int) -> int:
 
 @export("__rtnl_link_register", "int __rtnl_link_register(struct rtnl_link_ops *ops)", nargs=1)
 def __rtnl_link_register(ctx: Any, ops: int) -> int:
-    mem, state = ctx.mem, ctx.kernel.subsystem(LinkOps)
-    kind = _kind(mem, ops)
-    if any(_kind(mem, node - LIST) == kind for node in state.list):
+    mem, state, layout = ctx.mem, ctx.kernel.subsystem(LinkOps), ctx.kernel.layouts[LINK_OPS]
+    kind = _kind(ctx, ops)
+    if any(_kind(ctx, node - layout.list) == kind for node in state.list):
         return -errno.EEXIST
-    if (mem.read_u64(ops + ALLOC) or mem.read_u64(ops + SETUP)) and not mem.read_u64(ops + DELLINK):
+    if (mem.read_u64(ops + layout.alloc) or mem.read_u64(ops + layout.setup)) and not mem.read_u64(
+            ops + layout.dellink):
         dellink = ctx.kernel.symbols.get("unregister_netdevice_queue")
         if dellink is not None:
-            mem.write_u64(ops + DELLINK, dellink.address)
-    state.list.add_tail(ctx, ops + LIST)
-    record_listed(ctx.kernel, "rtnl_link", ops, f"rtnetlink link kind {kind}", state.list, LIST)
+            mem.write_u64(ops + layout.dellink, dellink.address)
+    state.list.add_tail(ctx, ops + layout.list)
+    record_listed(ctx.kernel, "rtnl_link", ops, f"rtnetlink link kind {kind}", state.list, layout.list)
     return 0
 
 
@@ -66,7 +68,7 @@ def rtnl_link_unregister(ctx: Any, ops: int) -> None:
 @export("__rtnl_link_unregister", "void __rtnl_link_unregister(struct rtnl_link_ops *ops)",
         nargs=1)
 def __rtnl_link_unregister(ctx: Any, ops: int) -> None:
-    ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + LIST)
+    ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + ctx.kernel.layouts[LINK_OPS].list)
     ctx.kernel.registrations.registry("rtnl_link").remove(ops)
 
 

@@ -13,12 +13,8 @@ through `node`.  `proto_unregister` undoes all of it.
 
 Where kloader differs: the kernel's own protocols (TCP, UDP, raw, ping,
 UNIX, netlink, packet, …) do not occupy inuse_idx slots here, so a module's
-protocol gets a lower index than on Linux.  Layout (Linux 6.1 x86-64):
-proto {inuse_idx@224, memory_allocated@272, per_cpu_fw_alloc@280,
-sysctl_mem@304, slab@344, obj_size@352, slab_flags@356, rsk_prot@376,
-twsk_prot@384, owner@400, name@408 (32 bytes), node@440};
-request_sock_ops {obj_size@4, slab@8, slab_name@16};
-timewait_sock_ops {twsk_slab@0, twsk_slab_name@8, twsk_obj_size@16}.
+protocol gets a lower index than on Linux.  proto, request_sock_ops and
+timewait_sock_ops are read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -27,18 +23,20 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.printk import KERN_CRIT, KERN_ERR
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
 from ...mm.slab_common import SLAB_HWCACHE_ALIGN, kmem_cache_create, kmem_cache_destroy
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-INUSE_IDX, MEMORY_ALLOCATED, PER_CPU_FW_ALLOC, SYSCTL_MEM = 224, 272, 280, 304
-SLAB, OBJ_SIZE, SLAB_FLAGS, RSK_PROT, TWSK_PROT, OWNER, NAME, NODE = (
-    344, 352, 356, 376, 384, 400, 408, 440)
-RSK_OBJ_SIZE, RSK_SLAB, RSK_SLAB_NAME = 4, 8, 16
-TW_SLAB, TW_SLAB_NAME, TW_OBJ_SIZE = 0, 8, 16
+PROTO = struct("struct proto", "net/sock.h", "inuse_idx", "memory_allocated", "per_cpu_fw_alloc",
+               "sysctl_mem", "slab", "obj_size", "slab_flags", "rsk_prot", "twsk_prot", "owner", "name",
+               "node")
+RSK_OPS = struct("struct request_sock_ops", "net/request_sock.h", "obj_size", "slab", "slab_name")
+TWSK_OPS = struct("struct timewait_sock_ops", "net/timewait_sock.h", "twsk_slab", "twsk_slab_name",
+                  "twsk_obj_size")
+STRUCTS = (PROTO, RSK_OPS, TWSK_OPS)      # what these functions read at the kernel's offsets
+PROTO_NAME_LEN = 32                       # char name[32]
 SLAB_ACCOUNT = 0x04000000
 PROTO_INUSE_NR = 64
 
@@ -50,7 +48,7 @@ class Protos:
 
 
 def _name(ctx: Any, prot: int) -> str:
-    return ctx.mem.read(prot + NAME, 32).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return ctx.mem.read(prot + ctx.kernel.layouts[PROTO].name, PROTO_NAME_LEN).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _log(ctx: Any, level: int, text: str) -> None:
@@ -85,62 +83,66 @@ def _drop_cache(ctx: Any, ops: int, name_off: int, slab_off: int) -> None:
 @export("proto_register", "int proto_register(struct proto *prot, int alloc_slab)", nargs=2)
 def proto_register(ctx: Any, prot: int, alloc_slab: int) -> int:
     mem, name = ctx.mem, _name(ctx, prot)
-    if mem.read_u64(prot + MEMORY_ALLOCATED):
-        for field, what in ((SYSCTL_MEM, "sysctl_mem"), (PER_CPU_FW_ALLOC, "per_cpu_fw_alloc")):
+    layouts = ctx.kernel.layouts
+    p, rsk_ops, tw_ops = layouts[PROTO], layouts[RSK_OPS], layouts[TWSK_OPS]
+    if mem.read_u64(prot + p.memory_allocated):
+        for field, what in ((p.sysctl_mem, "sysctl_mem"), (p.per_cpu_fw_alloc, "per_cpu_fw_alloc")):
             if not mem.read_u64(prot + field):
                 _log(ctx, KERN_ERR, f"{name}: missing {what}")
                 return -errno.EINVAL
-    flags = mem.read_u32(prot + SLAB_FLAGS)
+    flags = mem.read_u32(prot + p.slab_flags)
     if alloc_slab & 0xFFFFFFFF:
-        cache = kmem_cache_create(ctx, prot + NAME, mem.read_u32(prot + OBJ_SIZE), 0,
+        cache = kmem_cache_create(ctx, prot + p.name, mem.read_u32(prot + p.obj_size), 0,
                                   SLAB_HWCACHE_ALIGN | SLAB_ACCOUNT | flags, 0)
-        mem.write_u64(prot + SLAB, cache)
+        mem.write_u64(prot + p.slab, cache)
         if not cache:
             _log(ctx, KERN_CRIT, f"{name}: Can't create sock SLAB cache!")
             return -errno.ENOBUFS
-        rsk = mem.read_u64(prot + RSK_PROT)
-        if rsk and not _named_cache(ctx, rsk, RSK_SLAB_NAME, RSK_SLAB,
-                                    mem.read_u32(rsk + RSK_OBJ_SIZE), SLAB_ACCOUNT | flags,
+        rsk = mem.read_u64(prot + p.rsk_prot)
+        if rsk and not _named_cache(ctx, rsk, rsk_ops.slab_name, rsk_ops.slab,
+                                    mem.read_u32(rsk + rsk_ops.obj_size), SLAB_ACCOUNT | flags,
                                     f"request_sock_{name}"):
             _log(ctx, KERN_CRIT, f"{name}: Can't create request sock SLAB cache!")
             _undo_caches(ctx, prot)
             return -errno.ENOMEM
-        tw = mem.read_u64(prot + TWSK_PROT)
-        if tw and not _named_cache(ctx, tw, TW_SLAB_NAME, TW_SLAB, mem.read_u32(tw + TW_OBJ_SIZE),
-                                   SLAB_ACCOUNT | flags, f"tw_sock_{name}"):
+        tw = mem.read_u64(prot + p.twsk_prot)
+        if tw and not _named_cache(ctx, tw, tw_ops.twsk_slab_name, tw_ops.twsk_slab,
+                                   mem.read_u32(tw + tw_ops.twsk_obj_size), SLAB_ACCOUNT | flags,
+                                   f"tw_sock_{name}"):
             _undo_caches(ctx, prot)
             return -errno.ENOBUFS
     state = ctx.kernel.subsystem(Protos)
     index = next(i for i in range(PROTO_INUSE_NR) if i not in state.inuse or i == PROTO_INUSE_NR - 1)
-    mem.write_u32(prot + INUSE_IDX, index)
+    mem.write_u32(prot + p.inuse_idx, index)
     if index == PROTO_INUSE_NR - 1:
         _log(ctx, KERN_ERR, "PROTO_INUSE_NR exhausted")
         _undo_caches(ctx, prot)
         return -errno.ENOSPC
     state.inuse.add(index)
-    state.list.add(ctx, prot + NODE)
-    record_listed(ctx.kernel, "proto", prot, f"socket protocol {name}", state.list, NODE,
-                  mem.read_u64(prot + OWNER))
+    state.list.add(ctx, prot + p.node)
+    record_listed(ctx.kernel, "proto", prot, f"socket protocol {name}", state.list, p.node,
+                  mem.read_u64(prot + p.owner))
     return 0
 
 
 def _undo_caches(ctx: Any, prot: int) -> None:
-    mem = ctx.mem
-    for ops_off, name_off, slab_off in ((TWSK_PROT, TW_SLAB_NAME, TW_SLAB),
-                                        (RSK_PROT, RSK_SLAB_NAME, RSK_SLAB)):
+    mem, layouts = ctx.mem, ctx.kernel.layouts
+    p, rsk_ops, tw_ops = layouts[PROTO], layouts[RSK_OPS], layouts[TWSK_OPS]
+    for ops_off, name_off, slab_off in ((p.twsk_prot, tw_ops.twsk_slab_name, tw_ops.twsk_slab),
+                                        (p.rsk_prot, rsk_ops.slab_name, rsk_ops.slab)):
         ops = mem.read_u64(prot + ops_off)
         if ops:
             _drop_cache(ctx, ops, name_off, slab_off)
-    kmem_cache_destroy(ctx, mem.read_u64(prot + SLAB))
-    mem.write_u64(prot + SLAB, 0)
+    kmem_cache_destroy(ctx, mem.read_u64(prot + p.slab))
+    mem.write_u64(prot + p.slab, 0)
 
 
 @export("proto_unregister", "void proto_unregister(struct proto *prot)", nargs=1)
 def proto_unregister(ctx: Any, prot: int) -> None:
-    mem, state = ctx.mem, ctx.kernel.subsystem(Protos)
-    index = mem.read_u32(prot + INUSE_IDX)
+    mem, state, p = ctx.mem, ctx.kernel.subsystem(Protos), ctx.kernel.layouts[PROTO]
+    index = mem.read_u32(prot + p.inuse_idx)
     if index != PROTO_INUSE_NR - 1:
         state.inuse.discard(index)
-    state.list.delete(ctx, prot + NODE)
+    state.list.delete(ctx, prot + p.node)
     ctx.kernel.registrations.registry("proto").remove(prot)
     _undo_caches(ctx, prot)

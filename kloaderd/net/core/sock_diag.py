@@ -4,8 +4,8 @@ family (`sock_diag_register`).
 As Linux 6.1: a family at or beyond AF_MAX (46) is -EINVAL, a family
 already served -EBUSY; unregistering is the WARN_ON of a handler that is
 not the one registered, and empties the slot either way.  No family's
-handler is built into Debian's kernel.  Layout: sock_diag_handler.family@8
-(a u8).
+handler is built into Debian's kernel.  sock_diag_handler.family (a u8) is
+read at the running kernel's offset.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.panic import warn
 from ...kernel.registry import owner_of
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-FAMILY = 8
+HANDLER = struct("struct sock_diag_handler", "linux/sock_diag.h", "family")
+STRUCTS = (HANDLER,)       # what these functions read at the kernel's offsets
 AF_MAX = 46
 
 
 @export("sock_diag_register", "int sock_diag_register(const struct sock_diag_handler *h)",
         nargs=1)
 def sock_diag_register(ctx: Any, h: int) -> int:
-    family = ctx.mem.read(h + FAMILY, 1)[0]
+    family = ctx.mem.read(h + ctx.kernel.layouts[HANDLER].family, 1)[0]
     if family >= AF_MAX:
         return -errno.EINVAL
     registry = ctx.kernel.registrations.registry("sock_diag")
@@ -40,7 +40,7 @@ def sock_diag_register(ctx: Any, h: int) -> int:
 @export("sock_diag_unregister", "void sock_diag_unregister(const struct sock_diag_handler *hnld)",
         nargs=1)
 def sock_diag_unregister(ctx: Any, h: int) -> None:
-    family = ctx.mem.read(h + FAMILY, 1)[0]
+    family = ctx.mem.read(h + ctx.kernel.layouts[HANDLER].family, 1)[0]
     if family >= AF_MAX:
         return
     registry = ctx.kernel.registrations.registry("sock_diag")

@@ -25,10 +25,10 @@ a table holds none when destroyed; one that did would need
 `inet_frags_free_cb`, which is reported as not emulated and its queues
 left to the leak check.
 
-Layouts (Linux 6.1 x86-64, tools/struct_probe.py): inet_frags {qsize@0,
-frags_cachep@32, frags_cache_name@40, rhash_params@48, refcnt@88,
-completion@96; 128 bytes}; fqdir {f@24, net@32, dead@40, rhashtable@64,
-destroy_work@264; 320 bytes}.
+inet_frags {qsize, frags_cachep, frags_cache_name, rhash_params, refcnt,
+completion}, fqdir {f, net, rhashtable, destroy_work} and the completion's
+wait list are read at the running kernel's offsets, and the fqdir is
+allocated at its sizeof.
 """
 
 from __future__ import annotations
@@ -39,18 +39,18 @@ from typing import Any
 from ...kernel.api import export
 from ...kernel.api.sched import complete, wait_for_completion
 from ...kernel.callback import finished
+from ...kernel.layouts import struct
 from ...kernel.printk import KERN_ERR
 from ...kernel.rcu import rcu_barrier
 from ...lib.rhashtable import HT_NELEMS, rhashtable_destroy, rhashtable_init
 from ...mm.slab_common import kmem_cache_create, kmem_cache_destroy
 from ...workqueue.workqueue import init_work, queue_work_on, workqueues
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-F_QSIZE, F_FRAGS_CACHEP, F_FRAGS_CACHE_NAME, F_RHASH_PARAMS, F_REFCNT, F_COMPLETION = (
-    0, 32, 40, 48, 88, 96)
-FQDIR_F, FQDIR_NET, FQDIR_RHASHTABLE, FQDIR_DESTROY_WORK, FQDIR_SIZE = 24, 32, 64, 264, 320
-COMPLETION_WAIT_TASK_LIST = 16      # completion.wait.task_list (an empty swait queue)
+FRAGS = struct("struct inet_frags", "net/inet_frag.h", "qsize", "frags_cachep", "frags_cache_name",
+               "rhash_params", "refcnt", "completion")
+FQDIR = struct("struct fqdir", "net/inet_frag.h", "f", "net", "rhashtable", "destroy_work")
+COMPLETION = struct("struct completion", "linux/completion.h", "done", "wait.task_list")
+STRUCTS = (FRAGS, FQDIR, COMPLETION)      # what these functions read at the kernel's offsets
 
 
 class InetFragWq:
@@ -63,33 +63,36 @@ class InetFragWq:
 
 @export("inet_frags_init", "int inet_frags_init(struct inet_frags *f)", nargs=1)
 def inet_frags_init(ctx: Any, f: int) -> int:
-    mem = ctx.mem
-    cache = kmem_cache_create(ctx, mem.read_u64(f + F_FRAGS_CACHE_NAME), mem.read_u32(f + F_QSIZE),
-                              0, 0, 0)
-    mem.write_u64(f + F_FRAGS_CACHEP, cache)
+    mem, frags = ctx.mem, ctx.kernel.layouts[FRAGS]
+    cache = kmem_cache_create(ctx, mem.read_u64(f + frags.frags_cache_name),
+                              mem.read_u32(f + frags.qsize), 0, 0, 0)
+    mem.write_u64(f + frags.frags_cachep, cache)
     if not cache:
         return -errno.ENOMEM
-    mem.write_u32(f + F_REFCNT, 1)
-    done = f + F_COMPLETION                      # init_completion()
-    mem.write(done, bytes(COMPLETION_WAIT_TASK_LIST))
-    mem.write_u64(done + COMPLETION_WAIT_TASK_LIST, done + COMPLETION_WAIT_TASK_LIST)
-    mem.write_u64(done + COMPLETION_WAIT_TASK_LIST + 8, done + COMPLETION_WAIT_TASK_LIST)
+    mem.write_u32(f + frags.refcnt, 1)
+    done, completion = f + frags.completion, ctx.kernel.layouts[COMPLETION]
+    mem.write(done, bytes(completion.size))      # init_completion(): an empty swait queue
+    tasks = done + completion.wait_task_list
+    mem.write_u64(tasks, tasks)
+    mem.write_u64(tasks + 8, tasks)
     return 0
 
 
 def _put(ctx: Any, f: int) -> None:
     """refcount_dec_and_test(&f->refcnt) and complete() on the last."""
-    count = ctx.mem.read_u32(f + F_REFCNT) - 1
-    ctx.mem.write_u32(f + F_REFCNT, count & 0xFFFFFFFF)
+    frags = ctx.kernel.layouts[FRAGS]
+    count = ctx.mem.read_u32(f + frags.refcnt) - 1
+    ctx.mem.write_u32(f + frags.refcnt, count & 0xFFFFFFFF)
     if count == 0:
-        complete(ctx, f + F_COMPLETION)
+        complete(ctx, f + frags.completion)
 
 
 async def _fini(ctx: Any, f: int) -> int:
+    frags = ctx.kernel.layouts[FRAGS]
     _put(ctx, f)
-    await finished(wait_for_completion(ctx, f + F_COMPLETION))
-    kmem_cache_destroy(ctx, ctx.mem.read_u64(f + F_FRAGS_CACHEP))
-    ctx.mem.write_u64(f + F_FRAGS_CACHEP, 0)
+    await finished(wait_for_completion(ctx, f + frags.completion))
+    kmem_cache_destroy(ctx, ctx.mem.read_u64(f + frags.frags_cachep))
+    ctx.mem.write_u64(f + frags.frags_cachep, 0)
     return 0
 
 
@@ -102,36 +105,37 @@ def inet_frags_fini(ctx: Any, f: int) -> Any:
         nargs=3)
 def fqdir_init(ctx: Any, fqdirp: int, f: int, net: int) -> int:
     slab, owner, mem = ctx.kernel.slab, getattr(ctx.module, "name", None), ctx.mem
-    fqdir = slab.alloc(FQDIR_SIZE, owner, zero=True)
+    frags, dir_ = ctx.kernel.layouts[FRAGS], ctx.kernel.layouts[FQDIR]
+    fqdir = slab.alloc(dir_.size, owner, zero=True)
     if not fqdir:
         return -errno.ENOMEM
-    mem.write_u64(fqdir + FQDIR_F, f)
-    mem.write_u64(fqdir + FQDIR_NET, net)
-    res = rhashtable_init(ctx, fqdir + FQDIR_RHASHTABLE, f + F_RHASH_PARAMS)
+    mem.write_u64(fqdir + dir_.f, f)
+    mem.write_u64(fqdir + dir_.net, net)
+    res = rhashtable_init(ctx, fqdir + dir_.rhashtable, f + frags.rhash_params)
     if res < 0:
         slab.free(fqdir, owner)
         return res
-    mem.write_u32(f + F_REFCNT, (mem.read_u32(f + F_REFCNT) + 1) & 0xFFFFFFFF)
+    mem.write_u32(f + frags.refcnt, (mem.read_u32(f + frags.refcnt) + 1) & 0xFFFFFFFF)
     mem.write_u64(fqdirp, fqdir)
     return 0
 
 
 @export("fqdir_exit", "void fqdir_exit(struct fqdir *fqdir)", nargs=1)
 def fqdir_exit(ctx: Any, fqdir: int) -> int:
-    work = fqdir + FQDIR_DESTROY_WORK
+    work = fqdir + ctx.kernel.layouts[FQDIR].destroy_work
     init_work(ctx.mem, work, ctx.kernel.machine.kernel_symbols()["fqdir_work_fn"])
     return queue_work_on(ctx, 0, ctx.kernel.subsystem(InetFragWq).address, work)
 
 
 async def _destroy(ctx: Any, fqdir: int) -> int:
-    mem = ctx.mem
-    table = fqdir + FQDIR_RHASHTABLE
+    mem, dir_ = ctx.mem, ctx.kernel.layouts[FQDIR]
+    table = fqdir + dir_.rhashtable
     if mem.read_u32(table + HT_NELEMS):
         ctx.kernel.log.emit(KERN_ERR, "kloader: kernel function inet_frags_free_cb is not "
                                       "emulated: fragment queues left in the table", None)
     await rhashtable_destroy(ctx, table)
     await finished(rcu_barrier(ctx))
-    _put(ctx, mem.read_u64(fqdir + FQDIR_F))
+    _put(ctx, mem.read_u64(fqdir + dir_.f))
     ctx.kernel.slab.free(fqdir, None)
     return 0
 
@@ -139,4 +143,4 @@ async def _destroy(ctx: Any, fqdir: int) -> int:
 @export("fqdir_work_fn", "void fqdir_work_fn(struct work_struct *work)", nargs=1)
 def fqdir_work_fn(ctx: Any, work: int) -> Any:
     """The destruction fqdir_exit queued (a kernel function of Linux's, not exported)."""
-    return _destroy(ctx, work - FQDIR_DESTROY_WORK)
+    return _destroy(ctx, work - ctx.kernel.layouts[FQDIR].destroy_work)

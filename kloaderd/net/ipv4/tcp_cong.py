@@ -10,9 +10,9 @@ algorithm's `list` (list_add_tail_rcu), after the kernel's own algorithms
 are kloader objects holding only their names and keys.  Unregistering
 unlinks with list_del_rcu's checks, then waits for an RCU grace period.
 
-Layout (Linux 6.1 x86-64 `struct tcp_congestion_ops`): ssthresh@0,
-cong_avoid@8, cong_control@56, undo_cwnd@64, name@88 (16 bytes),
-owner@104, list@112, key@128, flags@132.
+`struct tcp_congestion_ops` {ssthresh, cong_avoid, cong_control,
+undo_cwnd, name (16 bytes), owner, list, key} is read at the running
+kernel's offsets.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.printk import KERN_ERR, KERN_NOTICE
 from ...kernel.rcu import synchronize_rcu
 from ...lib.jhash import jhash
 from ...lib.list import GuestList
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-SSTHRESH, CONG_AVOID, CONG_CONTROL, UNDO_CWND = 0, 8, 56, 64
-NAME, OWNER, LIST, KEY = 88, 104, 112, 128
+CA_OPS = struct("struct tcp_congestion_ops", "net/tcp.h", "ssthresh", "cong_avoid", "cong_control",
+                "undo_cwnd", "name", "owner", "list", "key")
+STRUCTS = (CA_OPS,)        # what these functions read at the kernel's offsets
 TCP_CA_NAME_MAX = 16
 TCP_CA_UNSPEC = 0
 # The kernel's own: reno always; the others when the .config builds them in.
@@ -48,6 +48,7 @@ class TcpCongestion:
     """tcp_cong_list of one kernel."""
 
     def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
         self.list = GuestList(kernel)
         profile = kernel.profile
         builtin = [name for name, option in BUILTIN if option is None or (
@@ -56,7 +57,7 @@ class TcpCongestion:
 
 
 def _name(ctx: Any, ca: int) -> str:
-    return ctx.mem.read(ca + NAME, TCP_CA_NAME_MAX).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return ctx.mem.read(ca + ctx.kernel.layouts[CA_OPS].name, TCP_CA_NAME_MAX).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _log(ctx: Any, level: int, text: str) -> None:
@@ -66,22 +67,22 @@ def _log(ctx: Any, level: int, text: str) -> None:
 @export("tcp_register_congestion_control",
         "int tcp_register_congestion_control(struct tcp_congestion_ops *ca)", nargs=1, gpl=True)
 def tcp_register_congestion_control(ctx: Any, ca: int) -> int:
-    mem, name = ctx.mem, _name(ctx, ca)
-    if not mem.read_u64(ca + SSTHRESH) or not mem.read_u64(ca + UNDO_CWND) or not (
-            mem.read_u64(ca + CONG_AVOID) or mem.read_u64(ca + CONG_CONTROL)):
+    mem, name, ops = ctx.mem, _name(ctx, ca), ctx.kernel.layouts[CA_OPS]
+    if not mem.read_u64(ca + ops.ssthresh) or not mem.read_u64(ca + ops.undo_cwnd) or not (
+            mem.read_u64(ca + ops.cong_avoid) or mem.read_u64(ca + ops.cong_control)):
         _log(ctx, KERN_ERR, f"{name} does not implement required ops")
         return -errno.EINVAL
-    key = ca_key(mem.read(ca + NAME, TCP_CA_NAME_MAX))
-    mem.write_u32(ca + KEY, key)
+    key = ca_key(mem.read(ca + ops.name, TCP_CA_NAME_MAX))
+    mem.write_u32(ca + ops.key, key)
     state = ctx.kernel.subsystem(TcpCongestion)
     taken = key in state.builtin_keys or any(
-        mem.read_u32(node - LIST + KEY) == key for node in state.list)
+        mem.read_u32(node - ops.list + ops.key) == key for node in state.list)
     if key == TCP_CA_UNSPEC or taken:
         _log(ctx, KERN_NOTICE, f"{name} already registered or non-unique key")
         return -errno.EEXIST
-    state.list.add_tail(ctx, ca + LIST)
+    state.list.add_tail(ctx, ca + ops.list)
     regs = ctx.kernel.registrations
-    owner = ctx.kernel.module_by_struct(mem.read_u64(ca + OWNER)) or regs.module_at(ca)
+    owner = ctx.kernel.module_by_struct(mem.read_u64(ca + ops.owner)) or regs.module_at(ca)
     regs.registry("tcp_congestion").add(ca, f"tcp congestion control {name}", owner=owner,
                                         address=ca, data=state, on_leftover=_unlink_leftover)
     return 0
@@ -92,10 +93,11 @@ def tcp_register_congestion_control(ctx: Any, ca: int) -> int:
         gpl=True)
 def tcp_unregister_congestion_control(ctx: Any, ca: int) -> Any:
     state = ctx.kernel.subsystem(TcpCongestion)
-    state.list.delete(ctx, ca + LIST, rcu=True)
+    state.list.delete(ctx, ca + ctx.kernel.layouts[CA_OPS].list, rcu=True)
     ctx.kernel.registrations.registry("tcp_congestion").remove(ca)
     return synchronize_rcu(ctx)
 
 
 def _unlink_leftover(entry: Any) -> None:
-    entry.data.list.unlink_quietly(entry.address + LIST)
+    state = entry.data
+    state.list.unlink_quietly(entry.address + state.kernel.layouts[CA_OPS].list)

@@ -16,9 +16,8 @@ registered when its module goes is reported and unlinked.  Where kloader
 differs: the kernel's own protocol handlers are placeholders (no packet
 ever arrives to be handed to the xfrm handlers).
 
-Layouts (Linux 6.1 x86-64, the same for xfrm4_protocol and
-xfrm6_protocol): {handler@0, input_handler@8, cb_handler@16,
-err_handler@24, next@32, priority@40 (int)}.
+The handlers' `next` and `priority` (int) are read at the running
+kernel's offsets of `struct xfrm4_protocol` or `struct xfrm6_protocol`.
 """
 
 from __future__ import annotations
@@ -28,14 +27,16 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.callback import finished
+from ...kernel.layouts import Struct, struct
 from ...kernel.printk import KERN_ERR
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import owner_of
 from .protocol import add_protocol, del_protocol
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-NEXT, PRIORITY = 32, 40
+XFRM4 = struct("struct xfrm4_protocol", "net/xfrm.h", "next", "priority")
+XFRM6 = struct("struct xfrm6_protocol", "net/xfrm.h", "next", "priority")
+HANDLER: dict[str, Struct] = {"xfrm4": XFRM4, "xfrm6": XFRM6}
+STRUCTS = (XFRM4,)         # what these functions read at the kernel's offsets
 PROTOCOLS = {50: "esp", 51: "ah", 108: "comp"}      # IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP
 NET_PROTOCOL_SIZE = 32                               # xfrm's own handler objects
 
@@ -62,12 +63,13 @@ class XfrmProtocols:
     def relink(self, mem: Any, family: str, protocol: int) -> None:
         """Each handler's `next` names the one after it, the last NULL."""
         chain = self.handlers.get((family, protocol), [])
+        next_ = self.kernel.layouts[HANDLER[family]].next
         for handler, after in zip(chain, [*chain[1:], 0]):
-            mem.write_u64(handler + NEXT, after)
+            mem.write_u64(handler + next_, after)
 
 
-def _priority(mem: Any, handler: int) -> int:
-    value = mem.read_u32(handler + PRIORITY)
+def _priority(ctx: Any, family: str, handler: int) -> int:
+    value = ctx.mem.read_u32(handler + ctx.kernel.layouts[HANDLER[family]].priority)
     return value - (1 << 32) if value >> 31 else value
 
 
@@ -79,10 +81,11 @@ def register(ctx: Any, family: str, ip: str, handler: int, protocol: int) -> int
     mem = ctx.mem
     chain = state.handlers.setdefault((family, protocol), [])
     first = not chain
-    priority = _priority(mem, handler)
-    if any(_priority(mem, other) == priority for other in chain):
+    priority = _priority(ctx, family, handler)
+    if any(_priority(ctx, family, other) == priority for other in chain):
         return -errno.EEXIST
-    at = next((i for i, other in enumerate(chain) if _priority(mem, other) < priority), len(chain))
+    at = next((i for i, other in enumerate(chain) if _priority(ctx, family, other) < priority),
+              len(chain))
     chain.insert(at, handler)
     state.relink(mem, family, protocol)
     name = ctx.kernel.symbolize(handler, False) or f"{handler:#x}"

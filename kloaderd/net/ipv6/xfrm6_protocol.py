@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...kernel.api import export
-from ..ipv4.xfrm4_protocol import deregister, register
+from ..ipv4.xfrm4_protocol import XFRM6, deregister, register
 
-LAYOUTS = (6, 1)       # struct xfrm6_protocol, as xfrm4_protocol's
+STRUCTS = (XFRM6,)         # what these functions read at the kernel's offsets
 
 
 @export("xfrm6_protocol_register",

@@ -7,9 +7,9 @@ ops already registered for that family are -EBUSY; the ops go at the head
 of `nf_sockopts` through their `list` (in guest memory); unregistering is
 list_del, and unregistering ops that are not registered is Linux's
 `list_del corruption` BUG.  No socket option call ever reaches them:
-kloader has no user-space sockets.  Layout (Linux 6.1 x86-64):
-nf_sockopt_ops {list@0, pf@16 (u8), set_optmin@20, set_optmax@24,
-get_optmin@40, get_optmax@44, owner@56}.
+kloader has no user-space sockets.  nf_sockopt_ops {list, pf (u8),
+set_optmin, set_optmax, get_optmin, get_optmax, owner} is read at the
+running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-LIST, PF, SET_MIN, SET_MAX, GET_MIN, GET_MAX, OWNER = 0, 16, 20, 24, 40, 44, 56
+OPS = struct("struct nf_sockopt_ops", "linux/netfilter.h", "list", "pf", "set_optmin", "set_optmax",
+             "get_optmin", "get_optmax", "owner")
+STRUCTS = (OPS,)           # what these functions read at the kernel's offsets
 
 
 class Sockopts:
@@ -31,11 +32,13 @@ class Sockopts:
         self.list = GuestList(kernel)
 
 
-def _ranges(mem: Any, ops: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
-    def s32(address: int) -> int:
-        return mem.read_s32(address)
-    return (mem.read(ops + PF, 1)[0], (s32(ops + SET_MIN), s32(ops + SET_MAX)),
-            (s32(ops + GET_MIN), s32(ops + GET_MAX)))
+def _ranges(ctx: Any, ops: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    mem, o = ctx.mem, ctx.kernel.layouts[OPS]
+
+    def s32(member: int) -> int:
+        return mem.read_s32(ops + member)
+    return (mem.read(ops + o.pf, 1)[0], (s32(o.set_optmin), s32(o.set_optmax)),
+            (s32(o.get_optmin), s32(o.get_optmax)))
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -44,20 +47,20 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 @export("nf_register_sockopt", "int nf_register_sockopt(struct nf_sockopt_ops *reg)", nargs=1)
 def nf_register_sockopt(ctx: Any, reg: int) -> int:
-    mem, state = ctx.mem, ctx.kernel.subsystem(Sockopts)
-    pf, sets, gets = _ranges(mem, reg)
+    mem, state, o = ctx.mem, ctx.kernel.subsystem(Sockopts), ctx.kernel.layouts[OPS]
+    pf, sets, gets = _ranges(ctx, reg)
     for node in state.list:
-        other_pf, other_sets, other_gets = _ranges(mem, node - LIST)
+        other_pf, other_sets, other_gets = _ranges(ctx, node - o.list)
         if other_pf == pf and (_overlap(other_sets, sets) or _overlap(other_gets, gets)):
             return -errno.EBUSY
-    state.list.add(ctx, reg + LIST)
+    state.list.add(ctx, reg + o.list)
     record_listed(ctx.kernel, "nf_sockopt", reg,
                   f"netfilter sockopts pf {pf} set {sets[0]}-{sets[1]} get {gets[0]}-{gets[1]}",
-                  state.list, LIST, mem.read_u64(reg + OWNER))
+                  state.list, o.list, mem.read_u64(reg + o.owner))
     return 0
 
 
 @export("nf_unregister_sockopt", "void nf_unregister_sockopt(struct nf_sockopt_ops *reg)", nargs=1)
 def nf_unregister_sockopt(ctx: Any, reg: int) -> None:
-    ctx.kernel.subsystem(Sockopts).list.delete(ctx, reg + LIST)
+    ctx.kernel.subsystem(Sockopts).list.delete(ctx, reg + ctx.kernel.layouts[OPS].list)
     ctx.kernel.registrations.registry("nf_sockopt").remove(reg)

@@ -16,8 +16,8 @@ Where kloader differs: no message ever arrives (kloader has no user-space
 netlink), so the callbacks are never called, and the `struct sock *`
 returned is a handle in the direct map where nothing is mapped: a module
 that reads the socket's fields oopses there rather than reading invented
-ones.  Layout (Linux 6.1 x86-64): netlink_kernel_cfg {groups@0, flags@4,
-input@8, bind@24, unbind@32}.
+ones.  netlink_kernel_cfg {input, bind, unbind} is read at the running
+kernel's offsets.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.registry import owner_of
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-CFG_INPUT, CFG_BIND, CFG_UNBIND = 8, 24, 32
+CFG = struct("struct netlink_kernel_cfg", "linux/netlink.h", "input", "bind", "unbind")
+STRUCTS = (CFG,)           # what these functions read at the kernel's offsets
 MAX_LINKS = 32
 SOCK_HANDLE_BASE = 0xFFFF888C00000000
 SOCK_HANDLE_STEP = 0x1000
@@ -65,8 +65,8 @@ def __netlink_kernel_create(ctx: Any, net: int, unit: int, module: int, cfg: int
         "netlink_kernel")
     if unit in state.builtin or any(e.data == (net, unit) for e in registry.entries()):
         return 0
-    callbacks = tuple(ctx.mem.read_u64(cfg + off) for off in (CFG_INPUT, CFG_BIND, CFG_UNBIND)) \
-        if cfg else ()
+    c = ctx.kernel.layouts[CFG]
+    callbacks = tuple(ctx.mem.read_u64(cfg + off) for off in (c.input, c.bind, c.unbind)) if cfg else ()
     sock = SOCK_HANDLE_BASE + state.handles * SOCK_HANDLE_STEP
     state.handles += 1
     registry.add(sock, f"netlink kernel socket {_name(unit)}",

@@ -15,12 +15,10 @@ user-space netlink.
 
 Where kloader differs: the kernel's built-in families (nlctrl, ethtool,
 devlink, taskstats, ...) are not known by name or id, so a module's family
-gets ids and group ids Linux would have given a built-in one.  Layouts
-(Linux 6.1 x86-64): genl_family {id@0, name@8 (char[16]), mcgrp_offset@32,
-n_ops@37, n_small_ops@38, n_mcgrps@39, resv_start_op@40, ops@72,
-small_ops@80, mcgrps@88, module@96}; genl_ops (48 bytes) {doit@0,
-dumpit@16, cmd@44, validate@47}; genl_small_ops (24) {doit@0, dumpit@8,
-cmd@16, validate@19}; genl_multicast_group (17) {name@0}.
+gets ids and group ids Linux would have given a built-in one.  genl_family,
+genl_ops, genl_small_ops and genl_multicast_group are read at the running
+kernel's offsets and sizes.  (6.2's split ops, `split_ops`, are not
+validated.)
 """
 
 from __future__ import annotations
@@ -29,16 +27,16 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.panic import warn
 from ...kernel.registry import owner_of
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-ID, NAME, MCGRP_OFFSET, N_OPS, N_SMALL_OPS, N_MCGRPS, RESV_START_OP = 0, 8, 32, 37, 38, 39, 40
-OPS, SMALL_OPS, MCGRPS, MODULE = 72, 80, 88, 96
-OP_SIZE, OP_DOIT, OP_DUMPIT, OP_CMD, OP_VALIDATE = 48, 0, 16, 44, 47
-SOP_SIZE, SOP_DOIT, SOP_DUMPIT, SOP_CMD, SOP_VALIDATE = 24, 0, 8, 16, 19
-MCGRP_SIZE = 17
+FAMILY = struct("struct genl_family", "net/genetlink.h", "id", "name", "mcgrp_offset", "n_ops",
+                "n_small_ops", "n_mcgrps", "resv_start_op", "ops", "small_ops", "mcgrps", "module")
+OP = struct("struct genl_ops", "net/genetlink.h", "doit", "dumpit", "cmd", "validate")
+SMALL_OP = struct("struct genl_small_ops", "net/genetlink.h", "doit", "dumpit", "cmd", "validate")
+MCGRP = struct("struct genl_multicast_group", "net/genetlink.h", "name")
+STRUCTS = (FAMILY, OP, SMALL_OP, MCGRP)       # what these functions read at the kernel's offsets
 GENL_NAMSIZ = 16
 GENL_ID_CTRL, GENL_ID_VFS_DQUOT, GENL_ID_PMCRAID, GENL_START_ALLOC, GENL_MAX_ID = (
     0x10, 0x11, 0x12, 0x13, 1023)
@@ -77,33 +75,33 @@ def _name(mem: Any, address: int) -> bytes:
     return mem.read(address, GENL_NAMSIZ).split(b"\0", 1)[0]
 
 
-def _commands(mem: Any, family: int) -> list[tuple[int, int, int, int]] | None:
+def _u8(mem: Any, address: int) -> int:
+    return mem.read(address, 1)[0]
+
+
+def _commands(ctx: Any, family: int) -> list[tuple[int, int, int, int]] | None:
     """(cmd, doit, dumpit, validate) of every operation, or None if a count
     has no array."""
-    n_ops, n_small = mem.read(family + N_OPS, 2)
-    ops, small = mem.read_u64(family + OPS), mem.read_u64(family + SMALL_OPS)
-    if n_ops and not ops or n_small and not small:
-        return None
+    mem, f = ctx.mem, ctx.kernel.layouts[FAMILY]
     found = []
-    for i in range(n_ops):
-        op = ops + i * OP_SIZE
-        found.append((mem.read(op + OP_CMD, 1)[0], mem.read_u64(op + OP_DOIT),
-                      mem.read_u64(op + OP_DUMPIT), mem.read(op + OP_VALIDATE, 1)[0]))
-    for i in range(n_small):
-        op = small + i * SOP_SIZE
-        found.append((mem.read(op + SOP_CMD, 1)[0], mem.read_u64(op + SOP_DOIT),
-                      mem.read_u64(op + SOP_DUMPIT), mem.read(op + SOP_VALIDATE, 1)[0]))
+    for count, array, kind in ((f.n_ops, f.ops, OP), (f.n_small_ops, f.small_ops, SMALL_OP)):
+        n, ops, op_layout = _u8(mem, family + count), mem.read_u64(family + array), ctx.kernel.layouts[kind]
+        if n and not ops:
+            return None
+        for op in range(ops, ops + n * op_layout.size, op_layout.size):
+            found.append((_u8(mem, op + op_layout.cmd), mem.read_u64(op + op_layout.doit),
+                          mem.read_u64(op + op_layout.dumpit), _u8(mem, op + op_layout.validate)))
     return found
 
 
 def _validate_ops(ctx: Any, family: int) -> int:
     """genl_validate_ops()."""
-    commands = _commands(ctx.mem, family)
+    commands = _commands(ctx, family)
     if commands is None:
         warn(ctx, "WARN_ON(family->n_ops && !family->ops)", "net/netlink/genetlink.c:470",
              "genl_validate_ops")
         return -errno.EINVAL
-    resv_start_op = ctx.mem.read(family + RESV_START_OP, 1)[0]
+    resv_start_op = _u8(ctx.mem, family + ctx.kernel.layouts[FAMILY].resv_start_op)
     seen: set[int] = set()
     for cmd, doit, dumpit, validate in commands:
         if not doit and not dumpit:
@@ -119,10 +117,10 @@ def _validate_ops(ctx: Any, family: int) -> int:
 
 
 def _validate_mcgrps(ctx: Any, family: int) -> int:
-    mem = ctx.mem
-    groups = mem.read_u64(family + MCGRPS)
-    for i in range(mem.read(family + N_MCGRPS, 1)[0]):
-        raw = mem.read(groups + i * MCGRP_SIZE, GENL_NAMSIZ)
+    mem, f, grp = ctx.mem, ctx.kernel.layouts[FAMILY], ctx.kernel.layouts[MCGRP]
+    groups = mem.read_u64(family + f.mcgrps)
+    for i in range(_u8(mem, family + f.n_mcgrps)):
+        raw = mem.read(groups + i * grp.size + grp.name, GENL_NAMSIZ)
         if b"\0" not in raw or raw[0] == 0:
             warn(ctx, "WARN_ON(grp->name[0] == '\\0')", "net/netlink/genetlink.c:374",
                  "genl_validate_assign_mc_groups")
@@ -132,12 +130,12 @@ def _validate_mcgrps(ctx: Any, family: int) -> int:
 
 @export("genl_register_family", "int genl_register_family(struct genl_family *family)", nargs=1)
 def genl_register_family(ctx: Any, family: int) -> int:
-    mem = ctx.mem
+    mem, f = ctx.mem, ctx.kernel.layouts[FAMILY]
     err = _validate_ops(ctx, family)
     if err:
         return err
     registry = ctx.kernel.registrations.registry("genl_family")
-    name = _name(mem, family + NAME)
+    name = _name(mem, family + f.name)
     if any(entry.data[0] == name for entry in registry.entries()):
         return -errno.EEXIST
     state = ctx.kernel.subsystem(Families)
@@ -149,12 +147,12 @@ def genl_register_family(ctx: Any, family: int) -> int:
     err = _validate_mcgrps(ctx, family)
     if err:
         return err
-    n_mcgrps = mem.read(family + N_MCGRPS, 1)[0]
+    n_mcgrps = _u8(mem, family + f.n_mcgrps)
     offset = fixed if fixed and n_mcgrps == 1 else state.alloc_groups(n_mcgrps) if n_mcgrps else 0
-    mem.write_u32(family + ID, family_id)
-    mem.write_u32(family + MCGRP_OFFSET, offset)
+    mem.write_u32(family + f.id, family_id)
+    mem.write_u32(family + f.mcgrp_offset, offset)
     registry.add(family, f"generic netlink family {name.decode('utf-8', 'replace')}",
-                 owner=owner_of(ctx.kernel, family, mem.read_u64(family + MODULE)),
+                 owner=owner_of(ctx.kernel, family, mem.read_u64(family + f.module)),
                  address=family, data=(name, family_id, range(offset, offset + n_mcgrps)),
                  on_leftover=lambda entry: _release_groups(state, entry))
     return 0

@@ -15,9 +15,8 @@ through rtnetlink (`tc`), which kloader does not emulate, so a table is
 always empty and destroying it frees nothing; a table that is not empty
 was filled by something kloader cannot follow, and is not emulated.
 
-Layouts (Linux 6.1 x86-64): tc_action_ops {head@0, kind@16 (char[16]),
-id@32, owner@48, act@56, dump@64, init@88}; tcf_idrinfo {action_idr@32};
-the idr's xarray head at 8.
+tc_action_ops {head, kind (char[16]), id, act, dump, init} and
+tcf_idrinfo's action_idr head are read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -26,15 +25,17 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.oops import NotEmulated
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
+from ..core import net_namespace
 from ..core.net_namespace import register_pernet_subsys, unregister_pernet_subsys
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-HEAD, KIND, ID, ACT, DUMP, INIT = 0, 16, 32, 56, 64, 88
-IDRINFO_IDR, XA_HEAD = 32, 8
+ACTION_OPS = struct("struct tc_action_ops", "net/act_api.h", "head", "kind", "id", "act", "dump", "init")
+IDRINFO = struct("struct tcf_idrinfo", "net/act_api.h", "action_idr.idr_rt.xa_head")
+# what these functions read at the kernel's offsets, and the pernet ops they register
+STRUCTS = (ACTION_OPS, IDRINFO, *net_namespace.STRUCTS)
 IFNAMSIZ = 16
 
 
@@ -45,15 +46,15 @@ class Actions:
         self.base = GuestList(kernel)
 
 
-def _kind(mem: Any, ops: int) -> bytes:
-    return mem.read(ops + KIND, IFNAMSIZ).split(b"\0", 1)[0]
+def _kind(ctx: Any, ops: int) -> bytes:
+    return ctx.mem.read(ops + ctx.kernel.layouts[ACTION_OPS].kind, IFNAMSIZ).split(b"\0", 1)[0]
 
 
 @export("tcf_register_action", "int tcf_register_action(struct tc_action_ops *a, "
         "struct pernet_operations *ops)", nargs=2)
 def tcf_register_action(ctx: Any, act: int, ops: int) -> Any:
-    mem = ctx.mem
-    if not all(mem.read_u64(act + off) for off in (ACT, DUMP, INIT)):
+    mem, a = ctx.mem, ctx.kernel.layouts[ACTION_OPS]
+    if not all(mem.read_u64(act + off) for off in (a.act, a.dump, a.init)):
         return -errno.EINVAL
 
     async def registering() -> int:
@@ -61,14 +62,14 @@ def tcf_register_action(ctx: Any, act: int, ops: int) -> Any:
         if ret:
             return ret
         base = ctx.kernel.subsystem(Actions).base
-        kind, kind_id = _kind(mem, act), mem.read_u32(act + ID)
-        if any(mem.read_u32(node - HEAD + ID) == kind_id or _kind(mem, node - HEAD) == kind
+        kind, kind_id = _kind(ctx, act), mem.read_u32(act + a.id)
+        if any(mem.read_u32(node - a.head + a.id) == kind_id or _kind(ctx, node - a.head) == kind
                for node in base):
             await unregister_pernet_subsys(ctx, ops)
             return -errno.EEXIST
-        base.add_tail(ctx, act + HEAD)
+        base.add_tail(ctx, act + a.head)
         record_listed(ctx.kernel, "tc_action", act,
-                      f"tc action {kind.decode('utf-8', 'replace')}", base, HEAD)
+                      f"tc action {kind.decode('utf-8', 'replace')}", base, a.head)
         return 0
     return registering()
 
@@ -76,10 +77,10 @@ def tcf_register_action(ctx: Any, act: int, ops: int) -> Any:
 @export("tcf_unregister_action", "int tcf_unregister_action(struct tc_action_ops *a, "
         "struct pernet_operations *ops)", nargs=2)
 def tcf_unregister_action(ctx: Any, act: int, ops: int) -> Any:
-    base = ctx.kernel.subsystem(Actions).base
-    if act + HEAD not in base:
+    base, head = ctx.kernel.subsystem(Actions).base, ctx.kernel.layouts[ACTION_OPS].head
+    if act + head not in base:
         return -errno.ENOENT
-    base.delete(ctx, act + HEAD)
+    base.delete(ctx, act + head)
     ctx.kernel.registrations.registry("tc_action").remove(act)
 
     async def unregistering() -> int:
@@ -91,5 +92,5 @@ def tcf_unregister_action(ctx: Any, act: int, ops: int) -> Any:
 @export("tcf_idrinfo_destroy", "void tcf_idrinfo_destroy(const struct tc_action_ops *ops, "
         "struct tcf_idrinfo *idrinfo)", nargs=2)
 def tcf_idrinfo_destroy(ctx: Any, ops: int, idrinfo: int) -> None:
-    if ctx.mem.read_u64(idrinfo + IDRINFO_IDR + XA_HEAD):
+    if ctx.mem.read_u64(idrinfo + ctx.kernel.layouts[IDRINFO].action_idr_idr_rt_xa_head):
         raise NotEmulated("tcf_idrinfo_destroy")       # actions kloader did not see made

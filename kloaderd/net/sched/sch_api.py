@@ -12,9 +12,9 @@ which are known here by id only.
 
 Where kloader differs: the noop qdisc functions Linux puts in a missing
 enqueue/peek/dequeue do not exist here, so those pointers stay NULL.
-Layouts (Linux 6.1 x86-64): Qdisc_ops {next@0, cl_ops@8, id@16 (16 bytes),
-enqueue@40, dequeue@48, peek@56, owner@168}; Qdisc_class_ops {leaf@24,
-find@40, walk@64, tcf_block@72, bind_tcf@80, unbind_tcf@88}.
+Qdisc_ops {next, cl_ops, id (16 bytes), dequeue, peek, owner} and
+Qdisc_class_ops {leaf, find, walk, tcf_block, bind_tcf, unbind_tcf} are
+read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-NEXT, CL_OPS, ID, DEQUEUE, PEEK, OWNER = 0, 8, 16, 48, 56, 168
-CL_LEAF, CL_FIND, CL_WALK, CL_TCF_BLOCK, CL_BIND, CL_UNBIND = 24, 40, 64, 72, 80, 88
+QDISC_OPS = struct("struct Qdisc_ops", "net/sch_generic.h", "next", "cl_ops", "id", "dequeue", "peek",
+                   "owner")
+CLASS_OPS = struct("struct Qdisc_class_ops", "net/sch_generic.h", "leaf", "find", "walk", "tcf_block",
+                   "bind_tcf", "unbind_tcf")
+STRUCTS = (QDISC_OPS, CLASS_OPS)       # what these functions read at the kernel's offsets
 IFNAMSIZ = 16
 BUILTIN = ("pfifo_fast", "pfifo", "bfifo", "pfifo_head_drop", "mq", "noqueue", "blackhole")
 
@@ -42,36 +44,38 @@ class Qdiscs:
         self.ops: list[int] = []
 
 
-def _id(mem: Any, ops: int) -> str:
-    return mem.read(ops + ID, IFNAMSIZ).split(b"\0", 1)[0].decode("utf-8", "replace")
+def _id(ctx: Any, ops: int) -> str:
+    return ctx.mem.read(ops + ctx.kernel.layouts[QDISC_OPS].id, IFNAMSIZ).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def _relink(mem: Any, state: Qdiscs) -> None:
+def _relink(ctx: Any, state: Qdiscs) -> None:
+    next_ = ctx.kernel.layouts[QDISC_OPS].next
     for ops, after in zip(state.ops, state.ops[1:] + [0]):
-        mem.write_u64(ops + NEXT, after)
+        ctx.mem.write_u64(ops + next_, after)
 
 
 @export("register_qdisc", "int register_qdisc(struct Qdisc_ops *qops)", nargs=1)
 def register_qdisc(ctx: Any, qops: int) -> int:
     mem, state = ctx.mem, ctx.kernel.subsystem(Qdiscs)
-    name = _id(mem, qops)
-    if name in state.builtin or any(_id(mem, q) == name for q in state.ops):
+    q, c = ctx.kernel.layouts[QDISC_OPS], ctx.kernel.layouts[CLASS_OPS]
+    name = _id(ctx, qops)
+    if name in state.builtin or any(_id(ctx, other) == name for other in state.ops):
         return -errno.EEXIST
-    if not mem.read_u64(qops + PEEK) and mem.read_u64(qops + DEQUEUE):
+    if not mem.read_u64(qops + q.peek) and mem.read_u64(qops + q.dequeue):
         return -errno.EINVAL
-    cops = mem.read_u64(qops + CL_OPS)
+    cops = mem.read_u64(qops + q.cl_ops)
     if cops:
-        if not all(mem.read_u64(cops + off) for off in (CL_FIND, CL_WALK, CL_LEAF)):
+        if not all(mem.read_u64(cops + off) for off in (c.find, c.walk, c.leaf)):
             return -errno.EINVAL
-        if mem.read_u64(cops + CL_TCF_BLOCK) and not (
-                mem.read_u64(cops + CL_BIND) and mem.read_u64(cops + CL_UNBIND)):
+        if mem.read_u64(cops + c.tcf_block) and not (
+                mem.read_u64(cops + c.bind_tcf) and mem.read_u64(cops + c.unbind_tcf)):
             return -errno.EINVAL
     state.ops.append(qops)
-    _relink(mem, state)
+    _relink(ctx, state)
     regs = ctx.kernel.registrations
-    owner = ctx.kernel.module_by_struct(mem.read_u64(qops + OWNER)) or regs.module_at(qops)
+    owner = ctx.kernel.module_by_struct(mem.read_u64(qops + q.owner)) or regs.module_at(qops)
     regs.registry("qdisc").add(qops, f"qdisc {name}", owner=owner, address=qops,
-                               data=(mem, state), on_leftover=_unlink_leftover)
+                               data=(ctx.kernel, state), on_leftover=_unlink_leftover)
     return 0
 
 
@@ -80,20 +84,21 @@ def unregister_qdisc(ctx: Any, qops: int) -> int:
     state = ctx.kernel.subsystem(Qdiscs)
     if qops not in state.ops:
         return -errno.ENOENT
-    _remove(ctx.mem, state, qops)
+    _remove(ctx.kernel, state, qops)
     ctx.kernel.registrations.registry("qdisc").remove(qops)
     return 0
 
 
-def _remove(mem: Any, state: Qdiscs, qops: int) -> None:
+def _remove(kernel: Any, state: Qdiscs, qops: int) -> None:
     """*qp = q->next; q->next = NULL."""
+    mem, next_ = kernel.mem, kernel.layouts[QDISC_OPS].next
     index = state.ops.index(qops)
     state.ops.remove(qops)
     if index:
-        mem.write_u64(state.ops[index - 1] + NEXT, state.ops[index] if index < len(state.ops) else 0)
-    mem.write_u64(qops + NEXT, 0)
+        mem.write_u64(state.ops[index - 1] + next_, state.ops[index] if index < len(state.ops) else 0)
+    mem.write_u64(qops + next_, 0)
 
 
 def _unlink_leftover(entry: Any) -> None:
-    mem, state = entry.data
-    _remove(mem, state, entry.address)
+    kernel, state = entry.data
+    _remove(kernel, state, entry.address)

@@ -6,8 +6,8 @@ As Linux 6.1: a family above AF_INET6 is a WARN_ON and -EAFNOSUPPORT; a
 slot already taken is -EEXIST; unregistering afinfo that is not the one in
 its slot is -EINVAL (an empty slot is 0), then waits for an RCU grace
 period.  The kernel's own xfrm4 (and xfrm6 when IPv6 is built in) hold the
-non-tunnel slots.  Layout: xfrm_input_afinfo {family@0 (u8), is_ipip@1
-(bool), callback@8}.
+non-tunnel slots.  xfrm_input_afinfo {family (u8), is_ipip (bool),
+callback} is read at the running kernel's offsets.
 """
 
 from __future__ import annotations
@@ -16,19 +16,20 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.panic import warn
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import owner_of
 from .xfrm_state import AF_INET, AF_INET6, _families
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-FAMILY, IS_IPIP, CALLBACK = 0, 1, 8
+AFINFO = struct("struct xfrm_input_afinfo", "net/xfrm.h", "family", "is_ipip", "callback")
+STRUCTS = (AFINFO,)        # what these functions read at the kernel's offsets
 
 
 def _slot(ctx: Any, afinfo: int) -> tuple[int, int]:
-    data = ctx.mem.read(afinfo, 2)
-    return data[1] & 1, data[0]
+    """(is_ipip, family): the slot the afinfo is for."""
+    mem, a = ctx.mem, ctx.kernel.layouts[AFINFO]
+    return mem.read(afinfo + a.is_ipip, 1)[0] & 1, mem.read(afinfo + a.family, 1)[0]
 
 
 @export("xfrm_input_register_afinfo",
@@ -47,7 +48,7 @@ def xfrm_input_register_afinfo(ctx: Any, afinfo: int) -> int:
     name = {AF_INET: "AF_INET", AF_INET6: "AF_INET6"}.get(family, f"family {family}")
     registry.add((is_ipip, family), f"xfrm input afinfo {name} ({kind})",
                  owner=owner_of(ctx.kernel, afinfo), address=afinfo,
-                 points_to=(ctx.mem.read_u64(afinfo + CALLBACK),))
+                 points_to=(ctx.mem.read_u64(afinfo + ctx.kernel.layouts[AFINFO].callback),))
     return 0
 
 

@@ -6,7 +6,8 @@ family's slot for its protocol (COMP, AH, ESP, IPIP, IPv6, and the IPv6
 destination-options and routing headers) — a slot already taken is a
 WARN_ON and is overwritten, as Linux does; any other protocol is a WARN_ON
 and -EPROTONOSUPPORT.  Unregistering empties the slot, WARNing if another
-type is in it.  Layout: xfrm_type {owner@0, proto@8 (u8)}.
+type is in it.  xfrm_type {owner, proto (u8)} is read at the running
+kernel's offsets.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.panic import warn
 from ...kernel.registry import owner_of
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-OWNER, PROTO = 0, 8
+XFRM_TYPE = struct("struct xfrm_type", "net/xfrm.h", "owner", "proto")
+STRUCTS = (XFRM_TYPE,)     # what these functions read at the kernel's offsets
 AF_INET, AF_INET6 = 2, 10
 SLOTS = {108: "comp", 51: "ah", 50: "esp", 4: "ipip", 41: "ipip6", 60: "dstopts", 43: "routing"}
 
@@ -35,7 +36,7 @@ def xfrm_register_type(ctx: Any, xtype: int, family: int) -> int:
     family &= 0xFFFF
     if family not in _families(ctx):
         return -errno.EAFNOSUPPORT
-    proto = ctx.mem.read(xtype + PROTO, 1)[0]
+    proto = ctx.mem.read(xtype + ctx.kernel.layouts[XFRM_TYPE].proto, 1)[0]
     if proto not in SLOTS:
         warn(ctx, "", "net/xfrm/xfrm_state.c:378", "xfrm_register_type")
         return -errno.EPROTONOSUPPORT
@@ -43,7 +44,7 @@ def xfrm_register_type(ctx: Any, xtype: int, family: int) -> int:
     if registry.remove((family, proto)) is not None:
         warn(ctx, "", "net/xfrm/xfrm_state.c:350", "xfrm_register_type")
     registry.add((family, proto), f"xfrm type {SLOTS[proto]} for family {family}",
-                 owner=owner_of(ctx.kernel, xtype, ctx.mem.read_u64(xtype + OWNER)),
+                 owner=owner_of(ctx.kernel, xtype, ctx.mem.read_u64(xtype + ctx.kernel.layouts[XFRM_TYPE].owner)),
                  address=xtype)
     return 0
 
@@ -54,7 +55,7 @@ def xfrm_unregister_type(ctx: Any, xtype: int, family: int) -> None:
     family &= 0xFFFF
     if family not in _families(ctx):
         return
-    proto = ctx.mem.read(xtype + PROTO, 1)[0]
+    proto = ctx.mem.read(xtype + ctx.kernel.layouts[XFRM_TYPE].proto, 1)[0]
     if proto not in SLOTS:
         warn(ctx, "", "net/xfrm/xfrm_state.c:410", "xfrm_unregister_type")
         return
