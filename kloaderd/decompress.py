@@ -106,7 +106,7 @@ FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int], bytes]], ...] = (
 def compression_of(data: bytes) -> str | None:
     """"gzip", "xz", "zstd", or None for anything else (a plain ELF, say)."""
     for magic, name, _ in FORMATS:
-        if data.startswith(magic):
+        if data[:len(magic)] == magic:
             return name
     return None
 
@@ -114,7 +114,7 @@ def compression_of(data: bytes) -> str | None:
 def module_decompress(data: bytes, limit: int) -> bytes:
     """The module image inside a compressed file; EINVAL for anything else."""
     for magic, _name, inflate in FORMATS:
-        if data.startswith(magic):
+        if data[:len(magic)] == magic:
             return inflate(data, limit)
     raise KernelError(errno.EINVAL, "MODULE_INIT_COMPRESSED_FILE: the file is not gzip-, xz- "
                                     "or zstd-compressed")

@@ -19,8 +19,9 @@ SHF_RO_AFTER_INIT.
 from __future__ import annotations
 
 import errno
+import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import repeat
 from operator import add, and_, attrgetter, rshift
@@ -125,7 +126,7 @@ class Param(NamedTuple):
 @dataclass(frozen=True)
 class Image:
     name: str
-    data: bytes                          # the ELF, signature stripped
+    data: bytes                          # the ELF, signature stripped (a view of what was parsed)
     sections: tuple[Section, ...]
     symbols: tuple[Symbol, ...]
     rela: tuple[RelaSection, ...]
@@ -162,24 +163,40 @@ class Image:
     def license(self) -> str | None:
         return self.modinfo_get("license")
 
+    def metadata(self, symbols: tuple[Symbol, ...]) -> Image:
+        """What a loaded module still needs of its file: names, `.modinfo`,
+        section headers without their bytes, and `symbols` (those kallsyms
+        keeps).  The tables only loading reads (relocations, imports,
+        versions, exports, parameters) and the file itself go."""
+        empty = memoryview(b"")
+        return replace(self, data=b"", sections=tuple(s._replace(data=empty) for s in self.sections),
+                       symbols=symbols, rela=(), exports=(), crcs=None, versions=(), params=(),
+                       undefined=(), weak_undefined=())
+
     @property
     def vermagic(self) -> str | None:
         return self.modinfo_get("vermagic")
 
 
 def parse(data: bytes, *, max_size: int = 64 << 20) -> Image:
-    """Validate and decode a module image; refuse anything Linux would refuse."""
+    """Validate and decode a module image; refuse anything Linux would refuse.
+
+    `data` is read in place when it is `bytes` or a mapping (a big image
+    received into an `AnonBuffer`): sections are views of it, and an appended
+    signature is cut off by size, not by a copy."""
     if len(data) > max_size:
         raise KernelError(errno.EFBIG, f"module image is {len(data)} bytes, more than the {max_size} byte limit")
-    data = bytes(data)
-    data, signed = _strip_signature(data)
-    return _Parser(data, signed).run()
+    if not isinstance(data, (bytes, mmap.mmap)):
+        data = bytes(data)              # a bytearray or view its owner might change
+    size, signed = _strip_signature(data)
+    return _Parser(data, size, signed).run()
 
 
-def _strip_signature(data: bytes) -> tuple[bytes, bool]:
-    """Drop an appended module signature as `mod_verify_sig` does (kloader does not verify it)."""
-    if len(data) <= len(MODULE_SIG_STRING) or not data.endswith(MODULE_SIG_STRING):
-        return data, False
+def _strip_signature(data: bytes) -> tuple[int, bool]:
+    """The size of the module without an appended signature, as
+    `mod_verify_sig` cuts it off (kloader does not verify it)."""
+    if len(data) <= len(MODULE_SIG_STRING) or data[-len(MODULE_SIG_STRING):] != MODULE_SIG_STRING:
+        return len(data), False
     body = len(data) - len(MODULE_SIG_STRING)
     if body <= MODULE_SIGNATURE_SIZE:
         raise KernelError(errno.EBADMSG, "module: signature trailer too short")
@@ -189,7 +206,7 @@ def _strip_signature(data: bytes) -> tuple[bytes, bool]:
         raise KernelError(errno.EBADMSG, "module: signature length exceeds the module")
     if ms[2] == PKEY_ID_PKCS7 and any(ms[0:2] + ms[3:8]):
         raise KernelError(errno.EBADMSG, "module: PKCS#7 signature info has unexpected non-zero params")
-    return data[:body - MODULE_SIGNATURE_SIZE - sig_len], True
+    return body - MODULE_SIGNATURE_SIZE - sig_len, True
 
 
 def _cstr(buf: bytes, start: int, end: int) -> str | None:
@@ -247,8 +264,9 @@ class _Parser:
     ones, Linux's wording where Linux has one.
     """
 
-    def __init__(self, data: bytes, signed: bool) -> None:
+    def __init__(self, data: bytes, size: int, signed: bool) -> None:
         self.data = data
+        self.size = size                        # of the ELF: a signature may follow it in data
         self.signed = signed
         self.name: str | None = None
         self.ehdr: Ehdr
@@ -283,7 +301,8 @@ class _Parser:
         undefined, weak, init, exit_ = self.entry_points_and_undefined()
         find = self.find
         return Image(
-            name=self.name or "", data=self.data, sections=tuple(self.sections), symbols=self.symbols,
+            name=self.name or "", data=self.data if self.size == len(self.data) else
+            memoryview(self.data)[:self.size], sections=tuple(self.sections), symbols=self.symbols,
             rela=tuple(rela), modinfo=self.modinfo, exports=exports, crcs=crcs,
             versions=self._versions(find.get("__versions")), params=self._params(find.get("__param")),
             init=init, exit=exit_, undefined=undefined, weak_undefined=weak,
@@ -294,7 +313,7 @@ class _Parser:
     # -- validation (elf_validity_cache_copy) ----------------------------------
     def elf_validity_ehdr(self) -> None:
         """The ELF header: long enough, magic, 64-bit little-endian, ET_REL, x86-64."""
-        n = len(self.data)
+        n = self.size
         if n < EHDR_SIZE:
             raise enoexec(f"Invalid ELF header len {n}")
         ehdr = self.ehdr = Ehdr._make(_EHDR.unpack_from(self.data))
@@ -312,7 +331,7 @@ class _Parser:
         """The section header table inside the image, section 0 null, every
         section's bytes inside the image (validate_section_offset)."""
         self.elf_validity_ehdr()
-        ehdr, n = self.ehdr, len(self.data)
+        ehdr, n = self.ehdr, self.size
         if ehdr.e_shentsize != SHDR_SIZE:
             raise enoexec("Invalid ELF section header size")
         if ehdr.e_shoff >= n or ehdr.e_shnum * SHDR_SIZE > n - ehdr.e_shoff:
@@ -436,7 +455,7 @@ class _Parser:
 
     def _inside(self, sh: Shdr) -> bool:
         """validate_section_offset(): the section's bytes lie inside the image, without overflow."""
-        return sh.sh_type == SHT_NOBITS or sh.sh_offset + sh.sh_size <= len(self.data)
+        return sh.sh_type == SHT_NOBITS or sh.sh_offset + sh.sh_size <= self.size
 
     def _modinfo(self, sh: Shdr) -> tuple[tuple[str, str], ...]:
         raw = self.data[sh.sh_offset:sh.sh_offset + sh.sh_size]
@@ -464,7 +483,7 @@ class _Parser:
             if ro in find:
                 flags[find[ro]] |= SHF_RO_AFTER_INIT
         alloc_total = 0
-        view = memoryview(self.data)
+        view = memoryview(self.data).toreadonly()[:self.size]
         sections = self.sections = [Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, 0, 0, view[0:0])]
         append = sections.append
         for i, (_name, sh_type, _flags, addr, offset, size, link, info, align, entsize) \

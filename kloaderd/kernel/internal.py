@@ -20,6 +20,7 @@ import trio
 
 from .. import config
 from ..errors import KernelError
+from ..mm.anon import PAGE, discard_of
 from .cpu import Machine
 from .oops import Oops
 from .fault_inject import Faults
@@ -218,10 +219,16 @@ class KernelServices:
             (mod.init_base, linked.init_pieces, mod.layout.init)) if layout.size]
         for base, _, layout in images:
             self.mem.map(base, layout.size, "rw-")
+        # A file received into memory of its own gives back each shared
+        # section's pages once they are written (nothing reads them again):
+        # the file and the module are never both resident in full.
+        discard = discard_of(mod.image.data)
+        in_file = {id(s.data): s.offset for s in mod.image.sections} if discard else {}
         written = 0
         for base, pieces, layout in images:
             for start, data in pieces:
                 view = memoryview(data)
+                at = in_file.get(id(data))
                 for offset in range(0, len(view), MAP_WRITE_PIECE):
                     if written >= MAP_WRITE_PIECE:
                         await trio.lowlevel.checkpoint()
@@ -229,6 +236,8 @@ class KernelServices:
                     chunk = view[offset:offset + MAP_WRITE_PIECE]
                     self.mem.write(base + start + offset, chunk)
                     written += len(chunk)
+                    if at is not None:      # from the page the last chunk left
+                        discard(at + max(offset - PAGE, 0), at + offset + len(chunk))
             for region in layout.regions:
                 self.mem.protect(base + region.offset, region.size, region.perms)
         self._by_struct[linked.this_module] = mod

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
+    from ..elf.image import Symbol
     from .module import Module
 
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
@@ -44,18 +45,24 @@ def _type_letter(flags: int, sh_type: int, local: bool) -> str:
     return letter.lower() if local else letter
 
 
+def is_core_symbol(sym: "Symbol", section_addr: dict[int, int]) -> bool:
+    """is_core_symbol(): a named function or object in a laid-out section,
+    what kallsyms lists of a module (and all a loaded module keeps of its
+    symbol table)."""
+    return (sym.type == STT_FUNC or sym.type == STT_OBJECT) and bool(sym.name) and sym.shndx in section_addr
+
+
 def module_symbols(module: "Module") -> list[KallSym]:
     """The symbols of a linked module that kallsyms lists (functions and
     objects in laid-out sections; init ones only while init is mapped)."""
     image, linked = module.image, module.linked
     assert linked is not None
     out = []
+    section_addr = linked.section_addr
     for sym in image.symbols:
-        if sym.type not in (STT_FUNC, STT_OBJECT) or not sym.name:
+        if not is_core_symbol(sym, section_addr):
             continue
-        base = linked.section_addr.get(sym.shndx)
-        if base is None:
-            continue
+        base = section_addr[sym.shndx]
         section = image.sections[sym.shndx]
         if module.init_freed and section.name.startswith(".init"):
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import functools
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import trio
@@ -21,6 +22,7 @@ from ..elf.image import Image, parse
 from ..errors import KernelError
 from ..link import Layout, layout_sections, link
 from ..uapi import MODULE_INIT_COMPRESSED_FILE, MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
+from .kallsyms import is_core_symbol
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
 from .printk import KERN_ERR, KERN_WARNING
@@ -88,6 +90,7 @@ async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: i
         complete_formation(kernel, mod)
         mod.params = read_module_params(kernel, mod)
         parse_module_params(kernel, mod, args)
+        free_copy(mod)
         await do_init_module(kernel, mod)
     except BaseException:
         with trio.CancelScope(shield=True):
@@ -110,6 +113,18 @@ def percpu_modcopy(kernel: "KernelServices", mod: Module, offset: int) -> None:
     if index:
         section = mod.image.sections[index]
         kernel.percpu.module_copy(mod, offset, section.data, section.size)
+
+
+def free_copy(mod: Module) -> None:
+    """free_copy(): the module file goes once its sections are in module
+    memory and its tables are read.  A loaded module keeps what later
+    readers need (.modinfo, section names and flags, its kallsyms), so it
+    costs its memory and a little metadata, not its file as well."""
+    linked = mod.linked
+    assert linked is not None
+    symbols = tuple(s for s in mod.image.symbols if is_core_symbol(s, linked.section_addr))
+    mod.image = mod.image.metadata(symbols)
+    mod.linked = replace(linked, image=mod.image, symbol_values=())
 
 
 def check_name(name: str) -> None:

@@ -62,7 +62,7 @@ class Linked:
     core_pieces: tuple[Piece, ...]      # in address order; the kernel maps them, then drops them
     init_pieces: tuple[Piece, ...]
     section_addr: dict[int, int]        # laid-out sections only
-    symbol_values: tuple[int, ...]      # resolved st_value per symbol index
+    symbol_values: tuple[int, ...]      # resolved st_value per symbol index (dropped once loaded)
     exports: tuple[LinkedExport, ...]   # parallel to image.exports
     this_module: int                    # address of __this_module
     init_addr: int | None               # init_module, if the module has one

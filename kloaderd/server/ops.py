@@ -24,6 +24,7 @@ import trio
 
 from kloaderd import uapi
 from kloaderd.errors import KernelError
+from kloaderd.mm.anon import AnonBuffer
 from kloaderd.server import protocol
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class Arg:
     types: type | tuple[type, ...]
     default: Any = REQUIRED
     nullable: bool = False
+    # A big bin may stay in the memory it was received into (an image: see
+    # protocol.UPLOAD_MIN); any other argument gets it as bytes.
+    upload: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ def check_args(op_name: str, spec: dict[str, Arg], request: dict[Any, Any]) -> d
             args[name] = arg.default
             continue
         value = request[name]
+        if isinstance(value, AnonBuffer):
+            if arg.upload:
+                args[name] = value
+                continue
+            value = value[:]
         if value is None and arg.nullable:
             args[name] = None
             continue
@@ -368,10 +377,11 @@ def _op(handler: Callable[..., Any], privileged: bool = False, cancellable: bool
 _NAME = Arg(str)
 _PARAMS = Arg(str, "")
 _FLAGS = Arg(int, 0)
+_IMAGE = Arg(bytes, upload=True)
 
 OPS: dict[str, Op] = {
     "hello": _op(op_hello, version=Arg(int, uapi.PROTOCOL_VERSION), client=Arg(str, "")),
-    "init_module": _op(op_init_module, True, False, image=Arg(bytes), params=_PARAMS, flags=_FLAGS),
+    "init_module": _op(op_init_module, True, False, image=_IMAGE, params=_PARAMS, flags=_FLAGS),
     "finit_module": _op(op_finit_module, True, False, params=_PARAMS, flags=_FLAGS),
     "delete_module": _op(op_delete_module, True, name=_NAME, wait=Arg(bool, False),
                          force=Arg(bool, False), timeout=Arg(_NUMBER, None, nullable=True)),
@@ -388,7 +398,7 @@ OPS: dict[str, Op] = {
     "param_set": _op(op_param_set, True, module=_NAME, param=_NAME, value=Arg(str)),
     "kallsyms": _op(op_kallsyms),
     "dmesg": _op(op_dmesg, since=Arg(int, 0), follow=Arg(bool, False), limit=Arg(int, uapi.DMESG_PAGE)),
-    "modinfo": _op(op_modinfo, image=Arg(bytes)),
+    "modinfo": _op(op_modinfo, image=_IMAGE),
     "status": _op(op_status),
     "cancel": _op(op_cancel, target=Arg((int, str))),
     "open": _op(op_open, path=Arg(str), flags=Arg(int, os.O_RDWR)),

@@ -218,6 +218,9 @@ class Session:
                         # buffer takes the frame: a peer pipelining costly
                         # requests (dmesg pages) must still let others run.
                         await trio.lowlevel.checkpoint()
+                # The last request (a whole image, say) must not stay held
+                # here while the connection waits for its next one.
+                message = started = None
             except protocol.FRAME_ERRORS as exc:
                 # The stream is out of step: say why, then hang up.
                 out.append(_frame_error(exc, self.server.max_frame))
