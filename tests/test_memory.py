@@ -178,6 +178,47 @@ def test_code_loaded_where_code_was_freed_runs_as_written(mem, same_address):
     assert _run_code(mem, again) == 2
 
 
+@pytest.mark.parametrize("change", ["protect", "unmap"])
+def test_a_page_the_cpu_has_used_is_looked_up_again_after_a_change(mem, change):
+    """The TLB keeps what the CPU looked up: taking away a page (or its
+    exec permission) after code ran from it must fault, not run the old way."""
+    from unicorn import UcError
+    text = MODULES_VADDR
+    mem.map(text, PAGE_SIZE, "rw-")
+    mem.write(text, b"\xb8\x01\x00\x00\x00\xc3")     # mov $1, %eax; ret
+    mem.protect(text, PAGE_SIZE, "r-x")
+    assert _run_code(mem, text) == 1
+    if change == "protect":
+        mem.protect(text, PAGE_SIZE, "rw-")
+    else:
+        mem.unmap(text, PAGE_SIZE)
+    with pytest.raises(UcError):
+        _run_code(mem, text)
+    assert mem.last_fault is not None and mem.last_fault.access == "exec"
+    assert mem.last_fault.present == (change == "protect")
+
+
+def test_pages_the_cpu_never_used_change_without_a_tlb_flush(mem, monkeypatch):
+    """A module's fresh images are mapped, written and protected before any
+    code runs in them: none of that may flush the TLB (which would make the
+    next guest run look up every page it uses again), while a change to a
+    page the CPU did use still does."""
+    flushes = []
+    real_ctl = mem.uc.ctl
+    monkeypatch.setattr(mem.uc, "ctl", lambda *args: flushes.append(args) or real_ctl(*args))
+    text = MODULES_VADDR
+    mem.map(text, 2 * PAGE_SIZE, "rw-")
+    mem.write(text, b"\xb8\x01\x00\x00\x00\xc3")
+    mem.protect(text, PAGE_SIZE, "r-x")
+    mem.protect(text + PAGE_SIZE, PAGE_SIZE, "r--")
+    assert flushes == []
+    assert _run_code(mem, text) == 1
+    mem.protect(text + PAGE_SIZE, PAGE_SIZE, "rw-")       # never used by the CPU
+    assert flushes == []
+    mem.unmap(text, PAGE_SIZE)                            # used: the TLB may hold it
+    assert len(flushes) == 1
+
+
 def test_mapping_twice_or_misaligned_is_refused(mem):
     mem.map(HEAP, PAGE_SIZE)
     with pytest.raises(ValueError):

@@ -157,6 +157,9 @@ class AddressSpace:
         self.last_fault: GuestFault | None = None
         self._batching = 0                           # batches open (see batch())
         self._flush_pending = False
+        # The pages the CPU's TLB may hold: every one `_tlb_fill` answered
+        # since the last flush (see _invalidate).
+        self._cached: set[int] = set()
         self._batch = _Batch(self)
         self._uch = uc._uch
         self._buf = ctypes.create_string_buffer(8)
@@ -169,18 +172,20 @@ class AddressSpace:
     # --- the MMU -----------------------------------------------------------
 
     def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry, _data) -> bool:
-        if vaddr >> PAGE_SHIFT == self._probe_vpn:
+        vpn = vaddr >> PAGE_SHIFT
+        if vpn == self._probe_vpn:
             entry.paddr = self.probe_phys
             entry.perms = UC_PROT_READ | UC_PROT_WRITE
             return True
-        pte = self._pt.get(vaddr >> PAGE_SHIFT)
+        pte = self._pt.get(vpn)
         need = _ACCESS_PROT.get(access, UC_PROT_READ)
         if pte is None or not pte[1] & need:
             self.last_fault = GuestFault(vaddr, _ACCESS_NAMES.get(access, "read"),
                                          present=pte is not None)
-            return False
+            return False                  # nothing is cached for a refused access
         entry.paddr = pte[0]
         entry.perms = pte[1]
+        self._cached.add(vpn)
         return True
 
     def probe(self, addr: int | None) -> None:
@@ -194,6 +199,22 @@ class AddressSpace:
             self._flush_pending = True
         else:
             self.uc.ctl(_UC_CTL_TLB_FLUSH, _UC_CTL_IO_WRITE)
+            self._cached.clear()
+
+    def _invalidate(self, first: int, npages: int) -> None:
+        """Pages [first, first+npages) lose permissions or their mapping:
+        flush the TLB if it may hold any of them.  It holds only pages the
+        CPU touched since the last flush (a miss asks `_tlb_fill`), so a
+        module's fresh images, mapped, written from Python and protected
+        before any guest code runs in them, cost no flush (nor the CPU a
+        refill of every page it uses after one).  A flush also empties the
+        cache in which translated code finds its next block without the
+        TLB; but code runs only from pages the TLB was filled with, so those
+        are counted too.  New mappings never need a flush: the TLB cannot
+        hold a page that was not mapped."""
+        cached = self._cached
+        if cached and not cached.isdisjoint(range(first, first + npages)):
+            self._flush_tlb()
 
     def batch(self) -> "_Batch":
         """`with mem.batch():` maps, protects and unmaps several ranges with
@@ -224,7 +245,6 @@ class AddressSpace:
         self._chunk_pages[phys] = npages
         for i in range(npages):
             self._pt[first + i] = [phys + (i << PAGE_SHIFT), prot, phys]
-        self._flush_tlb()
 
     def map_io(self, addr: int, size: int, phys: int) -> None:
         """Point [addr, addr+size) at the device page `phys` (a region of
@@ -236,7 +256,6 @@ class AddressSpace:
             raise ValueError(f"map_io: [{addr:#x}, +{size:#x}) is misaligned or mapped")
         for vpn in range(first, first + npages):
             self._pt[vpn] = [phys, UC_PROT_READ | UC_PROT_WRITE, _DEVICE]
-        self._flush_tlb()
 
     def _back(self, phys: int, size: int) -> None:
         """Make [phys, phys+size) zeroed RAM.
@@ -267,9 +286,10 @@ class AddressSpace:
     def protect(self, addr: int, size: int, perms: str) -> None:
         """Change permissions, as set_memory_ro/set_memory_x do."""
         prot = parse_perms(perms)
-        for pte in self._ptes(addr, size):
+        ptes = self._ptes(addr, size)
+        for pte in ptes:
             pte[1] = prot
-        self._flush_tlb()
+        self._invalidate(addr >> PAGE_SHIFT, len(ptes))
 
     def unmap(self, addr: int, size: int) -> None:
         """Drop the pages; physical memory goes once none of it is mapped."""
@@ -290,7 +310,7 @@ class AddressSpace:
         # tracks pages holding translated code).  Flushing every translation
         # here made each load retranslate the kernel's stubs and every other
         # module's code as well.
-        self._flush_tlb()
+        self._invalidate(first, len(ptes))
 
     def _ptes(self, addr: int, size: int) -> list[list[int]]:
         if addr % PAGE_SIZE:
