@@ -231,6 +231,20 @@ def socketpair_copy(size: int) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def daemon_cpu(pid: int, fn: Callable[[], Any]) -> Callable[[], float]:
+    """A measure: the CPU time (µs) process `pid` spent while `fn` ran once
+    (/proc/PID/schedstat: nanoseconds, not clock ticks)."""
+    def on_cpu() -> int:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+
+    def measure() -> float:
+        before = on_cpu()
+        fn()
+        return (on_cpu() - before) / 1e3
+    return measure
+
+
 def per_call(fn: Callable[[], Any], calls: int) -> Callable[[], float]:
     """A measure: the mean µs of `calls` calls of `fn` (one sample, less noisy)."""
     def measure() -> float:
@@ -384,15 +398,23 @@ def floor_rows(path: str, echo: str, rounds: int) -> list[dict[str, Any]]:
 def scale_rows(modules: int, rounds: int) -> list[dict[str, Any]]:
     """A connection's cost and the GC with `modules` loaded, against none."""
     hello = fixture_image("hello")
-    with daemon() as (empty, _), daemon() as (full, _):
+    with daemon() as (empty, empty_proc), daemon() as (full, full_proc):
         with Client(full) as loader:
             for i in range(modules):
                 loader.init_module(renamed(hello, f"h{i:04d}"))
         connect = interleaved(rounds, loaded=per_call(lambda: Client(full).close(), 20),
                               empty=per_call(lambda: Client(empty).close(), 20))
-        with Client(full) as client:
+        with Client(full) as client, Client(empty) as none:
             gc_stats = client.status()["server"]["gc"]
-            rtts = [per_call(client.modules, 1)() for _ in range(rounds * 20)]
+            # modules() with every module listed against none, one of each
+            # per round: what each loaded module adds to the round trip
+            # (built by the daemon, packed, sent, unpacked by the client).
+            listing = interleaved(rounds * 10, loaded=per_call(client.modules, 1),
+                                  empty=per_call(none.modules, 1))
+            rtts = listing["loaded"]
+            # The daemon's own CPU for the same (what load inflates least).
+            cpu = interleaved(rounds, loaded=daemon_cpu(full_proc.pid, client.modules),
+                              empty=daemon_cpu(empty_proc.pid, none.modules))
             # Garbage made and modules churned: the collections happen now, if ever.
             churn = []
             for i in range(rounds * 5):
@@ -407,7 +429,11 @@ def scale_rows(modules: int, rounds: int) -> list[dict[str, Any]]:
         row(f"longest GC pause while {modules} modules were loaded and churned",
             [max(gc_stats["longest_pause_ms"], gc_after["longest_pause_ms"])], "ms", 100),
         row(f"insmod+rmmod p99 with {modules} loaded (GC pauses show here)", [p99(churn)], "ms", 20),
-        row(f"round trip p99 with {modules} loaded", [p99(rtts)], "µs"),
+        row(f"modules() round trip per loaded module, {modules} : 0 loaded",
+            [(full_us - empty_us) / modules for full_us, empty_us in zip(rtts, listing["empty"])], "µs"),
+        row(f"modules(): daemon CPU per loaded module, {modules} : 0 loaded",
+            [(full_us - empty_us) / modules for full_us, empty_us in zip(cpu["loaded"], cpu["empty"])], "µs"),
+        row(f"modules() round trip p99 with {modules} loaded", [p99(rtts) / 1e3], "ms"),
     ]
 
 

@@ -140,15 +140,21 @@ class Kernel(KernelServices):
 
     # -- information ------------------------------------------------------------------
     def modules(self) -> list[dict[str, Any]]:
-        return [self._summary(m) for m in self._ordered()]
+        summary = self._summary
+        return [summary(m) for m in self._ordered()]
 
-    def _summary(self, mod: Module) -> dict[str, Any]:
+    @staticmethod
+    def _summary(mod: Module) -> dict[str, Any]:
+        """One /proc/modules row.  Built once per loaded module for every
+        `modules` request, so it reads plain attributes (`_value_`, not
+        Enum's `value` property; the layout's size, not `core_size`'s) and
+        sums no empty Counter."""
         return {
             "name": mod.name,
-            "state": mod.state.value,
-            "size": mod.core_size,
-            "refcnt": mod.refcount,
-            "holders": [h.name for h in mod.holders],
+            "state": mod.state._value_,
+            "size": mod.layout.core.size,
+            "refcnt": sum(mod.refs.values()) if mod.refs else 0,
+            "holders": [h.name for h in mod.holders] if mod.holders else [],
             "address": mod.core_base,
             "taints": taint_letters(mod.taints, module_only=True),
         }
