@@ -135,6 +135,54 @@ async def test_a_waiting_delete_does_not_hold_up_the_put_sent_after_it(served):
 
 
 @pytest.mark.trio
+async def test_a_pipelined_read_lets_other_tasks_run_between_its_batches_of_replies(served, monkeypatch):
+    """A read full of pipelined inline requests is served in batches of
+    `REPLY_FLUSH` bytes of replies with a scheduling point after each, even
+    when the socket takes every batch without blocking: others run meanwhile.
+
+    Ordering, not timing, shows it: the pipeline's first request drops the
+    last reference another connection's `delete_module --wait` waits for,
+    and every later one asks for the module.  Served in one go, each of them
+    would see the removal still waiting ("going", EBUSY); with the loop let
+    in between batches, the removal finishes while the pipeline is still
+    being served, and the rest of it sees the module gone (ENOENT)."""
+    from kloaderd.server import session as session_module
+
+    # Small batches, so a few hundred short replies make many of them while
+    # staying far below what the socket buffers: a send that blocked would
+    # itself let the others in, and prove nothing.
+    monkeypatch.setattr(session_module, "REPLY_FLUSH", 1024)
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    holder, remover = await Raw.connect(path), await Raw.connect(path)
+    await holder.send({"op": "try_module_get", "id": 0, "name": "hello"})
+    assert (await holder.receive()) == {"id": 0, "result": None}
+    await remover.send({"op": "delete_module", "id": "rm", "name": "hello", "wait": True},
+                       {"op": "module", "id": "look", "name": "hello"})
+    assert (await remover.receive())["result"]["state"] == "going"   # the removal waits
+
+    gets = 300
+    await holder.send({"op": "module_put", "id": 0, "name": "hello"},
+                      *({"op": "try_module_get", "id": i, "name": "hello"} for i in range(1, gets + 1)))
+    assert (await holder.receive()) == {"id": 0, "result": None}
+    errnos = []
+    for i in range(1, gets + 1):
+        reply = await holder.receive()
+        assert reply["id"] == i
+        errnos.append(reply["error"]["errno"])
+    assert (await remover.receive()) == {"id": "rm", "result": None}
+    assert state(kernel, "hello") is None
+    # A run of "still going", then "gone" to the end: the removal completed
+    # between two batches of the same read.
+    first_gone = errnos.index("ENOENT") if "ENOENT" in errnos else gets
+    assert errnos[:first_gone] == ["EBUSY"] * first_gone
+    assert errnos[first_gone:] == ["ENOENT"] * (gets - first_gone)
+    assert first_gone < gets, "the whole pipelined read was served before the removal could run"
+    holder.close()
+    remover.close()
+
+
+@pytest.mark.trio
 async def test_a_slow_load_holds_up_no_one(served):
     kernel, path = served
     # sleepy's init sleeps until the test wakes it, not for a time that a
