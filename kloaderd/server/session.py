@@ -119,11 +119,24 @@ class Session:
         socket buffer takes at once is sent without waiting, as trio's own
         `send` would, but without the checkpoint trio adds after it (the
         read loop yields once per read instead, see `_receive`)."""
+        sent = 0
+        if not self._sending:
+            # The usual case, in one call: no frame half sent, and the
+            # socket buffer takes this one whole.
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.hang_up()
+                return
+            if sent == len(data):
+                return
         while self._sending:
             await self._send_done.park()
         self._sending = True
         try:
-            view = memoryview(data)
+            view = memoryview(data)[sent:]
             while view:
                 try:
                     view = view[self.sock.send(view):]
