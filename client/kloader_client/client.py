@@ -35,10 +35,6 @@ def _client_name() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
-def _frame(message: dict[str, Any]) -> bytes:
-    return uapi.pack(message)
-
-
 def _ancillary(fd: int | None) -> list[tuple[int, int, bytes]]:
     return [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
 
@@ -232,7 +228,10 @@ class Client(_Api):
             self._sock.close()
             raise _connect_error(self.path, exc) from None
         self._decoder = uapi.unpacker(_REPLY_LIMIT)
+        self._pack = uapi.packer().pack   # one per connection
         self._next_id = 0
+        # Replies read ahead of their turn, by id (a followed log's events
+        # while another call waits); empty queues are dropped.
         self._stash: dict[Any, collections.deque[dict[str, Any]]] = {}
         self._lost: OSError | None = None       # why the daemon hung up, once it has
         self.server = self._call("hello", version=uapi.PROTOCOL_VERSION,
@@ -306,12 +305,16 @@ class Client(_Api):
 
     def _call(self, op: str, pass_fd: int | None = None, **args: Any) -> Any:
         """`pass_fd`: a descriptor of this process to send with SCM_RIGHTS."""
-        return _result(self._receive(self._send(op, pass_fd, **args)))
+        return _result(self._receive(self._request(op, pass_fd, args)))
 
     def _send(self, op: str, pass_fd: int | None, **args: Any) -> int:
+        return self._request(op, pass_fd, args)
+
+    def _request(self, op: str, pass_fd: int | None, args: dict[str, Any]) -> int:
+        """Send one request; its id."""
         rid = self._next_id
-        self._next_id += 1
-        data = _frame({"op": op, "id": rid, **args})
+        self._next_id = rid + 1
+        data = self._pack({"op": op, "id": rid, **args})
         try:
             if pass_fd is None:
                 self._sock.sendall(data)
@@ -337,19 +340,28 @@ class Client(_Api):
         return connection_lost()
 
     def _receive(self, rid: int) -> dict[str, Any]:
-        """The next message for `rid`, keeping others' for their turn."""
-        while True:
-            queue = self._stash.get(rid)
+        """The next message for `rid`, keeping others' for their turn.
+
+        The usual case costs a dict lookup and one decoded message: nothing
+        stashed, and the next message is the one awaited."""
+        stash = self._stash
+        if stash:
+            queue = stash.get(rid)
             if queue:
-                return queue.popleft()
+                message = queue.popleft()
+                if not queue:
+                    del stash[rid]
+                return message
+        while True:
             for message in self._decoder:
                 if not isinstance(message, dict):
                     raise ProtocolError(f"unexpected message {message!r}")
-                if message.get("id") is None and "error" in message:
+                mid = message.get("id")
+                if mid is None and "error" in message:
                     raise from_reply(message["error"])
-                self._stash.setdefault(message.get("id"), collections.deque()).append(message)
-            if self._stash.get(rid):
-                continue
+                if mid == rid:
+                    return message
+                stash.setdefault(mid, collections.deque()).append(message)
             try:
                 data = self._sock.recv(uapi.RECV_SIZE)
             except ConnectionResetError:
@@ -373,6 +385,7 @@ class AsyncClient(_Api):
         self.path = socket_path or uapi.default_socket_path()
         self._client_name = client_name or _client_name()
         self._next_id = 0
+        self._pack = uapi.packer().pack   # one per connection
         self._waiters: dict[int, Any] = {}
         self._closed: OSError | None = None
         self.server: dict[str, Any] | None = None
@@ -468,7 +481,7 @@ class AsyncClient(_Api):
         rid = self._next_id
         self._next_id += 1
         self._waiters[rid] = waiter
-        frame = _frame({"op": op, "id": rid, **args})
+        frame = self._pack({"op": op, "id": rid, **args})
         anyio = self._anyio
         async with self._send_lock:
             try:

@@ -262,12 +262,9 @@ FRAME_ERRORS = (
 )
 
 
-# One packer for every reply: `msgpack.packb` makes (and frees) a Packer per
-# call, two thirds of the cost of packing a small reply.  Replies are packed
-# whole with the GIL held (no Python code runs inside a pack of these plain
-# types), so daemons embedded in other threads' trio runs may share it; a
-# failed pack resets the packer's buffer.
-_pack = msgpack.Packer(use_bin_type=True).pack
+# One packer for every reply (`uapi.packer`).  Replies are packed whole with
+# the GIL held, so daemons embedded in other threads' trio runs may share it.
+_pack = uapi.packer().pack
 
 
 def reply(request_id: Any, result: Any) -> bytes:
