@@ -35,8 +35,10 @@ def imports(path: Path, known: set[str], name: str = "") -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)   # from . import api
+            submodules = {f"{target}.{alias.name}" for alias in node.names} & known   # from . import api
+            found.update(submodules)
+            if len(submodules) < len(node.names):    # a name of the package's own, not only its modules
+                found.add(target)
     return (found & known) - {name}
 
 
@@ -94,6 +96,36 @@ def test_the_kernel_package_has_no_import_cycle():
     graph = import_graph("kloaderd.kernel")
     assert "kloaderd.kernel.internal" in graph["kloaderd.kernel.kernel"]
     assert cycles(graph) == []
+
+
+# The cycles kloaderd still has, each closed by imports for types or by
+# mutual calls that mirror Linux's own files; anything else is new.
+KNOWN_CYCLES = {
+    # KernelServices holds the sanitizer, which is handed the KernelServices (types only)
+    frozenset({"kloaderd.kernel.internal", "kloaderd.sanitizer", "kloaderd.sanitizer.golden",
+               "kloaderd.sanitizer.lifetime"}),
+    # a node's FileOps are called with the OpenFile (a type), and inodes are file.py's struct
+    frozenset({"kloaderd.fs.file", "kloaderd.fs.tree"}),
+    # device_add/device_del call the bus, class and probe code that calls back into
+    # core, as drivers/base/core.c, bus.c, class.c and dd.c do through base.h
+    frozenset({"kloaderd.drivers.base.bus", "kloaderd.drivers.base.classes", "kloaderd.drivers.base.core",
+               "kloaderd.drivers.base.dd", "kloaderd.drivers.base.driver"}),
+    # the server makes sessions, a session runs ops; ops and sessions name their caller's type
+    frozenset({"kloaderd.server.ops", "kloaderd.server.server", "kloaderd.server.session"}),
+}
+
+
+def test_kloaderd_has_no_import_cycle_but_the_known_ones():
+    """Data flows one way (bytes -> elf -> link -> kernel <-> server <->
+    client): a new cycle anywhere in kloaderd fails here.  `kloaderd`'s own
+    lazy re-export of the embedding API (`kloaderd.serve`, for users) is
+    not an edge: nothing inside the package goes through it."""
+    graph = import_graph("kloaderd")
+    assert "kloaderd.embed" in graph["kloaderd"]
+    graph["kloaderd"].discard("kloaderd.embed")
+    found = {frozenset(c) for c in cycles(graph)}
+    assert found - KNOWN_CYCLES == set(), "new import cycles"
+    assert KNOWN_CYCLES - found == set(), "a known cycle is gone: take it off KNOWN_CYCLES"
 
 
 def test_the_pipelines_never_reach_the_served_kernel():

@@ -34,7 +34,7 @@ are the kernel's own, measured the same way (`constant`).
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import Any, Callable
 
 from ..config import PAGE_SIZE
 from ..kernel.api import export
@@ -101,6 +101,11 @@ def _s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+# The core kernel's own algorithms: `fn(kernel, crypto)` puts one on the list
+# when a kernel's crypto API is first used (as their initcalls at boot).
+BUILTIN_ALGS: list[Callable[[Any, "Crypto"], None]] = []
+
+
 class Crypto:
     """crypto_alg_list, crypto_template_list and the type objects of one kernel."""
 
@@ -111,8 +116,8 @@ class Crypto:
         self.types: dict[str, int] = {}
         self.builtins: dict[int, Any] = {}   # crypto_alg address -> its api.Ops
         self.exits: dict[int, Any] = {}      # tfm->exit marker -> the frontend's exit
-        from . import crc32c_generic
-        crc32c_generic.register(kernel, self)
+        for register in BUILTIN_ALGS:
+            register(kernel, self)
 
     def type_object(self, name: str) -> int:
         """The address standing for `crypto_<name>_type`."""

@@ -16,7 +16,7 @@ import errno
 from types import SimpleNamespace
 from typing import Any
 
-from .algapi import ALG, CRYPTO_SHASH, SHASH_ALG, SHASH_DESC, TFM
+from .algapi import ALG, BUILTIN_ALGS, CRYPTO_SHASH, SHASH_ALG, SHASH_DESC, TFM
 
 POLY = 0x82F63B78
 CHKSUM_DIGEST_SIZE, CHKSUM_BLOCK_SIZE = 4, 1
@@ -112,3 +112,6 @@ def register(kernel: Any, crypto: Any) -> None:
         "cra_init": _cra_init, "setkey": _setkey, "update": _update, "final": _final, "finup": _finup,
         "init": lambda mem, ctx_: _init(mem, ctx_, key(mem, ctx_)),
         "digest": lambda mem, ctx_, *args: _digest(mem, ctx_, key(mem, ctx_), *args)}
+
+
+BUILTIN_ALGS.append(register)

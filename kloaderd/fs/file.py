@@ -37,7 +37,7 @@ from ..kernel.layouts import struct
 from ..kernel.memory import GuestFault
 from ..kernel.module import OwnerKind, RefOwner
 from ..mm.usercopy import MAX_RW_COUNT, user_space
-from .tree import DEVTMPFS, Directory, FileOps, Node, file_tree
+from .tree import Directory, FileOps, Node, file_tree
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
@@ -103,17 +103,6 @@ def check_return(value: int, what: str) -> int:
     if -4095 <= value < 0:
         raise KernelError(-value, f"{what}: {os.strerror(-value)}")
     return value
-
-
-class DeviceNode(Node):
-    """A character device node: what devtmpfs or mknod made in /dev."""
-
-    kind = S_IFCHR
-
-    def __init__(self, name: str, dev: int, made_by: str) -> None:
-        from .char_dev import CHRDEV_OPS
-        super().__init__(name, CHRDEV_OPS, mode=0o600, removal=DEVTMPFS, rdev=dev)
-        self.made_by = made_by         # "misc" (removed by misc_deregister) or "mknod"
 
 
 class OpenFile:
@@ -187,46 +176,6 @@ class OpenFile:
                 await self.node.ops.release(self)
             except KernelError:
                 pass
-
-
-class DeviceNodes:
-    """/dev: the character device nodes of the tree (file_tree(kernel).root/dev)."""
-
-    def __init__(self, kernel: "Kernel") -> None:
-        self.kernel = kernel
-        self.tree = file_tree(kernel)
-        self.nodes: dict[str, DeviceNode] = {}
-
-    def mknod(self, path: str, dev: int, made_by: str = "mknod") -> DeviceNode:
-        """A node at `path` under /dev; missing directories are made (as devtmpfs)."""
-        if not path.startswith("/") or "\0" in path or len(path) > 4095:
-            raise KernelError(errno.EINVAL, f"mknod: {path!r} is not an absolute path")
-        parts = [p for p in path.split("/") if p]
-        if len(parts) < 2 or parts[0] != "dev" or any(p in (".", "..") for p in parts):
-            raise KernelError(errno.EPERM, f"mknod: {path}: Operation not permitted "
-                                           "(device nodes are made under /dev only)")
-        parent = self.tree.lookup("/dev")
-        for part in parts[1:-1]:
-            child = parent.child(part)  # type: ignore[attr-defined]
-            parent = child if child is not None else self.tree.mkdir(parent, part, mode=0o755)
-            if not isinstance(parent, Directory):
-                raise KernelError(errno.ENOTDIR, f"mknod: {path}: Not a directory")
-        path = "/" + "/".join(parts)
-        if parent.child(parts[-1]) is not None:
-            raise KernelError(errno.EEXIST, f"mknod: {path}: File exists")
-        node = DeviceNode(parts[-1], dev, made_by)
-        self.tree.attach(parent, node)
-        self.nodes[path] = node
-        return node
-
-    def remove(self, path: str) -> None:
-        node = self.nodes.pop(path, None)
-        if node is not None:
-            self.tree.remove_now(node)
-
-    def list(self) -> list[dict[str, Any]]:
-        return [{"path": path, "major": MAJOR(n.dev), "minor": MINOR(n.dev), "made_by": n.made_by}
-                for path, n in sorted(self.nodes.items())]
 
 
 class FileTable:
@@ -436,6 +385,41 @@ class FileTable:
         file_tree(kernel).closed(file.node, file)
 
 
+def module_of_owner(kernel: "Kernel", owner: int) -> Any:
+    """The Module a `struct module *` names; None for NULL (the kernel)."""
+    if not owner:
+        return None
+    mod = kernel.module_by_struct(owner)
+    if mod is None:
+        raise KernelError(errno.ENXIO, f"owner {owner:#x} is no module")
+    return mod
+
+
+def get_owner(kernel: "Kernel", file: OpenFile, owner: int, what: str, err: int) -> None:
+    """try_module_get(owner) on behalf of an open file, or fail with `err`."""
+    try:
+        mod = module_of_owner(kernel, owner)
+    except KernelError:
+        raise KernelError(err, f"open {file.node.path}: {what} names no module") from None
+    if mod is None:
+        return
+    if not kernel.module_get(mod, file.owner):
+        raise KernelError(err, f"open {file.node.path}: module {mod.name} is {mod.state.value}, "
+                               f"so try_module_get refused ({what})")
+    file.pinned.append(mod)
+
+
+async def call_open(kernel: "Kernel", file: OpenFile, fops: int, comm: str) -> None:
+    """replace_fops(file, fops), then the driver's .open(inode, file)."""
+    mem = kernel.mem
+    mem.write_u64(file.field("f_op"), fops)
+    open_fn = mem.read_u64(fops + kernel.layouts[FOPS].open)
+    if open_fn:
+        ret = await kernel.sanitizer.call_pointer(open_fn, file.node.inode, file.address,
+                                                  via="chrdev_open", comm=comm)
+        check_return(signed32(ret), f"open {file.node.path}")
+
+
 class Fops(FileOps):
     """A module's `struct file_operations`, called through `file->f_op` as the
     VFS calls it (debugfs and char devices): `fops` is installed at open,
@@ -445,7 +429,6 @@ class Fops(FileOps):
         self.fops = fops
 
     async def open(self, file: OpenFile) -> None:
-        from .char_dev import call_open, get_owner
         kernel = file.kernel
         get_owner(kernel, file, kernel.mem.read_u64(self.fops + kernel.layouts[FOPS].owner), "fops_get",
                   errno.ENODEV)

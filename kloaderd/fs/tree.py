@@ -13,7 +13,7 @@ open a file; what must be Linux's is what each node *does*:
   whose show/store the device model calls), or a module's own
   `struct file_operations` / `struct proc_ops` called on the emulated CPU;
 * a **symlink** (`Symlink`): `/sys/module/NAME/holders/*`;
-* a **character device** node in `/dev` (`kloaderd/fs/file.py`,
+* a **character device** node in `/dev` (`kloaderd/fs/char_dev.py`,
   `DeviceNodes`): what `mknod` and devtmpfs make, opened through
   `chrdev_open`.
 

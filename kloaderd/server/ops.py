@@ -335,7 +335,8 @@ def op_stat(session: Session, rid: Any, path: str, follow: bool) -> dict[str, An
 
 
 def op_mknod(session: Session, rid: Any, path: str, major: int, minor: int) -> None:
-    from kloaderd.fs.file import MINORMASK, MKDEV, DeviceNodes
+    from kloaderd.fs.char_dev import DeviceNodes
+    from kloaderd.fs.file import MINORMASK, MKDEV
     if not 0 <= major < 4096 or not 0 <= minor <= MINORMASK:
         raise KernelError(errno.EINVAL, f"mknod: {major}:{minor} is not a device number "
                                         f"(major 0-4095, minor 0-{MINORMASK})")
@@ -343,7 +344,7 @@ def op_mknod(session: Session, rid: Any, path: str, major: int, minor: int) -> N
 
 
 def op_devices(session: Session, rid: Any) -> list[dict[str, Any]]:
-    from kloaderd.fs.file import DeviceNodes
+    from kloaderd.fs.char_dev import DeviceNodes
     return session.kernel.subsystem(DeviceNodes).list()
 
 

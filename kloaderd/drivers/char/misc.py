@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KernelError
-from ...fs.char_dev import call_open, device_nodes, get_owner, register_kernel_device
-from ...fs.file import FILE, FOPS, MINOR, MKDEV, OpenFile
+from ...fs.char_dev import device_nodes, register_kernel_device
+from ...fs.file import FILE, FOPS, MINOR, MKDEV, OpenFile, call_open, get_owner
 from ...kernel.api import export
 from ...kernel.api.sched import _warn
 

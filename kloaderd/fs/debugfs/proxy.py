@@ -20,8 +20,7 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
-from ..char_dev import call_open, get_owner
-from ..file import FILE, FOPS, INODE, Fops, OpenFile
+from ..file import FILE, FOPS, INODE, Fops, OpenFile, call_open, get_owner
 from ..tree import FileOps
 from .inode import create_file
 
