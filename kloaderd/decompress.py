@@ -28,6 +28,7 @@ import zlib
 from typing import Callable
 
 from .errors import KernelError
+from .mm.anon import ANON_MIN, AnonBuffer
 
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -45,29 +46,80 @@ def _bad(what: str, exc: Exception) -> KernelError:
     return KernelError(errno.EINVAL, f"{what}-compressed module is corrupt: {exc}")
 
 
+# Inflated this much at a time: a big image never exists twice while it grows.
+CHUNK = 1 << 20
+
+
+class _Output:
+    """What a stream inflates to, bounded by `limit`: `bytes` while small;
+    past `ANON_MIN`, when `anon`, an `AnonBuffer` (grown by doubling,
+    mremap moving no data) whose pages the loader gives back as it maps
+    the module."""
+
+    def __init__(self, what: str, limit: int, anon: bool) -> None:
+        self.what, self.limit, self.anon = what, limit, anon
+        self.chunks: list[bytes] = []
+        self.buffer: AnonBuffer | None = None
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        size = self.size + len(chunk)
+        if size > self.limit:
+            raise _too_big(self.what, self.limit)
+        if self.buffer is None and self.anon and size >= ANON_MIN:
+            self.buffer = AnonBuffer(min(2 * size, self.limit))
+            self.buffer[:self.size] = b"".join(self.chunks)
+            self.chunks.clear()
+        if self.buffer is None:
+            self.chunks.append(chunk)
+        else:
+            if size > len(self.buffer):
+                self.buffer.resize(min(max(2 * len(self.buffer), size), self.limit))
+            self.buffer[self.size:size] = chunk
+        self.size = size
+
+    def result(self) -> bytes | AnonBuffer:
+        if self.buffer is None:
+            return b"".join(self.chunks)
+        if self.size < len(self.buffer):
+            self.buffer.resize(self.size)
+        return self.buffer
+
+
 def _inflate(what: str, decompressor: zlib._Decompress | lzma.LZMADecompressor,
-             errors: type[Exception], data: bytes, limit: int) -> bytes:
-    """One stream through `decompressor`, inflated no further than `limit` + 1."""
+             errors: type[Exception], data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
+    """One stream through `decompressor`, CHUNK at a time, inflated no
+    further than `limit` + CHUNK."""
+    out = _Output(what, limit, anon)
     try:
-        out = decompressor.decompress(data, limit + 1)
+        if isinstance(decompressor, lzma.LZMADecompressor):
+            out.add(decompressor.decompress(data, CHUNK))
+            while not decompressor.eof and not decompressor.needs_input:
+                out.add(decompressor.decompress(b"", CHUNK))
+        else:
+            rest = data
+            while True:
+                chunk = decompressor.decompress(rest, CHUNK)
+                out.add(chunk)
+                rest = decompressor.unconsumed_tail
+                if decompressor.eof or not (chunk or rest):
+                    break
     except errors as exc:
         raise _bad(what, exc) from None
-    if len(out) > limit:
-        raise _too_big(what, limit)
     if not decompressor.eof:
         raise _bad(what, ValueError("truncated stream"))
-    return out
+    return out.result()
 
 
-def _gunzip(data: bytes, limit: int) -> bytes:
-    return _inflate("gzip", zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), zlib.error, data, limit)
+def _gunzip(data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
+    return _inflate("gzip", zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), zlib.error, data, limit, anon)
 
 
-def _unxz(data: bytes, limit: int) -> bytes:
-    return _inflate("xz", lzma.LZMADecompressor(format=lzma.FORMAT_XZ), lzma.LZMAError, data, limit)
+def _unxz(data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
+    return _inflate("xz", lzma.LZMADecompressor(format=lzma.FORMAT_XZ), lzma.LZMAError, data, limit, anon)
 
 
-def _unzstd(data: bytes, limit: int) -> bytes:
+def _unzstd(data: bytes, limit: int, anon: bool) -> bytes:
     try:
         from compression import zstd  # type: ignore[import-not-found]   # Python 3.14+
         d = zstd.ZstdDecompressor()
@@ -96,7 +148,7 @@ def _unzstd(data: bytes, limit: int) -> bytes:
     return out
 
 
-FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int], bytes]], ...] = (
+FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int, bool], bytes | AnonBuffer]], ...] = (
     (GZIP_MAGIC, "gzip", _gunzip),
     (XZ_MAGIC, "xz", _unxz),
     (ZSTD_MAGIC, "zstd", _unzstd),
@@ -111,11 +163,15 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
-def module_decompress(data: bytes, limit: int) -> bytes:
-    """The module image inside a compressed file; EINVAL for anything else."""
+def module_decompress(data: bytes, limit: int, *, anon: bool = False) -> bytes | AnonBuffer:
+    """The module image inside a compressed file; EINVAL for anything else.
+
+    `anon`: a big image (gzip, xz) comes in an `AnonBuffer`, for the
+    kernel's loader to give back page by page; tools reading a tree get
+    `bytes`."""
     for magic, _name, inflate in FORMATS:
         if data[:len(magic)] == magic:
-            return inflate(data, limit)
+            return inflate(data, limit, anon)
     raise KernelError(errno.EINVAL, "MODULE_INIT_COMPRESSED_FILE: the file is not gzip-, xz- "
                                     "or zstd-compressed")
 

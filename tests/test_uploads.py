@@ -12,9 +12,13 @@ validation, leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
+import gzip
+import lzma
 import mmap
+import os
 import struct
 import weakref
 
@@ -23,9 +27,12 @@ import pytest
 import trio
 
 from kloader_client import AsyncClient
+from kloaderd.decompress import module_decompress
 from kloaderd.elf.image import MODULE_SIG_STRING, parse
+from kloaderd.errors import KernelError
 from kloaderd.kernel.kernel import Kernel
-from kloaderd.mm.anon import AnonBuffer
+from kloaderd.mm.anon import ANON_MIN, AnonBuffer
+from kloaderd.server.ops import read_module_file
 from kloaderd.server import protocol
 from kloaderd.server.server import serve
 from test_big_images import _section_of, tables  # noqa: F401  (a fixture)
@@ -245,3 +252,78 @@ async def test_an_upload_failing_validation_halfway_is_enoexec_and_leaves_nothin
         assert await client.modules() == []
         info = await client.modinfo(tables)         # an upload that is only read
         assert info["name"] == "tables"
+
+
+# -- files the daemon reads itself, and compressed ones ------------------------------
+
+PATTERN = bytes(range(251)) * ((3 << 20) // 251 + 7)      # 3.5 MiB that gzip and xz cannot shrink to nothing
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, lambda d: lzma.compress(d, format=lzma.FORMAT_XZ)],
+                         ids=["gz", "xz"])
+def test_a_big_compressed_image_inflates_into_its_own_memory_chunk_by_chunk(compress):
+    packed = compress(PATTERN)
+    out = module_decompress(packed, 64 << 20, anon=True)
+    assert isinstance(out, AnonBuffer) and len(out) == len(PATTERN) and out[:] == PATTERN
+    assert module_decompress(packed, 64 << 20) == PATTERN          # tools get bytes
+    small = compress(PATTERN[:ANON_MIN - 1])
+    assert type(module_decompress(small, 64 << 20, anon=True)) is bytes
+    # The bounds hold chunk by chunk: past the limit is EFBIG, a cut stream EINVAL.
+    with pytest.raises(KernelError) as too_big:
+        module_decompress(packed, (3 << 20) - 1, anon=True)
+    assert too_big.value.errno == errno.EFBIG
+    with pytest.raises(KernelError) as cut:
+        module_decompress(packed[:len(packed) // 2], 64 << 20, anon=True)
+    assert cut.value.errno == errno.EINVAL
+
+
+def test_a_big_module_file_is_read_into_its_own_memory(tmp_path):
+    path = tmp_path / "big.ko"
+    path.write_bytes(PATTERN)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        image = read_module_file(fd, 64 << 20)
+    finally:
+        os.close(fd)
+    assert isinstance(image, AnonBuffer) and image[:] == PATTERN
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("how", ["finit_module", "finit_module of a .ko.xz", "modprobe of a .ko.xz"])
+async def test_files_read_by_the_daemon_load_from_their_own_memory(tables, monkeypatch, tmp_path,  # noqa: F811
+                                                                  how):
+    """The tables module's init checks its table: nothing was lost to a
+    page given back too early, whichever way its file came in."""
+    import kloaderd.decompress
+    import kloaderd.kernel.kmod
+    import kloaderd.server.ops
+    for module in (kloaderd.decompress, kloaderd.kernel.kmod, kloaderd.server.ops):
+        monkeypatch.setattr(module, "ANON_MIN", 4096)
+    made: list[int] = []
+    real = module_decompress
+
+    def recording(data, limit, *, anon=False):
+        out = real(data, limit, anon=anon)
+        made.append(isinstance(out, AnonBuffer))
+        return out
+
+    monkeypatch.setattr("kloaderd.kernel.load.module_decompress", recording)
+    xz = how.endswith(".ko.xz")
+    tree = tmp_path / "lib" / "modules" / "kloader"
+    tree.mkdir(parents=True)
+    path = tree / ("tables.ko.xz" if xz else "tables.ko")
+    path.write_bytes(lzma.compress(tables, format=lzma.FORMAT_XZ) if xz else tables)
+    kernel = Kernel()
+    if how.startswith("modprobe"):
+        (tree / "modules.dep").write_text(f"{path.name}:\n")
+        await kernel.kmod.modprobe("tables", dirname=str(tree))
+    else:
+        from kloaderd.uapi import MODULE_INIT_COMPRESSED_FILE
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = read_module_file(fd, 64 << 20)
+        finally:
+            os.close(fd)
+        await kernel.init_module(data, "", flags=MODULE_INIT_COMPRESSED_FILE if xz else 0)
+    assert kernel.loaded["tables"].live and made == ([True] if xz else [])
+    await kernel.delete_module("tables")

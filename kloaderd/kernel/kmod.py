@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ..errors import KernelError
+from ..uapi import MODULE_INIT_COMPRESSED_FILE
 from ..kmod.tree import Entry, ModuleTree, Step
-from ..decompress import decompress
+from ..decompress import compression_of
+from ..mm.anon import ANON_MIN, AnonBuffer
 from .printk import KERN_WARNING
 
 if TYPE_CHECKING:
@@ -198,12 +200,16 @@ class Kmod:
         limit = self.kernel.options.max_image_size
         try:
             with open(step.path, "rb") as f:
-                data = f.read(limit + 1)
+                size = os.fstat(f.fileno()).st_size
+                # A big file into memory the loader gives back as it goes.
+                data = AnonBuffer.read(f.fileno(), size) if ANON_MIN <= size <= limit else f.read(limit + 1)
         except OSError as exc:
             raise KernelError(exc.errno or errno.EIO, f"could not open '{step.path}': {exc.strerror}") from None
         if len(data) > limit:
             raise KernelError(errno.EFBIG, f"module image is larger than the limit of {limit} bytes")
-        return await self.kernel.init_module(decompress(data, limit), step.options)
+        # As modprobe: the kernel decompresses (off the loop, as finit_module).
+        flags = MODULE_INIT_COMPRESSED_FILE if compression_of(data) is not None else 0
+        return await self.kernel.init_module(data, step.options, flags=flags)
 
     async def _remove(self, tree: ModuleTree, name: str, actions: list[str], *, wait: bool,
                       timeout: float | None, first_time: bool, dry_run: bool) -> None:

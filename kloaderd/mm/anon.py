@@ -13,9 +13,13 @@ full.  Peak memory while a big module loads stays near one image.
 from __future__ import annotations
 
 import mmap
+import os
 from typing import Callable
 
 PAGE = mmap.PAGESIZE
+# Below this a file is held as `bytes`: an mmap of its own costs more than
+# the memory it could give back.
+ANON_MIN = 1 << 20
 
 
 class AnonBuffer(mmap.mmap):
@@ -25,6 +29,22 @@ class AnonBuffer(mmap.mmap):
 
     def __new__(cls, size: int) -> "AnonBuffer":
         return super().__new__(cls, -1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+    @classmethod
+    def read(cls, fd: int, size: int) -> "AnonBuffer | bytes":
+        """The first `size` bytes of the file `fd` (fewer if it ends
+        sooner: then as `bytes`), read straight into a buffer of its own."""
+        buffer = cls(size)
+        view, done = memoryview(buffer), 0
+        try:
+            while done < size:
+                n = os.preadv(fd, [view[done:]], done)
+                if not n:
+                    break
+                done += n
+        finally:
+            view.release()
+        return buffer if done == size else buffer[:done]
 
     def discard(self, start: int, end: int) -> None:
         """Give back the pages wholly inside [start, end): reading them

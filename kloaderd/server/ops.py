@@ -24,7 +24,7 @@ import trio
 
 from kloaderd import uapi
 from kloaderd.errors import KernelError
-from kloaderd.mm.anon import AnonBuffer
+from kloaderd.mm.anon import ANON_MIN, AnonBuffer
 from kloaderd.server import protocol
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ async def op_finit_module(session: Session, rid: Any, params: str, flags: int) -
     return await loaded(session, session.kernel.init_module(image, params, flags=flags))
 
 
-def read_module_file(fd: int, limit: int) -> bytes:
+def read_module_file(fd: int, limit: int) -> bytes | AnonBuffer:
     """kernel_read_file_from_fd: a readable, non-empty regular file, no larger than the image limit."""
     mode = fcntl.fcntl(fd, fcntl.F_GETFL)
     if mode & os.O_PATH:   # fdget() does not see O_PATH descriptors
@@ -179,6 +179,11 @@ def read_module_file(fd: int, limit: int) -> bytes:
         raise KernelError(errno.EFBIG, f"module image is {st.st_size} bytes, more than the limit of {limit}")
     chunks, offset = [], 0
     try:
+        if st.st_size >= ANON_MIN:
+            # A big file is read once, into memory the loader gives back as
+            # it goes (as an uploaded image): its i_size bytes, as
+            # kernel_read_file reads.
+            return AnonBuffer.read(fd, st.st_size)
         while offset <= limit:
             chunk = os.pread(fd, min(1 << 20, limit + 1 - offset), offset)
             if not chunk:

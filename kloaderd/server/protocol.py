@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import msgpack
 
 from kloaderd import uapi
-from kloaderd.mm.anon import AnonBuffer
+from kloaderd.mm.anon import ANON_MIN, AnonBuffer
 
 
 class TooManyObjects(ValueError):
@@ -25,7 +25,7 @@ RELEASE_AFTER = 1 << 20
 # `AnonBuffer`, see `_Upload`), if its header lies within the first HEAD_MAX
 # bytes of its frame after nothing but scalars (a client's init_module or
 # modinfo: op, id, then the image).
-UPLOAD_MIN = 1 << 20
+UPLOAD_MIN = ANON_MIN
 HEAD_MAX = 4096
 
 
