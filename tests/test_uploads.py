@@ -20,6 +20,7 @@ import lzma
 import mmap
 import os
 import struct
+import threading
 import weakref
 
 import msgpack
@@ -299,12 +300,13 @@ async def test_files_read_by_the_daemon_load_from_their_own_memory(tables, monke
     import kloaderd.server.ops
     for module in (kloaderd.decompress, kloaderd.kernel.kmod, kloaderd.server.ops):
         monkeypatch.setattr(module, "ANON_MIN", 4096)
-    made: list[int] = []
+    made: list[tuple[bool, bool]] = []
     real = module_decompress
 
     def recording(data, limit, *, anon=False):
+        # (into its own memory, off the event loop: a few KiB may inflate to 64 MiB)
         out = real(data, limit, anon=anon)
-        made.append(isinstance(out, AnonBuffer))
+        made.append((isinstance(out, AnonBuffer), threading.current_thread() is not threading.main_thread()))
         return out
 
     monkeypatch.setattr("kloaderd.kernel.load.module_decompress", recording)
@@ -325,5 +327,5 @@ async def test_files_read_by_the_daemon_load_from_their_own_memory(tables, monke
         finally:
             os.close(fd)
         await kernel.init_module(data, "", flags=MODULE_INIT_COMPRESSED_FILE if xz else 0)
-    assert kernel.loaded["tables"].live and made == ([True] if xz else [])
+    assert kernel.loaded["tables"].live and made == ([(True, True)] if xz else [])
     await kernel.delete_module("tables")

@@ -59,7 +59,9 @@ async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: i
     limit = kernel.options.max_image_size
     try:
         if flags & MODULE_INIT_COMPRESSED_FILE:
-            data = await off_loop(len(data), module_decompress, data, limit, anon=True)
+            # Always off the loop: a few KiB of .xz may inflate to the whole
+            # image limit (9 KiB to 56 MiB held every other client ~1 s).
+            data = await trio.to_thread.run_sync(functools.partial(module_decompress, data, limit, anon=True))
         image, layout = await off_loop(len(data), parse_and_lay_out, data, limit)
     except KernelError as error:
         kernel.log.emit(KERN_ERR, error.message)      # as Linux's pr_err()s in the checks
