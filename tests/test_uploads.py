@@ -102,6 +102,16 @@ def _all(stream: bytes) -> list:
     return list(unpacker)
 
 
+def test_without_address_space_for_an_upload_the_frame_is_decoded_as_any_other(monkeypatch):
+    def no_memory(size: int) -> AnonBuffer:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(protocol, "AnonBuffer", no_memory)
+    request = {"op": "modinfo", "id": 1, "image": IMAGE}
+    frame = packed(request)
+    assert decode(frame, list(range(65536, len(frame), 65536))) == [request]
+
+
 def test_a_small_bin_is_plain_bytes():
     [message] = decode(packed({"op": "modinfo", "id": 1, "image": b"x" * 1000}), [3])
     assert type(message["image"]) is bytes

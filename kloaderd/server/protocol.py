@@ -146,6 +146,10 @@ class RequestDecoder:
         entries, index, key_at, bin_at, data_at, size = found
         if data_at + size > self._max_frame:
             raise msgpack.exceptions.BufferFull
+        try:
+            buffer = AnonBuffer(size)
+        except OSError:         # no address space (strict overcommit): msgpack's buffer, as any frame
+            return
         before = msgpack.unpackb(_map_header(index) + head[key_at[0]:key_at[index]], raw=False,
                                  strict_map_key=False, max_str_len=uapi.MAX_STR_LEN, max_bin_len=HEAD_MAX)
         key = msgpack.unpackb(head[key_at[index]:bin_at], raw=False, strict_map_key=False)
@@ -153,7 +157,7 @@ class RequestDecoder:
         self._decoder = self._new()
         self._fed = self._frame_start = 0
         self._last = b""
-        self._upload = _Upload(before, key, AnonBuffer(size), entries - index - 1, data_at + size)
+        self._upload = _Upload(before, key, buffer, entries - index - 1, data_at + size)
         self.feed(head[data_at:])
 
 
