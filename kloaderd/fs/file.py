@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 FILE = struct("struct file", "linux/fs.h", "f_mode", "f_pos", "f_flags", "f_inode", "f_op",
               "private_data")
 INODE = struct("struct inode", "linux/fs.h", "i_mode", "i_op", "i_sb", "i_ino", "i_nlink", "i_rdev",
-               "i_size", "i_fop", "i_cdev", "i_private")
+               "i_size", "i_fop", "i_cdev", "i_private", "i_blkbits", "i_count", "i_mapping", "i_data")
 FOPS = struct("struct file_operations", "linux/fs.h", "owner", "llseek", "read", "write",
               "unlocked_ioctl", "open", "release")
 STRUCTS = (FILE, INODE, FOPS)

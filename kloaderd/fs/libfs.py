@@ -20,12 +20,15 @@ read for at most `MAX_FILES` entries.
 from __future__ import annotations
 
 import errno
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.layouts import struct
+from ..kernel.panic import warn
 from ..kernel.printk import KERN_WARNING
+from ..time.timekeeping import NSEC_PER_SEC, return_timespec64
 from .file import INODE
 from .namespace import STRUCTS as MOUNT_STRUCTS, kern_mount_type, mounts
 from .super import DENTRY, SB, SuperBlock, caller_call, supers
@@ -34,7 +37,9 @@ if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
 TREE_DESCR = struct("struct tree_descr", "linux/fs.h", "name", "ops", "mode")
-STRUCTS = (*MOUNT_STRUCTS, INODE, TREE_DESCR)   # what these functions read at the kernel's offsets
+MAPPING = struct("struct address_space", "linux/fs.h", "host", "a_ops")
+AOPS = struct("struct address_space_operations", "linux/fs.h")
+STRUCTS = (*MOUNT_STRUCTS, INODE, TREE_DESCR, MAPPING, AOPS)   # read at the kernel's offsets
 
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
@@ -45,10 +50,12 @@ _SHORT_NAME = 32                # DNAME_INLINE_LEN of Linux 6.1: 6.12's is 40
 
 
 class Inodes:
-    """get_next_ino's counter (Linux starts it at 1 per CPU batch)."""
+    """get_next_ino's counter (Linux starts it at 1 per CPU batch), and
+    `empty_aops`, the address space operations of a new inode's mapping."""
 
     def __init__(self, kernel: "Kernel") -> None:
         self.last_ino = 0
+        self.empty_aops = kernel.slab.alloc(kernel.layouts[AOPS].size, None, zero=True)
 
     def next_ino(self) -> int:
         self.last_ino = (self.last_ino + 1) & 0xFFFFFFFF or 1
@@ -63,13 +70,24 @@ def _sb(ctx: Any, address: int, who: str) -> SuperBlock:
 
 
 def alloc_inode(kernel: "Kernel", sb: SuperBlock) -> int:
-    off = kernel.layouts[INODE]
+    """new_inode: zeroed, then what inode_init_always sets that modules
+    read: the superblock, a count of 1, one link, the block size's bits,
+    and `i_mapping` pointing at the inode's own `i_data` (its host the
+    inode, its operations `empty_aops`), which page-cache users such as
+    configfs set their operations in."""
+    off, mapping = kernel.layouts[INODE], kernel.layouts[MAPPING]
     address = kernel.slab.alloc(off.size, None, zero=True)
     if address:
-        mem = kernel.mem
+        mem, inodes = kernel.mem, kernel.subsystem(Inodes)
         mem.write_u64(address + off.i_sb, sb.address)
-        mem.write_u64(address + off.i_ino, kernel.subsystem(Inodes).next_ino())
+        mem.write_u8(address + off.i_blkbits, mem.read_u8(sb.address + kernel.layouts[SB].s_blocksize_bits))
+        mem.write_u32(address + off.i_count, 1)
+        mem.write_u64(address + off.i_ino, inodes.next_ino())
         mem.write_u32(address + off.i_nlink, 1)
+        data = address + off.i_data
+        mem.write_u64(data + mapping.a_ops, inodes.empty_aops)
+        mem.write_u64(data + mapping.host, address)
+        mem.write_u64(address + off.i_mapping, data)
         sb.objects.append(address)
     return address
 
@@ -102,6 +120,26 @@ def get_next_ino(ctx: Any) -> int:
 @export("new_inode", "struct inode *new_inode(struct super_block *sb)", nargs=1)
 def new_inode(ctx: Any, sb: int) -> int:
     return alloc_inode(ctx.kernel, _sb(ctx, sb, "new_inode"))
+
+
+@export("current_time", "struct timespec64 current_time(struct inode *inode)", nargs=1)
+def current_time(ctx: Any, inode: int) -> int:
+    """The wall clock (coarse) truncated to the superblock's `s_time_gran`
+    (timestamp_truncate); an inode without a superblock is Linux's WARN."""
+    sec, nsec = divmod(time.time_ns(), NSEC_PER_SEC)
+    sb = ctx.mem.read_u64(inode + ctx.kernel.layouts[INODE].i_sb)
+    if not sb:
+        warn(ctx, "current_time() called with uninitialized super_block in the inode",
+             "fs/inode.c", "current_time")
+        return return_timespec64(ctx, sec, nsec)
+    gran = ctx.mem.read_u32(sb + ctx.kernel.layouts[SB].s_time_gran)
+    if gran == NSEC_PER_SEC:
+        nsec = 0
+    elif 1 < gran < NSEC_PER_SEC:
+        nsec -= nsec % gran
+    elif gran != 1:
+        warn(ctx, "invalid file time granularity: %u" % gran, "fs/inode.c", "timestamp_truncate")
+    return return_timespec64(ctx, sec, nsec)
 
 
 @export("d_make_root", "struct dentry *d_make_root(struct inode *root_inode)", nargs=1)

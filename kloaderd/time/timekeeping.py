@@ -109,11 +109,15 @@ def getboottime64(ctx: Any, ts: int) -> None:
     _write_timespec(ctx, ts, _real_offset_ns(ctx))
 
 
+def return_timespec64(ctx: Any, sec: int, nsec: int) -> int:
+    """A `struct timespec64` returned by value: tv_nsec in %rdx, tv_sec the %rax to return."""
+    ctx.machine.uc.reg_write(UC_X86_REG_RDX, nsec)
+    return sec & _MASK64
+
+
 @export("ns_to_timespec64", "struct timespec64 ns_to_timespec64(s64 nsec)", nargs=1)
 def ns_to_timespec64(ctx: Any, nsec: int) -> int:
-    sec, rem = _timespec(_signed(nsec))
-    ctx.machine.uc.reg_write(UC_X86_REG_RDX, rem)
-    return sec & _MASK64
+    return return_timespec64(ctx, *_timespec(_signed(nsec)))
 
 
 @export("set_normalized_timespec64", "void set_normalized_timespec64(struct timespec64 *ts, time64_t sec, "

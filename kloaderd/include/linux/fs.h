@@ -165,9 +165,14 @@ struct inode {
 	u8			i_blkbits;
 	u8			i_write_hint;
 	u64			i_blocks;
-	unsigned long		__i_rest[26];		/* state, locks, lists, counts */
+	unsigned long		__i_rest[24];		/* state, locks, lists */
+	atomic_t		i_count;		/* where Linux 6.1 has it */
+	unsigned int		__i_pad;
+	unsigned long		__i_rest1;
 	const struct file_operations *i_fop;		/* where Linux 6.1 has it */
-	unsigned long		__i_rest2[26];
+	unsigned long		__i_rest2;
+	unsigned char		i_data[192];		/* struct address_space, as Linux 6.1 */
+	unsigned long		__i_rest3;
 	union {
 		void		*i_pipe;
 		struct cdev	*i_cdev;
@@ -182,6 +187,8 @@ _Static_assert(__builtin_offsetof(struct inode, i_sb) == 40, "inode.i_sb @40");
 _Static_assert(__builtin_offsetof(struct inode, i_ino) == 64, "inode.i_ino @64");
 _Static_assert(__builtin_offsetof(struct inode, i_rdev) == 76, "inode.i_rdev @76");
 _Static_assert(__builtin_offsetof(struct inode, i_fop) == 360, "inode.i_fop @360");
+_Static_assert(__builtin_offsetof(struct inode, i_count) == 344, "inode.i_count @344");
+_Static_assert(__builtin_offsetof(struct inode, i_data) == 376, "inode.i_data @376");
 _Static_assert(__builtin_offsetof(struct inode, i_cdev) == 576, "inode.i_cdev @576");
 _Static_assert(__builtin_offsetof(struct inode, i_private) == 584, "inode.i_private @584");
 _Static_assert(sizeof(struct inode) == 600, "struct inode is 600 bytes");
