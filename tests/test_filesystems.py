@@ -18,7 +18,9 @@ from kloaderd.embed import Problems
 from kloaderd.errors import KernelError
 from kloaderd.fs import filesystems
 from kloaderd.fs.namespace import do_mount, do_umount, mount_table
+from kloaderd.fs.super import supers
 from kloaderd.kernel.kernel import Kernel, KernelOptions
+from kloaderd.lib.parser import match_one, simple_strtoull
 from realkernel import corpus, find_module as module
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -79,6 +81,46 @@ def test_a_real_pseudo_filesystem_mounts_and_pins_its_module():
         await kernel.delete_module("binfmt_misc")
     trio.run(main)
     _clean(kernel)
+
+
+def test_configfs_pins_its_mount_while_a_subsystem_is_registered():
+    """configfs (Linux 6.1): nvmet's subsystem makes configfs mount itself
+    (simple_pin_fs) and build the subsystem's directories (new_inode, whose
+    i_mapping it sets ram_aops through: a NULL one oopsed at 0x90;
+    d_alloc_name, d_add, inc_nlink); unregistering takes them down (d_delete,
+    simple_rmdir, dput, iput and configfs's own free_inode) and releases
+    the mount, so every module goes clean."""
+    modules, build = corpus("6.1")
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+
+    async def main() -> None:
+        for name in ("configfs", "nvmet", "nvmet-tcp"):
+            await kernel.init_module(module(modules, name))
+        (sb,) = supers(kernel).supers.values()
+        assert sb.fstype.name == "configfs"
+        assert kernel.get_module("configfs").refcount == 2           # nvmet's use, the superblock
+        await kernel.delete_module("nvmet_tcp")
+        await kernel.delete_module("nvmet")
+        assert not supers(kernel).supers and kernel.get_module("configfs").refcount == 0
+        await kernel.delete_module("configfs")
+    trio.run(main)
+    _clean(kernel)
+    assert kernel.slab.usage("configfs") == (0, 0)
+
+
+def test_option_patterns_match_as_linux_parser():
+    """lib/parser.c's match_one: the whole string, %s never empty and at
+    most N bytes for %Ns, numbers with base prefixes, %% a literal."""
+    assert match_one(b"rd_pages=8", b"rd_pages=%d") == [(9, 10)]
+    assert match_one(b"rd_pages=8x", b"rd_pages=%d") is None            # trailing text
+    assert match_one(b"rd_pages=", b"rd_pages=%d") is None
+    assert match_one(b"mode=0755", b"mode=%o") == [(5, 9)]
+    assert match_one(b"id=0x1f,", b"id=%x,") == [(3, 7)]
+    assert match_one(b"name=abcdef", b"name=%3s") is None              # %3s stops, the rest is left over
+    assert match_one(b"abc", b"%3s") == [(0, 3)]
+    assert match_one(b"50%", b"%u%%") == [(0, 2)]
+    assert match_one(b"x=", b"x=%s") is None
+    assert simple_strtoull(b"0x1fz", 0) == (31, 4) and simple_strtoull(b"017", 0) == (15, 3)
 
 
 def test_6_12_binfmt_misc_registers_and_its_per_namespace_mount_is_an_honest_gap():

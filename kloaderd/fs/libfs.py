@@ -20,16 +20,15 @@ read for at most `MAX_FILES` entries.
 from __future__ import annotations
 
 import errno
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError
 from ..kernel.api import export
 from ..kernel.layouts import struct
-from ..kernel.panic import warn
 from ..kernel.printk import KERN_WARNING
-from ..time.timekeeping import NSEC_PER_SEC, return_timespec64
+from .dcache import STRUCTS as DCACHE_STRUCTS, d_alloc, dcache, positive_children, put
 from .file import INODE
+from .inode import drop_nlink
 from .namespace import STRUCTS as MOUNT_STRUCTS, kern_mount_type, mounts
 from .super import DENTRY, SB, SuperBlock, caller_call, supers
 
@@ -39,14 +38,13 @@ if TYPE_CHECKING:
 TREE_DESCR = struct("struct tree_descr", "linux/fs.h", "name", "ops", "mode")
 MAPPING = struct("struct address_space", "linux/fs.h", "host", "a_ops")
 AOPS = struct("struct address_space_operations", "linux/fs.h")
-STRUCTS = (*MOUNT_STRUCTS, INODE, TREE_DESCR, MAPPING, AOPS)   # read at the kernel's offsets
+STRUCTS = (*MOUNT_STRUCTS, *DCACHE_STRUCTS, INODE, TREE_DESCR, MAPPING, AOPS)   # read at the kernel's offsets
 
 S_IFDIR = 0o040000
 S_IFREG = 0o100000
 PAGE_SHIFT = 12
 MAX_FILES = 1 << 12
 _NAME_MAX = 255
-_SHORT_NAME = 32                # DNAME_INLINE_LEN of Linux 6.1: 6.12's is 40
 
 
 class Inodes:
@@ -92,26 +90,6 @@ def alloc_inode(kernel: "Kernel", sb: SuperBlock) -> int:
     return address
 
 
-def alloc_dentry(kernel: "Kernel", sb: SuperBlock, parent: int, name: bytes, inode: int) -> int:
-    """A dentry whose name (at most 31 bytes: every release's inline
-    length) is inline; after the dentry where a release names it otherwise."""
-    off = kernel.layouts[DENTRY]
-    inline = off.d_iname if off.d_iname is not None else off.d_shortname
-    address = kernel.slab.alloc(off.size + (_SHORT_NAME if inline is None else 0), None, zero=True)
-    if address:
-        mem = kernel.mem
-        name_at = address + (off.size if inline is None else inline)
-        mem.write_u64(address + off.d_parent, parent or address)
-        name = name[:_SHORT_NAME - 1]
-        mem.write(name_at, name + b"\0")
-        mem.write_u64(address + off.d_name, len(name) << 32)          # hash_len: hash unused
-        mem.write_u64(address + off.d_name + 8, name_at)
-        mem.write_u64(address + off.d_inode, inode)
-        mem.write_u64(address + off.d_sb, sb.address)
-        sb.objects.append(address)
-    return address
-
-
 @export("get_next_ino", "unsigned int get_next_ino(void)", nargs=0)
 def get_next_ino(ctx: Any) -> int:
     return ctx.kernel.subsystem(Inodes).next_ino()
@@ -122,32 +100,12 @@ def new_inode(ctx: Any, sb: int) -> int:
     return alloc_inode(ctx.kernel, _sb(ctx, sb, "new_inode"))
 
 
-@export("current_time", "struct timespec64 current_time(struct inode *inode)", nargs=1)
-def current_time(ctx: Any, inode: int) -> int:
-    """The wall clock (coarse) truncated to the superblock's `s_time_gran`
-    (timestamp_truncate); an inode without a superblock is Linux's WARN."""
-    sec, nsec = divmod(time.time_ns(), NSEC_PER_SEC)
-    sb = ctx.mem.read_u64(inode + ctx.kernel.layouts[INODE].i_sb)
-    if not sb:
-        warn(ctx, "current_time() called with uninitialized super_block in the inode",
-             "fs/inode.c", "current_time")
-        return return_timespec64(ctx, sec, nsec)
-    gran = ctx.mem.read_u32(sb + ctx.kernel.layouts[SB].s_time_gran)
-    if gran == NSEC_PER_SEC:
-        nsec = 0
-    elif 1 < gran < NSEC_PER_SEC:
-        nsec -= nsec % gran
-    elif gran != 1:
-        warn(ctx, "invalid file time granularity: %u" % gran, "fs/inode.c", "timestamp_truncate")
-    return return_timespec64(ctx, sec, nsec)
-
-
 @export("d_make_root", "struct dentry *d_make_root(struct inode *root_inode)", nargs=1)
 def d_make_root(ctx: Any, inode: int) -> int:
     if not inode:
         return 0
     sb = _sb(ctx, ctx.mem.read_u64(inode + ctx.kernel.layouts[INODE].i_sb), "d_make_root")
-    return alloc_dentry(ctx.kernel, sb, 0, b"/", inode)
+    return d_alloc(ctx.kernel, sb, 0, b"/", inode)
 
 
 @export("simple_fill_super", "int simple_fill_super(struct super_block *s, unsigned long magic, "
@@ -166,7 +124,7 @@ def simple_fill_super(ctx: Any, s: int, magic: int, files: int) -> int:
     mem.write_u64(inode + i_off.i_ino, 1)
     mem.write_u16(inode + i_off.i_mode, S_IFDIR | 0o755)
     mem.write_u32(inode + i_off.i_nlink, 2)
-    root = alloc_dentry(kernel, sb, 0, b"/", inode)
+    root = d_alloc(kernel, sb, 0, b"/", inode)
     if not root:
         return -errno.ENOMEM
     for i in range(MAX_FILES):
@@ -181,12 +139,15 @@ def simple_fill_super(ctx: Any, s: int, magic: int, files: int) -> int:
             kernel.log.emit(KERN_WARNING, f"simple_fill_super: {sb.fstype.name} passed in a files "
                                           "array with an index of 1!", getattr(ctx.module, "name", None))
         inode = alloc_inode(kernel, sb)
-        dentry = alloc_dentry(kernel, sb, root, text, inode) if inode else 0
-        if not dentry:
+        if not inode:
             return -errno.ENOMEM
         mem.write_u16(inode + i_off.i_mode, S_IFREG | (mem.read_u32(entry + td_off.mode) & 0o7777))
         mem.write_u64(inode + i_off.i_fop, mem.read_u64(entry + td_off.ops))
         mem.write_u64(inode + i_off.i_ino, i)
+        dentry = d_alloc(kernel, sb, root, text, inode)
+        if not dentry:
+            return -errno.ENOMEM
+        dcache(kernel).set_hashed(dentry, True)                    # d_add
     else:
         raise KernelError(errno.E2BIG, f"simple_fill_super: {sb.fstype.name}'s files table has no "
                                        f'terminating {{""}} entry in its first {MAX_FILES}')
@@ -228,3 +189,27 @@ async def simple_release_fs(ctx: Any, mount: int, count: int) -> None:
         raise KernelError(errno.EINVAL, f"simple_release_fs: *mount {address:#x} is not a vfsmount")
     await table.put(mnt, caller_call(ctx))
 
+
+@export("simple_empty", "int simple_empty(struct dentry *dentry)", nargs=1)
+def simple_empty(ctx: Any, dentry: int) -> int:
+    """No child that is hashed and has an inode."""
+    return 0 if positive_children(ctx.kernel, dentry) else 1
+
+
+@export("simple_unlink", "int simple_unlink(struct inode *dir, struct dentry *dentry)", nargs=2)
+async def simple_unlink(ctx: Any, dir: int, dentry: int) -> int:
+    """One link less, and the reference "create" took put: that does the
+    rest.  (The timestamps Linux sets on both are not kept.)"""
+    drop_nlink(ctx, ctx.mem.read_u64(dentry + ctx.kernel.layouts[DENTRY].d_inode))
+    await put(ctx, dentry, caller_call(ctx))
+    return 0
+
+
+@export("simple_rmdir", "int simple_rmdir(struct inode *dir, struct dentry *dentry)", nargs=2)
+async def simple_rmdir(ctx: Any, dir: int, dentry: int) -> int:
+    if positive_children(ctx.kernel, dentry):
+        return -errno.ENOTEMPTY
+    drop_nlink(ctx, ctx.mem.read_u64(dentry + ctx.kernel.layouts[DENTRY].d_inode))
+    await simple_unlink(ctx, dir, dentry)
+    drop_nlink(ctx, dir)
+    return 0

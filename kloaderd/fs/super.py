@@ -47,11 +47,12 @@ if TYPE_CHECKING:
 # What the VFS reads and writes of these structures, at each kernel's offsets.
 SB = struct("struct super_block", "linux/fs.h", "s_list", "s_dev", "s_blocksize_bits", "s_blocksize",
             "s_maxbytes", "s_type", "s_op", "s_flags", "s_magic", "s_root", "s_count", "s_active",
-            "s_fs_info", "s_time_gran", "s_id")
-SOPS = struct("struct super_operations", "linux/fs.h", "put_super")
+            "s_fs_info", "s_time_gran", "s_id", "s_d_op")
+SOPS = struct("struct super_operations", "linux/fs.h", "alloc_inode", "destroy_inode", "free_inode",
+              "drop_inode", "evict_inode", "put_super")
 # The short name is inline in `d_iname` (Linux 6.1 to 6.13) or `d_shortname` (6.14 on).
-DENTRY = struct("struct dentry", "linux/dcache.h", "d_parent", "d_name", "d_inode", "d_sb",
-                optional=("d_iname", "d_shortname"))
+DENTRY = struct("struct dentry", "linux/dcache.h", "d_flags", "d_hash", "d_parent", "d_name", "d_inode",
+                "d_lockref", "d_op", "d_sb", optional=("d_iname", "d_shortname"))
 FC = struct("struct fs_context", "linux/fs_context.h", "ops", "fs_type", "root", "source",
             "s_fs_info", "sb_flags")
 FCOPS = struct("struct fs_context_operations", "linux/fs_context.h", "free", "parse_monolithic",
@@ -156,6 +157,11 @@ class SuperBlocks:
                 await call(kill_sb, sb.address)
         finally:
             self.forget(sb)
+
+    def release(self, sb: SuperBlock, address: int) -> None:
+        """One of the superblock's inodes or dentries freed before the superblock."""
+        sb.objects.remove(address)
+        self.kernel.slab.free(address, None)
 
     def forget(self, sb: SuperBlock) -> None:
         """The superblock is gone: its memory freed, its module reference dropped."""

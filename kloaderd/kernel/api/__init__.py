@@ -146,7 +146,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.fs.sysfs", "kloaderd.fs.debugfs",
               "kloaderd.kernel.module_procfs", "kloaderd.kernel.module_sysfs",
               "kloaderd.fs.filesystems", "kloaderd.fs.super", "kloaderd.fs.namespace", "kloaderd.fs.libfs",
-              "kloaderd.fs.exec",
+              "kloaderd.fs.inode", "kloaderd.fs.dcache", "kloaderd.fs.exec",
               "kloaderd.drivers.char.misc", "kloaderd.time",
               "kloaderd.workqueue", "kloaderd.kthread", "kloaderd.irq")
 # Subsystems whose state must exist before any module runs (system_wq is a
