@@ -240,13 +240,14 @@ class SurveyKernel:
         if poisoners:
             first = modules.index(poisoners[0])
             return {rel: v for rel, v in result.items() if modules.index(rel) <= first}, poisoners
+        strays: dict[str, list[Any]] = {}
         for rel in reversed(list(names)):
             since = k.log.last_seq
             verdict = {"class": "timeout", "phase": "exit"}
             with trio.move_on_after(self.timeout):
                 try:
                     await k.delete_module(names[rel])
-                    verdict = exit_verdict(k.log.records(since))
+                    verdict = exit_verdict(removal_records(rel, names, deps, k.log.records(since), strays))
                 except KernelError as exc:
                     verdict = {**classify_failure(exc.message, exc.errno), "phase": "exit"}
             result[rel] = verdict
@@ -259,6 +260,24 @@ class SurveyKernel:
         import trio
         with trio.CancelScope(shield=True):
             await self.k.shutdown()
+
+
+def removal_records(rel: str, names: dict[str, str], deps: dict[str, list[str]],
+                    records: Sequence[Any], strays: dict[str, list[Any]]) -> list[Any]:
+    """What of `records` (logged while `rel` was removed) is its removal's:
+    a record of a module still loaded that `rel` does not use (through any
+    chain) is that module's — its own work or timer dying meanwhile, such
+    as sunrpc's cache cleaner during vsock_loopback's exit — and is kept
+    in `strays` for that module's own exit verdict; `rel`'s strays are its."""
+    used = {names[d] for d in needed(rel, deps) if d in names}
+    others = {name for other, name in names.items() if other != rel} - used
+    mine = strays.pop(names[rel], [])
+    for record in records:
+        if record.module in others:
+            strays.setdefault(record.module, []).append(record)
+        else:
+            mine.append(record)
+    return mine
 
 
 def exit_verdict(records: Sequence[Any]) -> dict[str, Any]:

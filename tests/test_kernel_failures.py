@@ -70,6 +70,8 @@ module_exit(brokenexit_exit);
         assert "kernel BUG at test_broken!" in log
         assert "RIP: 0010:test_broken+0x0/0x10" in log
         assert "brokenexit_exit" in log                  # the caller, in the call trace
+        oops = [r for r in client.dmesg() if r["text"] == "kernel BUG at test_broken!"]
+        assert [r["module"] for r in oops] == ["brokenexit"]     # whose code the task ran
         client.init_module(image)                        # the name is free again
         client.delete_module("brokenexit")
 

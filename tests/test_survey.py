@@ -56,6 +56,28 @@ def test_failures_are_classified_by_the_loaders_words():
                           "      1  other  (init-failed: 19)"]
 
 
+def test_a_removal_is_judged_by_its_own_records_not_by_an_unrelated_module_dying_meanwhile():
+    """vsock_loopback's exit was sometimes `not-emulated`: sunrpc's cache
+    cleaner, queued on a system workqueue, died while it ran.  A record of a
+    module still loaded that the removed one does not use is that module's,
+    and counts in its own exit verdict."""
+    from types import SimpleNamespace as Record
+    deps = {"vsock.ko": [], "vsock_loopback.ko": ["vsock.ko"], "sunrpc.ko": []}
+    names = {"sunrpc.ko": "sunrpc", "vsock.ko": "vsock", "vsock_loopback.ko": "vsock_loopback"}
+    dying = [Record(module="sunrpc", text="kloader: kernel function getboottime64 is not emulated",
+                    problem=None)]
+    used = [Record(module="vsock", text="kloader: kernel function vsock_x is not emulated", problem=None)]
+    strays: dict = {}
+    mine = survey.removal_records("vsock_loopback.ko", names, deps, dying + used, strays)
+    assert survey.exit_verdict(mine) == {"class": "not-emulated", "function": "vsock_x", "phase": "exit"}
+    assert survey.exit_verdict(survey.removal_records("vsock_loopback.ko", names, deps, dying, {})) == \
+        {"class": "clean"}
+    del names["vsock_loopback.ko"]
+    assert survey.exit_verdict(survey.removal_records("sunrpc.ko", names, deps, [], strays)) == \
+        {"class": "not-emulated", "function": "getboottime64", "phase": "exit"}
+    assert strays == {}
+
+
 def test_a_tree_of_modules_with_the_command(tmp_path):
     tree = tmp_path / "lib/modules/x"
     (tree / "kernel/sub").mkdir(parents=True)

@@ -300,14 +300,17 @@ class KernelServices:
             return await self.machine.call(address, module=mod, name="insmod" if what == "init"
                                            else "rmmod")
         except Oops as oops:
-            self.report_oops(oops)
+            self.report_oops(oops, mod.name)
             raise KernelError(errno.EFAULT, f"{mod.name}: {what} oopsed: {oops.lines[0]}") \
                 from None
 
-    def report_oops(self, oops: Oops) -> None:
-        """Log an oops (saying whose freed memory it touched, if any) and taint."""
+    def report_oops(self, oops: Oops, module: str | None = None) -> None:
+        """Log an oops (saying whose freed memory it touched, if any) and
+        taint; its records name `module`, the module whose code the task ran
+        (its init or exit, a callback of its), so that who died is known
+        apart from what else was running then (a survey's verdicts)."""
         for i, line in enumerate(self.sanitizer.annotate_oops(oops.lines, (oops.address, oops.rip))):
-            self.log.emit(KERN_ALERT, line, None, problem=None if i else Problem.OOPS)
+            self.log.emit(KERN_ALERT, line, module, problem=None if i else Problem.OOPS)
         self.add_taint(oops.taint)
 
     @property

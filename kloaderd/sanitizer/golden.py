@@ -176,10 +176,11 @@ class GoldenRule:
         kernel = self.kernel
         if check and not preempt_count:
             self.check_entry(address, None, None, via)
+        module = self.module_at(address)
         try:
-            return await kernel.machine.call(address, *args, module=self.module_at(address),
+            return await kernel.machine.call(address, *args, module=module,
                                              name=comm, task=task, preempt_count=preempt_count)
         except Oops as oops:
-            kernel.report_oops(oops)
+            kernel.report_oops(oops, getattr(module, "name", None))
             raise KernelError(errno.EFAULT, f"{via}: the call into {kernel.symbolize(address) or hex(address)} "
                                             f"oopsed: {oops.lines[0]}") from None
