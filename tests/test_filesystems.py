@@ -20,6 +20,7 @@ from kloaderd.fs import filesystems
 from kloaderd.fs.namespace import do_mount, do_umount, mount_table
 from kloaderd.fs.super import supers
 from kloaderd.kernel.kernel import Kernel, KernelOptions
+from kloaderd.kernel.profile import KernelProfile
 from kloaderd.lib.parser import match_one, simple_strtoull
 from realkernel import corpus, find_module as module
 
@@ -177,3 +178,23 @@ def test_a_filesystem_built_for_each_release_mounts_through_the_client(tmp_path,
     assert log.count("pseudofs: superblock 0:2 killed") == 1
     assert not [line for line in log if "not emulated" in line or "BUG" in line or "leaked" in line
                 or "Oops" in line]
+
+
+def test_a_charset_nobody_registered_is_asked_of_modprobe(kloader_module_tree):
+    """load_nls is try_then_request_module(find_nls(), "nls_%s"): Debian's
+    nls_euc-jp asks for cp932 in its init, and modprobe loads nls_cp932
+    from the module tree, pinned by euc-jp's reference until it goes."""
+    modules, build = corpus("6.1")
+    release = KernelProfile(build).release
+    tree = kloader_module_tree(*(next(modules.rglob(f"{n}.ko*")) for n in ("nls_cp932", "nls_euc-jp")),
+                               release=release)
+    kernel = Kernel(KernelOptions(kernel=str(build), module_dir=str(tree)))
+
+    async def main() -> None:
+        await kernel.init_module(module(modules, "nls_euc-jp"))
+        assert kernel.get_module("nls_cp932").refcount == 1          # euc-jp's load_nls
+        await kernel.delete_module("nls_euc_jp")
+        assert kernel.get_module("nls_cp932").refcount == 0
+        await kernel.delete_module("nls_cp932")
+    trio.run(main)
+    _clean(kernel)

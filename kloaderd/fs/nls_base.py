@@ -11,8 +11,9 @@ not on the list is -EINVAL.  Each registered table is also in the "nls"
 registry, so one left registered by a freed module is reported and unlinked.
 
 `load_nls` finds a table by charset or alias and takes a reference on its
-module (NULL if that module is going); `unload_nls` drops it.  Unlike
-Linux, a charset nobody registered is not request_module()d.
+module (NULL if that module is going); a charset nobody registered is
+asked of modprobe as `nls_CHARSET` first (try_then_request_module), as
+nls_euc-jp's init asks for cp932; `unload_nls` drops the reference.
 """
 
 from __future__ import annotations
@@ -138,10 +139,16 @@ def owner_ref(ctx: Any) -> Any:
 
 
 @export("load_nls", "struct nls_table *load_nls(char *charset)", nargs=1)
-def load_nls(ctx: Any, charset: int) -> int:
-    """Unlike Linux, a charset nobody has registered is not request_module()d:
-    kloader loads no modules by itself, so it is NULL."""
-    return _find(ctx, ctx.mem.read_cstr(charset, 64).decode("utf-8", "replace"))
+def load_nls(ctx: Any, charset: int) -> Any:
+    name = ctx.mem.read_cstr(charset, 64).decode("utf-8", "replace")
+    table = _find(ctx, name)
+    if table:
+        return table
+
+    async def requesting() -> int:
+        await ctx.kernel.kmod.request_module(f"nls_{name}")
+        return _find(ctx, name)
+    return requesting()
 
 
 @export("unload_nls", "void unload_nls(struct nls_table *nls)", nargs=1)
