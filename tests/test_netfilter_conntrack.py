@@ -43,12 +43,15 @@ def problems(log: list[str]) -> list[str]:
     return [t for t in log if "leaked" in t or "Oops" in t or "BUG" in t or "not emulated" in t]
 
 
-def test_nf_defrag_ipv6_sets_up_inet_frags_and_an_fqdir_and_gives_them_back(debian61):
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_nf_defrag_ipv6_sets_up_inet_frags_and_an_fqdir_and_gives_them_back(flavour):
     """inet_frags_init makes the queue cache and holds one reference;
     the pernet init's fqdir_init adds one and a hash table accounted to the
     module; unloading runs fqdir_exit's deferred destruction, which
-    inet_frags_fini waits for before destroying the cache."""
-    modules, build = debian61
+    inet_frags_fini waits for before destroying the cache.  6.12's module
+    registers its sysctl table with register_net_sysctl_sz and publishes
+    nf_defrag_v6_hook; each release's structures are read at its offsets."""
+    modules, build = corpus(flavour)
     kernel = Kernel(KernelOptions(kernel=str(build)))
 
     async def main() -> None:
@@ -64,7 +67,7 @@ def test_nf_defrag_ipv6_sets_up_inet_frags_and_an_fqdir_and_gives_them_back(debi
         owned = {a: o.size for a, o in kernel.slab._live.items() if o.owner == "nf_defrag_ipv6"}
         fq, f = kernel.layouts[FQDIR], kernel.layouts[FRAGS]
         fqdir = ht - fq.rhashtable
-        assert owned[fqdir] == 320                                # struct fqdir
+        assert owned[fqdir] == fq.size == 320                     # struct fqdir, both releases
         frags = kernel.mem.read_u64(fqdir + fq.f)
         assert kernel.symbolize(frags, False) == "nf_frags [nf_defrag_ipv6]"
         assert kernel.mem.read_u32(frags + f.refcnt) == 2         # inet_frags_init's + the fqdir's

@@ -10,7 +10,10 @@ As Linux 6.1:
   namespace, with `f` and `net`, and its hash table of queues
   (`rhashtable_init` with `f->rhash_params`: its error is returned and the
   fqdir freed); each fqdir holds a reference on `f`.
-- `fqdir_exit(fqdir)` (after the inline `fqdir_pre_exit` marked it dead)
+- `fqdir_pre_exit(fqdir)` (an inline before 6.12.y's fix that made it a
+  function flushing the queues) stops new queues (`high_thresh` 0) and
+  marks the fqdir dead.
+- `fqdir_exit(fqdir)`
   queues its destruction on `inet_frag_wq`: the hash table is destroyed,
   then, after an RCU barrier, the reference on `f` is dropped (completing
   `f->completion` when it was the last) and the fqdir freed.
@@ -40,6 +43,7 @@ from ...kernel.api import export
 from ...kernel.api.sched import complete, wait_for_completion
 from ...kernel.callback import finished
 from ...kernel.layouts import struct
+from ...kernel.oops import NotEmulated
 from ...kernel.printk import KERN_ERR
 from ...kernel.rcu import rcu_barrier
 from ...lib.rhashtable import HT_NELEMS, rhashtable_destroy, rhashtable_init
@@ -48,7 +52,8 @@ from ...workqueue.workqueue import init_work, queue_work_on, workqueues
 
 FRAGS = struct("struct inet_frags", "net/inet_frag.h", "qsize", "frags_cachep", "frags_cache_name",
                "rhash_params", "refcnt", "completion")
-FQDIR = struct("struct fqdir", "net/inet_frag.h", "f", "net", "rhashtable", "destroy_work")
+FQDIR = struct("struct fqdir", "net/inet_frag.h", "high_thresh", "f", "net", "dead", "rhashtable",
+               "destroy_work")
 COMPLETION = struct("struct completion", "linux/completion.h", "done", "wait.task_list")
 STRUCTS = (FRAGS, FQDIR, COMPLETION)      # what these functions read at the kernel's offsets
 
@@ -118,6 +123,15 @@ def fqdir_init(ctx: Any, fqdirp: int, f: int, net: int) -> int:
     mem.write_u32(f + frags.refcnt, (mem.read_u32(f + frags.refcnt) + 1) & 0xFFFFFFFF)
     mem.write_u64(fqdirp, fqdir)
     return 0
+
+
+@export("fqdir_pre_exit", "void fqdir_pre_exit(struct fqdir *fqdir)", nargs=1)
+def fqdir_pre_exit(ctx: Any, fqdir: int) -> None:
+    mem, dir_ = ctx.mem, ctx.kernel.layouts[FQDIR]
+    mem.write_u64(fqdir + dir_.high_thresh, 0)
+    mem.write(fqdir + dir_.dead, b"\x01")
+    if mem.read_u32(fqdir + dir_.rhashtable + HT_NELEMS):
+        raise NotEmulated("inet_frag_queue_flush")   # queues kloader never saw made
 
 
 @export("fqdir_exit", "void fqdir_exit(struct fqdir *fqdir)", nargs=1)
