@@ -24,7 +24,9 @@ from kloaderd import embed
 from kloaderd.embed import Problems
 from kloaderd.errors import KernelError
 from kloaderd.kernel.kernel import Kernel, KernelOptions
+from kloaderd.kernel.profile import KernelProfile
 from kloaderd.net.core.net_namespace import NET, NetNamespaces
+from kloaderd.net.netlink.af_netlink import SOCK
 from realkernel import corpus, find_module as module
 from test_server import command
 
@@ -341,3 +343,49 @@ def test_qdiscs_classifiers_congestion_control_and_ipsec_come_and_go(flavour):
         assert not [e for e in kernel.registrations.all() if e.owner is not None]
     texts = run(kernel, main)
     assert not any("leaked" in t or "not emulated" in t for t in texts)
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_ib_cores_netlink_socket_is_a_struct_sock_it_can_set_its_timeout_on(flavour):
+    """rdma_nl_net_init writes `nls->sk_sndtimeo = 10 * HZ` into the socket
+    netlink_kernel_create returned: it is kernel memory of the release's
+    struct sock, with what sock_init_data gives it, freed on release."""
+    modules, build = corpus(flavour)
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    hz = int(KernelProfile(build).config["CONFIG_HZ"])
+
+    async def main() -> None:
+        await kernel.init_module(module(modules, "ib_core"))
+        (entry,) = kernel.registrations.registry("netlink_kernel").entries()
+        assert entry.what == "netlink kernel socket NETLINK_RDMA"
+        sk, mem = kernel.layouts[SOCK], kernel.mem
+        assert kernel.slab._live[entry.key].size == sk.size
+        assert mem.read_u64(entry.key + sk.sk_sndtimeo) == 10 * hz
+        assert mem.read_u64(entry.key + sk.sk_rcvtimeo) == (1 << 63) - 1    # MAX_SCHEDULE_TIMEOUT
+        assert mem.read(entry.key + sk.__sk_common_skc_family, 2) == (16).to_bytes(2, "little")
+        assert mem.read_u64(entry.key + sk.__sk_common_skc_net) == kernel.symbols.get("init_net").address
+        await kernel.delete_module("ib_core")
+        assert entry.key not in kernel.slab._live
+    texts = run(kernel, main)
+    assert not any("leaked" in t or "not emulated" in t for t in texts)
+
+
+def test_inet_diag_takes_the_compat_slot_and_its_protocols_load(debian61):
+    """inet_diag registers AF_INET and AF_INET6 handlers and the
+    TCPDIAG_GETSOCK compat handler; tcp_diag, udp_diag and raw_diag
+    register with it; their exits and its own give everything back."""
+    modules, build = debian61
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    names = ("inet_diag", "tcp_diag", "udp_diag", "raw_diag")
+
+    async def main() -> None:
+        for name in names:
+            await kernel.init_module(module(modules, name))
+        assert registrations_of(kernel, "inet_diag") == [
+            "sock_diag handler for family 2", "sock_diag handler for family 10",
+            "sock_diag inet compat handler"]
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        assert not kernel.registrations.registry("sock_diag_inet_compat").entries()
+    texts = run(kernel, main)
+    assert not any("leaked" in t or "WARNING" in t for t in texts)
