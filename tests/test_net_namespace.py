@@ -389,3 +389,18 @@ def test_inet_diag_takes_the_compat_slot_and_its_protocols_load(debian61):
         assert not kernel.registrations.registry("sock_diag_inet_compat").entries()
     texts = run(kernel, main)
     assert not any("leaked" in t or "WARNING" in t for t in texts)
+
+
+def test_dev_valid_name_is_linuxs_check_of_an_interface_name():
+    from types import SimpleNamespace
+    from kloaderd.net.core.dev import dev_valid_name
+    kernel = Kernel(KernelOptions())
+    buf = kernel.slab.alloc(32, None, zero=True)
+    ctx = SimpleNamespace(mem=kernel.mem)
+
+    def valid(name: bytes) -> int:
+        kernel.mem.write(buf, name + b"\0")
+        return dev_valid_name(ctx, buf)
+    assert valid(b"gre0") == 1 and valid(b"ip_vti0") == 1 and valid(b"a" * 15) == 1
+    for bad in (b"", b".", b"..", b"a" * 16, b"eth/0", b"eth:0", b"eth 0", b"eth\t0", b"eth\xa00"):
+        assert valid(bad) == 0, bad

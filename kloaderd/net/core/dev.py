@@ -11,6 +11,10 @@ a network RCU grace period (synchronize_net).  The lists are in guest
 memory, so a module following `list` finds Linux's neighbours; the kernel's
 own handlers (IPv4, ARP, IPv6) are not on them.
 
+`dev_valid_name(name)` is Linux's check of an interface name: not empty,
+shorter than IFNAMSIZ (16), not "." or "..", and no '/', ':' or white
+space (the kernel's isspace, which counts 0xa0).
+
 A netdevice notifier goes on `netdev_chain` (a raw chain), or on a
 namespace's own `net->netdev_chain`, as any notifier block does
 (`kernel/notifier.py`: priority order, -EEXIST twice, -ENOENT absent),
@@ -52,6 +56,8 @@ PACKET_OFFLOAD = struct("struct packet_offload", "linux/netdevice.h", "type", "p
 STRUCTS = (PACKET_TYPE, PACKET_OFFLOAD, NB, *net_namespace.STRUCTS)
 ETH_P_ALL = 0x0003
 PTYPE_HASH_SIZE = 16
+IFNAMSIZ = 16
+SPACE = frozenset(b" \t\n\v\f\r\xa0")       # lib/ctype.c's _S
 
 
 export_data("udp_tunnel_nic_ops", DataExport(lambda _profile: 8))     # a pointer, any release
@@ -174,3 +180,11 @@ def unregister_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
 def synchronize_net(ctx: Any) -> Any:
     """synchronize_rcu(), expedited under the RTNL (the same wait here)."""
     return synchronize_rcu(ctx)
+
+
+@export("dev_valid_name", "bool dev_valid_name(const char *name)", nargs=1)
+def dev_valid_name(ctx: Any, name: int) -> int:
+    text = ctx.mem.read_cstr(name, IFNAMSIZ)
+    if not text or len(text) == IFNAMSIZ or text in (b".", b".."):
+        return 0
+    return int(not any(c in b"/:" or c in SPACE for c in text))

@@ -27,6 +27,7 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.api.sched import mutex_lock, mutex_unlock
 from ...kernel.layouts import struct
 from ...kernel.panic import warn
 from ...kernel.registry import owner_of
@@ -171,3 +172,23 @@ def genl_unregister_family(ctx: Any, family: int) -> int:
         return -errno.ENOENT
     _release_groups(ctx.kernel.subsystem(Families), entry)
     return 0
+
+
+# --- genl_mutex ------------------------------------------------------------------------
+# genl_lock() is mutex_lock(&genl_mutex), the lock modules take around
+# their own family's state (l2tp); a sleeping mutex on a kernel object.
+# (Registering a family is atomic here, so the emulation does not take it.)
+
+class GenlMutex:
+    def __init__(self, kernel: Any) -> None:
+        self.address = kernel.slab.alloc(32, None, zero=True)     # struct mutex
+
+
+@export("genl_lock", "void genl_lock(void)", nargs=0)
+def genl_lock(ctx: Any) -> Any:
+    return mutex_lock(ctx, ctx.kernel.subsystem(GenlMutex).address)
+
+
+@export("genl_unlock", "void genl_unlock(void)", nargs=0)
+def genl_unlock(ctx: Any) -> None:
+    mutex_unlock(ctx, ctx.kernel.subsystem(GenlMutex).address)
