@@ -251,7 +251,7 @@ class KernelServices:
         for region in mod.layout.core.regions:
             if region.final_perms != region.perms:
                 self.mem.protect(mod.core_base + region.offset, region.size, region.final_perms)
-        self.ksyms.add_module(mod)
+        self.ksyms.remove_init(mod)
 
     def _free_init(self, mod: Module) -> None:
         """The init image goes: unmapped (if it was mapped) and its range

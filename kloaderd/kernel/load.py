@@ -22,7 +22,7 @@ from ..elf.image import Image, parse
 from ..errors import KernelError
 from ..link import Layout, layout_sections, link
 from ..uapi import MODULE_INIT_COMPRESSED_FILE, MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
-from .kallsyms import is_core_symbol
+from .kallsyms import core_symbols
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
 from .printk import KERN_ERR, KERN_WARNING
@@ -124,8 +124,7 @@ def free_copy(mod: Module) -> None:
     costs its memory and a little metadata, not its file as well."""
     linked = mod.linked
     assert linked is not None
-    symbols = tuple(s for s in mod.image.symbols if is_core_symbol(s, linked.section_addr))
-    mod.image = mod.image.metadata(symbols)
+    mod.image = mod.image.metadata(core_symbols(mod.image.symbols, linked.section_addr))
     mod.linked = replace(linked, image=mod.image, symbol_values=())
 
 

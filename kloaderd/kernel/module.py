@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,12 +125,20 @@ class Module:
     exports: list[str] = field(default_factory=list)
     init_freed: bool = False
 
-    def __post_init__(self) -> None:
-        # The owners this module's own code acts as, created once so that a
-        # get and the matching put from the same module code meet.
-        self.code_owner = RefOwner(OwnerKind.MODULE, f"module {self.name}")
-        self.symbol_owner = RefOwner(OwnerKind.SYMBOL_GET, f"symbol_get by {self.name}")
-        self.dependency_owner = RefOwner(OwnerKind.DEPENDENCY, f"module {self.name} (uses its symbols)")
+    # The owners this module's own code acts as, each made once (so that a
+    # get and the matching put from the same module code meet) and only
+    # when first used: most modules never need some or all of them.
+    @cached_property
+    def code_owner(self) -> RefOwner:
+        return RefOwner(OwnerKind.MODULE, f"module {self.name}")
+
+    @cached_property
+    def symbol_owner(self) -> RefOwner:
+        return RefOwner(OwnerKind.SYMBOL_GET, f"symbol_get by {self.name}")
+
+    @cached_property
+    def dependency_owner(self) -> RefOwner:
+        return RefOwner(OwnerKind.DEPENDENCY, f"module {self.name} (uses its symbols)")
 
     @property
     def refcount(self) -> int:
