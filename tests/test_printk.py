@@ -18,7 +18,7 @@ from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from kloaderd.kernel.api import printk as api_printk
 from kloaderd.kernel.memory import AddressSpace
 from kloaderd.kernel.printk import (KERN_ERR, KERN_INFO, KERN_WARNING, LogBuffer, VaList,
-                                    vsnprintf)
+                                    vsnprintf, vsnprintf_bounded)
 
 DATA = 0xFFFF888000000000       # a mapped data page for strings and va_lists
 STRINGS = ["", "a", "hello", "hello, world", "kloader module loader"]
@@ -344,6 +344,20 @@ def test_open_record_is_finalized_by_the_next_record_or_flush():
     log.flush()
     assert [r.text for r in log.records()] == ["partial", "next"]
     assert log.last_seq == 2
+
+
+@pytest.mark.parametrize("fmt", [b"", b"x", b"\x016hello: Hello, world\n", b"100%% sure", b"%s!"])
+@pytest.mark.parametrize("room", [None, -1, 0, 3, 64])
+def test_a_format_without_conversions_is_its_own_output(fmt, room):
+    """vsnprintf_bounded's shortcut for a constant format keeps and counts
+    what formatting it would (the first `room` bytes, the full length), and
+    still asks the watchdog once for a non-empty one."""
+    checks = []
+    got = vsnprintf_bounded(fmt, iter([0]), room, check=lambda: checks.append(1))
+    text = vsnprintf(fmt, iter([0]))
+    keep = len(text) if room is None else max(room, 0)
+    assert got == (text[:keep], len(text))
+    assert len(checks) >= (1 if fmt else 0)
 
 
 def test_printk_truncates_to_a_record():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -241,9 +240,6 @@ class KernelServices:
             for region in layout.regions:
                 self.mem.protect(base + region.offset, region.size, region.perms)
         self._by_struct[linked.this_module] = mod
-        # The images live in emulated memory now: a second copy would double
-        # what a big module costs for as long as it is loaded.
-        mod.linked = replace(linked, core_pieces=(), init_pieces=())
 
     def free_module_init(self, mod: Module) -> None:
         """After a successful init: unmap init, seal ro_after_init."""

@@ -119,13 +119,15 @@ def percpu_modcopy(kernel: "KernelServices", mod: Module, offset: int) -> None:
 
 def free_copy(mod: Module) -> None:
     """free_copy(): the module file goes once its sections are in module
-    memory and its tables are read.  A loaded module keeps what later
-    readers need (.modinfo, section names and flags, its kallsyms), so it
-    costs its memory and a little metadata, not its file as well."""
+    memory and its tables are read, and with it the linked images (a second
+    copy of what emulated memory holds now) and the symbol values.  A
+    loaded module keeps what later readers need (.modinfo, section names
+    and flags, its kallsyms), so it costs its memory and a little metadata,
+    not its file as well."""
     linked = mod.linked
     assert linked is not None
     mod.image = mod.image.metadata(core_symbols(mod.image.symbols, linked.section_addr))
-    mod.linked = replace(linked, image=mod.image, symbol_values=())
+    mod.linked = replace(linked, image=mod.image, symbol_values=(), core_pieces=(), init_pieces=())
 
 
 def check_name(name: str) -> None:

@@ -490,6 +490,12 @@ def vsnprintf_bounded(fmt: bytes, args: Iterator[int], room: int, *,
     asks for (`%8388607d` a thousand times costs what its kept part costs).
     With `spill`, kept bytes go there in chunks and the bytes returned are
     only the last, unspilled ones."""
+    if spill is None and b"%" not in fmt:
+        # Nothing to convert (a constant pr_info, the usual printk): what
+        # `Formatter.write` would do, without making its machinery.
+        if fmt and check is not None:
+            check()
+        return bytes(fmt if room is None else fmt[:max(room, 0)]), len(fmt)
     out = _Output(room, spill)
     Formatter(mem, symbolize, check).write(fmt, args, out)
     return bytes(out.kept), out.length
