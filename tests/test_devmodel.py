@@ -142,15 +142,15 @@ DROP = "/sys/devices/platform/devres.0/drop"
 
 
 def _held(client) -> list[str]:
-    """What of devres's probe the kernel still holds: its ioremap and its regions."""
+    """What of devres's probe the kernel still holds: its ioremap, regions and irq."""
     return sorted(r["what"] for r in client.module("devres")["registrations"]
-                  if r["subsystem"] in ("ioremap", "resource"))
+                  if r["subsystem"] in ("ioremap", "resource", "irq"))
 
 
 @pytest.mark.kloader(on_problems="raise")
 def test_a_devm_remover_releases_at_its_call_and_not_again_at_unbinding(kloader, kloader_build):
     kloader.finit_module(kloader_build(SRC / "devres.c"))
-    assert _held(kloader) == ["ioremap of [mem 0xfed50000-0xfed500ff]",
+    assert _held(kloader) == ["ioremap of [mem 0xfed50000-0xfed500ff]", 'irq 7 handler "devres"',
                               'region [mem 0xfed51000-0xfed510ff] "devres-resource"',
                               'region [mem 0xfed52000-0xfed520ff] "devres-region"']
     assert "fed52000-fed520ff : devres-region" in kloader.read_file("/proc/iomem").decode()
@@ -159,7 +159,7 @@ def test_a_devm_remover_releases_at_its_call_and_not_again_at_unbinding(kloader,
     lines = log(kloader)
     assert lines[-2:] == ["devres: action released",                 # devm_release_action runs it now
                           "devres: dropped, memory reads 0x6b"]     # devm_kfree freed it: poisoned
-    assert _held(kloader) == []                                      # unmapped, both regions released
+    assert _held(kloader) == []                              # unmapped, regions released, irq freed
     assert "devres" not in kloader.read_file("/proc/iomem").decode()
 
     kloader.delete_module("devres")
@@ -178,14 +178,16 @@ def test_a_devm_remover_of_what_the_device_does_not_manage_warns_as_linux(kloade
     kloader.write_file(DROP, b"1")                       # all of it given back already
     again = log(kloader)[start:]
     said = [line.split(" at ")[1].split("+")[0] if line.startswith("WARNING: CPU: 0") else line
-            for line in again if line.startswith(("WARNING: CPU: 0", "iounmap", "Trying"))]
+            for line in again if line.startswith(("WARNING: CPU: 0", "iounmap", "Trying to free non"))]
     assert said == [
         "drivers/base/devres.c:1054 devm_kfree",
         "lib/devres.c:104 devm_iounmap", "iounmap: bad address ffffe00000000000",    # then iounmap anyway
         "kernel/resource.c:1481 devm_release_resource",
         "Trying to free nonexistent resource <00000000fed52000-00000000fed520ff>",   # __release_region first
         "kernel/resource.c:1550 __devm_release_region",
-        "drivers/base/devres.c:758 devm_remove_action", "drivers/base/devres.c:777 devm_release_action"]
+        "drivers/base/devres.c:758 devm_remove_action", "drivers/base/devres.c:777 devm_release_action",
+        "kernel/irq/devres.c:144 devm_free_irq", "kernel/irq/manage.c:1893 free_irq"]   # then free_irq anyway
+    assert "Trying to free already-free IRQ 7" in again                  # free_irq's own WARN's message
     assert "devres: action released" not in again and "devres: action removed" not in again
     assert "W" in kloader.status()["taints"]
     kloader.delete_module("devres")

@@ -2,17 +2,18 @@
 /*
  * devres: a driver that gives back managed resources before its device is
  * unbound.  Its probe takes one of each kind the devm_ removers take back —
- * managed memory, a mapping, a resource, a region and three actions — and
- * a write of anything to the device's `drop` attribute
+ * managed memory, a mapping, a resource, a region, an interrupt line and
+ * three actions — and a write of anything to the device's `drop` attribute
  * (/sys/devices/platform/devres.0/drop) gives them back with devm_kfree,
  * devm_iounmap, devm_release_resource, devm_release_mem_region,
- * devm_remove_action and devm_release_action.  Unbinding then releases
+ * devm_remove_action, devm_release_action and devm_free_irq.  Unbinding then releases
  * only what is left (the action "kept"); a second write asks to give back
  * what the device no longer manages, which Linux answers with a WARN_ON
  * per remover.
  */
 #include <linux/device.h>
 #include <linux/init.h>
+#include <linux/interrupt.h>
 #include <linux/io.h>
 #include <linux/ioport.h>
 #include <linux/module.h>
@@ -22,6 +23,7 @@
 
 #define DEVRES_MAP	0xfed50000
 #define DEVRES_REGION	0xfed52000
+#define DEVRES_IRQ	7
 
 static struct platform_device *pdev;
 static struct resource res = DEFINE_RES_MEM_NAMED(0xfed51000, 0x100, "devres-resource");
@@ -33,6 +35,11 @@ static void devres_action(void *data)
 	pr_info("devres: action %s\n", (const char *)data);
 }
 
+static irqreturn_t devres_irq(int irq, void *dev_id)
+{
+	return IRQ_HANDLED;
+}
+
 static ssize_t drop_store(struct device *dev, struct device_attribute *attr, const char *buf, size_t count)
 {
 	devm_kfree(dev, mem);
@@ -41,6 +48,7 @@ static ssize_t drop_store(struct device *dev, struct device_attribute *attr, con
 	devm_release_mem_region(dev, DEVRES_REGION, 0x100);
 	devm_remove_action(dev, devres_action, "removed");
 	devm_release_action(dev, devres_action, "released");
+	devm_free_irq(dev, DEVRES_IRQ, dev);
 	/* what SLUB's poisoning shows of memory devm_kfree gave back */
 	pr_info("devres: dropped, memory reads %#x\n", READ_ONCE(mem[0]));
 	return count;
@@ -70,6 +78,8 @@ static int devres_probe(struct platform_device *p)
 		ret = devm_add_action(dev, devres_action, "removed");
 	if (!ret)
 		ret = devm_add_action(dev, devres_action, "released");
+	if (!ret)
+		ret = devm_request_irq(dev, DEVRES_IRQ, devres_irq, 0, "devres", dev);
 	if (!ret)
 		ret = device_create_file(dev, &dev_attr_drop);
 	if (ret)

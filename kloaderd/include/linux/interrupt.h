@@ -51,6 +51,19 @@ static inline int request_irq(unsigned int irq, irq_handler_t handler, unsigned 
 }
 
 const void *free_irq(unsigned int irq, void *dev_id);
+
+struct device;
+int devm_request_threaded_irq(struct device *dev, unsigned int irq, irq_handler_t handler,
+			      irq_handler_t thread_fn, unsigned long irqflags, const char *devname,
+			      void *dev_id);
+
+static inline int devm_request_irq(struct device *dev, unsigned int irq, irq_handler_t handler,
+				   unsigned long irqflags, const char *devname, void *dev_id)
+{
+	return devm_request_threaded_irq(dev, irq, handler, NULL, irqflags, devname, dev_id);
+}
+
+void devm_free_irq(struct device *dev, unsigned int irq, void *dev_id);
 void disable_irq_nosync(unsigned int irq);
 void disable_irq(unsigned int irq);
 void enable_irq(unsigned int irq);
