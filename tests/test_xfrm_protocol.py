@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import trio
 
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from kloaderd.net.ipv4.xfrm4_protocol import XFRM4, XfrmProtocols
+from kloaderd.net.xfrm.xfrm_state import XFRM_MGR, KeyManagers
 from realkernel import corpus, find_module as module
 
 IPSEC = ("xfrm_algo", "esp4", "ah4", "xfrm_ipcomp", "ipcomp", "esp6", "ah6")
@@ -62,3 +64,28 @@ def test_a_handler_left_registered_is_reported_and_its_protocol_freed():
     texts = [r.text for r in kernel.log.records()]
     assert texts.count("esp4: leaked registration: xfrm4 esp handler esp4_protocol [esp4], "
                        "priority 0") == 1
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_pf_key_and_xfrm_user_register_their_key_managers_and_take_them_back(flavour):
+    """af_key and xfrm_user append their xfrm_mgr to xfrm_km_list (af_key's
+    before xfrm_user's, linked through `list` at the release's offset) and
+    their exits unlink them; nothing is left behind."""
+    modules, build = corpus(flavour)
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    names = ("xfrm_algo", "af_key", "xfrm_user")
+
+    async def main() -> None:
+        for name in names:
+            await kernel.init_module(module(modules, name))
+        managers = kernel.subsystem(KeyManagers).list
+        entry = kernel.layouts[XFRM_MGR].list
+        assert [kernel.symbolize(node - entry, False) for node in managers] == [
+            "pfkeyv2_mgr [af_key]", "netlink_mgr [xfrm_user]"]
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        assert not list(managers)
+        await kernel.shutdown()
+    trio.run(main)
+    texts = [r.text for r in kernel.log.records()]
+    assert not any("leaked" in t or "not emulated" in t or "BUG" in t for t in texts), texts
