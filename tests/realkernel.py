@@ -54,11 +54,12 @@ def load_then_remove(build: Path, images: list[bytes]):
     return kernel, errors
 
 
-def run_kbuilt(tmp_path: Path, name: str, source: str):
-    """Build `source` as NAME.ko with the Debian 6.1 tree's kbuild, load it
-    and remove it; (kernel, the module's own log lines but the taint notice)."""
+def run_kbuilt(tmp_path: Path, name: str, source: str, flavour: str = "6.1"):
+    """Build `source` as NAME.ko with the Debian tree's kbuild (6.1 unless
+    `flavour` says), load it and remove it; (kernel, the module's own log
+    lines but the taint notice)."""
     from test_kbuild import kmodbuild
-    _, build = corpus("6.1")
+    _, build = corpus(flavour)
     src = tmp_path / f"{name}.c"
     src.write_text(source)
     ko = tmp_path / f"{name}.ko"

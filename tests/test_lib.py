@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 
+from kloaderd.kernel.layouts import TABLES, Layouts, read_table
 from kloaderd.kernel.memory import AddressSpace
 from kloaderd.kernel.oops import KernelBug
 from kloaderd.kernel.printk import LogBuffer
@@ -30,7 +31,8 @@ def space() -> AddressSpace:
 def ctx(space):
     space.write(BASE, bytes(16 * 4096))
     clock = SimpleNamespace(now=1000)
-    kernel = SimpleNamespace(log=LogBuffer(), symbolize=lambda a, o=True: None)
+    kernel = SimpleNamespace(log=LogBuffer(), symbolize=lambda a, o=True: None,
+                             layouts=Layouts(read_table(TABLES / "kloader.json")["structs"], "kloader"))
     return SimpleNamespace(mem=space, kernel=kernel, module=None, clock=clock,
                            machine=SimpleNamespace(jiffies=lambda: clock.now))
 
@@ -59,18 +61,22 @@ def test_find_bit_agrees_with_python(space, value, nbits, start):
     assert find_bit.__bitmap_weight(ctx, BASE, nbits) == len(bits)
 
 
-def test_ratelimit_burst_window_and_suppressed_count(ctx):
+@pytest.mark.parametrize("table", ["kloader", "6.12.117+deb12-cloud-amd64"])
+def test_ratelimit_burst_window_and_suppressed_count(ctx, table):
+    # 6.12 moved `flags` before `begin`: the state is read at the kernel's offsets.
+    ctx.kernel.layouts = Layouts(read_table(TABLES / f"{table}.json")["structs"], table)
+    at = ctx.kernel.layouts[ratelimit.STATE]
     rs, func = BASE, BASE + 0x100
     ctx.mem.write(func, b"my_func\0")
-    ctx.mem.write_u32(rs + ratelimit.INTERVAL, 5 * 250)
-    ctx.mem.write_u32(rs + ratelimit.BURST, 2)
+    ctx.mem.write_u32(rs + at.interval, 5 * 250)
+    ctx.mem.write_u32(rs + at.burst, 2)
     verdicts = [ratelimit.___ratelimit(ctx, rs, func) for _ in range(5)]
     assert verdicts == [1, 1, 0, 0, 0]
-    assert ctx.mem.read_u64(rs + ratelimit.BEGIN) == 1000
+    assert ctx.mem.read_u64(rs + at.begin) == 1000
     ctx.clock.now += 5 * 250 + 1                      # the window has passed
     assert ratelimit.___ratelimit(ctx, rs, func) == 1
     assert [r.text for r in ctx.kernel.log.records()] == ["my_func: 3 callbacks suppressed"]
-    ctx.mem.write_u32(rs + ratelimit.INTERVAL, 0)     # no interval: never limited
+    ctx.mem.write_u32(rs + at.interval, 0)     # no interval: never limited
     assert all(ratelimit.___ratelimit(ctx, rs, func) for _ in range(10))
 
 

@@ -11,7 +11,7 @@ import errno
 import pytest
 import trio
 
-from kloaderd.arch.x86.cpuinfo import CAPABILITY, boot_cpu_data, cpu_has, cpuid
+from kloaderd.arch.x86.cpuinfo import CPUINFO, boot_cpu_data, cpu, cpu_has, cpuid
 from kloaderd.embed import Problems
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from realkernel import corpus, find_module, load_then_remove, run_kbuilt
@@ -82,24 +82,35 @@ module_exit(identity_exit);
 """
 
 
-def test_boot_cpu_data_is_what_cpuid_answers():
-    data = boot_cpu_data()
+@pytest.mark.parametrize("release", ["6.1", "6.12"])
+def test_boot_cpu_data_is_what_cpuid_answers_at_each_releases_offsets(release):
+    # 6.10 moved family, model and vendor (x86_vfm) and dropped x86_max_cores:
+    # the bytes follow the kernel's measured layout, not 6.1's offsets.
+    _, build = corpus(release)
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    at = kernel.layouts[CPUINFO]
+    data = boot_cpu_data(kernel.layouts)
+    assert len(data) == at.size
     _, ebx, ecx, edx = cpuid(0)
-    assert data[136:148] == ebx.to_bytes(4, "little") + edx.to_bytes(4, "little") + \
-        ecx.to_bytes(4, "little")
-    assert int.from_bytes(data[CAPABILITY + 16:CAPABILITY + 20], "little") == cpuid(1)[2]
+    assert data[at.x86_vendor_id:at.x86_vendor_id + 12] == ebx.to_bytes(4, "little") + \
+        edx.to_bytes(4, "little") + ecx.to_bytes(4, "little")
+    assert (data[at.x86], data[at.x86_model]) == (cpu().family, cpu().model)
+    caps = at.x86_capability
+    assert int.from_bytes(data[caps + 16:caps + 20], "little") == cpuid(1)[2]
     assert cpu_has(X86_FEATURE_XMM4_2) == bool(cpuid(1)[2] >> 20 & 1)
+    assert (at.x86_max_cores is None) == (release == "6.12")
 
 
 @pytest.mark.slow          # builds with the real kernel's kbuild
-def test_a_module_reads_the_machine_it_runs_on(tmp_path):
-    kernel, lines = run_kbuilt(tmp_path, "identity", IDENTITY)
-    family = boot_cpu_data()[0]
+@pytest.mark.parametrize("release", ["6.1", "6.12"])
+def test_a_module_reads_the_machine_it_runs_on(tmp_path, release):
+    kernel, lines = run_kbuilt(tmp_path, "identity", IDENTITY, release)
+    family = cpu().family
     ram = kernel.options.heap_limit // 4096
     assert lines == [
         "identity: dmi 2 called 1 first kloader theirs 0 0000000000000000",
         "identity: vendor kloader match 1",
-        f"identity: cpu GenuineIntel family {family} model {boot_cpu_data()[2]} sse4.2 1",
+        f"identity: cpu GenuineIntel family {family} model {cpu().model} sse4.2 1",
         f"identity: match 1 {int(family == 15)} 0",
         f"identity: hyper 0 xen 0 acpi_disabled 1 ram {ram}",
         "identity: pci 0000000000000000 0",

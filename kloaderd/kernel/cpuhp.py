@@ -31,7 +31,7 @@ Where kloader differs: Linux runs callbacks of the AP states on the CPU's
 hotplug thread (`cpuhp/0`), and a booted kernel has already taken some
 dynamic states with built-in code, so a module's first dynamic state is a
 higher number there than here.  The state numbers are each release's
-(enum cpuhp_state differs; measured with tools/struct_probe.py).
+(enum cpuhp_state differs; measured as layouts are, kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ from typing import Any
 
 from .api import export
 from .callback import call_module_code
+from .layouts import constants
 from .panic import warn
 
-LAYOUTS = ((6, 1), (6, 12))
-
-# (CPUHP_BP_PREPARE_DYN, its _END, CPUHP_AP_ONLINE_DYN, its _END, CPUHP_ONLINE)
-STATES = {(6, 1): (70, 90, 201, 231, 236), (6, 12): (64, 84, 192, 232, 236)}
+STATES = constants("enum cpuhp_state", "linux/cpuhotplug.h", "CPUHP_BP_PREPARE_DYN",
+                   "CPUHP_BP_PREPARE_DYN_END", "CPUHP_AP_ONLINE_DYN", "CPUHP_AP_ONLINE_DYN_END",
+                   "CPUHP_ONLINE")
+STRUCTS = (STATES,)
 CPUHP_OFFLINE = 0
-HLIST_NEXT, HLIST_PPREV = 0, 8
+HLIST_NEXT, HLIST_PPREV = 0, 8          # struct hlist_node, the same in every release
 LIST_POISON1, LIST_POISON2 = 0xDEAD000000000100, 0xDEAD000000000122
 _NAME_MAX = 256
 
@@ -73,9 +74,10 @@ class Step:
 class CpuHotplug:
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
-        profile = kernel.profile
-        self.bp_dyn, self.bp_dyn_end, self.ap_dyn, self.ap_dyn_end, self.online = \
-            STATES[profile.version if profile is not None else (6, 1)]
+        states = kernel.layouts[STATES]
+        self.bp_dyn, self.bp_dyn_end = states.CPUHP_BP_PREPARE_DYN, states.CPUHP_BP_PREPARE_DYN_END
+        self.ap_dyn, self.ap_dyn_end = states.CPUHP_AP_ONLINE_DYN, states.CPUHP_AP_ONLINE_DYN_END
+        self.online = states.CPUHP_ONLINE
         self.steps: dict[int, Step] = {}
         self.registry = kernel.registrations.registry("cpuhp")
         self.instances = kernel.registrations.registry("cpuhp_instance")

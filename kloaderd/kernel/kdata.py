@@ -32,12 +32,14 @@ KMALLOC_SHIFT_HIGH = 13                # SLUB: PAGE_SHIFT + 1
 @dataclass(frozen=True)
 class DataExport:
     size: Callable[["KernelProfile"], int] | None = None
-    value: Callable[["KernelProfile", int], bytes] | None = None   # (profile, per_cpu_base); None: zeroed
+    # (profile, per_cpu_base, the kernel's Layouts) -> the initial bytes; None: zeroed
+    value: Callable[["KernelProfile", int, "Layouts"], bytes] | None = None
     writable: bool = True
     # The Linux (major, minor) whose layout `value` writes (a struct); None: any release.
     layouts: tuple[int, int] | None = None
     # Instead of `size`: a structure the running kernel's layouts size (zeroed,
-    # filled by its subsystem); not backed where its layout is not known.
+    # or `value` at its offsets, or filled by its subsystem); not backed where
+    # its layout is not known.
     struct: "Struct | None" = None
 
     def holds_for(self, profile: "KernelProfile") -> bool:
@@ -68,11 +70,11 @@ def _fixed(size: int) -> Callable[["KernelProfile"], int]:
 
 
 def _u64(value: int) -> Callable[["KernelProfile", int], bytes]:
-    return lambda _profile, _base: value.to_bytes(8, "little")
+    return lambda _profile, _base, _layouts: value.to_bytes(8, "little")
 
 
 def _u32(value: int) -> Callable[["KernelProfile", int], bytes]:
-    return lambda _profile, _base: value.to_bytes(4, "little")
+    return lambda _profile, _base, _layouts: value.to_bytes(4, "little")
 
 
 def nr_cpus(profile: "KernelProfile") -> int:
@@ -84,7 +86,7 @@ def _cpumask_size(profile: "KernelProfile") -> int:
     return -(-nr_cpus(profile) // 64) * 8
 
 
-def _cpu0_mask(profile: "KernelProfile", _base: int) -> bytes:
+def _cpu0_mask(_profile: "KernelProfile", _base: int, _layouts: "Layouts") -> bytes:
     return b"\x01"          # CPU 0 online, possible, present, active
 
 
@@ -99,12 +101,17 @@ def kmalloc_types(profile: "KernelProfile") -> int:
     return types
 
 
-def _boot_cpu_data(_profile: "KernelProfile", _base: int) -> bytes:
+def _boot_cpu_data(_profile: "KernelProfile", _base: int, layouts: "Layouts") -> bytes:
     from ..arch.x86.cpuinfo import boot_cpu_data
-    return boot_cpu_data()
+    return boot_cpu_data(layouts)
 
 
-def _per_cpu_offset(profile: "KernelProfile", base: int) -> bytes:
+def _cpuinfo() -> "Struct":
+    from ..arch.x86.cpuinfo import CPUINFO
+    return CPUINFO
+
+
+def _per_cpu_offset(_profile: "KernelProfile", base: int, _layouts: "Layouts") -> bytes:
     return base.to_bytes(8, "little")                     # [0]; the other CPUs do not exist
 
 
@@ -126,7 +133,7 @@ DATA_EXPORTS: dict[str, DataExport] = {
     # The machine: the CPU Unicorn emulates (arch/x86/cpuinfo.py), on no
     # hypervisor (X86_HYPER_NATIVE; CPUID 0x40000000 names none) and not a
     # Xen guest (XEN_NATIVE), without ACPI tables (acpi_disabled).
-    "boot_cpu_data": DataExport(_fixed(288), _boot_cpu_data, layouts=(6, 1)),
+    "boot_cpu_data": DataExport(value=_boot_cpu_data, struct=_cpuinfo()),
     "x86_hyper_type": DataExport(_fixed(4), _u32(0)),
     "xen_domain_type": DataExport(_fixed(4), _u32(0)),
     "acpi_disabled": DataExport(_fixed(4), _u32(1)),

@@ -96,7 +96,7 @@ class Kernel(KernelServices):
                 spec = DATA_EXPORTS[name]
                 size = spec.sized(self.profile, self.layouts)
                 if size is not None:
-                    init = spec.value(self.profile, self.machine.per_cpu_base) if spec.value else b""
+                    init = spec.value(self.profile, self.machine.per_cpu_base, self.layouts) if spec.value else b""
                     data.append((name, size, init))
         addresses.update(self.machine.add_objects(data))
         addresses.update(self.machine.add_not_emulated([n for n in exports if n not in addresses]))

@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 if TYPE_CHECKING:
     from .profile import KernelProfile
@@ -68,16 +68,43 @@ class Struct:
         return (SIZEOF, *self.members)
 
 
-# Every structure some file of the emulation reads, by name.
+@dataclass(frozen=True)
+class Constants(Struct):
+    """Values of a header's enum constants or macros the emulation uses
+    (`enum cpuhp_state`'s CPUHP_AP_ONLINE_DYN, `__GFP_BITS_SHIFT`): they
+    move between releases as offsets do, so they are measured as offsets
+    are.  `name` names the group in the tables; no size."""
+
+    def expressions(self) -> dict[str, str]:
+        return {m: m for m in self.members + self.optional}
+
+    def required(self) -> tuple[str, ...]:
+        return self.members
+
+
+# Every structure (or group of constants) some file of the emulation reads, by name.
 STRUCTS: dict[str, Struct] = {}
 
 
 def struct(name: str, header: str, *members: str, optional: tuple[str, ...] = ()) -> Struct:
     """Declare that the emulation reads `members` of `name` (and its size)."""
-    declared = Struct(name, header, tuple(members), tuple(optional))
-    old = STRUCTS.setdefault(name, declared)
+    return _declare(Struct(name, header, tuple(members), tuple(optional)))
+
+
+def constants(name: str, header: str, *members: str, optional: tuple[str, ...] = ()) -> Constants:
+    """Declare that the emulation uses the values of `members`, C constant
+    expressions of `header` (read as `kernel.layouts[GROUP].NAME`; those
+    `optional` None in a release without them)."""
+    return _declare(Constants(name, header, tuple(members), tuple(optional)))
+
+
+_S = TypeVar("_S", bound=Struct)
+
+
+def _declare(declared: _S) -> _S:
+    old = STRUCTS.setdefault(declared.name, declared)
     if old != declared:
-        raise ValueError(f"{name} declared twice, differently: {old.members} and {declared.members}")
+        raise ValueError(f"{declared.name} declared twice, differently: {old.members} and {declared.members}")
     return declared
 
 

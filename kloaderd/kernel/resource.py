@@ -34,16 +34,16 @@ import trio
 
 from ..fs.tree import Content, FileTree, populate
 from .api import at_boot, export, export_object
+from .layouts import struct
 from .printk import KERN_ERR, KERN_WARNING
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-LAYOUTS = ((6, 1), (6, 12))     # struct resource is the same in both
-
-RES_START, RES_END, RES_NAME, RES_FLAGS, RES_DESC = 0, 8, 16, 24, 32
-RES_PARENT, RES_SIBLING, RES_CHILD = 40, 48, 56
-RESOURCE_SIZE = 64
+RESOURCE = struct("struct resource", "linux/ioport.h", "start", "end", "name", "flags", "desc", "parent",
+                  "sibling", "child")
+STRUCTS = (RESOURCE,)
+RESOURCE_SIZE = 64              # ioport_resource and iomem_resource: room for any release's
 
 IORESOURCE_TYPE_BITS = 0x00001F00
 IORESOURCE_IO = 0x00000100
@@ -76,8 +76,9 @@ export_object("iomem_resource", "extern struct resource iomem_resource", RESOURC
 
 def format_resource(kernel: "Kernel", res: int) -> str:
     """%pR of a region: `[io  0x0300-0x031f]`, `[mem 0xfed00000-0xfed003ff]`."""
+    lay = kernel.layouts[RESOURCE]
     mem = kernel.mem
-    start, end, flags = mem.read_u64(res + RES_START), mem.read_u64(res + RES_END), mem.read_u64(res + RES_FLAGS)
+    start, end, flags = mem.read_u64(res + lay.start), mem.read_u64(res + lay.end), mem.read_u64(res + lay.flags)
     if flags & IORESOURCE_IO:
         return f"[io  {start:#06x}-{end:#06x}]"
     if flags & IORESOURCE_MEM:
@@ -114,11 +115,12 @@ class Resources:
         return ptr
 
     def _root(self, root: int, name: str, end: int, flags: int) -> None:
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
         mem.write(root, bytes(RESOURCE_SIZE))
-        mem.write_u64(root + RES_END, end)
-        mem.write_u64(root + RES_NAME, self._string(name))
-        mem.write_u64(root + RES_FLAGS, flags)
+        mem.write_u64(root + lay.end, end)
+        mem.write_u64(root + lay.name, self._string(name))
+        mem.write_u64(root + lay.flags, flags)
 
     def _boot(self, root: int, name: str, start: int, end: int, flags: int) -> None:
         res = self.kernel.slab.alloc(RESOURCE_SIZE, None, zero=True)
@@ -129,87 +131,92 @@ class Resources:
     # -- the tree (kernel/resource.c) ---------------------------------------------
 
     def _fill(self, res: int, start: int, end: int, name: int, flags: int, desc: int) -> None:
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
-        mem.write_u64(res + RES_START, start & _MASK64)
-        mem.write_u64(res + RES_END, end & _MASK64)
-        mem.write_u64(res + RES_NAME, name)
-        mem.write_u64(res + RES_FLAGS, flags)
-        mem.write_u64(res + RES_DESC, desc)
+        mem.write_u64(res + lay.start, start & _MASK64)
+        mem.write_u64(res + lay.end, end & _MASK64)
+        mem.write_u64(res + lay.name, name)
+        mem.write_u64(res + lay.flags, flags)
+        mem.write_u64(res + lay.desc, desc)
 
     def insert(self, root: int, new: int) -> int:
         """__request_resource: link `new` among root's children; 0, or the
         entry it conflicts with (root itself when it does not fit in root)."""
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
-        start, end = mem.read_u64(new + RES_START), mem.read_u64(new + RES_END)
-        if end < start or start < mem.read_u64(root + RES_START) or end > mem.read_u64(root + RES_END):
+        start, end = mem.read_u64(new + lay.start), mem.read_u64(new + lay.end)
+        if end < start or start < mem.read_u64(root + lay.start) or end > mem.read_u64(root + lay.end):
             return root
-        link = root + RES_CHILD
+        link = root + lay.child
         for _ in range(MAX_WALK):
             tmp = mem.read_u64(link)
-            if not tmp or mem.read_u64(tmp + RES_START) > end:
-                mem.write_u64(new + RES_SIBLING, tmp)
+            if not tmp or mem.read_u64(tmp + lay.start) > end:
+                mem.write_u64(new + lay.sibling, tmp)
                 mem.write_u64(link, new)
-                mem.write_u64(new + RES_PARENT, root)
+                mem.write_u64(new + lay.parent, root)
                 return 0
-            link = tmp + RES_SIBLING
-            if mem.read_u64(tmp + RES_END) >= start:
+            link = tmp + lay.sibling
+            if mem.read_u64(tmp + lay.end) >= start:
                 return tmp
         return root
 
     def unlink(self, old: int) -> int:
         """__release_resource(old, release_child=true): 0, or -EINVAL if
         `old` is not in its parent's list."""
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
-        parent = mem.read_u64(old + RES_PARENT)
+        parent = mem.read_u64(old + lay.parent)
         if not parent:
             return -errno.EINVAL
-        link = parent + RES_CHILD
+        link = parent + lay.child
         for _ in range(MAX_WALK):
             tmp = mem.read_u64(link)
             if not tmp:
                 break
             if tmp == old:
-                mem.write_u64(link, mem.read_u64(old + RES_SIBLING))
-                mem.write_u64(old + RES_PARENT, 0)
+                mem.write_u64(link, mem.read_u64(old + lay.sibling))
+                mem.write_u64(old + lay.parent, 0)
                 return 0
-            link = tmp + RES_SIBLING
+            link = tmp + lay.sibling
         return -errno.EINVAL
 
     def entries(self, root: int) -> list[tuple[int, int]]:
         """(resource, depth below root) in r_next's order: children first."""
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
         out: list[tuple[int, int]] = []
-        p, depth = mem.read_u64(root + RES_CHILD), 0
+        p, depth = mem.read_u64(root + lay.child), 0
         while p and len(out) < MAX_WALK:
             out.append((p, depth))
-            child = mem.read_u64(p + RES_CHILD)
+            child = mem.read_u64(p + lay.child)
             if child:
                 p, depth = child, depth + 1
                 continue
-            while not mem.read_u64(p + RES_SIBLING) and p != root:
-                p, depth = mem.read_u64(p + RES_PARENT), depth - 1
+            while not mem.read_u64(p + lay.sibling) and p != root:
+                p, depth = mem.read_u64(p + lay.parent), depth - 1
                 if not p:
                     return out
-            p = mem.read_u64(p + RES_SIBLING) if p != root else 0
+            p = mem.read_u64(p + lay.sibling) if p != root else 0
         return out
 
     def find_busy(self, parent: int, start: int, end: int) -> tuple[int, int] | None:
         """__release_region's search: (the link holding it, the busy entry)
         exactly [start, end], descending through non-busy containers."""
+        lay = self.kernel.layouts[RESOURCE]
         mem = self.kernel.mem
-        link = parent + RES_CHILD
+        link = parent + lay.child
         for _ in range(MAX_WALK):
             res = mem.read_u64(link)
             if not res:
                 return None
-            if mem.read_u64(res + RES_START) <= start and mem.read_u64(res + RES_END) >= end:
-                if not mem.read_u64(res + RES_FLAGS) & IORESOURCE_BUSY:
-                    link = res + RES_CHILD
+            if mem.read_u64(res + lay.start) <= start and mem.read_u64(res + lay.end) >= end:
+                if not mem.read_u64(res + lay.flags) & IORESOURCE_BUSY:
+                    link = res + lay.child
                     continue
-                if mem.read_u64(res + RES_START) != start or mem.read_u64(res + RES_END) != end:
+                if mem.read_u64(res + lay.start) != start or mem.read_u64(res + lay.end) != end:
                     return None
                 return link, res
-            link = res + RES_SIBLING
+            link = res + lay.sibling
         return None
 
     def release(self, old: int) -> int:
@@ -224,7 +231,8 @@ class Resources:
     def track(self, res: int, module: Any, *, ours: bool) -> None:
         """Record a module's region; `ours`: the struct is the kernel's
         allocation (freed with it) rather than the module's own."""
-        name = _cstr(self.kernel, self.kernel.mem.read_u64(res + RES_NAME))
+        lay = self.kernel.layouts[RESOURCE]
+        name = _cstr(self.kernel, self.kernel.mem.read_u64(res + lay.name))
         self.registry.add(res, f'region {format_resource(self.kernel, res)} "{name}"', owner=module,
                           address=0 if ours else res, data=ours, on_leftover=self._leftover)
 
@@ -246,7 +254,8 @@ def resources(kernel: "Kernel") -> Resources:
 
 @at_boot
 def _resource_trees(kernel: "Kernel") -> None:
-    resources(kernel)
+    if kernel.layouts.has(RESOURCE):        # else no function that reads them is emulated
+        resources(kernel)
 
 
 def _cstr(kernel: "Kernel", ptr: int) -> str:
@@ -262,13 +271,14 @@ def show_resources(kernel: "Kernel", root: int, privileged: bool) -> str:
     """r_show for each entry: indented two spaces a level, the range in at
     least 4 (ports) or 8 (memory) hex digits, zeros for a reader without
     CAP_SYS_ADMIN."""
+    lay = kernel.layouts[RESOURCE]
     mem = kernel.mem
     table = resources(kernel)
-    width = 4 if mem.read_u64(root + RES_END) < 0x10000 else 8
+    width = 4 if mem.read_u64(root + lay.end) < 0x10000 else 8
     lines = []
     for res, depth in table.entries(root):
-        start, end = (mem.read_u64(res + RES_START), mem.read_u64(res + RES_END)) if privileged else (0, 0)
-        name = _cstr(kernel, mem.read_u64(res + RES_NAME))
+        start, end = (mem.read_u64(res + lay.start), mem.read_u64(res + lay.end)) if privileged else (0, 0)
+        name = _cstr(kernel, mem.read_u64(res + lay.name))
         lines.append(f"{'':{min(depth, MAX_IORES_LEVEL) * 2}}{start:0{width}x}-{end:0{width}x} : {name}\n")
     return "".join(lines)
 
@@ -276,6 +286,8 @@ def show_resources(kernel: "Kernel", root: int, privileged: bool) -> str:
 @populate
 def _proc_resources(tree: FileTree) -> None:
     kernel = tree.kernel
+    if not kernel.layouts.has(RESOURCE):
+        return
     for name, attr in (("ioports", "ioport"), ("iomem", "iomem")):
         def show(file: Any, attr: str = attr) -> str:
             table = resources(kernel)
@@ -294,6 +306,7 @@ def request_region(ctx: Any, parent: int, start: int, n: int, name: int, flags: 
     descending into the non-busy entry that holds it; the entry, or 0 on a
     conflict (waiting, for IORESOURCE_MUXED on both sides, until a muxed
     region is released)."""
+    lay = ctx.kernel.layouts[RESOURCE]
     kernel = ctx.kernel
     table = resources(kernel)
     res = kernel.slab.alloc(RESOURCE_SIZE, None, zero=True)
@@ -306,14 +319,14 @@ def request_region(ctx: Any, parent: int, start: int, n: int, name: int, flags: 
         mem = kernel.mem
         node = parent
         for _ in range(MAX_WALK):
-            kind = mem.read_u64(node + RES_FLAGS) & (IORESOURCE_TYPE_BITS | IORESOURCE_EXT_TYPE_BITS)
+            kind = mem.read_u64(node + lay.flags) & (IORESOURCE_TYPE_BITS | IORESOURCE_EXT_TYPE_BITS)
             table._fill(res, start, start + n - 1, name, kind | IORESOURCE_BUSY | flags,
-                        mem.read_u64(node + RES_DESC))
+                        mem.read_u64(node + lay.desc))
             conflict = table.insert(node, res)
             if not conflict:
                 table.track(res, ctx.module, ours=True)
                 return res
-            conflict_flags = mem.read_u64(conflict + RES_FLAGS)
+            conflict_flags = mem.read_u64(conflict + lay.flags)
             if conflict != node and not conflict_flags & IORESOURCE_BUSY:
                 node = conflict
                 continue
@@ -339,6 +352,7 @@ def request_region(ctx: Any, parent: int, start: int, n: int, name: int, flags: 
 def release_region(kernel: "Kernel", parent: int, start: int, n: int, who: str | None) -> bool:
     """__release_region: the busy entry exactly [start, start+n-1] goes;
     none is Linux's warning.  Whether there was one."""
+    lay = kernel.layouts[RESOURCE]
     table = resources(kernel)
     end = (start + n - 1) & _MASK64
     found = table.find_busy(parent, start, end)
@@ -347,10 +361,10 @@ def release_region(kernel: "Kernel", parent: int, start: int, n: int, who: str |
         return False
     link, res = found
     mem = kernel.mem
-    mem.write_u64(link, mem.read_u64(res + RES_SIBLING))
-    mem.write_u64(res + RES_PARENT, 0)
+    mem.write_u64(link, mem.read_u64(res + lay.sibling))
+    mem.write_u64(res + lay.parent, 0)
     entry = table.registry.remove(res)
-    if mem.read_u64(res + RES_FLAGS) & IORESOURCE_MUXED:
+    if mem.read_u64(res + lay.flags) & IORESOURCE_MUXED:
         table.wake_muxed()
     if entry is None or entry.data:
         kernel.slab.free(res, None)
@@ -427,6 +441,7 @@ def __devm_release_region(ctx: Any, dev: int, parent: int, start: int, n: int) -
 @export("devm_request_resource", "int devm_request_resource(struct device *dev, struct resource *root, "
         "struct resource *new)", nargs=3)
 def devm_request_resource(ctx: Any, dev: int, root: int, new: int) -> int:
+    lay = ctx.kernel.layouts[RESOURCE]
     from ..drivers.base.core import dev_name, driver_string
     from ..drivers.base.devres import Devres, devres
     table = resources(ctx.kernel)
@@ -435,7 +450,7 @@ def devm_request_resource(ctx: Any, dev: int, root: int, new: int) -> int:
         kernel = ctx.kernel
         kernel.log.emit(KERN_ERR, f"{driver_string(ctx, dev)} {dev_name(ctx, dev)}: resource collision: "
                                   f"{format_resource(kernel, new)} "
-                                  f"conflicts with {_cstr(kernel, kernel.mem.read_u64(conflict + RES_NAME))} "
+                                  f"conflicts with {_cstr(kernel, kernel.mem.read_u64(conflict + lay.name))} "
                                   f"{format_resource(kernel, conflict)}", _who(ctx))
         return -errno.EBUSY
     table.track(new, ctx.module, ours=False)

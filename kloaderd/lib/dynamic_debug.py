@@ -5,9 +5,10 @@ enabled (the static branch in front of the call is patched in Linux; kloader
 does not patch code, so sites compiled disabled stay disabled).  The line
 is printed at KERN_DEBUG with the prefix the descriptor's flags ask for —
 "[pid] " (t), "module:" (m), "function:" (f), "line:" (l), then a space —
-as dynamic_emit_prefix() builds it.  Layout (Linux 6.1 `struct _ddebug`):
-modname@0, function@8, filename@16, format@24, then a word at 32 holding
-lineno (18 bits), class_id (6) and flags (8).
+as dynamic_emit_prefix() builds it.  `struct _ddebug` is read at the
+kernel's offsets: modname, function, and after the `format` pointer the
+word of bit fields lineno (18 bits), class_id (6) and flags (8) — bit
+fields have no offsetof, so the word is found as the one after `format`.
 """
 
 from __future__ import annotations
@@ -18,25 +19,26 @@ from ..drivers.base.core import DEVICE, dev_name, driver_string
 from .kobject import KOBJECT
 from ..kernel.api import export
 from ..kernel.api.printk import format_guest
+from ..kernel.layouts import struct
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-STRUCTS = (DEVICE, KOBJECT)   # dev_name(), at the kernel's offsets
+DDEBUG = struct("struct _ddebug", "linux/dynamic_debug.h", "modname", "function", "format")
+STRUCTS = (DDEBUG, DEVICE, KOBJECT)   # and dev_name()'s
 
-MODNAME, FUNCTION, BITS = 0, 8, 32
+POINTER = 8
 INCL_MODNAME, INCL_FUNCNAME, INCL_LINENO, INCL_TID = 2, 4, 8, 16
 KERN_DEBUG = b"\x017"
 
 
 def _prefix(ctx: Any, desc: int) -> str:
-    mem = ctx.mem
-    bits = mem.read_u32(desc + BITS)
+    mem, at = ctx.mem, ctx.kernel.layouts[DDEBUG]
+    bits = mem.read_u32(desc + at.format + POINTER)
     lineno, flags = bits & 0x3FFFF, bits >> 24
     text = f"[{ctx.task.pid}] " if flags & INCL_TID else ""
     after_tid = len(text)
     if flags & INCL_MODNAME:
-        text += mem.read_cstr(mem.read_u64(desc + MODNAME), 64).decode("utf-8", "replace") + ":"
+        text += mem.read_cstr(mem.read_u64(desc + at.modname), 64).decode("utf-8", "replace") + ":"
     if flags & INCL_FUNCNAME:
-        text += mem.read_cstr(mem.read_u64(desc + FUNCTION), 128).decode("utf-8", "replace") + ":"
+        text += mem.read_cstr(mem.read_u64(desc + at.function), 128).decode("utf-8", "replace") + ":"
     if flags & INCL_LINENO:
         text += f"{lineno}:"
     if len(text) > after_tid:

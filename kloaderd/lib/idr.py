@@ -2,8 +2,8 @@
 pointers, the IDA hands out integers alone — both kept as XArrays
 (lib/xarray.py), as Linux keeps them.
 
-A `struct idr` is {idr_rt (the xarray's 16 bytes), idr_base@16,
-idr_next@20}: `idr_init_base()` writes the base and `IDR_RT_MARKER` flags
+A `struct idr` is {idr_rt (the xarray), idr_base,
+idr_next}: `idr_init_base()` writes the base and `IDR_RT_MARKER` flags
 inline, `idr_is_empty()` reads `xa_head` and the IDR_FREE root tag.  IDs
 count from `idr_base`; `idr_alloc_cyclic` continues from `idr_next`.  An
 ID may hold NULL (reserved: `idr_alloc(idr, NULL, ...)`): found by
@@ -21,8 +21,9 @@ never used oopses on a NULL bitmap (fixed in 6.3); kloader warns as for
 any other ID never allocated.  `idr_preload` (a preemption-disabled
 section ended by an inline) is not emulated.
 
-Layouts (6.1, 6.12): struct idr {idr_rt@0, idr_base@16, idr_next@20} 24
-bytes; struct ida {xa@0} 16 bytes.
+`struct idr`'s idr_base and idr_next are read at the kernel's offsets
+(kernel/layouts.py); its xarray `idr_rt`, like an ida's `xa`, is at the
+start of the structure in every release.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from typing import Any
 
 from ..kernel.api import export
 from ..kernel.callback import call_module_code
+from ..kernel.layouts import struct
 from ..kernel.panic import warn, warn_once
-from .xarray import XA_ZERO_ENTRY, xarrays, zero_to_null
+from .xarray import STRUCTS as XARRAY_STRUCTS, XA_ZERO_ENTRY, xarrays, zero_to_null
 
-LAYOUTS = ((6, 1), (6, 12))
-
-IDR_BASE, IDR_NEXT = 16, 20
+IDR = struct("struct idr", "linux/idr.h", "idr_base", "idr_next")
+STRUCTS = (IDR, *XARRAY_STRUCTS)
 INT_MAX = (1 << 31) - 1
 UINT_MAX = (1 << 32) - 1
 ULONG_MAX = (1 << 64) - 1
@@ -50,7 +51,7 @@ def _int(value: int) -> int:
 
 
 def _base(ctx: Any, idr: int) -> int:
-    return ctx.mem.read_u32(idr + IDR_BASE)
+    return ctx.mem.read_u32(idr + ctx.kernel.layouts[IDR].idr_base)
 
 
 def _alloc_u32(ctx: Any, idr: int, ptr: int, first: int, high: int) -> int:
@@ -99,14 +100,14 @@ def idr_alloc(ctx: Any, idr: int, ptr: int, start: int, end: int, gfp: int) -> i
 def idr_alloc_cyclic(ctx: Any, idr: int, ptr: int, start: int, end: int, gfp: int) -> int:
     """From idr_next on, wrapping to `start` once; idr_next becomes the ID + 1."""
     start, high = _int(start), _end(end)
-    first = ctx.mem.read_u32(idr + IDR_NEXT)
+    first = ctx.mem.read_u32(idr + ctx.kernel.layouts[IDR].idr_next)
     if _int(first) < start:
         first = start
     got = _alloc_u32(ctx, idr, ptr, first, high)
     if got == -errno.ENOSPC and first > start:
         got = _alloc_u32(ctx, idr, ptr, start, high)
     if got >= 0:
-        ctx.mem.write_u32(idr + IDR_NEXT, (got + 1) & UINT_MAX)
+        ctx.mem.write_u32(idr + ctx.kernel.layouts[IDR].idr_next, (got + 1) & UINT_MAX)
     return got
 
 

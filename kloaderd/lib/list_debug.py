@@ -3,7 +3,9 @@ of a module calls.
 
 With CONFIG_DEBUG_LIST (Debian's kernels, and kloader's own) the inline
 list_add() and list_del() of <linux/list.h> call `__list_add_valid` and
-`__list_del_entry_valid` before touching the pointers.  A corrupted list is
+`__list_del_entry_valid` before touching the pointers (6.6 renamed them
+`__list_add_valid_or_report` and `__list_del_entry_valid_or_report`, called
+by the inline checks of the same names: the same functions).  A corrupted list is
 reported with Linux's message; with CONFIG_BUG_ON_DATA_CORRUPTION (Debian's
 choice, and kloader's) the report is followed by BUG(), so the calling task
 oopses with "kernel BUG at lib/list_debug.c:N!".  Line numbers are Linux
@@ -33,6 +35,9 @@ def _corrupt(ctx: Any, line: int, message: str) -> None:
     raise KernelBug(f"{FILE}:{line}")
 
 
+@export("__list_add_valid_or_report",
+        "bool __list_add_valid_or_report(struct list_head *new, struct list_head *prev, "
+        "struct list_head *next)", nargs=3)
 @export("__list_add_valid",
         "bool __list_add_valid(struct list_head *new, struct list_head *prev, "
         "struct list_head *next)", nargs=3)
@@ -56,6 +61,8 @@ def __list_add_valid(ctx: Any, new: int, prev: int, next_: int) -> int:
     return 1
 
 
+@export("__list_del_entry_valid_or_report", "bool __list_del_entry_valid_or_report(struct list_head "
+        "*entry)", nargs=1)
 @export("__list_del_entry_valid", "bool __list_del_entry_valid(struct list_head *entry)",
         nargs=1)
 def __list_del_entry_valid(ctx: Any, entry: int) -> int:

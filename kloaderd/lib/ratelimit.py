@@ -1,10 +1,9 @@
 """lib/ratelimit.c: `___ratelimit`, behind printk_ratelimited(),
 net_ratelimit()'s callers and every DEFINE_RATELIMIT_STATE.
 
-The state lives in the caller's `struct ratelimit_state` (Linux 6.1
-layout: lock@0, interval@4, burst@8, printed@12, missed@16, begin@24,
-flags@32) and is updated there, so a module reading it sees what Linux
-would.  On one emulated CPU the state's lock is never contended, so the
+The state lives in the caller's `struct ratelimit_state` (at the
+kernel's offsets, kernel/layouts.py) and is updated there, so a module
+reading it sees what Linux would.  On one emulated CPU the state's lock is never contended, so the
 "too busy to print" early return of Linux never happens.
 """
 
@@ -13,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernel.api import export
+from ..kernel.layouts import struct
 from ..kernel.printk import KERN_WARNING
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
+STATE = struct("struct ratelimit_state", "linux/ratelimit.h", "interval", "burst", "printed", "missed",
+               "begin", "flags")
+STRUCTS = (STATE,)
 RATELIMIT_MSG_ON_RELEASE = 1
-INTERVAL, BURST, PRINTED, MISSED, BEGIN, FLAGS = 4, 8, 12, 16, 24, 32
 _MASK64 = (1 << 64) - 1
 
 
@@ -28,28 +28,28 @@ def _s32(value: int) -> int:
 
 @export("___ratelimit", "int ___ratelimit(struct ratelimit_state *rs, const char *func)", nargs=2)
 def ___ratelimit(ctx: Any, rs: int, func: int) -> int:
-    mem = ctx.mem
-    interval, burst = _s32(mem.read_u32(rs + INTERVAL)), _s32(mem.read_u32(rs + BURST))
+    mem, at = ctx.mem, ctx.kernel.layouts[STATE]
+    interval, burst = _s32(mem.read_u32(rs + at.interval)), _s32(mem.read_u32(rs + at.burst))
     if not interval:
         return 1
     now = ctx.machine.jiffies()
-    if not mem.read_u64(rs + BEGIN):
-        mem.write_u64(rs + BEGIN, now)
-    begin = mem.read_u64(rs + BEGIN)
+    if not mem.read_u64(rs + at.begin):
+        mem.write_u64(rs + at.begin, now)
+    begin = mem.read_u64(rs + at.begin)
     if _signed64(now - (begin + interval)) > 0:              # time_is_before_jiffies()
-        missed = _s32(mem.read_u32(rs + MISSED))
-        if missed and not mem.read_u64(rs + FLAGS) & RATELIMIT_MSG_ON_RELEASE:
+        missed = _s32(mem.read_u32(rs + at.missed))
+        if missed and not mem.read_u32(rs + at.flags) & RATELIMIT_MSG_ON_RELEASE:
             name = mem.read_cstr(func, 256).decode("utf-8", "replace")
             ctx.kernel.log.emit(KERN_WARNING, f"{name}: {missed} callbacks suppressed",
                                 getattr(ctx.module, "name", None))
-            mem.write_u32(rs + MISSED, 0)
-        mem.write_u64(rs + BEGIN, now)
-        mem.write_u32(rs + PRINTED, 0)
-    printed = _s32(mem.read_u32(rs + PRINTED))
+            mem.write_u32(rs + at.missed, 0)
+        mem.write_u64(rs + at.begin, now)
+        mem.write_u32(rs + at.printed, 0)
+    printed = _s32(mem.read_u32(rs + at.printed))
     if burst and burst > printed:
-        mem.write_u32(rs + PRINTED, (printed + 1) & 0xFFFFFFFF)
+        mem.write_u32(rs + at.printed, (printed + 1) & 0xFFFFFFFF)
         return 1
-    mem.write_u32(rs + MISSED, (mem.read_u32(rs + MISSED) + 1) & 0xFFFFFFFF)
+    mem.write_u32(rs + at.missed, (mem.read_u32(rs + at.missed) + 1) & 0xFFFFFFFF)
     return 0
 
 

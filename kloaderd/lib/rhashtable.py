@@ -39,14 +39,11 @@ fails the insert's rehash, -ENOMEM, and the worker retries), so the
 is exhausted; the walkers (`rhashtable_walk_*`) are not emulated yet.
 A table never destroyed is found by the leak check, as its memory.
 
-Layouts (Linux 6.1 x86-64, tools/struct_probe.py): rhashtable {tbl@0,
-key_len@8, max_elems@12, p@16, rhlist@56, run_work@64, mutex@96, lock@128,
-nelems@132; 136 bytes}; rhashtable_params {nelem_hint@0, key_len@2,
-key_offset@4, head_offset@6 (u16), max_size@8 (u32), min_size@12 (u16),
-automatic_shrinking@14, hashfn@16, obj_hashfn@24, obj_cmpfn@32; 40};
-bucket_table {size@0, nest@4, hash_rnd@8, walkers@16, rcu@32,
-future_tbl@48, buckets[]@64}; rhlist_head {rhead@0, next@8};
-rhashtable_compare_arg {ht@0, key@8}.
+Layouts: `struct rhashtable`, its `rhashtable_params`, `bucket_table` and
+`rhlist_head` are read at the kernel's offsets (kernel/layouts.py); the
+member sizes are 6.1's and 6.12's (key_offset, head_offset, min_size u16,
+max_size u32); an rhash_head's `next` begins it, and
+rhashtable_compare_arg is {ht@0, key@8}.
 """
 
 from __future__ import annotations
@@ -58,20 +55,20 @@ from typing import Any
 from ..kernel.api import export
 from ..kernel.api.sched import mutex_lock, mutex_unlock
 from ..kernel.callback import call_module_code, finished
+from ..kernel.layouts import struct
 from ..kernel.rcu import synchronize_rcu
 from ..workqueue.workqueue import cancel_work_sync, init_work, schedule_work
 from .jhash import jhash, jhash2
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-HT_TBL, HT_KEY_LEN, HT_MAX_ELEMS, HT_P, HT_RHLIST, HT_RUN_WORK, HT_MUTEX, HT_LOCK, HT_NELEMS = (
-    0, 8, 12, 16, 56, 64, 96, 128, 132)
-HT_SIZE = 136
-P_NELEM_HINT, P_KEY_LEN, P_KEY_OFFSET, P_HEAD_OFFSET, P_MAX_SIZE, P_MIN_SIZE = 0, 2, 4, 6, 8, 12
-P_AUTOMATIC_SHRINKING, P_HASHFN, P_OBJ_HASHFN, P_OBJ_CMPFN = 14, 16, 24, 32
-PARAMS_SIZE = 40
-TBL_SIZE, TBL_NEST, TBL_HASH_RND, TBL_WALKERS, TBL_FUTURE, TBL_BUCKETS = 0, 4, 8, 16, 48, 64
-RHLIST_NEXT = 8
+RHASHTABLE = struct("struct rhashtable", "linux/rhashtable-types.h", "tbl", "key_len", "max_elems", "p",
+                    "rhlist", "run_work", "mutex", "lock", "nelems")
+PARAMS = struct("struct rhashtable_params", "linux/rhashtable-types.h", "nelem_hint", "key_len", "key_offset",
+                "head_offset", "max_size", "min_size", "automatic_shrinking", "hashfn", "obj_hashfn",
+                "obj_cmpfn")
+BUCKET_TABLE = struct("struct bucket_table", "linux/rhashtable.h", "size", "nest", "hash_rnd", "walkers",
+                      "future_tbl", "buckets")
+RHLIST_HEAD = struct("struct rhlist_head", "linux/rhashtable-types.h", "next")
+STRUCTS = (RHASHTABLE, PARAMS, BUCKET_TABLE, RHLIST_HEAD)
 HASH_DEFAULT_SIZE = 64
 HASH_MIN_SIZE = 4
 RHT_ELASTICITY = 16
@@ -116,36 +113,42 @@ class Table:
     """A `struct rhashtable` in guest memory, read as lib/rhashtable.c reads it."""
 
     def __init__(self, ctx: Any, ht: int) -> None:
-        self.ctx, self.mem, self.ht = ctx, ctx.mem, ht
+        at_p = ctx.kernel.layouts[PARAMS]
+        at_ht = ctx.kernel.layouts[RHASHTABLE]
+        self.ctx, self.mem, self.ht, self.kernel = ctx, ctx.mem, ht, ctx.kernel
         mem = self.mem
-        self.key_len = _u16(mem, ht + HT_P + P_KEY_LEN)
-        self.key_offset = _u16(mem, ht + HT_P + P_KEY_OFFSET)
-        self.head_offset = _u16(mem, ht + HT_P + P_HEAD_OFFSET)
-        self.max_size = mem.read_u32(ht + HT_P + P_MAX_SIZE)
-        self.min_size = _u16(mem, ht + HT_P + P_MIN_SIZE)
-        self.automatic_shrinking = bool(mem.read_u8(ht + HT_P + P_AUTOMATIC_SHRINKING))
-        self.hashfn = mem.read_u64(ht + HT_P + P_HASHFN)
-        self.obj_hashfn = mem.read_u64(ht + HT_P + P_OBJ_HASHFN)
-        self.obj_cmpfn = mem.read_u64(ht + HT_P + P_OBJ_CMPFN)
-        self.hash_key_len = mem.read_u32(ht + HT_KEY_LEN)     # words for rhashtable_jhash2
-        self.max_elems = mem.read_u32(ht + HT_MAX_ELEMS)
-        self.rhlist = bool(mem.read_u8(ht + HT_RHLIST))
+        self.key_len = _u16(mem, ht + at_ht.p + at_p.key_len)
+        self.key_offset = _u16(mem, ht + at_ht.p + at_p.key_offset)
+        self.head_offset = _u16(mem, ht + at_ht.p + at_p.head_offset)
+        self.max_size = mem.read_u32(ht + at_ht.p + at_p.max_size)
+        self.min_size = _u16(mem, ht + at_ht.p + at_p.min_size)
+        self.automatic_shrinking = bool(mem.read_u8(ht + at_ht.p + at_p.automatic_shrinking))
+        self.hashfn = mem.read_u64(ht + at_ht.p + at_p.hashfn)
+        self.obj_hashfn = mem.read_u64(ht + at_ht.p + at_p.obj_hashfn)
+        self.obj_cmpfn = mem.read_u64(ht + at_ht.p + at_p.obj_cmpfn)
+        self.hash_key_len = mem.read_u32(ht + at_ht.key_len)     # words for rhashtable_jhash2
+        self.max_elems = mem.read_u32(ht + at_ht.max_elems)
+        self.rhlist = bool(mem.read_u8(ht + at_ht.rhlist))
         self.owner = ctx.kernel.subsystem(Rhashtables).owner.get(ht)
 
     # -- the table's state, read afresh: module code changes it between calls --
     @property
     def tbl(self) -> int:
-        return self.mem.read_u64(self.ht + HT_TBL)
+        at_ht = self.kernel.layouts[RHASHTABLE]
+        return self.mem.read_u64(self.ht + at_ht.tbl)
 
     @property
     def nelems(self) -> int:
-        return self.mem.read_u32(self.ht + HT_NELEMS)
+        at_ht = self.kernel.layouts[RHASHTABLE]
+        return self.mem.read_u32(self.ht + at_ht.nelems)
 
     def size(self, tbl: int) -> int:
-        return self.mem.read_u32(tbl + TBL_SIZE)
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
+        return self.mem.read_u32(tbl + at_tbl.size)
 
     def future(self, tbl: int) -> int:
-        return self.mem.read_u64(tbl + TBL_FUTURE)
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
+        return self.mem.read_u64(tbl + at_tbl.future_tbl)
 
     def last_table(self, tbl: int) -> int:
         """rhashtable_last_table()."""
@@ -154,7 +157,8 @@ class Table:
         return tbl
 
     def bucket(self, tbl: int, index: int) -> int:
-        return tbl + TBL_BUCKETS + 8 * index
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
+        return tbl + at_tbl.buckets + 8 * index
 
     def first(self, bkt: int) -> int:
         """rht_ptr(): the chain's first entry, or the bucket's nulls marker."""
@@ -200,7 +204,8 @@ class Table:
     async def hash_key(self, tbl: int, key: int) -> int:
         """rht_key_hashfn() with the table's own parameters:
         ht->p.hashfn(key, ht->key_len, hash_rnd), the bucket index."""
-        rnd = self.mem.read_u32(tbl + TBL_HASH_RND)
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
+        rnd = self.mem.read_u32(tbl + at_tbl.hash_rnd)
         symbols = self.ctx.kernel.machine.kernel_symbols()
         if self.hashfn == symbols.get("jhash"):
             value = jhash(self.mem.read(key, self.hash_key_len), rnd)
@@ -214,9 +219,10 @@ class Table:
 
     async def hash_head(self, tbl: int, head: int) -> int:
         """rht_head_hashfn(ht, tbl, head, ht->p)."""
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
         obj = head - self.head_offset
         if self.obj_hashfn:
-            rnd = self.mem.read_u32(tbl + TBL_HASH_RND)
+            rnd = self.mem.read_u32(tbl + at_tbl.hash_rnd)
             value = await call_module_code(self.ctx, self.obj_hashfn, obj, self.key_len, rnd)
             return (value & U32) & (self.size(tbl) - 1)
         return await self.hash_key(tbl, obj + self.key_offset)
@@ -241,14 +247,15 @@ class Table:
     # -- tables ----------------------------------------------------------------------
     def alloc_table(self, nbuckets: int) -> int:
         """bucket_table_alloc(): zeroed buckets (NULL: empty), a fresh hash_rnd."""
-        tbl = self.ctx.kernel.slab.alloc(TBL_BUCKETS + 8 * nbuckets, self.owner, zero=True)
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
+        tbl = self.ctx.kernel.slab.alloc(at_tbl.buckets + 8 * nbuckets, self.owner, zero=True)
         if not tbl:
             return 0
         mem = self.mem
-        mem.write_u32(tbl + TBL_SIZE, nbuckets)
-        mem.write_u32(tbl + TBL_HASH_RND, int.from_bytes(os.urandom(4), "little"))
-        mem.write_u64(tbl + TBL_WALKERS, tbl + TBL_WALKERS)
-        mem.write_u64(tbl + TBL_WALKERS + 8, tbl + TBL_WALKERS)
+        mem.write_u32(tbl + at_tbl.size, nbuckets)
+        mem.write_u32(tbl + at_tbl.hash_rnd, int.from_bytes(os.urandom(4), "little"))
+        mem.write_u64(tbl + at_tbl.walkers, tbl + at_tbl.walkers)
+        mem.write_u64(tbl + at_tbl.walkers + 8, tbl + at_tbl.walkers)
         return tbl
 
     def free_table(self, tbl: int) -> None:
@@ -256,58 +263,64 @@ class Table:
 
     def attach(self, tbl: int, new_tbl: int) -> int:
         """rhashtable_rehash_attach(): -EEXIST when a resize is already under way."""
+        at_tbl = self.kernel.layouts[BUCKET_TABLE]
         if self.future(tbl):
             return -errno.EEXIST
-        self.mem.write_u64(tbl + TBL_FUTURE, new_tbl)
+        self.mem.write_u64(tbl + at_tbl.future_tbl, new_tbl)
         return 0
 
 
 # --- init and destroy -------------------------------------------------------------
 
 def _init(ctx: Any, ht: int, params: int) -> int:
+    at_p = ctx.kernel.layouts[PARAMS]
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
     mem = ctx.mem
-    key_len = _u16(mem, params + P_KEY_LEN)
-    obj_hashfn = mem.read_u64(params + P_OBJ_HASHFN)
-    if (not key_len and not obj_hashfn) or (obj_hashfn and not mem.read_u64(params + P_OBJ_CMPFN)):
+    key_len = _u16(mem, params + at_p.key_len)
+    obj_hashfn = mem.read_u64(params + at_p.obj_hashfn)
+    if (not key_len and not obj_hashfn) or (obj_hashfn and not mem.read_u64(params + at_p.obj_cmpfn)):
         return -errno.EINVAL
-    mem.write(ht, bytes(HT_SIZE))                # the mutex and spinlock unlocked
-    mem.write(ht + HT_P, mem.read(params, PARAMS_SIZE))
-    p = ht + HT_P
-    min_size = _u16(mem, params + P_MIN_SIZE)
+    mem.write(ht, bytes(at_ht.size))                # the mutex and spinlock unlocked
+    mem.write(ht + at_ht.p, mem.read(params, at_p.size))
+    p = ht + at_ht.p
+    min_size = _u16(mem, params + at_p.min_size)
     if min_size:
         min_size = _roundup_pow_of_two(min_size) & 0xFFFF
     max_elems = 1 << 31
-    max_size = mem.read_u32(params + P_MAX_SIZE)
+    max_size = mem.read_u32(params + at_p.max_size)
     if max_size:
         max_size = _rounddown_pow_of_two(max_size)
-        mem.write_u32(p + P_MAX_SIZE, max_size)
+        mem.write_u32(p + at_p.max_size, max_size)
         if max_size < max_elems // 2:
             max_elems = max_size * 2
-    mem.write_u32(ht + HT_MAX_ELEMS, max_elems)
+    mem.write_u32(ht + at_ht.max_elems, max_elems)
     min_size = max(min_size, HASH_MIN_SIZE)
-    mem.write(p + P_MIN_SIZE, min_size.to_bytes(2, "little"))
-    hint = _u16(mem, params + P_NELEM_HINT)
+    mem.write(p + at_p.min_size, min_size.to_bytes(2, "little"))
+    hint = _u16(mem, params + at_p.nelem_hint)
     size = (max(_roundup_pow_of_two(hint * 4 // 3), min_size) if hint
             else max(HASH_DEFAULT_SIZE, min_size))
     hash_key_len = key_len
-    if not mem.read_u64(params + P_HASHFN):
+    if not mem.read_u64(params + at_p.hashfn):
         symbols = ctx.kernel.machine.kernel_symbols()
         hashfn = symbols["jhash"]
         if not key_len & 3:
             hash_key_len //= 4
             hashfn = symbols["rhashtable_jhash2"]
-        mem.write_u64(p + P_HASHFN, hashfn)
-    mem.write_u32(ht + HT_KEY_LEN, hash_key_len)
+        mem.write_u64(p + at_p.hashfn, hashfn)
+    mem.write_u32(ht + at_ht.key_len, hash_key_len)
     ctx.kernel.subsystem(Rhashtables).owner[ht] = getattr(ctx.module, "name", None)
     table = Table(ctx, ht)
     tbl = table.alloc_table(size) or table.alloc_table(min_size)
     if not tbl:
         return -errno.ENOMEM
-    mem.write_u64(ht + HT_TBL, tbl)
-    init_work(mem, ht + HT_RUN_WORK, ctx.kernel.machine.kernel_symbols()["rht_deferred_worker"])
+    mem.write_u64(ht + at_ht.tbl, tbl)
+    init_work(mem, ht + at_ht.run_work, ctx.kernel.machine.kernel_symbols()["rht_deferred_worker"])
     return 0
 
 
+@export("rhashtable_init_noprof",
+        "int rhashtable_init_noprof(struct rhashtable *ht, const struct rhashtable_params *params)",
+        nargs=2, gpl=True)
 @export("rhashtable_init",
         "int rhashtable_init(struct rhashtable *ht, const struct rhashtable_params *params)",
         nargs=2, gpl=True)
@@ -315,18 +328,23 @@ def rhashtable_init(ctx: Any, ht: int, params: int) -> int:
     return _init(ctx, ht, params)
 
 
+@export("rhltable_init_noprof",
+        "int rhltable_init_noprof(struct rhltable *hlt, const struct rhashtable_params *params)",
+        nargs=2, gpl=True)
 @export("rhltable_init",
         "int rhltable_init(struct rhltable *hlt, const struct rhashtable_params *params)",
         nargs=2, gpl=True)
 def rhltable_init(ctx: Any, hlt: int, params: int) -> int:
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
     err = _init(ctx, hlt, params)
-    ctx.mem.write_u8(hlt + HT_RHLIST, 1)
+    ctx.mem.write_u8(hlt + at_ht.rhlist, 1)
     return err
 
 
 async def _free_and_destroy(ctx: Any, ht: int, free_fn: int, arg: int) -> int:
-    await finished(cancel_work_sync(ctx, ht + HT_RUN_WORK))
-    await finished(mutex_lock(ctx, ht + HT_MUTEX))
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
+    await finished(cancel_work_sync(ctx, ht + at_ht.run_work))
+    await finished(mutex_lock(ctx, ht + at_ht.mutex))
     table = Table(ctx, ht)
     mem = ctx.mem
     tbl = table.tbl
@@ -341,19 +359,20 @@ async def _free_and_destroy(ctx: Any, ht: int, free_fn: int, arg: int) -> int:
         next_tbl = table.future(tbl)
         table.free_table(tbl)
         tbl = next_tbl
-    mutex_unlock(ctx, ht + HT_MUTEX)
+    mutex_unlock(ctx, ht + at_ht.mutex)
     ctx.kernel.subsystem(Rhashtables).owner.pop(ht, None)
     return 0
 
 
 async def _free_one(ctx: Any, table: Table, head: int, free_fn: int, arg: int) -> None:
     """rhashtable_free_one(): an entry, or each member of an rhlist."""
+    at_rl = ctx.kernel.layouts[RHLIST_HEAD]
     if not table.rhlist:
         await call_module_code(ctx, free_fn, head - table.head_offset, arg)
         return
     member = head
     while member:
-        after = ctx.mem.read_u64(member + RHLIST_NEXT)
+        after = ctx.mem.read_u64(member + at_rl.next)
         await call_module_code(ctx, free_fn, member - table.head_offset, arg)
         member = after
 
@@ -389,6 +408,7 @@ async def _lookup_one(table: Table, tbl: int, bkt: int, key: int, obj: int) -> i
     """rhashtable_lookup_one(): the object already under `key` (not an
     rhltable), NULL when an rhltable took obj into that key's list,
     ERR_PTR(-ENOENT) when absent, ERR_PTR(-EAGAIN) when the chain is too long."""
+    at_rl = table.kernel.layouts[RHLIST_HEAD]
     mem = table.mem
     elasticity = RHT_ELASTICITY
     pprev = 0
@@ -399,7 +419,7 @@ async def _lookup_one(table: Table, tbl: int, bkt: int, key: int, obj: int) -> i
             continue
         if not table.rhlist:
             return head - table.head_offset
-        mem.write_u64(obj + RHLIST_NEXT, head)            # list->next = plist
+        mem.write_u64(obj + at_rl.next, head)            # list->next = plist
         mem.write_u64(obj, mem.read_u64(head))            # list->rhead.next = head->next
         if pprev:
             mem.write_u64(pprev, obj)
@@ -412,6 +432,8 @@ async def _lookup_one(table: Table, tbl: int, bkt: int, key: int, obj: int) -> i
 def _insert_one(ctx: Any, table: Table, tbl: int, bkt: int, obj: int, data: int) -> int:
     """rhashtable_insert_one(): the future table to retry in, NULL when
     inserted, else an ERR_PTR (-EEXIST: `data` is the answer)."""
+    at_rl = ctx.kernel.layouts[RHLIST_HEAD]
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
     if data and not _is_err(data):
         return _err(-errno.EEXIST)
     if data not in (_err(-errno.EAGAIN), _err(-errno.ENOENT)):
@@ -428,17 +450,18 @@ def _insert_one(ctx: Any, table: Table, tbl: int, bkt: int, obj: int, data: int)
     mem = table.mem
     mem.write_u64(obj, table.first(bkt))
     if table.rhlist:
-        mem.write_u64(obj + RHLIST_NEXT, 0)
+        mem.write_u64(obj + at_rl.next, 0)
     table.assign(bkt, obj)
-    mem.write_u32(table.ht + HT_NELEMS, (table.nelems + 1) & U32)
+    mem.write_u32(table.ht + at_ht.nelems, (table.nelems + 1) & U32)
     if table.grow_above_75(tbl):
-        schedule_work(ctx, table.ht + HT_RUN_WORK)
+        schedule_work(ctx, table.ht + at_ht.run_work)
     return 0
 
 
 def _insert_rehash(ctx: Any, table: Table, tbl: int) -> int:
     """rhashtable_insert_rehash(): attach a bigger (or a freshly hashed)
     table for the worker to move the entries into."""
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
     size = table.size(tbl)
     if table.grow_above_75(tbl):
         size *= 2
@@ -447,12 +470,12 @@ def _insert_rehash(ctx: Any, table: Table, tbl: int) -> int:
     new_tbl = table.alloc_table(size)
     if not new_tbl:
         if not table.future(tbl):
-            schedule_work(ctx, table.ht + HT_RUN_WORK)      # retry in process context
+            schedule_work(ctx, table.ht + at_ht.run_work)      # retry in process context
         return 0 if table.future(tbl) else -errno.ENOMEM
     if table.attach(tbl, new_tbl):
         table.free_table(new_tbl)
         return 0
-    schedule_work(ctx, table.ht + HT_RUN_WORK)
+    schedule_work(ctx, table.ht + at_ht.run_work)
     return 0
 
 
@@ -527,13 +550,14 @@ async def _rehash_chain(table: Table, old_tbl: int, new_tbl: int, index: int) ->
 
 async def _rehash_table(ctx: Any, table: Table) -> int:
     """rhashtable_rehash_table(): -EAGAIN when yet another table waits."""
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
     old_tbl = table.tbl
     new_tbl = table.future(old_tbl)
     if not new_tbl:
         return 0
     for index in range(table.size(old_tbl)):
         await _rehash_chain(table, old_tbl, new_tbl, index)
-    ctx.mem.write_u64(table.ht + HT_TBL, new_tbl)
+    ctx.mem.write_u64(table.ht + at_ht.tbl, new_tbl)
     await finished(synchronize_rcu(ctx))              # call_rcu(bucket_table_free_rcu)
     table.free_table(old_tbl)
     return -errno.EAGAIN if table.future(new_tbl) else 0
@@ -562,8 +586,9 @@ def _shrink(table: Table) -> int:
 
 
 async def _deferred_worker(ctx: Any, work: int) -> int:
-    ht = work - HT_RUN_WORK
-    await finished(mutex_lock(ctx, ht + HT_MUTEX))
+    at_ht = ctx.kernel.layouts[RHASHTABLE]
+    ht = work - at_ht.run_work
+    await finished(mutex_lock(ctx, ht + at_ht.mutex))
     table = Table(ctx, ht)
     tbl = table.last_table(table.tbl)
     err = 0
@@ -574,7 +599,7 @@ async def _deferred_worker(ctx: Any, work: int) -> int:
     if not err or err == -errno.EEXIST:
         nerr = await _rehash_table(ctx, table)
         err = err or nerr
-    mutex_unlock(ctx, ht + HT_MUTEX)
+    mutex_unlock(ctx, ht + at_ht.mutex)
     if err:
         schedule_work(ctx, work)
     return 0

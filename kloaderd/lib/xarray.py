@@ -24,36 +24,36 @@ entries of the xarray at ADDR (xa_destroy)") and forgets the entries.  A
 structure initialised again (`xa_head` found NULL) while entries are
 recorded starts empty.
 
-Layout (6.1, 6.12): the mark bits start at __GFP_BITS_SHIFT, 27 in 6.1's
-xa_flags and 25 in 6.12's; struct xarray {xa_lock@0, xa_flags@4, xa_head@8} 16
-bytes; struct xa_limit {max@0, min@4} 8 bytes, passed by value in one
-register.
+Layout: `struct xarray`'s members are read at the kernel's offsets, and
+the mark bits of xa_flags start at the kernel's __GFP_BITS_SHIFT (27 in
+Debian's 6.1, 25 in its 6.12), measured as layouts are (kernel/layouts.py);
+struct xa_limit {max@0, min@4} is 8 bytes, passed by value in one register.
 """
 
 from __future__ import annotations
 
 import bisect
 import errno
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..kernel.api import at_boot, export
+from ..kernel.layouts import constants, struct
 from ..kernel.panic import warn_once
 from ..kernel.printk import KERN_ERR, Problem
 
 if TYPE_CHECKING:
     from ..kernel.kernel import Kernel
 
-LAYOUTS = ((6, 1), (6, 12))
+XARRAY = struct("struct xarray", "linux/xarray.h", "xa_flags", "xa_head")
+# Where xa_flags' mark bits start: it moves with the gfp flags each release has.
+GFP = constants("gfp flags", "linux/gfp.h", "__GFP_BITS_SHIFT")
+STRUCTS = (XARRAY, GFP)
 
-XA_FLAGS, XA_HEAD = 4, 8
 XA_FLAGS_TRACK_FREE = 1 << 2
 XA_FLAGS_ZERO_BUSY = 1 << 3
 XA_FLAGS_ALLOC_WRAPPED = 1 << 4
-# __GFP_BITS_SHIFT, where xa_flags' mark bits start: it moves with the gfp
-# flags each release has (measured with tools/struct_probe.py on Debian's
-# builds); kloader's own headers have 6.1's.
-GFP_BITS_SHIFT = {(6, 1): 27, (6, 12): 25}
 XA_MAX_MARKS = 3
 XA_PRESENT = 8                         # xa_find's filter for "any entry"
 XA_FREE_MARK = 0
@@ -71,8 +71,7 @@ MAX_ENTRIES = 1 << 20
 
 def mark_flag(kernel: Any, mark: int) -> int:
     """XA_FLAGS_MARK(mark) in the emulated release's xa_flags."""
-    profile = kernel.profile
-    return 1 << (GFP_BITS_SHIFT[profile.version if profile is not None else (6, 1)] + mark)
+    return 1 << (getattr(kernel.layouts[GFP], "__GFP_BITS_SHIFT") + mark)
 
 
 def xa_error(code: int) -> int:
@@ -131,10 +130,16 @@ class XArrays:
         kernel.sanitizer.leftover_checks.append(self._module_freed)
         kernel.sanitizer.free_checks.append(self._memory_freed)
 
+    @functools.cached_property
+    def at(self) -> Any:
+        """struct xarray in this kernel (not at boot: a kernel without its
+        layout never calls in, its functions not being emulated)."""
+        return self.kernel.layouts[XARRAY]
+
     def get(self, address: int) -> Tree | None:
         """The array at `address`, None when it is empty (or was initialised again)."""
         tree = self.trees.get(address)
-        if tree is not None and not self.kernel.mem.read_u64(address + XA_HEAD):
+        if tree is not None and not self.kernel.mem.read_u64(address + self.at.xa_head):
             del self.trees[address]             # xa_init() over a non-empty array
             return None
         return tree
@@ -152,7 +157,7 @@ class XArrays:
             node = NODE_BASE + (self._nodes % (1 << 24)) * NODE_STEP | 2
             self._nodes += 1
             tree = self.trees[address] = Tree(address, kind, ctx.module, node)
-            self.kernel.mem.write_u64(address + XA_HEAD, node)
+            self.kernel.mem.write_u64(address + self.at.xa_head, node)
         old = tree.entries.get(index, 0)
         if not old:
             if len(tree.entries) >= MAX_ENTRIES:
@@ -177,14 +182,14 @@ class XArrays:
         tree = self.trees.pop(address, None)
         if tree is not None:
             mem = self.kernel.mem
-            mem.write_u64(address + XA_HEAD, 0)
-            flags = mem.read_u32(address + XA_FLAGS)
+            mem.write_u64(address + self.at.xa_head, 0)
+            flags = mem.read_u32(address + self.at.xa_flags)
             marks = [mark_flag(self.kernel, mark) for mark in range(XA_MAX_MARKS)]
             if flags & XA_FLAGS_TRACK_FREE:
                 marks.pop(XA_FREE_MARK)         # an allocating array always has room
             for bit in marks:
                 flags &= ~bit
-            mem.write_u32(address + XA_FLAGS, flags)
+            mem.write_u32(address + self.at.xa_flags, flags)
 
     def set_mark(self, address: int, index: int, mark: int, on: bool) -> None:
         tree = self.get(address)
@@ -197,13 +202,13 @@ class XArrays:
         """xa_flags carries each mark some entry has (the free mark of an
         allocating array stays as it is: there is always room)."""
         mem = self.kernel.mem
-        flags = mem.read_u32(tree.address + XA_FLAGS)
+        flags = mem.read_u32(tree.address + self.at.xa_flags)
         for mark, marked in enumerate(tree.marks):
             if mark == XA_FREE_MARK and flags & XA_FLAGS_TRACK_FREE:
                 continue
             bit = mark_flag(self.kernel, mark)
             flags = flags | bit if marked else flags & ~bit
-        mem.write_u32(tree.address + XA_FLAGS, flags)
+        mem.write_u32(tree.address + self.at.xa_flags, flags)
 
     # -- leftovers --------------------------------------------------------------
 
@@ -240,7 +245,7 @@ def _check_entry(ctx: Any, entry: int) -> bool:
 
 
 def _tracks_free(ctx: Any, xa: int) -> bool:
-    return bool(ctx.mem.read_u32(xa + XA_FLAGS) & XA_FLAGS_TRACK_FREE)
+    return bool(ctx.mem.read_u32(xa + ctx.kernel.layouts[XARRAY].xa_flags) & XA_FLAGS_TRACK_FREE)
 
 
 @export("xa_load", "void *xa_load(struct xarray *xa, unsigned long index)", nargs=2)
@@ -348,13 +353,13 @@ def __xa_alloc(ctx: Any, xa: int, id_ptr: int, entry: int, limit: int, gfp: int)
 def __xa_alloc_cyclic(ctx: Any, xa: int, id_ptr: int, entry: int, limit: int, next_ptr: int,
                       gfp: int) -> int:
     """From *next on, wrapping to the limit's minimum (then 1: it wrapped)."""
-    mem = ctx.mem
+    mem, flags_at = ctx.mem, ctx.kernel.layouts[XARRAY].xa_flags
     low, high = _limit(limit)
     start = max(low, mem.read_u32(next_ptr))
     ret = _alloc(ctx, xa, id_ptr, entry, start, high)
-    flags = mem.read_u32(xa + XA_FLAGS)
+    flags = mem.read_u32(xa + flags_at)
     if flags & XA_FLAGS_ALLOC_WRAPPED and ret == 0:
-        mem.write_u32(xa + XA_FLAGS, flags & ~XA_FLAGS_ALLOC_WRAPPED)
+        mem.write_u32(xa + flags_at, flags & ~XA_FLAGS_ALLOC_WRAPPED)
         ret = 1
     if ret < 0 and start > low:
         ret = _alloc(ctx, xa, id_ptr, entry, low, high)
@@ -364,7 +369,7 @@ def __xa_alloc_cyclic(ctx: Any, xa: int, id_ptr: int, entry: int, limit: int, ne
         following = (mem.read_u32(id_ptr) + 1) & UINT_MAX
         mem.write_u32(next_ptr, following)
         if not following:
-            mem.write_u32(xa + XA_FLAGS, mem.read_u32(xa + XA_FLAGS) | XA_FLAGS_ALLOC_WRAPPED)
+            mem.write_u32(xa + flags_at, mem.read_u32(xa + flags_at) | XA_FLAGS_ALLOC_WRAPPED)
     return ret
 
 

@@ -4,9 +4,8 @@
 `mempool_destroy`) and the standard element functions
 (`mempool_alloc_slab`/`mempool_free_slab`, `mempool_kmalloc`/`mempool_kfree`).
 
-`mempool_t` is Linux 6.1's (lock@0, min_nr@4, curr_nr@8, elements@16,
-pool_data@24, alloc@32, free@40, wait@48; 72 bytes), so a module's inline
-`mempool_initialized()` reads what Linux's would.  The pool's alloc and free
+`mempool_t` is read and written at the kernel's offsets (kernel/layouts.py),
+so a module's inline `mempool_initialized()` reads what Linux's would.  The pool's alloc and free
 functions are called through their pointers, whether the kernel's or the
 module's own (module code runs on a task of its own,
 kernel/callback.py).  Creating fills the reserve with `min_nr` elements,
@@ -27,12 +26,13 @@ import trio
 from ..kernel.api import export
 from ..kernel.api.slab import kfree, _kmalloc
 from ..kernel.callback import call_module_code
+from ..kernel.layouts import struct
 from ..lib.list import init_list_head
 from .slab_common import kmem_cache_alloc, kmem_cache_free
 
-LAYOUTS = (6, 1)
-LOCK, MIN_NR, CURR_NR, ELEMENTS, POOL_DATA, ALLOC, FREE, WAIT = 0, 4, 8, 16, 24, 32, 40, 48
-POOL_SIZE = 72
+MEMPOOL = struct("mempool_t", "linux/mempool.h", "lock", "min_nr", "curr_nr", "elements", "pool_data", "alloc",
+                 "free", "wait")
+STRUCTS = (MEMPOOL,)
 GFP_KERNEL = 0xCC0
 __GFP_DIRECT_RECLAIM, __GFP_IO = 0x400, 0x40
 __GFP_NOWARN, __GFP_NORETRY, __GFP_NOMEMALLOC = 0x2000, 0x10000, 0x80000
@@ -76,61 +76,69 @@ async def _call(ctx: Any, fn: int, *args: int) -> int:
 
 
 async def _element_alloc(ctx: Any, pool: int, gfp: int) -> int:
+    pl = ctx.kernel.layouts[MEMPOOL]
     mem = ctx.mem
-    return await _call(ctx, mem.read_u64(pool + ALLOC), gfp, mem.read_u64(pool + POOL_DATA))
+    return await _call(ctx, mem.read_u64(pool + pl.alloc), gfp, mem.read_u64(pool + pl.pool_data))
 
 
 async def _element_free(ctx: Any, pool: int, element: int) -> None:
+    pl = ctx.kernel.layouts[MEMPOOL]
     mem = ctx.mem
-    await _call(ctx, mem.read_u64(pool + FREE), element, mem.read_u64(pool + POOL_DATA))
+    await _call(ctx, mem.read_u64(pool + pl.free), element, mem.read_u64(pool + pl.pool_data))
 
 
-def _add(mem: Any, pool: int, element: int) -> None:
-    count = mem.read_u32(pool + CURR_NR)
-    mem.write_u64(mem.read_u64(pool + ELEMENTS) + 8 * count, element)
-    mem.write_u32(pool + CURR_NR, count + 1)
+def _add(ctx: Any, pool: int, element: int) -> None:
+    pl = ctx.kernel.layouts[MEMPOOL]
+    mem = ctx.mem
+    count = mem.read_u32(pool + pl.curr_nr)
+    mem.write_u64(mem.read_u64(pool + pl.elements) + 8 * count, element)
+    mem.write_u32(pool + pl.curr_nr, count + 1)
 
 
-def _remove(mem: Any, pool: int) -> int:
-    count = mem.read_u32(pool + CURR_NR) - 1
-    mem.write_u32(pool + CURR_NR, count)
-    return mem.read_u64(mem.read_u64(pool + ELEMENTS) + 8 * count)
+def _remove(ctx: Any, pool: int) -> int:
+    pl = ctx.kernel.layouts[MEMPOOL]
+    mem = ctx.mem
+    count = mem.read_u32(pool + pl.curr_nr) - 1
+    mem.write_u32(pool + pl.curr_nr, count)
+    return mem.read_u64(mem.read_u64(pool + pl.elements) + 8 * count)
 
 
 async def _exit(ctx: Any, pool: int) -> None:
     """mempool_exit(): the reserve back through pool->free, the array freed."""
+    pl = ctx.kernel.layouts[MEMPOOL]
     mem = ctx.mem
-    while mem.read_u32(pool + CURR_NR):
-        await _element_free(ctx, pool, _remove(mem, pool))
-    elements = mem.read_u64(pool + ELEMENTS)
+    while mem.read_u32(pool + pl.curr_nr):
+        await _element_free(ctx, pool, _remove(ctx, pool))
+    elements = mem.read_u64(pool + pl.elements)
     if elements:
         kfree(ctx, elements)
-    mem.write_u64(pool + ELEMENTS, 0)
+    mem.write_u64(pool + pl.elements, 0)
 
 
 async def _init(ctx: Any, pool: int, min_nr: int, alloc: int, free: int, data: int,
                 gfp: int) -> int:
     """mempool_init_node()."""
+    pl = ctx.kernel.layouts[MEMPOOL]
     mem = ctx.mem
     min_nr = _s32(min_nr)
-    mem.write_u32(pool + LOCK, 0)
-    mem.write_u32(pool + MIN_NR, min_nr & 0xFFFFFFFF)
-    mem.write_u32(pool + CURR_NR, 0)
-    mem.write_u64(pool + POOL_DATA, data)
-    mem.write_u64(pool + ALLOC, alloc)
-    mem.write_u64(pool + FREE, free)
-    mem.write_u32(pool + WAIT, 0)
-    init_list_head(mem, pool + WAIT + 8)
+    mem.write_u32(pool + pl.lock, 0)
+    mem.write_u32(pool + pl.min_nr, min_nr & 0xFFFFFFFF)
+    mem.write_u32(pool + pl.curr_nr, 0)
+    mem.write_u64(pool + pl.pool_data, data)
+    mem.write_u64(pool + pl.alloc, alloc)
+    mem.write_u64(pool + pl.free, free)
+    mem.write_u32(pool + pl.wait, 0)
+    init_list_head(mem, pool + pl.wait + 8)
     elements = _kmalloc(ctx, 8 * max(min_nr, 1), gfp) if 0 <= min_nr <= MAX_MIN_NR else 0
-    mem.write_u64(pool + ELEMENTS, elements)
+    mem.write_u64(pool + pl.elements, elements)
     if not elements:
         return -errno.ENOMEM
-    while mem.read_u32(pool + CURR_NR) < min_nr:
+    while mem.read_u32(pool + pl.curr_nr) < min_nr:
         element = await _element_alloc(ctx, pool, gfp)
         if not element:
             await _exit(ctx, pool)
             return -errno.ENOMEM
-        _add(mem, pool, element)
+        _add(ctx, pool, element)
     return 0
 
 
@@ -142,6 +150,8 @@ def mempool_init_node(ctx: Any, pool: int, min_nr: int, alloc: int, free: int, d
     return _init(ctx, pool, min_nr, alloc, free, data, gfp)
 
 
+@export("mempool_init_noprof", "int mempool_init_noprof(mempool_t *pool, int min_nr, mempool_alloc_t *alloc_fn, "
+        "mempool_free_t *free_fn, void *pool_data)", nargs=5)
 @export("mempool_init", "int mempool_init(mempool_t *pool, int min_nr, mempool_alloc_t *alloc_fn, "
         "mempool_free_t *free_fn, void *pool_data)", nargs=5)
 def mempool_init(ctx: Any, pool: int, min_nr: int, alloc: int, free: int, data: int) -> Any:
@@ -149,7 +159,8 @@ def mempool_init(ctx: Any, pool: int, min_nr: int, alloc: int, free: int, data: 
 
 
 async def _create(ctx: Any, min_nr: int, alloc: int, free: int, data: int, gfp: int) -> int:
-    pool = _kmalloc(ctx, POOL_SIZE, gfp | 0x100)                 # kzalloc_node
+    pl = ctx.kernel.layouts[MEMPOOL]
+    pool = _kmalloc(ctx, pl.size, gfp | 0x100)                 # kzalloc_node
     if not pool:
         return 0
     if await _init(ctx, pool, min_nr, alloc, free, data, gfp):
@@ -158,6 +169,9 @@ async def _create(ctx: Any, min_nr: int, alloc: int, free: int, data: int, gfp: 
     return pool
 
 
+@export("mempool_create_node_noprof", "mempool_t *mempool_create_node_noprof(int min_nr, "
+        "mempool_alloc_t *alloc_fn, mempool_free_t *free_fn, void *pool_data, gfp_t gfp_mask, "
+        "int nid)", nargs=6)
 @export("mempool_create_node", "mempool_t *mempool_create_node(int min_nr, "
         "mempool_alloc_t *alloc_fn, mempool_free_t *free_fn, void *pool_data, gfp_t gfp_mask, "
         "int nid)", nargs=6)
@@ -189,17 +203,19 @@ def mempool_destroy(ctx: Any, pool: int) -> Any:
     return destroying()
 
 
+@export("mempool_alloc_noprof", "void *mempool_alloc_noprof(mempool_t *pool, gfp_t gfp_mask)", nargs=2)
 @export("mempool_alloc", "void *mempool_alloc(mempool_t *pool, gfp_t gfp_mask)", nargs=2)
 def mempool_alloc(ctx: Any, pool: int, gfp: int) -> Any:
+    pl = ctx.kernel.layouts[MEMPOOL]
     gfp |= __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN
     mem, waiters = ctx.mem, ctx.kernel.subsystem(Waiters)
     gfp_temp = gfp & ~(__GFP_DIRECT_RECLAIM | __GFP_IO)
-    first = _dispatch(ctx, mem.read_u64(pool + ALLOC), gfp_temp, mem.read_u64(pool + POOL_DATA))
+    first = _dispatch(ctx, mem.read_u64(pool + pl.alloc), gfp_temp, mem.read_u64(pool + pl.pool_data))
     if isinstance(first, int):                 # the kernel's function: no sleep unless needed
         if first:
             return first
-        if mem.read_u32(pool + CURR_NR):
-            return _remove(mem, pool)
+        if mem.read_u32(pool + pl.curr_nr):
+            return _remove(ctx, pool)
 
     async def allocating() -> int:
         nonlocal gfp_temp
@@ -207,8 +223,8 @@ def mempool_alloc(ctx: Any, pool: int, gfp: int) -> Any:
         while True:
             if element:
                 return element
-            if mem.read_u32(pool + CURR_NR):
-                return _remove(mem, pool)
+            if mem.read_u32(pool + pl.curr_nr):
+                return _remove(ctx, pool)
             if gfp_temp != gfp:
                 gfp_temp = gfp
             elif not gfp & __GFP_DIRECT_RECLAIM:
@@ -224,14 +240,15 @@ def mempool_alloc(ctx: Any, pool: int, gfp: int) -> Any:
 
 @export("mempool_free", "void mempool_free(void *element, mempool_t *pool)", nargs=2)
 def mempool_free(ctx: Any, element: int, pool: int) -> Any:
+    pl = ctx.kernel.layouts[MEMPOOL]
     if not element:
         return 0
     mem = ctx.mem
-    if mem.read_u32(pool + CURR_NR) < mem.read_u32(pool + MIN_NR):
-        _add(mem, pool, element)
+    if mem.read_u32(pool + pl.curr_nr) < mem.read_u32(pool + pl.min_nr):
+        _add(ctx, pool, element)
         ctx.kernel.subsystem(Waiters).wake(pool)
         return 0
-    return _dispatch(ctx, mem.read_u64(pool + FREE), element, mem.read_u64(pool + POOL_DATA))
+    return _dispatch(ctx, mem.read_u64(pool + pl.free), element, mem.read_u64(pool + pl.pool_data))
 
 
 # --- the standard element functions --------------------------------------------------

@@ -31,6 +31,8 @@ def _owner(ctx: Any) -> str | None:
     return getattr(ctx.module, "name", None)
 
 
+@export("get_free_pages_noprof", "unsigned long get_free_pages_noprof(gfp_t gfp_mask, unsigned int order)",
+        nargs=2)
 @export("__get_free_pages", "unsigned long __get_free_pages(gfp_t gfp_mask, unsigned int order)",
         nargs=2)
 def __get_free_pages(ctx: Any, gfp_mask: int, order: int) -> int:
@@ -40,6 +42,7 @@ def __get_free_pages(ctx: Any, gfp_mask: int, order: int) -> int:
     return ctx.kernel.slab.alloc(PAGE_SIZE << order, _owner(ctx), zero=bool(gfp_mask & __GFP_ZERO))
 
 
+@export("get_zeroed_page_noprof", "unsigned long get_zeroed_page_noprof(gfp_t gfp_mask)", nargs=1)
 @export("get_zeroed_page", "unsigned long get_zeroed_page(gfp_t gfp_mask)", nargs=1)
 def get_zeroed_page(ctx: Any, gfp_mask: int) -> int:
     return ctx.kernel.slab.alloc(PAGE_SIZE, _owner(ctx), zero=True)

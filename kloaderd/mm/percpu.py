@@ -51,6 +51,13 @@ def __alloc_percpu_gfp(ctx: Any, size: int, align: int, gfp: int) -> int:
     return _alloc(ctx, size, align)
 
 
+@export("pcpu_alloc_noprof", "void __percpu *pcpu_alloc_noprof(size_t size, size_t align, bool reserved, "
+        "gfp_t gfp)", nargs=4, gpl=True)
+def pcpu_alloc_noprof(ctx: Any, size: int, align: int, reserved: int, gfp: int) -> int:
+    """6.10+: what __alloc_percpu() and __alloc_percpu_gfp() became macros over."""
+    return _alloc(ctx, size, align)
+
+
 @export("free_percpu", "void free_percpu(void __percpu *ptr)", nargs=1)
 def free_percpu(ctx: Any, ptr: int) -> None:
     if not ptr:

@@ -7,7 +7,13 @@ come from the kernel heap (`Slab`), accounted to the allocating module as
 kmalloc's are, so objects not freed are that module's leaks.  As Linux:
 
 * flags outside SLAB_FLAGS_PERMITTED are "kmem_cache_create(NAME) failed
-  with error -22" and NULL (SLAB_PANIC makes it a panic);
+  with error -22" and NULL (SLAB_PANIC makes it a panic); 6.12's
+  `__kmem_cache_create_args` (kmem_cache_create() became a macro over it,
+  its alignment and constructor in a `struct kmem_cache_args`, NULL for
+  none) says "__kmem_cache_create_args(NAME) failed with error -22".  The
+  flags' values are each release's (6.10 renumbered them), measured as
+  layouts are (kernel/layouts.py); the permitted ones are every SLAB_ flag
+  the release defines;
 * alignment is calculate_alignment()'s: SLAB_HWCACHE_ALIGN aligns to the
   64-byte line (halved while the object fits in half), never below 8;
 * a constructor runs on each object before it is handed out;
@@ -30,21 +36,23 @@ from typing import Any
 
 from ..kernel.api import export
 from ..kernel.callback import call_module_code
+from ..kernel.layouts import constants, struct
 from ..kernel.panic import warn
 from ..kernel.printk import KERN_ERR, KERN_WARNING
 from ..kernel.slab import KMALLOC_MAX_SIZE
 
 __GFP_ZERO = 0x100
-SLAB_HWCACHE_ALIGN = 0x00002000
-SLAB_PANIC = 0x00040000
-# SLAB_FLAGS_PERMITTED for SLUB (mm/slab.h, 6.1): the core flags (HWCACHE_ALIGN,
-# CACHE_DMA, CACHE_DMA32, PANIC, TYPESAFE_BY_RCU, DEBUG_OBJECTS, NOLEAKTRACE,
-# RECLAIM_ACCOUNT, ACCOUNT, NO_USER_FLAGS), the debug flags (RED_ZONE, POISON,
-# STORE_USER, TRACE, CONSISTENCY_CHECKS), MEM_SPREAD, KASAN and SKIP_KFENCE.
-SLAB_FLAGS_PERMITTED = (0x00000100 | 0x00000400 | 0x00000800 | 0x00002000 | 0x00004000 |
-                        0x00008000 | 0x00010000 | 0x00020000 | 0x00040000 | 0x00080000 |
-                        0x00100000 | 0x00200000 | 0x00400000 | 0x00800000 | 0x04000000 |
-                        0x08000000 | 0x10000000 | 0x20000000)
+# SLAB_FLAGS_PERMITTED for SLUB (mm/slab.h): the core flags, the debug flags
+# (RED_ZONE, POISON, STORE_USER, TRACE, CONSISTENCY_CHECKS), KASAN, SKIP_KFENCE
+# and those a release adds or drops (MEM_SPREAD until 6.8, NO_MERGE from 6.5).
+SLAB_FLAGS = constants("slab flags", "linux/slab.h", "SLAB_HWCACHE_ALIGN", "SLAB_PANIC", "SLAB_ACCOUNT", optional=(
+    "SLAB_CACHE_DMA", "SLAB_CACHE_DMA32", "SLAB_TYPESAFE_BY_RCU", "SLAB_DEBUG_OBJECTS", "SLAB_NOLEAKTRACE",
+    "SLAB_RECLAIM_ACCOUNT", "SLAB_NO_USER_FLAGS", "SLAB_RED_ZONE", "SLAB_POISON",
+    "SLAB_STORE_USER", "SLAB_TRACE", "SLAB_CONSISTENCY_CHECKS", "SLAB_MEM_SPREAD", "SLAB_KASAN",
+    "SLAB_SKIP_KFENCE", "SLAB_NO_MERGE", "SLAB_KMALLOC", "SLAB_NO_OBJ_EXT"))
+STRUCTS = (SLAB_FLAGS,)
+# 6.11+: what __kmem_cache_create_args() takes beside the size and flags.
+CACHE_ARGS = struct("struct kmem_cache_args", "linux/slab.h", "align", "ctor")
 CACHE_LINE = 64
 NAME_LIMIT = 256
 CACHE_OBJECT_SIZE = 64          # the kloader object a `struct kmem_cache *` points at
@@ -69,8 +77,8 @@ class Caches:
         self.by_address: dict[int, KmemCache] = {}
 
 
-def calculate_alignment(flags: int, align: int, size: int) -> int:
-    if flags & SLAB_HWCACHE_ALIGN:
+def calculate_alignment(hwcache_align: bool, align: int, size: int) -> int:
+    if hwcache_align:
         ralign = CACHE_LINE
         while size <= ralign // 2:
             ralign //= 2
@@ -82,29 +90,49 @@ def _owner(ctx: Any) -> str | None:
     return getattr(ctx.module, "name", None)
 
 
-@export("kmem_cache_create", "struct kmem_cache *kmem_cache_create(const char *name, "
-        "unsigned int size, unsigned int align, slab_flags_t flags, void (*ctor)(void *))",
-        nargs=5)
-def kmem_cache_create(ctx: Any, name: int, size: int, align: int, flags: int, ctor: int) -> int:
+def create(ctx: Any, func: str, name: int, size: int, align: int, flags: int, ctor: int) -> int:
+    """kmem_cache_create_usercopy() of 6.1, __kmem_cache_create_args() of
+    6.11+: `func` names the function in the failure's message."""
     text = ctx.mem.read_cstr(name, NAME_LIMIT).decode("utf-8", "replace") if name else "(null)"
     size, align, flags = size & 0xFFFFFFFF, align & 0xFFFFFFFF, flags & 0xFFFFFFFF
-    if flags & ~SLAB_FLAGS_PERMITTED or not name or size > KMALLOC_MAX_SIZE or size < 8:
-        if flags & SLAB_PANIC:
+    known = ctx.kernel.layouts[SLAB_FLAGS]
+    permitted = 0
+    for value in vars(known).values():
+        permitted |= value or 0
+    if flags & ~permitted or not name or size > KMALLOC_MAX_SIZE or size < 8:
+        if flags & known.SLAB_PANIC:
             from ..kernel.oops import Panic
-            raise Panic(f"kmem_cache_create: Failed to create slab '{text}'. Error -22")
-        ctx.kernel.log.emit(KERN_WARNING, f"kmem_cache_create({text}) failed with error -22",
-                            _owner(ctx))
+            raise Panic(f"{func}: Failed to create slab '{text}'. Error -22")
+        ctx.kernel.log.emit(KERN_WARNING, f"{func}({text}) failed with error -22", _owner(ctx))
         return 0
     cache = ctx.kernel.slab.alloc(CACHE_OBJECT_SIZE, None, zero=True)
     if not cache:
         return 0
-    state = KmemCache(text, size, calculate_alignment(flags, align, size), ctor)
+    state = KmemCache(text, size, calculate_alignment(bool(flags & known.SLAB_HWCACHE_ALIGN), align, size), ctor)
     ctx.kernel.subsystem(Caches).by_address[cache] = state
     regs = ctx.kernel.registrations
     regs.registry("slab_cache").add(cache, f"kmem_cache {text}", owner=regs.module_at(name)
                                     or ctx.module, address=cache, points_to=(ctor,),
                                     data=(ctx.kernel, state), on_leftover=_leftover)
     return cache
+
+
+@export("kmem_cache_create", "struct kmem_cache *kmem_cache_create(const char *name, "
+        "unsigned int size, unsigned int align, slab_flags_t flags, void (*ctor)(void *))",
+        nargs=5)
+def kmem_cache_create(ctx: Any, name: int, size: int, align: int, flags: int, ctor: int) -> int:
+    return create(ctx, "kmem_cache_create", name, size, align, flags, ctor)
+
+
+@export("__kmem_cache_create_args", "struct kmem_cache *__kmem_cache_create_args(const char *name, "
+        "unsigned int object_size, struct kmem_cache_args *args, slab_flags_t flags)", nargs=4,
+        structs=(CACHE_ARGS,))
+def __kmem_cache_create_args(ctx: Any, name: int, size: int, args: int, flags: int) -> int:
+    align = ctor = 0
+    if args:                                        # NULL: every argument its default
+        at = ctx.kernel.layouts[CACHE_ARGS]
+        align, ctor = ctx.mem.read_u32(args + at.align), ctx.mem.read_u64(args + at.ctor)
+    return create(ctx, "__kmem_cache_create_args", name, size, align, flags, ctor)
 
 
 def _cache(ctx: Any, s: int) -> KmemCache | None:
@@ -129,18 +157,24 @@ def _alloc(ctx: Any, s: int, flags: int) -> Any:
     return constructed()
 
 
+@export("kmem_cache_alloc_noprof", "void *kmem_cache_alloc_noprof(struct kmem_cache *s, gfp_t gfpflags)",
+        nargs=2)
 @export("kmem_cache_alloc", "void *kmem_cache_alloc(struct kmem_cache *s, gfp_t gfpflags)",
         nargs=2)
 def kmem_cache_alloc(ctx: Any, s: int, flags: int) -> Any:
     return _alloc(ctx, s, flags)
 
 
+@export("kmem_cache_alloc_lru_noprof", "void *kmem_cache_alloc_lru_noprof(struct kmem_cache *s, "
+        "struct list_lru *lru, gfp_t gfpflags)", nargs=3)
 @export("kmem_cache_alloc_lru", "void *kmem_cache_alloc_lru(struct kmem_cache *s, "
         "struct list_lru *lru, gfp_t gfpflags)", nargs=3)
 def kmem_cache_alloc_lru(ctx: Any, s: int, lru: int, flags: int) -> Any:
     return _alloc(ctx, s, flags)
 
 
+@export("kmem_cache_alloc_node_noprof", "void *kmem_cache_alloc_node_noprof(struct kmem_cache *s, "
+        "gfp_t gfpflags, int node)", nargs=3)
 @export("kmem_cache_alloc_node", "void *kmem_cache_alloc_node(struct kmem_cache *s, "
         "gfp_t gfpflags, int node)", nargs=3)
 def kmem_cache_alloc_node(ctx: Any, s: int, flags: int, node: int) -> Any:

@@ -1,14 +1,15 @@
-"""`boot_cpu_data`: Linux 6.1's `struct cpuinfo_x86` describing the CPU
+"""`boot_cpu_data`: the kernel's `struct cpuinfo_x86` describing the CPU
 Unicorn emulates, from what its CPUID instruction answers.
 
 Modules read it inline (`boot_cpu_has(X86_FEATURE_XMM4_2)`,
-`boot_cpu_data.x86_model`), so it is memory of Linux's layout (measured
-with tools/struct_probe.py against Debian's 6.1 build tree; under other
-releases it stays not emulated).  Filled as arch/x86/kernel/cpu/common.c's
-get_cpu_cap() fills it: vendor, family, model and stepping from leaf 1; the
-capability words that are CPUID registers (0: 1.EDX, 1: 0x80000001.EDX,
-4: 1.ECX, 6: 0x80000001.ECX, 9: 7.EBX, 10: 0xd/1.EAX, 16: 7.ECX,
-18: 7.EDX); the brand string; address sizes from 0x80000008.
+`boot_cpu_data.x86_model`), so it is memory of the running kernel's
+layout (kernel/layouts.py: 6.10 moved family, model and vendor into the
+`x86_vfm` word and dropped `x86_max_cores`).  Filled as
+arch/x86/kernel/cpu/common.c's get_cpu_cap() fills it: vendor, family,
+model and stepping from leaf 1; the capability words that are CPUID
+registers (0: 1.EDX, 1: 0x80000001.EDX, 4: 1.ECX, 6: 0x80000001.ECX,
+9: 7.EBX, 10: 0xd/1.EAX, 16: 7.ECX, 18: 7.EDX); the brand string; address
+sizes from 0x80000008.
 
 Where kloader differs: Linux's synthetic capability words (3, 7, 8, 11...:
 X86_FEATURE_CONSTANT_TSC, retpolines, ...) are left zero, no bug bits are
@@ -19,25 +20,46 @@ from __future__ import annotations
 
 import functools
 import struct
+from dataclasses import dataclass
+from typing import Any
 
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from unicorn import x86_const as X
 
 from ...config import HZ
+from ...kernel.layouts import constants
+from ...kernel.layouts import struct as declare
 
-LAYOUTS = (6, 1)
-SIZE = 288
-# offsets in struct cpuinfo_x86 (6.1, x86-64)
-X86, VENDOR, MODEL, STEPPING = 0, 1, 2, 3
-VIRT_BITS, PHYS_BITS, EXTENDED_LEVEL, CPUID_LEVEL, CAPABILITY = 28, 29, 32, 36, 40
-VENDOR_ID, MODEL_ID, CACHE_ALIGNMENT, LOOPS_PER_JIFFY = 136, 152, 220, 240
-MAX_CORES, CLFLUSH_SIZE, BOOTED_CORES, CACHE_BITS = 256, 262, 264, 284
-NCAPINTS = 21
+CPUINFO = declare("struct cpuinfo_x86", "asm/processor.h", "x86", "x86_vendor", "x86_model", "x86_stepping",
+                  "x86_virt_bits", "x86_phys_bits", "extended_cpuid_level", "cpuid_level", "x86_capability",
+                  "x86_vendor_id", "x86_model_id", "x86_cache_alignment", "loops_per_jiffy",
+                  "x86_clflush_size", "x86_cache_bits", optional=("x86_max_cores", "booted_cores"))
+CPUFEATURES = constants("asm/cpufeatures.h", "asm/cpufeatures.h", "NCAPINTS")
+STRUCTS = (CPUINFO, CPUFEATURES)
+
+NCAPINTS = 22               # the CPUID words kloader fills all fall in every release's NCAPINTS
 VENDORS = {b"GenuineIntel": 0, b"CyrixInstead": 1, b"AuthenticAMD": 2, b"UMC UMC UMC ": 3,
            b"CentaurHauls": 5, b"GenuineTMx86": 7, b"Geode by NSC": 8, b"HygonGenuine": 9,
            b"  Shanghai  ": 10}
 X86_VENDOR_UNKNOWN = 0xFF
 CPU_HZ = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """What get_cpu_cap() learns of the emulated CPU, before it is laid out."""
+    family: int
+    vendor: int
+    model: int
+    stepping: int
+    level: int
+    extended: int
+    words: tuple[int, ...]          # x86_capability[NCAPINTS]
+    vendor_id: bytes
+    brand: bytes
+    virt_bits: int
+    phys_bits: int
+    clflush: int
 
 
 @functools.cache
@@ -55,9 +77,7 @@ def cpuid(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
 
 
 @functools.cache
-def boot_cpu_data() -> bytes:
-    """The structure's bytes."""
-    data = bytearray(SIZE)
+def cpu() -> Cpu:
     level, ebx, ecx, edx = cpuid(0)
     vendor = struct.pack("<III", ebx, edx, ecx)
     eax1, ebx1, ecx1, edx1 = cpuid(1)
@@ -67,8 +87,6 @@ def boot_cpu_data() -> bytes:
         family += eax1 >> 20 & 0xFF
     if family >= 6:
         model += (eax1 >> 16 & 0xF) << 4
-    data[X86], data[VENDOR] = family, VENDORS.get(vendor, X86_VENDOR_UNKNOWN)
-    data[MODEL], data[STEPPING] = model, eax1 & 0xF
     words = [0] * NCAPINTS
     words[0], words[4] = edx1, ecx1
     if level >= 7:
@@ -85,25 +103,36 @@ def boot_cpu_data() -> bytes:
     if extended >= 0x80000008:
         sizes = cpuid(0x80000008)[0]
         virt, phys = sizes >> 8 & 0xFF, sizes & 0xFF
-    clflush = (ebx1 >> 8 & 0xFF) * 8 if edx1 & 1 << 19 else 64
-    data[VIRT_BITS], data[PHYS_BITS] = virt, phys
-    struct.pack_into("<II", data, EXTENDED_LEVEL, extended, level)
-    struct.pack_into(f"<{NCAPINTS}I", data, CAPABILITY, *words)
-    data[VENDOR_ID:VENDOR_ID + 12] = vendor
-    brand = brand.split(b"\0")[0].strip()[:63]
-    data[MODEL_ID:MODEL_ID + len(brand)] = brand
-    struct.pack_into("<i", data, CACHE_ALIGNMENT, clflush)
-    struct.pack_into("<Q", data, LOOPS_PER_JIFFY, CPU_HZ // HZ)
-    struct.pack_into("<H", data, MAX_CORES, 1)
-    struct.pack_into("<H", data, CLFLUSH_SIZE, clflush)
-    struct.pack_into("<H", data, BOOTED_CORES, 1)
-    data[CACHE_BITS] = phys
+    return Cpu(family, VENDORS.get(vendor, X86_VENDOR_UNKNOWN), model, eax1 & 0xF, level, extended,
+               tuple(words), vendor, brand.split(b"\0")[0].strip()[:63], virt, phys,
+               (ebx1 >> 8 & 0xFF) * 8 if edx1 & 1 << 19 else 64)
+
+
+def boot_cpu_data(layouts: Any) -> bytes:
+    """The structure's bytes, at `layouts`' offsets (a kernel's Layouts)."""
+    at, ncapints = layouts[CPUINFO], layouts[CPUFEATURES].NCAPINTS
+    c = cpu()
+    data = bytearray(at.size)
+    data[at.x86], data[at.x86_vendor], data[at.x86_model], data[at.x86_stepping] = \
+        c.family, c.vendor, c.model, c.stepping
+    data[at.x86_virt_bits], data[at.x86_phys_bits] = c.virt_bits, c.phys_bits
+    struct.pack_into("<I", data, at.extended_cpuid_level, c.extended)
+    struct.pack_into("<I", data, at.cpuid_level, c.level)
+    words = c.words[:ncapints]
+    struct.pack_into(f"<{len(words)}I", data, at.x86_capability, *words)
+    data[at.x86_vendor_id:at.x86_vendor_id + 12] = c.vendor_id
+    data[at.x86_model_id:at.x86_model_id + len(c.brand)] = c.brand
+    struct.pack_into("<i", data, at.x86_cache_alignment, c.clflush)
+    struct.pack_into("<Q", data, at.loops_per_jiffy, CPU_HZ // HZ)
+    struct.pack_into("<H", data, at.x86_clflush_size, c.clflush)
+    for cores in (at.x86_max_cores, at.booted_cores):         # before 6.10's topology rework
+        if cores is not None:
+            struct.pack_into("<H", data, cores, 1)
+    data[at.x86_cache_bits] = c.phys_bits
     return bytes(data)
 
 
 def cpu_has(feature: int) -> bool:
     """test_bit(feature, boot_cpu_data.x86_capability)."""
     word, bit = divmod(feature, 32)
-    if word >= NCAPINTS:
-        return False
-    return bool(struct.unpack_from("<I", boot_cpu_data(), CAPABILITY + 4 * word)[0] >> bit & 1)
+    return word < NCAPINTS and bool(cpu().words[word] >> bit & 1)

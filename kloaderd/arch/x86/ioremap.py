@@ -35,14 +35,15 @@ from ...kernel.api import export
 from ...kernel.memory import RegionAllocator
 from ...kernel.panic import warn_once
 from ...kernel.printk import KERN_ERR, KERN_WARNING
-from ...kernel.resource import (IORESOURCE_MEM, IORESOURCE_SYSTEM_RAM, IORESOURCE_TYPE_BITS, RES_END,
-                                RES_FLAGS, RES_NAME, RES_START, __devm_release_region, devm_region,
+from ...kernel.resource import (IORESOURCE_MEM, IORESOURCE_SYSTEM_RAM, IORESOURCE_TYPE_BITS, RESOURCE,
+                                STRUCTS as RESOURCE_STRUCTS, __devm_release_region, devm_region,
                                 format_resource, resources, then)
-from .cpuinfo import PHYS_BITS, boot_cpu_data
+from .cpuinfo import cpu
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
 
+STRUCTS = RESOURCE_STRUCTS            # what these functions read at the kernel's offsets
 IOREMAP_START = 0xFFFFE00000000000     # the top of vmalloc space: apart from the kernel stacks below
 DEVICE_PAGE = PHYS_END                 # the physical page nothing decodes (outside RAM's allocator)
 IOREMAP_MAX = 1 << 30                  # the largest mapping kloader makes (pages are table entries)
@@ -66,7 +67,7 @@ class IoRemap:
         self.area = RegionAllocator(IOREMAP_START, VMALLOC_END)
         self.mappings: dict[int, Mapping] = {}          # by the address returned
         self.registry = kernel.registrations.registry("ioremap")
-        self.phys_bits = boot_cpu_data()[PHYS_BITS]
+        self.phys_bits = cpu().phys_bits
         kernel.machine.uc.mmio_map(DEVICE_PAGE, PAGE_SIZE, _read_nothing, None, _write_nowhere, None)
 
     def map(self, phys: int, size: int, module: Any) -> int:
@@ -108,10 +109,11 @@ def _who(ctx: Any) -> str | None:
 
 def _overlaps_ram(kernel: "Kernel", first: int, last: int) -> bool:
     """__ioremap_check_mem: does any System RAM entry of iomem meet the range?"""
+    lay = kernel.layouts[RESOURCE]
     table, mem = resources(kernel), kernel.mem
     for res, _depth in table.entries(table.iomem):
-        if mem.read_u64(res + RES_FLAGS) & IORESOURCE_SYSTEM_RAM == IORESOURCE_SYSTEM_RAM and \
-                mem.read_u64(res + RES_START) <= last and mem.read_u64(res + RES_END) >= first:
+        if mem.read_u64(res + lay.flags) & IORESOURCE_SYSTEM_RAM == IORESOURCE_SYSTEM_RAM and \
+                mem.read_u64(res + lay.start) <= last and mem.read_u64(res + lay.end) >= first:
             return True
     return False
 
@@ -203,17 +205,18 @@ def ioremap_resource(ctx: Any, dev: int, res: int) -> Any:
     """__devm_ioremap_resource: the resource's region requested and
     mapped for the device, or ERR_PTR(-EINVAL / -EBUSY / -ENOMEM) with
     Linux's dev_err."""
+    lay = ctx.kernel.layouts[RESOURCE]
     from ...drivers.base.core import dev_name, driver_string
     kernel, mem = ctx.kernel, ctx.mem
 
     def dev_err(text: str) -> None:
         kernel.log.emit(KERN_ERR, f"{driver_string(ctx, dev)} {dev_name(ctx, dev)}: {text}", _who(ctx))
-    if not res or mem.read_u64(res + RES_FLAGS) & IORESOURCE_TYPE_BITS != IORESOURCE_MEM:
+    if not res or mem.read_u64(res + lay.flags) & IORESOURCE_TYPE_BITS != IORESOURCE_MEM:
         dev_err("invalid resource " + (format_resource(kernel, res) if res else "(null)"))
         return _err_ptr(errno.EINVAL)
-    start, end = mem.read_u64(res + RES_START), mem.read_u64(res + RES_END)
+    start, end = mem.read_u64(res + lay.start), mem.read_u64(res + lay.end)
     size = (end - start + 1) & _MASK64
-    name = mem.read_u64(res + RES_NAME)
+    name = mem.read_u64(res + lay.name)
     if not name:
         name = kernel.slab.alloc(len(dev_name(ctx, dev)) + 1, _who(ctx))   # devm_kasprintf("%s", dev_name)
         if not name:

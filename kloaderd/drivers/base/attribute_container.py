@@ -10,11 +10,9 @@ left registered when its module is freed is a leaked registration.
 
 Where kloader differs: no device is ever added to a container (there is no
 hardware to make SCSI hosts or ATA ports of), and the klist's get/put are
-NULL where Linux points them at its static helpers.
-
-Layouts (6.1): attribute_container {node@0, containers@16 (klist {k_lock@0,
-k_list@8, get@24, put@32} 40), class@56, grp@64, attrs@72, match@80,
-flags@88} 96 bytes.
+NULL where Linux points them at its static helpers.  `struct
+attribute_container` and its `struct klist` are read at the kernel's
+offsets (kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -23,12 +21,13 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...lib.list import GuestList, init_list_head
 
-LAYOUTS = (6, 1)
-
-AC_NODE, AC_CONTAINERS, AC_CLASS, AC_MATCH, AC_FLAGS = 0, 16, 56, 80, 88
-KLIST_LOCK, KLIST_LIST, KLIST_GET, KLIST_PUT = 0, 8, 24, 32
+CONTAINER = struct("struct attribute_container", "linux/attribute_container.h", "node", "containers",
+                   "class", "match", "flags")
+KLIST = struct("struct klist", "linux/klist.h", "k_lock", "k_list", "get", "put")
+STRUCTS = (CONTAINER, KLIST)
 ATTRIBUTE_CONTAINER_NO_CLASSDEVS = 0x01
 _NAME_MAX = 256
 
@@ -48,36 +47,38 @@ def containers(ctx: Any) -> AttributeContainers:
 
 def _describe(ctx: Any, cont: int) -> str:
     """By its class's name, else (an anonymous transport class) its match function."""
-    mem = ctx.mem
-    cls = mem.read_u64(cont + AC_CLASS)
+    mem, at = ctx.mem, ctx.kernel.layouts[CONTAINER]
+    cls = mem.read_u64(cont + at.class_)
     name_ptr = mem.read_u64(cls) if cls else 0
     if name_ptr:
         return f'for class "{mem.read_cstr(name_ptr, _NAME_MAX).decode(errors="replace")}"'
-    match = mem.read_u64(cont + AC_MATCH)
+    match = mem.read_u64(cont + at.match)
     return f"matching with {ctx.machine.symbol_name(match).split('+')[0]}" if match else "(no class)"
 
 
 def register(ctx: Any, cont: int) -> int:
     mem, table = ctx.mem, containers(ctx)
-    init_list_head(mem, cont + AC_NODE)
-    klist = cont + AC_CONTAINERS
-    mem.write_u32(klist + KLIST_LOCK, 0)
-    init_list_head(mem, klist + KLIST_LIST)
-    mem.write_u64(klist + KLIST_GET, 0)
-    mem.write_u64(klist + KLIST_PUT, 0)
-    table.list.add_tail(ctx, cont + AC_NODE)
+    at, kl = ctx.kernel.layouts[CONTAINER], ctx.kernel.layouts[KLIST]
+    node = cont + at.node
+    init_list_head(mem, node)
+    klist = cont + at.containers
+    mem.write_u32(klist + kl.k_lock, 0)
+    init_list_head(mem, klist + kl.k_list)
+    mem.write_u64(klist + kl.get, 0)
+    mem.write_u64(klist + kl.put, 0)
+    table.list.add_tail(ctx, node)
     table.registry.add(cont, f"attribute container {_describe(ctx, cont)}", owner=ctx.module, address=cont,
-                       on_leftover=lambda entry: table.list.unlink_quietly(cont + AC_NODE))
+                       on_leftover=lambda entry: table.list.unlink_quietly(node))
     return 0
 
 
 def unregister(ctx: Any, cont: int) -> int:
-    mem, table = ctx.mem, containers(ctx)
-    klist = cont + AC_CONTAINERS + KLIST_LIST
+    mem, table, at = ctx.mem, containers(ctx), ctx.kernel.layouts[CONTAINER]
+    klist = cont + at.containers + ctx.kernel.layouts[KLIST].k_list
     if mem.read_u64(klist) != klist:
         return -errno.EBUSY
     if table.registry.remove(cont) is not None:
-        GuestList.delete(ctx, cont + AC_NODE)
+        GuestList.delete(ctx, cont + at.node)
     return 0
 
 

@@ -47,8 +47,10 @@ def up_to_sys(directory: str) -> str:
 
 
 def buses(kernel: "Kernel") -> dict[str, int]:
-    """Every bus by name: its struct bus_type (0 for a core bus nothing used yet)."""
-    found = {name: kernel.subsystem(Buses).core.get(name, 0) for name in Buses.CORE}
+    """Every bus by name: its struct bus_type (0 for a core bus nothing used
+    yet; a built-in one such as 6.12's virtio once a driver used it)."""
+    found = {name: 0 for name in Buses.CORE}
+    found.update(kernel.subsystem(Buses).core)
     for entry in kernel.registrations.registry("bus").entries():
         found[_cstr(kernel, kernel.mem.read_u64(entry.key + kernel.layouts[BUS].name))] = entry.key
     return found

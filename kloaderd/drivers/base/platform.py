@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ...kernel.api import at_boot, export
 from ...kernel.layouts import struct
 from ...kernel.printk import KERN_ERR, KERN_WARNING
+from ...kernel.resource import RESOURCE
 from ...lib.kobject import kobjects
 from .core import DEVICE, _then_put, add_device, del_device, device_name, devices, put_device
 from .dd import BUS_OPS, BusOps
@@ -45,7 +46,6 @@ PDEV = struct("struct platform_device", "linux/platform_device.h", "name", "id",
               "num_resources", "resource", "id_entry", optional=("driver_override",))
 PDEV_INFO = struct("struct platform_device_info", "linux/platform_device.h", "parent", "name", "id", "res",
                    "num_res", "data", "size_data")
-RESOURCE = struct("struct resource", "linux/ioport.h", "start", "end", "name", "flags")
 PDEV_ID = struct("struct platform_device_id", "linux/mod_devicetable.h", "name")
 STRUCTS = (*DRIVER_STRUCTS, PDEV, PDEV_INFO, RESOURCE, PDEV_ID)
 

@@ -12,9 +12,8 @@ they follow a host or port being added, and no hardware makes one here.
 
 Where kloader differs: an anonymous class's setup and remove are NULL where
 Linux points them at its static dummy function (only devices call them).
-
-Layouts (6.1): transport_class {class@0, setup@120, configure@128,
-remove@136} 144 bytes; anon_transport_class {tclass@0, container@144} 240.
+`struct anon_transport_class` is read at the kernel's offsets
+(kernel/layouts.py); a transport class begins with its class.
 """
 
 from __future__ import annotations
@@ -23,12 +22,12 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.oops import KernelBug
+from ...kernel.layouts import struct
 from . import attribute_container
-from .classes import _unregister, classes
+from .classes import STRUCTS as CLASS_STRUCTS, _unregister, classes
 
-LAYOUTS = (6, 1)
-
-ATC_CONTAINER = 144
+ANON = struct("struct anon_transport_class", "linux/transport_class.h", "container")
+STRUCTS = (ANON, *attribute_container.STRUCTS, *CLASS_STRUCTS)
 
 
 @export("transport_class_register", "int transport_class_register(struct transport_class *tclass)", nargs=1,
@@ -46,16 +45,16 @@ def transport_class_unregister(ctx: Any, tclass: int) -> None:
 @export("anon_transport_class_register",
         "int anon_transport_class_register(struct anon_transport_class *atc)", nargs=1, gpl=True)
 def anon_transport_class_register(ctx: Any, atc: int) -> int:
-    mem = ctx.mem
-    cont = atc + ATC_CONTAINER
-    mem.write_u64(cont + attribute_container.AC_CLASS, atc)
-    flags = mem.read_u64(cont + attribute_container.AC_FLAGS)
-    mem.write_u64(cont + attribute_container.AC_FLAGS, flags | attribute_container.ATTRIBUTE_CONTAINER_NO_CLASSDEVS)
+    mem, at = ctx.mem, ctx.kernel.layouts[attribute_container.CONTAINER]
+    cont = atc + ctx.kernel.layouts[ANON].container
+    mem.write_u64(cont + at.class_, atc)
+    flags = mem.read_u64(cont + at.flags)
+    mem.write_u64(cont + at.flags, flags | attribute_container.ATTRIBUTE_CONTAINER_NO_CLASSDEVS)
     return attribute_container.register(ctx, cont)
 
 
 @export("anon_transport_class_unregister",
         "void anon_transport_class_unregister(struct anon_transport_class *atc)", nargs=1, gpl=True)
 def anon_transport_class_unregister(ctx: Any, atc: int) -> None:
-    if attribute_container.unregister(ctx, atc + ATC_CONTAINER):
+    if attribute_container.unregister(ctx, atc + ctx.kernel.layouts[ANON].container):
         raise KernelBug("drivers/base/transport_class.c:101")

@@ -7,8 +7,8 @@ case-insensitively over CPUFREQ_NAME_LEN) is -EBUSY; the governor goes on
 memory).  The emulated machine has no cpufreq driver, so no policy ever
 uses a governor; unregistering just unlinks.  The kernel's own governors
 (performance, and schedutil/powersave/userspace/ondemand/conservative when
-the profile's .config builds them in) hold their names.  Layout:
-cpufreq_governor {name@0 (16 bytes), governor_list@72, owner@88}.
+the profile's .config builds them in) hold their names.  `struct
+cpufreq_governor` is read at the kernel's offsets (kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import errno
 from typing import Any
 
 from ...kernel.api import export
+from ...kernel.layouts import struct
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-NAME, LIST, OWNER = 0, 72, 88
+GOVERNOR = struct("struct cpufreq_governor", "linux/cpufreq.h", "name", "governor_list", "owner")
+STRUCTS = (GOVERNOR,)
 CPUFREQ_NAME_LEN = 16
 BUILTIN = {"performance": "CPU_FREQ_GOV_PERFORMANCE", "powersave": "CPU_FREQ_GOV_POWERSAVE",
            "userspace": "CPU_FREQ_GOV_USERSPACE", "ondemand": "CPU_FREQ_GOV_ONDEMAND",
@@ -38,8 +38,8 @@ class Governors:
                         if kernel.builds_in(option) and (kernel.profile is not None or name in OWN_BUILTIN)}
 
 
-def _name(mem: Any, gov: int) -> str:
-    return mem.read(gov + NAME, CPUFREQ_NAME_LEN).split(b"\0", 1)[0].decode("utf-8", "replace")
+def _name(mem: Any, at: Any, gov: int) -> str:
+    return mem.read(gov + at.name, CPUFREQ_NAME_LEN).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 @export("cpufreq_register_governor", "int cpufreq_register_governor(struct cpufreq_governor "
@@ -47,15 +47,15 @@ def _name(mem: Any, gov: int) -> str:
 def cpufreq_register_governor(ctx: Any, gov: int) -> int:
     if not gov:
         return -errno.EINVAL
-    mem, state = ctx.mem, ctx.kernel.subsystem(Governors)
-    name = _name(mem, gov)
-    taken = {n.lower() for n in state.builtin} | {_name(mem, node - LIST).lower()
+    mem, state, at = ctx.mem, ctx.kernel.subsystem(Governors), ctx.kernel.layouts[GOVERNOR]
+    name = _name(mem, at, gov)
+    taken = {n.lower() for n in state.builtin} | {_name(mem, at, node - at.governor_list).lower()
                                                   for node in state.list}
     if name.lower() in taken:
         return -errno.EBUSY
-    state.list.add(ctx, gov + LIST)
+    state.list.add(ctx, gov + at.governor_list)
     record_listed(ctx.kernel, "cpufreq_governor", gov, f"cpufreq governor {name}", state.list,
-                  LIST, mem.read_u64(gov + OWNER))
+                  at.governor_list, mem.read_u64(gov + at.owner))
     return 0
 
 
@@ -64,5 +64,5 @@ def cpufreq_register_governor(ctx: Any, gov: int) -> int:
 def cpufreq_unregister_governor(ctx: Any, gov: int) -> None:
     if not gov:
         return
-    ctx.kernel.subsystem(Governors).list.delete(ctx, gov + LIST)
+    ctx.kernel.subsystem(Governors).list.delete(ctx, gov + ctx.kernel.layouts[GOVERNOR].governor_list)
     ctx.kernel.registrations.registry("cpufreq_governor").remove(gov)

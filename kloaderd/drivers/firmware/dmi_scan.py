@@ -7,9 +7,9 @@ The emulated machine's SMBIOS strings are the ones its oopses print
 01/01/2024"): BIOS vendor and version "kloader", BIOS date "01/01/2024",
 system vendor "kloader", product name "emulated x86-64 machine"; every
 other field is absent, so a match on it fails, as dmi_matches() fails on a
-NULL dmi_ident.  A table is `struct dmi_system_id` entries (Linux 6.1's
-layout: callback@0, ident@8, four `struct dmi_strmatch` {slot:7,
-exact_match:1, substr[79]}@16, driver_data@336) ending at one whose first
+NULL dmi_ident.  A table is `struct dmi_system_id` entries (callback,
+ident, four `struct dmi_strmatch` {slot:7, exact_match:1, substr[79]} in
+`matches`, driver_data; at the kernel's offsets) ending at one whose first
 slot is DMI_NONE.  A matching entry's callback is module code, run as
 Linux runs it; a nonzero return stops the scan.  DMI_OEM_STRING matches
 nothing: the machine has no OEM strings.
@@ -21,9 +21,13 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.callback import call_module_code
+from ...kernel.layouts import struct
 
-LAYOUTS = (6, 1)
-ENTRY_SIZE, MATCHES, STRMATCH_SIZE, SUBSTR_LEN = 344, 16, 80, 79
+SYSTEM_ID = struct("struct dmi_system_id", "linux/mod_devicetable.h", "callback", "ident", "matches",
+                   "driver_data")
+STRMATCH = struct("struct dmi_strmatch", "linux/mod_devicetable.h", "substr")  # after the slot's byte
+STRUCTS = (SYSTEM_ID, STRMATCH)
+MATCHES_PER_ENTRY = 4
 DMI_NONE, DMI_OEM_STRING, DMI_STRING_MAX = 0, 24, 23
 MAX_ENTRIES = 4096      # a table without its terminator stops here (Linux would run off its end)
 IDENT = {1: "kloader", 2: "kloader", 3: "01/01/2024", 6: "kloader",   # BIOS vendor/version/date,
@@ -32,9 +36,9 @@ IDENT = {1: "kloader", 2: "kloader", 3: "01/01/2024", 6: "kloader",   # BIOS ven
 
 def _matches(ctx: Any, entry: int) -> bool:
     """dmi_matches()."""
-    mem = ctx.mem
-    for i in range(4):
-        match = entry + MATCHES + i * STRMATCH_SIZE
+    mem, strmatch = ctx.mem, ctx.kernel.layouts[STRMATCH]
+    for i in range(MATCHES_PER_ENTRY):
+        match = entry + ctx.kernel.layouts[SYSTEM_ID].matches + i * strmatch.size
         head = mem.read(match, 1)[0]
         slot, exact = head & 0x7F, head >> 7
         if slot == DMI_NONE:
@@ -42,16 +46,17 @@ def _matches(ctx: Any, entry: int) -> bool:
         info = IDENT.get(slot)
         if info is None or slot >= DMI_STRING_MAX:
             return False
-        substr = mem.read_cstr(match + 1, SUBSTR_LEN).decode("latin-1")
+        substr = mem.read_cstr(match + strmatch.substr, strmatch.size - strmatch.substr).decode("latin-1")
         if not (info == substr if exact else substr in info):
             return False
     return True
 
 
 def _entries(ctx: Any, table: int):
+    at = ctx.kernel.layouts[SYSTEM_ID]
     for i in range(MAX_ENTRIES):
-        entry = table + i * ENTRY_SIZE
-        if ctx.mem.read(entry + MATCHES, 1)[0] & 0x7F == DMI_NONE:    # dmi_is_end_of_table()
+        entry = table + i * at.size
+        if ctx.mem.read(entry + at.matches, 1)[0] & 0x7F == DMI_NONE:    # dmi_is_end_of_table()
             return
         yield entry
 
@@ -60,15 +65,16 @@ def _entries(ctx: Any, table: int):
 def dmi_check_system(ctx: Any, table: int) -> Any:
     """How many entries match; each match's callback runs, a nonzero one stops the scan."""
     matched = [entry for entry in _entries(ctx, table) if _matches(ctx, entry)]
-    if not any(ctx.mem.read_u64(entry) for entry in matched):
+    callback = ctx.kernel.layouts[SYSTEM_ID].callback
+    if not any(ctx.mem.read_u64(entry + callback) for entry in matched):
         return len(matched)
 
     async def calling() -> int:
         count = 0
         for entry in matched:
             count += 1
-            callback = ctx.mem.read_u64(entry)
-            if callback and await call_module_code(ctx, callback, entry) & 0xFFFFFFFF:
+            fn = ctx.mem.read_u64(entry + callback)
+            if fn and await call_module_code(ctx, fn, entry) & 0xFFFFFFFF:
                 break
         return count
     return calling()

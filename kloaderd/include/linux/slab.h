@@ -30,6 +30,17 @@ typedef unsigned int slab_flags_t;
 #define SLAB_PANIC		((slab_flags_t)0x00040000U)
 struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
 				     slab_flags_t flags, void (*ctor)(void *));
+/* 6.11's form, which kmem_cache_create() is a macro over there: NULL args are the defaults. */
+struct kmem_cache_args {
+	unsigned int align;
+	unsigned int useroffset;
+	unsigned int usersize;
+	unsigned int freeptr_offset;
+	bool use_freeptr_offset;
+	void (*ctor)(void *);
+};
+struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned int object_size,
+					    struct kmem_cache_args *args, slab_flags_t flags);
 void kmem_cache_destroy(struct kmem_cache *s);
 void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags) __malloc;
 void kmem_cache_free(struct kmem_cache *s, void *objp);

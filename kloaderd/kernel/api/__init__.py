@@ -72,13 +72,15 @@ OBJECTS: dict[str, KernelObject] = {}
 
 
 def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
-           variadic: bool = False) -> Callable[[Impl], Impl]:
+           variadic: bool = False, structs: tuple[Any, ...] = ()) -> Callable[[Impl], Impl]:
     """Register a kernel function; `proto` is its C prototype.  A module that
     defines `LAYOUTS = (major, minor)` before its exports declares that its
     functions read that Linux release's structure layouts; `LAYOUTS =
     ((6, 1), (6, 12))` that they hold for each release named.  `STRUCTS =
     (FILE, ...)` instead: they read those structures through the running
-    kernel's layouts (kloaderd/kernel/layouts.py), any release that has them."""
+    kernel's layouts (kloaderd/kernel/layouts.py), any release that has them;
+    `structs` adds those this function alone reads (a structure only newer
+    releases have, beside the file's)."""
     def register(impl: Impl) -> Impl:
         old = FUNCTIONS.get(name)
         if name in OBJECTS or old is not None and _origin(old.impl) != _origin(impl):
@@ -88,7 +90,7 @@ def export(name: str, proto: str, *, nargs: int, gpl: bool = False,
         if layouts is not None and isinstance(layouts[0], int):
             layouts = (layouts,)
         FUNCTIONS[name] = KernelFunction(name, impl, nargs, gpl, proto, variadic, layouts,
-                                         tuple(getattr(module, "STRUCTS", ())))
+                                         (*getattr(module, "STRUCTS", ()), *structs))
         return impl
     return register
 
@@ -137,7 +139,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.kernel.wait", "kloaderd.kernel.locking", "kloaderd.kernel.power", "kloaderd.lib",
               "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.crypto",
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net", "kloaderd.kernel.bpf", "kloaderd.block",
-              "kloaderd.drivers.base", "kloaderd.drivers.gpio",
+              "kloaderd.drivers.base", "kloaderd.drivers.gpio", "kloaderd.drivers.virtio",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
               "kloaderd.drivers.firmware", "kloaderd.drivers.pci", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.mempool", "kloaderd.mm.vmscan", "kloaderd.fs.char_dev",

@@ -22,6 +22,7 @@ def _bad_free(ctx) -> None:
     ctx.kernel.add_taint("B")
 
 
+@export("__kmalloc_noprof", "void *__kmalloc_noprof(size_t size, gfp_t flags)", nargs=2)
 @export("__kmalloc", "void *__kmalloc(size_t size, gfp_t flags)", nargs=2)
 def __kmalloc(ctx, size: int, flags: int) -> int:
     return ctx.kernel.slab.alloc(size, _owner(ctx), zero=bool(flags & __GFP_ZERO))
@@ -34,6 +35,7 @@ def kfree(ctx, objp: int) -> int:
     return 0
 
 
+@export("krealloc_noprof", "void *krealloc_noprof(const void *objp, size_t new_size, gfp_t flags)", nargs=3)
 @export("krealloc", "void *krealloc(const void *objp, size_t new_size, gfp_t flags)", nargs=3)
 def krealloc(ctx, objp: int, new_size: int, flags: int) -> int:
     slab = ctx.kernel.slab
@@ -44,6 +46,7 @@ def krealloc(ctx, objp: int, new_size: int, flags: int) -> int:
     return result
 
 
+@export("kmemdup_noprof", "void *kmemdup_noprof(const void *src, size_t len, gfp_t gfp)", nargs=3)
 @export("kmemdup", "void *kmemdup(const void *src, size_t len, gfp_t gfp)", nargs=3)
 def kmemdup(ctx, src: int, length: int, gfp: int) -> int:
     data = ctx.mem.read(src, length)            # fault before allocating: nothing leaks
@@ -83,17 +86,25 @@ def ksize(ctx, objp: int) -> int:
 # A constant size picks its kmalloc cache at compile time (`kmalloc_caches`)
 # and passes it with the size; the size alone decides here, so the cache
 # argument is only carried.  NUMA node hints mean nothing on one node.
+# 6.10 renamed the allocators `*_noprof` (memory allocation profiling wraps
+# them in macros): the same functions, the same code.  Those that take a
+# size may take `kmem_buckets *b` after it (DECL_BUCKET_PARAMS, with
+# CONFIG_SLAB_BUCKETS), which only picks the caches, as the cache argument does.
 
 def _kmalloc(ctx, size: int, flags: int) -> int:
     return ctx.kernel.slab.alloc(size, _owner(ctx), zero=bool(flags & __GFP_ZERO))
 
 
+@export("__kmalloc_cache_noprof", "void *__kmalloc_cache_noprof(struct kmem_cache *s, gfp_t flags, size_t size)",
+        nargs=3)
 @export("kmalloc_trace", "void *kmalloc_trace(struct kmem_cache *s, gfp_t flags, size_t size)",
         nargs=3)
 def kmalloc_trace(ctx, s: int, flags: int, size: int) -> int:
     return _kmalloc(ctx, size, flags)
 
 
+@export("__kmalloc_cache_node_noprof", "void *__kmalloc_cache_node_noprof(struct kmem_cache *s, gfp_t gfpflags, "
+        "int node, size_t size)", nargs=4)
 @export("kmalloc_node_trace", "void *kmalloc_node_trace(struct kmem_cache *s, gfp_t gfpflags, "
         "int node, size_t size)", nargs=4)
 def kmalloc_node_trace(ctx, s: int, flags: int, node: int, size: int) -> int:
@@ -105,15 +116,38 @@ def __kmalloc_node(ctx, size: int, flags: int, node: int) -> int:
     return _kmalloc(ctx, size, flags)
 
 
+@export("__kmalloc_large_noprof", "void *__kmalloc_large_noprof(size_t size, gfp_t flags)", nargs=2)
 @export("kmalloc_large", "void *kmalloc_large(size_t size, gfp_t flags)", nargs=2)
 def kmalloc_large(ctx, size: int, flags: int) -> int:
     return _kmalloc(ctx, size, flags)
 
 
+@export("__kmalloc_large_node_noprof", "void *__kmalloc_large_node_noprof(size_t size, gfp_t flags, int node)",
+        nargs=3)
 @export("kmalloc_large_node", "void *kmalloc_large_node(size_t size, gfp_t flags, int node)",
         nargs=3)
 def kmalloc_large_node(ctx, size: int, flags: int, node: int) -> int:
     return _kmalloc(ctx, size, flags)
+
+
+def _after_buckets(ctx, b: int, flags: int) -> int:
+    """The gfp flags of a DECL_BUCKET_PARAMS call: after `b` in a kernel
+    with CONFIG_SLAB_BUCKETS, else where `b` is."""
+    profile = ctx.kernel.profile
+    return flags if profile is not None and profile.enabled("SLAB_BUCKETS") else b
+
+
+@export("__kmalloc_node_noprof", "void *__kmalloc_node_noprof(size_t size, kmem_buckets *b, gfp_t flags, "
+        "int node)", nargs=4)
+def __kmalloc_node_noprof(ctx, size: int, b: int, flags: int, node: int) -> int:
+    return _kmalloc(ctx, size, _after_buckets(ctx, b, flags))
+
+
+@export("__kvmalloc_node_noprof", "void *__kvmalloc_node_noprof(size_t size, kmem_buckets *b, gfp_t flags, "
+        "int node)", nargs=4)
+def __kvmalloc_node_noprof(ctx, size: int, b: int, flags: int, node: int) -> int:
+    """As kvmalloc_node: no vmalloc fallback."""
+    return _kmalloc(ctx, size, _after_buckets(ctx, b, flags))
 
 
 @export("kvmalloc_node", "void *kvmalloc_node(size_t size, gfp_t flags, int node)", nargs=3)

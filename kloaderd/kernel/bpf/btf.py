@@ -15,8 +15,8 @@ reported as left behind.
 
 Where kloader differs: no BPF program ever runs, so nothing looks the
 sets up, and the module's BTF is not parsed against vmlinux's (Linux
-refuses a module whose BTF does not match).  Layouts (Linux 6.1 x86-64):
-btf_kfunc_id_set {owner@0, set@8}; btf_id_set8 {cnt@0 (u32), flags@4, pairs[]@8}.
+refuses a module whose BTF does not match).  `struct btf_kfunc_id_set`
+and `struct btf_id_set8` are read at the kernel's offsets (kernel/layouts.py).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import errno
 from typing import Any
 
 from ..api import export
+from ..layouts import struct
 from ..printk import KERN_ERR
 
-LAYOUTS = (6, 1)       # the Linux release whose structure layouts this file reads
-
-KSET_OWNER, KSET_SET = 0, 8
+KFUNC_ID_SET = struct("struct btf_kfunc_id_set", "linux/btf.h", "owner", "set")
+ID_SET8 = struct("struct btf_id_set8", "linux/btf_ids.h", "cnt")
+STRUCTS = (KFUNC_ID_SET, ID_SET8)
 PROG_TYPES = ("UNSPEC", "SOCKET_FILTER", "KPROBE", "SCHED_CLS", "SCHED_ACT", "TRACEPOINT", "XDP",
               "PERF_EVENT", "CGROUP_SKB", "CGROUP_SOCK", "LWT_IN", "LWT_OUT", "LWT_XMIT",
               "SOCK_OPS", "SK_SKB", "CGROUP_DEVICE", "SK_MSG", "RAW_TRACEPOINT",
@@ -64,7 +65,8 @@ def _missing(ctx: Any, what: str, option: str) -> int:
 @export("register_btf_kfunc_id_set", "int register_btf_kfunc_id_set(enum bpf_prog_type prog_type, "
         "const struct btf_kfunc_id_set *kset)", nargs=2)
 def register_btf_kfunc_id_set(ctx: Any, prog_type: int, kset: int) -> int:
-    owner = ctx.mem.read_u64(kset + KSET_OWNER)
+    at = ctx.kernel.layouts[KFUNC_ID_SET]
+    owner = ctx.mem.read_u64(kset + at.owner)
     if not owner:
         return _missing(ctx, "vmlinux", "DEBUG_INFO_BTF")
     mod = ctx.kernel.module_by_struct(owner)
@@ -72,7 +74,7 @@ def register_btf_kfunc_id_set(ctx: Any, prog_type: int, kset: int) -> int:
         return _missing(ctx, "module", "DEBUG_INFO_BTF_MODULES")
     prog_type &= 0xFFFFFFFF
     kind = PROG_TYPES[prog_type] if prog_type < len(PROG_TYPES) else str(prog_type)
-    count = ctx.mem.read_u32(ctx.mem.read_u64(kset + KSET_SET))
+    count = ctx.mem.read_u32(ctx.mem.read_u64(kset + at.set) + ctx.kernel.layouts[ID_SET8].cnt)
     ctx.kernel.subsystem(ModuleBtf).registry.add(
         (kset, prog_type), f"BTF kfunc set of {count} functions for BPF_PROG_TYPE_{kind}",
         owner=mod, address=kset)

@@ -2,7 +2,7 @@
 `_update_request`, `_remove_request`, `_request_active`).
 
 A request is the module's `struct pm_qos_request` (a `struct plist_node`
-{prio@0, prio_list@8, node_list@24} then `qos`@40): adding one points its
+{prio, prio_list, node_list} then `qos`, at the kernel's offsets): adding one points its
 `qos` at the kernel's `cpu_latency_constraints` and its node's prio at the
 value, as Linux does; removing it zeroes it.  Adding a request already
 added is Linux's WARN "cpu_latency_qos_add_request called for already added
@@ -17,20 +17,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import export
+from ..layouts import struct
 from ..panic import warn
 
-# struct pm_qos_request, measured the same in Debian's 6.1 and 6.12 (tools/struct_probe.py)
-LAYOUTS = ((6, 1), (6, 12))
-NODE_PRIO, PRIO_LIST, NODE_LIST, QOS = 0, 8, 24, 40
-REQUEST_SIZE = 48
-CONSTRAINTS_SIZE = 64          # struct pm_qos_constraints, which modules only point at
+REQUEST = struct("struct pm_qos_request", "linux/pm_qos.h", "node.prio", "node.prio_list", "node.node_list",
+                 "qos")
+CONSTRAINTS = struct("struct pm_qos_constraints", "linux/pm_qos.h")    # modules only point at it
+STRUCTS = (REQUEST, CONSTRAINTS)
 
 
 class CpuLatencyQos:
     """cpu_latency_constraints and the requests on it: request -> value."""
 
     def __init__(self, kernel: Any) -> None:
-        self.constraints = kernel.slab.alloc(CONSTRAINTS_SIZE, None, zero=True)
+        self.constraints = kernel.slab.alloc(kernel.layouts[CONSTRAINTS].size, None, zero=True)
         self.requests: dict[int, int] = {}
 
 
@@ -39,13 +39,13 @@ def _qos(ctx: Any) -> CpuLatencyQos:
 
 
 def _active(ctx: Any, req: int) -> bool:
-    return ctx.mem.read_u64(req + QOS) == _qos(ctx).constraints
+    return ctx.mem.read_u64(req + ctx.kernel.layouts[REQUEST].qos) == _qos(ctx).constraints
 
 
 def _set_node(ctx: Any, req: int, value: int) -> None:
-    mem = ctx.mem
-    mem.write_u32(req + NODE_PRIO, value & 0xFFFFFFFF)
-    for head in (PRIO_LIST, NODE_LIST):
+    mem, at = ctx.mem, ctx.kernel.layouts[REQUEST]
+    mem.write_u32(req + at.node_prio, value & 0xFFFFFFFF)
+    for head in (at.node_prio_list, at.node_node_list):
         mem.write_u64(req + head, req + head)
         mem.write_u64(req + head + 8, req + head)
 
@@ -66,7 +66,7 @@ def cpu_latency_qos_add_request(ctx: Any, req: int, value: int) -> None:
              "kernel/power/qos.c:294", "cpu_latency_qos_add_request")
         return
     qos = _qos(ctx)
-    ctx.mem.write_u64(req + QOS, qos.constraints)
+    ctx.mem.write_u64(req + ctx.kernel.layouts[REQUEST].qos, qos.constraints)
     _set_node(ctx, req, value)
     qos.requests[req] = value
     ctx.kernel.registrations.registry("pm_qos").add(
@@ -83,7 +83,7 @@ def cpu_latency_qos_update_request(ctx: Any, req: int, value: int) -> None:
         warn(ctx, "cpu_latency_qos_update_request called for unknown object",
              "kernel/power/qos.c:320", "cpu_latency_qos_update_request")
         return
-    ctx.mem.write_u32(req + NODE_PRIO, value & 0xFFFFFFFF)
+    ctx.mem.write_u32(req + ctx.kernel.layouts[REQUEST].node_prio, value & 0xFFFFFFFF)
     _qos(ctx).requests[req] = value
 
 
@@ -98,4 +98,4 @@ def cpu_latency_qos_remove_request(ctx: Any, req: int) -> None:
         return
     _qos(ctx).requests.pop(req, None)
     ctx.kernel.registrations.registry("pm_qos").remove(req)
-    ctx.mem.write(req, bytes(REQUEST_SIZE))
+    ctx.mem.write(req, bytes(ctx.kernel.layouts[REQUEST].size))

@@ -27,7 +27,7 @@ from ...kernel.layouts import struct
 from ...kernel.printk import KERN_CRIT, KERN_ERR
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
-from ...mm.slab_common import SLAB_HWCACHE_ALIGN, kmem_cache_create, kmem_cache_destroy
+from ...mm.slab_common import SLAB_FLAGS as SLAB_FLAG_VALUES, kmem_cache_create, kmem_cache_destroy
 
 PROTO = struct("struct proto", "net/sock.h", "inuse_idx", "memory_allocated", "per_cpu_fw_alloc",
                "sysctl_mem", "slab", "obj_size", "slab_flags", "rsk_prot", "twsk_prot", "owner", "name",
@@ -37,7 +37,6 @@ TWSK_OPS = struct("struct timewait_sock_ops", "net/timewait_sock.h", "twsk_slab"
                   "twsk_obj_size")
 STRUCTS = (PROTO, RSK_OPS, TWSK_OPS)      # what these functions read at the kernel's offsets
 PROTO_NAME_LEN = 32                       # char name[32]
-SLAB_ACCOUNT = 0x04000000
 PROTO_INUSE_NR = 64
 
 
@@ -92,22 +91,23 @@ def proto_register(ctx: Any, prot: int, alloc_slab: int) -> int:
                 return -errno.EINVAL
     flags = mem.read_u32(prot + p.slab_flags)
     if alloc_slab & 0xFFFFFFFF:
+        known = ctx.kernel.layouts[SLAB_FLAG_VALUES]
         cache = kmem_cache_create(ctx, prot + p.name, mem.read_u32(prot + p.obj_size), 0,
-                                  SLAB_HWCACHE_ALIGN | SLAB_ACCOUNT | flags, 0)
+                                  known.SLAB_HWCACHE_ALIGN | known.SLAB_ACCOUNT | flags, 0)
         mem.write_u64(prot + p.slab, cache)
         if not cache:
             _log(ctx, KERN_CRIT, f"{name}: Can't create sock SLAB cache!")
             return -errno.ENOBUFS
         rsk = mem.read_u64(prot + p.rsk_prot)
         if rsk and not _named_cache(ctx, rsk, rsk_ops.slab_name, rsk_ops.slab,
-                                    mem.read_u32(rsk + rsk_ops.obj_size), SLAB_ACCOUNT | flags,
+                                    mem.read_u32(rsk + rsk_ops.obj_size), known.SLAB_ACCOUNT | flags,
                                     f"request_sock_{name}"):
             _log(ctx, KERN_CRIT, f"{name}: Can't create request sock SLAB cache!")
             _undo_caches(ctx, prot)
             return -errno.ENOMEM
         tw = mem.read_u64(prot + p.twsk_prot)
         if tw and not _named_cache(ctx, tw, tw_ops.twsk_slab_name, tw_ops.twsk_slab,
-                                   mem.read_u32(tw + tw_ops.twsk_obj_size), SLAB_ACCOUNT | flags,
+                                   mem.read_u32(tw + tw_ops.twsk_obj_size), known.SLAB_ACCOUNT | flags,
                                    f"tw_sock_{name}"):
             _undo_caches(ctx, prot)
             return -errno.ENOBUFS

@@ -46,7 +46,7 @@ from ...kernel.layouts import struct
 from ...kernel.oops import NotEmulated
 from ...kernel.printk import KERN_ERR
 from ...kernel.rcu import rcu_barrier
-from ...lib.rhashtable import HT_NELEMS, rhashtable_destroy, rhashtable_init
+from ...lib.rhashtable import RHASHTABLE, rhashtable_destroy, rhashtable_init
 from ...mm.slab_common import kmem_cache_create, kmem_cache_destroy
 from ...workqueue.workqueue import init_work, queue_work_on, workqueues
 
@@ -144,7 +144,7 @@ def fqdir_exit(ctx: Any, fqdir: int) -> int:
 async def _destroy(ctx: Any, fqdir: int) -> int:
     mem, dir_ = ctx.mem, ctx.kernel.layouts[FQDIR]
     table = fqdir + dir_.rhashtable
-    if mem.read_u32(table + HT_NELEMS):
+    if mem.read_u32(table + ctx.kernel.layouts[RHASHTABLE].nelems):
         ctx.kernel.log.emit(KERN_ERR, "kloader: kernel function inet_frags_free_cb is not "
                                       "emulated: fragment queues left in the table", None)
     await rhashtable_destroy(ctx, table)

@@ -24,5 +24,5 @@ from ...kernel.kdata import DataExport, export_data
 for _hook in ("nf_ct_hook", "nf_nat_hook", "nfnl_ct_hook", "nf_defrag_v4_hook", "nf_defrag_v6_hook"):
     export_data(_hook, DataExport(lambda _profile: 8))          # a pointer
 # struct nf_conntrack_zone { u16 id; u8 flags; u8 dir; }
-export_data("nf_ct_zone_dflt", DataExport(lambda _profile: 4, lambda _profile, _base: b"\0\0\0\3",
+export_data("nf_ct_zone_dflt", DataExport(lambda _profile: 4, lambda _profile, _base, _layouts: b"\0\0\0\3",
                                           writable=False))
