@@ -1,5 +1,6 @@
-"""kloaderd/lib: jhash against lookup3's published values, bit searching
-against Python, ___ratelimit's window, list_debug's verdicts."""
+"""kloaderd/lib: jhash against lookup3's published values, bit searching,
+population counts and square roots against Python, ___ratelimit's window,
+list_debug's verdicts; vmalloc's areas (mm/vmalloc.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kloaderd.kernel.layouts import TABLES, Layouts, read_table
 from kloaderd.kernel.memory import AddressSpace
 from kloaderd.kernel.oops import KernelBug
 from kloaderd.kernel.printk import LogBuffer
-from kloaderd.lib import find_bit, list_debug, ratelimit
+from kloaderd.lib import find_bit, hweight, int_sqrt, list_debug, ratelimit
 from kloaderd.lib.jhash import jhash
 from kloaderd.net.ipv4.tcp_cong import ca_key
 
@@ -94,3 +95,33 @@ def test_list_debug_accepts_a_sound_list_and_bugs_on_corruption(ctx):
         list_debug.__list_del_entry_valid(ctx, entry)
     assert ctx.kernel.log.records()[-1].text == (
         f"list_del corruption, {entry:016x}->next is LIST_POISON1 (dead000000000100)")
+
+
+@given(st.integers(0, (1 << 64) - 1))
+def test_sw_hweight_counts_the_low_bits(value):
+    assert hweight.__sw_hweight32(None, value) == bin(value & 0xFFFFFFFF).count("1")
+    assert hweight.__sw_hweight64(None, value) == bin(value).count("1")
+
+
+@given(st.integers(0, (1 << 64) - 1))
+def test_int_sqrt_rounds_down(value):
+    root = int_sqrt.int_sqrt(None, value)
+    assert root * root <= value < (root + 1) * (root + 1)
+
+
+def test_vmalloc_areas_are_known_to_vfree_kvfree_and_is_vmalloc_addr():
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    from kloaderd.mm import vmalloc
+    from kloaderd.kernel.api.slab import kvfree
+    kernel = Kernel(KernelOptions())
+    ctx = SimpleNamespace(kernel=kernel, mem=kernel.mem, module=None)
+    before = kernel.slab.total
+    area = vmalloc.vzalloc(ctx, 3 * 4096 + 1)               # whole pages: four
+    assert area and kernel.mem.read(area, 4 * 4096) == bytes(4 * 4096)
+    assert vmalloc.is_vmalloc_addr(ctx, area + 4 * 4096 - 1) == 1
+    assert vmalloc.is_vmalloc_addr(ctx, area + 4 * 4096) == 0
+    assert vmalloc.vmalloc(ctx, 0) == 0
+    assert vmalloc.vmalloc_array(ctx, 1 << 62, 8) == 0       # the size overflows: NULL
+    kvfree(ctx, area)                                        # vfree()'s, as is_vmalloc_addr says
+    assert vmalloc.is_vmalloc_addr(ctx, area) == 0 and kernel.slab.total == before
+    vmalloc.vfree(ctx, 0)

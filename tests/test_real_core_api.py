@@ -7,6 +7,7 @@ fetched."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,6 +16,8 @@ import trio
 from kloaderd.embed import Problems
 from kloaderd.fs.tree import file_tree
 from kloaderd.kernel.kernel import Kernel, KernelOptions
+from kloaderd.kernel.layouts import profile_layouts
+from kloaderd.kernel.profile import KernelProfile
 from test_real_kernel_api import load_and_remove
 from realkernel import corpus, find_module
 
@@ -112,6 +115,16 @@ def test_transport_classes_and_attribute_containers_of_scsi_and_ata(debian61):
             "attribute container for class \"ata_device\""} <= set(seen["libata"])
 
 
+def test_iptables_count_hook_bits_ipvs_vmallocs_and_serdev_drivers_register(debian61):
+    """iptable_filter weighs its valid hooks with __sw_hweight32 (no POPCNT
+    patched in), ip_vs vmallocs its connection table and sizes itself by
+    nr_free_buffer_pages, surface_aggregator registers a serdev driver."""
+    _, seen = load_then_remove_clean(debian61, ["x_tables", "ip_tables", "iptable_filter", "libcrc32c",
+                                                "nf_defrag_ipv6", "nf_defrag_ipv4", "nf_conntrack", "ip_vs",
+                                                "ip_vs_rr", "surface_aggregator"])
+    assert "serial driver surface_serial_hub" in seen["surface_aggregator"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["6.1", "6.12"])
 def test_xarray_and_idr_constants_are_the_kernels(flavour):
@@ -120,10 +133,10 @@ def test_xarray_and_idr_constants_are_the_kernels(flavour):
     from kloaderd.lib import idr, xarray
     from tools.struct_probe import Unavailable, probe
     _, build = corpus(flavour)
-    version = tuple(int(p) for p in flavour.split("."))
-    kernel = type("K", (), {"profile": type("P", (), {"version": version})()})()
-    expected = {"xa_flags": xarray.XA_FLAGS, "xa_head": xarray.XA_HEAD,
-                "idr_base": idr.IDR_BASE, "idr_next": idr.IDR_NEXT,
+    kernel = SimpleNamespace(layouts=profile_layouts(KernelProfile(build), print))
+    xa, ids = kernel.layouts[xarray.XARRAY], kernel.layouts[idr.IDR]
+    expected = {"xa_flags": xa.xa_flags, "xa_head": xa.xa_head,
+                "idr_base": ids.idr_base, "idr_next": ids.idr_next,
                 "track_free": xarray.XA_FLAGS_TRACK_FREE, "wrapped": xarray.XA_FLAGS_ALLOC_WRAPPED,
                 **{f"mark{m}": xarray.mark_flag(kernel, m) for m in range(xarray.XA_MAX_MARKS)}}
     values = {"xa_flags": "offsetof(struct xarray, xa_flags)", "xa_head": "offsetof(struct xarray, xa_head)",
@@ -144,10 +157,11 @@ def test_cpu_hotplug_state_numbers_are_the_kernels(flavour):
     from kloaderd.kernel.cpuhp import STATES
     from tools.struct_probe import Unavailable, probe
     _, build = corpus(flavour)
+    states = profile_layouts(KernelProfile(build), print)[STATES]
     names = ["CPUHP_BP_PREPARE_DYN", "CPUHP_BP_PREPARE_DYN_END", "CPUHP_AP_ONLINE_DYN",
              "CPUHP_AP_ONLINE_DYN_END", "CPUHP_ONLINE"]
     try:
         measured = probe(build, ["linux/cpuhotplug.h"], {name: name for name in names})
     except Unavailable as exc:
         pytest.skip(f"cannot build against the {flavour} tree: {exc}")
-    assert tuple(measured[name] for name in names) == STATES[tuple(int(p) for p in flavour.split("."))]
+    assert measured == {name: getattr(states, name) for name in names}

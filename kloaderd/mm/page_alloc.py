@@ -1,5 +1,6 @@
 """mm/page_alloc.c: whole pages by address (`__get_free_pages`,
-`get_zeroed_page`, `free_pages`).
+`get_zeroed_page`, `free_pages`) and how many are free
+(`nr_free_buffer_pages`).
 
 Pages come from the kernel heap's buddy allocator, naturally aligned to
 their order as Linux's are, accounted to the allocating module (so pages a
@@ -33,6 +34,15 @@ def _owner(ctx: Any) -> str | None:
 
 @export("get_free_pages_noprof", "unsigned long get_free_pages_noprof(gfp_t gfp_mask, unsigned int order)",
         nargs=2)
+@export("nr_free_buffer_pages", "unsigned long nr_free_buffer_pages(void)", nargs=0)
+def nr_free_buffer_pages(ctx: Any) -> int:
+    """The pages still free in the zones buffers come from (what IPVS and
+    the TCP/UDP memory limits size themselves by): the machine's RAM
+    (`heap_limit`, as `_totalram_pages`) less what the heap holds."""
+    kernel = ctx.kernel
+    return max(kernel.options.heap_limit - kernel.slab.total, 0) // PAGE_SIZE
+
+
 @export("__get_free_pages", "unsigned long __get_free_pages(gfp_t gfp_mask, unsigned int order)",
         nargs=2)
 def __get_free_pages(ctx: Any, gfp_mask: int, order: int) -> int:

@@ -174,6 +174,13 @@ def _fill(ctx: Any, drv: int, *, bus: str, owner: int | None = None, name: int |
         mem.write_u64(drv + driver_off.mod_name, mod_name)
 
 
+def register_on(ctx: Any, drv: int, bus: str, owner: int) -> int:
+    """What a bus's `__BUS_driver_register(drv, THIS_MODULE)` does with the
+    `struct device_driver` it embeds: the bus and owner set, registered."""
+    _fill(ctx, drv, bus=bus, owner=owner)
+    return driver_register(ctx, drv)
+
+
 @export("driver_register", "int driver_register(struct device_driver *drv)", nargs=1, gpl=True)
 def _driver_register(ctx: Any, drv: int) -> int:
     return driver_register(ctx, drv)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...kernel.api import export
 from ...kernel.layouts import struct
-from ..base.driver import STRUCTS as DRIVER_STRUCTS, _fill, driver_register, driver_unregister
+from ..base.driver import STRUCTS as DRIVER_STRUCTS, driver_unregister, register_on
 
 VIRTIO_DRV = struct("struct virtio_driver", "linux/virtio.h", "driver")
 STRUCTS = (*DRIVER_STRUCTS, VIRTIO_DRV)
@@ -29,9 +29,7 @@ STRUCTS = (*DRIVER_STRUCTS, VIRTIO_DRV)
 @export("__register_virtio_driver", "int __register_virtio_driver(struct virtio_driver *drv, "
         "struct module *owner)", nargs=2, gpl=True)
 def __register_virtio_driver(ctx: Any, drv: int, owner: int) -> int:
-    driver = drv + ctx.kernel.layouts[VIRTIO_DRV].driver
-    _fill(ctx, driver, bus="virtio", owner=owner)
-    return driver_register(ctx, driver)
+    return register_on(ctx, drv + ctx.kernel.layouts[VIRTIO_DRV].driver, "virtio", owner)
 
 
 @export("unregister_virtio_driver", "void unregister_virtio_driver(struct virtio_driver *drv)", nargs=1,

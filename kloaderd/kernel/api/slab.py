@@ -158,6 +158,10 @@ def kvmalloc_node(ctx, size: int, flags: int, node: int) -> int:
 
 @export("kvfree", "void kvfree(const void *addr)", nargs=1)
 def kvfree(ctx, addr: int) -> int:
+    """vfree() for what vmalloc handed out (is_vmalloc_addr), else kfree()."""
+    from ...mm.vmalloc import vfree_area
+    if addr and vfree_area(ctx, addr):
+        return 0
     return kfree(ctx, addr)
 
 

@@ -1,0 +1,1 @@
+"""TTY drivers: the serial device bus (serdev) on a machine without serial controllers."""
