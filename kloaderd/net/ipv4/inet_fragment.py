@@ -130,7 +130,7 @@ def fqdir_pre_exit(ctx: Any, fqdir: int) -> None:
     mem, dir_ = ctx.mem, ctx.kernel.layouts[FQDIR]
     mem.write_u64(fqdir + dir_.high_thresh, 0)
     mem.write(fqdir + dir_.dead, b"\x01")
-    if mem.read_u32(fqdir + dir_.rhashtable + HT_NELEMS):
+    if mem.read_u32(fqdir + dir_.rhashtable + ctx.kernel.layouts[RHASHTABLE].nelems):
         raise NotEmulated("inet_frag_queue_flush")   # queues kloader never saw made
 
 
