@@ -52,3 +52,26 @@ def test_a_virtio_driver_registers_on_the_built_in_bus_of_6_12():
     trio.run(main)
     problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
     assert not problems, problems
+
+
+NEW_NAMES = {   # 6.6+/6.10+ export: the 6.1 export whose code it runs
+    "__kmalloc_noprof": "__kmalloc", "__kmalloc_cache_noprof": "kmalloc_trace",
+    "__kmalloc_cache_node_noprof": "kmalloc_node_trace", "__kmalloc_large_noprof": "kmalloc_large",
+    "__kmalloc_large_node_noprof": "kmalloc_large_node", "krealloc_noprof": "krealloc",
+    "kmemdup_noprof": "kmemdup", "kmem_cache_alloc_noprof": "kmem_cache_alloc",
+    "kmem_cache_alloc_lru_noprof": "kmem_cache_alloc_lru", "kmem_cache_alloc_node_noprof": "kmem_cache_alloc_node",
+    "get_free_pages_noprof": "__get_free_pages", "get_zeroed_page_noprof": "get_zeroed_page",
+    "mempool_init_noprof": "mempool_init", "mempool_create_node_noprof": "mempool_create_node",
+    "mempool_alloc_noprof": "mempool_alloc", "rhashtable_init_noprof": "rhashtable_init",
+    "rhltable_init_noprof": "rhltable_init", "vmalloc_noprof": "vmalloc", "vzalloc_noprof": "vzalloc",
+    "__list_add_valid_or_report": "__list_add_valid",
+    "__list_del_entry_valid_or_report": "__list_del_entry_valid",
+}
+
+
+def test_renamed_exports_run_the_code_of_their_6_1_names():
+    from kloaderd.kernel import api
+    api.load_all()
+    for new, old in NEW_NAMES.items():
+        assert (api.FUNCTIONS[new].impl, api.FUNCTIONS[new].nargs) == \
+            (api.FUNCTIONS[old].impl, api.FUNCTIONS[old].nargs), new

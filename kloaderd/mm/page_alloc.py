@@ -32,8 +32,6 @@ def _owner(ctx: Any) -> str | None:
     return getattr(ctx.module, "name", None)
 
 
-@export("get_free_pages_noprof", "unsigned long get_free_pages_noprof(gfp_t gfp_mask, unsigned int order)",
-        nargs=2)
 @export("nr_free_buffer_pages", "unsigned long nr_free_buffer_pages(void)", nargs=0)
 def nr_free_buffer_pages(ctx: Any) -> int:
     """The pages still free in the zones buffers come from (what IPVS and
@@ -43,6 +41,8 @@ def nr_free_buffer_pages(ctx: Any) -> int:
     return max(kernel.options.heap_limit - kernel.slab.total, 0) // PAGE_SIZE
 
 
+@export("get_free_pages_noprof", "unsigned long get_free_pages_noprof(gfp_t gfp_mask, unsigned int order)",
+        nargs=2)
 @export("__get_free_pages", "unsigned long __get_free_pages(gfp_t gfp_mask, unsigned int order)",
         nargs=2)
 def __get_free_pages(ctx: Any, gfp_mask: int, order: int) -> int:
