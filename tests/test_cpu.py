@@ -604,3 +604,41 @@ async def test_one_code_hook_dispatches_every_stub_made_now_or_later(monkeypatch
         await machine.call(g["missing"])
     assert len(code_hooks) == 1
 
+
+
+JIFFIES_WAIT = r"""
+extern volatile unsigned long jiffies;
+/* raid6's and xor's benchmarks time themselves this way: no kernel call,
+   so only the timer interrupt can move jiffies.  Twenty jiffies outlast a
+   slice several times over. */
+long twenty_ticks(void)
+{
+    unsigned long j0 = jiffies;
+    while (jiffies - j0 < 20)
+        __asm__ volatile("pause");
+    return jiffies - j0;
+}
+"""
+
+
+@pytest.mark.trio
+async def test_jiffies_move_while_guest_code_runs_on_alone(monkeypatch):
+    """Guest code that has the daemon to itself runs on past its slice, and
+    the tick still advances jiffies: a loop waiting for them to change
+    returns, instead of spinning into the watchdog's soft lockup (as
+    raid6_pq's init did while runs alone saw a frozen jiffies)."""
+    alone = []
+
+    def watched(budget):
+        until = preempt.alone_until(budget)
+        alone.append(until is not None)
+        return until
+
+    monkeypatch.setattr(cpu, "alone_until", watched)
+    machine = Machine(Kernel(), watchdog=3600.0)
+    g = build(machine, JIFFIES_WAIT)
+    # Not a timing: the bound a frozen jiffies would spin to (the watchdog is
+    # an hour), so a regression fails here instead of hanging the suite.
+    with trio.fail_after(60):
+        assert await machine.call(g["twenty_ticks"]) >= 20
+    assert any(alone)

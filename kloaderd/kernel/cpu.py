@@ -31,6 +31,7 @@ import itertools
 import os
 import resource
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
@@ -219,8 +220,10 @@ class Machine(OopsReports):
         self._setup_per_cpu()
         self._trap_frame = _U64.pack(self.trap)      # the return address every task starts with
         self._entry_slots: dict[int, tuple[int, ctypes.c_uint64]] = {}   # stack -> (%rsp, its physical address)
-        self._jiffies_phys = self.mem.translate(self._symbols["jiffies"])
-        self._jiffies = -1
+        self._jiffies = self.mem.word(self._symbols["jiffies"])
+        # Two writers: this thread (entries, kernel calls) and the slice
+        # timer's tick while a run goes on alone; jiffies never goes back.
+        self._jiffies_lock = threading.Lock()
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         # What every task starts from: all GPRs zero, IF set as in a kernel
         # thread, GS at this CPU's per-CPU area.
@@ -432,13 +435,17 @@ class Machine(OopsReports):
 
     def _update_jiffies(self, now: float | None = None) -> None:
         """jiffies in guest memory, as of `now` (time.monotonic()): at every
-        entry and every kernel call, so jiffies() is inlined."""
+        entry, every kernel call and, while a run goes on alone past its
+        slice, every tick of the slice timer (from its thread) — code that
+        waits for jiffies to move without calling the kernel (raid6's and
+        xor's benchmarks: `while (jiffies == j0) cpu_relax();`) sees it move,
+        as on Linux, where the timer interrupt advances it."""
         if now is None:
             now = time.monotonic()
         j = (INITIAL_JIFFIES + int((now - self._boot) * HZ)) & _MASK64
-        if j != self._jiffies:
-            self._jiffies = j
-            self.uc.mem_write(self._jiffies_phys, _U64.pack(j))
+        with self._jiffies_lock:
+            if j > self._jiffies.value:
+                self._jiffies.value = j
 
     # --- calling into guest code ---------------------------------------------
 
@@ -510,7 +517,7 @@ class Machine(OopsReports):
                 timer = TIMER.arm(uc, now + SLICE)
             else:
                 until, io = alone
-                timer = TIMER.arm(uc, min(now + SLICE, until), until, io, SLICE)
+                timer = TIMER.arm(uc, min(now + SLICE, until), until, io, SLICE, self._update_jiffies)
                 alone = None
             try:
                 regs.emu_start(task.rip, stop_at)

@@ -419,6 +419,18 @@ class AddressSpace:
         else:
             ram[offset:offset + len(data)] = data
 
+    def word(self, addr: int) -> ctypes.c_uint64:
+        """The 8 bytes of RAM at `addr` as a host object, for a value another
+        thread stores while guest code runs: the tick's `jiffies`.  An
+        aligned 8-byte store is atomic on x86, and guest loads read the same
+        host memory (never executable, so no translation depends on it)."""
+        if addr % 8:
+            raise ValueError(f"word: {addr:#x} is not 8-byte aligned")
+        ram, offset = self._host(addr, "write")
+        if ram is None:
+            raise ValueError(f"word: {addr:#x} is device memory")
+        return ctypes.c_uint64.from_buffer(ram, offset)
+
     def _host(self, addr: int, access: str) -> tuple[mmap.mmap | None, int]:
         """The host memory behind `addr`'s page and the offset of `addr` in
         it; None for a device page (map_io), which only Unicorn's callbacks

@@ -18,9 +18,11 @@ the event loop's I/O (`io`, a descriptor that is readable when the loop has
 events to handle: a client's request, a worker thread's result) and stops
 the run only if there is some, or at `until`; otherwise the deadline moves
 on by `tick`.  This is Linux's tick on a CPU with one runnable task: the
-tick still comes, but the task is preempted only when something else wants
-to run, so a busy module that has the daemon to itself is not stopped and
-re-entered every slice.  A stop costs the guest far more than Unicorn's
+tick still comes (and `on_tick` does its other work: jiffies advance, so
+code that waits for them without calling the kernel still sees them move),
+but the task is preempted only when something else wants to run, so a busy
+module that has the daemon to itself is not stopped and re-entered every
+slice.  A stop costs the guest far more than Unicorn's
 exit and re-entry: on a shared host a compute loop ran about 5 % slower
 per 10 ms slice ended (interleaved with the same loop run through, docs/
 performance.md), and not at all slower with a thread waking every
@@ -41,7 +43,7 @@ import os
 import select
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import trio
 from trio._core import _run
@@ -55,23 +57,25 @@ class SliceTimer:
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._runs: dict[int, list[Any]] = {}         # key -> [uc, deadline, until, io, tick]
+        self._runs: dict[int, list[Any]] = {}         # key -> [uc, deadline, until, io, tick, on_tick]
         self._keys = itertools.count(1)
         self._idle = False
         self._active = False       # a run was armed since the thread last looked
         self._thread: threading.Thread | None = None
 
     def arm(self, uc: Any, deadline: float, until: float = 0.0, io: int = -1,
-            tick: float = 0.0) -> int:
+            tick: float = 0.0, on_tick: Callable[[float], None] | None = None) -> int:
         """A run of `uc` begins now and must stop at `deadline` (on
         time.monotonic()'s clock) — or, if `until` is later, at the first
         deadline, every `tick` from then, at which the descriptor `io` is
-        readable, and at `until` at the latest.  Returns the key `disarm`
-        takes when the run has returned."""
+        readable, and at `until` at the latest; `on_tick(now)` is called, in
+        this timer's thread, at each tick the run goes on past (the timer
+        interrupt's other work: jiffies).  Returns the key `disarm` takes
+        when the run has returned."""
         key = next(self._keys)
         # No lock on this path: a dict insert is atomic under the GIL, and
         # the thread reads a snapshot.  Only a sleeping thread needs waking.
-        self._runs[key] = [uc, deadline, until, io, tick]
+        self._runs[key] = [uc, deadline, until, io, tick, on_tick]
         self._active = True
         if self._idle or self._thread is None:
             with self._cond:
@@ -118,6 +122,8 @@ class SliceTimer:
                         if run[1] < run[2] and not _readable(run[3]):
                             # Nothing else wants the CPU: the next tick.
                             run[1] = min(now + run[4], run[2])
+                            if run[5] is not None:
+                                run[5](now)
                             continue
                         run[0].emu_stop()
                         run[1] = now + RETRY
