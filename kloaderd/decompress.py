@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import lzma
 import zlib
-from typing import Callable
+from typing import Callable, Literal, overload
 
 from .errors import KernelError
 from .mm.anon import ANON_MIN, AnonBuffer
@@ -163,6 +163,10 @@ def compression_of(data: bytes) -> str | None:
     return None
 
 
+@overload
+def module_decompress(data: bytes, limit: int, *, anon: Literal[False] = False) -> bytes: ...
+@overload
+def module_decompress(data: bytes, limit: int, *, anon: bool) -> bytes | AnonBuffer: ...
 def module_decompress(data: bytes, limit: int, *, anon: bool = False) -> bytes | AnonBuffer:
     """The module image inside a compressed file; EINVAL for anything else.
 
