@@ -224,6 +224,7 @@ class Machine(OopsReports):
         # Two writers: this thread (entries, kernel calls) and the slice
         # timer's tick while a run goes on alone; jiffies never goes back.
         self._jiffies_lock = threading.Lock()
+        self._jiffies_seen = -1
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         # What every task starts from: all GPRs zero, IF set as in a kernel
         # thread, GS at this CPU's per-CPU area.
@@ -443,9 +444,11 @@ class Machine(OopsReports):
         if now is None:
             now = time.monotonic()
         j = (INITIAL_JIFFIES + int((now - self._boot) * HZ)) & _MASK64
-        with self._jiffies_lock:
-            if j > self._jiffies.value:
-                self._jiffies.value = j
+        if j != self._jiffies_seen:         # the usual: no tick since this caller's last look
+            self._jiffies_seen = j
+            with self._jiffies_lock:
+                if j > self._jiffies.value:
+                    self._jiffies.value = j
 
     # --- calling into guest code ---------------------------------------------
 
