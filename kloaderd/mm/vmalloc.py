@@ -88,29 +88,23 @@ def vfree_area(ctx: Any, address: int) -> bool:
 
 @export("vmalloc_noprof", "void *vmalloc_noprof(unsigned long size)", nargs=1)
 @export("vmalloc", "void *vmalloc(unsigned long size)", nargs=1)
+@export("vmalloc_32_noprof", "void *vmalloc_32_noprof(unsigned long size)", nargs=1)
+@export("vmalloc_32", "void *vmalloc_32(unsigned long size)", nargs=1)
 def vmalloc(ctx: Any, size: int) -> int:
+    """vmalloc_32 too: its "32-bit addressable" pages are the heap's like any
+    (kloader has no DMA zones to pick from)."""
     return vmalloc_pages(ctx, size, False)
 
 
 @export("vzalloc_noprof", "void *vzalloc_noprof(unsigned long size)", nargs=1)
 @export("vzalloc", "void *vzalloc(unsigned long size)", nargs=1)
-def vzalloc(ctx: Any, size: int) -> int:
-    return vmalloc_pages(ctx, size, True)
-
-
 @export("vmalloc_user_noprof", "void *vmalloc_user_noprof(unsigned long size)", nargs=1)
 @export("vmalloc_32_user_noprof", "void *vmalloc_32_user_noprof(unsigned long size)", nargs=1)
 @export("vmalloc_user", "void *vmalloc_user(unsigned long size)", nargs=1)
 @export("vmalloc_32_user", "void *vmalloc_32_user(unsigned long size)", nargs=1)
-def vmalloc_user(ctx: Any, size: int) -> int:
-    """Zeroed, as memory that may be mapped to user space is."""
+def vzalloc(ctx: Any, size: int) -> int:
+    """vmalloc_user's too: zeroed, as memory that may be mapped to user space is."""
     return vmalloc_pages(ctx, size, True)
-
-
-@export("vmalloc_32_noprof", "void *vmalloc_32_noprof(unsigned long size)", nargs=1)
-@export("vmalloc_32", "void *vmalloc_32(unsigned long size)", nargs=1)
-def vmalloc_32(ctx: Any, size: int) -> int:
-    return vmalloc_pages(ctx, size, False)
 
 
 @export("vmalloc_node_noprof", "void *vmalloc_node_noprof(unsigned long size, int node)", nargs=2)
