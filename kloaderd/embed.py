@@ -66,6 +66,11 @@ class Problems:
                                                      f"taints {self.taints} (log lines lost)")
 
     @classmethod
+    def of_kernel(cls, kernel: Any) -> Problems:
+        """What `kernel` has logged and is tainted with so far."""
+        return cls.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+
+    @classmethod
     def from_log(cls, records: Sequence[Any], taints: set[str] | str = "",
                  tainted: str = "Not tainted") -> Problems:
         """Gather the problems the kernel reported in its log records (each
@@ -153,11 +158,7 @@ class Daemon:
 
     def find_problems(self) -> Problems:
         """Leaks, oopses and warnings logged so far."""
-        return self.run_sync(_problems_of, self.kernel)
-
-
-def _problems_of(kernel: Any) -> Problems:
-    return Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+        return self.run_sync(Problems.of_kernel, self.kernel)
 
 
 def _check_on_problems(on_problems: str) -> None:
@@ -276,7 +277,7 @@ async def serve(socket_path: str | os.PathLike[str] | None = None, *,
                 shutil.rmtree(directory, ignore_errors=True)
         if daemon is not None:
             daemon._running = False
-            daemon.problems = _problems_of(kernel)
+            daemon.problems = Problems.of_kernel(kernel)
     if failure is not None:
         if daemon is not None:
             _settle(daemon, on_problems, body_failed=True)

@@ -76,7 +76,7 @@ def test_a_module_hashes_with_the_built_in_crc32c(tmp_path):
         "shash_user: short key -22",
         f"shash_user: seeded 0 {seeded}",
         "shash_user: freed"]
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
 
 
@@ -84,7 +84,7 @@ def test_libcrc32c_finds_crc32c_and_lets_it_go():
     modules, build = corpus("6.1")
     kernel, errors = load_then_remove(build, [find_module(modules, "libcrc32c")])
     assert not errors
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
     assert not [e for e in kernel.registrations.all() if e.owner is not None]
     assert kernel.slab.usage("libcrc32c") == (0, 0)          # its transform was freed

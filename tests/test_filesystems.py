@@ -33,7 +33,7 @@ def _registered(kernel: Kernel, name: str) -> list[tuple[str, str]]:
 
 def _clean(kernel: Kernel) -> None:
     assert not [e for e in kernel.registrations.all() if e.owner is not None]
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
 
 

@@ -78,7 +78,7 @@ def test_registrations_made_and_undone(regs_ko):
     assert "regs: dead=1" in texts
     assert not [e for e in kernel.registrations.all() if e.owner is not None]
     assert kernel.slab.usage("regs") == (0, 0)          # kfree_rcu freed after the grace period
-    assert not Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    assert not Problems.of_kernel(kernel)
 
 
 def test_what_exit_forgets_is_reported_and_made_inert(regs_ko):
@@ -92,7 +92,7 @@ def test_what_exit_forgets_is_reported_and_made_inert(regs_ko):
         "regs: leaked registration: notifier event [regs] on reboot_notifier_list",
         "regs: leaked registration: kmem_cache kltest_items",
     ]
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert len(problems.leaks) == 6
     # the kernel's own lists no longer reach the freed module: the same
     # module loads, registers and unregisters again cleanly

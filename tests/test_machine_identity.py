@@ -143,7 +143,7 @@ def test_crc32c_intel_outranks_the_generic_crc32c_for_libcrc32c():
         await kernel.delete_module(intel)
         await kernel.shutdown()
     trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
 
 
@@ -156,5 +156,5 @@ def test_base_modules_others_depend_on_load_and_unload_cleanly(names):
     modules, build = corpus("6.1")
     kernel, errors = load_then_remove(build, [find_module(modules, name) for name in names])
     assert not errors
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems

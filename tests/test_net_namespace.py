@@ -114,7 +114,7 @@ def debian61() -> tuple[Path, Path]:
 
 def run(kernel: Kernel, body) -> list[str]:
     trio.run(body)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
     return [r.text for r in kernel.log.records()]
 

@@ -42,7 +42,7 @@ def load_then_remove_clean(debian61, names: list[str]) -> tuple[Kernel, dict[str
             await kernel.delete_module(name)
         assert not [e for e in kernel.registrations.all() if e.owner is not None]
     trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
     return kernel, seen
 
@@ -83,7 +83,7 @@ def test_cpu_hotplug_callbacks_make_per_cpu_devices_one_module_after_another(deb
             await kernel.delete_module(name)
             assert name not in file_tree(kernel).listdir("/sys/devices/virtual")
     trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
     assert "cpuhp state 201 x86/cpuid:online" in seen["cpuid"]      # the first dynamic state
     assert "cpuhp state 201 x86/msr:online" in seen["msr"]          # given back by cpuid's exit

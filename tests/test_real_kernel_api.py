@@ -43,7 +43,7 @@ def load_and_remove(debian61, names: list[str], registrations: dict[str, list[di
             await kernel.delete_module(name)
         assert not [e for e in kernel.registrations.all() if e.owner is not None]
     trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
     return kernel
 

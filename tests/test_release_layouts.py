@@ -34,7 +34,7 @@ def test_a_module_of_a_converted_subsystem_loads_and_unloads_clean(release, name
     assert not errors
     log = [r.text for r in kernel.log.records()]
     assert not [line for line in log if "not emulated" in line]
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
 
 
@@ -50,7 +50,7 @@ def test_a_virtio_driver_registers_on_the_built_in_bus_of_6_12():
         await kernel.delete_module(name)
         await kernel.shutdown()
     trio.run(main)
-    problems = Problems.from_log(kernel.log.records(), kernel.taints, kernel.taint_string())
+    problems = Problems.of_kernel(kernel)
     assert not problems, problems
 
 
