@@ -174,15 +174,16 @@ trio.run(main, sys.argv[1])
 
 
 @contextlib.contextmanager
-def echo_server() -> Iterator[str]:
+def echo_server() -> Iterator[tuple[str, int]]:
     """The floor of a round trip: a minimal trio msgpack server answering every
-    request with an empty result, in a process of its own as kloaderd is."""
+    request with an empty result, in a process of its own as kloaderd is:
+    (socket path, pid)."""
     with tempfile.TemporaryDirectory(prefix="kl-echo-") as tmp:
         path = os.path.join(tmp, "echo.sock")
         proc = subprocess.Popen([sys.executable, "-c", ECHO, path], stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == path
-            yield path
+            yield path, proc.pid
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -370,8 +371,39 @@ def current_rss(pid: int) -> int:
 
 # -- the rows -----------------------------------------------------------------------------
 
-def floor_rows(path: str, echo: str, rounds: int) -> list[dict[str, Any]]:
-    """Round trip and sequential reference pairs, judged against the echo floor."""
+@contextlib.contextmanager
+def placed(client_cpu: int, server_cpu: int, servers: tuple[int, ...]) -> Iterator[None]:
+    """This thread on `client_cpu`, every thread of each server process on
+    `server_cpu`, for the duration; then everyone may run anywhere again."""
+    def pin(pid: int, cpus: set[int]) -> None:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(tid), cpus)
+
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {client_cpu})
+    for pid in servers:
+        pin(pid, {server_cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, everywhere)
+        for pid in servers:
+            pin(pid, everywhere)
+
+
+def floor_rows(path: str, pid: int, echo: str, echo_pid: int, rounds: int) -> list[dict[str, Any]]:
+    """Round trip and sequential reference pairs, judged against the echo floor.
+
+    Shown beside the judged pairs row: the same pairs with the CPUs fixed,
+    the daemon and the echo server placed alike, and the CPU each server
+    spends per pair.  Left to the scheduler, a server keeps the CPU it last
+    ran on, so the figure and its floor may sit in different placements for
+    a whole run; and on a VM whose idle CPUs halt (guest_halt_poll_ns = 0) a
+    wake-up across CPUs costs several times one on the same CPU.  A server
+    that goes back to sleep sooner after replying pays that wake-up on more
+    requests: the fixed rows and the CPU row tell the daemon's own cost apart
+    from where the scheduler put it (docs/performance.md)."""
     with Client(path) as client, Client(echo) as floor:
         rtt = interleaved(rounds, kloaderd=per_call(client.modules, 50), echo=per_call(floor.modules, 50))
         client.init_module((FIXTURES / "hello.ko").read_bytes())
@@ -384,15 +416,32 @@ def floor_rows(path: str, echo: str, rounds: int) -> list[dict[str, Any]]:
             floor.modules()
             floor.modules()
 
-        pairs = interleaved(rounds, kloaderd=per_call(pair, 50), echo=per_call(two_echoes, 50))
+        def pairs() -> dict[str, list[float]]:
+            return interleaved(rounds, kloaderd=per_call(pair, 50), echo=per_call(two_echoes, 50))
+
+        free = pairs()
+        cpu = interleaved(rounds, kloaderd=daemon_cpu(pid, per_call(pair, 50)),
+                          echo=daemon_cpu(echo_pid, per_call(two_echoes, 50)))
+        cpus = sorted(os.sched_getaffinity(0))
+        fixed = {}
+        if len(cpus) >= 2:
+            for name, server_cpu in (("one CPU", cpus[0]), ("separate CPUs", cpus[1])):
+                with placed(cpus[0], server_cpu, (pid, echo_pid)):
+                    fixed[name] = pairs()
         client.delete_module("hello")
-    rows = [ratio_row("round trip: modules() p50", rtt["kloaderd"], rtt["echo"], "µs", 1.25,
+
+    def pair_row(what: str, measured: dict[str, list[float]], target: float | None) -> dict[str, Any]:
+        return ratio_row(what, [1e6 / s for s in measured["kloaderd"]], [1e6 / s for s in measured["echo"]],
+                         "pairs/s", target, floor_name="1/(2·echo RTT)", higher_is_better=True)
+
+    return [ratio_row("round trip: modules() p50", rtt["kloaderd"], rtt["echo"], "µs", 1.25,
                       floor_name="trio msgpack echo"),
             row("round trip: raw socketpair ping-pong (shown)", socketpair_round_trip(rounds * 50), "µs"),
-            ratio_row("sequential try_module_get+module_put pairs",
-                      [1e6 / s for s in pairs["kloaderd"]], [1e6 / s for s in pairs["echo"]], "pairs/s",
-                      0.9, floor_name="1/(2·echo RTT)", higher_is_better=True)]
-    return rows
+            pair_row("sequential try_module_get+module_put pairs", free, 0.9),
+            *(pair_row(f"sequential pairs, client and servers on {name} (shown)", measured, None)
+              for name, measured in fixed.items()),
+            ratio_row("server CPU per get+put pair (shown)", [c / 50 for c in cpu["kloaderd"]],
+                      [c / 50 for c in cpu["echo"]], "µs", floor_name="echo CPU per two requests")]
 
 
 def scale_rows(modules: int, rounds: int) -> list[dict[str, Any]]:
@@ -500,8 +549,8 @@ def flood_dmesg(path: str, count: int) -> None:
 def run(quick: bool) -> list[dict[str, Any]]:
     scale: Callable[[int], int] = (lambda n: max(3, n // 10)) if quick else (lambda n: n)
     rounds = 5 if quick else 30
-    with daemon() as (path, _), echo_server() as echo:
-        rows = floor_rows(path, echo, rounds)
+    with daemon() as (path, proc), echo_server() as (echo, echo_pid):
+        rows = floor_rows(path, proc.pid, echo, echo_pid, rounds)
         rows += [
             row("pipelined try_module_get/module_put pairs", pipelined_pairs(path, scale(10) * 1000, 5),
                  "pairs/s", 20_000, higher_is_better=True),
