@@ -9,23 +9,30 @@ from types import SimpleNamespace
 import pytest
 
 from kloaderd.embed import Problems
+from kloaderd.kernel.kallsyms import Kallsyms
 from kloaderd.kernel.printk import KERN_ERR, LogBuffer
 from kloaderd.kernel.registry import Registrations
 
 
+class FakeModule(SimpleNamespace):
+    """Only what the registries read of a module, and a module's identity."""
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+
 def fake_module(name: str, core: int, size: int = 0x1000, init: int = 0, init_size: int = 0):
     layout = SimpleNamespace(core=SimpleNamespace(size=size), init=SimpleNamespace(size=init_size))
-    return SimpleNamespace(name=name, core_base=core, init_base=init, layout=layout,
-                           init_freed=False)
+    return FakeModule(name=name, core_base=core, init_base=init, layout=layout, init_freed=False)
 
 
 @pytest.fixture
 def world():
     a = fake_module("a", 0xFFFFFFFFC0000000, init=0xFFFFFFFFC0100000, init_size=0x100)
     b = fake_module("b", 0xFFFFFFFFC0010000)
-    mods = [a, b]
-    return SimpleNamespace(a=a, b=b, mods=mods,
-                           regs=Registrations(LogBuffer(), lambda: mods))
+    ksyms = Kallsyms([])
+    for mod in (a, b):
+        ksyms.add_module(mod)
+    return SimpleNamespace(a=a, b=b, ksyms=ksyms, regs=Registrations(LogBuffer(), ksyms.module_at))
 
 
 def test_add_find_remove(world):
@@ -51,6 +58,7 @@ def test_module_at_covers_core_and_unfreed_init(world):
     assert regs.module_at(b.core_base + 8) is b
     assert regs.module_at(a.init_base + 4) is a
     a.init_freed = True
+    world.ksyms.remove_init(a)          # as free_module_init does
     assert regs.module_at(a.init_base + 4) is None
     assert regs.module_at(0xFFFF888000000000) is None
 

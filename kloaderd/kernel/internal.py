@@ -86,7 +86,7 @@ class KernelServices:
         self.init_scopes: set[trio.CancelScope] = set()   # inits running now
         self.exit_scopes: dict[str, trio.CancelScope] = {}   # exits running now, by module
         self.shutting_down = False
-        self.registrations = Registrations(self.log, lambda: self.loaded.values())
+        self.registrations = Registrations(self.log, lambda address: self.ksyms.module_at(address))
         self._subsystems: dict[type, Any] = {}
         self._threads: set[trio.CancelScope] = set()
 

@@ -4,7 +4,9 @@ reverse lookup oops reports and `%pS` need (`hello_init+0x12/0x40 [hello]`).
 Lookups bisect the module regions, then one region's sorted symbols; a load
 or removal inserts or deletes its regions, never re-sorting everything, so
 loading stays cheap however many modules are loaded and symbolising stays
-O(log n).
+O(log n).  The regions double as Linux's mod_tree (kernel/module/
+tree_lookup.c): `module_at` is `__module_address`, which the registries,
+the sanitizer and oops reports ask on every registration and indirect call.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ class Kallsyms:
         core = list(core)
         self._core = _Table(lambda: (KallSym(addr, size, name, letter, None)
                                      for addr, size, letter, name in core))
-        self._regions: list[tuple[int, int, str, _Table]] = []    # (start, end, module, symbols)
+        self._regions: list[tuple[int, int, "Module", _Table]] = []   # (start, end, module, symbols)
         self._region_starts: list[int] = []
         self._all: list[KallSym] | None = None
 
@@ -156,7 +158,7 @@ class Kallsyms:
                 continue
             table = _Table(functools.partial(_in_region, module, base, base + size))
             i = bisect.bisect_left(self._region_starts, base)
-            self._regions.insert(i, (base, base + size, module.name, table))
+            self._regions.insert(i, (base, base + size, module, table))
             self._region_starts.insert(i, base)
         self._all = None
 
@@ -173,7 +175,7 @@ class Kallsyms:
     def _remove_region(self, module: "Module", base: int) -> None:
         i = bisect.bisect_left(self._region_starts, base)
         if i < len(self._regions) and self._region_starts[i] == base \
-                and self._regions[i][2] == module.name:
+                and self._regions[i][2] is module:
             del self._regions[i]
             del self._region_starts[i]
             self._all = None
@@ -181,19 +183,30 @@ class Kallsyms:
     def all(self) -> list[KallSym]:
         if self._all is None:
             merged = list(self._core.syms)
-            for _start, _end, _name, table in self._regions:
+            for _start, _end, _module, table in self._regions:
                 merged.extend(table.syms)
             self._all = merged
         return self._all
 
+    def _region(self, address: int) -> tuple[int, int, "Module", _Table] | None:
+        i = bisect.bisect_right(self._region_starts, address) - 1
+        if i >= 0 and address < self._regions[i][1]:
+            return self._regions[i]
+        return None
+
+    def module_at(self, address: int) -> "Module | None":
+        """The module whose core or (not yet freed) init image holds `address`."""
+        region = self._region(address)
+        return region[2] if region is not None else None
+
     def lookup(self, address: int) -> tuple[KallSym, int, int] | None:
         """(symbol, offset, size) of the symbol containing `address`."""
-        i = bisect.bisect_right(self._region_starts, address) - 1
-        if i >= 0:
-            _start, end, _name, table = self._regions[i]
-            if address < end:
-                return table.lookup(address, end)
+        region = self._region(address)
+        if region is not None:
+            _start, end, _module, table = region
+            return table.lookup(address, end)
         return self._core.lookup(address, self._region_starts[0] if self._region_starts else None)
+
     def symbolize(self, address: int, offset: bool = True) -> str | None:
         found = self.lookup(address)
         if found is None:

@@ -64,6 +64,7 @@ class Registration:
     points_to: tuple[int, ...] = ()  # further addresses it holds (callbacks, ops)
     data: Any = None               # the subsystem's own state for the entry
     on_leftover: Callable[["Registration"], None] | None = None
+    modules: tuple["Module", ...] = ()   # its owner and the modules it pointed into, when added
 
     def addresses(self) -> Iterator[int]:
         if self.address:
@@ -78,9 +79,11 @@ class Registration:
 class Registry:
     """One subsystem's registered entries, by key, in registration order."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, index: "Registrations", ordinal: int) -> None:
         self.name = name
+        self.ordinal = ordinal          # registries are listed in the order they were made
         self._entries: dict[Hashable, Registration] = {}
+        self._index = index
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,42 +105,61 @@ class Registry:
         entry = Registration(self.name, key, what, owner, address, tuple(points_to), data,
                              on_leftover)
         self._entries[key] = entry
+        self._index.note(entry)
         return entry
 
     def remove(self, key: Hashable) -> Registration | None:
         """The unregister: the entry it removed, or None if there was none."""
-        return self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._index.forget(entry)
+        return entry
 
 
 @dataclass
 class Registrations:
-    """Every subsystem registry of one kernel."""
+    """Every subsystem registry of one kernel, and an index of their entries
+    by the modules each one involves (its owner, and the modules its
+    addresses pointed into when it was added): a module's unload looks at its
+    own entries, not at every registration of every loaded module."""
 
-    log: Any                                     # the kernel's LogBuffer
-    modules: Callable[[], Iterable["Module"]]    # the kernel's modules, for module_at
+    log: Any                                           # the kernel's LogBuffer
+    module_at: Callable[[int], "Module | None"]        # __module_address (Kallsyms.module_at)
     _registries: dict[str, Registry] = field(default_factory=dict)
+    _by_module: dict["Module", dict[int, Registration]] = field(default_factory=dict)
 
     def registry(self, name: str) -> Registry:
         reg = self._registries.get(name)
         if reg is None:
-            reg = self._registries[name] = Registry(name)
+            reg = self._registries[name] = Registry(name, self, len(self._registries))
         return reg
 
     def all(self) -> Iterator[Registration]:
         for reg in self._registries.values():
             yield from reg.entries()
 
-    def module_at(self, address: int) -> "Module | None":
-        """The module whose core or (not yet freed) init image holds `address`."""
-        for mod in self.modules():
-            if _holds(mod, address):
-                return mod
-        return None
+    def note(self, entry: Registration) -> None:
+        involved = {self.module_at(a) for a in entry.addresses()}
+        involved.add(entry.owner)
+        entry.modules = tuple(mod for mod in involved if mod is not None)
+        for mod in entry.modules:
+            self._by_module.setdefault(mod, {})[id(entry)] = entry
+
+    def forget(self, entry: Registration) -> None:
+        for mod in entry.modules:
+            entries = self._by_module.get(mod)
+            if entries is not None:
+                entries.pop(id(entry), None)
+                if not entries:
+                    del self._by_module[mod]
 
     def of_module(self, mod: "Module") -> list[Registration]:
-        """Entries `mod` owns or that point into its memory."""
-        return [e for e in self.all()
+        """Entries `mod` owns or that point into its memory, registry by
+        registry, each in registration order (as `all()` lists them)."""
+        mine = [e for e in self._by_module.get(mod, {}).values()
                 if e.owner is mod or any(_holds(mod, a) for a in e.addresses())]
+        mine.sort(key=lambda e: self._registries[e.subsystem].ordinal)
+        return mine
 
     def release_module(self, mod: "Module") -> list[Registration]:
         """The module is being freed: report and make inert what it left registered."""
