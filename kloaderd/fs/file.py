@@ -47,7 +47,10 @@ if TYPE_CHECKING:
 FILE = struct("struct file", "linux/fs.h", "f_mode", "f_pos", "f_flags", "f_inode", "f_op",
               "private_data")
 INODE = struct("struct inode", "linux/fs.h", "i_mode", "i_op", "i_sb", "i_ino", "i_nlink", "i_rdev",
-               "i_size", "i_fop", "i_cdev", "i_private", "i_blkbits", "i_count", "i_mapping", "i_data")
+               "i_size", "i_fop", "i_cdev", "i_private", "i_blkbits", "i_count", "i_mapping", "i_data",
+               # The timestamps: 6.1's timespec64s, 6.6's __i_ctime, 6.11's split seconds and nanoseconds.
+               optional=("i_atime", "i_mtime", "i_ctime", "__i_ctime", "i_atime_sec", "i_atime_nsec",
+                         "i_mtime_sec", "i_mtime_nsec", "i_ctime_sec", "i_ctime_nsec"))
 FOPS = struct("struct file_operations", "linux/fs.h", "owner", "llseek", "read", "write",
               "unlocked_ioctl", "open", "release")
 STRUCTS = (FILE, INODE, FOPS)

@@ -1,6 +1,7 @@
 """Inodes' lives (Linux's fs/inode.c): `iput`, link counts
 (`inc_nlink`, `drop_nlink`, `clear_nlink`), `generic_delete_inode`,
-`free_inode_nonrcu`, and `current_time`.  `new_inode` is in libfs.py, with
+`free_inode_nonrcu`, and the clock: `current_time`, `inode_set_ctime_current`
+(6.6+; `simple_inode_init_ts` is libfs's).  `new_inode` is in libfs.py, with
 the pseudo filesystems that call it.
 
 `iput` of the last reference asks `s_op->drop_inode` (Linux's
@@ -110,16 +111,16 @@ def clear_nlink(ctx: Any, inode: int) -> None:
     ctx.mem.write_u32(_nlink(ctx, inode), 0)
 
 
-@export("current_time", "struct timespec64 current_time(struct inode *inode)", nargs=1)
-def current_time(ctx: Any, inode: int) -> int:
-    """The wall clock (coarse) truncated to the superblock's `s_time_gran`
-    (timestamp_truncate); an inode without a superblock is Linux's WARN."""
+def now(ctx: Any, inode: int) -> tuple[int, int]:
+    """current_time(): the wall clock (coarse) truncated to the superblock's
+    `s_time_gran` (timestamp_truncate); an inode without a superblock is
+    Linux's WARN."""
     sec, nsec = divmod(time.time_ns(), NSEC_PER_SEC)
     sb = ctx.mem.read_u64(inode + ctx.kernel.layouts[INODE].i_sb)
     if not sb:
         warn(ctx, "current_time() called with uninitialized super_block in the inode",
              "fs/inode.c", "current_time")
-        return return_timespec64(ctx, sec, nsec)
+        return sec, nsec
     gran = ctx.mem.read_u32(sb + ctx.kernel.layouts[SB].s_time_gran)
     if gran == NSEC_PER_SEC:
         nsec = 0
@@ -127,4 +128,37 @@ def current_time(ctx: Any, inode: int) -> int:
         nsec -= nsec % gran
     elif gran != 1:
         warn(ctx, f"invalid file time granularity: {gran}", "fs/inode.c", "timestamp_truncate")
+    return sec, nsec
+
+
+def set_time(ctx: Any, inode: int, which: str, sec: int, nsec: int) -> None:
+    """inode_set_{a,m,c}time_to_ts() at this kernel's members: 6.11+'s
+    `i_ctime_sec`/`i_ctime_nsec`, else 6.6's `__i_ctime` or 6.1's
+    `i_ctime`, a timespec64 {tv_sec, tv_nsec}."""
+    mem, at = ctx.mem, ctx.kernel.layouts[INODE]
+    split = getattr(at, f"i_{which}_sec")
+    if split is not None:
+        mem.write_u64(inode + split, sec & 0xFFFFFFFFFFFFFFFF)
+        mem.write_u32(inode + getattr(at, f"i_{which}_nsec"), nsec)
+        return
+    whole = getattr(at, f"__i_{which}", None) if which == "ctime" else None
+    if whole is None:
+        whole = getattr(at, f"i_{which}")
+    if whole is None:
+        raise KernelError(errno.ENOSYS, f"struct inode has no {which} in this kernel's layouts")
+    mem.write_u64(inode + whole, sec & 0xFFFFFFFFFFFFFFFF)
+    mem.write_u64(inode + whole + 8, nsec)
+
+
+@export("current_time", "struct timespec64 current_time(struct inode *inode)", nargs=1)
+def current_time(ctx: Any, inode: int) -> int:
+    return return_timespec64(ctx, *now(ctx, inode))
+
+
+@export("inode_set_ctime_current", "struct timespec64 inode_set_ctime_current(struct inode *inode)",
+        nargs=1)
+def inode_set_ctime_current(ctx: Any, inode: int) -> int:
+    """Linux 6.6+: ctime is now (6.13's multigrain stamps are not emulated)."""
+    sec, nsec = now(ctx, inode)
+    set_time(ctx, inode, "ctime", sec, nsec)
     return return_timespec64(ctx, sec, nsec)

@@ -1,7 +1,7 @@
 """A pseudo filesystem's building blocks (Linux's fs/libfs.c, with
 `new_inode` from fs/inode.c and `d_make_root` from fs/dcache.c):
 `simple_fill_super`, `simple_pin_fs`/`simple_release_fs`, `new_inode`,
-`get_next_ino`, `d_make_root`.
+`get_next_ino`, `d_make_root`, `simple_inode_init_ts`.
 
 Inodes and dentries are kernel memory of the running kernel's sizes, recorded with
 their superblock and freed when it is killed (kloaderd/fs/super.py).
@@ -27,8 +27,9 @@ from ..kernel.api import export
 from ..kernel.layouts import struct
 from ..kernel.printk import KERN_WARNING
 from .dcache import STRUCTS as DCACHE_STRUCTS, d_alloc, dcache, positive_children, put
+from ..time.timekeeping import return_timespec64
 from .file import INODE
-from .inode import drop_nlink
+from .inode import drop_nlink, now, set_time
 from .namespace import STRUCTS as MOUNT_STRUCTS, kern_mount_type, mounts
 from .super import DENTRY, SB, SuperBlock, caller_call, supers
 
@@ -198,9 +199,13 @@ def simple_empty(ctx: Any, dentry: int) -> int:
 
 @export("simple_unlink", "int simple_unlink(struct inode *dir, struct dentry *dentry)", nargs=2)
 async def simple_unlink(ctx: Any, dir: int, dentry: int) -> int:
-    """One link less, and the reference "create" took put: that does the
-    rest.  (The timestamps Linux sets on both are not kept.)"""
-    drop_nlink(ctx, ctx.mem.read_u64(dentry + ctx.kernel.layouts[DENTRY].d_inode))
+    """The inode's ctime and the directory's ctime and mtime are now, one
+    link less, and the reference "create" took put: that does the rest."""
+    inode = ctx.mem.read_u64(dentry + ctx.kernel.layouts[DENTRY].d_inode)
+    stamp = now(ctx, inode)
+    for where, which in ((inode, "ctime"), (dir, "ctime"), (dir, "mtime")):
+        set_time(ctx, where, which, *stamp)
+    drop_nlink(ctx, inode)
     await put(ctx, dentry, caller_call(ctx))
     return 0
 
@@ -213,3 +218,12 @@ async def simple_rmdir(ctx: Any, dir: int, dentry: int) -> int:
     await simple_unlink(ctx, dir, dentry)
     drop_nlink(ctx, dir)
     return 0
+
+
+@export("simple_inode_init_ts", "struct timespec64 simple_inode_init_ts(struct inode *inode)", nargs=1)
+def simple_inode_init_ts(ctx: Any, inode: int) -> int:
+    """Linux 6.7+: a new inode's atime, mtime and ctime are all now."""
+    stamp = now(ctx, inode)
+    for which in ("ctime", "atime", "mtime"):
+        set_time(ctx, inode, which, *stamp)
+    return return_timespec64(ctx, *stamp)
