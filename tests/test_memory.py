@@ -11,7 +11,7 @@ from unicorn.x86_const import UC_X86_REG_RIP as X86_REG_RIP
 from unicorn.unicorn_const import UC_TLB_VIRTUAL
 
 from kloaderd.config import KERNEL_HEAP_BASE, MODULES_VADDR, PAGE_SIZE, PHYS_END
-from kloaderd.kernel.memory import AddressSpace, GuestFault, RegionAllocator, parse_perms
+from kloaderd.kernel.memory import DEAD_CODE_FLUSH, AddressSpace, GuestFault, RegionAllocator, parse_perms
 
 HEAP = KERNEL_HEAP_BASE
 
@@ -176,6 +176,31 @@ def test_code_loaded_where_code_was_freed_runs_as_written(mem, same_address):
     mem.write(again, b"\xb8\x02\x00\x00\x00\xc3")    # mov $2, %eax; ret
     mem.protect(again, PAGE_SIZE, "r-x")
     assert _run_code(mem, again) == 2
+
+
+def test_translated_code_is_flushed_once_a_budget_of_freed_code_is_reached(mem, monkeypatch):
+    """A dropped translation keeps its room in Unicorn's translation cache
+    until the whole cache is flushed: a module loaded and removed over and
+    over (each time at a fresh address) grew the daemon by its translated
+    code every cycle.  Unmapping DEAD_CODE_FLUSH bytes of code flushes once;
+    unmapping data never does."""
+    flushes = []
+    flush = mem.uc.ctl_flush_tb
+    monkeypatch.setattr(mem.uc, "ctl_flush_tb", lambda: (flushes.append(1), flush())[1])
+    data = KERNEL_HEAP_BASE
+    for _ in range(2 * DEAD_CODE_FLUSH // PAGE_SIZE):
+        mem.map(data, PAGE_SIZE, "rw-")
+        mem.unmap(data, PAGE_SIZE)
+    assert flushes == []
+    pages = DEAD_CODE_FLUSH // PAGE_SIZE
+    for i in range(pages):
+        text = MODULES_VADDR + 2 * i * PAGE_SIZE          # each "module" at a fresh address
+        mem.map(text, PAGE_SIZE, "rw-")
+        mem.write(text, b"\xb8" + i.to_bytes(4, "little") + b"\xc3")   # mov $i, %eax; ret
+        mem.protect(text, PAGE_SIZE, "r-x")
+        assert _run_code(mem, text) == i
+        mem.unmap(text, PAGE_SIZE)
+        assert len(flushes) == (i == pages - 1)
 
 
 @pytest.mark.parametrize("change", ["protect", "unmap"])
