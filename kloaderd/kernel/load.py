@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import trio
 
+from ..elf.defs import R_X86_64_PLT32
 from ..elf.image import Image, parse
 from ..errors import KernelError
 from ..link import Layout, layout_sections, link
@@ -232,7 +233,27 @@ async def simplify_symbols(kernel: "KernelServices", mod: Module, flags: int) ->
             externals[name] = sym.address
     if err:
         raise KernelError(err, f"{mod.name}: Unknown symbol {', '.join(unknown)} (see dmesg)")
+    missing = kernel.machine.not_emulated_at
+    mod.not_emulated_data = data_imports(image, {n: a for n, a in externals.items() if missing(a) is not None})
     return externals
+
+
+def data_imports(image: Image, imports: dict[str, int]) -> tuple[int, ...]:
+    """The addresses of those of `imports` (name -> address) the module
+    reads or takes the address of, sorted: every relocation of theirs but a
+    call's (R_X86_64_PLT32, which gcc emits for calls and jumps only)."""
+    if not imports:
+        return ()
+    index = {s.index: imports[s.name] for s in image.symbols if s.name in imports}
+    data = set()
+    for rela in image.rela:
+        words = rela.data.cast("Q") if rela.rela else ()
+        for info in words[1::3]:
+            address = index.get(info >> 32)
+            if address is not None and info & 0xFFFFFFFF != R_X86_64_PLT32:
+                data.add(address)
+    return tuple(sorted(data))
+
 
 
 async def resolve_symbol_wait(kernel: "KernelServices", mod: Module, name: str, gplok: bool,

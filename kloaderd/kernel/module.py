@@ -124,6 +124,10 @@ class Module:
     params: list[ModuleParam] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     init_freed: bool = False
+    # The addresses of the not-emulated exports it uses as data, sorted:
+    # what names the object a read past such a stub really reads (oops.py,
+    # load.py's data_imports()).
+    not_emulated_data: tuple[int, ...] = ()
 
     # The owners this module's own code acts as, each made once (so that a
     # get and the matching put from the same module code meet) and only

@@ -9,6 +9,7 @@ dmesg, so tools and people that grep for Linux's lines find them.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -192,6 +193,7 @@ class OopsKernel(Protocol):
     def modules_linked_in(self) -> str: ...
 
     log: Any                   # a module's WARN() is reported there (kernel/bug.py)
+    registrations: Any         # module_at(): whose code faulted (kernel/registry.py)
 
     def add_taint(self, flag: str) -> None: ...
 
@@ -246,10 +248,23 @@ class OopsReports:
         self._die_counter += 1
         header = page_fault_header(fault.address, fault.access, fault.present, self._die_counter)
         kind = "null-deref" if fault.address < PAGE_SIZE else "page-fault"
-        missing = self.not_emulated_at(fault.address) if fault.access != "exec" else None
+        rip = regs["rip"] if regs is not None else self.uc.reg_read(X.UC_X86_REG_RIP)
+        missing = self._object_read(rip, fault.address) if fault.access != "exec" else None
         if missing is not None:
             kind, header = "not-emulated", [f"kloader: kernel object {missing} is not emulated", *header]
         return self._oops(task, kind, header, address=fault.address, regs=regs)
+
+    def _object_read(self, rip: int, address: int) -> str | None:
+        """The not-emulated object a read or write at `address` (in the
+        not-emulated exports' stubs) reaches.  A stub is 16 bytes, so an
+        access past its start (`pv_ops` + 0x1d0, `_ctype[c]`) lands in the
+        stub of a later name, often one the module never heard of: the
+        object is the data import nearest below the address of the module
+        whose code (at `rip`) made the access."""
+        module = self.kernel.registrations.module_at(rip)
+        data = module.not_emulated_data if module is not None else ()
+        below = bisect.bisect_right(data, address) - 1
+        return self.not_emulated_at(data[below] if below >= 0 else address)
 
     def _trap_oops(self, task: Task, intno: int) -> Oops:
         self._die_counter += 1
