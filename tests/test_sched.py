@@ -23,6 +23,7 @@ void __udelay(unsigned long);
 long long ktime_get(void);
 void mutex_lock(struct mutex *);
 int mutex_lock_interruptible(struct mutex *);
+int mutex_lock_killable(struct mutex *);
 int mutex_trylock(struct mutex *);
 void mutex_unlock(struct mutex *);
 int mutex_is_locked(struct mutex *);
@@ -73,6 +74,15 @@ long is_locked(void) { return mutex_is_locked(&m); }
 long trylock(void) { return mutex_trylock(&m); }
 long unlock(void) { mutex_unlock(&m); return 0; }
 long lock_interruptible(void) { return mutex_lock_interruptible(&m); }
+long killable_increment(void)
+{
+    if (mutex_lock_killable(&m))
+        return -1;
+    long v = counter;
+    counter = v + 1;
+    mutex_unlock(&m);
+    return v;
+}
 long init_mutex(void) { __mutex_init(&m, "m", 0); return m.owner; }
 
 long waiter(long id) { wait_for_completion(&done); mark(id); return id; }
@@ -195,6 +205,14 @@ async def test_contended_mutex_serialises_two_tasks(machine, g):
     first, second = await _call_all(machine, (g["locked_increment"], 30), (g["locked_increment"], 0))
     assert (first, second) == (0, 1)
     assert machine.mem.read_u64(g["counter"]) == 2
+    assert await machine.call(g["is_locked"]) == 0
+
+
+@pytest.mark.trio
+async def test_mutex_lock_killable_waits_for_the_holder_and_returns_0(machine, g):
+    """loop.ko's lock: no fatal signal ever comes, so it takes the mutex."""
+    first, second = await _call_all(machine, (g["locked_increment"], 30), (g["killable_increment"],))
+    assert (first, second) == (0, 1)
     assert await machine.call(g["is_locked"]) == 0
 
 

@@ -1,7 +1,8 @@
 """kernel/time/time.c: the out-of-line jiffies conversions
 (`__msecs_to_jiffies`, `jiffies_to_msecs`, `__usecs_to_jiffies`,
 `jiffies_to_usecs`), which msecs_to_jiffies() and friends call for values
-not known at compile time.
+not known at compile time; and `sys_tz`, the kernel's `struct timezone`
+(`settimeofday()`'s, which nothing sets here: UTC, no DST, all zero).
 
 At the emulated kernel's HZ (config.HZ, 250, as Debian's CONFIG_HZ), with
 Linux's rounding: milliseconds and microseconds round up to whole jiffies, a
@@ -15,11 +16,15 @@ from typing import Any
 
 from ..config import HZ
 from ..kernel.api import export
+from ..kernel.kdata import DataExport, export_data
 
 MSEC_PER_SEC, USEC_PER_SEC = 1000, 1_000_000
 LONG_MAX = (1 << 63) - 1
 MAX_JIFFY_OFFSET = (LONG_MAX >> 1) - 1
 _U32 = 0xFFFFFFFF
+
+# struct timezone { int tz_minuteswest; int tz_dsttime; }, any release
+export_data("sys_tz", DataExport(lambda _profile: 8))
 
 
 @export("__msecs_to_jiffies", "unsigned long __msecs_to_jiffies(const unsigned int m)", nargs=1)

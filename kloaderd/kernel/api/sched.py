@@ -318,8 +318,10 @@ def mutex_lock(ctx: Any, lock: int) -> Any:
 
 
 @export("mutex_lock_interruptible", "int mutex_lock_interruptible(struct mutex *lock)", nargs=1)
+@export("mutex_lock_killable", "int mutex_lock_killable(struct mutex *lock)", nargs=1)
 def mutex_lock_interruptible(ctx: Any, lock: int) -> Any:
-    # Without signals the wait is never interrupted: it returns 0 like mutex_lock.
+    # Without signals the wait is never interrupted (nor killed): it returns
+    # 0 like mutex_lock.
     return _mutex_lock(ctx, lock)
 
 
