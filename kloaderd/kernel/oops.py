@@ -261,10 +261,13 @@ class OopsReports:
         stub of a later name, often one the module never heard of: the
         object is the data import nearest below the address of the module
         whose code (at `rip`) made the access."""
+        here = self.not_emulated_at(address)
+        if here is None:
+            return None
         module = self.kernel.registrations.module_at(rip)
         data = module.not_emulated_data if module is not None else ()
         below = bisect.bisect_right(data, address) - 1
-        return self.not_emulated_at(data[below] if below >= 0 else address)
+        return self.not_emulated_at(data[below]) if below >= 0 else here
 
     def _trap_oops(self, task: Task, intno: int) -> Oops:
         self._die_counter += 1
