@@ -17,7 +17,11 @@ inflated further, so a compression bomb costs at most that much memory.
 zstd: Python's standard library has no zstd before 3.14 (`compression.zstd`);
 below that, the `zstandard` package (libzstd's maintained binding, wheels for
 every platform unicorn has) does it in-process and streams with an output
-bound, which a subprocess per load would not give as cheaply.
+bound, which a subprocess per load would not give as cheaply.  Its bounded
+reader does not say whether the frame ended (a truncated file just reads
+short), so the frame's block headers are walked first: a few bytes read per
+128 KiB block, where decompressing a second time to learn it cost a whole
+inflation.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def _inflate(what: str, decompressor: zlib._Decompress | lzma.LZMADecompressor,
     further than `limit` + CHUNK."""
     out = _Output(what, limit, anon)
     try:
-        if isinstance(decompressor, lzma.LZMADecompressor):
+        if hasattr(decompressor, "needs_input"):        # lzma's interface, and 3.14's zstd
             out.add(decompressor.decompress(data, CHUNK))
             while not decompressor.eof and not decompressor.needs_input:
                 out.add(decompressor.decompress(b"", CHUNK))
@@ -119,33 +123,53 @@ def _unxz(data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
     return _inflate("xz", lzma.LZMADecompressor(format=lzma.FORMAT_XZ), lzma.LZMAError, data, limit, anon)
 
 
-def _unzstd(data: bytes, limit: int, anon: bool) -> bytes:
+def _unzstd(data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
     try:
         from compression import zstd  # type: ignore[import-not-found]   # Python 3.14+
-        d = zstd.ZstdDecompressor()
-        try:
-            out = d.decompress(data, limit + 1)
-        except zstd.ZstdError as exc:
-            raise _bad("zstd", exc) from None
-        eof = d.eof
     except ImportError:
-        import zstandard
-        try:
-            # stream_reader bounds what is inflated; a truncated stream reads
-            # short without complaint, so a finished frame is checked after.
-            reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
-            out = reader.read(limit + 1)
-            eof = True
-            if len(out) <= limit:
-                whole = zstandard.ZstdDecompressor().decompressobj()
-                eof = whole.decompress(data) == out and whole.eof
-        except zstandard.ZstdError as exc:
-            raise _bad("zstd", exc) from None
-    if len(out) > limit:
-        raise _too_big("zstd", limit)
-    if not eof or not out:
+        return _unzstd_frame(data, limit, anon)
+    return _inflate("zstd", zstd.ZstdDecompressor(), zstd.ZstdError, data, limit, anon)
+
+
+def _unzstd_frame(data: bytes, limit: int, anon: bool) -> bytes | AnonBuffer:
+    """The first zstd frame of `data`, CHUNK at a time (as Linux's
+    module_decompress, one frame), with the `zstandard` package."""
+    import zstandard
+    try:
+        whole = zstd_frame_end(data) <= len(data)
+        out = _Output("zstd", limit, anon)
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
+        if whole:
+            while chunk := reader.read(CHUNK):
+                out.add(chunk)
+    except (zstandard.ZstdError, ValueError) as exc:
+        raise _bad("zstd", exc) from None
+    if not whole or not out.size:
         raise _bad("zstd", ValueError("truncated stream"))
-    return out
+    return out.result()
+
+
+ZSTD_BLOCK_RLE, ZSTD_BLOCK_RESERVED = 1, 3
+
+
+def zstd_frame_end(data: bytes) -> int:
+    """Where the first zstd frame ends (RFC 8878, 3.1.1): past its header,
+    its blocks up to the one marked last, and its checksum if it has one.
+    Beyond len(data) when the data stops short of it; ValueError for a
+    reserved block type."""
+    import zstandard
+    at = zstandard.frame_header_size(data)
+    checksum = zstandard.get_frame_parameters(data).has_checksum
+    while True:
+        if at + 3 > len(data):
+            return at + 3
+        header = int.from_bytes(data[at:at + 3], "little")
+        kind, size = header >> 1 & 3, header >> 3
+        if kind == ZSTD_BLOCK_RESERVED:
+            raise ValueError(f"reserved block type at byte {at}")
+        at += 3 + (1 if kind == ZSTD_BLOCK_RLE else size)
+        if header & 1:
+            return at + 4 * checksum
 
 
 FORMATS: tuple[tuple[bytes, str, Callable[[bytes, int, bool], bytes | AnonBuffer]], ...] = (

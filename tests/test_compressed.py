@@ -16,7 +16,7 @@ import zstandard
 from kloader_client import Client
 from kloaderd import embed
 from kloaderd.errors import KernelError
-from kloaderd.decompress import compression_of, module_decompress
+from kloaderd.decompress import compression_of, module_decompress, zstd_frame_end
 from test_kmodinfo import kmod_modinfo
 from test_server import FIXTURES, command
 
@@ -58,6 +58,20 @@ def test_corrupt_truncated_and_oversized_streams(suffix):
     with pytest.raises(KernelError) as plain:
         module_decompress(HELLO, 1 << 20)
     assert plain.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("checksum", [False, True], ids=["plain", "checksummed"])
+def test_a_zstd_frame_is_whole_only_up_to_its_last_block_and_checksum(checksum):
+    """A bounded zstd read does not say whether the frame ended: its block
+    headers do.  Cut anywhere short of the frame's end, the file is
+    corrupt."""
+    packed = zstandard.ZstdCompressor(write_checksum=checksum).compress(HELLO * 40)
+    assert zstd_frame_end(packed) == len(packed)
+    for cut in (len(packed) - 1, len(packed) - 4, len(packed) // 3, 12):
+        with pytest.raises(KernelError) as corrupt:
+            module_decompress(packed[:cut], 1 << 20)
+        assert corrupt.value.errno == errno.EINVAL
+    assert module_decompress(packed, 1 << 20) == HELLO * 40
 
 
 def test_finit_module_decompresses_with_the_flag_only(tmp_path, suffix):

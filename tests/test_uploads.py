@@ -26,6 +26,7 @@ import weakref
 import msgpack
 import pytest
 import trio
+import zstandard
 
 from kloader_client import AsyncClient
 from kloaderd.decompress import module_decompress
@@ -270,8 +271,9 @@ async def test_an_upload_failing_validation_halfway_is_enoexec_and_leaves_nothin
 PATTERN = bytes(range(251)) * ((3 << 20) // 251 + 7)      # 3.5 MiB that gzip and xz cannot shrink to nothing
 
 
-@pytest.mark.parametrize("compress", [gzip.compress, lambda d: lzma.compress(d, format=lzma.FORMAT_XZ)],
-                         ids=["gz", "xz"])
+@pytest.mark.parametrize("compress", [gzip.compress, lambda d: lzma.compress(d, format=lzma.FORMAT_XZ),
+                                      lambda d: zstandard.ZstdCompressor().compress(d)],
+                         ids=["gz", "xz", "zst"])
 def test_a_big_compressed_image_inflates_into_its_own_memory_chunk_by_chunk(compress):
     packed = compress(PATTERN)
     out = module_decompress(packed, 64 << 20, anon=True)
