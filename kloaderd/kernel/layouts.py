@@ -57,15 +57,20 @@ class Struct:
     header: str
     members: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    # Members whose own size moves between releases (`struct cred`'s usage,
+    # atomic_t then atomic_long_t): measured as "sizeof.MEMBER", read as
+    # `layouts[CRED].sizeof_usage`.
+    sized: tuple[str, ...] = ()
 
     def expressions(self) -> dict[str, str]:
         """{key in a table: the C constant expression that measures it}."""
         exprs = {SIZEOF: f"sizeof({self.name})"}
         exprs.update({m: f"__builtin_offsetof({self.name}, {m})" for m in self.members + self.optional})
+        exprs.update({f"{SIZEOF}.{m}": f"sizeof((({self.name} *)0)->{m})" for m in self.sized})
         return exprs
 
     def required(self) -> tuple[str, ...]:
-        return (SIZEOF, *self.members)
+        return (SIZEOF, *self.members, *(f"{SIZEOF}.{m}" for m in self.sized))
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,11 @@ class Constants(Struct):
 STRUCTS: dict[str, Struct] = {}
 
 
-def struct(name: str, header: str, *members: str, optional: tuple[str, ...] = ()) -> Struct:
-    """Declare that the emulation reads `members` of `name` (and its size)."""
-    return _declare(Struct(name, header, tuple(members), tuple(optional)))
+def struct(name: str, header: str, *members: str, optional: tuple[str, ...] = (),
+           sized: tuple[str, ...] = ()) -> Struct:
+    """Declare that the emulation reads `members` of `name` (and its size,
+    and the sizes of the members `sized`)."""
+    return _declare(Struct(name, header, tuple(members), tuple(optional), tuple(sized)))
 
 
 def constants(name: str, header: str, *members: str, optional: tuple[str, ...] = ()) -> Constants:

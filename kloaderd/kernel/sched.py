@@ -42,6 +42,8 @@ class Task:
     held_locks: dict[int, int] = field(default_factory=dict)   # sleeping lock -> where taken (lockdep's)
     holds_cpu: bool = False
     wakeup: trio.Event | None = None   # set by wake_up_process while it sleeps in schedule_timeout
+    cred: int = 0                      # its struct cred (guest address); 0: init_cred's (kernel/cred.py)
+    real_cred: int = 0
 
     @property
     def stack_top(self) -> int:
