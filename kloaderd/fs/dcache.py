@@ -1,6 +1,7 @@
 """Dentries of a pseudo filesystem (Linux's fs/dcache.c): `d_alloc_name`,
 `d_instantiate`, `d_add`, `dput`, `d_delete`, `d_drop`, and the reference
-counts they keep, for filesystems such as configfs that build their tree
+counts they keep (and `sysctl_vfs_cache_pressure`, 100 as at boot, which
+shrinkers scale their counts by), for filesystems such as configfs that build their tree
 themselves.
 
 A dentry is kernel memory of the running kernel's layout (kloaderd/fs/
@@ -25,7 +26,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError
-from ..kernel.api import export
+from ..kernel.api import export, export_object
 from ..kernel.layouts import struct
 from ..lib.lockref import LOCKREF
 from .file import INODE
@@ -38,6 +39,9 @@ DOPS = struct("struct dentry_operations", "linux/dcache.h", "d_delete", "d_relea
 STRUCTS = (*SUPER_STRUCTS, DOPS, LOCKREF)   # what these functions read at the kernel's offsets
 _SHORT_NAME = 32                # DNAME_INLINE_LEN of Linux 6.1: 6.12's is 40
 _NAME_MAX = 255
+
+export_object("sysctl_vfs_cache_pressure", "extern int sysctl_vfs_cache_pressure", 4, (100).to_bytes(4, "little"),
+              writable=True)
 # d_flags' entry type (bits 20-22; the same in 6.1 and 6.12): what d_is_negative() reads
 DCACHE_ENTRY_TYPE = 7 << 20
 DCACHE_DIRECTORY_TYPE, DCACHE_REGULAR_TYPE = 2 << 20, 4 << 20
