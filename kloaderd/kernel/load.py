@@ -23,6 +23,7 @@ from ..elf.image import Image, parse
 from ..errors import KernelError
 from ..link import Layout, layout_sections, link
 from ..uapi import MODULE_INIT_COMPRESSED_FILE, MODULE_INIT_IGNORE_MODVERSIONS, MODULE_NAME_LEN
+from .jump_label import jump_label_add_module
 from .kallsyms import core_symbols
 from .module import Module, ModuleState
 from .moduleparam import parse_module_params, read_module_params
@@ -91,6 +92,7 @@ async def load_module(kernel: "KernelServices", data: bytes, args: str, flags: i
         percpu_modcopy(kernel, mod, percpu)
         verify_exported_symbols(kernel, mod)
         complete_formation(kernel, mod)
+        jump_label_add_module(kernel, mod)        # the MODULE_STATE_COMING notifier
         mod.params = read_module_params(kernel, mod)
         parse_module_params(kernel, mod, args)
         free_copy(mod)

@@ -1,8 +1,9 @@
 """lib/dynamic_debug.c: pr_debug()/dev_dbg() sites that are switched on.
 
 A module's pr_debug() reaches `__dynamic_pr_debug` only when its site is
-enabled (the static branch in front of the call is patched in Linux; kloader
-does not patch code, so sites compiled disabled stay disabled).  The line
+enabled: the static branch in front of the call follows the key in its
+`struct _ddebug` (kernel/jump_label.py), and nothing in kloader (no
+`dynamic_debug/control`) switches one, so sites compiled disabled stay so.  The line
 is printed at KERN_DEBUG with the prefix the descriptor's flags ask for —
 "[pid] " (t), "module:" (m), "function:" (f), "line:" (l), then a space —
 as dynamic_emit_prefix() builds it.  `struct _ddebug` is read at the

@@ -1,0 +1,117 @@
+"""Static keys: module code patched when a key flips (kernel/jump_label.py,
+arch/x86/jump_label.py), through the client as a user sees it.
+
+`fixtures/src/statickeys.c` reads every branch as its code takes it, so a
+line that changes after a `static_branch_enable` proves the site was
+patched: nothing else in the code reads the key."""
+
+from __future__ import annotations
+
+import errno
+import struct
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+OFF = "false.unlikely=0 false.likely=0 true.likely=1 true.unlikely=1 shared=0 count=0"
+ON = "false.unlikely=1 false.likely=1 true.likely=1 true.unlikely=1 shared=0 count=1"
+
+
+def log(client) -> list[str]:
+    return [record["text"] for record in client.dmesg()]
+
+
+def state(client) -> str:
+    return client.read_file("/proc/statickeys").decode().strip()
+
+
+def command(client, cmd: str) -> None:
+    assert client.write_file("/proc/statickeys", cmd) == len(cmd)
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_enable_and_disable_patch_every_site_of_the_key(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko")
+    assert f"statickeys: init: {OFF}" in log(kloader)
+    assert "statickeys: init text sees the false key off" in log(kloader)
+    assert state(kloader) == OFF
+    command(kloader, "enable")
+    assert state(kloader) == ON
+    command(kloader, "enable")                        # already on: nothing moves
+    assert state(kloader) == ON
+    command(kloader, "disable")
+    assert state(kloader) == OFF
+    command(kloader, "true-off")                       # a key defined true, both site kinds
+    assert "true.likely=0 true.unlikely=0" in state(kloader)
+    command(kloader, "true-on")
+    assert state(kloader) == OFF
+    kloader.delete_module("statickeys")
+    assert f"statickeys: exit: {OFF}" in log(kloader)
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_inc_and_dec_count_users_and_patch_on_the_first_and_last(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko")
+    command(kloader, "inc")
+    assert state(kloader) == ON
+    command(kloader, "inc")
+    assert state(kloader).endswith("count=2")
+    assert state(kloader).startswith("false.unlikely=1")
+    command(kloader, "dec")
+    assert state(kloader) == ON                        # one user left: still patched
+    command(kloader, "dec")
+    assert state(kloader) == OFF
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_a_site_in_init_text_is_patched_while_the_module_is_coming(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko", "start_enabled=1")
+    assert "statickeys: init text sees the false key on" in log(kloader)
+    assert state(kloader) == ON
+    command(kloader, "disable")                        # the init site is gone: not touched
+    command(kloader, "enable")
+    assert state(kloader) == ON
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_another_modules_sites_follow_an_exported_key(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko")
+    command(kloader, "shared-on")
+    kloader.finit_module(FIXTURES / "statickeys_user.ko")     # patched at load
+    assert "statickeys_user: init: shared=1" in log(kloader)
+    assert kloader.read_file("/proc/statickeys_user") == b"shared=1\n"
+    command(kloader, "shared-off")
+    assert kloader.read_file("/proc/statickeys_user") == b"shared=0\n"
+    command(kloader, "shared-on")
+    assert kloader.read_file("/proc/statickeys_user") == b"shared=1\n"
+    kloader.delete_module("statickeys_user")
+    command(kloader, "shared-off")                     # its sites went with it
+    assert "shared=0" in state(kloader)
+    kloader.finit_module(FIXTURES / "statickeys_user.ko")
+    assert log(kloader)[-1] == "statickeys_user: init: shared=0"
+
+
+@pytest.mark.kloader(on_problems="raise")
+def test_do_once_runs_once_then_its_key_is_disabled_by_a_work_item(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko")
+    command(kloader, "once")
+    command(kloader, "once")
+    assert [line for line in log(kloader) if "once ran" in line] == ["statickeys: once ran (1)"]
+    # once_disable_jump held a reference on the module until its work ran;
+    # removal waits for that reference, then succeeds.
+    kloader.delete_module("statickeys", wait=True, timeout=30)
+    assert "statickeys" not in [m["name"] for m in kloader.modules()]
+
+
+@pytest.mark.kloader(on_problems="ignore")
+def test_underflow_warns_once_and_leaves_the_key_off(kloader):
+    kloader.finit_module(FIXTURES / "statickeys.ko")
+    command(kloader, "dec")
+    command(kloader, "dec")
+    lines = log(kloader)
+    warnings = [line for line in lines if line.startswith("WARNING: CPU: 0 PID:")]
+    assert len(warnings) == 1
+    assert warnings[0].endswith("at kernel/jump_label.c static_key_slow_dec+0x0/0x10")
+    assert state(kloader) == OFF
