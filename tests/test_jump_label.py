@@ -115,3 +115,59 @@ def test_underflow_warns_once_and_leaves_the_key_off(kloader):
     assert len(warnings) == 1
     assert warnings[0].endswith("at kernel/jump_label.c static_key_slow_dec+0x0/0x10")
     assert state(kloader) == OFF
+
+
+# --- the real thing: Debian 6.12's nf_tables enables a key of its own in init ---
+
+NF_TABLES = ("libcrc32c", "nfnetlink", "nf_tables")
+
+
+def test_nf_tables_612_loads_and_unloads_through_the_client():
+    """nf_tables' init calls static_key_enable (it stopped there before), and
+    the 30-odd nft_* modules depend on it."""
+    from kloader_client import Client
+    from kloaderd import embed
+    from realkernel import corpus
+
+    modules, build = corpus("6.12")
+    with embed.run_in_thread(kernel=str(build)) as daemon, Client(daemon.socket_path) as client:
+        for name in NF_TABLES:
+            client.finit_module(next(modules.rglob(f"{name}.ko*")), compressed=True)
+        assert client.module("nf_tables")["state"] == "live"
+        for name in reversed(NF_TABLES):
+            client.delete_module(name)
+        log = [r["text"] for r in client.dmesg()]
+    assert not [t for t in log if "not emulated" in t or "Oops" in t or "BUG" in t or "WARNING" in t], log
+
+
+def test_nf_tables_612_site_on_its_enabled_key_is_patched_to_a_nop():
+    """`static_branch_likely(&nf_tables_skip_direct_calls)` on a false key is
+    compiled as a JMP (branch bit set); init enables the key, so the site
+    in nft_do_chain must now be the NOP."""
+    import trio
+
+    from kloaderd.arch.x86.jump_label import JUMP_LABEL_NOP, site_type
+    from kloaderd.kernel.jump_label import jump_labels
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    from realkernel import corpus, find_module
+
+    modules, build = corpus("6.12")
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    seen: dict[str, tuple[int, list[tuple[int, int]]]] = {}
+
+    async def main() -> None:
+        for name in NF_TABLES:
+            await kernel.init_module(find_module(modules, name))
+        labels = jump_labels(kernel)
+        for key, sites in labels.sites.items():
+            name = (kernel.symbolize(key) or "").split("+")[0]
+            seen[name] = (labels.count(key), [(s.branch, site_type(kernel.mem, s.code)) for s in sites])
+        for name in reversed(NF_TABLES):
+            await kernel.delete_module(name)
+        assert not jump_labels(kernel).sites          # every site went with its module
+        await kernel.shutdown()
+    trio.run(main)
+    count, sites = seen["nf_tables_skip_direct_calls"]
+    assert count == 1 and sites == [(1, JUMP_LABEL_NOP)]
+    assert seen["nft_trace_enabled"][0] == 0
+    assert all(kind == JUMP_LABEL_NOP for _, kind in seen["nft_trace_enabled"][1])
