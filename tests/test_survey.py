@@ -7,11 +7,12 @@ import lzma
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kloaderd import survey
-from kloaderd.survey import chunks, classify_failure, groups, summary
+from kloaderd.survey import chunks, classify_failure, groups, pieces, summary
 from test_profile import corpus
 from test_server import FIXTURES, command
 
@@ -146,11 +147,33 @@ def test_a_module_that_poisons_the_kernel_does_not_judge_the_modules_after_it(tm
                       "leaky.ko": EXPECTED["leaky.ko"]}
 
 
-def test_chunks_pack_groups_whole_and_in_order():
-    work = [["a1", "a2", "a3"], ["b1", "b2"], ["c"], ["d"], ["e"]]
-    assert chunks(work, 3) == [[["a1", "a2", "a3"]], [["b1", "b2"], ["c"]], [["d"], ["e"]]]
-    assert chunks(work, 2) == [[["a1", "a2", "a3"]], [["b1", "b2"]], [["c"], ["d"]], [["e"]]]
-    assert [g for c in chunks(work) for g in c] == work
+def test_chunks_pack_pieces_whole_and_in_order():
+    a, b, c, d, e = (["a1", "a2", "a3"], ["a1"]), (["b1", "b2"], ["b1", "b2"]), (["c"], ["c"]), \
+        (["d"], ["d"]), (["e"], ["e"])
+    work = [a, b, c, d, e]
+    assert chunks(work, 3) == [[a], [b, c], [d, e]]
+    assert chunks(work, 2) == [[a], [b], [c, d], [e]]
+    assert [p for chunk in chunks(work) for p in chunk] == work
+
+
+def test_a_big_group_is_cut_into_pieces_holding_what_each_module_needs():
+    """Two bases, each needed by several modules, and one module needing
+    both: every module is judged in exactly one piece, which loads what it
+    needs before it; modules needing the same bases share a piece."""
+    deps = {"x": [], "y": [], "x1": ["x"], "x2": ["x"], "x3": ["x"], "y1": ["y"], "y2": ["y"],
+            "xy": ["x1", "y"]}
+    group = groups(deps)[0]
+    assert len(group) == 8
+    cut = pieces(group, deps, size=4)
+    assert sorted(rel for _, owned in cut for rel in owned) == sorted(deps)     # each once
+    for modules, owned in cut:
+        assert set(owned) <= set(modules)
+        for rel in modules:
+            assert all(modules.index(dep) < modules.index(rel) for dep in deps[rel])
+    assert len(cut) == 3 and sum(len(m) for m, _ in cut) == 10       # x and y load twice
+    assert all(len(modules) <= 4 for modules, _ in cut)
+    assert {"x1", "x2", "x3"} & set(cut[0][1]) and "y1" not in cut[0][0]
+    assert pieces(group, deps, size=8) == [(group, group)]
 
 
 def test_a_worker_keeps_its_kernel_while_healthy_and_replaces_a_poisoned_one(monkeypatch):
@@ -169,7 +192,8 @@ def test_a_worker_keeps_its_kernel_while_healthy_and_replaces_a_poisoned_one(mon
     monkeypatch.setattr(survey.SurveyKernel, "__init__", counting_init)
     deps = {"exporter.ko": [], "halfdead.ko": ["exporter.ko"], "user.ko": ["exporter.ko"],
             "hello.ko": [], "initfail.ko": [], "leaky.ko": []}
-    chunk = [["exporter.ko", "halfdead.ko", "user.ko"], ["hello.ko"], ["initfail.ko"], ["leaky.ko"]]
+    chunk = [(group, group) for group in (["exporter.ko", "halfdead.ko", "user.ko"], ["hello.ko"],
+                                          ["initfail.ko"], ["leaky.ko"])]
     result = survey.survey_chunk(str(FIXTURES), chunk, deps, None, 5.0)
     assert {rel: v["class"] for rel, v in result.items()} == {
         "exporter.ko": "clean", "halfdead.ko": "oops", "user.ko": "clean", "hello.ko": "clean",
@@ -184,3 +208,35 @@ def test_a_worker_keeps_its_kernel_while_healthy_and_replaces_a_poisoned_one(mon
     assert "halfdead" not in said(fresh)
     assert all(line in said(fresh) for line in ("user: unloaded", "Hello, world",
                                                 "initfail: init returning -19", "leaky: leaked"))
+
+
+def test_once_poisoned_a_load_asleep_on_a_dead_tasks_mutex_is_given_up_at_once(monkeypatch):
+    """exporter's widgets_lock is left held by a task that is gone, so
+    initfail's clean failure poisons the kernel and user's init, which
+    takes that lock in register_widget, would sleep for ever: the survey
+    gives it up as soon as it sleeps there (a `timeout`, so a poisoner to
+    confirm alone), not after PROVISIONAL_TIMEOUT."""
+    import trio
+    monkeypatch.setattr(survey, "PROVISIONAL_TIMEOUT", 30.0)
+    kernel = survey.SurveyKernel(None, 5.0)
+    real_read = survey.read_image
+
+    def read(path: Path) -> bytes:
+        if path.name == "initfail.ko":                 # exporter is loaded by now
+            lock = next(s.address for s in kernel.k.ksyms.all() if s.name == "widgets_lock")
+            kernel.k.mem.write_u64(lock, 0xdead)
+            kernel.k.machine.sched.orphaned_locks[lock] = "gone/1"
+        return real_read(path)
+    monkeypatch.setattr(survey, "read_image", read)
+    deps = {"exporter.ko": [], "initfail.ko": [], "user.ko": ["exporter.ko"]}
+
+    async def main() -> tuple[Any, float]:
+        start = trio.current_time()
+        try:
+            return await kernel.run(FIXTURES, list(deps), deps), trio.current_time() - start
+        finally:
+            await kernel.close()
+    (verdicts, poisoners), took = trio.run(main)
+    assert poisoners == ["initfail.ko", "user.ko"]
+    assert verdicts == {"initfail.ko": EXPECTED["initfail.ko"]}
+    assert took < survey.PROVISIONAL_TIMEOUT

@@ -105,6 +105,10 @@ class WaitQueue:
     def waiters(self, key: int) -> int:
         return len(self._queues.get(key, ()))
 
+    def sleepers(self, key: int) -> list[Task]:
+        """The tasks waiting on `key`, oldest first."""
+        return [w.task for w in self._queues.get(key, ()) if w.task is not None]
+
 
 class BusyWait:
     """Returned by a kernel function that spins (udelay): the task keeps the
