@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import functools
 import json
 import multiprocessing
 import os
@@ -54,6 +55,10 @@ def module_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.name.endswith(SUFFIXES) and p.is_file())
 
 
+# A worker reads the same images again and again (the modules a chunk's
+# pieces share, a piece run again after a poisoning): the last two chunks'
+# worth are kept (a few MiB), so a .ko.xz is not decompressed each time.
+@functools.lru_cache(maxsize=64)
 def read_image(path: Path) -> bytes:
     from kloaderd.decompress import compression_of, module_decompress
     data = path.read_bytes()
