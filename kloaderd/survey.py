@@ -65,24 +65,45 @@ def read_image(path: Path) -> bytes:
     return module_decompress(data, 64 << 20) if compression_of(data) else data
 
 
-def dependencies(root: Path, files: list[Path]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """{module: modules it needs}, {module: why it could not be read}."""
+# What a module exports, what it needs, and why it could not be read (or None).
+Symbols = tuple[str, list[str], tuple[str, ...], str | None]
+
+
+def symbols(root: str, rels: list[str]) -> list[Symbols]:
+    """Each of `rels` read and parsed: one worker call of the first pass."""
     from kloaderd.elf.image import parse
     from kloaderd.errors import KernelError
+    found: list[Symbols] = []
+    for rel in rels:
+        try:
+            image = parse(read_image(Path(root) / rel))
+        except KernelError as exc:
+            found.append((rel, [], (), exc.message))
+            continue
+        found.append((rel, [export.name for export in image.exports], image.undefined, None))
+    return found
+
+
+def dependencies(root: Path, files: list[Path], pool: concurrent.futures.Executor | None = None
+                 ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """{module: modules it needs}, {module: why it could not be read}.
+
+    Every image is decompressed and parsed (6.12's 1,138 .ko.xz: ~2 s of
+    CPU), in `pool`'s workers when given, while they start."""
+    rels = [str(path.relative_to(root)) for path in files]
+    step = -(-len(rels) // 16) or 1
+    slices = [rels[i:i + step] for i in range(0, len(rels), step)]
+    call = functools.partial(symbols, str(root))
     provider: dict[str, str] = {}
     undefined: dict[str, tuple[str, ...]] = {}
     unreadable: dict[str, str] = {}
-    for path in files:
-        rel = str(path.relative_to(root))
-        try:
-            image = parse(read_image(path))
-        except KernelError as exc:
-            unreadable[rel] = exc.message
-            undefined[rel] = ()
-            continue
-        for export in image.exports:
-            provider.setdefault(export.name, rel)
-        undefined[rel] = image.undefined
+    for part in (pool.map(call, slices) if pool else map(call, slices)):
+        for rel, exports, needs, why in part:                  # in file order: the first wins
+            for name in exports:
+                provider.setdefault(name, rel)
+            undefined[rel] = needs
+            if why is not None:
+                unreadable[rel] = why
     deps = {rel: sorted({provider[n] for n in names if n in provider and provider[n] != rel})
             for rel, names in undefined.items()}
     return deps, unreadable
@@ -490,15 +511,15 @@ def _why(verdict: dict[str, Any]) -> str:
 
 def run_survey(root: Path, kernel: str | None, jobs: int, timeout: float,
                progress: bool) -> dict[str, dict[str, Any]]:
-    files = module_files(root)
-    deps, unreadable = dependencies(root, files)
-    result: dict[str, dict[str, Any]] = {rel: {"class": "refused", "errno": 8, "message": why}
-                                         for rel, why in unreadable.items()}
-    readable = {r: d for r, d in deps.items() if r not in unreadable}
-    work = chunks([piece for group in groups(readable) for piece in pieces(group, readable)])
-    done, total, started = len(result), len(deps), time.monotonic()
+    started = time.monotonic()
     context = multiprocessing.get_context("spawn")     # no forked copy of a parent's threads
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        deps, unreadable = dependencies(root, module_files(root), pool)
+        result: dict[str, dict[str, Any]] = {rel: {"class": "refused", "errno": 8, "message": why}
+                                             for rel, why in unreadable.items()}
+        readable = {r: d for r, d in deps.items() if r not in unreadable}
+        work = chunks([piece for group in groups(readable) for piece in pieces(group, readable)])
+        done, total = len(result), len(deps)
         futures = [pool.submit(survey_chunk, str(root), c, deps, kernel, timeout) for c in work]
         for future in concurrent.futures.as_completed(futures):
             part = future.result()
