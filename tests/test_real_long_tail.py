@@ -100,3 +100,19 @@ def test_ctype_classes_characters_as_linux():
     for c in range(0xC0, 0x100):
         assert has(c, 0x01) == chr(c).isupper() and has(c, 0x02) == chr(c).islower(), hex(c)
     assert CTYPE[0xD7] == CTYPE[0xF7] == 0x10 and not any(CTYPE[0x80:0xA0])
+
+
+def test_const_pcpu_hot_is_pcpu_hot():
+    """6.12 exports `pcpu_hot` under a second, const name that modules read
+    `current` through (smc, dm-vdo): the same per-CPU variable, so
+    `current` reads NULL there as through `pcpu_hot` (no task_struct)."""
+    _, build = corpus("6.12")
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    try:
+        const, hot = kernel.symbols.get("const_pcpu_hot"), kernel.symbols.get("pcpu_hot")
+        assert const is not None and hot is not None
+        assert const.address == hot.address < 0x10000         # a per-CPU offset
+        assert kernel.mem.read_u64(kernel.machine.per_cpu_base + const.address) == 0
+        assert kernel.mem.read_u32(kernel.machine.per_cpu_base + const.address + 8) == 0x80000000
+    finally:
+        trio.run(kernel.shutdown)

@@ -77,6 +77,11 @@ PER_CPU_EXPORTS: dict[str, PerCpuExport] = {
     "x86_cpu_to_apicid": PerCpuExport(2, 2),
 }
 
+# Exports that are another per-CPU variable under a second name: 6.8+'s
+# `const_pcpu_hot` is `pcpu_hot` (vmlinux.lds.S's PROVIDE), declared const
+# so that reads of `current` may be cached, and exported on its own.
+PER_CPU_ALIASES = {"const_pcpu_hot": "pcpu_hot"}
+
 
 class PerCpuArea:
     """CPU 0's per-CPU area: offsets handed out to the kernel's exports and
@@ -91,16 +96,20 @@ class PerCpuArea:
         self._static = KERNEL_STATIC_START
         self._modules = RegionAllocator(MODULE_START, AREA_SIZE)
         self._chunks: dict[int, int] = {}        # id(module) -> its chunk
+        self._exported: dict[str, int] = {"fixed_percpu_data": 0}
 
     def export(self, name: str) -> int | None:
-        """The offset of the core kernel's per-CPU `name`, its value written;
-        None when kloader does not know `name` as per-CPU."""
+        """The offset of the core kernel's per-CPU `name` (placed, its value
+        written, on first asking); None when kloader does not know `name`
+        as per-CPU."""
+        name = PER_CPU_ALIASES.get(name, name)
         spec = PER_CPU_EXPORTS.get(name)
         if spec is None:
             return None
-        if name == "fixed_percpu_data":
-            return 0
-        offset = -(-self._static // spec.align) * spec.align
+        offset = self._exported.get(name)
+        if offset is not None:
+            return offset
+        offset = self._exported[name] = -(-self._static // spec.align) * spec.align
         self._static = offset + spec.size
         assert self._static <= MODULE_START, "per-CPU exports outgrew their reserve"
         if spec.value is not None:
