@@ -15,6 +15,7 @@ from kloaderd.embed import Problems
 from kloaderd.errors import KernelError
 from kloaderd.kernel.kernel import Kernel, KernelOptions
 from kloaderd.lib.ctype import CTYPE
+from kloaderd.workqueue.workqueue import workqueues
 from realkernel import corpus, find_module
 
 RELEASES = ["6.1", "6.12"]
@@ -26,9 +27,8 @@ def load_then_remove_clean(flavour: str, names: list[str]) -> Kernel:
     kernel = Kernel(KernelOptions(kernel=str(build)))
 
     async def main() -> None:
-        for name in names:
-            await kernel.init_module(find_module(modules, name))
-        for name in reversed(names):
+        loaded = [await kernel.init_module(find_module(modules, name)) for name in names]
+        for name in reversed(loaded):
             await kernel.delete_module(name)
         await kernel.shutdown()
     trio.run(main)
@@ -100,6 +100,15 @@ def test_ctype_classes_characters_as_linux():
     for c in range(0xC0, 0x100):
         assert has(c, 0x01) == chr(c).isupper() and has(c, 0x02) == chr(c).islower(), hex(c)
     assert CTYPE[0xD7] == CTYPE[0xF7] == 0x10 and not any(CTYPE[0x80:0xA0])
+
+
+@pytest.mark.parametrize("flavour", RELEASES)
+def test_nvme_transports_flush_the_built_in_cores_workqueues(flavour):
+    """nvme-core is built in: nvme_wq, nvme_reset_wq and nvme_delete_wq are
+    vmlinux's, and the transports' exits flush nvme_delete_wq."""
+    kernel = load_then_remove_clean(flavour, ["nvme-fabrics", "nvme-tcp", "nvme-fc"])
+    names = {wq.name for wq in workqueues(kernel).by_address.values()}
+    assert {"nvme-wq", "nvme-reset-wq", "nvme-delete-wq"} <= names
 
 
 def test_const_pcpu_hot_is_pcpu_hot():

@@ -142,7 +142,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.net", "kloaderd.kernel.bpf", "kloaderd.block",
               "kloaderd.drivers.base", "kloaderd.drivers.gpio", "kloaderd.drivers.virtio", "kloaderd.drivers.tty",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
-              "kloaderd.drivers.firmware", "kloaderd.drivers.pci", "kloaderd.arch.x86",
+              "kloaderd.drivers.firmware", "kloaderd.drivers.pci", "kloaderd.drivers.nvme", "kloaderd.arch.x86",
               "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.vmalloc", "kloaderd.mm.mempool", "kloaderd.mm.vmscan", "kloaderd.mm.shrinker",
               "kloaderd.fs.char_dev",
               "kloaderd.fs.read_write", "kloaderd.fs.proc_sysctl",

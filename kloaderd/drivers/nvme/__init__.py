@@ -1,0 +1,1 @@
+"""NVMe (drivers/nvme/)."""

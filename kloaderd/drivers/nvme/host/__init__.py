@@ -1,0 +1,1 @@
+"""The NVMe host side (drivers/nvme/host/)."""
