@@ -8,6 +8,8 @@ be fetched."""
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 import trio
 
@@ -109,6 +111,33 @@ def test_nvme_transports_flush_the_built_in_cores_workqueues(flavour):
     kernel = load_then_remove_clean(flavour, ["nvme-fabrics", "nvme-tcp", "nvme-fc"])
     names = {wq.name for wq in workqueues(kernel).by_address.values()}
     assert {"nvme-wq", "nvme-reset-wq", "nvme-delete-wq"} <= names
+
+
+@pytest.mark.parametrize("flavour", RELEASES)
+def test_firmware_the_machine_lacks_and_what_fou_and_curve25519_read_first(flavour):
+    """efi-pstore finds no efivars to write (efivar_supports_writes), iscsi_ibft
+    no table (ibft_phys_addr 0), fou fills iptun_encaps, libcurve25519's
+    self-test compares with __crypto_memneq."""
+    load_then_remove_clean(flavour, ["efi-pstore", "iscsi_boot_sysfs", "iscsi_ibft",
+                                     "ip_tunnel", "udp_tunnel", "ip6_udp_tunnel", "fou",
+                                     "libcurve25519-generic", "curve25519-x86_64", "libcurve25519"])
+
+
+def test_einj_probes_its_own_device_once_and_hwpoison_inject_clears_its_filter():
+    """6.12's einj registers its platform device, then __platform_driver_probe
+    binds or gives up (no EINJ table: -ENODEV, which einj's init ignores)."""
+    load_then_remove_clean("6.12", ["einj", "hwpoison-inject"])
+
+
+@pytest.mark.parametrize("flavour, names, errno_", [
+    ("6.1", ["ptp_kvm"], errno.EOPNOTSUPP),    # kvm_para_available(): no KVM
+    ("6.12", ["ptp_kvm"], errno.EOPNOTSUPP),
+    ("6.1", ["efivarfs"], errno.ENODEV),                           # efivars_kobject(): no EFI
+    ("6.1", ["pcc-cpufreq"], errno.ENODEV),                        # no current cpufreq driver
+    ("6.12", ["pcc-cpufreq"], errno.ENODEV),                       # __platform_driver_probe: none bound
+    ("6.12", ["acpi-cpufreq"], errno.ENODEV)])
+def test_modules_for_hardware_the_machine_lacks_fail_as_on_it(flavour, names, errno_):
+    assert init_failure(flavour, names).errno == errno_
 
 
 def test_const_pcpu_hot_is_pcpu_hot():

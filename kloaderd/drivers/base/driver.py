@@ -35,7 +35,7 @@ from ...kernel.kdata import DataExport, export_data
 from ...kernel.panic import warn
 from ...kernel.printk import KERN_ERR
 from ...kernel.layouts import struct
-from .core import BUS, DRIVER, STRUCTS as CORE_STRUCTS
+from .core import BUS, DEVICE, DRIVER, STRUCTS as CORE_STRUCTS, devices
 from .dd import attach_driver, detach_driver, unbind_leftover
 
 # The drivers of buses kloader has no devices on: where the device_driver is.
@@ -213,6 +213,34 @@ def __platform_driver_register(ctx: Any, drv: int, owner: int) -> int:
     pdrv_off = ctx.kernel.layouts[PDRV]
     _fill(ctx, drv + pdrv_off.driver, bus="platform", owner=owner)
     return driver_register(ctx, drv + pdrv_off.driver)
+
+
+@export("__platform_driver_probe", "int __platform_driver_probe(struct platform_driver *drv, "
+        "int (*probe)(struct platform_device *), struct module *module)", nargs=3, gpl=True)
+def __platform_driver_probe(ctx: Any, drv: int, probe: int, module: int) -> Any:
+    """A driver for devices that are there now or never (platform_driver_probe()):
+    registered with `probe`, then unregistered and -ENODEV if no device bound
+    to it.  Linux also makes later probes fail (platform_probe_fail) and
+    forbids deferred and asynchronous probing; here no platform device can
+    appear for it later but one a module registers, which would bind."""
+    pdrv_off = ctx.kernel.layouts[PDRV]
+    ctx.mem.write_u64(drv + pdrv_off.probe, probe)
+    registering = __platform_driver_register(ctx, drv, module)
+
+    def bound(ret: int) -> int:
+        if ret:
+            return ret
+        device_off, driver = ctx.kernel.layouts[DEVICE], drv + pdrv_off.driver
+        if any(ctx.mem.read_u64(d + device_off.driver) == driver for d in devices(ctx.kernel).known):
+            return 0
+        _forget(ctx, driver)                  # no device is bound: nothing to detach
+        return -errno.ENODEV
+    if isinstance(registering, int):
+        return bound(registering)
+
+    async def probing() -> int:
+        return bound(await registering)
+    return probing()
 
 
 @export("platform_driver_unregister", "void platform_driver_unregister(struct platform_driver "

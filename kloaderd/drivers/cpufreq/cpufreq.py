@@ -5,7 +5,8 @@ As Linux 6.1: NULL is -EINVAL; a name already registered (compared
 case-insensitively over CPUFREQ_NAME_LEN) is -EBUSY; the governor goes on
 `cpufreq_governor_list` through `governor_list` (list_add, in guest
 memory).  The emulated machine has no cpufreq driver, so no policy ever
-uses a governor; unregistering just unlinks.  The kernel's own governors
+uses a governor; unregistering just unlinks, and
+`cpufreq_get_current_driver()` is NULL.  The kernel's own governors
 (performance, and schedutil/powersave/userspace/ondemand/conservative when
 the profile's .config builds them in) hold their names.  `struct
 cpufreq_governor` is read at the kernel's offsets (kernel/layouts.py).
@@ -66,3 +67,9 @@ def cpufreq_unregister_governor(ctx: Any, gov: int) -> None:
         return
     ctx.kernel.subsystem(Governors).list.delete(ctx, gov + ctx.kernel.layouts[GOVERNOR].governor_list)
     ctx.kernel.registrations.registry("cpufreq_governor").remove(gov)
+
+
+@export("cpufreq_get_current_driver", "struct cpufreq_driver *cpufreq_get_current_driver(void)",
+        nargs=0, gpl=True)
+def cpufreq_get_current_driver(ctx: Any) -> int:
+    return 0

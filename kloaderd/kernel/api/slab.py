@@ -7,6 +7,7 @@ allocations (a call from no module) belong to None.
 
 from __future__ import annotations
 
+from ...config import KERNEL_TEXT_BASE, MODULES_VADDR
 from . import export
 
 __GFP_ZERO = 0x100            # Linux 6.6 include/linux/gfp_types.h
@@ -70,6 +71,24 @@ def _dup_cstr(ctx, s: int, limit: int) -> int:
 @export("kstrdup", "char *kstrdup(const char *s, gfp_t gfp)", nargs=2)
 def kstrdup(ctx, s: int, gfp: int) -> int:
     return _dup_cstr(ctx, s, STRDUP_LIMIT)
+
+
+def is_kernel_rodata(ctx, addr: int) -> bool:
+    """The core kernel's read-only data: the image's objects without write
+    permission (a module's .rodata is never the kernel's)."""
+    return KERNEL_TEXT_BASE <= addr < MODULES_VADDR and ctx.mem.perms(addr) == "r--"
+
+
+@export("kstrdup_const", "const char *kstrdup_const(const char *s, gfp_t gfp)", nargs=2)
+def kstrdup_const(ctx, s: int, gfp: int) -> int:
+    """The kernel's own constant strings are handed back; any other is kstrdup()'d."""
+    return s if is_kernel_rodata(ctx, s) else kstrdup(ctx, s, gfp)
+
+
+@export("kfree_const", "void kfree_const(const void *x)", nargs=1)
+def kfree_const(ctx, x: int) -> int:
+    """kstrdup_const()'s pair: kfree() but of the kernel's constant strings."""
+    return 0 if is_kernel_rodata(ctx, x) else kfree(ctx, x)
 
 
 @export("kstrndup", "char *kstrndup(const char *s, size_t max, gfp_t gfp)", nargs=3)

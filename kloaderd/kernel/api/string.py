@@ -116,6 +116,13 @@ def strcmp(ctx, cs: int, ct: int) -> int:
     return _compare(_cstr(ctx, cs), _cstr(ctx, ct))
 
 
+@export("sysfs_streq", "bool sysfs_streq(const char *s1, const char *s2)", nargs=2)
+def sysfs_streq(ctx, s1: int, s2: int) -> int:
+    """Equal strings, either allowed one trailing newline (a sysfs write's)."""
+    a, b = _cstr(ctx, s1), _cstr(ctx, s2)
+    return int(a.removesuffix(b"\n") == b.removesuffix(b"\n"))
+
+
 @export("strncmp", "int strncmp(const char *cs, const char *ct, size_t count)", nargs=3)
 def strncmp(ctx, cs: int, ct: int, count: int) -> int:
     if not count:

@@ -1,0 +1,1 @@
+"""EFI (drivers/firmware/efi/): a machine booted by BIOS has none."""
