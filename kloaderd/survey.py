@@ -285,7 +285,7 @@ class SurveyKernel:
         sched = self.k.machine.sched
         while True:
             await trio.sleep(ORPHAN_POLL)
-            if any(task.comm == "insmod" and task.module.state is ModuleState.COMING
+            if any(task.comm == "insmod" and getattr(task.module, "state", None) is ModuleState.COMING
                    for lock in sched.orphaned_locks for task in sched.waitqueue.sleepers(lock)):
                 loading[0].cancel()
 
