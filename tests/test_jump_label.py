@@ -171,3 +171,46 @@ def test_nf_tables_612_site_on_its_enabled_key_is_patched_to_a_nop():
     assert count == 1 and sites == [(1, JUMP_LABEL_NOP)]
     assert seen["nft_trace_enabled"][0] == 0
     assert all(kind == JUMP_LABEL_NOP for _, kind in seen["nft_trace_enabled"][1])
+
+
+KERNEL_KEY = r"""
+#include <linux/module.h>
+#include <linux/netdevice.h>
+
+static noinline int stamped(void)
+{
+	return static_branch_unlikely(&netstamp_needed_key) ? 1 : 0;
+}
+
+static int __init kkey_init(void)
+{
+	pr_info("kkey: before=%d\n", stamped());
+	static_branch_inc(&netstamp_needed_key);
+	static_branch_inc(&netstamp_needed_key);
+	pr_info("kkey: two users=%d count=%d\n", stamped(), static_key_count(&netstamp_needed_key.key));
+	static_branch_dec(&netstamp_needed_key);
+	pr_info("kkey: one user=%d\n", stamped());
+	static_branch_dec(&netstamp_needed_key);
+	pr_info("kkey: none=%d\n", stamped());
+	return 0;
+}
+
+static void __exit kkey_exit(void)
+{
+}
+
+module_init(kkey_init);
+module_exit(kkey_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_a_modules_site_on_a_kernel_key_follows_the_count_it_moves(tmp_path, flavour):
+    """netstamp_needed_key is the kernel's (a profile's export kloader backs
+    with no memory): its count is kept by kloader, its type learned from the
+    module's site, and the site patched on the first user and the last."""
+    from realkernel import run_kbuilt
+
+    _, lines = run_kbuilt(tmp_path, "kkey", KERNEL_KEY, flavour)
+    assert lines == ["kkey: before=0", "kkey: two users=1 count=2", "kkey: one user=1", "kkey: none=0"]

@@ -50,13 +50,12 @@ from ..errors import KernelError
 from .api import export
 from .memory import GuestFault
 from .module import ModuleState
-from .printk import KERN_CRIT, KERN_ERR
+from .printk import KERN_CRIT
 
 if TYPE_CHECKING:
     from .internal import KernelServices
     from .module import Module
 
-JUMP_TYPE_TRUE = 1              # key->type's low bits
 JUMP_ENTRY_SIZE = 16
 _ENTRY = struct.Struct("<iiq")
 INT_MAX = 0x7FFFFFFF
@@ -101,36 +100,34 @@ class JumpLabels:
         kernel.sanitizer.leftover_checks.append(self.del_module)
 
     # -- a key's state --------------------------------------------------------------
+    def _unbacked(self, key: int) -> list[int] | None:
+        """[enabled, type] of a kernel key kloader keeps itself: one in a
+        not-emulated export's stub.  Unless a site named it first, it is
+        taken to be defined false, as most kernel keys modules switch are."""
+        state = self.unbacked.get(key)
+        if state is None and self.kernel.machine.not_emulated_at(key) is not None:
+            state = self.unbacked[key] = [0, 0]
+        return state
+
     def count(self, key: int) -> int:
         """atomic_read(&key->enabled)."""
-        state = self.unbacked.get(key)
+        state = self._unbacked(key)
         if state is not None:
             return state[0]
         return self.kernel.mem.read_s32(key)
 
     def set_count(self, key: int, value: int) -> None:
-        state = self.unbacked.get(key)
+        state = self._unbacked(key)
         if state is not None:
             state[0] = value
         else:
             self.kernel.mem.write_u32(key, value & 0xFFFFFFFF)
 
-    def key_type(self, key: int) -> int:
-        """static_key_type(): JUMP_TYPE_TRUE for a key defined true."""
-        state = self.unbacked.get(key)
-        if state is not None:
-            return state[1]
-        return self.kernel.mem.read_u64(key + 8) & JUMP_TYPE_TRUE
-
     def _learn(self, key: int, entry: JumpEntry) -> None:
-        """A key no memory backs: its type from the compiled site."""
-        if key in self.unbacked:
+        """A kernel key no memory backs, first named by a site: its type is
+        what the site was compiled for, and its count starts there."""
+        if key in self.unbacked or self.kernel.machine.not_emulated_at(key) is None:
             return
-        try:
-            self.kernel.mem.read(key, 16)
-            return
-        except GuestFault:
-            pass
         compiled = site_type(self.kernel.mem, entry.code)
         type_ = (compiled ^ entry.branch) if compiled is not None else 0
         self.unbacked[key] = [type_, type_]
@@ -192,15 +189,12 @@ class JumpLabels:
             # Cannot update code that was in an init text area (jump_label_can_update).
             if entry.init and (entry.module.state is not ModuleState.COMING or entry.module.init_freed):
                 continue
+            type_ = self._type_of(entry)
             try:
-                arch_jump_label_transform(mem, entry.code, entry.target, self._type_of(entry),
+                arch_jump_label_transform(mem, entry.code, entry.target, type_,
                                           self.kernel.symbolize(entry.code) or "")
             except UnexpectedOp as bug:
                 self.kernel.log.emit(KERN_CRIT, bug.line, entry.module.name)
-                raise
-            except GuestFault:
-                self.kernel.log.emit(KERN_ERR, f"jump_label: can't patch jump_label at "
-                                               f"{entry.code:#x}", entry.module.name)
                 raise
 
 
@@ -213,6 +207,9 @@ def jump_label_add_module(kernel: "KernelServices", mod: "Module") -> None:
         jump_labels(kernel).add_module(mod)
     except UnexpectedOp as bug:
         raise KernelError(errno.ENOEXEC, f"{mod.name}: {bug.line}") from None
+    except GuestFault as fault:
+        raise KernelError(errno.ENOEXEC, f"{mod.name}: __jump_table names a static key at "
+                                         f"{fault.address:#x}, which is not mapped") from None
 
 
 # -- the count, as Linux moves it ------------------------------------------------------
