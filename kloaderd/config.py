@@ -31,6 +31,7 @@ KERNEL_HEAP_BASE = 0xFFFF888100000000   # the slab allocator grows its chunks fr
 KERNEL_HEAP_END = 0xFFFF888900000000
 VMALLOC_START = 0xFFFFC90000000000      # kernel stacks live here, between guard pages
 VMALLOC_END = 0xFFFFE8FFFFFFF000
+VMEMMAP_START = 0xFFFFEA0000000000      # the memmap: struct page of each page of the direct map
 THREAD_SIZE = 16384                     # a task's kernel stack (x86-64, no KASAN)
 # Physical addresses Unicorn regions are mapped at (never seen by the guest).
 PHYS_BASE = 0x0000000001000000

@@ -33,7 +33,7 @@ NOT_EMULATED = {"kloader_test_register": (0x11112222, "EXPORT_SYMBOL_GPL", ""),
                 "init_user_ns": (0x55556666, "EXPORT_SYMBOL", "")}
 # Kernel data and per-CPU exports a profile backs with memory (kdata.py, percpu.py).
 KERNEL_DATA = ("current_task", "__preempt_count", "cpu_number", "this_cpu_off", "fixed_percpu_data",
-               "nr_cpu_ids", "__per_cpu_offset", "kmalloc_caches", "system_wq", "page_offset_base",
+               "nr_cpu_ids", "__per_cpu_offset", "kmalloc_caches", "system_wq",
                "__cpu_online_mask")
 CONFIG = ("# CONFIG_PREEMPT_NONE is not set\nCONFIG_SMP=y\nCONFIG_NR_CPUS=64\nCONFIG_ZONE_DMA=y\nCONFIG_PREEMPT_BUILD=y\n"
           "CONFIG_PREEMPT_DYNAMIC=y\nCONFIG_MODULE_UNLOAD=y\nCONFIG_MODVERSIONS=y\n"

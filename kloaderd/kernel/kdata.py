@@ -19,13 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from ..config import PAGE_OFFSET
 
 if TYPE_CHECKING:
     from .layouts import Layouts, Struct
     from .profile import KernelProfile
 
-VMEMMAP_START = 0xFFFFEA0000000000     # Documentation/arch/x86/x86_64/mm.rst (4-level paging)
 KMALLOC_SHIFT_HIGH = 13                # SLUB: PAGE_SHIFT + 1
 
 
@@ -119,8 +117,6 @@ DATA_EXPORTS: dict[str, DataExport] = {
     # struct kmem_cache *kmalloc_caches[NR_KMALLOC_TYPES][KMALLOC_SHIFT_HIGH + 1]: the
     # caches are kloader's slab, which kmalloc_trace() reaches by size, so the pointers are NULL.
     "kmalloc_caches": DataExport(lambda p: kmalloc_types(p) * (KMALLOC_SHIFT_HIGH + 1) * 8),
-    "page_offset_base": DataExport(_fixed(8), _u64(PAGE_OFFSET)),
-    "vmemmap_base": DataExport(_fixed(8), _u64(VMEMMAP_START)),
     "phys_base": DataExport(_fixed(8), _u64(0)),
     "nr_cpu_ids": DataExport(_fixed(4), _u32(1)),
     "nr_node_ids": DataExport(_fixed(4), _u32(1)),

@@ -198,6 +198,9 @@ class Slab:
         # debugobjects: told of every object freed, while its bytes are still
         # there, as slab_free_hook() calls debug_check_no_obj_freed(x, size).
         self.on_free: Callable[[int, int], None] | None = None
+        # the memmap: told of every range of the heap as it is first mapped
+        # (mm/page_alloc.py backs its struct pages), and of those mapped before it was set.
+        self._on_map: Callable[[int, int], None] | None = None
 
     # -- allocation ----------------------------------------------------------
     def alloc(self, size: int, owner: str | None = None, *, zero: bool = False) -> int:
@@ -302,9 +305,20 @@ class Slab:
                 run = chunk
             elif not missing and run is not None:
                 start = max(run * MAP_CHUNK, self._pages.base)
-                self.mem.map(start, min(chunk * MAP_CHUNK, self._pages.end) - start, "rw-")
+                size = min(chunk * MAP_CHUNK, self._pages.end) - start
+                self.mem.map(start, size, "rw-")
                 self._mapped.update(range(run, chunk))
+                if self._on_map is not None:
+                    self._on_map(start, size)
                 run = None
+
+    def on_map(self, hook: Callable[[int, int], None]) -> None:
+        """Call `hook(start, size)` for each range of the heap mapped, so
+        far and from now on."""
+        self._on_map = hook
+        for chunk in sorted(self._mapped):
+            start = max(chunk * MAP_CHUNK, self._pages.base)
+            hook(start, min((chunk + 1) * MAP_CHUNK, self._pages.end) - start)
 
     # -- freeing -------------------------------------------------------------
     def free(self, addr: int, owner: str | None = None) -> bool:

@@ -2,7 +2,8 @@
 (`mempool_create`, `mempool_create_node`, `mempool_init`,
 `mempool_init_node`, `mempool_alloc`, `mempool_free`, `mempool_exit`,
 `mempool_destroy`) and the standard element functions
-(`mempool_alloc_slab`/`mempool_free_slab`, `mempool_kmalloc`/`mempool_kfree`).
+(`mempool_alloc_slab`/`mempool_free_slab`, `mempool_kmalloc`/`mempool_kfree`,
+`mempool_alloc_pages`/`mempool_free_pages`: struct pages of mm/page_alloc.py).
 
 `mempool_t` is read and written at the kernel's offsets (kernel/layouts.py),
 so a module's inline `mempool_initialized()` reads what Linux's would.  The pool's alloc and free
@@ -28,6 +29,7 @@ from ..kernel.api.slab import kfree, _kmalloc
 from ..kernel.callback import call_module_code
 from ..kernel.layouts import struct
 from ..lib.list import init_list_head
+from .page_alloc import PAGE, __free_pages, alloc_pages
 from .slab_common import kmem_cache_alloc, kmem_cache_free
 
 MEMPOOL = struct("mempool_t", "linux/mempool.h", "lock", "min_nr", "curr_nr", "elements", "pool_data", "alloc",
@@ -273,5 +275,19 @@ def mempool_kfree(ctx: Any, element: int, size: int) -> int:
     return kfree(ctx, element)
 
 
+@export("mempool_alloc_pages", "void *mempool_alloc_pages(gfp_t gfp_mask, void *pool_data)", nargs=2,
+        structs=(PAGE,))
+def mempool_alloc_pages(ctx: Any, gfp: int, order: int) -> int:
+    """Pages of order `pool_data` (mempool_init_page_pool): the element is the struct page."""
+    return alloc_pages(ctx, gfp, order & 0xFFFFFFFF)
+
+
+@export("mempool_free_pages", "void mempool_free_pages(void *element, void *pool_data)", nargs=2,
+        structs=(PAGE,))
+def mempool_free_pages(ctx: Any, element: int, order: int) -> None:
+    __free_pages(ctx, element, order & 0xFFFFFFFF)
+
+
 STANDARD = {"mempool_alloc_slab": mempool_alloc_slab, "mempool_free_slab": mempool_free_slab,
-            "mempool_kmalloc": mempool_kmalloc, "mempool_kfree": mempool_kfree}
+            "mempool_kmalloc": mempool_kmalloc, "mempool_kfree": mempool_kfree,
+            "mempool_alloc_pages": mempool_alloc_pages, "mempool_free_pages": mempool_free_pages}
