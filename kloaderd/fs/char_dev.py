@@ -192,8 +192,10 @@ class DeviceNodes:
         self.tree = file_tree(kernel)
         self.nodes: dict[str, DeviceNode] = {}
 
-    def mknod(self, path: str, dev: int, made_by: str = "mknod") -> DeviceNode:
-        """A node at `path` under /dev; missing directories are made (as devtmpfs)."""
+    def mknod(self, path: str, dev: int, made_by: str = "mknod",
+              node_type: type[DeviceNode] = DeviceNode) -> DeviceNode:
+        """A node at `path` under /dev (a block device's is a `node_type` of
+        block/genhd.py); missing directories are made (as devtmpfs)."""
         if not path.startswith("/") or "\0" in path or len(path) > 4095:
             raise KernelError(errno.EINVAL, f"mknod: {path!r} is not an absolute path")
         parts = [p for p in path.split("/") if p]
@@ -209,7 +211,7 @@ class DeviceNodes:
         path = "/" + "/".join(parts)
         if parent.child(parts[-1]) is not None:
             raise KernelError(errno.EEXIST, f"mknod: {path}: File exists")
-        node = DeviceNode(parts[-1], dev, made_by)
+        node = node_type(parts[-1], dev, made_by)
         self.tree.attach(parent, node)
         self.nodes[path] = node
         return node

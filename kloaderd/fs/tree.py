@@ -293,7 +293,7 @@ class Symlink(Node):
         return {**super().stat(), "size": len(self.target), "target": self.target}
 
 
-_TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "link", st.S_IFCHR: "chr"}
+_TYPE_NAMES = {st.S_IFREG: "file", st.S_IFDIR: "dir", st.S_IFLNK: "link", st.S_IFCHR: "chr", st.S_IFBLK: "blk"}
 
 
 def _strerror(code: int) -> str:

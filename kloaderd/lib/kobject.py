@@ -328,11 +328,16 @@ class KObjects:
         record = self.known.get(kobj)
         if record is None or record.dir is None:
             return -errno.EINVAL                 # kobject_uevent_env: no path, no event
-        self.seqnum += 1
-        self.uevents.append(Uevent(self.seqnum, action, record.dir.path[len("/sys"):]))
+        self.announce(record.dir.path[len("/sys"):], action)
         self.set_state(kobj, STATE_ADD_UEVENT_SENT if action == "add" else
                        STATE_REMOVE_UEVENT_SENT if action == "remove" else 0)
         return 0
+
+    def announce(self, devpath: str, action: str) -> None:
+        """A uevent for `devpath` (under /sys), numbered as every other: the
+        kernel's own objects without a kobject of kloader's (a disk) send theirs so."""
+        self.seqnum += 1
+        self.uevents.append(Uevent(self.seqnum, action, devpath))
 
     def _leftover(self, entry: Any) -> None:
         record: KObj = entry.data

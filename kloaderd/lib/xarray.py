@@ -214,7 +214,8 @@ class XArrays:
 
     def _leak(self, tree: Tree) -> None:
         name = getattr(tree.owner, "name", None)
-        what = {"xarray": "xa_destroy", "idr": "idr_destroy", "ida": "ida_destroy"}[tree.kind]
+        what = {"xarray": "xa_destroy", "idr": "idr_destroy", "ida": "ida_destroy",
+                "radix_tree": "radix_tree_delete"}[tree.kind]
         unit = "ids" if tree.kind == "ida" else "entries"
         self.kernel.log.emit(KERN_ERR, f"{name or 'kernel'}: leaked {len(tree.entries)} {unit} of the "
                                        f"{tree.kind} at {tree.address:#x} ({what})", name,

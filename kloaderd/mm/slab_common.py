@@ -117,6 +117,20 @@ def create(ctx: Any, func: str, name: int, size: int, align: int, flags: int, ct
     return cache
 
 
+def kernel_cache(kernel: Any, name: str, size: int, align: int = 8) -> int:
+    """A cache of the core kernel's own (block/bio.c's `bio-N`): no
+    module's registration, never a leftover; `destroy_kernel_cache` ends it."""
+    cache = kernel.slab.alloc(CACHE_OBJECT_SIZE, None, zero=True)
+    if cache:
+        kernel.subsystem(Caches).by_address[cache] = KmemCache(name, size, max(align, 8), 0)
+    return cache
+
+
+def destroy_kernel_cache(kernel: Any, cache: int) -> None:
+    kernel.subsystem(Caches).by_address.pop(cache, None)
+    kernel.slab.free(cache, None)
+
+
 @export("kmem_cache_create", "struct kmem_cache *kmem_cache_create(const char *name, "
         "unsigned int size, unsigned int align, slab_flags_t flags, void (*ctor)(void *))",
         nargs=5)
