@@ -1,6 +1,7 @@
 """What a module learns about the machine under the Debian 6.1 profile:
 the CPU (`boot_cpu_data`, `x86_match_cpu`), the platform (DMI quirk tables,
-no hypervisor, no Xen, no ACPI, no PCI devices), its RAM (`_totalram_pages`)
+no hypervisor, no Xen, no ACPI, no PCI devices), its RAM (`_totalram_pages`,
+`si_meminfo`)
 and CPU latency QoS requests, through a
 kbuild-built module and corpus modules that ask."""
 
@@ -32,6 +33,7 @@ IDENTITY = r"""
 #include <linux/pm_qos.h>
 MODULE_LICENSE("GPL");
 static struct pm_qos_request qos;
+static struct sysinfo si;
 static int called;
 static int quirk(const struct dmi_system_id *id) { called++; return 0; }
 static const struct dmi_system_id ours[] = {
@@ -63,6 +65,10 @@ static int __init identity_init(void)
 		x86_match_cpu(p4) != NULL, x86_match_cpu(avx512) != NULL);
 	pr_info("identity: hyper %d xen %d acpi_disabled %d ram %lu\n", x86_hyper_type,
 		xen_domain(), acpi_disabled, totalram_pages());
+	si.uptime = 7;
+	si_meminfo(&si);
+	pr_info("identity: meminfo %lu %d %lu %lu %lu %u %ld\n", si.totalram, si.freeram > 0,
+		si.sharedram, si.bufferram, si.totalhigh, si.mem_unit, si.uptime);
 	pr_info("identity: pci %p %d\n", pci_get_device(PCI_ANY_ID, PCI_ANY_ID, NULL),
 		pci_dev_present((const struct pci_device_id[]){ { PCI_DEVICE(0x8086, 0x1234) }, {} }));
 	cpu_latency_qos_add_request(&qos, PM_QOS_DEFAULT_VALUE);
@@ -113,6 +119,7 @@ def test_a_module_reads_the_machine_it_runs_on(tmp_path, release):
         f"identity: cpu GenuineIntel family {family} model {cpu().model} sse4.2 1",
         f"identity: match 1 {int(family == 15)} 0",
         f"identity: hyper 0 xen 0 acpi_disabled 1 ram {ram}",
+        f"identity: meminfo {ram} 1 0 0 0 4096 7",
         "identity: pci 0000000000000000 0",
         "identity: qos 1 10",
         "identity: qos 0"]

@@ -1,7 +1,7 @@
 """mm/page_alloc.c: whole pages, by address (`__get_free_pages`,
 `get_zeroed_page`, `free_pages`) or by `struct page` (`alloc_pages`,
 `__alloc_pages`, `__free_pages`, 6.10's `_noprof` names), and how many
-are free (`nr_free_buffer_pages`).
+are free (`nr_free_buffer_pages`, `si_meminfo`).
 
 Pages come from the kernel heap's buddy allocator, naturally aligned to
 their order as Linux's are, accounted to the allocating module (so pages a
@@ -52,13 +52,38 @@ def _owner(ctx: Any) -> str | None:
     return getattr(ctx.module, "name", None)
 
 
+def _free_pages(kernel: Any) -> int:
+    """The machine's RAM (`heap_limit`, as `_totalram_pages`) less what the heap holds, in pages."""
+    return max(kernel.options.heap_limit - kernel.slab.total, 0) // PAGE_SIZE
+
+
 @export("nr_free_buffer_pages", "unsigned long nr_free_buffer_pages(void)", nargs=0)
 def nr_free_buffer_pages(ctx: Any) -> int:
     """The pages still free in the zones buffers come from (what IPVS and
-    the TCP/UDP memory limits size themselves by): the machine's RAM
-    (`heap_limit`, as `_totalram_pages`) less what the heap holds."""
+    the TCP/UDP memory limits size themselves by)."""
+    return _free_pages(ctx.kernel)
+
+
+# struct sysinfo (include/uapi/linux/sysinfo.h): user ABI, the same in every release.
+_SYSINFO_RAM = 32             # totalram, freeram, sharedram, bufferram: after uptime and loads[3]
+_SYSINFO_HIGH = 88            # totalhigh, freehigh: after the swap pair, procs and pad
+_SYSINFO_MEM_UNIT = 104
+
+
+@export("si_meminfo", "void si_meminfo(struct sysinfo *val)", nargs=1)
+def si_meminfo(ctx: Any, val: int) -> None:
+    """The RAM figures of sysinfo(2), in pages (`mem_unit` is the page size):
+    IPVS's defense timer reads them every second to decide when to drop
+    connections.  No page cache is shared or buffers block devices, and
+    x86-64 has no high memory; uptime, loads, swap and procs are left as
+    the caller had them, as Linux's si_meminfo leaves them."""
     kernel = ctx.kernel
-    return max(kernel.options.heap_limit - kernel.slab.total, 0) // PAGE_SIZE
+    mem = kernel.mem
+    for i, value in enumerate((kernel.options.heap_limit // PAGE_SIZE, _free_pages(kernel), 0, 0)):
+        mem.write_u64(val + _SYSINFO_RAM + 8 * i, value)
+    mem.write_u64(val + _SYSINFO_HIGH, 0)
+    mem.write_u64(val + _SYSINFO_HIGH + 8, 0)
+    mem.write_u32(val + _SYSINFO_MEM_UNIT, PAGE_SIZE)
 
 
 @export("get_free_pages_noprof", "unsigned long get_free_pages_noprof(gfp_t gfp_mask, unsigned int order)",
