@@ -428,6 +428,22 @@ class Slab:
         start = self.containing(addr)
         return start is not None and self._live[start].owner == owner
 
+    def give_to_kernel(self, addr: int) -> None:
+        """The live allocation at `addr` is the kernel's from now on: its
+        owner handed it over to be freed later (kfree_rcu), so it is no
+        longer that owner's to leak."""
+        alloc = self._live.get(addr)
+        if alloc is None or alloc.owner is None:
+            return
+        alloc.held.bytes -= alloc.size
+        del alloc.held.live[addr]
+        held = self._held.get(None)
+        if held is None:
+            held = self._held[None] = _Held()
+        held.bytes += alloc.size
+        held.live[addr] = None
+        alloc.owner, alloc.held = None, held
+
     def usage(self, owner: str | None) -> tuple[int, int]:
         """(bytes requested, allocations) an owner holds now."""
         held = self._held.get(owner)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Preemptible RCU (CONFIG_PREEMPT_RCU) as modules see it: read-side
- * sections are a per-task count, kfree_rcu() frees after a grace period.
+ * sections are a per-task count; call_rcu() callbacks run, and kfree_rcu()
+ * frees, after a grace period, in softirq context; rcu_barrier() waits for
+ * every one queued before it.
  */
 #ifndef _LINUX_RCUPDATE_H
 #define _LINUX_RCUPDATE_H
@@ -18,6 +20,9 @@ typedef void (*rcu_callback_t)(struct rcu_head *head);
 void __rcu_read_lock(void);
 void __rcu_read_unlock(void);
 void synchronize_rcu(void);
+void synchronize_rcu_expedited(void);
+void call_rcu(struct rcu_head *head, rcu_callback_t func);
+void call_rcu_hurry(struct rcu_head *head, rcu_callback_t func);
 void rcu_barrier(void);
 void kvfree_call_rcu(struct rcu_head *head, rcu_callback_t func);
 
