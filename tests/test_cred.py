@@ -1,7 +1,7 @@
 """Credentials (kloaderd/kernel/cred.py) under Debian's 6.1 and 6.12: a
 module built by each release's kbuild prepares a kernel cred, reads it at
-its release's offsets, overrides its task's credentials with it, reverts
-and puts it; a cred it never puts is its leak; and the real modules that
+its release's offsets, overrides its task's credentials with it (which its
+inline current_cred() sees through `current`), reverts and puts it; a cred it never puts is its leak; and the real modules that
 stopped at prepare_kernel_cred get past it."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ CREDT = r"""
 #include <linux/version.h>
 #include <linux/cred.h>
 #include <linux/capability.h>
+#include <linux/sched.h>
 #include <linux/sched/task.h>
 #include <linux/user_namespace.h>
 MODULE_LICENSE("GPL");
@@ -37,16 +38,22 @@ static int __init credt_init(void)
 		!!cap_raised(cred->cap_permitted, CAP_NET_ADMIN), cap_isclear(cred->cap_inheritable),
 		!!cap_raised(cred->cap_bset, CAP_LAST_CAP), cred->user_ns == &init_user_ns);
 	pr_info("credt: prepare_kernel_cred(NULL) %s\n", null_cred ? "root" : "NULL");
+	pr_info("credt: current uid %u euid %u init_user_ns %d kthread %d comm %s\n",
+		__kuid_val(current_uid()), __kuid_val(current_euid()), current_user_ns() == &init_user_ns,
+		!!(current->flags & PF_KTHREAD), current->comm);
 	if (null_cred)
 		put_cred(null_cred);
 	cred->fsuid = KUIDT_INIT(1000);
 	old = override_creds(cred);
-	pr_info("credt: overridden usage %ld\n", (long)atomic_long_read(&cred->usage));
+	pr_info("credt: overridden usage %ld fsuid %u is current_cred %d real %d\n",
+		(long)atomic_long_read(&cred->usage), __kuid_val(current_fsuid()), current_cred() == cred,
+		current->real_cred == cred);
 	again = override_creds(old);		/* back, keeping the override's reference */
 	pr_info("credt: override returns %d\n", again == cred);
 	revert_creds(again);			/* drops the reference the second override took */
 	revert_creds(old);			/* drops the first one */
-	pr_info("credt: reverted usage %ld\n", (long)atomic_long_read(&cred->usage));
+	pr_info("credt: reverted usage %ld fsuid %u\n", (long)atomic_long_read(&cred->usage),
+		__kuid_val(current_fsuid()));
 	get_cred(cred);
 	put_cred(cred);
 	kept = cred;
@@ -65,9 +72,10 @@ module_exit(credt_exit);
 
 COMMON = ["credt: uid 0 gid 0 suid 0 euid 0 fsuid 0 fsgid 0 usage 1",
           "credt: sys_admin 1 net_admin 1 inheritable clear 1 bset 1 init_user_ns 1"]
-TAIL = ["credt: overridden usage 2",
+TAIL = ["credt: current uid 0 euid 0 init_user_ns 1 kthread 1 comm insmod",
+        "credt: overridden usage 2 fsuid 1000 is current_cred 1 real 0",
         "credt: override returns 1",
-        "credt: reverted usage 1"]
+        "credt: reverted usage 1 fsuid 0"]
 
 
 @pytest.mark.slow          # builds with the real kernel's kbuild

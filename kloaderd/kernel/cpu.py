@@ -208,6 +208,10 @@ class Machine(OopsReports):
         self._token: int | None = None   # the token of a call completed in this slice
         self._boot = time.monotonic()
         self._running: Task | None = None      # the task inside emu_start
+        # The per-CPU words `current` is read from (kernel/task_struct.py),
+        # and the task they were last set to.
+        self.current_words: list[ctypes.c_uint64] = []
+        self._shown: Task | None = None
         self._loaded: Task | None = None       # whose registers the CPU holds
         self._pending: tuple[str, Any, str] | None = None   # (what, exception or wait, function)
         self._intno: int | None = None
@@ -515,6 +519,10 @@ class Machine(OopsReports):
             now = time.monotonic()
             self._update_jiffies(now)
             self._running = task
+            if task is not self._shown:
+                self._shown = task
+                for word in self.current_words:
+                    word.value = task.current
             started = self.slice_started = task_clock()
             if alone is None:
                 timer = TIMER.arm(uc, now + SLICE)

@@ -25,10 +25,10 @@ A task pointer is `init_task` or a live emulated task (`current`).
 
 Where kloader differs: `user`, `group_info` and `ucounts` stay NULL (no
 user_struct or group list is emulated), there are no keyrings and no LSM
-blob (`security` NULL); `current->cred` is kept by the kernel per task
-(override_creds/revert_creds/commit_creds change it), and a module's
-inline `current_cred()` — a read through `current` — is not emulated:
-`current` is no task_struct in guest memory (kernel/percpu.py).
+blob (`security` NULL).  Each task's `cred` and `real_cred` are kept by
+the kernel and written to its task_struct (kernel/task_struct.py), so a
+module's inline `current_cred()`, `current_uid()` and `current_user_ns()`
+read them through `current`.
 The WARN and the BUG_ON()s name kernel/cred.c without a line.
 """
 
@@ -40,6 +40,7 @@ from .api import export
 from .layouts import constants, struct
 from .oops import KernelBug, NotEmulated
 from .panic import warn_once
+from .task_struct import task_structs
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -131,6 +132,14 @@ class Creds:
             task.cred = task.real_cred = self.init()
         return task.cred
 
+    def install(self, task: "Task", cred: int, real_cred: int) -> None:
+        """rcu_assign_pointer() of the task's cred and real_cred: kept for the
+        kernel and written to its task_struct for the module's inlines."""
+        task.cred, task.real_cred = cred, real_cred
+        structs = task_structs(self.kernel)
+        if structs.usable:
+            structs.show_creds(task)
+
     def copy(self, ctx: Any, old: int) -> int:
         """A new cred for the calling module: `old`'s contents, usage 1."""
         size = self.kernel.layouts[CRED].size
@@ -194,7 +203,7 @@ def commit_creds(ctx: Any, new: int) -> int:
     if state.usage(new) < 1:
         raise KernelBug(BUG_AT)
     state.get(new)                         # the second reference: real_cred's
-    task.cred = task.real_cred = new
+    state.install(task, new, new)
     state.put(ctx, old_real)
     state.put(ctx, old)
     return 0
@@ -214,7 +223,7 @@ def override_creds(ctx: Any, new: int) -> int:
     ones are returned for revert_creds()."""
     state = creds(ctx.kernel)
     old = state.of_task(ctx.task)
-    ctx.task.cred = state.get(new)
+    state.install(ctx.task, state.get(new), ctx.task.real_cred)
     return old
 
 
@@ -222,7 +231,7 @@ def override_creds(ctx: Any, new: int) -> int:
 def revert_creds(ctx: Any, old: int) -> None:
     state = creds(ctx.kernel)
     override = state.of_task(ctx.task)
-    ctx.task.cred = old
+    state.install(ctx.task, old, ctx.task.real_cred)
     state.put(ctx, override)
 
 

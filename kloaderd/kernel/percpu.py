@@ -58,14 +58,14 @@ def _this_cpu_off(machine: "Machine") -> bytes:
 
 def _pcpu_hot(machine: "Machine") -> bytes:
     """6.2+'s `struct pcpu_hot` (arch/x86/include/asm/current.h): current_task @0
-    (no task_struct: 0, see current_task), preempt_count @8, cpu_number @12."""
+    (written at each switch, see current_task), preempt_count @8, cpu_number @12."""
     return bytes(8) + PREEMPT_ENABLED.to_bytes(4, "little") + bytes(4) + bytes(48)
 
 
 # x86-64 per-CPU exports kloader gives a meaning or honest zeroes, by name as
-# Module.symvers spells them.  `current_task` is NULL: kloader has no
-# task_struct, so `current->x` faults (an oops at the reading instruction)
-# rather than reading invented fields.
+# Module.symvers spells them.  `current_task` (and pcpu_hot's) is written
+# with the running task's task_struct at every switch (kernel/task_struct.py);
+# NULL where the kernel's layouts do not place the members it fills.
 PER_CPU_EXPORTS: dict[str, PerCpuExport] = {
     "fixed_percpu_data": PerCpuExport(48, 64),            # placed at offset 0, always
     "current_task": PerCpuExport(8, 8),
@@ -115,6 +115,10 @@ class PerCpuArea:
         if spec.value is not None:
             self.mem.write(self.base + offset, spec.value(self.machine))
         return offset
+
+    def offset_of(self, name: str) -> int | None:
+        """Where the per-CPU export `name` was placed, if it was."""
+        return self._exported.get(PER_CPU_ALIASES.get(name, name))
 
     def module_alloc(self, mod: "Module", size: int, align: int) -> int:
         """percpu_modalloc(): a chunk for the module's `.data..percpu`."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import trio
 
@@ -23,9 +23,11 @@ from .memory import AddressSpace, RegionAllocator
 from .printk import KERN_ERR, Problem
 
 TASK_COMM_LEN = 16
-# Where task_structs would live: only their addresses are used (as `current`).
+# Where task_structs live: a slot of TASK_STRUCT_SIZE each, of which only the
+# first page is memory (kernel/task_struct.py fills what kloader knows there).
 TASK_STRUCT_BASE = 0xFFFF888A00000000
 TASK_STRUCT_SIZE = 0x2000
+TASK_STRUCT_SLOTS = 1 << 20
 
 
 @dataclass(eq=False, slots=True)
@@ -42,18 +44,15 @@ class Task:
     held_locks: dict[int, int] = field(default_factory=dict)   # sleeping lock -> where taken (lockdep's)
     holds_cpu: bool = False
     wakeup: trio.Event | None = None   # set by wake_up_process while it sleeps in schedule_timeout
+    # The value `current` has in guest memory (a mutex's owner field): its
+    # task_struct, a slot reused once the task is gone, as Linux's slab reuses them.
+    current: int = 0
     cred: int = 0                      # its struct cred (guest address); 0: init_cred's (kernel/cred.py)
     real_cred: int = 0
 
     @property
     def stack_top(self) -> int:
         return self.stack_base + THREAD_SIZE
-
-    @property
-    def current(self) -> int:
-        """The value `current` has in guest memory (a mutex's owner field):
-        a task_struct address in the direct map, never reused by another task."""
-        return TASK_STRUCT_BASE + self.pid * TASK_STRUCT_SIZE
 
 
 @dataclass(eq=False)
@@ -192,21 +191,36 @@ class Scheduler:
         # whoever takes one next sleeps for ever.  lock -> "comm/pid".
         self.orphaned_locks: dict[int, str] = {}
         self._next_pid = 100
+        self._task_structs = RegionAllocator(TASK_STRUCT_BASE, TASK_STRUCT_BASE + TASK_STRUCT_SLOTS * TASK_STRUCT_SIZE)
+        self._spare_task_structs: list[int] = []
+        self._by_current: dict[int, Task] = {}
+        # Fills a new task's task_struct page (kernel/task_struct.py; None: left zeroed).
+        self.on_new_task: Callable[[Task], None] | None = None
 
     # --- tasks ----------------------------------------------------------------
 
     def new_task(self, comm: str, module: Any = None) -> Task:
         pid = self._next_pid
         self._next_pid += 1
-        task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack())
+        task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack(), current=self._new_task_struct())
         self.tasks[pid] = task
+        self._by_current[task.current] = task
+        if self.on_new_task is not None:
+            self.on_new_task(task)
         return task
 
     def task_at(self, task_struct: int) -> Task | None:
         """The live task whose `current` is `task_struct`."""
-        pid, offset = divmod(task_struct - TASK_STRUCT_BASE, TASK_STRUCT_SIZE)
-        task = self.tasks.get(pid) if not offset else None
-        return task
+        return self._by_current.get(task_struct)
+
+    def _new_task_struct(self) -> int:
+        """A task_struct slot whose first page is mapped; recycled, as stacks
+        are, so a task costs no mapping (the page is rewritten for each)."""
+        if self._spare_task_structs:
+            return self._spare_task_structs.pop()
+        slot = self._task_structs.alloc(TASK_STRUCT_SIZE)
+        self.mem.map(slot, PAGE_SIZE, "rw-")
+        return slot
 
     def wake_up(self, task: Task) -> bool:
         """try_to_wake_up: end a wakeable sleep (schedule, schedule_timeout) now."""
@@ -224,6 +238,8 @@ class Scheduler:
             self.release(task)
         if self.tasks.pop(task.pid, None) is not None:
             self._spare_stacks.append(task.stack_base)
+            del self._by_current[task.current]
+            self._spare_task_structs.append(task.current)
 
     def _new_stack(self) -> int:
         """A THREAD_SIZE stack above an unmapped guard page (CONFIG_VMAP_STACK).

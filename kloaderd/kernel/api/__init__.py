@@ -135,7 +135,7 @@ def symbol_crc(name: str) -> int:
 # functions: each subsystem in its own place, as Linux's tree has it.
 # A package stands for every module in it.
 SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.notifier",
-              "kloaderd.kernel.user_namespace", "kloaderd.kernel.cred", "kloaderd.kernel.resource", "kloaderd.kernel.cpuhp",
+              "kloaderd.kernel.user_namespace", "kloaderd.kernel.cred", "kloaderd.kernel.task_struct", "kloaderd.kernel.resource", "kloaderd.kernel.cpuhp",
               "kloaderd.kernel.wait", "kloaderd.kernel.jump_label", "kloaderd.kernel.jump_label_ratelimit",
               "kloaderd.kernel.locking", "kloaderd.kernel.power", "kloaderd.lib",
               "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.mm.memory_failure", "kloaderd.crypto",
