@@ -58,8 +58,8 @@ DWORK_TIMER = 32
 DWORK_WQ = 72
 DWORK_CPU = 80
 # struct workqueue_struct is opaque to modules: a handle is an address in the
-# direct map where nothing is mapped (as task_structs are, sched.py), one per
-# workqueue, never reused; dereferencing it faults.
+# direct map where nothing is mapped, one per workqueue, never reused;
+# dereferencing it faults.
 WQ_HANDLE_BASE = 0xFFFF888B00000000
 WQ_HANDLE_STEP = 0x200
 WQ_NAME_LEN = 24
