@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .api import export
+from .api import at_boot, export
 from .layouts import constants, struct
 from .oops import KernelBug, NotEmulated
 from .panic import warn_once
@@ -64,7 +64,7 @@ class Creds:
 
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
-        self.init_cred = 0                 # made on first use: the layouts must be known
+        self.init_cred = 0                 # made at boot where the layouts are known
 
     def usable(self) -> bool:
         return self.kernel.layouts.has(CRED) and self.kernel.layouts.has(CAPABILITY)
@@ -163,6 +163,15 @@ class Creds:
 
 def creds(kernel: "Kernel") -> Creds:
     return kernel.subsystem(Creds)
+
+
+@at_boot
+def _boot(kernel: "Kernel") -> None:
+    """init_cred exists from boot, as Linux's is static data: made later,
+    it would be heap the first task's load seemed to take."""
+    state = creds(kernel)
+    if state.usable():
+        task_structs(kernel).init_cred = state.init()
 
 
 @export("prepare_kernel_cred", "struct cred *prepare_kernel_cred(struct task_struct *daemon)", nargs=1)

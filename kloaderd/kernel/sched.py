@@ -28,6 +28,11 @@ TASK_COMM_LEN = 16
 TASK_STRUCT_BASE = 0xFFFF888A00000000
 TASK_STRUCT_SIZE = 0x2000
 TASK_STRUCT_SLOTS = 1 << 20
+# A slot is reused only after this many others have been freed since: a
+# stale pointer to a dead task (a mutex it still "owns") stays foreign to
+# the tasks that follow it for that long, as a freed object sits on a slab
+# freelist behind others.
+TASK_STRUCT_QUARANTINE = 256
 
 
 @dataclass(eq=False, slots=True)
@@ -45,7 +50,7 @@ class Task:
     holds_cpu: bool = False
     wakeup: trio.Event | None = None   # set by wake_up_process while it sleeps in schedule_timeout
     # The value `current` has in guest memory (a mutex's owner field): its
-    # task_struct, a slot reused once the task is gone, as Linux's slab reuses them.
+    # task_struct, a slot reused only long after the task is gone (sched.py).
     current: int = 0
     cred: int = 0                      # its struct cred (guest address); 0: init_cred's (kernel/cred.py)
     real_cred: int = 0
@@ -192,7 +197,7 @@ class Scheduler:
         self.orphaned_locks: dict[int, str] = {}
         self._next_pid = 100
         self._task_structs = RegionAllocator(TASK_STRUCT_BASE, TASK_STRUCT_BASE + TASK_STRUCT_SLOTS * TASK_STRUCT_SIZE)
-        self._spare_task_structs: list[int] = []
+        self._spare_task_structs: deque[int] = deque()
         self._by_current: dict[int, Task] = {}
         # Fills a new task's task_struct page (kernel/task_struct.py; None: left zeroed).
         self.on_new_task: Callable[[Task], None] | None = None
@@ -214,10 +219,11 @@ class Scheduler:
         return self._by_current.get(task_struct)
 
     def _new_task_struct(self) -> int:
-        """A task_struct slot whose first page is mapped; recycled, as stacks
-        are, so a task costs no mapping (the page is rewritten for each)."""
-        if self._spare_task_structs:
-            return self._spare_task_structs.pop()
+        """A task_struct slot whose first page is mapped; recycled (oldest
+        first, after TASK_STRUCT_QUARANTINE), so a task costs no mapping once
+        the daemon has run that many (the page is rewritten for each)."""
+        if len(self._spare_task_structs) > TASK_STRUCT_QUARANTINE:
+            return self._spare_task_structs.popleft()
         slot = self._task_structs.alloc(TASK_STRUCT_SIZE)
         self.mem.map(slot, PAGE_SIZE, "rw-")
         return slot

@@ -57,9 +57,9 @@ class TaskStructs:
         self.words = [kernel.machine.mem.word(kernel.percpu.base + offset)
                       for offset in offsets if offset is not None]
         self.usable = bool(self.words) and self.layout is not None and _first_page(self.layout)
+        self.init_cred = 0          # what a new task runs with, kernel/cred.py's at boot
 
     def fill(self, task: "Task") -> None:
-        from .cred import creds
         layout, mem, base = self.layout, self.kernel.machine.mem, task.current
         page = bytearray(PAGE_SIZE)
         _struct.pack_into("<I", page, getattr(layout, "__state"), 0)             # TASK_RUNNING
@@ -69,9 +69,8 @@ class TaskStructs:
         _struct.pack_into("<i", page, layout.tgid, task.pid)
         name = task.comm.encode(errors="replace")[:TASK_COMM_LEN - 1]
         page[layout.comm:layout.comm + len(name)] = name
-        state = creds(self.kernel)
-        if state.usable():
-            task.cred = task.real_cred = state.init()
+        if self.init_cred:
+            task.cred = task.real_cred = self.init_cred
             _struct.pack_into("<Q", page, layout.real_cred, task.real_cred)
             _struct.pack_into("<Q", page, layout.cred, task.cred)
         mem.write_data(base, bytes(page))
