@@ -24,14 +24,16 @@ RELEASES = ["6.1", "6.12"]
 
 
 def load_then_remove_clean(flavour: str, names: list[str]) -> Kernel:
-    """Load `names` in order, remove them in reverse: no problem reported."""
+    """Load `names` in order, remove them in reverse (waiting, as `krmmod
+    --wait`, for a reference held a moment: DO_ONCE's deferred key disable
+    keeps its module until its work runs): no problem reported."""
     modules, build = corpus(flavour)
     kernel = Kernel(KernelOptions(kernel=str(build)))
 
     async def main() -> None:
         loaded = [await kernel.init_module(find_module(modules, name)) for name in names]
         for name in reversed(loaded):
-            await kernel.delete_module(name)
+            await kernel.delete_module(name, wait=True, timeout=30)
         await kernel.shutdown()
     trio.run(main)
     problems = Problems.of_kernel(kernel)
@@ -138,6 +140,13 @@ def test_einj_probes_its_own_device_once_and_hwpoison_inject_clears_its_filter()
     ("6.12", ["acpi-cpufreq"], errno.ENODEV)])
 def test_modules_for_hardware_the_machine_lacks_fail_as_on_it(flavour, names, errno_):
     assert init_failure(flavour, names).errno == errno_
+
+
+@pytest.mark.parametrize("flavour", RELEASES)
+def test_ipvlan_registers_its_address_validators(flavour):
+    """ipvlan vets addresses on the IPv4 and IPv6 validator chains (blocking
+    chains, as devinet.c's and addrconf_core.c's) and leaves neither behind."""
+    load_then_remove_clean(flavour, ["ipvlan"])
 
 
 def test_const_pcpu_hot_is_pcpu_hot():
