@@ -125,6 +125,22 @@ def test_real_modules_are_classified_under_their_profile(tmp_path):
     assert all(v["class"] != "refused" for v in result.values()), result    # unforced, all linked
 
 
+@pytest.mark.parametrize("release", ["6.1", "6.12"])
+def test_a_module_removed_after_its_inits_work_has_run(tmp_path, release):
+    """rds's init takes a DO_ONCE, whose work item holds a reference on rds
+    until it has run: removed at once, rds was "refused, in use"; a user's
+    rmmod comes after that work, and so does the survey's."""
+    modules, build = corpus(release)
+    tree = tmp_path / "mods"
+    tree.mkdir()
+    shutil.copy(next(modules.rglob("rds.ko*")), tree)
+    out = tmp_path / "s.json"
+    done = subprocess.run([command("kloader-survey"), str(tree), "--kernel", str(build), "--json",
+                           str(out), "--jobs", "1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(out.read_text()).values()) == [{"class": "clean"}]
+
+
 def test_a_module_that_poisons_the_kernel_does_not_judge_the_modules_after_it(tmp_path):
     """halfdead dies in init with its widget on exporter's list; kloader
     frees it, so the next widget registration would write into freed
