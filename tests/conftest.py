@@ -38,3 +38,13 @@ def fixture_ko(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         return output
 
     return ko
+
+
+@pytest.fixture(params=["6.1", "6.12"])
+def each_release(request: pytest.FixtureRequest) -> str:
+    """"6.1" then "6.12": the test's daemon runs that Debian kernel's profile
+    (and kloader_build uses its kbuild), or the test skips saying why."""
+    from realkernel import corpus
+    _, build = corpus(request.param)
+    request.node.add_marker(pytest.mark.kloader(kernel=str(build)))
+    return request.param

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from realkernel import corpus
 
 SRC = Path(__file__).parent / "src" / "shrink.c"
 DROP = "/proc/sys/vm/drop_caches"
@@ -20,19 +19,13 @@ SCANS = ["shrink: scan 100 of 300", "shrink: scan 100 of 200", "shrink: scan 100
          "shrink: scan 100 of 0"]       # seeks 2: 4 x 300 / 2 to scan, in batches of 100; STOP at empty
 
 
-@pytest.fixture(params=["6.1", "6.12"])
-def flavour(request) -> str:
-    _, build = corpus(request.param)
-    request.node.add_marker(pytest.mark.kloader(kernel=str(build)))
-    return request.param
-
 
 def texts(client, since: int = 0) -> list[str]:
     return [r["text"] for r in client.dmesg(since)]
 
 
 @pytest.mark.slow          # builds with the real kernel's kbuild
-def test_drop_caches_runs_a_modules_shrinker_until_it_is_empty(flavour, kloader_build, kloader):
+def test_drop_caches_runs_a_modules_shrinker_until_it_is_empty(each_release, kloader_build, kloader):
     kloader.finit_module(kloader_build(SRC))
     assert [r["what"] for r in kloader.module("shrink")["registrations"]] == ['shrinker "shrink-test"']
     kloader.write_file(DROP, b"3\n")
@@ -54,7 +47,7 @@ def test_drop_caches_runs_a_modules_shrinker_until_it_is_empty(flavour, kloader_
 
 @pytest.mark.slow
 @pytest.mark.kloader(on_problems="ignore")
-def test_a_shrinker_left_registered_is_reported_and_never_called(flavour, kloader_build, kloader):
+def test_a_shrinker_left_registered_is_reported_and_never_called(each_release, kloader_build, kloader):
     kloader.finit_module(kloader_build(SRC), "leak=1")
     kloader.delete_module("shrink")
     assert 'shrink: leaked registration: shrinker "shrink-test"' in texts(kloader)

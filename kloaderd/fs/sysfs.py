@@ -129,14 +129,18 @@ class Attribute(Content):
         return ret
 
 
-def add_file(ctx: Any, kobj: int, attr: int, where: Directory, mode: int | None = None) -> int:
-    """sysfs_add_file_mode_ns: 0 or a negative errno with sysfs's messages."""
+def add_file(ctx: Any, kobj: int, attr: int, where: Directory, mode: int | None = None,
+             found: tuple[int, int] | None = None) -> int:
+    """sysfs_add_file_mode_ns: 0 or a negative errno with sysfs's messages.
+    `found`: the (show, store) to call with `kobj`, where the caller's
+    sysfs_ops are kloader's (a class's); else the kobject's ktype says."""
     kernel = ctx.kernel
     objs = kobjects(kernel)
     name = _cstr(kernel, ctx.mem.read_u64(attr + ctx.kernel.layouts[ATTR].name))
     if mode is None:
         mode = ctx.mem.read_u16(attr + ctx.kernel.layouts[ATTR].mode)
-    found = methods(kernel, kobj, attr)
+    if found is None:
+        found = methods(kernel, kobj, attr)
     if found is None:
         warn(ctx, f"missing sysfs attribute operations for kobject: {objs.name(kobj)}",
              "fs/sysfs/file.c:278", "sysfs_add_file_mode_ns")

@@ -3,6 +3,12 @@
 number — its directory in /sys/devices/virtual/CLASS/, its link in
 /sys/class/CLASS/, its `dev` attribute, and its /dev node (devtmpfs).
 
+`class_create_file_ns`/`class_remove_file_ns` put a class attribute file
+in /sys/class/NAME/ (ib_uverbs's `abi_version`): reads call its
+`show(class, attr, buf)` and writes its `store(class, attr, buf, count)`, as
+class_attr_show/class_attr_store do, with sysfs's rules (fs/sysfs.py); a
+class not registered is -EINVAL.
+
 `__class_create` (6.1's `class_create(owner, name)`) allocates the class and
 frees it when destroyed; `__class_register` registers one in module memory.
 A class is a registration of its module: one left registered at unload is
@@ -24,15 +30,18 @@ import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...fs.sysfs import ATTR, add_file, remove_name
 from ...fs.tree import Directory, file_tree
 from ...kernel.api import export
 from ...kernel.api.printk import format_guest
+from ...kernel.layouts import struct
 from ...kernel.printk import KERN_ERR, KERN_WARNING
 from ...lib.kobject import kobjects
 from .core import (CLASS, DEVICE, STRUCTS as CORE_STRUCTS, _then_put, _unpublish, add_device, del_device, devices,
                    put_device)
 
-STRUCTS = CORE_STRUCTS          # what these functions read at the kernel's offsets
+CLASS_ATTR = struct("struct class_attribute", "linux/device/class.h", "attr", "show", "store")
+STRUCTS = (*CORE_STRUCTS, CLASS_ATTR, ATTR)     # what these functions read at the kernel's offsets
 
 if TYPE_CHECKING:
     from ...kernel.kernel import Kernel
@@ -113,6 +122,7 @@ class Classes:
 
     def _remove_dirs(self, found: Class) -> None:
         tree = file_tree(self.kernel)
+        kobjects(self.kernel).untrack(found.directory)      # its class attribute files go with it
         tree.remove_now(found.directory)
         if found.virtual:
             objs = kobjects(self.kernel)
@@ -246,3 +256,25 @@ def device_destroy(ctx: Any, cls: int, devt: int) -> Any:
         return 0
     found.devices.remove(dev)
     return _then_put(ctx, dev, del_device(ctx, dev))
+
+
+@export("class_create_file_ns", "int class_create_file_ns(const struct class *cls, const struct class_attribute "
+        "*attr, const void *ns)", nargs=3, gpl=True)
+def class_create_file_ns(ctx: Any, cls: int, attr: int, ns: int) -> int:
+    found = classes(ctx.kernel).by_address.get(cls)
+    if found is None or not attr:
+        return -errno.EINVAL                     # class_to_subsys(): not registered
+    at = ctx.kernel.layouts[CLASS_ATTR]
+    methods = (ctx.mem.read_u64(attr + at.show), ctx.mem.read_u64(attr + at.store))
+    return add_file(ctx, cls, attr + at.attr, found.directory, found=methods)
+
+
+@export("class_remove_file_ns", "void class_remove_file_ns(const struct class *cls, const struct "
+        "class_attribute *attr, const void *ns)", nargs=3, gpl=True)
+def class_remove_file_ns(ctx: Any, cls: int, attr: int, ns: int) -> Any:
+    found = classes(ctx.kernel).by_address.get(cls)
+    if found is None or not attr:
+        return None
+    name_ptr = ctx.mem.read_u64(attr + ctx.kernel.layouts[CLASS_ATTR].attr + ctx.kernel.layouts[ATTR].name)
+    name = ctx.mem.read_cstr(name_ptr, 256).decode("utf-8", "replace") if name_ptr else ""
+    return remove_name(ctx, found.directory, name)

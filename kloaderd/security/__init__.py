@@ -1,0 +1,1 @@
+"""Linux's security/: the key types of security/keys."""
