@@ -18,11 +18,12 @@ space (the kernel's isspace, which counts 0xa0).
 A netdevice notifier goes on `netdev_chain` (a raw chain), or on a
 namespace's own `net->netdev_chain`, as any notifier block does
 (`kernel/notifier.py`: priority order, -EEXIST twice, -ENOENT absent),
-under `pernet_ops_rwsem` and the RTNL as Linux takes them.  Linux then
-replays NETDEV_REGISTER and NETDEV_UP for every device already in every
-namespace (and NETDEV_GOING_DOWN, NETDEV_DOWN and NETDEV_UNREGISTER when
-unregistering): kloader's init_net has no devices, so there is nothing to
-replay and no event is ever sent.
+under `pernet_ops_rwsem` and the RTNL as Linux takes them, then replays
+NETDEV_REGISTER to the new block for every device already registered
+(net_device.py); a refusal sends NETDEV_UNREGISTER to those already told,
+takes the block off again and is the errno.  Unregistering replays
+NETDEV_UNREGISTER.  The chains are called as devices come and go
+(net_device.py's call_notifiers).
 
 `udp_tunnel_nic_ops` (`const struct udp_tunnel_nic_ops *`, NULL) is a
 plain kernel variable: `udp_tunnel`'s init points it at its own table and
@@ -41,23 +42,23 @@ from typing import Any
 from ...kernel.api import export
 from ...kernel.kdata import DataExport, export_data
 from ...kernel.layouts import struct
-from ...kernel.notifier import NB, RAW_HEAD, KernelChains, chain_register, chain_unregister
+from ...kernel.notifier import NB, chain_register, chain_unregister
 from ...kernel.printk import KERN_WARNING, vsnprintf
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import record_listed
 from ...lib.list import GuestList
-from . import net_namespace
+from . import net_device, net_namespace
+from .net_device import (IFNAMSIZ, call_notifiers, net_devices, netdev_chain_head, notifier_to_errno,
+                         valid_name)
 from .net_namespace import NET, pernet_ops_locked
 from .rtnetlink import rtnl_locked
 
 PACKET_TYPE = struct("struct packet_type", "linux/netdevice.h", "type", "list")
 PACKET_OFFLOAD = struct("struct packet_offload", "linux/netdevice.h", "type", "priority", "list")
 # what these functions read at the kernel's offsets, and the namespaces' they lock
-STRUCTS = (PACKET_TYPE, PACKET_OFFLOAD, NB, *net_namespace.STRUCTS)
+STRUCTS = (PACKET_TYPE, PACKET_OFFLOAD, NB, *net_namespace.STRUCTS, *net_device.STRUCTS)
 ETH_P_ALL = 0x0003
 PTYPE_HASH_SIZE = 16
-IFNAMSIZ = 16
-SPACE = frozenset(b" \t\n\v\f\r\xa0")       # lib/ctype.c's _S
 
 
 export_data("udp_tunnel_nic_ops", DataExport(lambda _profile: 8))     # a pointer, any release
@@ -134,8 +135,35 @@ def dev_remove_offload(ctx: Any, po: int) -> Any:
                    ctx.kernel.layouts[PACKET_OFFLOAD].list)
 
 
-def _netdev_chain(ctx: Any) -> int:
-    return ctx.kernel.subsystem(KernelChains).head("netdev_chain") + RAW_HEAD
+async def _replay(ctx: Any, nb: int, event: str, devices: list[int]) -> int:
+    """call_netdevice_register_net_notifiers() / _unregister_: `event` for
+    each device, to this block only; a refusal of NETDEV_REGISTER sends
+    NETDEV_UNREGISTER to the devices already told, in reverse, and is the
+    errno.  (No device is ever up here: no NETDEV_UP, GOING_DOWN or DOWN.)"""
+    for n, dev in enumerate(devices):
+        err = notifier_to_errno(await call_notifiers(ctx, event, dev, only=nb))
+        if err and event == "NETDEV_REGISTER":
+            for told in reversed(devices[:n]):
+                await call_notifiers(ctx, "NETDEV_UNREGISTER", told, only=nb)
+            return err
+    return 0
+
+
+async def _register_notifier(ctx: Any, head: int, nb: int, chain: str) -> int:
+    err = chain_register(ctx, head, nb, chain=chain)
+    if err:
+        return err
+    err = await _replay(ctx, nb, "NETDEV_REGISTER", net_devices(ctx.kernel).devices())
+    if err:
+        chain_unregister(ctx, head, nb)
+    return err
+
+
+async def _unregister_notifier(ctx: Any, head: int, nb: int) -> int:
+    err = chain_unregister(ctx, head, nb)
+    if not err:
+        await _replay(ctx, nb, "NETDEV_UNREGISTER", net_devices(ctx.kernel).devices())
+    return err
 
 
 @export("register_netdevice_notifier", "int register_netdevice_notifier(struct notifier_block *nb)",
@@ -143,7 +171,7 @@ def _netdev_chain(ctx: Any) -> int:
 def register_netdevice_notifier(ctx: Any, nb: int) -> Any:
     async def registering() -> int:
         async with pernet_ops_locked(ctx), rtnl_locked(ctx):
-            return chain_register(ctx, _netdev_chain(ctx), nb, chain="netdev_chain")
+            return await _register_notifier(ctx, netdev_chain_head(ctx), nb, "netdev_chain")
     return registering()
 
 
@@ -152,7 +180,7 @@ def register_netdevice_notifier(ctx: Any, nb: int) -> Any:
 def unregister_netdevice_notifier(ctx: Any, nb: int) -> Any:
     async def unregistering() -> int:
         async with pernet_ops_locked(ctx), rtnl_locked(ctx):
-            return chain_unregister(ctx, _netdev_chain(ctx), nb)
+            return await _unregister_notifier(ctx, netdev_chain_head(ctx), nb)
     return unregistering()
 
 
@@ -161,8 +189,8 @@ def unregister_netdevice_notifier(ctx: Any, nb: int) -> Any:
 def register_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
     async def registering() -> int:
         async with rtnl_locked(ctx):
-            return chain_register(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb,
-                                  chain="net->netdev_chain")
+            return await _register_notifier(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb,
+                                            "net->netdev_chain")
     return registering()
 
 
@@ -172,7 +200,7 @@ def register_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
 def unregister_netdevice_notifier_net(ctx: Any, net: int, nb: int) -> Any:
     async def unregistering() -> int:
         async with rtnl_locked(ctx):
-            return chain_unregister(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb)
+            return await _unregister_notifier(ctx, net + ctx.kernel.layouts[NET].netdev_chain, nb)
     return unregistering()
 
 
@@ -184,7 +212,4 @@ def synchronize_net(ctx: Any) -> Any:
 
 @export("dev_valid_name", "bool dev_valid_name(const char *name)", nargs=1)
 def dev_valid_name(ctx: Any, name: int) -> int:
-    text = ctx.mem.read_cstr(name, IFNAMSIZ)
-    if not text or len(text) == IFNAMSIZ or text in (b".", b".."):
-        return 0
-    return int(not any(c in b"/:" or c in SPACE for c in text))
+    return int(valid_name(ctx.mem.read_cstr(name, IFNAMSIZ)))

@@ -214,9 +214,11 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
                 await call_module_code(ctx, ops.pre_exit, net)
         await _finish(synchronize_rcu(ctx))
         if ops.exit_batch_rtnl:
-            async with rtnl_locked(ctx):    # dev_kill_list stays empty: kloader has no devices
+            from .net_device import unregister_netdevice_many   # (it reads namespaces: a cycle)
+            async with rtnl_locked(ctx):
                 await call_module_code(ctx, ops.exit_batch_rtnl, ns.exit_list.head,
                                        ns.dev_kill_list.head)
+                await unregister_netdevice_many(ctx, ns.dev_kill_list.head)
         for net in nets:
             if ops.exit:
                 await call_module_code(ctx, ops.exit, net)
@@ -233,6 +235,7 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
         for net in nets:
             init_list_head(mem, net + ns.layout.exit_list)
         init_list_head(mem, ns.exit_list.head)
+        init_list_head(mem, ns.dev_kill_list.head)      # (list_del poisoned it)
 
 
 async def _finish(result: Any) -> None:

@@ -4,8 +4,10 @@ and link types (`rtnl_link_register`), what `ip link add type KIND` finds.
 As Linux 6.1: a kind already registered is -EEXIST; ops that can create
 devices (alloc or setup) but have no dellink get unregister_netdevice_queue
 as their dellink; the ops are appended to `link_ops` through their `list`
-(in guest memory).  Unregistering destroys the kind's devices in every
-namespace (there are none) and unlinks.  No link kind is built into
+(in guest memory).  `rtnl_link_unregister` (under pernet_ops_rwsem and the
+RTNL) destroys the kind's devices — each through the kind's `dellink`
+onto a list, then unregister_netdevice_many — and unlinks;
+`__rtnl_link_unregister`, for a caller holding the RTNL, does the same.  No link kind is built into
 Debian's kernel.  rtnl_link_ops {list, kind (char *), alloc, setup,
 dellink} is read at the running kernel's offsets.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ...kernel.api import export
@@ -61,25 +63,45 @@ def __rtnl_link_register(ctx: Any, ops: int) -> int:
 
 
 @export("rtnl_link_unregister", "void rtnl_link_unregister(struct rtnl_link_ops *ops)", nargs=1)
-def rtnl_link_unregister(ctx: Any, ops: int) -> None:
-    __rtnl_link_unregister(ctx, ops)
+def rtnl_link_unregister(ctx: Any, ops: int) -> Any:
+    from .net_namespace import pernet_ops_locked     # (it locks the RTNL from here: a cycle)
+
+    async def unregistering() -> int:
+        async with pernet_ops_locked(ctx), rtnl_locked(ctx):
+            await _unregister(ctx, ops)
+        return 0
+    return unregistering()
 
 
 @export("__rtnl_link_unregister", "void __rtnl_link_unregister(struct rtnl_link_ops *ops)",
         nargs=1)
-def __rtnl_link_unregister(ctx: Any, ops: int) -> None:
-    ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + ctx.kernel.layouts[LINK_OPS].list)
+def __rtnl_link_unregister(ctx: Any, ops: int) -> Any:
+    async def unregistering() -> int:
+        await _unregister(ctx, ops)
+        return 0
+    return unregistering()
+
+
+async def _unregister(ctx: Any, ops: int) -> None:
+    """__rtnl_kill_links() in every namespace, then list_del(&ops->list)."""
+    from .net_device import kill_links               # (net_device takes the RTNL: a cycle)
+    layout = ctx.kernel.layouts[LINK_OPS]
+    await kill_links(ctx, ops, ctx.mem.read_u64(ops + layout.dellink))
+    ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + layout.list)
     ctx.kernel.registrations.registry("rtnl_link").remove(ops)
 
 
 # --- the RTNL mutex ------------------------------------------------------------------
 # rtnl_lock() is mutex_lock(&rtnl_mutex): the same sleeping mutex as a
 # module's own (kernel/api/sched.py), on a kernel object.  rtnl_unlock()
-# also runs netdev_run_todo(), which has nothing to do without devices.
+# also runs netdev_run_todo() on the devices unregistered under the lock
+# (net_device.py puts them on `todo`, with the function that finishes them).
 
 class RtnlMutex:
     def __init__(self, kernel: Any) -> None:
         self.address = kernel.slab.alloc(32, None, zero=True)
+        self.todo: list[int] = []            # net_todo_list: devices to finish
+        self.run_todo: Callable[[Any, list[int]], Awaitable[None]] | None = None
 
 
 def _rtnl(ctx: Any) -> int:
@@ -95,7 +117,9 @@ async def rtnl_locked(ctx: Any) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        rtnl_unlock(ctx)
+        done = rtnl_unlock(ctx)
+        if done is not None:
+            await done
 
 
 @export("rtnl_lock", "void rtnl_lock(void)", nargs=0)
@@ -114,8 +138,19 @@ def rtnl_trylock(ctx: Any) -> int:
 
 
 @export("rtnl_unlock", "void rtnl_unlock(void)", nargs=0)
-def rtnl_unlock(ctx: Any) -> None:
-    mutex_unlock(ctx, _rtnl(ctx))
+def rtnl_unlock(ctx: Any) -> Any:
+    """__rtnl_unlock(), then netdev_run_todo() of what was unregistered."""
+    state = ctx.kernel.subsystem(RtnlMutex)
+    mutex_unlock(ctx, state.address)
+    if not state.todo or state.run_todo is None:
+        return None
+    devices, state.todo = state.todo, []
+
+    async def finishing() -> int:
+        assert state.run_todo is not None
+        await state.run_todo(ctx, devices)
+        return 0
+    return finishing()
 
 
 @export("rtnl_is_locked", "int rtnl_is_locked(void)", nargs=0)

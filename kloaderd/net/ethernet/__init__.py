@@ -1,0 +1,1 @@
+"""net/ethernet/: what Ethernet devices are set up with."""
