@@ -29,10 +29,10 @@ def find_module(modules: Path, name: str) -> bytes:
     return read_module(next(modules.rglob(f"{name}.ko*")))
 
 
-def load_then_remove(build: Path, images: list[bytes]):
+def load_then_remove(build: Path, images: list[bytes], after_load=None):
     """Under `build`'s profile: load each image in order (an init that fails
-    is recorded: {index: errno}), remove the loaded in reverse, shut down.
-    Returns (kernel, errors)."""
+    is recorded: {index: errno}), call `after_load(kernel)` if given, remove
+    the loaded in reverse, shut down.  Returns (kernel, errors)."""
     import trio
 
     from kloaderd.errors import KernelError
@@ -47,6 +47,8 @@ def load_then_remove(build: Path, images: list[bytes]):
                 names.append(await kernel.init_module(image))
             except KernelError as exc:
                 errors[i] = exc.errno
+        if after_load is not None:
+            after_load(kernel)
         for name in reversed(names):
             await kernel.delete_module(name)
         await kernel.shutdown()

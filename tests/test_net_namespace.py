@@ -222,7 +222,7 @@ def registrations_of(kernel: Kernel, name: str) -> list[str]:
 
 def test_tc_actions_and_netdevice_notifiers(debian61):
     """act_mirred registers its pernet ops, its action and a netdevice
-    notifier (init_net has no devices: nothing is replayed); its exit
+    notifier (no device is registered yet: nothing is replayed); its exit
     undoes all three, the action's exit_batch destroying the empty table."""
     modules, build = debian61
     kernel = Kernel(KernelOptions(kernel=str(build)))

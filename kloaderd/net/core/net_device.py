@@ -78,6 +78,7 @@ from ...kernel.panic import warn
 from ...kernel.printk import KERN_EMERG, KERN_ERR
 from ...kernel.rcu import synchronize_rcu
 from ...lib.list import LIST_HEAD_SIZE, NEXT, PREV, GuestList, init_list_head
+from . import net_procfs, net_sysfs
 from .net_namespace import NET, NetNamespaces
 from .rtnetlink import RtnlMutex, rtnl_locked
 
@@ -148,6 +149,8 @@ class NetDevices:
         self.by_index: dict[int, int] = {}
         self.ifindex = 0                     # net->ifindex: the last one given
         self.allocations: dict[int, _Allocation] = {}
+        net_sysfs.add_class(self)
+        net_procfs.add_dev(self)
 
     # -- reading a device ----------------------------------------------------------
     def name(self, dev: int) -> str:
