@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ...kernel.api import export
 from ...kernel.callback import call_module_code, finished
@@ -78,7 +78,6 @@ from ...kernel.panic import warn
 from ...kernel.printk import KERN_EMERG, KERN_ERR
 from ...kernel.rcu import synchronize_rcu
 from ...lib.list import LIST_HEAD_SIZE, NEXT, PREV, GuestList, init_list_head
-from . import net_procfs, net_sysfs
 from .net_namespace import NET, NetNamespaces
 from .rtnetlink import RtnlMutex, rtnl_locked
 
@@ -149,8 +148,9 @@ class NetDevices:
         self.by_index: dict[int, int] = {}
         self.ifindex = 0                     # net->ifindex: the last one given
         self.allocations: dict[int, _Allocation] = {}
-        net_sysfs.add_class(self)
-        net_procfs.add_dev(self)
+        kernel.subsystem(RtnlMutex).devices = self
+        for show in FILES:
+            show(self)
 
     # -- reading a device ----------------------------------------------------------
     def name(self, dev: int) -> str:
@@ -177,6 +177,16 @@ class NetDevices:
         """The registered devices in for_each_netdev's order."""
         return [node - self.layout.dev_list for node in self.base]
 
+    # -- what the RTNL's users call (rtnetlink.Devices) ----------------------------
+    async def run_todo(self, ctx: Any, devices: list[int]) -> None:
+        await run_todo(ctx, devices)
+
+    async def kill_links(self, ctx: Any, ops: int, dellink: int) -> None:
+        await kill_links(ctx, ops, dellink)
+
+    async def unregister_list(self, ctx: Any, head: int) -> None:
+        await _unregister_head(ctx, head)
+
     def new_index(self) -> int:
         """dev_new_index(): the next unused index after the last one given."""
         ifindex = self.ifindex
@@ -189,6 +199,17 @@ class NetDevices:
 
 def net_devices(kernel: Any) -> NetDevices:
     return kernel.subsystem(NetDevices)
+
+
+# What shows the devices to users (/sys/class/net, /proc/net/dev): each
+# `fn(devices)` makes its files when the kernel's devices are first made.
+FILES: list[Callable[[NetDevices], None]] = []
+
+
+def shows_devices(fn: Callable[[NetDevices], None]) -> Callable[[NetDevices], None]:
+    if fn not in FILES:
+        FILES.append(fn)
+    return fn
 
 
 # -- notifiers ---------------------------------------------------------------------------
@@ -390,9 +411,9 @@ def alloc_name(devs: NetDevices, template: bytes) -> tuple[int, bytes]:
                 used.add(int(digits))
     for number in range(MAX_NETDEVICES):
         if number not in used:
-            name = prefix + str(number).encode() + suffix
-            if len(name) < IFNAMSIZ and name.decode("utf-8", "replace") not in devs.by_name:
-                return number, name
+            made = prefix + str(number).encode() + suffix
+            if len(made) < IFNAMSIZ and made.decode("utf-8", "replace") not in devs.by_name:
+                return number, made
             break
     return -errno.ENFILE, b""
 
@@ -417,10 +438,11 @@ def _forget(entry: Any) -> None:
 
 
 def _unlist(devs: NetDevices, dev: int) -> None:
-    for table, key in ((devs.by_name, devs.name(dev)),
-                       (devs.by_index, devs.kernel.mem.read_u32(dev + devs.layout.ifindex))):
-        if table.get(key) == dev:
-            del table[key]
+    name, ifindex = devs.name(dev), _s32(devs.kernel.mem.read_u32(dev + devs.layout.ifindex))
+    if devs.by_name.get(name) == dev:
+        del devs.by_name[name]
+    if devs.by_index.get(ifindex) == dev:
+        del devs.by_index[ifindex]
 
 
 async def _uninit(ctx: Any, devs: NetDevices, dev: int, destructor: bool) -> None:
@@ -525,12 +547,11 @@ async def unregister_many(ctx: Any, devices: list[int]) -> None:
         await call_notifiers(ctx, "NETDEV_PRE_UNINIT", dev)
         await _uninit(ctx, devs, dev, destructor=False)
     await finished(synchronize_rcu(ctx))
-    todo = ctx.kernel.subsystem(RtnlMutex)
+    todo = ctx.kernel.subsystem(RtnlMutex).todo
     for dev in going:
         ctx.kernel.registrations.registry("netdev").remove(dev)
         _hold(ctx, devs, dev, -1)
-        todo.todo.append(dev)
-    todo.run_todo = run_todo
+        todo.append(dev)
 
 
 async def run_todo(ctx: Any, devices: list[int]) -> None:
@@ -553,7 +574,8 @@ async def run_todo(ctx: Any, devices: list[int]) -> None:
 
 def _walk(ctx: Any, head: int) -> list[int]:
     """The entries of a list the caller owns (its head on the caller's stack)."""
-    mem, nodes, node = ctx.mem, [], ctx.mem.read_u64(head)
+    mem, node = ctx.mem, ctx.mem.read_u64(head)
+    nodes: list[int] = []
     while node != head and len(nodes) < MAX_NETDEVICES:
         nodes.append(node)
         node = mem.read_u64(node)

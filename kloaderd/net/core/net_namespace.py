@@ -47,7 +47,7 @@ from ...kernel.locking.rwsem import down_write, init_rwsem, up_write
 from ...kernel.rcu import synchronize_rcu
 from ...kernel.registry import owner_of
 from ...lib.list import LIST_HEAD_SIZE, GuestList, init_list_head
-from .rtnetlink import rtnl_locked
+from .rtnetlink import RtnlMutex, rtnl_locked
 
 NET = struct("struct net", "net/net_namespace.h", "passive", "list", "exit_list", "user_ns", "ns.count",
              "dev_base_head", "rules_ops", "gen", "netdev_chain", "proc_net", "proc_net_stat")
@@ -214,11 +214,12 @@ async def _exit_nets(ctx: Any, ns: NetNamespaces, ops: _Ops, nets: list[int],
                 await call_module_code(ctx, ops.pre_exit, net)
         await _finish(synchronize_rcu(ctx))
         if ops.exit_batch_rtnl:
-            from .net_device import unregister_netdevice_many   # (it reads namespaces: a cycle)
             async with rtnl_locked(ctx):
                 await call_module_code(ctx, ops.exit_batch_rtnl, ns.exit_list.head,
                                        ns.dev_kill_list.head)
-                await unregister_netdevice_many(ctx, ns.dev_kill_list.head)
+                devices = ctx.kernel.subsystem(RtnlMutex).devices    # none made: none to kill
+                if devices is not None:
+                    await devices.unregister_list(ctx, ns.dev_kill_list.head)
         for net in nets:
             if ops.exit:
                 await call_module_code(ctx, ops.exit, net)

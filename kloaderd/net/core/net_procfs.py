@@ -16,13 +16,11 @@ made on first use).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...fs.proc_net import ProcNet
 from ...fs.tree import PROCFS, Content, file_tree
-
-if TYPE_CHECKING:
-    from .net_device import NetDevices
+from .net_device import NetDevices, shows_devices
 
 HEADER = ("Inter-|   Receive                                                |  Transmit\n"
           " face |bytes    packets errs drop fifo frame compressed multicast|"
@@ -35,7 +33,7 @@ STATS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_er
          "tx_window_errors", "rx_compressed", "tx_compressed")
 
 
-def _line(devs: "NetDevices", dev: int) -> str:
+def _line(devs: NetDevices, dev: int) -> str:
     mem = devs.kernel.mem
     raw = mem.read(dev + devs.layout.stats, 8 * len(STATS))
     s = {name: int.from_bytes(raw[8 * i:8 * i + 8], "little") for i, name in enumerate(STATS)}
@@ -48,7 +46,8 @@ def _line(devs: "NetDevices", dev: int) -> str:
             f"{s['tx_compressed']:10}\n")
 
 
-def add_dev(devs: "NetDevices") -> None:
+@shows_devices
+def add_dev(devs: NetDevices) -> None:
     """/proc/net/dev in init_net's /proc/net."""
     devs.kernel.subsystem(ProcNet)
 

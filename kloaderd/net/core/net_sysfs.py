@@ -21,23 +21,21 @@ network device or netdevice notifier (the state is made on first use).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ...errors import KernelError
 from ...fs.tree import Content, Directory, Node, file_tree
-
-if TYPE_CHECKING:
-    from .net_device import NetDevices
+from .net_device import NetDevices, shows_devices
 
 LINK_STATE_START = 0
 NET_NAME_UNKNOWN = 0
 
 
-def _not_running(devs: "NetDevices", dev: int) -> bool:
+def _not_running(devs: NetDevices, dev: int) -> bool:
     return not devs.kernel.mem.read_u64(dev + devs.layout.state) & 1 << LINK_STATE_START
 
 
-def _attributes(devs: "NetDevices", dev: int) -> dict[str, Callable[[], str]]:
+def _attributes(devs: NetDevices, dev: int) -> dict[str, Callable[[], str]]:
     mem, layout = devs.kernel.mem, devs.layout
 
     def u8(member: str) -> Callable[[], str]:
@@ -79,16 +77,23 @@ def _attributes(devs: "NetDevices", dev: int) -> dict[str, Callable[[], str]]:
     }
 
 
-def _device_dir(devs: "NetDevices", name: str, dev: int) -> Directory:
+def _content(show: Callable[[], str]) -> Content:
+    def read(_file: Any) -> str:
+        return show()
+    return Content(read)
+
+
+def _device_dir(devs: NetDevices, name: str, dev: int) -> Directory:
     directory = Directory(name, mode=0o755)
     for attr, show in _attributes(devs, dev).items():
-        node = Node(attr, Content(lambda _file, show=show: show()), mode=0o444, size=4096)
+        node = Node(attr, _content(show), mode=0o444, size=4096)
         node.parent = directory
         directory.children[attr] = node
     return directory
 
 
-def add_class(devs: "NetDevices") -> None:
+@shows_devices
+def add_class(devs: NetDevices) -> None:
     """/sys/class/net, following the device tables."""
     file_tree(devs.kernel).mkdir("/sys/class/net", mode=0o755, generate=lambda: {
         name: _device_dir(devs, name, dev) for name, dev in devs.by_name.items()})

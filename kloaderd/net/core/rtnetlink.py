@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from ...kernel.api import export
 from ...kernel.api.sched import mutex_is_locked, mutex_lock, mutex_trylock, mutex_unlock
@@ -64,10 +64,10 @@ def __rtnl_link_register(ctx: Any, ops: int) -> int:
 
 @export("rtnl_link_unregister", "void rtnl_link_unregister(struct rtnl_link_ops *ops)", nargs=1)
 def rtnl_link_unregister(ctx: Any, ops: int) -> Any:
-    from .net_namespace import pernet_ops_locked     # (it locks the RTNL from here: a cycle)
-
+    """(Linux also takes pernet_ops_rwsem, against namespaces being made or
+    torn down meanwhile: init_net is the only one and never goes.)"""
     async def unregistering() -> int:
-        async with pernet_ops_locked(ctx), rtnl_locked(ctx):
+        async with rtnl_locked(ctx):
             await _unregister(ctx, ops)
         return 0
     return unregistering()
@@ -84,9 +84,10 @@ def __rtnl_link_unregister(ctx: Any, ops: int) -> Any:
 
 async def _unregister(ctx: Any, ops: int) -> None:
     """__rtnl_kill_links() in every namespace, then list_del(&ops->list)."""
-    from .net_device import kill_links               # (net_device takes the RTNL: a cycle)
     layout = ctx.kernel.layouts[LINK_OPS]
-    await kill_links(ctx, ops, ctx.mem.read_u64(ops + layout.dellink))
+    devices = ctx.kernel.subsystem(RtnlMutex).devices
+    if devices is not None:
+        await devices.kill_links(ctx, ops, ctx.mem.read_u64(ops + layout.dellink))
     ctx.kernel.subsystem(LinkOps).list.delete(ctx, ops + layout.list)
     ctx.kernel.registrations.registry("rtnl_link").remove(ops)
 
@@ -95,13 +96,22 @@ async def _unregister(ctx: Any, ops: int) -> None:
 # rtnl_lock() is mutex_lock(&rtnl_mutex): the same sleeping mutex as a
 # module's own (kernel/api/sched.py), on a kernel object.  rtnl_unlock()
 # also runs netdev_run_todo() on the devices unregistered under the lock
-# (net_device.py puts them on `todo`, with the function that finishes them).
+# (net_device.py puts them on `todo`).
+
+class Devices(Protocol):
+    """What the RTNL's users call of the network devices (net_device.py's
+    NetDevices, once a device or notifier made them)."""
+
+    async def run_todo(self, ctx: Any, devices: list[int]) -> None: ...
+    async def kill_links(self, ctx: Any, ops: int, dellink: int) -> None: ...
+    async def unregister_list(self, ctx: Any, head: int) -> None: ...
+
 
 class RtnlMutex:
     def __init__(self, kernel: Any) -> None:
         self.address = kernel.slab.alloc(32, None, zero=True)
         self.todo: list[int] = []            # net_todo_list: devices to finish
-        self.run_todo: Callable[[Any, list[int]], Awaitable[None]] | None = None
+        self.devices: Devices | None = None
 
 
 def _rtnl(ctx: Any) -> int:
@@ -142,13 +152,12 @@ def rtnl_unlock(ctx: Any) -> Any:
     """__rtnl_unlock(), then netdev_run_todo() of what was unregistered."""
     state = ctx.kernel.subsystem(RtnlMutex)
     mutex_unlock(ctx, state.address)
-    if not state.todo or state.run_todo is None:
+    if not state.todo or state.devices is None:
         return None
-    devices, state.todo = state.todo, []
+    devices, finisher, state.todo = state.todo, state.devices, []
 
     async def finishing() -> int:
-        assert state.run_todo is not None
-        await state.run_todo(ctx, devices)
+        await finisher.run_todo(ctx, devices)
         return 0
     return finishing()
 
