@@ -49,15 +49,26 @@ class Task:
     held_locks: dict[int, int] = field(default_factory=dict)   # sleeping lock -> where taken (lockdep's)
     holds_cpu: bool = False
     wakeup: trio.Event | None = None   # set by wake_up_process while it sleeps in schedule_timeout
-    # The value `current` has in guest memory (a mutex's owner field): its
-    # task_struct, a slot reused only long after the task is gone (sched.py).
-    current: int = 0
     cred: int = 0                      # its struct cred (guest address); 0: init_cred's (kernel/cred.py)
     real_cred: int = 0
+    _current: int = 0
+    _sched: "Scheduler | None" = field(default=None, repr=False)
 
     @property
     def stack_top(self) -> int:
         return self.stack_base + THREAD_SIZE
+
+    @property
+    def current(self) -> int:
+        """The value `current` has in guest memory (a mutex's owner field):
+        its task_struct, a slot reused only long after the task is gone.
+        Given at first use: most tasks are one call into a module that
+        returns at once, and never take a lock or show `current` to a module
+        (a kernel with a per-CPU `current` asks for it as the task starts)."""
+        if not self._current:
+            assert self._sched is not None
+            self._current = self._sched.give_task_struct(self)
+        return self._current
 
 
 @dataclass(eq=False)
@@ -207,9 +218,8 @@ class Scheduler:
     def new_task(self, comm: str, module: Any = None) -> Task:
         pid = self._next_pid
         self._next_pid += 1
-        task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack(), current=self._new_task_struct())
+        task = Task(pid, comm[:TASK_COMM_LEN - 1], module, self._new_stack(), _sched=self)
         self.tasks[pid] = task
-        self._by_current[task.current] = task
         if self.on_new_task is not None:
             self.on_new_task(task)
         return task
@@ -218,14 +228,17 @@ class Scheduler:
         """The live task whose `current` is `task_struct`."""
         return self._by_current.get(task_struct)
 
-    def _new_task_struct(self) -> int:
-        """A task_struct slot whose first page is mapped; recycled (oldest
-        first, after TASK_STRUCT_QUARANTINE), so a task costs no mapping once
-        the daemon has run that many (the page is rewritten for each)."""
+    def give_task_struct(self, task: Task) -> int:
+        """A task_struct slot for `task`, its first page mapped; recycled
+        (oldest first, after TASK_STRUCT_QUARANTINE), so a task costs no
+        mapping once the daemon has run that many (the page is rewritten
+        for each)."""
         if len(self._spare_task_structs) > TASK_STRUCT_QUARANTINE:
-            return self._spare_task_structs.popleft()
-        slot = self._task_structs.alloc(TASK_STRUCT_SIZE)
-        self.mem.map(slot, PAGE_SIZE, "rw-")
+            slot = self._spare_task_structs.popleft()
+        else:
+            slot = self._task_structs.alloc(TASK_STRUCT_SIZE)
+            self.mem.map(slot, PAGE_SIZE, "rw-")
+        self._by_current[slot] = task
         return slot
 
     def wake_up(self, task: Task) -> bool:
@@ -244,8 +257,9 @@ class Scheduler:
             self.release(task)
         if self.tasks.pop(task.pid, None) is not None:
             self._spare_stacks.append(task.stack_base)
-            del self._by_current[task.current]
-            self._spare_task_structs.append(task.current)
+            if task._current:
+                del self._by_current[task._current]
+                self._spare_task_structs.append(task._current)
 
     def _new_stack(self) -> int:
         """A THREAD_SIZE stack above an unmapped guard page (CONFIG_VMAP_STACK).
