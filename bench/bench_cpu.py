@@ -3,7 +3,9 @@ in the same run, interleaved with it (`bench.common.ratio_row`), so a busy
 host moves a figure and its floor alike and not the verdict:
 
 * guest entry — `Machine.call` of a function that returns at once — against
-  a raw `emu_start` of one instruction on a bare Unicorn (its own floor);
+  a raw `emu_start` of one instruction on a bare Unicorn (its own floor),
+  and shown against the same instruction ended by a `hlt` (no end address:
+  how kloader's runs end, docs/performance.md);
 * guest instructions per second against raw Unicorn running the same loop;
 * a kernel call from module code, and a task switch, against guest entry;
 * a kmalloc+kfree pair against one kernel call;
@@ -108,11 +110,18 @@ async def _measure(quick: bool) -> list[Row]:
     entries = 300 if quick else 2000
     bare = Uc(UC_ARCH_X86, UC_MODE_64)
     bare.mem_map(0x1000, 0x1000)
-    bare.mem_write(0x1000, b"\x45\x31\xdb")          # `xor %r11d, %r11d`: one instruction
+    bare.mem_write(0x1000, b"\x45\x31\xdb\xf4")      # `xor %r11d, %r11d`, then `hlt`
 
     async def raw_entries() -> None:
         for _ in range(entries):
             bare.emu_start(0x1000, 0x1003)
+
+    async def raw_hlt_entries() -> None:
+        # Ended by the `hlt`, with no end address, as kloader runs guest
+        # code: Unicorn retranslates the block before an end address after
+        # every run, and this floor shows what emu_start costs without that.
+        for _ in range(entries):
+            bare.emu_start(0x1000, 0)
 
     async def calls() -> None:
         for _ in range(entries):
@@ -149,7 +158,8 @@ async def _measure(quick: bool) -> list[Row]:
 
     cpu = await ainterleaved(
         rounds,
-        raw_entry=_per_op(raw_entries, entries), entry=_per_op(calls, entries),
+        raw_entry=_per_op(raw_entries, entries), raw_hlt=_per_op(raw_hlt_entries, entries),
+        entry=_per_op(calls, entries),
         call=_per_op(kernel_calls, n_calls), switch=_per_op(switches, 2 * n_switch))
     # The compute loop and its floor in a rotation of their own: a run of it
     # right after other guest work (kernel calls, task switches) goes ~15 %
@@ -187,6 +197,8 @@ async def _measure(quick: bool) -> list[Row]:
     return [
         ratio_row("guest entry (call a function that returns at once)", cpu["entry"],
                   cpu["raw_entry"], "µs", 3, floor_name="raw emu_start"),
+        ratio_row("guest entry, against emu_start ended by a hlt (shown)", cpu["entry"],
+                  cpu["raw_hlt"], "µs", floor_name="raw emu_start to a hlt"),
         ratio_row("guest instructions per second (compute loop)", cpu["ips"], cpu["raw_ips"],
                   "M instr/s", 0.9, floor_name="raw Unicorn", higher_is_better=True),
         row("guest instructions per second (loads and stores)", mem_ips, "M instr/s"),

@@ -59,6 +59,26 @@ async def test_more_than_six_arguments_go_on_the_stack(machine):
 
 
 @pytest.mark.trio
+async def test_every_task_returns_whatever_the_last_task_on_its_stack_did(machine):
+    # Stacks are recycled, and a task that returned through the return
+    # address leaves it in place for the next; one that overwrote it, or
+    # had arguments on the stack, does not.
+    g = build(machine, ARITH + r"""
+__asm__(".globl smash\n.type smash, @function\nsmash: movq $0, (%rsp)\n\tret\n.size smash, .-smash");
+""")
+    args = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000]
+    for _ in range(2):
+        assert await machine.call(g["add"], 40, 2) == 42
+        assert await machine.call(g["weigh8"], *args) == sum((i + 1) * a for i, a in enumerate(args))
+        assert await machine.call(g["add"], 1, 2) == 3
+        with pytest.raises(Oops) as oops:
+            await machine.call(g["smash"])
+        assert oops.value.kind == "null-deref" and oops.value.rip == 0
+        assert await machine.call(g["add"], 3, 4) == 7
+    assert len(machine.sched._spare_stacks) == 1        # one stack served every task
+
+
+@pytest.mark.trio
 async def test_module_calls_kernel_functions_with_stack_and_variadic_args(machine, monkeypatch):
     seen = {}
 

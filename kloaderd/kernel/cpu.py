@@ -57,7 +57,7 @@ STUB_SIZE = 16
 SLICE_US = 10_000                  # one time slice: the event loop runs at least this often
 SLICE = SLICE_US / 1e6
 _MASK64 = (1 << 64) - 1
-_RET, _INT3, _NOP = b"\xc3", b"\xcc", b"\x90"
+_RET, _INT3, _HLT = b"\xc3", b"\xcc", b"\xf4"
 # The stubs' shared return path: `xor %r11d, %r11d; ret`.  A completed call
 # leaves a one-time token in %r11 (a scratch register the ABI lets callees
 # clobber) until this path clears it, so a slice that timed out between the
@@ -224,6 +224,9 @@ class Machine(OopsReports):
         self._setup_per_cpu()
         self._trap_frame = _U64.pack(self.trap)      # the return address every task starts with
         self._entry_slots: dict[int, tuple[int, ctypes.c_uint64]] = {}   # stack -> (%rsp, its physical address)
+        # Stacks whose entry slot holds the return address: their last task
+        # was entered there and returned through it (%rsp just above it).
+        self._returned: set[int] = set()
         self._jiffies = self.mem.word(self._symbols["jiffies"])
         # Two writers: this thread (entries, kernel calls) and the slice
         # timer's tick while a run goes on alone; jiffies never goes back.
@@ -263,16 +266,17 @@ class Machine(OopsReports):
         for fn in native:
             if fn not in watched:
                 self._place_native(fn, text)
-        # Where every task returns when its function does: one `nop`, after
-        # which emu_start stops (`_stop_at`; the int3s never run).  Stopping
-        # on the return address itself costs Unicorn a translation on every
-        # entry (about 1.4 µs, a quarter of emu_start): the block that starts
-        # at an emu_start's end is made afresh each time.  Linux's threads
-        # start from here too.
+        # Where every task returns when its function does: one `hlt`, which
+        # ends emu_start (`_stop_at` is just after it; the int3s never run).
+        # Runs are started with no end address (0) rather than ending at
+        # one: at every exit Unicorn invalidates the translated block before
+        # a run's end address, so code there was translated afresh on every
+        # entry — 2.5 µs, two thirds of a bare one-instruction emu_start
+        # (docs/performance.md).  Linux's threads start from here too.
         self.trap = KERNEL_TEXT_BASE + len(text)
-        self._stop_at = self.trap + len(_NOP)
+        self._stop_at = self.trap + len(_HLT)
         self._kallsyms.append((self.trap, STUB_SIZE, "t", "ret_from_fork_asm"))
-        text += _NOP.ljust(STUB_SIZE, _INT3)
+        text += _HLT.ljust(STUB_SIZE, _INT3)
         self.stub_return = KERNEL_TEXT_BASE + len(text)
         self._kallsyms.append((self.stub_return, STUB_SIZE, "t", "__kernel_call_return"))
         text += _STUB_RETURN.ljust(STUB_SIZE, _INT3)
@@ -491,17 +495,23 @@ class Machine(OopsReports):
         if on_stack:
             rsp = ((task.stack_top - TOP_OF_STACK_RESERVE - 8 * len(on_stack)) & ~15) - 8
             self.mem.write(rsp, self._trap_frame + b"".join(_U64.pack(a & _MASK64) for a in on_stack))
+            self._returned.discard(task.stack_base)
             self._regs.enter(args, rsp, addr, self.per_cpu_base)
         else:
             # The usual: the return address alone, where it always goes on
-            # this (recycled, never unmapped) stack.
-            slot = self._entry_slots.get(task.stack_base)
+            # this (recycled, never unmapped) stack — and is still, if the
+            # last task entered there returned through it.
+            base = task.stack_base
+            slot = self._entry_slots.get(base)
             if slot is None:
                 rsp = ((task.stack_top - TOP_OF_STACK_RESERVE) & ~15) - 8
-                slot = self._entry_slots[task.stack_base] = (
-                    rsp, ctypes.c_uint64(self.mem.translate(rsp, "write")))
+                slot = self._entry_slots[base] = (rsp, ctypes.c_uint64(self.mem.translate(rsp, "write")))
             rsp, phys = slot
-            self._regs.enter(args, rsp, addr, self.per_cpu_base, self._trap_frame, phys)
+            if base in self._returned:
+                self._returned.remove(base)
+                self._regs.enter(args, rsp, addr, self.per_cpu_base)
+            else:
+                self._regs.enter(args, rsp, addr, self.per_cpu_base, self._trap_frame, phys)
         task.rip = addr & _MASK64
         self._loaded = task
 
@@ -531,7 +541,7 @@ class Machine(OopsReports):
                 timer = TIMER.arm(uc, min(now + SLICE, until), until, io, SLICE, self._update_jiffies)
                 alone = None
             try:
-                regs.emu_start(task.rip, stop_at)
+                regs.emu_start(task.rip, 0)      # stops at the trap's hlt
             except UcError as err:
                 task.runtime += task_clock() - started
                 if err.errno == UC_ERR_INSN_INVALID and self._warned(task, uc.reg_read(X.UC_X86_REG_RIP)):
@@ -541,10 +551,12 @@ class Machine(OopsReports):
             finally:
                 TIMER.disarm(timer)
                 self._running = None
-            rip, r11, rax = regs.stopped()
+            rip, r11, rax, rsp = regs.stopped()
             if rip == stop_at and self._intno is None and self._pending is None:
                 # The function returned: its task ends here, and with it the
                 # runtime the watchdog would have counted.
+                if rsp == (task.stack_top - TOP_OF_STACK_RESERVE) & ~15:
+                    self._returned.add(task.stack_base)
                 return rax
             task.runtime += task_clock() - started
             task.rip = rip

@@ -78,7 +78,7 @@ class EntryRegs:
         self.uc = uc
         self._uch = uc._uch
         self._entry = _Batch(_ENTRY_REGS)
-        self._stop = _Batch((X.UC_X86_REG_RIP, X.UC_X86_REG_R11, X.UC_X86_REG_RAX))
+        self._stop = _Batch((X.UC_X86_REG_RIP, X.UC_X86_REG_R11, X.UC_X86_REG_RAX, X.UC_X86_REG_RSP))
         self._args = _Batch((*ARG_REGS, X.UC_X86_REG_RSP))
         self._done = _Batch((X.UC_X86_REG_RAX, X.UC_X86_REG_R11))
         self._no_limit = ctypes.c_uint64(0)      # emu_start's timeout and count: none
@@ -116,8 +116,8 @@ class EntryRegs:
         if uc._hook_exception is not None:
             raise uc._hook_exception
 
-    def stopped(self) -> tuple[int, int, int]:
-        """(%rip, %r11, %rax) where a slice ended."""
+    def stopped(self) -> tuple[int, int, int, int]:
+        """(%rip, %r11, %rax, %rsp) where a slice ended."""
         stop = self._stop
         if _uc_reg_read_batch(self._uch, stop.ids, stop.ptrs, stop.count):
             raise UcError(UC_ERR_EXCEPTION)
