@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import errno
+import math
 import os
 import shutil
 import signal
@@ -180,6 +181,54 @@ async def test_a_pipelined_read_lets_other_tasks_run_between_its_batches_of_repl
     assert first_gone < gets, "the whole pipelined read was served before the removal could run"
     holder.close()
     remover.close()
+
+
+def test_a_session_polls_only_for_a_quick_peer_and_only_while_nothing_else_runs():
+    from kloaderd.server.session import LOOP_GAP, POLL, RequestLoop
+
+    loop = RequestLoop()
+    assert not loop.looping                       # a new peer is not polled for
+    loop.waiting(10.0)
+    loop.arrived(10.0 + 2 * LOOP_GAP)             # a pause: not in a loop
+    assert not loop.looping
+    loop.waiting(20.0)
+    loop.arrived(20.0 + LOOP_GAP / 2)             # asked again at once
+    assert loop.looping
+    loop.waiting(30.0)
+    assert loop.keep_polling(30.0 + POLL / 2, others_runnable=0)
+    assert not loop.keep_polling(30.0 + POLL / 2, others_runnable=1)
+    assert not loop.keep_polling(30.0 + 2 * POLL, others_runnable=0)
+
+
+@pytest.mark.trio
+async def test_a_client_in_a_request_loop_is_polled_for_and_an_occasional_one_is_not(served, monkeypatch):
+    """Polling yields the CPU before each try (a client on the same CPU
+    runs); counting those yields tells whether the session polled.  The
+    thresholds are set so the verdict does not depend on timing."""
+    from kloaderd.server import session as session_module
+
+    kernel, path = served
+    await kernel.init_module(image("hello"))
+    client = await Raw.connect(path)
+
+    async def get_and_put(times: int) -> None:
+        for i in range(times):
+            await client.send({"op": "try_module_get", "id": i, "name": "hello"})
+            assert (await client.receive()) == {"id": i, "result": None}
+            await client.send({"op": "module_put", "id": i, "name": "hello"})
+            assert (await client.receive()) == {"id": i, "result": None}
+
+    yields: list[int] = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(1))
+    monkeypatch.setattr(session_module, "LOOP_GAP", 0.0)      # never quick enough
+    await get_and_put(10)
+    assert not yields
+    monkeypatch.setattr(session_module, "LOOP_GAP", math.inf)  # always quick
+    monkeypatch.setattr(session_module, "POLL", math.inf)
+    await get_and_put(10)
+    assert yields
+    assert kernel.find_module("hello").refcount == 0
+    client.close()
 
 
 @pytest.mark.trio

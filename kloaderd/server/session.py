@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,50 @@ MAX_FDS_PER_MESSAGE = 4      # SCM_RIGHTS descriptors taken from one read; the k
 MAX_QUEUED_FDS = 8           # passed and not yet used by a finit_module; more are closed
 MAX_INFLIGHT = 64            # requests running as tasks; more are EAGAIN (a cancel still gets through)
 REPLY_FLUSH = 1 << 16        # bytes of replies built before they are sent (and the send awaited)
+POLL = 50e-6                 # seconds a session in a request loop polls for the next request
+LOOP_GAP = 200e-6            # a request within this of the last wait's start: the peer is in a loop
 _ANC_SIZE = socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * array.array("i").itemsize)
 _UCRED = struct.Struct("3i")
+
+
+class RequestLoop:
+    """Whether a session's peer asks again as soon as it has each reply, and
+    so whether the session should poll for the next request rather than
+    sleep in epoll at once.
+
+    A sleeping daemon costs a client in a request loop a wake-up per
+    request: on a VM whose idle CPUs halt at once (cpuidle `haltpoll` with
+    `guest_halt_poll_ns = 0`) waking a process on another CPU costs several
+    times what a get+put pair does, and such a client ran at 0.8 of a plain
+    trio echo server, which happens to take one more pass through its
+    scheduler before it sleeps (docs/performance.md).  So a session whose
+    last request came within `LOOP_GAP` of the start of its wait polls for
+    the next one for up to `POLL`: each try is a pass through trio's
+    scheduler (every other task runs) after a `sched_yield` (a client on
+    the same CPU runs), and polling stops as soon as another task is
+    runnable — the event loop does not sleep then anyway.  A peer that
+    pauses once is no longer polled for until it is quick again, so an
+    idle or occasional client costs nothing, a looping one at most `POLL`
+    of CPU per request."""
+
+    __slots__ = ("looping", "since")
+
+    def __init__(self) -> None:
+        self.looping = False
+        self.since = 0.0            # when the current wait for a request began
+
+    def waiting(self, now: float) -> None:
+        """No request is there: the wait begins."""
+        self.since = now
+
+    def keep_polling(self, now: float, others_runnable: int) -> bool:
+        """While looping: try again after a scheduler pass (True), or sleep
+        until the socket is readable."""
+        return not others_runnable and now - self.since < POLL
+
+    def arrived(self, now: float) -> None:
+        """A request came after a wait that began at `since`."""
+        self.looping = now - self.since < LOOP_GAP
 
 
 @dataclass(frozen=True)
@@ -68,6 +111,7 @@ class Session:
         self.last_read = trio.current_time()     # for the server's idle reaper
         self._sending = False
         self._send_done = trio.lowlevel.ParkingLot()
+        self._loop = RequestLoop()
         self._nursery: trio.Nursery | None = None
         self._files: Any = None
 
@@ -247,22 +291,33 @@ class Session:
     async def _receive(self) -> tuple[bytes, list[tuple[int, int, bytes]]]:
         """One read, with the descriptors passed alongside.
 
-        Exactly one scheduling point per read: a wait for the socket when
+        At least one scheduling point per read: a wait for the socket when
         nothing is there yet (the usual case for a client waiting for each
-        reply), else a plain checkpoint, so a peer that keeps data coming
-        still lets every other task run between its reads.  trio's
+        reply: polled for a while first if it is in a request loop, see
+        `RequestLoop`), else a plain checkpoint, so a peer that keeps data
+        coming still lets every other task run between its reads.  trio's
         `recvmsg` and `send` each add a checkpoint after succeeding: two
         trips through the scheduler per request that this path does not make.
         """
+        loop = self._loop
         waited = False
         while True:
             try:
                 data, ancdata, _, _ = self.sock.recvmsg(uapi.RECV_SIZE, _ANC_SIZE)
                 break
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
-                waited = True
-        if not waited:
+                now = time.perf_counter()
+                if not waited:
+                    loop.waiting(now)
+                    waited = True
+                if loop.looping and loop.keep_polling(now, trio.lowlevel.current_statistics().tasks_runnable):
+                    os.sched_yield()
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(self.sock)
+        if waited:
+            loop.arrived(time.perf_counter())
+        else:
             await trio.lowlevel.checkpoint()
         return data, ancdata
 
