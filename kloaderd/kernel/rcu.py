@@ -85,7 +85,7 @@ class Rcu:
         self.changed = trio.Event()
         self._thread: trio.CancelScope | None = None
         kernel.sanitizer.leftover_checks.append(self._module_freed)
-        kernel.sanitizer.free_checks.append(self._memory_freed)
+        kernel.sanitizer.watch_frees(self.callbacks, self._memory_freed)
 
     # -- readers and grace periods -------------------------------------------------
 
@@ -223,8 +223,6 @@ class Rcu:
 
     def _memory_freed(self, start: int, end: int) -> None:
         """kfree of [start, end): debug_check_no_obj_freed for rcu_heads."""
-        if not self.callbacks:            # every kfree asks: the usual answer, at once
-            return
         for cb in [cb for cb in self.callbacks if start <= (cb.head or cb.ptr) < end]:
             self._free_active(cb)
 

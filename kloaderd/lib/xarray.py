@@ -128,7 +128,7 @@ class XArrays:
         self.trees: dict[int, Tree] = {}
         self._nodes = 0
         kernel.sanitizer.leftover_checks.append(self._module_freed)
-        kernel.sanitizer.free_checks.append(self._memory_freed)
+        kernel.sanitizer.watch_frees(self.trees, self._memory_freed)
 
     @functools.cached_property
     def at(self) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 from collections import deque
+from collections.abc import Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -53,8 +54,8 @@ class Lifetime:
         self.last_unloaded = ""               # "hello(O)", for the oops line
         # Per module going away: other subsystems' leftovers (timers, work, ...)
         self.leftover_checks: list[Callable[["Module"], None]] = []
-        # Per heap object freed: active objects inside it, (start, end) -> None
-        self.free_checks: list[Callable[[int, int], None]] = []
+        # Per heap object freed, while the subsystem has any active: (start, end) -> None
+        self.free_checks: list[tuple[Sized, Callable[[int, int], None]]] = []
         kernel.slab.on_free = self.debug_check_no_obj_freed
 
     # -- quarantine -----------------------------------------------------------
@@ -125,12 +126,20 @@ class Lifetime:
         flags = "".join(sorted(mod.taints & {"O", "P", "E", "C"}, key="PCOE".index))
         self.last_unloaded = f"{mod.name}({flags})" if flags else mod.name
 
+    def watch_frees(self, active: Sized, check: Callable[[int, int], None]) -> None:
+        """Call `check(start, end)` for each heap object freed while `active`
+        (a subsystem's armed timers, queued work...) is not empty."""
+        self.free_checks.append((active, check))
+
     def debug_check_no_obj_freed(self, address: int, size: int) -> None:
         """A heap object is being freed: an armed timer or queued work
         anywhere inside it (a struct embedding a timer_list at any offset) is
-        reported and deactivated, as debugobjects' fixup_free does."""
-        for check in self.free_checks:
-            check(address, address + size)
+        reported and deactivated, as debugobjects' fixup_free does.  Every
+        kfree asks, and the usual answer (nothing active anywhere) costs no
+        call: this was a quarter of a kmalloc+kfree pair."""
+        for active, check in self.free_checks:
+            if active:
+                check(address, address + size)
 
     def report_odebug(self, obj: int, kind: str, hint: str, state: int = 0) -> None:
         """debugobjects' report for an active object in freed memory."""

@@ -68,7 +68,7 @@ class Timers:
         self._changed = trio.Event()
         self._thread: trio.CancelScope | None = None
         kernel.sanitizer.leftover_checks.append(self._module_freed)
-        kernel.sanitizer.free_checks.append(self._memory_freed)
+        kernel.sanitizer.watch_frees(self.pending, self._memory_freed)
 
     # -- arming ------------------------------------------------------------------
 
@@ -161,8 +161,6 @@ class Timers:
 
     def _memory_freed(self, start: int, end: int) -> None:
         """kfree of [start, end): debug_check_no_obj_freed for timers."""
-        if not self.pending:            # every kfree asks: the usual answer, at once
-            return
         for timer in [t for t in self.pending if start <= t < end]:
             self._free_active(timer)
 

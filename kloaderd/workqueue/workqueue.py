@@ -108,6 +108,7 @@ class Workqueues:
     def __init__(self, kernel: "Kernel") -> None:
         self.kernel = kernel
         self.by_address: dict[int, Workqueue] = {}
+        self.queued: dict[int, Workqueue] = {}      # work_struct -> the workqueue it waits on
         self._handles = 0
         self.registry = kernel.registrations.registry("workqueue")
         symbols = kernel.machine.kernel_symbols()
@@ -115,7 +116,7 @@ class Workqueues:
             wq = self.create(name, None, max_active)
             kernel.mem.write_u64(symbols[variable], wq.address)
         kernel.sanitizer.leftover_checks.append(self._module_freed)
-        kernel.sanitizer.free_checks.append(self._memory_freed)
+        kernel.sanitizer.watch_frees(self.queued, self._memory_freed)
 
     def create(self, name: str, module: Any, max_active: int) -> Workqueue:
         address = WQ_HANDLE_BASE + self._handles * WQ_HANDLE_STEP
@@ -130,6 +131,7 @@ class Workqueues:
     def _drop(self, wq: Workqueue) -> None:
         for work in list(wq.queue):
             self._clear_pending(work)
+            del self.queued[work]
         wq.queue.clear()
         if wq.worker is not None:
             wq.worker.cancel()
@@ -159,7 +161,7 @@ class Workqueues:
             pass                            # its memory is gone
 
     def queued_on(self, work: int) -> Workqueue | None:
-        return next((wq for wq in self.by_address.values() if work in wq.queue), None)
+        return self.queued.get(work)
 
     def running_on(self, work: int) -> Workqueue | None:
         return next((wq for wq in self.by_address.values() if work in wq.running), None)
@@ -167,8 +169,9 @@ class Workqueues:
     # -- queueing and running ---------------------------------------------------------
 
     def queue(self, wq: Workqueue, work: int) -> None:
-        """__queue_work: the pending bit is already set."""
+        """__queue_work: the pending bit is already set (so it is queued on no other)."""
         wq.queue.append(work)
+        self.queued[work] = wq
         wq.notify()
         if wq.worker is None:
             wq.worker = self.kernel.spawn(self._worker, wq, name=f"kworker {wq.name}")
@@ -203,8 +206,7 @@ class Workqueues:
         def claim() -> tuple[int, int] | None:
             if work not in wq.queue:
                 return None
-            wq.queue.remove(work)
-            self._clear_pending(work)
+            self._dequeue(wq, work)
             return kernel.mem.read_u64(work + WORK_FUNC), work
         try:
             await kernel.sanitizer.call_deferred(claim, via="process_one_work", comm=comm)
@@ -228,10 +230,14 @@ class Workqueues:
         wq = self.queued_on(work)
         if wq is None:
             return False
-        wq.queue.remove(work)
-        self._clear_pending(work)
+        self._dequeue(wq, work)
         wq.notify()
         return True
+
+    def _dequeue(self, wq: Workqueue, work: int) -> None:
+        wq.queue.remove(work)
+        del self.queued[work]
+        self._clear_pending(work)
 
     async def flush(self, wq: Workqueue) -> None:
         while wq.queue or wq.running:
@@ -249,17 +255,13 @@ class Workqueues:
 
     def _memory_freed(self, start: int, end: int) -> None:
         """kfree of [start, end): debug_check_no_obj_freed for queued work."""
-        for wq in self.by_address.values():     # every kfree asks: no list made
-            if not wq.queue:
-                continue
-            for work in [w for w in wq.queue if start <= w < end]:
-                self._free_active(wq, work, _read(self.kernel, work + WORK_FUNC))
+        for work, wq in [(w, q) for w, q in self.queued.items() if start <= w < end]:
+            self._free_active(wq, work, _read(self.kernel, work + WORK_FUNC))
 
     def _free_active(self, wq: Workqueue, work: int, func: int) -> None:
         """ODEBUG: free active, then work_fixup_free: the work is cancelled."""
         self.kernel.sanitizer.report_odebug(work, "work_struct", self.kernel.machine.symbol_name(func))
-        wq.queue.remove(work)
-        self._clear_pending(work)
+        self._dequeue(wq, work)
         wq.notify()
 
 
