@@ -155,7 +155,11 @@ class CallContext:
         wide fields): past the watchdog, the task dies of a soft lockup
         rather than hold the daemon's only thread."""
         machine = self.machine
-        if self.task.runtime + task_clock() - machine.slice_started > machine.watchdog:
+        left = machine.watchdog - self.task.runtime
+        # A thread's CPU time grows no faster than wall time: the CPU clock
+        # (a system call here) is read only once the wall clock says the
+        # watchdog might be due.
+        if time.monotonic() - machine.slice_began > left and task_clock() - machine.slice_started > left:
             raise SoftLockup()
 
     @property
@@ -219,6 +223,7 @@ class Machine(OopsReports):
         self._regs = EntryRegs(self.uc)
         self._dirty = True                      # the CPU state needs a context_restore
         self.slice_started = 0.0                # task_clock() when the running slice began
+        self.slice_began = 0.0                  # and time.monotonic()
         self.per_cpu_base = per_cpu_base
         self._build_kernel_image()
         self._setup_per_cpu()
@@ -533,6 +538,7 @@ class Machine(OopsReports):
                 self._shown = task
                 for word in self.current_words:
                     word.value = task.current
+            self.slice_began = now
             started = self.slice_started = task_clock()
             if alone is None:
                 timer = TIMER.arm(uc, now + SLICE)
