@@ -1,5 +1,9 @@
-"""net/core/rtnetlink.c: the RTNL mutex (`rtnl_lock`, `rtnl_is_locked`, …)
-and link types (`rtnl_link_register`), what `ip link add type KIND` finds.
+"""net/core/rtnetlink.c: the RTNL mutex (`rtnl_lock`, `rtnl_is_locked`, …),
+link types (`rtnl_link_register`), what `ip link add type KIND` finds, the
+(protocol, message type) -> doit/dumpit handler table
+(`rtnl_register_module`, `__rtnl_register_many`, `rtnl_unregister*`) and
+the address families' link attribute ops (`rtnl_af_register`); the last
+two are in `rtnl_handlers.py`.
 
 As Linux 6.1: a kind already registered is -EEXIST; ops that can create
 devices (alloc or setup) but have no dellink get unregister_netdevice_queue
