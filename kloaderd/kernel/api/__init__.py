@@ -138,7 +138,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.kernel.user_namespace", "kloaderd.kernel.cred", "kloaderd.kernel.task_struct", "kloaderd.kernel.resource", "kloaderd.kernel.cpuhp",
               "kloaderd.kernel.wait", "kloaderd.kernel.jump_label", "kloaderd.kernel.jump_label_ratelimit",
               "kloaderd.kernel.locking", "kloaderd.kernel.power", "kloaderd.lib",
-              "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.mm.memory_failure", "kloaderd.crypto",
+              "kloaderd.mm.slab_common", "kloaderd.mm.page_alloc", "kloaderd.mm.swap", "kloaderd.mm.memory_failure", "kloaderd.crypto",
               "kloaderd.fs.nls_base", "kloaderd.fs.quota", "kloaderd.security", "kloaderd.net", "kloaderd.kernel.bpf", "kloaderd.block",
               "kloaderd.drivers.base", "kloaderd.drivers.gpio", "kloaderd.drivers.virtio", "kloaderd.drivers.tty",
               "kloaderd.drivers.char.random", "kloaderd.drivers.cpufreq", "kloaderd.drivers.leds",
