@@ -31,6 +31,30 @@ def test_mapped_memory_starts_zeroed_and_round_trips(mem):
     assert mem.read(HEAP + 100, len(data)) == data
 
 
+def test_an_alias_shows_the_same_pages_and_they_outlive_either_mapping(mem):
+    """As the direct map shows the kernel image's pages: a write through one
+    address is read through the other, and the pages stay while one maps them."""
+    alias = HEAP + 16 * PAGE_SIZE
+    mem.map(HEAP, 2 * PAGE_SIZE, "rw-")
+    mem.alias(alias, HEAP, 2 * PAGE_SIZE, "rw-")
+    mem.write(HEAP + PAGE_SIZE - 2, b"abcd")
+    assert mem.read(alias + PAGE_SIZE - 2, 4) == b"abcd"
+    mem.write_u32(alias, 0x01020304)
+    assert mem.read_u32(HEAP) == 0x01020304
+    with pytest.raises(ValueError):
+        mem.alias(alias, HEAP, PAGE_SIZE)                  # already mapped
+    mem.unmap(HEAP, 2 * PAGE_SIZE)
+    assert mem.read(alias + PAGE_SIZE - 2, 4) == b"abcd"
+    mem.unmap(alias, 2 * PAGE_SIZE)
+    assert not mem.is_mapped(alias)
+
+
+def test_an_alias_has_permissions_of_its_own(mem):
+    mem.map(HEAP, PAGE_SIZE, "rw-")
+    mem.alias(HEAP + PAGE_SIZE, HEAP, PAGE_SIZE, "r--")
+    assert (mem.perms(HEAP), mem.perms(HEAP + PAGE_SIZE)) == ("rw-", "r--")
+
+
 def test_integers_are_little_endian_and_wrap(mem):
     mem.map(HEAP, PAGE_SIZE)
     mem.write_u64(HEAP, -1)

@@ -297,7 +297,7 @@ class Machine(OopsReports):
             base = addr
             for obj in sorted((o for o in api.OBJECTS.values() if o.writable == writable),
                               key=lambda o: o.name):
-                section += b"\0" * (-len(section) % 16)
+                section += b"\0" * (-len(section) % obj.align)
                 self._define(obj.name, base + len(section), obj.size, letter)
                 section += obj.init
             addr = self._load_section(base, bytes(section), perms)

@@ -248,6 +248,22 @@ class AddressSpace:
         for i in range(npages):
             self._pt[first + i] = [phys + (i << PAGE_SHIFT), prot, phys]
 
+    def alias(self, addr: int, source: int, size: int, perms: str = "r--") -> None:
+        """Map [addr, addr+size) onto the physical pages behind [source, ...),
+        as the direct map shows the kernel image's pages a second time: a
+        write through either address is seen through both."""
+        if addr % PAGE_SIZE:
+            raise ValueError(f"alias: {addr:#x} is not page aligned")
+        ptes = self._ptes(source, size)
+        first = addr >> PAGE_SHIFT
+        if any(vpn in self._pt for vpn in range(first, first + len(ptes))):
+            raise ValueError(f"alias: [{addr:#x}, +{size:#x}) is already mapped")
+        prot = parse_perms(perms)
+        for i, pte in enumerate(ptes):
+            if pte[2] != _DEVICE:
+                self._chunk_pages[pte[2]] += 1
+            self._pt[first + i] = [pte[0], prot, pte[2]]
+
     def map_io(self, addr: int, size: int, phys: int) -> None:
         """Point [addr, addr+size) at the device page `phys` (a region of
         `uc.mmio_map`, whose callbacks answer every access), as ioremap

@@ -65,6 +65,7 @@ class KernelObject:
     gpl: bool
     writable: bool        # .data rather than .rodata
     proto: str
+    align: int = 16       # PAGE_SIZE for a page-aligned object (empty_zero_page)
 
 
 FUNCTIONS: dict[str, KernelFunction] = {}
@@ -115,9 +116,9 @@ def _origin(impl: Impl) -> tuple[str, str]:
 
 
 def export_object(name: str, proto: str, size: int, init: bytes = b"", *,
-                  gpl: bool = False, writable: bool = False) -> None:
+                  gpl: bool = False, writable: bool = False, align: int = 16) -> None:
     """Register a kernel data object (jiffies, param_ops_int, ...)."""
-    obj = KernelObject(name, size, init.ljust(size, b"\0"), gpl, writable, proto)
+    obj = KernelObject(name, size, init.ljust(size, b"\0"), gpl, writable, proto, align)
     if name in FUNCTIONS or OBJECTS.get(name, obj) != obj:
         raise ValueError(f"kernel symbol {name} exported twice")
     OBJECTS[name] = obj
