@@ -1,0 +1,1 @@
+"""lib/crypto/: the crypto library routines the core kernel exports."""
