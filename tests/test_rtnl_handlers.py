@@ -104,3 +104,28 @@ def test_real_modules_register_their_handlers_and_remove_them(flavour, names):
     assert not kernel.registrations.registry("rtnl_handler").entries()
     assert not Problems.of_kernel(kernel), Problems.of_kernel(kernel)
     assert find_module(modules, names[-1])
+
+
+def test_a_protocol_out_of_range_is_linux_s_bug(tmp_path):
+    from test_kbuild import kmodbuild
+    _, build = corpus("6.1")
+    src = tmp_path / "rtnlbug.c"
+    src.write_text("""
+#include <linux/module.h>
+#include <net/rtnetlink.h>
+MODULE_LICENSE("GPL");
+static int t_dumpit(struct sk_buff *skb, struct netlink_callback *cb) { return 0; }
+static int __init rtnlbug_init(void)
+{
+	return rtnl_register_module(THIS_MODULE, RTNL_FAMILY_MAX + 1, RTM_GETLINK, NULL, t_dumpit, 0);
+}
+module_init(rtnlbug_init);
+""")
+    ko = tmp_path / "rtnlbug.ko"
+    done = kmodbuild("--kernel", str(build), str(src), "-o", str(ko))
+    assert done.returncode == 0, done.stderr
+    kernel, errors = load_then_remove(build, [ko.read_bytes()])
+    assert errors
+    log = [r.text for r in kernel.log.records()]
+    assert "kernel BUG at net/core/rtnetlink.c!" in log
+    assert not kernel.registrations.registry("rtnl_handler").entries()

@@ -10,7 +10,8 @@ As Linux 6.1 and 6.12 (whose stable trees both have the `_many` forms):
 that already has a handler copies it and adds to it: a second doit or
 dumpit different from the first, an owner different from the first, or
 RTNL_FLAG_BULK_DEL_SUPPORTED on a message type that is not a DEL is a
-WARN_ON (and is taken), a failed allocation -ENOBUFS.  A protocol above
+WARN_ON (and is taken), a failed allocation -ENOBUFS (the table's
+allocations are the kernel's own, which failslab never fails here).  A protocol above
 RTNL_FAMILY_MAX or a message type outside RTM_BASE..RTM_MAX is BUG().
 `rtnl_unregister` of a protocol with no table is -ENOENT, of an empty slot
 0; `rtnl_unregister_all` frees the protocol's table.
