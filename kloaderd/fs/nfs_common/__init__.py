@@ -1,0 +1,1 @@
+"""fs/nfs_common: the pieces of NFS that Debian builds into vmlinux."""
