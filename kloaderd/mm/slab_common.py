@@ -25,6 +25,11 @@ kmalloc's are, so objects not freed are that module's leaks.  As Linux:
   and the WARN "kmem_cache_destroy NAME: Slab cache still has objects", and
   keeps the cache (Linux leaks it); destroying NULL does nothing.
 
+`kmem_cache_create_usercopy` (6.1) makes the same cache and keeps its
+usercopy region, cleared when it does not lie within the object as Linux
+clears it (without Linux's WARN); CONFIG_HARDENED_USERCOPY's check of each
+copy_to_user/copy_from_user against the region is not emulated.
+
 Where kloader differs: caches are never merged with one another (slab
 merging is invisible to modules), and a constructor runs for every
 allocation rather than once per object of a new slab page.
@@ -61,6 +66,9 @@ CACHE_OBJECT_SIZE = 64          # the kloader object a `struct kmem_cache *` poi
 class KmemCache:
     def __init__(self, name: str, size: int, align: int, ctor: int) -> None:
         self.name, self.size, self.align, self.ctor = name, size, align, ctor
+        # The usercopy region (kmem_cache_create_usercopy); the hardened
+        # usercopy checks of copies against it are not emulated.
+        self.useroffset = self.usersize = 0
         self.objects: set[int] = set()
 
     def alloc_size(self) -> int:
@@ -136,6 +144,25 @@ def destroy_kernel_cache(kernel: Any, cache: int) -> None:
         nargs=5)
 def kmem_cache_create(ctx: Any, name: int, size: int, align: int, flags: int, ctor: int) -> int:
     return create(ctx, "kmem_cache_create", name, size, align, flags, ctor)
+
+
+@export("kmem_cache_create_usercopy", "struct kmem_cache *kmem_cache_create_usercopy(const char *name, "
+        "unsigned int size, unsigned int align, slab_flags_t flags, unsigned int useroffset, "
+        "unsigned int usersize, void (*ctor)(void *))", nargs=7)
+def kmem_cache_create_usercopy(ctx: Any, name: int, size: int, align: int, flags: int, useroffset: int,
+                               usersize: int, ctor: int) -> int:
+    """6.1's (6.12 makes it a macro over __kmem_cache_create_args): a cache
+    whose objects may be copied to and from user space only within
+    [useroffset, useroffset + usersize); a region outside the object is
+    dropped (both 0), as Linux's "fail closed"."""
+    cache = create(ctx, "kmem_cache_create_usercopy", name, size, align, flags, ctor)
+    size, useroffset, usersize = size & 0xFFFFFFFF, useroffset & 0xFFFFFFFF, usersize & 0xFFFFFFFF
+    if (not usersize and useroffset) or size < usersize or size - usersize < useroffset:
+        useroffset = usersize = 0
+    if cache:
+        state = ctx.kernel.subsystem(Caches).by_address[cache]
+        state.useroffset, state.usersize = useroffset, usersize
+    return cache
 
 
 @export("__kmem_cache_create_args", "struct kmem_cache *__kmem_cache_create_args(const char *name, "
