@@ -23,9 +23,16 @@ Releases: in 6.1 `prepare_kernel_cred(NULL)` means `init_cred`; from 6.2
 on it is refused with a WARN and NULL (callers pass `&init_task`).
 A task pointer is `init_task` or a live emulated task (`current`).
 
+Keyrings (CONFIG_KEYS): `prepare_kernel_cred()` gives a cred none, and
+`jit_keyring` KEY_REQKEY_DEFL_THREAD_KEYRING, as Linux; `prepare_creds()`
+takes a reference on each keyring the copy holds; a freed cred puts its
+session, process and thread keyrings and `request_key_auth`
+(security/keyring.py), so a keyring a module made and handed to its
+cred's `thread_keyring` (dns_resolver, cifs, nfsv4) goes with it.
+
 Where kloader differs: `user`, `group_info` and `ucounts` stay NULL (no
-user_struct or group list is emulated), there are no keyrings and no LSM
-blob (`security` NULL).  Each task's `cred` and `real_cred` are kept by
+user_struct or group list is emulated), and there is no LSM blob
+(`security` NULL).  Each task's `cred` and `real_cred` are kept by
 the kernel and written to its task_struct (kernel/task_struct.py), so a
 module's inline `current_cred()`, `current_uid()` and `current_user_ns()`
 read them through `current`.
@@ -48,7 +55,12 @@ if TYPE_CHECKING:
 
 CRED = struct("struct cred", "linux/cred.h", "usage", "uid", "gid", "suid", "sgid", "euid", "egid",
               "fsuid", "fsgid", "securebits", "cap_inheritable", "cap_permitted", "cap_effective",
-              "cap_bset", "cap_ambient", "user_ns", sized=("usage",))
+              "cap_bset", "cap_ambient", "user_ns", sized=("usage",),
+              optional=("session_keyring", "process_keyring", "thread_keyring", "request_key_auth",
+                        "jit_keyring"))
+# CONFIG_KEYS's members: the keyrings a cred holds a reference on each of.
+KEYRINGS = ("session_keyring", "process_keyring", "thread_keyring", "request_key_auth")
+KEY_REQKEY_DEFL_THREAD_KEYRING = 1
 CAPABILITY = constants("capabilities", "linux/capability.h", "CAP_LAST_CAP")
 STRUCTS = (CRED, CAPABILITY)
 
@@ -122,7 +134,17 @@ class Creds:
         task = ctx.task
         if cred == self.init_cred or task is not None and cred in (task.cred, task.real_cred):
             raise KernelBug(BUG_AT)                       # BUG_ON(cred == current->cred)
+        keyrings = self.keyrings(cred)
         self.kernel.slab.free(cred, getattr(ctx.module, "name", None))
+        if any(keyrings):
+            from ..security.keyring import put_cred_keyrings
+            put_cred_keyrings(ctx, keyrings)
+
+    def keyrings(self, cred: int) -> list[int]:
+        """The keyrings `cred` holds (none where the kernel has no CONFIG_KEYS)."""
+        layout = self.kernel.layouts[CRED]
+        offsets = [getattr(layout, member) for member in KEYRINGS]
+        return [self.kernel.machine.mem.read_u64(cred + o) for o in offsets if o is not None]
 
     # -- tasks ------------------------------------------------------------------
 
@@ -185,13 +207,25 @@ def prepare_kernel_cred(ctx: Any, daemon: int) -> int:
         old = state.init()
     else:
         old = state.task_cred(ctx, daemon)
-    return state.copy(ctx, old)
+    new = state.copy(ctx, old)
+    layout, mem = ctx.kernel.layouts[CRED], ctx.mem
+    if new and layout.jit_keyring is not None:
+        for member in KEYRINGS:                   # a kernel service starts with no keyrings
+            mem.write_u64(new + getattr(layout, member), 0)
+        mem.write(new + layout.jit_keyring, bytes([KEY_REQKEY_DEFL_THREAD_KEYRING]))
+    return new
 
 
 @export("prepare_creds", "struct cred *prepare_creds(void)", nargs=0)
 def prepare_creds(ctx: Any) -> int:
     state = creds(ctx.kernel)
-    return state.copy(ctx, state.of_task(ctx.task))
+    new = state.copy(ctx, state.of_task(ctx.task))
+    if new:
+        keyrings = state.keyrings(new)
+        if any(keyrings):
+            from ..security.keyring import get_cred_keyrings
+            get_cred_keyrings(ctx.kernel, keyrings)
+    return new
 
 
 @export("get_task_cred", "const struct cred *get_task_cred(struct task_struct *task)", nargs=1)
