@@ -44,15 +44,16 @@ if TYPE_CHECKING:
 
 # What the VFS reads of the structures a driver sees (kloaderd/kernel/layouts.py:
 # each kernel's own offsets).  kloader's header declares them in Linux 6.6's order.
+# f_count is 6.1's to 6.12's atomic_long_t (6.13 made it a file_ref_t f_ref).
 FILE = struct("struct file", "linux/fs.h", "f_mode", "f_pos", "f_flags", "f_inode", "f_op",
-              "private_data")
+              "private_data", optional=("f_count",))
 INODE = struct("struct inode", "linux/fs.h", "i_mode", "i_op", "i_sb", "i_ino", "i_nlink", "i_rdev",
                "i_size", "i_fop", "i_cdev", "i_private", "i_blkbits", "i_count", "i_mapping", "i_data",
                # The timestamps: 6.1's timespec64s, 6.6's __i_ctime, 6.11's split seconds and nanoseconds.
                optional=("i_atime", "i_mtime", "i_ctime", "__i_ctime", "i_atime_sec", "i_atime_nsec",
                          "i_mtime_sec", "i_mtime_nsec", "i_ctime_sec", "i_ctime_nsec"))
 FOPS = struct("struct file_operations", "linux/fs.h", "owner", "llseek", "read", "write",
-              "unlocked_ioctl", "open", "release")
+              "unlocked_ioctl", "open", "flush", "release")
 STRUCTS = (FILE, INODE, FOPS)
 
 FMODE_READ = 0x1
