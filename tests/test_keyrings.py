@@ -2,8 +2,8 @@
 release's kbuild makes a private keyring as dns_resolver, cifs and nfsv4
 do, sees Linux's fields in its struct key, finds it in /proc/keys, and
 gives it back through its credential at exit; a keyring left alive is
-reported.  Debian's own dns_resolver (and the modules that need it) load
-and go clean."""
+reported.  Debian's own dns_resolver and cifs (with its dependencies)
+load and go clean."""
 
 from __future__ import annotations
 
@@ -67,3 +67,22 @@ def test_debian_dns_resolver_makes_its_keyring_and_removes_clean(flavour):
     assert not [r for r in kernel.log.records() if r.problem is not None], log
     from kloaderd.security.keyring import keys
     assert keys(kernel).proc_keys(True) == ""          # the keyring went with dns_resolver's cred
+
+
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_debian_cifs_makes_its_keyrings_and_removes_clean(flavour):
+    """cifs (after dns_resolver, netfs, fscache and its ciphers) makes two
+    keyrings of its own, .cifs_spnego and .cifs_idmap, and gives all back."""
+    modules, build = corpus(flavour)
+    shown = []
+
+    def after_load(kernel):
+        from kloaderd.security.keyring import keys
+        shown.append(keys(kernel).proc_keys(True))
+    kernel, errors = load_then_remove(build, with_dependencies(modules, "cifs"), after_load)
+    assert not errors
+    assert sorted(line.split()[-2] for line in shown[0].splitlines()) == [
+        ".cifs_idmap:", ".cifs_spnego:", ".dns_resolver:"]
+    assert not [r.text for r in kernel.log.records() if r.problem is not None]
+    from kloaderd.security.keyring import keys
+    assert keys(kernel).proc_keys(True) == ""
