@@ -118,3 +118,91 @@ def test_sctp_and_dccp_get_past_the_switch(flavour, name):
     """What stops them now is the kernel control socket they make next
     (inet_ctl_sock_create: no sockets are emulated)."""
     assert_gets_past(flavour, name, {"inet_register_protosw", "inet6_register_protosw"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_bonding_makes_bond0_and_its_masters_file_and_unloads_clean(flavour):
+    """bonding (after tls) stopped at sscanf, reciprocal_value,
+    netdev_class_create_file_ns, skb_flow_dissector_init, then on removal
+    xfrm_dev_state_flush, netdev_lower_get_next_private and netdev_info.
+    Its default bond0 is listed in /sys/class/net/bonding_masters, which
+    goes with the module."""
+    import trio
+
+    from kloaderd.fs.file import FileTable
+    from kloaderd.fs.tree import file_tree
+    from kloaderd.kernel.kernel import Kernel, KernelOptions
+    modules, build = corpus(flavour)
+    kernel = Kernel(KernelOptions(kernel=str(build)))
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        names = [await kernel.init_module(image) for image in with_dependencies(modules, "bonding")]
+        files = FileTable(kernel, "test", "cat")
+        seen["masters"] = await files.read_file("/sys/class/net/bonding_masters", 4096)
+        for name in reversed(names):
+            await kernel.delete_module(name)
+        seen["after"] = sorted(file_tree(kernel).lookup("/sys/class/net").entries())
+        await kernel.shutdown()
+    trio.run(main)
+    assert seen == {"masters": b"bond0\n", "after": []}
+    log = [r.text for r in kernel.log.records()]
+    assert "bond0 (unregistering): Released all slaves" in log
+    assert not [t for t in log if any(w in t for w in ("leaked", "Oops", "not emulated", "WARNING"))], log
+    assert not [e for e in kernel.registrations.all() if e.owner is not None]
+
+
+NDP = r"""
+#include <linux/module.h>
+#include <linux/init.h>
+#include <linux/netdevice.h>
+#include <linux/etherdevice.h>
+#include <net/flow_dissector.h>
+MODULE_LICENSE("GPL");
+
+struct keys {
+	struct flow_dissector_key_control control;
+	struct flow_dissector_key_basic basic;
+	struct flow_dissector_key_ports ports;
+};
+static const struct flow_dissector_key wanted[] = {
+	{ .key_id = FLOW_DISSECTOR_KEY_CONTROL, .offset = offsetof(struct keys, control) },
+	{ .key_id = FLOW_DISSECTOR_KEY_BASIC, .offset = offsetof(struct keys, basic) },
+	{ .key_id = FLOW_DISSECTOR_KEY_PORTS, .offset = offsetof(struct keys, ports) },
+};
+static struct flow_dissector dissector;
+
+static int __init ndp_init(void)
+{
+	struct net_device *dev = alloc_netdev(0, "ndp%d", NET_NAME_UNKNOWN, ether_setup);
+
+	if (!dev)
+		return -ENOMEM;
+	netdev_info(dev, "hello %d\n", 1);
+	netdev_warn(NULL, "nobody\n");
+	free_netdev(dev);
+	dissector.offset[FLOW_DISSECTOR_KEY_IPV4_ADDRS] = 99;
+	skb_flow_dissector_init(&dissector, wanted, ARRAY_SIZE(wanted));
+	pr_info("ndp: keys %llx offsets %u %u %u %u\n", (unsigned long long)dissector.used_keys,
+		dissector.offset[FLOW_DISSECTOR_KEY_CONTROL], dissector.offset[FLOW_DISSECTOR_KEY_BASIC],
+		dissector.offset[FLOW_DISSECTOR_KEY_PORTS], dissector.offset[FLOW_DISSECTOR_KEY_IPV4_ADDRS]);
+	return 0;
+}
+static void __exit ndp_exit(void)
+{
+}
+module_init(ndp_init);
+module_exit(ndp_exit);
+"""
+
+
+@pytest.mark.slow          # builds with the real kernel's kbuild
+@pytest.mark.parametrize("flavour", ["6.1", "6.12"])
+def test_netdev_messages_and_a_flow_dissector(tmp_path, flavour):
+    kernel, lines = run_kbuilt(tmp_path, "ndp", NDP, flavour)
+    log = [r.text for r in kernel.log.records()]
+    assert "(unnamed net_device) (uninitialized): hello 1" in log
+    assert "(NULL net_device): nobody" in log
+    # CONTROL 0, BASIC 1, PORTS 4 in both releases; the 99 was zeroed first
+    assert lines == ["ndp: keys 13 offsets 0 8 12 0"]

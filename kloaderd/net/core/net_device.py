@@ -88,7 +88,7 @@ NET_DEVICE = struct(
     "broadcast", "_rx", "num_rx_queues", "real_num_rx_queues", "_tx", "num_tx_queues",
     "real_num_tx_queues", "tx_queue_len", "pcpu_refcnt", "dismantle", "needs_free_netdev",
     "priv_destructor", "nd_net", "rtnl_link_ops", "stats", "name_assign_type",
-    "carrier_up_count", "carrier_down_count",
+    "carrier_up_count", "carrier_down_count", "adj_list.upper", "adj_list.lower", "dev.parent",
     # 6.1's priv_flags is a member, 6.12's a bit-field at the start of priv_flags_fast
     optional=("padded", "priv", "priv_len", "priv_flags", "priv_flags_fast"))
 NETDEV_OPS = struct("struct net_device_ops", "linux/netdevice.h", "ndo_init", "ndo_uninit")
@@ -326,7 +326,7 @@ async def _alloc_netdev(ctx: Any, sizeof_priv: int, name: int, assign_type: int,
     mem.write_u64(dev + layout.pcpu_refcnt, refcnt)
     mem.write_u64(dev + layout.dev_addr, dev_addr)
     mem.write_u64(dev + layout.nd_net, devs.net)                    # dev_net_set(dev, &init_net)
-    for head in (layout.dev_list, layout.unreg_list):
+    for head in (layout.dev_list, layout.unreg_list, layout.adj_list_upper, layout.adj_list_lower):
         init_list_head(mem, dev + head)
     try:
         await call_module_code(ctx, setup, dev)

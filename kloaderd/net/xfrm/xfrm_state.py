@@ -78,6 +78,13 @@ def xfrm_state_flush(ctx: Any, net: int, proto: int, task_valid: int, sync: int)
     return -errno.ESRCH
 
 
+@export("xfrm_dev_state_flush", "int xfrm_dev_state_flush(struct net *net, struct net_device *dev, "
+        "bool task_valid)", nargs=3)
+def xfrm_dev_state_flush(ctx: Any, net: int, dev: int, task_valid: int) -> int:
+    """No state exists, so none is offloaded to `dev`: -ESRCH, as Linux when it flushed none."""
+    return -errno.ESRCH
+
+
 @export("xfrm_flush_gc", "void xfrm_flush_gc(void)", nargs=0)
 def xfrm_flush_gc(ctx: Any) -> None:
     return None
