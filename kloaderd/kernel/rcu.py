@@ -217,9 +217,23 @@ class Rcu:
             if sanitizer.belongs_to(mod, cb.func):
                 self._free_active(cb)
             elif slab.holds(cb.head, mod.name):
-                slab.give_to_kernel(slab.containing(cb.head) or 0)
+                self._retire(slab.containing(cb.head) or 0, mod.name)
             elif sanitizer.belongs_to(mod, cb.head):
                 self._free_active(cb)
+
+    def _retire(self, start: int, owner: str) -> None:
+        """Hand the allocation at `start` to the kernel, with the owner's
+        allocations it points to (one level): the callback frees those
+        too, as svcauth_gss_domain_release_rcu kfrees a gss domain's
+        kstrdup'd name with it (rpcsec_gss_krb5's exit retires domains
+        auth_rpcgss's callback frees)."""
+        slab = self.kernel.slab
+        slab.give_to_kernel(start)
+        data = self.kernel.mem.read(start, slab.ksize(start))
+        for offset in range(0, len(data) - 7, 8):
+            pointer = int.from_bytes(data[offset:offset + 8], "little")
+            if pointer != start and slab.owns(pointer, owner):
+                slab.give_to_kernel(pointer)
 
     def _memory_freed(self, start: int, end: int) -> None:
         """kfree of [start, end): debug_check_no_obj_freed for rcu_heads."""

@@ -147,6 +147,7 @@ SUBSYSTEMS = ("kloaderd.kernel.panic", "kloaderd.kernel.rcu", "kloaderd.kernel.n
               "kloaderd.mm.usercopy", "kloaderd.mm.percpu", "kloaderd.mm.vmalloc", "kloaderd.mm.mempool", "kloaderd.mm.vmscan", "kloaderd.mm.shrinker", "kloaderd.mm.mmu_notifier",
               "kloaderd.fs.char_dev",
               "kloaderd.fs.nfs_common",
+              "kloaderd.fs.namei",
               "kloaderd.fs.read_write", "kloaderd.fs.open", "kloaderd.fs.proc_sysctl",
               "kloaderd.fs.seq_file", "kloaderd.fs.procfs", "kloaderd.fs.drop_caches", "kloaderd.fs.proc_net",
               "kloaderd.fs.sysfs", "kloaderd.fs.debugfs",
